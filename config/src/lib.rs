@@ -1,0 +1,9 @@
+//! tandem's configuration: the TOML schema (`schema`), the value parsers (`units`) and the
+//! validation that turns a file into a [`Config`] or into the full list of its problems,
+//! each naming its key and why.
+
+pub mod schema;
+pub mod units;
+mod validate;
+
+pub use validate::*;

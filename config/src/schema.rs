@@ -1,0 +1,150 @@
+//! The TOML file as written: serde structs whose field names are the config keys. Addresses,
+//! MACs and durations stay strings here so that validation can name the key of each bad one
+//! and report every problem at once, not just the first.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct File {
+    pub node: Option<Node>,
+    pub eal: Option<Eal>,
+    #[serde(default)]
+    pub port: Vec<Port>,
+    #[serde(default)]
+    pub mempool: Mempool,
+    #[serde(default)]
+    pub workers: Workers,
+    #[serde(default)]
+    pub flows: Flows,
+    #[serde(default)]
+    pub control: Control,
+    #[serde(default)]
+    pub service: Vec<Service>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Node {
+    pub id: u32,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Eal {
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Port {
+    pub name: String,
+    pub devargs: String,
+    pub ipv4: Option<String>,
+    pub ipv6: Option<String>,
+    pub gateway: Option<String>,
+    pub gateway6: Option<String>,
+    pub mac: Option<String>,
+    pub rx_descriptors: Option<u16>,
+    pub tx_descriptors: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct Mempool {
+    pub mbufs: u32,
+    pub cache: u32,
+}
+
+impl Default for Mempool {
+    fn default() -> Self {
+        Mempool {
+            mbufs: 16383,
+            cache: 256,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct Workers {
+    pub cores: Vec<usize>,
+    pub burst: usize,
+    pub idle_sleep: String,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers {
+            cores: vec![1],
+            burst: 32,
+            idle_sleep: "50us".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct Flows {
+    pub capacity: u32,
+    pub tcp_syn_timeout: String,
+    pub tcp_established_timeout: String,
+    pub tcp_closing_timeout: String,
+    pub udp_timeout: String,
+}
+
+impl Default for Flows {
+    fn default() -> Self {
+        Flows {
+            capacity: 65536,
+            tcp_syn_timeout: "10s".into(),
+            tcp_established_timeout: "15m".into(),
+            tcp_closing_timeout: "10s".into(),
+            udp_timeout: "5m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct Control {
+    pub socket: String,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            socket: "/run/tandem/tandem.sock".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Service {
+    pub name: String,
+    pub vip: String,
+    pub port: u16,
+    pub protocol: String,
+    pub mode: String,
+    #[serde(default)]
+    pub backend: Vec<Backend>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Backend {
+    pub name: String,
+    pub address: String,
+    pub port: Option<u16>,
+    #[serde(default = "one")]
+    pub weight: u32,
+    pub state: Option<String>,
+    #[serde(default)]
+    pub paths: Vec<Path>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Path {
+    pub port: String,
+    pub mac: Option<String>,
+}

@@ -1,0 +1,129 @@
+//! Parsers for the value formats the config uses in strings: durations ("250ms"), MAC
+//! addresses ("02:00:00:00:00:01") and interface addresses with a prefix ("10.0.0.1/24").
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+/// Parses "0us", "50us", "250ms", "10s", "15m", "1h" (an integer and a unit, nothing else).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("\"{s}\" has no unit (use us, ms, s, m or h)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" does not start with a whole number"))?;
+    let d = match unit {
+        "us" => Duration::from_micros(n),
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("\"{s}\": unknown unit \"{unit}\" (use us, ms, s, m or h)")),
+    };
+    Ok(d)
+}
+
+/// Parses a MAC address written as six colon-separated hex octets.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let mut out = [0u8; 6];
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(format!("\"{s}\" is not a MAC address (six hex octets joined by ':')"));
+    }
+    for (o, p) in out.iter_mut().zip(parts) {
+        if p.is_empty() || p.len() > 2 {
+            return Err(format!("\"{s}\" is not a MAC address"));
+        }
+        *o = u8::from_str_radix(p, 16).map_err(|_| format!("\"{s}\" is not a MAC address"))?;
+    }
+    Ok(out)
+}
+
+pub fn format_mac(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+pub fn parse_cidr4(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (a, p) = s
+        .split_once('/')
+        .ok_or_else(|| format!("\"{s}\" needs a prefix length, like 10.0.0.1/24"))?;
+    let addr: Ipv4Addr = a
+        .parse()
+        .map_err(|_| format!("\"{a}\" is not an IPv4 address"))?;
+    let len: u8 = p
+        .parse()
+        .ok()
+        .filter(|l| *l <= 32)
+        .ok_or_else(|| format!("\"{p}\" is not a prefix length from 0 to 32"))?;
+    Ok((addr, len))
+}
+
+pub fn parse_cidr6(s: &str) -> Result<(Ipv6Addr, u8), String> {
+    let (a, p) = s
+        .split_once('/')
+        .ok_or_else(|| format!("\"{s}\" needs a prefix length, like fd00::1/64"))?;
+    let addr: Ipv6Addr = a
+        .parse()
+        .map_err(|_| format!("\"{a}\" is not an IPv6 address"))?;
+    let len: u8 = p
+        .parse()
+        .ok()
+        .filter(|l| *l <= 128)
+        .ok_or_else(|| format!("\"{p}\" is not a prefix length from 0 to 128"))?;
+    Ok((addr, len))
+}
+
+pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.parse()
+        .map_err(|_| format!("\"{s}\" is not an IPv4 or IPv6 address"))
+}
+
+/// True when `addr` lies in `net/len`.
+pub fn in_subnet4(addr: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let mask = u32::MAX << (32 - u32::from(len));
+    u32::from(addr) & mask == u32::from(net) & mask
+}
+
+pub fn in_subnet6(addr: Ipv6Addr, net: Ipv6Addr, len: u8) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let mask = u128::MAX << (128 - u32::from(len));
+    u128::from(addr) & mask == u128::from(net) & mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("0us").unwrap(), Duration::ZERO);
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("5 days").is_err());
+    }
+
+    #[test]
+    fn macs_and_cidrs() {
+        assert_eq!(parse_mac("02:00:00:00:01:aB").unwrap(), [2, 0, 0, 0, 1, 0xab]);
+        assert!(parse_mac("02:00:00:00:01").is_err());
+        assert!(parse_mac("02:00:00:00:01:100").is_err());
+        assert_eq!(parse_cidr4("10.0.0.1/24").unwrap().1, 24);
+        assert!(parse_cidr4("10.0.0.1/33").is_err());
+        assert!(parse_cidr4("10.0.0.1").is_err());
+        assert!(in_subnet4("10.0.0.9".parse().unwrap(), "10.0.0.1".parse().unwrap(), 24));
+        assert!(!in_subnet4("10.0.1.9".parse().unwrap(), "10.0.0.1".parse().unwrap(), 24));
+        assert!(in_subnet6("fd00::9".parse().unwrap(), "fd00::1".parse().unwrap(), 64));
+    }
+}

@@ -1,0 +1,703 @@
+//! From the parsed file to a checked [`Config`]. Every problem found is collected with the
+//! key it concerns (`service[0].backend[1].paths[0].port`) so `check-config` can list them
+//! all in one run.
+
+use crate::schema;
+use crate::units::*;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One thing wrong with a config: the key it concerns and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub why: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.why)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Nat,
+    Dsr,
+    Gue,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Nat => "nat",
+            Mode::Dsr => "dsr",
+            Mode::Gue => "gue",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendState {
+    Active,
+    Draining,
+    Standby,
+    Down,
+}
+
+impl BackendState {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendState::Active => "active",
+            BackendState::Draining => "draining",
+            BackendState::Standby => "standby",
+            BackendState::Down => "down",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => BackendState::Active,
+            "draining" => BackendState::Draining,
+            "standby" => BackendState::Standby,
+            "down" => BackendState::Down,
+            _ => return None,
+        })
+    }
+}
+
+/// The UDP port a GUE backend listens on when its `port` is left out.
+pub const DEFAULT_GUE_PORT: u16 = 6080;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_id: u32,
+    pub eal_args: Vec<String>,
+    pub ports: Vec<PortConfig>,
+    pub mempool_mbufs: u32,
+    pub mempool_cache: u32,
+    pub workers: WorkersConfig,
+    pub flows: FlowsConfig,
+    pub control_socket: PathBuf,
+    pub services: Vec<ServiceConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PortConfig {
+    pub name: String,
+    pub devargs: String,
+    pub ipv4: Option<(Ipv4Addr, u8)>,
+    pub ipv6: Option<(Ipv6Addr, u8)>,
+    pub gateway: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
+    pub mac: Option<[u8; 6]>,
+    pub rx_descriptors: u16,
+    pub tx_descriptors: u16,
+}
+
+impl PortConfig {
+    /// The DPDK device name: the devargs up to the first comma (`net_pcap0`).
+    pub fn device_name(&self) -> &str {
+        self.devargs.split(',').next().unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkersConfig {
+    pub cores: Vec<usize>,
+    pub burst: usize,
+    pub idle_sleep: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct FlowsConfig {
+    pub capacity: u32,
+    pub tcp_syn_timeout: Duration,
+    pub tcp_established_timeout: Duration,
+    pub tcp_closing_timeout: Duration,
+    pub udp_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub mode: Mode,
+    pub backends: Vec<BackendConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub weight: u32,
+    pub state: BackendState,
+    pub paths: Vec<PathConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PathConfig {
+    /// Index into [`Config::ports`].
+    pub port: usize,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// Largest weight a backend may have (selection tables are built from weights).
+pub const MAX_WEIGHT: u32 = 10_000;
+/// Most backends a node can hold over all services.
+pub const MAX_BACKENDS: usize = 1024;
+
+impl Config {
+    /// Parses and validates TOML text; on failure, every problem found.
+    pub fn from_toml(text: &str) -> Result<Config, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let de = match toml::Deserializer::new(text) {
+            d => d,
+        };
+        let mut unknown = Vec::new();
+        let file: Result<schema::File, _> =
+            serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));
+        for key in unknown {
+            problems.push(Problem {
+                key,
+                why: "unknown key".into(),
+            });
+        }
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(Problem {
+                    key: "(file)".into(),
+                    why: e.to_string().trim().replace('\n', " "),
+                });
+                return Err(problems);
+            }
+        };
+        let cfg = validate(file, &mut problems);
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn from_path(path: &std::path::Path) -> Result<Config, Vec<Problem>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![Problem {
+                key: path.display().to_string(),
+                why: format!("cannot read: {e}"),
+            }]
+        })?;
+        Config::from_toml(&text)
+    }
+
+    pub fn port_index(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|p| p.name == name)
+    }
+}
+
+struct Checker<'a> {
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn bad(&mut self, key: impl Into<String>, why: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            why: why.into(),
+        });
+    }
+    fn duration(&mut self, key: &str, s: &str, dflt: Duration) -> Duration {
+        match parse_duration(s) {
+            Ok(d) => d,
+            Err(e) => {
+                self.bad(key, e);
+                dflt
+            }
+        }
+    }
+}
+
+fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
+    let mut c = Checker { problems };
+    let node_id = match &file.node {
+        Some(n) => n.id,
+        None => {
+            c.bad("node", "missing section [node] (needs id)");
+            0
+        }
+    };
+    let eal_args = match file.eal {
+        Some(e) => e.args,
+        None => {
+            c.bad("eal", "missing section [eal] (needs args)");
+            Vec::new()
+        }
+    };
+    for (i, a) in eal_args.iter().enumerate() {
+        if a.starts_with("-l") || a.starts_with("--lcores") || a == "-c" {
+            c.bad(
+                format!("eal.args[{i}]"),
+                "core lists come from [workers].cores; tandem adds --lcores itself",
+            );
+        }
+    }
+    if file.port.is_empty() {
+        c.bad("port", "at least one [[port]] is needed");
+    }
+
+    let mut ports = Vec::new();
+    let mut names = HashSet::new();
+    let mut devs = HashSet::new();
+    for (i, p) in file.port.iter().enumerate() {
+        let k = format!("port[{i}]");
+        if p.name.is_empty() {
+            c.bad(format!("{k}.name"), "must not be empty");
+        }
+        if !names.insert(p.name.clone()) {
+            c.bad(format!("{k}.name"), format!("duplicate port name \"{}\"", p.name));
+        }
+        let dev = p.devargs.split(',').next().unwrap_or("").to_string();
+        if dev.is_empty() {
+            c.bad(format!("{k}.devargs"), "must name a device, like net_pcap0,rx_pcap=...");
+        } else if !devs.insert(dev.clone()) {
+            c.bad(format!("{k}.devargs"), format!("device \"{dev}\" is used by two ports"));
+        }
+        let ipv4 = p.ipv4.as_deref().and_then(|s| match parse_cidr4(s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                c.bad(format!("{k}.ipv4"), e);
+                None
+            }
+        });
+        let ipv6 = p.ipv6.as_deref().and_then(|s| match parse_cidr6(s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                c.bad(format!("{k}.ipv6"), e);
+                None
+            }
+        });
+        let gateway = p.gateway.as_deref().and_then(|s| match s.parse::<Ipv4Addr>() {
+            Ok(g) => {
+                match ipv4 {
+                    Some((a, l)) if in_subnet4(g, a, l) => {}
+                    Some(_) => c.bad(format!("{k}.gateway"), "is not on the port's ipv4 subnet"),
+                    None => c.bad(format!("{k}.gateway"), "needs the port's ipv4 address"),
+                }
+                Some(g)
+            }
+            Err(_) => {
+                c.bad(format!("{k}.gateway"), format!("\"{s}\" is not an IPv4 address"));
+                None
+            }
+        });
+        let gateway6 = p.gateway6.as_deref().and_then(|s| match s.parse::<Ipv6Addr>() {
+            Ok(g) => {
+                match ipv6 {
+                    Some((a, l)) if in_subnet6(g, a, l) => {}
+                    Some(_) => c.bad(format!("{k}.gateway6"), "is not on the port's ipv6 subnet"),
+                    None => c.bad(format!("{k}.gateway6"), "needs the port's ipv6 address"),
+                }
+                Some(g)
+            }
+            Err(_) => {
+                c.bad(format!("{k}.gateway6"), format!("\"{s}\" is not an IPv6 address"));
+                None
+            }
+        });
+        let mac = p.mac.as_deref().and_then(|s| match parse_mac(s) {
+            Ok(m) if m[0] & 1 == 1 => {
+                c.bad(format!("{k}.mac"), "is a multicast address");
+                None
+            }
+            Ok(m) => Some(m),
+            Err(e) => {
+                c.bad(format!("{k}.mac"), e);
+                None
+            }
+        });
+        let desc = |c: &mut Checker, key: &str, v: Option<u16>| -> u16 {
+            let v = v.unwrap_or(1024);
+            if !(64..=16384).contains(&v) || !v.is_power_of_two() {
+                c.bad(format!("{k}.{key}"), "must be a power of two from 64 to 16384");
+            }
+            v
+        };
+        let rx_descriptors = desc(&mut c, "rx_descriptors", p.rx_descriptors);
+        let tx_descriptors = desc(&mut c, "tx_descriptors", p.tx_descriptors);
+        ports.push(PortConfig {
+            name: p.name.clone(),
+            devargs: p.devargs.clone(),
+            ipv4,
+            ipv6,
+            gateway,
+            gateway6,
+            mac,
+            rx_descriptors,
+            tx_descriptors,
+        });
+    }
+
+    if file.mempool.mbufs < 1024 {
+        c.bad("mempool.mbufs", "must be at least 1024");
+    }
+    if file.mempool.cache > 512 {
+        c.bad("mempool.cache", "must be at most 512 (DPDK's per-lcore cache limit)");
+    }
+
+    let w = &file.workers;
+    if w.cores.is_empty() {
+        c.bad("workers.cores", "needs at least one CPU");
+    }
+    if w.cores.len() > 64 {
+        c.bad("workers.cores", "at most 64 workers");
+    }
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    for (i, core) in w.cores.iter().enumerate() {
+        if *core >= ncpu.max(128) {
+            c.bad(format!("workers.cores[{i}]"), format!("CPU {core} does not exist"));
+        }
+    }
+    if !(1..=512).contains(&w.burst) {
+        c.bad("workers.burst", "must be from 1 to 512");
+    }
+    let idle_sleep = c.duration("workers.idle_sleep", &w.idle_sleep, Duration::from_micros(50));
+    if idle_sleep > Duration::from_millis(100) {
+        c.bad("workers.idle_sleep", "at most 100ms, or packets wait too long");
+    }
+
+    let f = &file.flows;
+    if f.capacity < 16 {
+        c.bad("flows.capacity", "must be at least 16");
+    }
+    if f.capacity > 1 << 28 {
+        c.bad("flows.capacity", "at most 268435456");
+    }
+    let flows = FlowsConfig {
+        capacity: f.capacity,
+        tcp_syn_timeout: c.duration("flows.tcp_syn_timeout", &f.tcp_syn_timeout, Duration::from_secs(10)),
+        tcp_established_timeout: c.duration(
+            "flows.tcp_established_timeout",
+            &f.tcp_established_timeout,
+            Duration::from_secs(900),
+        ),
+        tcp_closing_timeout: c.duration(
+            "flows.tcp_closing_timeout",
+            &f.tcp_closing_timeout,
+            Duration::from_secs(10),
+        ),
+        udp_timeout: c.duration("flows.udp_timeout", &f.udp_timeout, Duration::from_secs(300)),
+    };
+    for (key, d) in [
+        ("flows.tcp_syn_timeout", flows.tcp_syn_timeout),
+        ("flows.tcp_established_timeout", flows.tcp_established_timeout),
+        ("flows.tcp_closing_timeout", flows.tcp_closing_timeout),
+        ("flows.udp_timeout", flows.udp_timeout),
+    ] {
+        if d < Duration::from_millis(100) {
+            c.bad(key, "must be at least 100ms");
+        }
+    }
+
+    if file.control.socket.is_empty() {
+        c.bad("control.socket", "must be a path");
+    }
+
+    let mut services = Vec::new();
+    let mut svc_names = HashSet::new();
+    let mut vips = HashSet::new();
+    let mut total_backends = 0;
+    for (i, s) in file.service.iter().enumerate() {
+        let k = format!("service[{i}]");
+        if s.name.is_empty() || s.name.contains(char::is_whitespace) {
+            c.bad(format!("{k}.name"), "must be a non-empty word");
+        }
+        if !svc_names.insert(s.name.clone()) {
+            c.bad(format!("{k}.name"), format!("duplicate service name \"{}\"", s.name));
+        }
+        let vip = match parse_ip(&s.vip) {
+            Ok(v) => {
+                if v.is_multicast() || v.is_unspecified() {
+                    c.bad(format!("{k}.vip"), "must be a unicast address");
+                }
+                Some(v)
+            }
+            Err(e) => {
+                c.bad(format!("{k}.vip"), e);
+                None
+            }
+        };
+        let protocol = match s.protocol.as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => {
+                c.bad(format!("{k}.protocol"), format!("\"{other}\" is not tcp or udp"));
+                Protocol::Tcp
+            }
+        };
+        let mode = match s.mode.as_str() {
+            "nat" => Mode::Nat,
+            "dsr" => Mode::Dsr,
+            "gue" => Mode::Gue,
+            other => {
+                c.bad(format!("{k}.mode"), format!("\"{other}\" is not nat, dsr or gue"));
+                Mode::Nat
+            }
+        };
+        if s.port == 0 {
+            c.bad(format!("{k}.port"), "must be from 1 to 65535");
+        }
+        if let Some(v) = vip {
+            if !vips.insert((v, s.port, protocol)) {
+                c.bad(
+                    format!("{k}.vip"),
+                    format!("duplicate VIP: {v} port {} {} is already a service", s.port, protocol.name()),
+                );
+            }
+            for (pi, p) in ports.iter().enumerate() {
+                let clash = match v {
+                    IpAddr::V4(a) => p.ipv4.map(|x| x.0) == Some(a),
+                    IpAddr::V6(a) => p.ipv6.map(|x| x.0) == Some(a),
+                };
+                if clash {
+                    c.bad(format!("{k}.vip"), format!("is port[{pi}]'s own address"));
+                }
+            }
+        }
+        if s.backend.is_empty() {
+            c.bad(format!("{k}.backend"), "a service needs at least one [[service.backend]]");
+        }
+        let mut backends = Vec::new();
+        let mut bnames = HashSet::new();
+        for (j, b) in s.backend.iter().enumerate() {
+            let bk = format!("{k}.backend[{j}]");
+            total_backends += 1;
+            if b.name.is_empty() || b.name.contains(char::is_whitespace) {
+                c.bad(format!("{bk}.name"), "must be a non-empty word");
+            }
+            if !bnames.insert(b.name.clone()) {
+                c.bad(format!("{bk}.name"), format!("duplicate backend name \"{}\" in service", b.name));
+            }
+            let address = match parse_ip(&b.address) {
+                Ok(a) => {
+                    if let Some(v) = vip {
+                        if a.is_ipv4() != v.is_ipv4() {
+                            c.bad(format!("{bk}.address"), "must be of the VIP's address family");
+                        }
+                    }
+                    a
+                }
+                Err(e) => {
+                    c.bad(format!("{bk}.address"), e);
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                }
+            };
+            let port = match (mode, b.port) {
+                (Mode::Dsr, Some(p)) if p != s.port => {
+                    c.bad(format!("{bk}.port"), "dsr keeps the VIP's port; leave port out");
+                    s.port
+                }
+                (Mode::Dsr, _) => s.port,
+                (Mode::Nat, p) => p.unwrap_or(s.port),
+                (Mode::Gue, p) => p.unwrap_or(DEFAULT_GUE_PORT),
+            };
+            if port == 0 {
+                c.bad(format!("{bk}.port"), "must be from 1 to 65535");
+            }
+            if b.weight > MAX_WEIGHT {
+                c.bad(format!("{bk}.weight"), format!("at most {MAX_WEIGHT}"));
+            }
+            let state = match b.state.as_deref() {
+                None => BackendState::Active,
+                Some(st) => BackendState::parse(st).unwrap_or_else(|| {
+                    c.bad(format!("{bk}.state"), format!("\"{st}\" is not active, draining, standby or down"));
+                    BackendState::Active
+                }),
+            };
+            if b.paths.is_empty() {
+                c.bad(format!("{bk}.paths"), "a backend needs at least one path");
+            }
+            let mut paths = Vec::new();
+            for (pi, p) in b.paths.iter().enumerate() {
+                let pk = format!("{bk}.paths[{pi}]");
+                let Some(idx) = ports.iter().position(|x| x.name == p.port) else {
+                    c.bad(format!("{pk}.port"), format!("no [[port]] is named \"{}\"", p.port));
+                    continue;
+                };
+                let mac = p.mac.as_deref().and_then(|m| match parse_mac(m) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        c.bad(format!("{pk}.mac"), e);
+                        None
+                    }
+                });
+                let port_cfg = &ports[idx];
+                let has_family = match address {
+                    IpAddr::V4(_) => port_cfg.ipv4.is_some(),
+                    IpAddr::V6(_) => port_cfg.ipv6.is_some(),
+                };
+                if !has_family && (mac.is_none() || mode != Mode::Dsr) {
+                    c.bad(
+                        format!("{pk}.port"),
+                        format!(
+                            "port \"{}\" has no {} address to reach the backend from",
+                            p.port,
+                            if address.is_ipv4() { "ipv4" } else { "ipv6" }
+                        ),
+                    );
+                }
+                if paths.iter().any(|x: &PathConfig| x.port == idx && x.mac == mac) {
+                    c.bad(pk, "duplicate path");
+                    continue;
+                }
+                paths.push(PathConfig { port: idx, mac });
+            }
+            backends.push(BackendConfig {
+                name: b.name.clone(),
+                address,
+                port,
+                weight: b.weight,
+                state,
+                paths,
+            });
+        }
+        services.push(ServiceConfig {
+            name: s.name.clone(),
+            vip: vip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            port: s.port,
+            protocol,
+            mode,
+            backends,
+        });
+    }
+    if total_backends > MAX_BACKENDS {
+        c.bad("service", format!("at most {MAX_BACKENDS} backends over all services"));
+    }
+
+    Config {
+        node_id,
+        eal_args,
+        ports,
+        mempool_mbufs: file.mempool.mbufs,
+        mempool_cache: file.mempool.cache,
+        workers: WorkersConfig {
+            cores: w.cores.clone(),
+            burst: w.burst,
+            idle_sleep,
+        },
+        flows,
+        control_socket: PathBuf::from(&file.control.socket),
+        services,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[node]
+id = 1
+[eal]
+args = ["--no-huge"]
+[[port]]
+name = "front"
+devargs = "net_null0"
+ipv4 = "10.0.0.1/24"
+gateway = "10.0.0.254"
+[[port]]
+name = "back"
+devargs = "net_null1"
+ipv4 = "10.1.0.1/24"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "nat"
+[[service.backend]]
+name = "a"
+address = "10.1.0.11"
+port = 8080
+weight = 2
+paths = [{ port = "back", mac = "02:00:00:00:01:11" }]
+"#;
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = Config::from_toml(GOOD).unwrap();
+        assert_eq!(c.workers.burst, 32);
+        assert_eq!(c.services[0].backends[0].paths[0].port, 1);
+        assert_eq!(c.flows.udp_timeout, Duration::from_secs(300));
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        Config::from_toml(text).unwrap_err()
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_key() {
+        let bad = GOOD
+            .replace("gateway = \"10.0.0.254\"", "gateway = \"10.0.0.254\"\ncolour = \"red\"")
+            .replace("vip = \"192.0.2.10\"", "vip = \"192.0.2.300\"")
+            .replace("{ port = \"back\", mac", "{ port = \"nowhere\", mac");
+        let p = problems(&bad);
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"port.0.colour") || keys.iter().any(|k| k.contains("colour")), "{p:?}");
+        assert!(keys.contains(&"service[0].vip"), "{p:?}");
+        assert!(keys.contains(&"service[0].backend[0].paths[0].port"), "{p:?}");
+    }
+
+    #[test]
+    fn duplicate_vip_and_pathless_backend() {
+        let mut text = GOOD.to_string();
+        text.push_str(
+            r#"
+[[service]]
+name = "web2"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "dsr"
+[[service.backend]]
+name = "b"
+address = "10.1.0.12"
+"#,
+        );
+        let p = problems(&text);
+        assert!(p.iter().any(|p| p.key == "service[1].vip" && p.why.contains("duplicate VIP")), "{p:?}");
+        assert!(p.iter().any(|p| p.key == "service[1].backend[0].paths"), "{p:?}");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        let p = problems("[node\nid = 1");
+        assert_eq!(p.len(), 1);
+    }
+}
