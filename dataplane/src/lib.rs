@@ -1,1 +1,15 @@
+//! tandem's data plane.
+//!
+//! The packet logic (`wire`, `flow`, `select`, `services`, `neighbor`, `pipeline`) works on
+//! byte slices and takes `now` as an argument: no DPDK, no clock, no allocation per packet,
+//! so it is unit-tested, property-tested and fuzzed without an EAL. `port` is the thin DPDK
+//! layer under it: EAL, mempools, ethdev ports and the pinned worker loops.
 
+pub mod counters;
+pub mod flow;
+pub mod messages;
+pub mod neighbor;
+pub mod pipeline;
+pub mod select;
+pub mod services;
+pub mod wire;

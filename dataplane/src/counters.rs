@@ -1,0 +1,135 @@
+//! Per-worker counters. Each worker is the only writer of its own counters, so an increment
+//! is a relaxed load and store (a plain add, no locked instruction); the control thread reads
+//! them whenever it likes and sums over workers.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A counter with a single writer.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline(always)]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    #[inline(always)]
+    pub fn inc(&self) {
+        self.add(1)
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed)
+    }
+}
+
+macro_rules! drop_reasons {
+    ($($variant:ident => $name:literal,)*) => {
+        /// Why a packet was dropped; each has its own counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum DropReason { $($variant,)* }
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    NotForUs => "not_for_us",
+    Malformed => "malformed",
+    Truncated => "truncated",
+    BadIhl => "bad_ihl",
+    Ipv4Fragment => "ipv4_fragment",
+    UnsupportedEthertype => "unsupported_ethertype",
+    UnsupportedProtocol => "unsupported_protocol",
+    UnknownService => "unknown_service",
+    NoBackend => "no_backend",
+    TtlExpired => "ttl_expired",
+    NoNeighbor => "no_neighbor",
+    NoPath => "no_path",
+    TableFull => "flow_table_full",
+    NoHeadroom => "no_headroom",
+    TooBig => "too_big",
+    TxFull => "tx_full",
+}
+
+pub const NUM_DROP_REASONS: usize = DropReason::ALL.len();
+/// Most ports a node drives.
+pub const MAX_PORTS: usize = 16;
+/// Most backends over all services (selection and counters are sized by it).
+pub const MAX_BACKENDS: usize = 1024;
+
+#[derive(Default, Debug)]
+pub struct PortCounters {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+}
+
+/// Everything one worker counts. Shared (read-only) with the control thread.
+#[derive(Debug)]
+pub struct WorkerCounters {
+    pub ports: [PortCounters; MAX_PORTS],
+    pub drops: [Counter; NUM_DROP_REASONS],
+    pub arp_replies: Counter,
+    pub icmp_replies: Counter,
+    pub nd_replies: Counter,
+    pub flows_created: Counter,
+    pub flows_replicated_in: Counter,
+    pub flows_evicted: Counter,
+    pub flows_refused: Counter,
+    pub flows_expired: Counter,
+    pub flows_in_table: Counter,
+    pub path_failovers: Counter,
+    pub outbox_overflow: Counter,
+    pub bursts: Counter,
+    pub idle_polls: Counter,
+    /// New flows per backend id, for the control thread's rate and totals.
+    pub backend_new_flows: Box<[Counter]>,
+    /// Packets forwarded per backend id.
+    pub backend_packets: Box<[Counter]>,
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        WorkerCounters {
+            ports: Default::default(),
+            drops: Default::default(),
+            arp_replies: Counter::default(),
+            icmp_replies: Counter::default(),
+            nd_replies: Counter::default(),
+            flows_created: Counter::default(),
+            flows_replicated_in: Counter::default(),
+            flows_evicted: Counter::default(),
+            flows_refused: Counter::default(),
+            flows_expired: Counter::default(),
+            flows_in_table: Counter::default(),
+            path_failovers: Counter::default(),
+            outbox_overflow: Counter::default(),
+            bursts: Counter::default(),
+            idle_polls: Counter::default(),
+            backend_new_flows: (0..MAX_BACKENDS).map(|_| Counter::default()).collect(),
+            backend_packets: (0..MAX_BACKENDS).map(|_| Counter::default()).collect(),
+        }
+    }
+}
+
+impl WorkerCounters {
+    #[inline(always)]
+    pub fn count_drop(&self, r: DropReason) {
+        self.drops[r as usize].inc();
+    }
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize].get()
+    }
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().map(Counter::get).sum()
+    }
+}

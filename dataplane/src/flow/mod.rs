@@ -1,0 +1,9 @@
+//! Flows: the key, the record, and the per-worker table.
+
+pub mod key;
+pub mod record;
+pub mod table;
+
+pub use key::FlowKey;
+pub use record::{FlowRecord, FlowState, Timeouts};
+pub use table::{FlowTable, Insert};

@@ -1,0 +1,178 @@
+//! What a flow table stores for a flow, and the TCP state machine that picks its timeout.
+
+use crate::wire::l4::{ACK, FIN, RST, SYN};
+use std::time::Duration;
+
+/// Where a flow is in its life; each state has its own idle timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum FlowState {
+    /// A SYN was seen, the handshake has not completed.
+    #[default]
+    SynSeen = 0,
+    Established = 1,
+    /// A FIN or RST was seen.
+    Closing = 2,
+    /// UDP: no states, one idle timeout.
+    Udp = 3,
+}
+
+impl FlowState {
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowState::SynSeen => "syn_seen",
+            FlowState::Established => "established",
+            FlowState::Closing => "closing",
+            FlowState::Udp => "udp",
+        }
+    }
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => FlowState::SynSeen,
+            1 => FlowState::Established,
+            2 => FlowState::Closing,
+            3 => FlowState::Udp,
+            _ => return None,
+        })
+    }
+
+    /// The state of a new flow whose first packet carried `flags` (0 for UDP).
+    pub fn initial(proto: u8, flags: u8) -> Self {
+        if proto != crate::wire::l4::PROTO_TCP {
+            FlowState::Udp
+        } else if flags & (FIN | RST) != 0 {
+            FlowState::Closing
+        } else if flags & SYN != 0 && flags & ACK == 0 {
+            FlowState::SynSeen
+        } else {
+            // A mid-stream packet with no record (a table lost to a restart, say): carry on.
+            FlowState::Established
+        }
+    }
+
+    /// The next state after a packet with `flags` in either direction.
+    pub fn next(self, flags: u8) -> Self {
+        match self {
+            FlowState::Udp => FlowState::Udp,
+            _ if flags & (FIN | RST) != 0 => FlowState::Closing,
+            FlowState::SynSeen if flags & ACK != 0 && flags & SYN == 0 => FlowState::Established,
+            s => s,
+        }
+    }
+}
+
+/// Idle timeouts per state, in milliseconds (the tables' clock).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub syn_ms: u32,
+    pub established_ms: u32,
+    pub closing_ms: u32,
+    pub udp_ms: u32,
+}
+
+impl Timeouts {
+    pub fn new(syn: Duration, established: Duration, closing: Duration, udp: Duration) -> Self {
+        let ms = |d: Duration| d.as_millis().min(u128::from(u32::MAX / 2)) as u32;
+        Timeouts {
+            syn_ms: ms(syn),
+            established_ms: ms(established),
+            closing_ms: ms(closing),
+            udp_ms: ms(udp),
+        }
+    }
+    #[inline]
+    pub fn for_state(&self, s: FlowState) -> u32 {
+        match s {
+            FlowState::SynSeen => self.syn_ms,
+            FlowState::Established => self.established_ms,
+            FlowState::Closing => self.closing_ms,
+            FlowState::Udp => self.udp_ms,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            syn_ms: 10_000,
+            established_ms: 900_000,
+            closing_ms: 10_000,
+            udp_ms: 300_000,
+        }
+    }
+}
+
+/// The record of one flow, as every worker stores it.
+///
+/// A forward record is keyed by the client's 5-tuple to the VIP. In nat mode each table also
+/// holds a reverse entry keyed by the backend's reply 5-tuple; it only names the service, and
+/// the forward record (found from the reply by swapping back to the VIP) holds the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowRecord {
+    pub service: u16,
+    /// Global backend id.
+    pub backend: u16,
+    /// Indices into the backend's path list.
+    pub primary_path: u8,
+    pub backup_path: u8,
+    pub state: FlowState,
+    /// The port the flow's requests arrive on; nat replies leave by it.
+    pub ingress_port: u8,
+    pub reverse: bool,
+    /// The L2 source of the flow's requests: the fallback next hop for replies.
+    pub client_mac: [u8; 6],
+    /// Node-local clock (ms since the node started; wraps after 49 days, compared wrapping).
+    pub created_ms: u32,
+    pub last_seen_ms: u32,
+    /// When this worker last told the control thread the flow is alive.
+    pub last_sync_ms: u32,
+}
+
+impl FlowRecord {
+    /// True when the flow has been idle longer than its state allows.
+    #[inline]
+    pub fn expired(&self, now_ms: u32, t: &Timeouts) -> bool {
+        now_ms.wrapping_sub(self.last_seen_ms) as i32 > t.for_state(self.state) as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_states() {
+        assert_eq!(FlowState::initial(6, SYN), FlowState::SynSeen);
+        assert_eq!(FlowState::initial(6, ACK), FlowState::Established);
+        assert_eq!(FlowState::initial(17, 0), FlowState::Udp);
+        assert_eq!(FlowState::SynSeen.next(SYN | ACK), FlowState::SynSeen);
+        assert_eq!(FlowState::SynSeen.next(ACK), FlowState::Established);
+        assert_eq!(FlowState::Established.next(FIN | ACK), FlowState::Closing);
+        assert_eq!(FlowState::Closing.next(ACK), FlowState::Closing);
+        assert_eq!(FlowState::Udp.next(FIN), FlowState::Udp);
+    }
+
+    #[test]
+    fn expiry_by_state() {
+        let t = Timeouts::default();
+        let r = FlowRecord {
+            state: FlowState::SynSeen,
+            last_seen_ms: 1000,
+            ..Default::default()
+        };
+        assert!(!r.expired(11_000, &t));
+        assert!(r.expired(11_001, &t));
+        let e = FlowRecord {
+            state: FlowState::Established,
+            ..r
+        };
+        assert!(!e.expired(11_001, &t));
+        // Wrapping clock.
+        let w = FlowRecord {
+            last_seen_ms: u32::MAX - 10,
+            state: FlowState::SynSeen,
+            ..r
+        };
+        assert!(!w.expired(100, &t));
+    }
+}

@@ -1,0 +1,839 @@
+//! The packet core: one frame in, a verdict out, with every rewrite done in place. No DPDK,
+//! no clock, no allocation: the port layer hands in the bytes, the input port and `now`, and
+//! carries out the verdict. Everything the control thread must hear about (new flows,
+//! learned neighbors) goes into a preallocated outbox drained after each burst.
+
+use crate::counters::{DropReason, WorkerCounters, MAX_PORTS};
+use crate::flow::{FlowKey, FlowRecord, FlowState, FlowTable, Insert, Timeouts};
+use crate::messages::{FromWorker, ToWorker};
+use crate::neighbor::Neighbors;
+use crate::select::path;
+use crate::services::{PortInfo, Service, Services, SELECTION_SEED};
+use crate::wire::ethernet::{self, Mac, L2};
+use crate::wire::icmp;
+use crate::wire::ipv4::{self, Ipv4Error};
+use crate::wire::ipv6;
+use crate::wire::l4::{self, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::wire::{arp, WireError};
+use std::sync::Arc;
+use tandem_config::Mode;
+
+/// A frame inside its buffer: `buf` is the whole data room (headroom included) so a verdict
+/// may move `start` back to prepend headers, or forward to strip a VLAN tag.
+pub struct PacketBuf<'a> {
+    pub buf: &'a mut [u8],
+    pub start: usize,
+    pub len: usize,
+}
+
+impl PacketBuf<'_> {
+    #[inline]
+    pub fn frame(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+    #[inline]
+    pub fn frame_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the (rewritten) frame out of this port.
+    Tx(u8),
+    /// Absorbed by the node (an ARP reply it learned from, say); free it, not a drop.
+    Consumed,
+    Drop(DropReason),
+}
+
+/// Largest outer IP packet a GUE encapsulation may produce (the backend link's MTU).
+pub const GUE_MAX_IP_LEN: usize = 1500;
+
+/// Capacity of the outbox to the control thread, per burst.
+pub const OUTBOX_CAP: usize = 8192;
+
+/// One worker's packet core.
+pub struct Core {
+    pub worker: u16,
+    pub table: FlowTable,
+    pub services: Arc<Services>,
+    pub neighbors: Neighbors,
+    pub link_up: [bool; MAX_PORTS],
+    pub counters: Arc<WorkerCounters>,
+    pub outbox: Vec<FromWorker>,
+    last_need_ms: u32,
+}
+
+fn wire_drop(e: WireError) -> DropReason {
+    match e {
+        WireError::Truncated => DropReason::Truncated,
+        WireError::Malformed => DropReason::Malformed,
+    }
+}
+
+/// How often a live flow is re-announced to the control thread: a quarter of its timeout,
+/// within [250ms, 30s].
+#[inline]
+fn sync_interval(t: &Timeouts, s: FlowState) -> u32 {
+    (t.for_state(s) / 4).clamp(250, 30_000)
+}
+
+impl Core {
+    pub fn new(
+        worker: u16,
+        capacity: usize,
+        timeouts: Timeouts,
+        services: Arc<Services>,
+        counters: Arc<WorkerCounters>,
+        table_seed: u64,
+    ) -> Core {
+        Core {
+            worker,
+            table: FlowTable::new(capacity, timeouts, table_seed),
+            services,
+            neighbors: Neighbors::default(),
+            link_up: [true; MAX_PORTS],
+            counters,
+            outbox: Vec::with_capacity(OUTBOX_CAP),
+            last_need_ms: u32::MAX,
+        }
+    }
+
+    #[inline]
+    fn emit(&mut self, m: FromWorker) {
+        if self.outbox.len() < OUTBOX_CAP {
+            self.outbox.push(m);
+        } else {
+            self.counters.outbox_overflow.inc();
+        }
+    }
+
+    /// Applies one message from the control thread. `Solicit` is the port layer's to
+    /// carry out (it needs a fresh buffer); it is handed back.
+    pub fn apply(&mut self, msg: ToWorker, now_ms: u32) -> Option<ToWorker> {
+        match msg {
+            ToWorker::Flow { key, rec } => {
+                self.counters.flows_replicated_in.inc();
+                self.store(key, rec, now_ms);
+            }
+            ToWorker::Services(s) => {
+                let old = std::mem::replace(&mut self.services, s);
+                self.emit(FromWorker::Retired(old));
+            }
+            ToWorker::Neighbor { port, ip, mac } => {
+                self.neighbors.set(port, ip, mac, now_ms);
+            }
+            ToWorker::Link { port, up } => {
+                if let Some(l) = self.link_up.get_mut(usize::from(port)) {
+                    *l = up;
+                }
+            }
+            m @ ToWorker::Solicit { .. } => return Some(m),
+        }
+        None
+    }
+
+    /// Stores a forward record and, for nat, the reverse entry its replies are found by.
+    fn store(&mut self, key: FlowKey, mut rec: FlowRecord, now_ms: u32) -> Insert {
+        // Replicated records carry the sender's clock fields; ours restart them.
+        rec.last_seen_ms = now_ms;
+        rec.last_sync_ms = now_ms;
+        let r = self.table.insert(key, rec, now_ms);
+        match r {
+            Insert::Refused => self.counters.flows_refused.inc(),
+            Insert::Evicted => self.counters.flows_evicted.inc(),
+            _ => {}
+        }
+        if r != Insert::Refused {
+            if let Some(rkey) = self.reverse_key(&key, &rec) {
+                let rrec = FlowRecord {
+                    reverse: true,
+                    ..rec
+                };
+                self.table.insert(rkey, rrec, now_ms);
+            }
+        }
+        self.counters.flows_in_table.set(self.table.len() as u64);
+        r
+    }
+
+    /// The key a nat flow's replies carry: backend to client.
+    fn reverse_key(&self, key: &FlowKey, rec: &FlowRecord) -> Option<FlowKey> {
+        let svc = self.services.services.get(usize::from(rec.service))?;
+        if svc.mode != Mode::Nat {
+            return None;
+        }
+        let b = self.services.backends.get(usize::from(rec.backend))?;
+        Some(FlowKey {
+            src: b.addr,
+            dst: key.src,
+            sport: b.port,
+            dport: key.sport,
+            proto: key.proto,
+            v6: key.v6,
+        })
+    }
+
+    /// Removes expired flows from a slice of the table; call between bursts.
+    pub fn housekeeping(&mut self, now_ms: u32, buckets: usize) {
+        let n = self.table.sweep(now_ms, buckets);
+        if n > 0 {
+            self.counters.flows_expired.add(n as u64);
+            self.counters.flows_in_table.set(self.table.len() as u64);
+        }
+    }
+
+    /// Processes one frame that arrived on `in_port`.
+    pub fn process(&mut self, in_port: u8, pkt: &mut PacketBuf, now_ms: u32) -> Verdict {
+        let v = self.process_inner(in_port, pkt, now_ms);
+        if let Verdict::Drop(r) = v {
+            self.counters.count_drop(r);
+        }
+        v
+    }
+
+    fn process_inner(&mut self, in_port: u8, pkt: &mut PacketBuf, now_ms: u32) -> Verdict {
+        let l2 = match ethernet::parse(pkt.frame()) {
+            Ok(l2) => l2,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        let Some(port) = self.services.ports.get(usize::from(in_port)) else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        if l2.dst != port.mac && !ethernet::is_multicast(&l2.dst) {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        match l2.ethertype {
+            ethernet::ETHERTYPE_ARP => self.arp(in_port, pkt, &l2, now_ms),
+            ethernet::ETHERTYPE_IPV4 => self.ipv4(in_port, pkt, &l2, now_ms),
+            ethernet::ETHERTYPE_IPV6 => self.ipv6(in_port, pkt, &l2, now_ms),
+            _ => Verdict::Drop(DropReason::UnsupportedEthertype),
+        }
+    }
+
+    fn learn(&mut self, port: u8, ip: [u8; 16], mac: Mac, now_ms: u32) {
+        if ip == [0; 16] || ethernet::is_multicast(&mac) {
+            return;
+        }
+        if self.neighbors.set(port, ip, mac, now_ms) {
+            self.emit(FromWorker::Neighbor { port, ip, mac });
+        }
+    }
+
+    fn arp(&mut self, in_port: u8, pkt: &mut PacketBuf, l2: &L2, now_ms: u32) -> Verdict {
+        let a = match arp::parse(&pkt.frame()[l2.l3_offset..]) {
+            Ok(a) => a,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        let port = &self.services.ports[usize::from(in_port)];
+        let port_mac = port.mac;
+        let sender = a.sender_ip.octets();
+        let mut sender16 = [0u8; 16];
+        sender16[..4].copy_from_slice(&sender);
+        let on_link = port.on_link(&sender);
+        let target = a.target_ip.octets();
+        let mut target16 = [0u8; 16];
+        target16[..4].copy_from_slice(&target);
+        let ours = port.ipv4.is_some_and(|(ip, _)| ip == target) || self.services.is_vip(&target16);
+        if on_link {
+            self.learn(in_port, sender16, a.sender_mac, now_ms);
+        }
+        if a.op == arp::OP_REQUEST && ours {
+            let reply = arp::Arp {
+                op: arp::OP_REPLY,
+                sender_mac: port_mac,
+                sender_ip: a.target_ip,
+                target_mac: a.sender_mac,
+                target_ip: a.sender_ip,
+            };
+            let f = pkt.frame_mut();
+            f[0..6].copy_from_slice(&l2.src);
+            f[6..12].copy_from_slice(&port_mac);
+            arp::emit(&mut f[l2.l3_offset..], &reply);
+            self.counters.arp_replies.inc();
+            return Verdict::Tx(in_port);
+        }
+        if on_link {
+            Verdict::Consumed
+        } else {
+            Verdict::Drop(DropReason::NotForUs)
+        }
+    }
+
+    fn ipv4(&mut self, in_port: u8, pkt: &mut PacketBuf, l2: &L2, now_ms: u32) -> Verdict {
+        let l3 = l2.l3_offset;
+        let ip = match ipv4::Packet::new_checked(&pkt.frame()[l3..]) {
+            Ok(p) => p,
+            Err(Ipv4Error::Wire(e)) => return Verdict::Drop(wire_drop(e)),
+            Err(Ipv4Error::BadIhl) => return Verdict::Drop(DropReason::BadIhl),
+            Err(Ipv4Error::Fragment) => return Verdict::Drop(DropReason::Ipv4Fragment),
+        };
+        let proto = ip.protocol();
+        let (src4, dst4) = (ip.src_bytes(), ip.dst_bytes());
+        let hl = ip.header_len();
+        let mut dst16 = [0u8; 16];
+        dst16[..4].copy_from_slice(&dst4);
+        let to_port = self.services.ports[usize::from(in_port)]
+            .ipv4
+            .is_some_and(|(a, _)| a == dst4);
+        if proto == PROTO_ICMP {
+            if to_port || self.services.is_vip(&dst16) {
+                return self.icmp4_echo(in_port, pkt, l2, hl);
+            }
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        if proto != PROTO_TCP && proto != PROTO_UDP {
+            return Verdict::Drop(if self.services.is_vip(&dst16) {
+                DropReason::UnsupportedProtocol
+            } else {
+                DropReason::NotForUs
+            });
+        }
+        let ports = match l4::parse(proto, ip.payload()) {
+            Ok(p) => p,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        let key = FlowKey::v4(src4, dst4, ports.src, ports.dst, proto);
+        self.l4(in_port, pkt, l2, hl, key, ports.flags, now_ms)
+    }
+
+    fn ipv6(&mut self, in_port: u8, pkt: &mut PacketBuf, l2: &L2, now_ms: u32) -> Verdict {
+        let l3 = l2.l3_offset;
+        let ip = match ipv6::Packet::new_checked(&pkt.frame()[l3..]) {
+            Ok(p) => p,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        let nh = ip.next_header();
+        let (src, dst) = (ip.src_bytes(), ip.dst_bytes());
+        if nh == PROTO_ICMPV6 {
+            return self.icmp6(in_port, pkt, l2, now_ms);
+        }
+        if nh != PROTO_TCP && nh != PROTO_UDP {
+            return Verdict::Drop(if self.services.is_vip(&dst) {
+                DropReason::UnsupportedProtocol
+            } else {
+                DropReason::NotForUs
+            });
+        }
+        let ports = match l4::parse(nh, ip.payload()) {
+            Ok(p) => p,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        let key = FlowKey::v6(src, dst, ports.src, ports.dst, nh);
+        self.l4(in_port, pkt, l2, ipv6::HEADER_LEN, key, ports.flags, now_ms)
+    }
+
+    /// TCP or UDP: to a service, or a nat reply from a backend.
+    #[allow(clippy::too_many_arguments)]
+    fn l4(
+        &mut self,
+        in_port: u8,
+        pkt: &mut PacketBuf,
+        l2: &L2,
+        hl: usize,
+        key: FlowKey,
+        flags: u8,
+        now_ms: u32,
+    ) -> Verdict {
+        let services = Arc::clone(&self.services);
+        if let Some(svc) = services.lookup(&key.dst, key.dport, key.proto) {
+            if svc.v6 != key.v6 {
+                return Verdict::Drop(DropReason::UnknownService);
+            }
+            return self.to_backend(in_port, pkt, l2, hl, key, flags, svc, now_ms);
+        }
+        if services.is_vip(&key.dst) {
+            return Verdict::Drop(DropReason::UnknownService);
+        }
+        self.nat_reply(pkt, l2, hl, key, flags, now_ms)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn to_backend(
+        &mut self,
+        in_port: u8,
+        pkt: &mut PacketBuf,
+        l2: &L2,
+        hl: usize,
+        key: FlowKey,
+        flags: u8,
+        svc: &Service,
+        now_ms: u32,
+    ) -> Verdict {
+        let timeouts = *self.table.timeouts();
+        let rec = match self.table.get_mut(&key, now_ms) {
+            Some(r) => {
+                let before = r.state;
+                r.state = r.state.next(flags);
+                r.last_seen_ms = now_ms;
+                let announce = r.state != before
+                    || now_ms.wrapping_sub(r.last_sync_ms) >= sync_interval(&timeouts, r.state);
+                if announce {
+                    r.last_sync_ms = now_ms;
+                }
+                let rec = *r;
+                if announce {
+                    self.emit(FromWorker::Flow {
+                        worker: self.worker,
+                        key,
+                        rec,
+                    });
+                    // Keep the nat reverse entry as fresh as its forward record.
+                    if let Some(rk) = self.reverse_key(&key, &rec) {
+                        if let Some(rr) = self.table.get_mut(&rk, now_ms) {
+                            rr.last_seen_ms = now_ms;
+                            rr.state = rec.state;
+                        }
+                    }
+                }
+                rec
+            }
+            None => {
+                let h = key.hash(SELECTION_SEED);
+                let Some(backend) = svc.maglev.lookup(h) else {
+                    return Verdict::Drop(DropReason::NoBackend);
+                };
+                let npaths = self.services.backends[usize::from(backend)].paths.len();
+                let (primary_path, backup_path) = path::assign(h, npaths);
+                let rec = FlowRecord {
+                    service: svc.id,
+                    backend,
+                    primary_path,
+                    backup_path,
+                    state: FlowState::initial(key.proto, flags),
+                    ingress_port: in_port,
+                    reverse: false,
+                    client_mac: l2.src,
+                    created_ms: now_ms,
+                    last_seen_ms: now_ms,
+                    last_sync_ms: now_ms,
+                };
+                if self.store(key, rec, now_ms) == Insert::Refused {
+                    return Verdict::Drop(DropReason::TableFull);
+                }
+                self.counters.flows_created.inc();
+                self.counters.backend_new_flows[usize::from(backend)].inc();
+                self.emit(FromWorker::Flow {
+                    worker: self.worker,
+                    key,
+                    rec,
+                });
+                rec
+            }
+        };
+        let services = Arc::clone(&self.services);
+        let Some(backend) = services.backends.get(usize::from(rec.backend)) else {
+            return Verdict::Drop(DropReason::NoBackend);
+        };
+        self.counters.backend_packets[usize::from(rec.backend)].inc();
+        // The primary path, or the backup when the primary's port is down.
+        let mut p = backend.paths.get(usize::from(rec.primary_path));
+        if p.is_some_and(|p| !self.link_up[usize::from(p.port)]) {
+            p = backend.paths.get(usize::from(rec.backup_path));
+            self.counters.path_failovers.inc();
+        }
+        let Some(path) = p.copied().filter(|p| self.link_up[usize::from(p.port)]) else {
+            return Verdict::Drop(DropReason::NoPath);
+        };
+        let out = &services.ports[usize::from(path.port)];
+        let next_mac = match path.mac {
+            Some(m) => m,
+            None => match self.resolve(path.port, out, &backend.addr, backend.v6, now_ms) {
+                Some(m) => m,
+                None => return Verdict::Drop(DropReason::NoNeighbor),
+            },
+        };
+        let l3 = l2.l3_offset;
+        match svc.mode {
+            Mode::Dsr => {}
+            Mode::Nat => {
+                let f = pkt.frame_mut();
+                if let Err(r) = rewrite_l3(
+                    &mut f[l3..],
+                    key.v6,
+                    hl,
+                    key.proto,
+                    Rewrite::Dst,
+                    &backend.addr,
+                    backend.port,
+                ) {
+                    return Verdict::Drop(r);
+                }
+            }
+            Mode::Gue => return self.gue(pkt, l3, key, out, &next_mac, backend.addr, backend.port, path.port),
+        }
+        set_l2(pkt, l3, &next_mac, &out.mac, key.v6);
+        Verdict::Tx(path.port)
+    }
+
+    /// A reply from a nat backend: back to VIP:port, out of the port the request came in on.
+    fn nat_reply(
+        &mut self,
+        pkt: &mut PacketBuf,
+        l2: &L2,
+        hl: usize,
+        key: FlowKey,
+        flags: u8,
+        now_ms: u32,
+    ) -> Verdict {
+        let Some(rev) = self.table.get_mut(&key, now_ms) else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        if !rev.reverse {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        rev.last_seen_ms = now_ms;
+        let service = rev.service;
+        let services = Arc::clone(&self.services);
+        let Some(svc) = services.services.get(usize::from(service)) else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        let fkey = FlowKey {
+            src: key.dst,
+            dst: svc.vip,
+            sport: key.dport,
+            dport: svc.port,
+            proto: key.proto,
+            v6: key.v6,
+        };
+        let timeouts = *self.table.timeouts();
+        let Some(fwd) = self.table.get_mut(&fkey, now_ms) else {
+            self.table.remove(&key);
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        let before = fwd.state;
+        fwd.state = fwd.state.next(flags);
+        fwd.last_seen_ms = now_ms;
+        let announce = fwd.state != before
+            || now_ms.wrapping_sub(fwd.last_sync_ms) >= sync_interval(&timeouts, fwd.state);
+        if announce {
+            fwd.last_sync_ms = now_ms;
+        }
+        let rec = *fwd;
+        if announce {
+            self.emit(FromWorker::Flow {
+                worker: self.worker,
+                key: fkey,
+                rec,
+            });
+        }
+        if let Some(r) = self.table.get_mut(&key, now_ms) {
+            r.state = rec.state;
+        }
+        let egress = rec.ingress_port;
+        let Some(out) = services.ports.get(usize::from(egress)) else {
+            return Verdict::Drop(DropReason::NoPath);
+        };
+        if !self.link_up[usize::from(egress)] {
+            return Verdict::Drop(DropReason::NoPath);
+        }
+        let next_mac = self
+            .resolve(egress, out, &key.dst, key.v6, now_ms)
+            .unwrap_or(rec.client_mac);
+        let l3 = l2.l3_offset;
+        let f = pkt.frame_mut();
+        if let Err(r) = rewrite_l3(&mut f[l3..], key.v6, hl, key.proto, Rewrite::Src, &svc.vip, svc.port) {
+            return Verdict::Drop(r);
+        }
+        set_l2(pkt, l3, &next_mac, &out.mac, key.v6);
+        Verdict::Tx(egress)
+    }
+
+    /// The MAC of the next hop toward `addr` out of `port`, asking the control thread to
+    /// resolve it when unknown (at most once per millisecond per worker).
+    fn resolve(&mut self, port: u8, info: &PortInfo, addr: &[u8; 16], v6: bool, now_ms: u32) -> Option<Mac> {
+        let hop = info.next_hop(addr, v6)?;
+        if let Some(m) = self.neighbors.get(port, &hop) {
+            return Some(m);
+        }
+        if self.last_need_ms != now_ms {
+            self.last_need_ms = now_ms;
+            self.emit(FromWorker::NeedNeighbor { port, ip: hop, v6 });
+        }
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gue(
+        &mut self,
+        pkt: &mut PacketBuf,
+        l3: usize,
+        key: FlowKey,
+        out: &PortInfo,
+        next_mac: &Mac,
+        backend: [u8; 16],
+        udp_port: u16,
+        out_port: u8,
+    ) -> Verdict {
+        // The inner packet is the IP packet alone (no Ethernet padding).
+        let inner_len = {
+            let f = &pkt.frame()[l3..];
+            if key.v6 {
+                ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([f[4], f[5]]))
+            } else {
+                usize::from(u16::from_be_bytes([f[2], f[3]]))
+            }
+        };
+        let ip_hdr = if key.v6 { ipv6::HEADER_LEN } else { ipv4::MIN_HEADER_LEN };
+        let outer = ethernet::HEADER_LEN + ip_hdr + l4::UDP_LEN;
+        let outer_ip_len = ip_hdr + l4::UDP_LEN + inner_len;
+        if outer_ip_len > GUE_MAX_IP_LEN {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        let inner_start = pkt.start + l3;
+        if inner_start < outer || inner_start + inner_len > pkt.buf.len() {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        }
+        let start = inner_start - outer;
+        let b = &mut pkt.buf[start..inner_start + inner_len];
+        let ethertype = if key.v6 {
+            ethernet::ETHERTYPE_IPV6
+        } else {
+            ethernet::ETHERTYPE_IPV4
+        };
+        ethernet::write_header(b, next_mac, &out.mac, ethertype);
+        // Entropy for the fabric's ECMP: the flow's hash in the UDP source port.
+        let sport = 0xc000 | (key.hash(SELECTION_SEED) as u16 & 0x3fff);
+        let udp_len = (l4::UDP_LEN + inner_len) as u16;
+        let u = ethernet::HEADER_LEN + ip_hdr;
+        b[u..u + 2].copy_from_slice(&sport.to_be_bytes());
+        b[u + 2..u + 4].copy_from_slice(&udp_port.to_be_bytes());
+        b[u + 4..u + 6].copy_from_slice(&udp_len.to_be_bytes());
+        b[u + 6..u + 8].copy_from_slice(&[0, 0]);
+        if key.v6 {
+            let Some((src, _)) = out.ipv6 else {
+                return Verdict::Drop(DropReason::NoPath);
+            };
+            ipv6::emit(&mut b[ethernet::HEADER_LEN..], src, backend, PROTO_UDP, usize::from(udp_len), 64);
+            // IPv6 requires a UDP checksum.
+            l4::fill_checksum(PROTO_UDP, &src, &backend, &mut b[u..]);
+        } else {
+            let Some((src, _)) = out.ipv4 else {
+                return Verdict::Drop(DropReason::NoPath);
+            };
+            let mut dst = [0u8; 4];
+            dst.copy_from_slice(&backend[..4]);
+            ipv4::emit(&mut b[ethernet::HEADER_LEN..], src, dst, PROTO_UDP, usize::from(udp_len), 64);
+        }
+        pkt.start = start;
+        pkt.len = outer + inner_len;
+        Verdict::Tx(out_port)
+    }
+
+    fn icmp4_echo(&mut self, in_port: u8, pkt: &mut PacketBuf, l2: &L2, hl: usize) -> Verdict {
+        let l3 = l2.l3_offset;
+        let port_mac = self.services.ports[usize::from(in_port)].mac;
+        let f = pkt.frame_mut();
+        let total = usize::from(u16::from_be_bytes([f[l3 + 2], f[l3 + 3]]));
+        let body = &mut f[l3 + hl..l3 + total];
+        match icmp::message_type(body) {
+            Ok(icmp::ECHO_REQUEST) => {}
+            Ok(_) => return Verdict::Drop(DropReason::NotForUs),
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        }
+        icmp::echo_to_reply_v4(body);
+        let mut ip = ipv4::Packet::new_unchecked(&mut f[l3..]);
+        ip.swap_addresses();
+        f[l3 + 8] = 64;
+        ipv4::fill_checksum(&mut f[l3..]);
+        swap_l2(f, &port_mac);
+        self.counters.icmp_replies.inc();
+        Verdict::Tx(in_port)
+    }
+
+    fn icmp6(&mut self, in_port: u8, pkt: &mut PacketBuf, l2: &L2, now_ms: u32) -> Verdict {
+        let l3 = l2.l3_offset;
+        let port = self.services.ports[usize::from(in_port)].clone();
+        let (src, dst, plen) = {
+            let ip = ipv6::Packet::new_unchecked(&pkt.frame()[l3..]);
+            (ip.src_bytes(), ip.dst_bytes(), ip.payload_len())
+        };
+        let body_at = l3 + ipv6::HEADER_LEN;
+        let kind = match icmp::message_type(&pkt.frame()[body_at..body_at + plen]) {
+            Ok(k) => k,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        let ours = |a: &[u8; 16], s: &Services| port.ipv6.is_some_and(|(x, _)| x == *a) || s.is_vip(a);
+        match kind {
+            icmp::V6_ECHO_REQUEST if ours(&dst, &self.services) => {
+                let f = pkt.frame_mut();
+                icmp::echo_to_reply_v6(&mut f[body_at..body_at + plen]);
+                let mut ip = ipv6::Packet::new_unchecked(&mut f[l3..]);
+                ip.set_src(dst);
+                ip.set_dst(src);
+                ip.set_hop_limit(64);
+                swap_l2(f, &port.mac);
+                self.counters.icmp_replies.inc();
+                Verdict::Tx(in_port)
+            }
+            icmp::V6_NEIGHBOR_SOLICIT | icmp::V6_NEIGHBOR_ADVERT => {
+                let nd = match icmp::parse_nd(&pkt.frame()[body_at..body_at + plen]) {
+                    Ok(n) => n,
+                    Err(e) => return Verdict::Drop(wire_drop(e)),
+                };
+                if kind == icmp::V6_NEIGHBOR_ADVERT {
+                    if let Some(m) = nd.lladdr {
+                        self.learn(in_port, nd.target, m, now_ms);
+                    }
+                    return Verdict::Consumed;
+                }
+                if let Some(m) = nd.lladdr {
+                    if port.on_link(&src) {
+                        self.learn(in_port, src, m, now_ms);
+                    }
+                }
+                if !ours(&nd.target, &self.services) {
+                    return Verdict::Drop(DropReason::NotForUs);
+                }
+                let reply_dst = if src == [0; 16] {
+                    let mut all = [0u8; 16];
+                    all[0] = 0xff;
+                    all[1] = 0x02;
+                    all[15] = 1;
+                    all
+                } else {
+                    src
+                };
+                let need = l3 + ipv6::HEADER_LEN + icmp::ND_LEN;
+                if pkt.start + need > pkt.buf.len() {
+                    return Verdict::Drop(DropReason::NoHeadroom);
+                }
+                pkt.len = need;
+                let f = pkt.frame_mut();
+                swap_l2(f, &port.mac);
+                ipv6::emit(&mut f[l3..], nd.target, reply_dst, PROTO_ICMPV6, icmp::ND_LEN, 255);
+                let b = &mut f[body_at..body_at + icmp::ND_LEN];
+                icmp::emit_nd(b, icmp::V6_NEIGHBOR_ADVERT, &nd.target, &port.mac);
+                icmp::fill_checksum_v6(&nd.target, &reply_dst, b);
+                self.counters.nd_replies.inc();
+                Verdict::Tx(in_port)
+            }
+            _ => Verdict::Drop(DropReason::NotForUs),
+        }
+    }
+
+    /// Writes an ARP request or neighbor solicitation for `ip` out of `port` into `buf`;
+    /// returns its length, or None when the port has no address of that family.
+    pub fn build_solicit(&self, port: u8, ip: &[u8; 16], v6: bool, buf: &mut [u8]) -> Option<usize> {
+        let info = self.services.ports.get(usize::from(port))?;
+        if v6 {
+            let (src, _) = info.ipv6?;
+            let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp::ND_LEN;
+            if buf.len() < len {
+                return None;
+            }
+            let mut dst = [0u8; 16];
+            dst[0] = 0xff;
+            dst[1] = 0x02;
+            dst[11] = 1;
+            dst[12] = 0xff;
+            dst[13..].copy_from_slice(&ip[13..]);
+            let mac = [0x33, 0x33, dst[12], dst[13], dst[14], dst[15]];
+            ethernet::write_header(buf, &mac, &info.mac, ethernet::ETHERTYPE_IPV6);
+            ipv6::emit(&mut buf[14..], src, dst, PROTO_ICMPV6, icmp::ND_LEN, 255);
+            let b = &mut buf[54..54 + icmp::ND_LEN];
+            icmp::emit_nd(b, icmp::V6_NEIGHBOR_SOLICIT, ip, &info.mac);
+            icmp::fill_checksum_v6(&src, &dst, b);
+            Some(len)
+        } else {
+            let (src, _) = info.ipv4?;
+            let len = 60; // 42 bytes padded to the Ethernet minimum
+            if buf.len() < len {
+                return None;
+            }
+            buf[..len].fill(0);
+            ethernet::write_header(buf, &ethernet::BROADCAST, &info.mac, ethernet::ETHERTYPE_ARP);
+            let a = arp::Arp {
+                op: arp::OP_REQUEST,
+                sender_mac: info.mac,
+                sender_ip: src.into(),
+                target_mac: [0; 6],
+                target_ip: [ip[0], ip[1], ip[2], ip[3]].into(),
+            };
+            arp::emit(&mut buf[14..], &a);
+            Some(len)
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Rewrite {
+    Src,
+    Dst,
+}
+
+/// Rewrites the source or destination address and port of an IP packet in place, patching
+/// the checksums incrementally, and decrements the TTL (nat routes the packet).
+fn rewrite_l3(
+    ipb: &mut [u8],
+    v6: bool,
+    hl: usize,
+    proto: u8,
+    which: Rewrite,
+    addr: &[u8; 16],
+    port: u16,
+) -> Result<(), DropReason> {
+    let port_at = match which {
+        Rewrite::Src => 0,
+        Rewrite::Dst => 2,
+    };
+    if v6 {
+        let mut ip = ipv6::Packet::new_unchecked(&mut *ipb);
+        if ip.hop_limit() <= 1 {
+            return Err(DropReason::TtlExpired);
+        }
+        ip.decrement_hop_limit();
+        let (old, at) = match which {
+            Rewrite::Src => (ip.src_bytes(), 8),
+            Rewrite::Dst => (ip.dst_bytes(), 24),
+        };
+        ipb[at..at + 16].copy_from_slice(addr);
+        l4::rewrite(proto, &mut ipb[hl..], &old, addr, port_at, port);
+    } else {
+        let mut ip = ipv4::Packet::new_unchecked(&mut *ipb);
+        if ip.ttl() <= 1 {
+            return Err(DropReason::TtlExpired);
+        }
+        ip.decrement_ttl();
+        let mut new = [0u8; 4];
+        new.copy_from_slice(&addr[..4]);
+        let old = match which {
+            Rewrite::Src => {
+                let o = ip.src_bytes();
+                ip.set_src(new);
+                o
+            }
+            Rewrite::Dst => {
+                let o = ip.dst_bytes();
+                ip.set_dst(new);
+                o
+            }
+        };
+        let total = ip.total_len();
+        l4::rewrite(proto, &mut ipb[hl..total], &old, &new, port_at, port);
+    }
+    Ok(())
+}
+
+/// Writes a fresh untagged Ethernet header in front of the L3 header at `l3` (stripping a
+/// VLAN tag if there was one).
+#[inline]
+fn set_l2(pkt: &mut PacketBuf, l3: usize, dst: &Mac, src: &Mac, v6: bool) {
+    let strip = l3 - ethernet::HEADER_LEN;
+    pkt.start += strip;
+    pkt.len -= strip;
+    let t = if v6 {
+        ethernet::ETHERTYPE_IPV6
+    } else {
+        ethernet::ETHERTYPE_IPV4
+    };
+    ethernet::write_header(pkt.frame_mut(), dst, src, t);
+}
+
+/// Turns the frame around: the sender becomes the destination, the port the source.
+fn swap_l2(f: &mut [u8], port_mac: &Mac) {
+    let mut src = [0u8; 6];
+    src.copy_from_slice(&f[6..12]);
+    f[0..6].copy_from_slice(&src);
+    f[6..12].copy_from_slice(port_mac);
+}

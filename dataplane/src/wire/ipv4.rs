@@ -1,0 +1,165 @@
+//! IPv4 headers (RFC 791). The view checks version, IHL and total length once; the rest
+//! reads fixed offsets.
+
+use super::checksum;
+use super::{get_u16, set_u16, WireError};
+use std::net::Ipv4Addr;
+
+pub const MIN_HEADER_LEN: usize = 20;
+
+mod field {
+    pub const VER_IHL: usize = 0;
+    pub const TOTAL_LEN: usize = 2;
+    pub const FLAGS_FRAG: usize = 6;
+    pub const TTL: usize = 8;
+    pub const PROTO: usize = 9;
+    pub const CHECKSUM: usize = 10;
+    pub const SRC: usize = 12;
+    pub const DST: usize = 16;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv4Error {
+    Wire(super::WireError),
+    BadIhl,
+    Fragment,
+}
+
+/// A checked view: `header_len()` and `total_len()` bytes are known to be present.
+pub struct Packet<T: AsRef<[u8]>> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    pub fn new_unchecked(buf: T) -> Self {
+        Packet { buf }
+    }
+
+    /// Proves the header and the stated total length fit in the buffer, and that the packet
+    /// is not a fragment (an L4 balancer cannot place non-first fragments).
+    pub fn new_checked(buf: T) -> Result<Self, Ipv4Error> {
+        let b = buf.as_ref();
+        if b.len() < MIN_HEADER_LEN {
+            return Err(Ipv4Error::Wire(WireError::Truncated));
+        }
+        if b[field::VER_IHL] >> 4 != 4 {
+            return Err(Ipv4Error::Wire(WireError::Malformed));
+        }
+        let ihl = usize::from(b[field::VER_IHL] & 0x0f) * 4;
+        if ihl < MIN_HEADER_LEN {
+            return Err(Ipv4Error::BadIhl);
+        }
+        let total = usize::from(get_u16(b, field::TOTAL_LEN));
+        if total < ihl {
+            return Err(Ipv4Error::Wire(WireError::Malformed));
+        }
+        if b.len() < total || b.len() < ihl {
+            return Err(Ipv4Error::Wire(WireError::Truncated));
+        }
+        let ff = get_u16(b, field::FLAGS_FRAG);
+        if ff & 0x3fff != 0 {
+            return Err(Ipv4Error::Fragment);
+        }
+        Ok(Packet { buf })
+    }
+
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buf.as_ref()[field::VER_IHL] & 0x0f) * 4
+    }
+    pub fn total_len(&self) -> usize {
+        usize::from(get_u16(self.buf.as_ref(), field::TOTAL_LEN))
+    }
+    pub fn ttl(&self) -> u8 {
+        self.buf.as_ref()[field::TTL]
+    }
+    pub fn protocol(&self) -> u8 {
+        self.buf.as_ref()[field::PROTO]
+    }
+    pub fn checksum(&self) -> u16 {
+        get_u16(self.buf.as_ref(), field::CHECKSUM)
+    }
+    pub fn src(&self) -> Ipv4Addr {
+        let b = self.buf.as_ref();
+        Ipv4Addr::new(b[12], b[13], b[14], b[15])
+    }
+    pub fn dst(&self) -> Ipv4Addr {
+        let b = self.buf.as_ref();
+        Ipv4Addr::new(b[16], b[17], b[18], b[19])
+    }
+    pub fn src_bytes(&self) -> [u8; 4] {
+        let b = self.buf.as_ref();
+        [b[12], b[13], b[14], b[15]]
+    }
+    pub fn dst_bytes(&self) -> [u8; 4] {
+        let b = self.buf.as_ref();
+        [b[16], b[17], b[18], b[19]]
+    }
+    /// The L4 bytes (after the options, up to the total length).
+    pub fn payload(&self) -> &[u8] {
+        &self.buf.as_ref()[self.header_len()..self.total_len()]
+    }
+    pub fn verify_checksum(&self) -> bool {
+        checksum::checksum(&self.buf.as_ref()[..self.header_len()]) == 0
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Decrements the TTL and patches the checksum (RFC 1624).
+    pub fn decrement_ttl(&mut self) {
+        let b = self.buf.as_mut();
+        let old = get_u16(b, field::TTL);
+        b[field::TTL] = b[field::TTL].wrapping_sub(1);
+        let new = get_u16(b, field::TTL);
+        let c = checksum::update16(get_u16(b, field::CHECKSUM), old, new);
+        set_u16(b, field::CHECKSUM, c);
+    }
+    /// Rewrites the source address and patches the header checksum.
+    pub fn set_src(&mut self, a: [u8; 4]) {
+        self.set_addr(field::SRC, a)
+    }
+    pub fn set_dst(&mut self, a: [u8; 4]) {
+        self.set_addr(field::DST, a)
+    }
+    fn set_addr(&mut self, at: usize, a: [u8; 4]) {
+        let b = self.buf.as_mut();
+        let mut old = [0u8; 4];
+        old.copy_from_slice(&b[at..at + 4]);
+        b[at..at + 4].copy_from_slice(&a);
+        let c = checksum::update_bytes(get_u16(b, field::CHECKSUM), &old, &a);
+        set_u16(b, field::CHECKSUM, c);
+    }
+    pub fn swap_addresses(&mut self) {
+        let b = self.buf.as_mut();
+        for i in 0..4 {
+            b.swap(field::SRC + i, field::DST + i);
+        }
+    }
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let (h, t) = (self.header_len(), self.total_len());
+        &mut self.buf.as_mut()[h..t]
+    }
+}
+
+/// Writes a 20-byte IPv4 header (no options) with its checksum.
+pub fn emit(b: &mut [u8], src: [u8; 4], dst: [u8; 4], proto: u8, payload_len: usize, ttl: u8) {
+    b[0] = 0x45;
+    b[1] = 0;
+    set_u16(b, field::TOTAL_LEN, (MIN_HEADER_LEN + payload_len) as u16);
+    set_u16(b, 4, 0);
+    set_u16(b, field::FLAGS_FRAG, 0x4000); // DF
+    b[field::TTL] = ttl;
+    b[field::PROTO] = proto;
+    set_u16(b, field::CHECKSUM, 0);
+    b[field::SRC..field::SRC + 4].copy_from_slice(&src);
+    b[field::DST..field::DST + 4].copy_from_slice(&dst);
+    let c = checksum::checksum(&b[..MIN_HEADER_LEN]);
+    set_u16(b, field::CHECKSUM, c);
+}
+
+/// Recomputes the header checksum from scratch (tests and freshly built headers).
+pub fn fill_checksum(b: &mut [u8]) {
+    let hl = usize::from(b[0] & 0x0f) * 4;
+    set_u16(b, field::CHECKSUM, 0);
+    let c = checksum::checksum(&b[..hl]);
+    set_u16(b, field::CHECKSUM, c);
+}

@@ -1,0 +1,123 @@
+//! TCP and UDP: only what a load balancer reads (ports, TCP flags) and writes (ports,
+//! checksums). Both start with source and destination port, which is what lets one view
+//! serve both.
+
+use super::checksum;
+use super::{get_u16, set_u16, WireError};
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+pub const TCP_MIN_LEN: usize = 20;
+pub const UDP_LEN: usize = 8;
+
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const ACK: u8 = 0x10;
+
+/// Ports and flags of a TCP or UDP header, after its length was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub src: u16,
+    pub dst: u16,
+    /// TCP flags; 0 for UDP.
+    pub flags: u8,
+}
+
+/// Checks the L4 header is complete and reads its ports (and TCP flags).
+pub fn parse(proto: u8, b: &[u8]) -> Result<Ports, WireError> {
+    match proto {
+        PROTO_TCP => {
+            if b.len() < TCP_MIN_LEN {
+                return Err(WireError::Truncated);
+            }
+            let off = usize::from(b[12] >> 4) * 4;
+            if off < TCP_MIN_LEN {
+                return Err(WireError::Malformed);
+            }
+            if b.len() < off {
+                return Err(WireError::Truncated);
+            }
+            Ok(Ports {
+                src: get_u16(b, 0),
+                dst: get_u16(b, 2),
+                flags: b[13],
+            })
+        }
+        PROTO_UDP => {
+            if b.len() < UDP_LEN {
+                return Err(WireError::Truncated);
+            }
+            let len = usize::from(get_u16(b, 4));
+            if len < UDP_LEN || len > b.len() {
+                return Err(WireError::Malformed);
+            }
+            Ok(Ports {
+                src: get_u16(b, 0),
+                dst: get_u16(b, 2),
+                flags: 0,
+            })
+        }
+        _ => Err(WireError::Malformed),
+    }
+}
+
+/// Offset of the checksum field in the L4 header.
+pub fn checksum_offset(proto: u8) -> usize {
+    if proto == PROTO_TCP {
+        16
+    } else {
+        6
+    }
+}
+
+/// Patches the L4 checksum for an address change in the pseudo header and a port change in
+/// the header itself. A UDP checksum of zero means "none" (IPv4) and stays zero.
+#[inline]
+pub fn rewrite(
+    proto: u8,
+    l4: &mut [u8],
+    old_addr: &[u8],
+    new_addr: &[u8],
+    port_at: usize,
+    new_port: u16,
+) {
+    let co = checksum_offset(proto);
+    let old_csum = get_u16(l4, co);
+    let old_port = get_u16(l4, port_at);
+    set_u16(l4, port_at, new_port);
+    if proto == PROTO_UDP && old_csum == 0 {
+        return;
+    }
+    let mut c = checksum::update_bytes(old_csum, old_addr, new_addr);
+    c = checksum::update16(c, old_port, new_port);
+    if proto == PROTO_UDP && c == 0 {
+        c = 0xffff;
+    }
+    set_u16(l4, co, c);
+}
+
+/// Computes the L4 checksum from scratch over the pseudo header and `l4` (its checksum field
+/// zeroed first). For tests and for freshly built packets.
+pub fn fill_checksum(proto: u8, src: &[u8], dst: &[u8], l4: &mut [u8]) {
+    let co = checksum_offset(proto);
+    set_u16(l4, co, 0);
+    let sum = checksum::pseudo_header_sum(src, dst, proto, l4.len() as u32);
+    let mut c = !checksum::fold(checksum::sum_words(sum, l4));
+    if proto == PROTO_UDP && c == 0 {
+        c = 0xffff;
+    }
+    set_u16(l4, co, c);
+}
+
+/// True when the L4 checksum over the pseudo header verifies (UDP zero counts as valid).
+pub fn verify_checksum(proto: u8, src: &[u8], dst: &[u8], l4: &[u8]) -> bool {
+    if proto == PROTO_UDP && get_u16(l4, 6) == 0 {
+        return true;
+    }
+    let sum = checksum::pseudo_header_sum(src, dst, proto, l4.len() as u32);
+    checksum::fold(checksum::sum_words(sum, l4)) == 0xffff
+}
