@@ -20,7 +20,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("\"{s}\": unknown unit \"{unit}\" (use us, ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "\"{s}\": unknown unit \"{unit}\" (use us, ms, s, m or h)"
+            ))
+        }
     };
     Ok(d)
 }
@@ -30,7 +34,9 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let mut out = [0u8; 6];
     let parts: Vec<&str> = s.split(':').collect();
     if parts.len() != 6 {
-        return Err(format!("\"{s}\" is not a MAC address (six hex octets joined by ':')"));
+        return Err(format!(
+            "\"{s}\" is not a MAC address (six hex octets joined by ':')"
+        ));
     }
     for (o, p) in out.iter_mut().zip(parts) {
         if p.is_empty() || p.len() > 2 {
@@ -116,14 +122,29 @@ mod tests {
 
     #[test]
     fn macs_and_cidrs() {
-        assert_eq!(parse_mac("02:00:00:00:01:aB").unwrap(), [2, 0, 0, 0, 1, 0xab]);
+        assert_eq!(
+            parse_mac("02:00:00:00:01:aB").unwrap(),
+            [2, 0, 0, 0, 1, 0xab]
+        );
         assert!(parse_mac("02:00:00:00:01").is_err());
         assert!(parse_mac("02:00:00:00:01:100").is_err());
         assert_eq!(parse_cidr4("10.0.0.1/24").unwrap().1, 24);
         assert!(parse_cidr4("10.0.0.1/33").is_err());
         assert!(parse_cidr4("10.0.0.1").is_err());
-        assert!(in_subnet4("10.0.0.9".parse().unwrap(), "10.0.0.1".parse().unwrap(), 24));
-        assert!(!in_subnet4("10.0.1.9".parse().unwrap(), "10.0.0.1".parse().unwrap(), 24));
-        assert!(in_subnet6("fd00::9".parse().unwrap(), "fd00::1".parse().unwrap(), 64));
+        assert!(in_subnet4(
+            "10.0.0.9".parse().unwrap(),
+            "10.0.0.1".parse().unwrap(),
+            24
+        ));
+        assert!(!in_subnet4(
+            "10.0.1.9".parse().unwrap(),
+            "10.0.0.1".parse().unwrap(),
+            24
+        ));
+        assert!(in_subnet6(
+            "fd00::9".parse().unwrap(),
+            "fd00::1".parse().unwrap(),
+            64
+        ));
     }
 }

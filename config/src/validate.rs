@@ -281,13 +281,22 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             c.bad(format!("{k}.name"), "must not be empty");
         }
         if !names.insert(p.name.clone()) {
-            c.bad(format!("{k}.name"), format!("duplicate port name \"{}\"", p.name));
+            c.bad(
+                format!("{k}.name"),
+                format!("duplicate port name \"{}\"", p.name),
+            );
         }
         let dev = p.devargs.split(',').next().unwrap_or("").to_string();
         if dev.is_empty() {
-            c.bad(format!("{k}.devargs"), "must name a device, like net_pcap0,rx_pcap=...");
+            c.bad(
+                format!("{k}.devargs"),
+                "must name a device, like net_pcap0,rx_pcap=...",
+            );
         } else if !devs.insert(dev.clone()) {
-            c.bad(format!("{k}.devargs"), format!("device \"{dev}\" is used by two ports"));
+            c.bad(
+                format!("{k}.devargs"),
+                format!("device \"{dev}\" is used by two ports"),
+            );
         }
         let ipv4 = p.ipv4.as_deref().and_then(|s| match parse_cidr4(s) {
             Ok(v) => Some(v),
@@ -303,34 +312,50 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
                 None
             }
         });
-        let gateway = p.gateway.as_deref().and_then(|s| match s.parse::<Ipv4Addr>() {
-            Ok(g) => {
-                match ipv4 {
-                    Some((a, l)) if in_subnet4(g, a, l) => {}
-                    Some(_) => c.bad(format!("{k}.gateway"), "is not on the port's ipv4 subnet"),
-                    None => c.bad(format!("{k}.gateway"), "needs the port's ipv4 address"),
+        let gateway = p
+            .gateway
+            .as_deref()
+            .and_then(|s| match s.parse::<Ipv4Addr>() {
+                Ok(g) => {
+                    match ipv4 {
+                        Some((a, l)) if in_subnet4(g, a, l) => {}
+                        Some(_) => {
+                            c.bad(format!("{k}.gateway"), "is not on the port's ipv4 subnet")
+                        }
+                        None => c.bad(format!("{k}.gateway"), "needs the port's ipv4 address"),
+                    }
+                    Some(g)
                 }
-                Some(g)
-            }
-            Err(_) => {
-                c.bad(format!("{k}.gateway"), format!("\"{s}\" is not an IPv4 address"));
-                None
-            }
-        });
-        let gateway6 = p.gateway6.as_deref().and_then(|s| match s.parse::<Ipv6Addr>() {
-            Ok(g) => {
-                match ipv6 {
-                    Some((a, l)) if in_subnet6(g, a, l) => {}
-                    Some(_) => c.bad(format!("{k}.gateway6"), "is not on the port's ipv6 subnet"),
-                    None => c.bad(format!("{k}.gateway6"), "needs the port's ipv6 address"),
+                Err(_) => {
+                    c.bad(
+                        format!("{k}.gateway"),
+                        format!("\"{s}\" is not an IPv4 address"),
+                    );
+                    None
                 }
-                Some(g)
-            }
-            Err(_) => {
-                c.bad(format!("{k}.gateway6"), format!("\"{s}\" is not an IPv6 address"));
-                None
-            }
-        });
+            });
+        let gateway6 = p
+            .gateway6
+            .as_deref()
+            .and_then(|s| match s.parse::<Ipv6Addr>() {
+                Ok(g) => {
+                    match ipv6 {
+                        Some((a, l)) if in_subnet6(g, a, l) => {}
+                        Some(_) => {
+                            c.bad(format!("{k}.gateway6"), "is not on the port's ipv6 subnet")
+                        }
+                        None => c.bad(format!("{k}.gateway6"), "needs the port's ipv6 address"),
+                    }
+                    Some(g)
+                }
+                Err(_) => {
+                    c.bad(
+                        format!("{k}.gateway6"),
+                        format!("\"{s}\" is not an IPv6 address"),
+                    );
+                    None
+                }
+            });
         let mac = p.mac.as_deref().and_then(|s| match parse_mac(s) {
             Ok(m) if m[0] & 1 == 1 => {
                 c.bad(format!("{k}.mac"), "is a multicast address");
@@ -345,7 +370,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
         let desc = |c: &mut Checker, key: &str, v: Option<u16>| -> u16 {
             let v = v.unwrap_or(1024);
             if !(64..=16384).contains(&v) || !v.is_power_of_two() {
-                c.bad(format!("{k}.{key}"), "must be a power of two from 64 to 16384");
+                c.bad(
+                    format!("{k}.{key}"),
+                    "must be a power of two from 64 to 16384",
+                );
             }
             v
         };
@@ -368,7 +396,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
         c.bad("mempool.mbufs", "must be at least 1024");
     }
     if file.mempool.cache > 512 {
-        c.bad("mempool.cache", "must be at most 512 (DPDK's per-lcore cache limit)");
+        c.bad(
+            "mempool.cache",
+            "must be at most 512 (DPDK's per-lcore cache limit)",
+        );
     }
 
     let w = &file.workers;
@@ -378,18 +409,30 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
     if w.cores.len() > 64 {
         c.bad("workers.cores", "at most 64 workers");
     }
-    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     for (i, core) in w.cores.iter().enumerate() {
         if *core >= ncpu.max(128) {
-            c.bad(format!("workers.cores[{i}]"), format!("CPU {core} does not exist"));
+            c.bad(
+                format!("workers.cores[{i}]"),
+                format!("CPU {core} does not exist"),
+            );
         }
     }
     if !(1..=512).contains(&w.burst) {
         c.bad("workers.burst", "must be from 1 to 512");
     }
-    let idle_sleep = c.duration("workers.idle_sleep", &w.idle_sleep, Duration::from_micros(50));
+    let idle_sleep = c.duration(
+        "workers.idle_sleep",
+        &w.idle_sleep,
+        Duration::from_micros(50),
+    );
     if idle_sleep > Duration::from_millis(100) {
-        c.bad("workers.idle_sleep", "at most 100ms, or packets wait too long");
+        c.bad(
+            "workers.idle_sleep",
+            "at most 100ms, or packets wait too long",
+        );
     }
 
     let f = &file.flows;
@@ -401,7 +444,11 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
     }
     let flows = FlowsConfig {
         capacity: f.capacity,
-        tcp_syn_timeout: c.duration("flows.tcp_syn_timeout", &f.tcp_syn_timeout, Duration::from_secs(10)),
+        tcp_syn_timeout: c.duration(
+            "flows.tcp_syn_timeout",
+            &f.tcp_syn_timeout,
+            Duration::from_secs(10),
+        ),
         tcp_established_timeout: c.duration(
             "flows.tcp_established_timeout",
             &f.tcp_established_timeout,
@@ -412,11 +459,18 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             &f.tcp_closing_timeout,
             Duration::from_secs(10),
         ),
-        udp_timeout: c.duration("flows.udp_timeout", &f.udp_timeout, Duration::from_secs(300)),
+        udp_timeout: c.duration(
+            "flows.udp_timeout",
+            &f.udp_timeout,
+            Duration::from_secs(300),
+        ),
     };
     for (key, d) in [
         ("flows.tcp_syn_timeout", flows.tcp_syn_timeout),
-        ("flows.tcp_established_timeout", flows.tcp_established_timeout),
+        (
+            "flows.tcp_established_timeout",
+            flows.tcp_established_timeout,
+        ),
         ("flows.tcp_closing_timeout", flows.tcp_closing_timeout),
         ("flows.udp_timeout", flows.udp_timeout),
     ] {
@@ -439,7 +493,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             c.bad(format!("{k}.name"), "must be a non-empty word");
         }
         if !svc_names.insert(s.name.clone()) {
-            c.bad(format!("{k}.name"), format!("duplicate service name \"{}\"", s.name));
+            c.bad(
+                format!("{k}.name"),
+                format!("duplicate service name \"{}\"", s.name),
+            );
         }
         let vip = match parse_ip(&s.vip) {
             Ok(v) => {
@@ -457,7 +514,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             "tcp" => Protocol::Tcp,
             "udp" => Protocol::Udp,
             other => {
-                c.bad(format!("{k}.protocol"), format!("\"{other}\" is not tcp or udp"));
+                c.bad(
+                    format!("{k}.protocol"),
+                    format!("\"{other}\" is not tcp or udp"),
+                );
                 Protocol::Tcp
             }
         };
@@ -466,7 +526,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             "dsr" => Mode::Dsr,
             "gue" => Mode::Gue,
             other => {
-                c.bad(format!("{k}.mode"), format!("\"{other}\" is not nat, dsr or gue"));
+                c.bad(
+                    format!("{k}.mode"),
+                    format!("\"{other}\" is not nat, dsr or gue"),
+                );
                 Mode::Nat
             }
         };
@@ -477,7 +540,11 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             if !vips.insert((v, s.port, protocol)) {
                 c.bad(
                     format!("{k}.vip"),
-                    format!("duplicate VIP: {v} port {} {} is already a service", s.port, protocol.name()),
+                    format!(
+                        "duplicate VIP: {v} port {} {} is already a service",
+                        s.port,
+                        protocol.name()
+                    ),
                 );
             }
             for (pi, p) in ports.iter().enumerate() {
@@ -491,7 +558,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             }
         }
         if s.backend.is_empty() {
-            c.bad(format!("{k}.backend"), "a service needs at least one [[service.backend]]");
+            c.bad(
+                format!("{k}.backend"),
+                "a service needs at least one [[service.backend]]",
+            );
         }
         let mut backends = Vec::new();
         let mut bnames = HashSet::new();
@@ -502,13 +572,19 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
                 c.bad(format!("{bk}.name"), "must be a non-empty word");
             }
             if !bnames.insert(b.name.clone()) {
-                c.bad(format!("{bk}.name"), format!("duplicate backend name \"{}\" in service", b.name));
+                c.bad(
+                    format!("{bk}.name"),
+                    format!("duplicate backend name \"{}\" in service", b.name),
+                );
             }
             let address = match parse_ip(&b.address) {
                 Ok(a) => {
                     if let Some(v) = vip {
                         if a.is_ipv4() != v.is_ipv4() {
-                            c.bad(format!("{bk}.address"), "must be of the VIP's address family");
+                            c.bad(
+                                format!("{bk}.address"),
+                                "must be of the VIP's address family",
+                            );
                         }
                     }
                     a
@@ -520,7 +596,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             };
             let port = match (mode, b.port) {
                 (Mode::Dsr, Some(p)) if p != s.port => {
-                    c.bad(format!("{bk}.port"), "dsr keeps the VIP's port; leave port out");
+                    c.bad(
+                        format!("{bk}.port"),
+                        "dsr keeps the VIP's port; leave port out",
+                    );
                     s.port
                 }
                 (Mode::Dsr, _) => s.port,
@@ -536,7 +615,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             let state = match b.state.as_deref() {
                 None => BackendState::Active,
                 Some(st) => BackendState::parse(st).unwrap_or_else(|| {
-                    c.bad(format!("{bk}.state"), format!("\"{st}\" is not active, draining, standby or down"));
+                    c.bad(
+                        format!("{bk}.state"),
+                        format!("\"{st}\" is not active, draining, standby or down"),
+                    );
                     BackendState::Active
                 }),
             };
@@ -547,7 +629,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             for (pi, p) in b.paths.iter().enumerate() {
                 let pk = format!("{bk}.paths[{pi}]");
                 let Some(idx) = ports.iter().position(|x| x.name == p.port) else {
-                    c.bad(format!("{pk}.port"), format!("no [[port]] is named \"{}\"", p.port));
+                    c.bad(
+                        format!("{pk}.port"),
+                        format!("no [[port]] is named \"{}\"", p.port),
+                    );
                     continue;
                 };
                 let mac = p.mac.as_deref().and_then(|m| match parse_mac(m) {
@@ -572,7 +657,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
                         ),
                     );
                 }
-                if paths.iter().any(|x: &PathConfig| x.port == idx && x.mac == mac) {
+                if paths
+                    .iter()
+                    .any(|x: &PathConfig| x.port == idx && x.mac == mac)
+                {
                     c.bad(pk, "duplicate path");
                     continue;
                 }
@@ -597,7 +685,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
         });
     }
     if total_backends > MAX_BACKENDS {
-        c.bad("service", format!("at most {MAX_BACKENDS} backends over all services"));
+        c.bad(
+            "service",
+            format!("at most {MAX_BACKENDS} backends over all services"),
+        );
     }
 
     Config {
@@ -664,14 +755,23 @@ paths = [{ port = "back", mac = "02:00:00:00:01:11" }]
     #[test]
     fn every_problem_is_listed_with_its_key() {
         let bad = GOOD
-            .replace("gateway = \"10.0.0.254\"", "gateway = \"10.0.0.254\"\ncolour = \"red\"")
+            .replace(
+                "gateway = \"10.0.0.254\"",
+                "gateway = \"10.0.0.254\"\ncolour = \"red\"",
+            )
             .replace("vip = \"192.0.2.10\"", "vip = \"192.0.2.300\"")
             .replace("{ port = \"back\", mac", "{ port = \"nowhere\", mac");
         let p = problems(&bad);
         let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
-        assert!(keys.contains(&"port.0.colour") || keys.iter().any(|k| k.contains("colour")), "{p:?}");
+        assert!(
+            keys.contains(&"port.0.colour") || keys.iter().any(|k| k.contains("colour")),
+            "{p:?}"
+        );
         assert!(keys.contains(&"service[0].vip"), "{p:?}");
-        assert!(keys.contains(&"service[0].backend[0].paths[0].port"), "{p:?}");
+        assert!(
+            keys.contains(&"service[0].backend[0].paths[0].port"),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -691,8 +791,15 @@ address = "10.1.0.12"
 "#,
         );
         let p = problems(&text);
-        assert!(p.iter().any(|p| p.key == "service[1].vip" && p.why.contains("duplicate VIP")), "{p:?}");
-        assert!(p.iter().any(|p| p.key == "service[1].backend[0].paths"), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|p| p.key == "service[1].vip" && p.why.contains("duplicate VIP")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|p| p.key == "service[1].backend[0].paths"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -1,1 +1,9 @@
+//! tandem's control plane: the control thread's state (`state`), the commands it answers
+//! (`commands`), the control socket (`socket`) and its client (`client`), and the daemon
+//! that wires DPDK ports, workers and the control loop together (`daemon`).
 
+pub mod client;
+pub mod commands;
+pub mod daemon;
+pub mod socket;
+pub mod state;

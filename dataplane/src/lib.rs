@@ -10,6 +10,7 @@ pub mod flow;
 pub mod messages;
 pub mod neighbor;
 pub mod pipeline;
+pub mod port;
 pub mod select;
 pub mod services;
 pub mod wire;

@@ -25,7 +25,11 @@ pub enum ToWorker {
 #[derive(Debug)]
 pub enum FromWorker {
     /// A flow this worker created, whose state changed, or that is still alive (refresh).
-    Flow { worker: u16, key: FlowKey, rec: FlowRecord },
+    Flow {
+        worker: u16,
+        key: FlowKey,
+        rec: FlowRecord,
+    },
     /// A neighbor learned from ARP or ND.
     Neighbor { port: u8, ip: [u8; 16], mac: Mac },
     /// A next hop the worker needed and did not know.

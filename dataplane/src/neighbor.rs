@@ -87,7 +87,10 @@ impl Neighbors {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u8, [u8; 16], Mac)> + '_ {
-        self.slots.iter().filter(|s| s.used).map(|s| (s.port, s.ip, s.mac))
+        self.slots
+            .iter()
+            .filter(|s| s.used)
+            .map(|s| (s.port, s.ip, s.mac))
     }
 }
 

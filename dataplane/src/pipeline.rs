@@ -460,7 +460,18 @@ impl Core {
                     return Verdict::Drop(r);
                 }
             }
-            Mode::Gue => return self.gue(pkt, l3, key, out, &next_mac, backend.addr, backend.port, path.port),
+            Mode::Gue => {
+                return self.gue(
+                    pkt,
+                    l3,
+                    key,
+                    out,
+                    &next_mac,
+                    backend.addr,
+                    backend.port,
+                    path.port,
+                )
+            }
         }
         set_l2(pkt, l3, &next_mac, &out.mac, key.v6);
         Verdict::Tx(path.port)
@@ -532,7 +543,15 @@ impl Core {
             .unwrap_or(rec.client_mac);
         let l3 = l2.l3_offset;
         let f = pkt.frame_mut();
-        if let Err(r) = rewrite_l3(&mut f[l3..], key.v6, hl, key.proto, Rewrite::Src, &svc.vip, svc.port) {
+        if let Err(r) = rewrite_l3(
+            &mut f[l3..],
+            key.v6,
+            hl,
+            key.proto,
+            Rewrite::Src,
+            &svc.vip,
+            svc.port,
+        ) {
             return Verdict::Drop(r);
         }
         set_l2(pkt, l3, &next_mac, &out.mac, key.v6);
@@ -541,7 +560,14 @@ impl Core {
 
     /// The MAC of the next hop toward `addr` out of `port`, asking the control thread to
     /// resolve it when unknown (at most once per millisecond per worker).
-    fn resolve(&mut self, port: u8, info: &PortInfo, addr: &[u8; 16], v6: bool, now_ms: u32) -> Option<Mac> {
+    fn resolve(
+        &mut self,
+        port: u8,
+        info: &PortInfo,
+        addr: &[u8; 16],
+        v6: bool,
+        now_ms: u32,
+    ) -> Option<Mac> {
         let hop = info.next_hop(addr, v6)?;
         if let Some(m) = self.neighbors.get(port, &hop) {
             return Some(m);
@@ -574,7 +600,11 @@ impl Core {
                 usize::from(u16::from_be_bytes([f[2], f[3]]))
             }
         };
-        let ip_hdr = if key.v6 { ipv6::HEADER_LEN } else { ipv4::MIN_HEADER_LEN };
+        let ip_hdr = if key.v6 {
+            ipv6::HEADER_LEN
+        } else {
+            ipv4::MIN_HEADER_LEN
+        };
         let outer = ethernet::HEADER_LEN + ip_hdr + l4::UDP_LEN;
         let outer_ip_len = ip_hdr + l4::UDP_LEN + inner_len;
         if outer_ip_len > GUE_MAX_IP_LEN {
@@ -604,7 +634,14 @@ impl Core {
             let Some((src, _)) = out.ipv6 else {
                 return Verdict::Drop(DropReason::NoPath);
             };
-            ipv6::emit(&mut b[ethernet::HEADER_LEN..], src, backend, PROTO_UDP, usize::from(udp_len), 64);
+            ipv6::emit(
+                &mut b[ethernet::HEADER_LEN..],
+                src,
+                backend,
+                PROTO_UDP,
+                usize::from(udp_len),
+                64,
+            );
             // IPv6 requires a UDP checksum.
             l4::fill_checksum(PROTO_UDP, &src, &backend, &mut b[u..]);
         } else {
@@ -613,7 +650,14 @@ impl Core {
             };
             let mut dst = [0u8; 4];
             dst.copy_from_slice(&backend[..4]);
-            ipv4::emit(&mut b[ethernet::HEADER_LEN..], src, dst, PROTO_UDP, usize::from(udp_len), 64);
+            ipv4::emit(
+                &mut b[ethernet::HEADER_LEN..],
+                src,
+                dst,
+                PROTO_UDP,
+                usize::from(udp_len),
+                64,
+            );
         }
         pkt.start = start;
         pkt.len = outer + inner_len;
@@ -653,7 +697,8 @@ impl Core {
             Ok(k) => k,
             Err(e) => return Verdict::Drop(wire_drop(e)),
         };
-        let ours = |a: &[u8; 16], s: &Services| port.ipv6.is_some_and(|(x, _)| x == *a) || s.is_vip(a);
+        let ours =
+            |a: &[u8; 16], s: &Services| port.ipv6.is_some_and(|(x, _)| x == *a) || s.is_vip(a);
         match kind {
             icmp::V6_ECHO_REQUEST if ours(&dst, &self.services) => {
                 let f = pkt.frame_mut();
@@ -701,7 +746,14 @@ impl Core {
                 pkt.len = need;
                 let f = pkt.frame_mut();
                 swap_l2(f, &port.mac);
-                ipv6::emit(&mut f[l3..], nd.target, reply_dst, PROTO_ICMPV6, icmp::ND_LEN, 255);
+                ipv6::emit(
+                    &mut f[l3..],
+                    nd.target,
+                    reply_dst,
+                    PROTO_ICMPV6,
+                    icmp::ND_LEN,
+                    255,
+                );
                 let b = &mut f[body_at..body_at + icmp::ND_LEN];
                 icmp::emit_nd(b, icmp::V6_NEIGHBOR_ADVERT, &nd.target, &port.mac);
                 icmp::fill_checksum_v6(&nd.target, &reply_dst, b);
@@ -714,7 +766,13 @@ impl Core {
 
     /// Writes an ARP request or neighbor solicitation for `ip` out of `port` into `buf`;
     /// returns its length, or None when the port has no address of that family.
-    pub fn build_solicit(&self, port: u8, ip: &[u8; 16], v6: bool, buf: &mut [u8]) -> Option<usize> {
+    pub fn build_solicit(
+        &self,
+        port: u8,
+        ip: &[u8; 16],
+        v6: bool,
+        buf: &mut [u8],
+    ) -> Option<usize> {
         let info = self.services.ports.get(usize::from(port))?;
         if v6 {
             let (src, _) = info.ipv6?;
@@ -742,7 +800,12 @@ impl Core {
                 return None;
             }
             buf[..len].fill(0);
-            ethernet::write_header(buf, &ethernet::BROADCAST, &info.mac, ethernet::ETHERTYPE_ARP);
+            ethernet::write_header(
+                buf,
+                &ethernet::BROADCAST,
+                &info.mac,
+                ethernet::ETHERTYPE_ARP,
+            );
             let a = arp::Arp {
                 op: arp::OP_REQUEST,
                 sender_mac: info.mac,

@@ -38,12 +38,20 @@ impl PortInfo {
     pub fn on_link(&self, addr: &[u8]) -> bool {
         match addr.len() {
             4 => self.ipv4.is_some_and(|(a, l)| {
-                let m = if l == 0 { 0 } else { u32::MAX << (32 - u32::from(l)) };
+                let m = if l == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(l))
+                };
                 let x = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]);
                 x & m == u32::from_be_bytes(a) & m
             }),
             16 => self.ipv6.is_some_and(|(a, l)| {
-                let m = if l == 0 { 0 } else { u128::MAX << (128 - u32::from(l)) };
+                let m = if l == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(l))
+                };
                 let mut b = [0u8; 16];
                 b.copy_from_slice(addr);
                 u128::from_be_bytes(b) & m == u128::from_be_bytes(a) & m
@@ -116,7 +124,9 @@ impl Hasher for FastHasher {
         for c in bytes.chunks(8) {
             let mut w = [0u8; 8];
             w[..c.len()].copy_from_slice(c);
-            self.0 = (self.0 ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+            self.0 = (self.0 ^ u64::from_le_bytes(w))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .rotate_left(29);
         }
     }
 }
@@ -146,7 +156,12 @@ pub struct Services {
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Services(gen {}, {} services)", self.generation, self.services.len())
+        write!(
+            f,
+            "Services(gen {}, {} services)",
+            self.generation,
+            self.services.len()
+        )
     }
 }
 

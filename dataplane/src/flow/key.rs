@@ -91,7 +91,12 @@ impl FlowKey {
             | u64::from(self.proto) << 32
             | u64::from(self.v6) << 40;
         if self.v6 {
-            for x in [w(&self.src[..8]), w(&self.src[8..]), w(&self.dst[..8]), w(&self.dst[8..])] {
+            for x in [
+                w(&self.src[..8]),
+                w(&self.src[8..]),
+                w(&self.dst[..8]),
+                w(&self.dst[8..]),
+            ] {
                 h = mix(h ^ x);
             }
         } else {

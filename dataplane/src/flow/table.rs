@@ -249,7 +249,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn key(i: u32) -> FlowKey {
-        FlowKey::v4(i.to_be_bytes(), [192, 0, 2, 10], (i % 60000) as u16 + 1, 80, 6)
+        FlowKey::v4(
+            i.to_be_bytes(),
+            [192, 0, 2, 10],
+            (i % 60000) as u16 + 1,
+            80,
+            6,
+        )
     }
 
     fn rec(state: FlowState, now: u32) -> FlowRecord {
@@ -264,8 +270,14 @@ mod tests {
     #[test]
     fn insert_get_remove() {
         let mut t = FlowTable::new(100, Timeouts::default(), 7);
-        assert_eq!(t.insert(key(1), rec(FlowState::Established, 0), 0), Insert::New);
-        assert_eq!(t.insert(key(1), rec(FlowState::Closing, 0), 0), Insert::Updated);
+        assert_eq!(
+            t.insert(key(1), rec(FlowState::Established, 0), 0),
+            Insert::New
+        );
+        assert_eq!(
+            t.insert(key(1), rec(FlowState::Closing, 0), 0),
+            Insert::Updated
+        );
         assert_eq!(t.get_mut(&key(1), 5).unwrap().state, FlowState::Closing);
         assert!(t.get_mut(&key(2), 5).is_none());
         assert!(t.remove(&key(1)).is_some());

@@ -35,7 +35,9 @@ impl Maglev {
     pub fn build(cands: &[Candidate]) -> Maglev {
         let live: Vec<&Candidate> = cands.iter().filter(|c| c.weight > 0).collect();
         if live.is_empty() {
-            return Maglev { table: Box::new([]) };
+            return Maglev {
+                table: Box::new([]),
+            };
         }
         let m = TABLE_SIZE as u64;
         let perms: Vec<(u64, u64)> = live
@@ -128,7 +130,10 @@ mod tests {
                 let want = f64::from(w) / f64::from(total);
                 let got = f64::from(counts[i]) / f64::from(n);
                 let tol = (want * 0.02).max(3.0 * (want * (1.0 - want) / f64::from(n)).sqrt());
-                assert!((got - want).abs() <= tol, "weights {ws:?}: backend {i} got {got:.4}, want {want:.4}");
+                assert!(
+                    (got - want).abs() <= tol,
+                    "weights {ws:?}: backend {i} got {got:.4}, want {want:.4}"
+                );
             }
         }
     }

@@ -1,0 +1,412 @@
+//! Control socket commands: parse one line, run it against the control state, answer one
+//! JSON document. A bad command gets `{"ok": false, "error": ...}`, never a dropped
+//! connection.
+
+use crate::state::Control;
+use serde_json::{json, Map, Value};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+use tandem_config::units::format_mac;
+use tandem_config::BackendState;
+use tandem_dataplane::counters::DropReason;
+use tandem_dataplane::flow::key::bytes_addr;
+use tandem_dataplane::flow::FlowKey;
+
+pub const HELP: &[(&str, &str)] = &[
+    ("help", "this list"),
+    (
+        "show stats",
+        "per port and per worker: rx, tx, drops by reason, Mpps",
+    ),
+    (
+        "show services",
+        "services: VIP, port, protocol, mode, backends",
+    ),
+    (
+        "show backends [SERVICE]",
+        "backends: state, weight, active flows, new flows/s",
+    ),
+    (
+        "show flows [--limit N]",
+        "flows this node knows (default limit 100)",
+    ),
+    (
+        "show flow PROTO SRC:PORT DST:PORT",
+        "one flow's record (client to VIP, or a nat reply's 5-tuple)",
+    ),
+    ("show neighbors", "resolved next hops per port"),
+    (
+        "backend drain SERVICE BACKEND",
+        "no new flows to the backend; existing flows stay",
+    ),
+    (
+        "backend enable SERVICE BACKEND",
+        "make the backend active again",
+    ),
+    (
+        "backend weight SERVICE BACKEND W",
+        "set the backend's weight (0 takes no new flows)",
+    ),
+];
+
+fn err(msg: impl Into<String>) -> Value {
+    json!({"ok": false, "error": msg.into()})
+}
+
+fn ok(command: &str, mut body: Map<String, Value>) -> Value {
+    body.insert("ok".into(), Value::Bool(true));
+    body.insert("command".into(), Value::String(command.into()));
+    Value::Object(body)
+}
+
+/// Runs one command line.
+pub fn execute(ctl: &mut Control, line: &str) -> Value {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        [] => err("empty command; try \"help\""),
+        ["help"] => {
+            let cmds: Vec<Value> = HELP
+                .iter()
+                .map(|(c, d)| json!({"command": c, "description": d}))
+                .collect();
+            ok(
+                "help",
+                Map::from_iter([("commands".into(), Value::Array(cmds))]),
+            )
+        }
+        ["show", "stats"] => show_stats(ctl),
+        ["show", "services"] => show_services(ctl),
+        ["show", "backends"] => show_backends(ctl, None),
+        ["show", "backends", s] => show_backends(ctl, Some(s)),
+        ["show", "flows"] => show_flows(ctl, 100),
+        ["show", "flows", "--limit", n] => match n.parse::<usize>() {
+            Ok(n) => show_flows(ctl, n),
+            Err(_) => err(format!("--limit takes a number, not \"{n}\"")),
+        },
+        ["show", "flow", proto, src, dst] => show_flow(ctl, proto, src, dst),
+        ["show", "neighbors"] => show_neighbors(ctl),
+        ["backend", verb @ ("drain" | "enable"), svc, b] => {
+            let st = if *verb == "drain" {
+                BackendState::Draining
+            } else {
+                BackendState::Active
+            };
+            match ctl.update_backend(svc, b, Some(st), None) {
+                Ok(()) => ok(
+                    &format!("backend {verb}"),
+                    Map::from_iter([
+                        ("service".into(), json!(svc)),
+                        ("backend".into(), json!(b)),
+                        ("state".into(), json!(st.name())),
+                    ]),
+                ),
+                Err(e) => err(e),
+            }
+        }
+        ["backend", "weight", svc, b, w] => match w.parse::<u32>() {
+            Ok(w) => match ctl.update_backend(svc, b, None, Some(w)) {
+                Ok(()) => ok(
+                    "backend weight",
+                    Map::from_iter([
+                        ("service".into(), json!(svc)),
+                        ("backend".into(), json!(b)),
+                        ("weight".into(), json!(w)),
+                    ]),
+                ),
+                Err(e) => err(e),
+            },
+            Err(_) => err(format!("weight must be a whole number, not \"{w}\"")),
+        },
+        ["backend", ..] => {
+            err("usage: backend drain|enable SERVICE BACKEND, or backend weight SERVICE BACKEND W")
+        }
+        ["show", ..] => err(format!("unknown command \"{line}\"; try \"help\"")),
+        _ => err(format!("unknown command \"{}\"; try \"help\"", line.trim())),
+    }
+}
+
+fn show_stats(ctl: &Control) -> Value {
+    let r = &ctl.rates;
+    let ports: Vec<Value> = ctl
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let rx: u64 = ctl
+                .workers
+                .iter()
+                .map(|w| w.counters.ports[i].rx_packets.get())
+                .sum();
+            let tx: u64 = ctl
+                .workers
+                .iter()
+                .map(|w| w.counters.ports[i].tx_packets.get())
+                .sum();
+            let d = ctl.device_stats.get(i).copied().unwrap_or_default();
+            json!({
+                "port": p.name,
+                "mac": format_mac(&p.mac),
+                "link": if ctl.link_up.get(i).copied().unwrap_or(true) { "up" } else { "down" },
+                "rx": rx,
+                "tx": tx,
+                "rx_mpps": r.port_rx_pps.get(i).copied().unwrap_or(0.0) / 1e6,
+                "tx_mpps": r.port_tx_pps.get(i).copied().unwrap_or(0.0) / 1e6,
+                "rx_missed": d.imissed,
+                "rx_errors": d.ierrors,
+                "tx_errors": d.oerrors,
+                "rx_nombuf": d.rx_nombuf,
+            })
+        })
+        .collect();
+    let mut total_drops = Map::new();
+    let workers: Vec<Value> = ctl
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let c = &w.counters;
+            let rx: u64 = (0..ctl.ports.len())
+                .map(|p| c.ports[p].rx_packets.get())
+                .sum();
+            let tx: u64 = (0..ctl.ports.len())
+                .map(|p| c.ports[p].tx_packets.get())
+                .sum();
+            let mut drops = Map::new();
+            for r in DropReason::ALL {
+                let n = c.dropped(*r);
+                if n > 0 {
+                    drops.insert(r.name().into(), json!(n));
+                    let t = total_drops.entry(r.name()).or_insert(json!(0));
+                    *t = json!(t.as_u64().unwrap_or(0) + n);
+                }
+            }
+            json!({
+                "worker": i,
+                "rx": rx,
+                "tx": tx,
+                "rx_mpps": r.worker_rx_pps.get(i).copied().unwrap_or(0.0) / 1e6,
+                "tx_mpps": r.worker_tx_pps.get(i).copied().unwrap_or(0.0) / 1e6,
+                "drops": drops,
+                "arp_replies": c.arp_replies.get(),
+                "icmp_replies": c.icmp_replies.get(),
+                "nd_replies": c.nd_replies.get(),
+                "flows_in_table": c.flows_in_table.get(),
+                "flows_created": c.flows_created.get(),
+                "flows_replicated_in": c.flows_replicated_in.get(),
+                "flows_evicted": c.flows_evicted.get(),
+                "flows_refused": c.flows_refused.get(),
+                "flows_expired": c.flows_expired.get(),
+                "path_failovers": c.path_failovers.get(),
+                "outbox_overflow": c.outbox_overflow.get(),
+            })
+        })
+        .collect();
+    ok(
+        "show stats",
+        Map::from_iter([
+            ("node".into(), json!(ctl.cfg.node_id)),
+            ("uptime_s".into(), json!(ctl.started.elapsed().as_secs())),
+            ("ports".into(), Value::Array(ports)),
+            ("workers".into(), Value::Array(workers)),
+            ("drops".into(), Value::Object(total_drops)),
+            ("flows".into(), json!(ctl.flows.len())),
+            ("replicated_to_workers".into(), json!(ctl.flows_replicated)),
+        ]),
+    )
+}
+
+fn show_services(ctl: &Control) -> Value {
+    let s = &ctl.snapshot;
+    let list: Vec<Value> = s
+        .services
+        .iter()
+        .map(|svc| {
+            json!({
+                "service": svc.name,
+                "vip": s.vip_addr(svc).to_string(),
+                "port": svc.port,
+                "protocol": if svc.proto == 6 { "tcp" } else { "udp" },
+                "mode": svc.mode.name(),
+                "backends": svc.backends.len(),
+                "active_backends": svc.backends.iter()
+                    .filter(|&&b| s.backends[usize::from(b)].state == BackendState::Active).count(),
+            })
+        })
+        .collect();
+    ok(
+        "show services",
+        Map::from_iter([("services".into(), Value::Array(list))]),
+    )
+}
+
+fn show_backends(ctl: &Control, only: Option<&str>) -> Value {
+    let s = &ctl.snapshot;
+    if let Some(name) = only {
+        if !s.services.iter().any(|x| x.name == name) {
+            return err(format!("no service named \"{name}\""));
+        }
+    }
+    let active = ctl.active_flows_by_backend();
+    let mut total_new = vec![0u64; s.backends.len()];
+    for w in &ctl.workers {
+        for (i, t) in total_new.iter_mut().enumerate() {
+            *t += w.counters.backend_new_flows[i].get();
+        }
+    }
+    let list: Vec<Value> = s
+        .backends
+        .iter()
+        .filter(|b| only.is_none_or(|n| s.services[usize::from(b.service)].name == n))
+        .map(|b| {
+            let i = usize::from(b.id);
+            let paths: Vec<String> = b
+                .paths
+                .iter()
+                .map(|p| {
+                    let port = &ctl.ports[usize::from(p.port)].name;
+                    match p.mac {
+                        Some(m) => format!("{port}/{}", format_mac(&m)),
+                        None => format!("{port}/arp"),
+                    }
+                })
+                .collect();
+            json!({
+                "service": s.services[usize::from(b.service)].name,
+                "backend": b.name,
+                "address": bytes_addr(&b.addr, b.v6).to_string(),
+                "port": b.port,
+                "state": b.state.name(),
+                "weight": b.weight,
+                "active_flows": active.get(i).copied().unwrap_or(0),
+                "new_flows_per_s": ctl.rates.backend_new_per_s.get(i).copied().unwrap_or(0.0),
+                "total_flows": total_new[i],
+                "paths": paths.join(","),
+            })
+        })
+        .collect();
+    ok(
+        "show backends",
+        Map::from_iter([("backends".into(), Value::Array(list))]),
+    )
+}
+
+fn flow_json(ctl: &Control, key: &FlowKey, f: &crate::state::MasterFlow, now: Instant) -> Value {
+    let s = &ctl.snapshot;
+    let svc = s.services.get(usize::from(f.rec.service));
+    let b = s.backends.get(usize::from(f.rec.backend));
+    let path = |i: u8| -> Value {
+        b.and_then(|b| b.paths.get(usize::from(i)))
+            .map(|p| json!(ctl.ports[usize::from(p.port)].name))
+            .unwrap_or(Value::Null)
+    };
+    json!({
+        "flow": key.to_string(),
+        "protocol": if key.proto == 6 { "tcp" } else { "udp" },
+        "client": SocketAddr::new(key.src_ip(), key.sport).to_string(),
+        "vip": SocketAddr::new(key.dst_ip(), key.dport).to_string(),
+        "service": svc.map(|s| s.name.clone()),
+        "backend": b.map(|b| b.name.clone()),
+        "backend_address": b.map(|b| SocketAddr::new(bytes_addr(&b.addr, b.v6), b.port).to_string()),
+        "primary_path": path(f.rec.primary_path),
+        "backup_path": path(f.rec.backup_path),
+        "state": f.rec.state.name(),
+        "ingress_port": ctl.ports.get(usize::from(f.rec.ingress_port)).map(|p| p.name.clone()),
+        "worker": f.worker,
+        "age_s": now.duration_since(f.created).as_secs_f64(),
+        "idle_s": now.duration_since(f.updated).as_secs_f64(),
+    })
+}
+
+fn show_flows(ctl: &Control, limit: usize) -> Value {
+    let now = Instant::now();
+    let mut v: Vec<(&FlowKey, &crate::state::MasterFlow)> = ctl.flows.iter().collect();
+    v.sort_by_key(|(_, f)| std::cmp::Reverse(f.updated));
+    let list: Vec<Value> = v
+        .iter()
+        .take(limit)
+        .map(|(k, f)| flow_json(ctl, k, f, now))
+        .collect();
+    ok(
+        "show flows",
+        Map::from_iter([
+            ("total".into(), json!(ctl.flows.len())),
+            ("flows".into(), Value::Array(list)),
+        ]),
+    )
+}
+
+/// Parses "1.2.3.4:80" or "[fd00::1]:80".
+fn parse_endpoint(s: &str) -> Result<(IpAddr, u16), String> {
+    s.parse::<SocketAddr>()
+        .map(|a| (a.ip(), a.port()))
+        .map_err(|_| format!("\"{s}\" is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)"))
+}
+
+fn show_flow(ctl: &Control, proto: &str, src: &str, dst: &str) -> Value {
+    let p = match proto {
+        "tcp" => 6,
+        "udp" => 17,
+        _ => return err(format!("protocol must be tcp or udp, not \"{proto}\"")),
+    };
+    let (s, d) = match (parse_endpoint(src), parse_endpoint(dst)) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => return err(e),
+    };
+    if s.0.is_ipv4() != d.0.is_ipv4() {
+        return err("source and destination must be of one address family");
+    }
+    let key = FlowKey::new(s.0, s.1, d.0, d.1, p);
+    let now = Instant::now();
+    if let Some(f) = ctl.flows.get(&key) {
+        return ok(
+            "show flow",
+            flow_json(ctl, &key, f, now)
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    // A nat reply's 5-tuple (backend to client): find the flow it belongs to.
+    for (k, f) in &ctl.flows {
+        let Some(b) = ctl.snapshot.backends.get(usize::from(f.rec.backend)) else {
+            continue;
+        };
+        if k.proto == p
+            && k.src == key.dst
+            && k.sport == key.dport
+            && b.addr == key.src
+            && b.port == key.sport
+        {
+            return ok(
+                "show flow",
+                flow_json(ctl, k, f, now)
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    err(format!("no flow {key}"))
+}
+
+fn show_neighbors(ctl: &Control) -> Value {
+    let now = Instant::now();
+    let mut list: Vec<Value> = ctl
+        .neighbors
+        .iter()
+        .map(|((port, ip), (mac, t))| {
+            let v6 = ip[4..] != [0; 12];
+            json!({
+                "port": ctl.ports.get(usize::from(*port)).map(|p| p.name.clone()),
+                "address": bytes_addr(ip, v6).to_string(),
+                "mac": format_mac(mac),
+                "age_s": now.duration_since(*t).as_secs(),
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| a["address"].as_str().cmp(&b["address"].as_str()));
+    ok(
+        "show neighbors",
+        Map::from_iter([("neighbors".into(), Value::Array(list))]),
+    )
+}

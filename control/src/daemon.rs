@@ -1,0 +1,244 @@
+//! `tandem run`: initialise the EAL from the config, start the ports and the pinned workers,
+//! then run the control loop on the main lcore until SIGINT or SIGTERM; then stop the
+//! workers, flush, close the ports (a pcap output file is complete after this), print the
+//! final counters and return.
+
+use crate::commands;
+use crate::socket::{Request, SocketServer};
+use crate::state::{Control, DeviceStats, WorkerLink};
+use crossbeam_channel::bounded;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tandem_config::Config;
+use tandem_dataplane::counters::WorkerCounters;
+use tandem_dataplane::flow::Timeouts;
+use tandem_dataplane::pipeline::Core;
+use tandem_dataplane::port::eal::{rdtsc, Eal};
+use tandem_dataplane::port::ethdev::{kernel_link_up, EthPort};
+use tandem_dataplane::port::mbuf::Mempool;
+use tandem_dataplane::port::worker::Worker;
+use tandem_dataplane::services::{PortInfo, Services};
+
+/// Capacity of each worker's inbox and outbox.
+pub const CHANNEL_CAP: usize = 65_536;
+/// The control loop's tick.
+const TICK: Duration = Duration::from_millis(1);
+
+/// The EAL arguments for a config: its `[eal] args`, the lcore map (lcore 0, the control
+/// thread, on a CPU no worker uses when there is one; lcore i+1 on worker i's CPU), a
+/// `--vdev` per virtual port, then the command line's overrides.
+pub fn eal_args(cfg: &Config, overrides: &[String]) -> Vec<String> {
+    let mut args = cfg.eal_args.clone();
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let main_cpu = (0..ncpu)
+        .find(|c| !cfg.workers.cores.contains(c))
+        .unwrap_or(0);
+    let mut lcores = format!("0@{main_cpu}");
+    for (i, c) in cfg.workers.cores.iter().enumerate() {
+        lcores += &format!(",{}@{c}", i + 1);
+    }
+    args.push(format!("--lcores={lcores}"));
+    for p in &cfg.ports {
+        if p.devargs.starts_with("net_") || p.devargs.starts_with("eth_") {
+            args.push(format!("--vdev={}", p.devargs));
+        } else {
+            args.push("-a".into());
+            args.push(p.devargs.clone());
+        }
+    }
+    args.extend(overrides.iter().cloned());
+    args
+}
+
+fn af_packet_iface(devargs: &str) -> Option<&str> {
+    if !devargs.starts_with("net_af_packet") {
+        return None;
+    }
+    devargs.split(',').find_map(|kv| kv.strip_prefix("iface="))
+}
+
+fn random_seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(rdtsc());
+    h.finish()
+}
+
+pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
+    let term = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&term))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term))?;
+
+    let args = eal_args(&cfg, overrides);
+    tracing::info!(?args, "initialising the EAL");
+    let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let nworkers = cfg.workers.cores.len() as u16;
+    let pool = Arc::new(
+        Mempool::new("tandem_mbufs", cfg.mempool_mbufs, cfg.mempool_cache, -1)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+
+    let mut eth = Vec::new();
+    let mut infos = Vec::new();
+    for p in &cfg.ports {
+        let id = EthPort::by_name(p.device_name())
+            .map_err(|e| anyhow::anyhow!("port {}: {e}", p.name))?;
+        let port = EthPort::start(
+            id,
+            nworkers,
+            p.rx_descriptors,
+            p.tx_descriptors,
+            &pool,
+            p.mac,
+        )
+        .map_err(|e| anyhow::anyhow!("port {}: {e}", p.name))?;
+        let mac = p.mac.unwrap_or_else(|| port.mac());
+        tracing::info!(port = %p.name, id, mac = %tandem_config::units::format_mac(&mac), "port started");
+        infos.push(PortInfo::from_config(p, mac));
+        eth.push(port);
+    }
+
+    let f = &cfg.flows;
+    let timeouts = Timeouts::new(
+        f.tcp_syn_timeout,
+        f.tcp_established_timeout,
+        f.tcp_closing_timeout,
+        f.udp_timeout,
+    );
+    let snapshot = Arc::new(Services::build(1, infos.clone(), &cfg.services));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tsc_per_ms = (eal.tsc_hz() / 1000).max(1);
+    let tsc0 = rdtsc();
+    let seed = random_seed();
+    let mut links = Vec::new();
+    for (i, _cpu) in cfg.workers.cores.iter().enumerate() {
+        let (to_tx, to_rx) = bounded(CHANNEL_CAP);
+        let (from_tx, from_rx) = bounded(CHANNEL_CAP);
+        let counters = Arc::new(WorkerCounters::default());
+        let core = Core::new(
+            i as u16,
+            cfg.flows.capacity as usize,
+            timeouts,
+            Arc::clone(&snapshot),
+            Arc::clone(&counters),
+            seed,
+        );
+        let w = Worker {
+            core,
+            ports: eth.clone(),
+            queue: i as u16,
+            burst: cfg.workers.burst,
+            idle_sleep: cfg.workers.idle_sleep,
+            inbox: to_rx,
+            outbox: from_tx,
+            stop: Arc::clone(&stop),
+            pool: Arc::clone(&pool),
+            tsc_per_ms,
+            tsc0,
+        };
+        eal.launch(i as u32 + 1, move || w.run())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        links.push(WorkerLink::new(to_tx, from_rx, counters));
+    }
+    let table_bytes = tandem_dataplane::flow::FlowTable::new(16, timeouts, 0).bytes_per_flow();
+    tracing::info!(
+        workers = nworkers,
+        capacity = cfg.flows.capacity,
+        approx_bytes_per_flow = table_bytes,
+        "workers started"
+    );
+
+    let (req_tx, req_rx) = bounded::<Request>(64);
+    let socket_path = cfg.control_socket.clone();
+    let mut ctl = Control::new(cfg, infos, links);
+    let server = match SocketServer::start(&socket_path, req_tx) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            stop.store(true, Ordering::SeqCst);
+            for i in 0..nworkers {
+                eal.wait(u32::from(i) + 1);
+            }
+            return Err(e);
+        }
+    };
+    println!(
+        "tandem: node {} running; control socket {}",
+        ctl.cfg.node_id,
+        socket_path.display()
+    );
+
+    let ifaces: Vec<Option<String>> = ctl
+        .cfg
+        .ports
+        .iter()
+        .map(|p| af_packet_iface(&p.devargs).map(String::from))
+        .collect();
+    let mut last_link = Instant::now() - Duration::from_secs(1);
+    let mut last_second = Instant::now();
+    ctl.refresh_neighbors(Instant::now());
+    while !term.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let busy = ctl.poll_workers(now);
+        while let Ok(r) = req_rx.try_recv() {
+            let answer = commands::execute(&mut ctl, &r.line);
+            let _ = r.reply.send(answer);
+        }
+        if now.duration_since(last_link) >= Duration::from_millis(100) {
+            last_link = now;
+            for (i, p) in eth.iter().enumerate() {
+                let kernel = ifaces[i]
+                    .as_deref()
+                    .and_then(kernel_link_up)
+                    .unwrap_or(true);
+                ctl.set_link(i, p.link().up && kernel);
+            }
+        }
+        if now.duration_since(last_second) >= Duration::from_secs(1) {
+            last_second = now;
+            for (i, p) in eth.iter().enumerate() {
+                let s = p.stats();
+                ctl.device_stats[i] = DeviceStats {
+                    ipackets: s.ipackets,
+                    opackets: s.opackets,
+                    imissed: s.imissed,
+                    ierrors: s.ierrors,
+                    oerrors: s.oerrors,
+                    rx_nombuf: s.rx_nombuf,
+                };
+            }
+            ctl.sample_rates(now);
+            ctl.expire_flows(now);
+            ctl.refresh_neighbors(now);
+        }
+        if busy == 0 {
+            std::thread::sleep(TICK);
+        }
+    }
+
+    println!("tandem: stopping");
+    stop.store(true, Ordering::SeqCst);
+    let mut failed = 0;
+    for i in 0..nworkers {
+        if eal.wait(u32::from(i) + 1) != 0 {
+            failed += 1;
+        }
+    }
+    ctl.poll_workers(Instant::now());
+    ctl.sample_rates(Instant::now());
+    for p in &eth {
+        p.stop_and_close();
+    }
+    let stats = commands::execute(&mut ctl, "show stats");
+    println!("tandem: final counters\n{}", crate::client::render(&stats));
+    println!("TANDEM_FINAL_STATS {stats}");
+    drop(server);
+    drop(ctl);
+    eal.cleanup();
+    if failed > 0 {
+        anyhow::bail!("{failed} worker(s) failed");
+    }
+    Ok(())
+}

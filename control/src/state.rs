@@ -1,0 +1,402 @@
+//! The control thread's state and its duties between ticks: fan worker events out to the
+//! other workers (flow replication, learned neighbors), keep the node's master view of its
+//! flows for the control socket, resolve next hops, watch links, and turn counters into
+//! rates. Owns no DPDK handle, so it is tested without an EAL.
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tandem_config::{BackendState, Config, Mode, ServiceConfig};
+use tandem_dataplane::counters::{WorkerCounters, MAX_PORTS};
+use tandem_dataplane::flow::{FlowKey, FlowRecord, FlowState, Timeouts};
+use tandem_dataplane::messages::{FromWorker, ToWorker};
+use tandem_dataplane::services::{PortInfo, Services};
+use tandem_dataplane::wire::ethernet::Mac;
+
+/// The control thread's end of one worker's channels.
+pub struct WorkerLink {
+    pub tx: Sender<ToWorker>,
+    pub rx: Receiver<FromWorker>,
+    pub counters: Arc<WorkerCounters>,
+    /// Messages that found the worker's inbox full, sent first on the next tick.
+    pending: VecDeque<ToWorker>,
+}
+
+impl WorkerLink {
+    pub fn new(
+        tx: Sender<ToWorker>,
+        rx: Receiver<FromWorker>,
+        counters: Arc<WorkerCounters>,
+    ) -> Self {
+        WorkerLink {
+            tx,
+            rx,
+            counters,
+            pending: VecDeque::new(),
+        }
+    }
+
+    fn send(&mut self, m: ToWorker) {
+        if !self.pending.is_empty() {
+            self.pending.push_back(m);
+            return;
+        }
+        match self.tx.try_send(m) {
+            Ok(()) => {}
+            Err(TrySendError::Full(m)) => self.pending.push_back(m),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some(m) = self.pending.pop_front() {
+            match self.tx.try_send(m) {
+                Ok(()) => {}
+                Err(TrySendError::Full(m)) => {
+                    self.pending.push_front(m);
+                    return;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.pending.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The node's view of one flow, fed by the workers' announcements.
+#[derive(Debug, Clone, Copy)]
+pub struct MasterFlow {
+    pub rec: FlowRecord,
+    /// The worker that last announced it.
+    pub worker: u16,
+    pub created: Instant,
+    pub updated: Instant,
+}
+
+/// Device counters read from DPDK by the daemon.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeviceStats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+}
+
+#[derive(Default, Clone)]
+struct Sample {
+    port_rx: Vec<u64>,
+    port_tx: Vec<u64>,
+    worker_rx: Vec<u64>,
+    worker_tx: Vec<u64>,
+    backend_new: Vec<u64>,
+}
+
+/// Per-second rates from the last two samples.
+#[derive(Default, Clone, Debug)]
+pub struct Rates {
+    pub port_rx_pps: Vec<f64>,
+    pub port_tx_pps: Vec<f64>,
+    pub worker_rx_pps: Vec<f64>,
+    pub worker_tx_pps: Vec<f64>,
+    pub backend_new_per_s: Vec<f64>,
+}
+
+/// How long a resolved neighbor is trusted before it is asked again.
+pub const NEIGHBOR_REFRESH: Duration = Duration::from_secs(30);
+/// Least time between two solicitations of the same next hop.
+pub const SOLICIT_INTERVAL: Duration = Duration::from_secs(1);
+
+pub struct Control {
+    pub cfg: Config,
+    /// The services as they stand now (states and weights changed at run time).
+    pub services_cfg: Vec<ServiceConfig>,
+    pub ports: Vec<PortInfo>,
+    pub snapshot: Arc<Services>,
+    pub workers: Vec<WorkerLink>,
+    pub flows: HashMap<FlowKey, MasterFlow>,
+    pub neighbors: HashMap<(u8, [u8; 16]), (Mac, Instant)>,
+    solicited: HashMap<(u8, [u8; 16]), Instant>,
+    pub link_up: Vec<bool>,
+    pub device_stats: Vec<DeviceStats>,
+    pub rates: Rates,
+    last_sample: Option<(Instant, Sample)>,
+    pub started: Instant,
+    pub timeouts: Timeouts,
+    pub flows_replicated: u64,
+}
+
+impl Control {
+    pub fn new(cfg: Config, ports: Vec<PortInfo>, workers: Vec<WorkerLink>) -> Control {
+        let services_cfg = cfg.services.clone();
+        let snapshot = Arc::new(Services::build(1, ports.clone(), &services_cfg));
+        let f = &cfg.flows;
+        let timeouts = Timeouts::new(
+            f.tcp_syn_timeout,
+            f.tcp_established_timeout,
+            f.tcp_closing_timeout,
+            f.udp_timeout,
+        );
+        let nports = ports.len();
+        Control {
+            cfg,
+            services_cfg,
+            ports,
+            snapshot,
+            workers,
+            flows: HashMap::new(),
+            neighbors: HashMap::new(),
+            solicited: HashMap::new(),
+            link_up: vec![true; nports],
+            device_stats: vec![DeviceStats::default(); nports],
+            rates: Rates::default(),
+            last_sample: None,
+            started: Instant::now(),
+            timeouts,
+            flows_replicated: 0,
+        }
+    }
+
+    /// Sends a message to every worker but `except`.
+    fn broadcast(&mut self, except: Option<u16>, make: impl Fn() -> ToWorker) {
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            if Some(i as u16) != except {
+                w.send(make());
+            }
+        }
+    }
+
+    /// Drains every worker's events and acts on them. Returns how many were handled.
+    pub fn poll_workers(&mut self, now: Instant) -> usize {
+        let mut handled = 0;
+        for w in &mut self.workers {
+            w.flush();
+        }
+        for wi in 0..self.workers.len() {
+            // Bounded per tick so one busy worker cannot starve the socket.
+            for _ in 0..65_536 {
+                let Ok(ev) = self.workers[wi].rx.try_recv() else {
+                    break;
+                };
+                handled += 1;
+                self.handle(ev, now);
+            }
+        }
+        handled
+    }
+
+    fn handle(&mut self, ev: FromWorker, now: Instant) {
+        match ev {
+            FromWorker::Flow { worker, key, rec } => {
+                let e = self.flows.entry(key).or_insert(MasterFlow {
+                    rec,
+                    worker,
+                    created: now,
+                    updated: now,
+                });
+                e.rec = rec;
+                e.worker = worker;
+                e.updated = now;
+                if self.workers.len() > 1 {
+                    self.flows_replicated += 1;
+                    self.broadcast(Some(worker), || ToWorker::Flow { key, rec });
+                }
+            }
+            FromWorker::Neighbor { port, ip, mac } => {
+                self.neighbors.insert((port, ip), (mac, now));
+                self.broadcast(None, || ToWorker::Neighbor { port, ip, mac });
+            }
+            FromWorker::NeedNeighbor { port, ip, v6 } => self.solicit(port, ip, v6, now),
+            FromWorker::Retired(old) => drop(old),
+        }
+    }
+
+    /// Asks a worker to send an ARP request / neighbor solicitation, at most once per
+    /// interval per next hop.
+    fn solicit(&mut self, port: u8, ip: [u8; 16], v6: bool, now: Instant) {
+        if self
+            .solicited
+            .get(&(port, ip))
+            .is_some_and(|t| now.duration_since(*t) < SOLICIT_INTERVAL)
+        {
+            return;
+        }
+        self.solicited.insert((port, ip), now);
+        if let Some(w) = self.workers.first_mut() {
+            w.send(ToWorker::Solicit { port, ip, v6 });
+        }
+    }
+
+    /// The next hops this node must know: backends' (or their gateways') on paths without a
+    /// fixed MAC, and every port's gateway.
+    pub fn wanted_next_hops(&self) -> Vec<(u8, [u8; 16], bool)> {
+        let mut out = Vec::new();
+        for (pi, p) in self.ports.iter().enumerate() {
+            if let Some(g) = p.gateway {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&g);
+                out.push((pi as u8, b, false));
+            }
+            if let Some(g) = p.gateway6 {
+                out.push((pi as u8, g, true));
+            }
+        }
+        for b in &self.snapshot.backends {
+            for path in b.paths.iter().filter(|p| p.mac.is_none()) {
+                if let Some(hop) = self.ports[usize::from(path.port)].next_hop(&b.addr, b.v6) {
+                    out.push((path.port, hop, b.v6));
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Resolves next hops that are unknown or due for a refresh.
+    pub fn refresh_neighbors(&mut self, now: Instant) {
+        for (port, ip, v6) in self.wanted_next_hops() {
+            let fresh = self
+                .neighbors
+                .get(&(port, ip))
+                .is_some_and(|(_, t)| now.duration_since(*t) < NEIGHBOR_REFRESH);
+            if !fresh {
+                self.solicit(port, ip, v6, now);
+            }
+        }
+    }
+
+    /// A port's link changed: tell the workers, which move flows to their backup paths.
+    pub fn set_link(&mut self, port: usize, up: bool) {
+        if port < self.link_up.len() && port < MAX_PORTS && self.link_up[port] != up {
+            self.link_up[port] = up;
+            tracing::warn!(port = %self.ports[port].name, up, "link changed");
+            self.broadcast(None, || ToWorker::Link {
+                port: port as u8,
+                up,
+            });
+        }
+    }
+
+    /// Forgets flows no worker has announced for longer than their timeout allows.
+    pub fn expire_flows(&mut self, now: Instant) {
+        let t = self.timeouts;
+        self.flows.retain(|_, f| {
+            let limit = Duration::from_millis(u64::from(t.for_state(f.rec.state)))
+                + Duration::from_secs(31);
+            now.duration_since(f.updated) <= limit
+        });
+    }
+
+    /// Samples counters and computes per-second rates.
+    pub fn sample_rates(&mut self, now: Instant) {
+        let nports = self.ports.len();
+        let mut s = Sample {
+            port_rx: vec![0; nports],
+            port_tx: vec![0; nports],
+            worker_rx: vec![0; self.workers.len()],
+            worker_tx: vec![0; self.workers.len()],
+            backend_new: vec![0; self.snapshot.backends.len()],
+        };
+        for (wi, w) in self.workers.iter().enumerate() {
+            for p in 0..nports {
+                let rx = w.counters.ports[p].rx_packets.get();
+                let tx = w.counters.ports[p].tx_packets.get();
+                s.port_rx[p] += rx;
+                s.port_tx[p] += tx;
+                s.worker_rx[wi] += rx;
+                s.worker_tx[wi] += tx;
+            }
+            for (b, n) in s.backend_new.iter_mut().enumerate() {
+                *n += w.counters.backend_new_flows[b].get();
+            }
+        }
+        if let Some((t0, prev)) = &self.last_sample {
+            let dt = now.duration_since(*t0).as_secs_f64().max(1e-3);
+            let rate = |a: &[u64], b: &[u64]| -> Vec<f64> {
+                a.iter()
+                    .zip(b.iter().chain(std::iter::repeat(&0)))
+                    .map(|(x, y)| x.saturating_sub(*y) as f64 / dt)
+                    .collect()
+            };
+            self.rates = Rates {
+                port_rx_pps: rate(&s.port_rx, &prev.port_rx),
+                port_tx_pps: rate(&s.port_tx, &prev.port_tx),
+                worker_rx_pps: rate(&s.worker_rx, &prev.worker_rx),
+                worker_tx_pps: rate(&s.worker_tx, &prev.worker_tx),
+                backend_new_per_s: rate(&s.backend_new, &prev.backend_new),
+            };
+        }
+        self.last_sample = Some((now, s));
+    }
+
+    /// Changes a backend's state or weight and hands every worker a new snapshot.
+    pub fn update_backend(
+        &mut self,
+        service: &str,
+        backend: &str,
+        state: Option<BackendState>,
+        weight: Option<u32>,
+    ) -> Result<(), String> {
+        let svc = self
+            .services_cfg
+            .iter_mut()
+            .find(|s| s.name == service)
+            .ok_or_else(|| format!("no service named \"{service}\""))?;
+        let b = svc
+            .backends
+            .iter_mut()
+            .find(|b| b.name == backend)
+            .ok_or_else(|| format!("service \"{service}\" has no backend named \"{backend}\""))?;
+        if let Some(s) = state {
+            b.state = s;
+        }
+        if let Some(w) = weight {
+            if w > tandem_config::MAX_WEIGHT {
+                return Err(format!(
+                    "weight {w} is above the maximum {}",
+                    tandem_config::MAX_WEIGHT
+                ));
+            }
+            b.weight = w;
+        }
+        self.publish_services();
+        Ok(())
+    }
+
+    fn publish_services(&mut self) {
+        let gen = self.snapshot.generation + 1;
+        let snap = Arc::new(Services::build(gen, self.ports.clone(), &self.services_cfg));
+        self.snapshot = Arc::clone(&snap);
+        self.broadcast(None, || ToWorker::Services(Arc::clone(&snap)));
+    }
+
+    /// Live flows per backend id (from the master view).
+    pub fn active_flows_by_backend(&self) -> Vec<u64> {
+        let mut v = vec![0u64; self.snapshot.backends.len()];
+        for f in self.flows.values() {
+            if f.rec.state != FlowState::Closing {
+                if let Some(x) = v.get_mut(usize::from(f.rec.backend)) {
+                    *x += 1;
+                }
+            }
+        }
+        v
+    }
+
+    pub fn service_mode(&self, service: u16) -> Option<Mode> {
+        self.snapshot
+            .services
+            .get(usize::from(service))
+            .map(|s| s.mode)
+    }
+
+    /// Pending messages to workers (for tests and `show stats`).
+    pub fn pending_to_workers(&self) -> usize {
+        self.workers.iter().map(|w| w.pending.len()).sum()
+    }
+}

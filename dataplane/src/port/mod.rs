@@ -1,0 +1,41 @@
+//! The DPDK port layer: the only part of the data plane that touches DPDK. It initialises
+//! the EAL, creates mempools, configures ports (one RX and one TX queue per worker), and runs
+//! the pinned worker loops that move mbufs between the NIC queues and the packet core.
+//! Every `unsafe` block of the data plane lives here, each with its `SAFETY:` reason.
+
+pub mod eal;
+pub mod ethdev;
+pub mod mbuf;
+pub mod worker;
+
+/// A DPDK call failed: what we were doing and DPDK's own words.
+#[derive(Debug)]
+pub struct DpdkError {
+    pub what: String,
+    pub code: i32,
+}
+
+impl std::fmt::Display for DpdkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} (code {})",
+            self.what,
+            eal::strerror(self.code),
+            self.code
+        )
+    }
+}
+
+impl std::error::Error for DpdkError {}
+
+pub(crate) fn check(rc: i32, what: impl Into<String>) -> Result<i32, DpdkError> {
+    if rc < 0 {
+        Err(DpdkError {
+            what: what.into(),
+            code: -rc,
+        })
+    } else {
+        Ok(rc)
+    }
+}

@@ -1,0 +1,214 @@
+//! A worker's poll loop, in the shape of DPDK's l3fwd: receive a burst from each of its
+//! queues, run every packet through the core (prefetching ahead), queue the results per
+//! output port, flush, then apply control messages and hand events to the control thread.
+//! Nothing on this path locks, allocates or makes a system call; the only syscall is the
+//! idle back-off sleep after a round of empty bursts.
+
+use super::eal::rdtsc;
+use super::ethdev::EthPort;
+use super::mbuf::{self, Mempool, RawMbuf};
+use crate::counters::DropReason;
+use crate::messages::{FromWorker, ToWorker};
+use crate::pipeline::{Core, PacketBuf, Verdict};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How far ahead of the packet being processed to prefetch.
+const PREFETCH_AHEAD: usize = 3;
+/// Control messages applied per loop, so a flood of replication cannot starve packets.
+const MAX_MESSAGES_PER_LOOP: usize = 512;
+/// Buckets of the flow table swept for expired flows per loop.
+const SWEEP_BUCKETS: usize = 32;
+/// Largest burst the loop supports.
+pub const MAX_BURST: usize = 512;
+
+/// Everything a worker owns.
+pub struct Worker {
+    pub core: Core,
+    /// Ports in config order; the worker polls queue `queue` of each.
+    pub ports: Vec<EthPort>,
+    pub queue: u16,
+    pub burst: usize,
+    pub idle_sleep: Duration,
+    pub inbox: Receiver<ToWorker>,
+    pub outbox: Sender<FromWorker>,
+    pub stop: Arc<AtomicBool>,
+    pub pool: Arc<Mempool>,
+    /// TSC ticks per millisecond and the TSC at the node's start: the core's clock.
+    pub tsc_per_ms: u64,
+    pub tsc0: u64,
+}
+
+struct TxBuffer {
+    pkts: [RawMbuf; MAX_BURST],
+    lens: [u16; MAX_BURST],
+    n: usize,
+}
+
+impl Worker {
+    #[inline(always)]
+    fn now_ms(&self) -> u32 {
+        ((rdtsc().wrapping_sub(self.tsc0)) / self.tsc_per_ms.max(1)) as u32
+    }
+
+    /// Runs until `stop` is set; flushes what is queued before returning.
+    pub fn run(mut self) -> i32 {
+        let burst = self.burst.clamp(1, MAX_BURST);
+        let mut rx: Vec<RawMbuf> = vec![std::ptr::null_mut(); burst];
+        let mut free: Vec<RawMbuf> = Vec::with_capacity(burst);
+        let mut tx: Vec<TxBuffer> = (0..self.ports.len())
+            .map(|_| TxBuffer {
+                pkts: [std::ptr::null_mut(); MAX_BURST],
+                lens: [0; MAX_BURST],
+                n: 0,
+            })
+            .collect();
+        let counters = Arc::clone(&self.core.counters);
+        tracing::info!(
+            worker = self.core.worker,
+            lcore = super::eal::lcore_id(),
+            "worker polling"
+        );
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = self.now_ms();
+            let mut got = 0;
+            for pi in 0..self.ports.len() {
+                let port = self.ports[pi];
+                let n = port.rx_burst(self.queue, &mut rx[..burst]);
+                if n == 0 {
+                    continue;
+                }
+                got += n;
+                let pc = &counters.ports[pi];
+                pc.rx_packets.add(n as u64);
+                for i in 0..n.min(PREFETCH_AHEAD) {
+                    mbuf::prefetch(rx[i]);
+                }
+                for i in 0..n {
+                    if i + PREFETCH_AHEAD < n {
+                        mbuf::prefetch(rx[i + PREFETCH_AHEAD]);
+                    }
+                    let m = rx[i];
+                    // SAFETY: `m` came from rx_burst and is ours until sent or freed.
+                    if unsafe { mbuf::segments(m) } != 1 {
+                        counters.count_drop(DropReason::TooBig);
+                        free.push(m);
+                        continue;
+                    }
+                    // SAFETY: as above; the slice does not outlive this iteration.
+                    let (room, start, len) = unsafe { mbuf::data_room(m) };
+                    pc.rx_bytes.add(len as u64);
+                    let mut pkt = PacketBuf {
+                        buf: room,
+                        start,
+                        len,
+                    };
+                    match self.core.process(pi as u8, &mut pkt, now) {
+                        Verdict::Tx(out) => {
+                            // SAFETY: start/len stay within the data room (the core checks).
+                            unsafe { mbuf::set_frame(m, pkt.start, pkt.len) };
+                            let o = usize::from(out);
+                            let b = &mut tx[o];
+                            b.pkts[b.n] = m;
+                            b.lens[b.n] = pkt.len as u16;
+                            b.n += 1;
+                            if b.n == burst {
+                                flush(&self.ports[o], self.queue, b, &counters, o);
+                            }
+                        }
+                        Verdict::Consumed | Verdict::Drop(_) => free.push(m),
+                    }
+                }
+                mbuf::free_bulk(&mut free);
+                free.clear();
+            }
+            for (o, b) in tx.iter_mut().enumerate() {
+                if b.n > 0 {
+                    flush(&self.ports[o], self.queue, b, &counters, o);
+                }
+            }
+            self.control(now, &mut tx);
+            self.core.housekeeping(now, SWEEP_BUCKETS);
+            counters.bursts.inc();
+            if got == 0 {
+                counters.idle_polls.inc();
+                if !self.idle_sleep.is_zero() {
+                    std::thread::sleep(self.idle_sleep);
+                }
+            }
+        }
+        for (o, b) in tx.iter_mut().enumerate() {
+            if b.n > 0 {
+                flush(&self.ports[o], self.queue, b, &counters, o);
+            }
+        }
+        tracing::info!(worker = self.core.worker, "worker stopped");
+        0
+    }
+
+    /// Applies control messages and hands the core's events to the control thread.
+    fn control(&mut self, now: u32, tx: &mut [TxBuffer]) {
+        for _ in 0..MAX_MESSAGES_PER_LOOP {
+            let Ok(msg) = self.inbox.try_recv() else {
+                break;
+            };
+            if let Some(ToWorker::Solicit { port, ip, v6 }) = self.core.apply(msg, now) {
+                self.solicit(port, &ip, v6, tx);
+            }
+        }
+        for ev in self.core.outbox.drain(..) {
+            match self.outbox.try_send(ev) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.core.counters.outbox_overflow.inc();
+                }
+            }
+        }
+    }
+
+    fn solicit(&mut self, port: u8, ip: &[u8; 16], v6: bool, tx: &mut [TxBuffer]) {
+        let o = usize::from(port);
+        if o >= self.ports.len() {
+            return;
+        }
+        let Some(m) = self.pool.alloc() else { return };
+        // SAFETY: a fresh mbuf from our pool, owned here.
+        let (room, start, _) = unsafe { mbuf::data_room(m) };
+        match self.core.build_solicit(port, ip, v6, &mut room[start..]) {
+            Some(len) => {
+                // SAFETY: the frame was written within the data room.
+                unsafe { mbuf::set_frame(m, start, len) };
+                let b = &mut tx[o];
+                b.pkts[b.n] = m;
+                b.lens[b.n] = len as u16;
+                b.n += 1;
+                let counters = Arc::clone(&self.core.counters);
+                flush(&self.ports[o], self.queue, b, &counters, o);
+            }
+            None => mbuf::free_bulk(&mut [m]),
+        }
+    }
+}
+
+fn flush(
+    port: &EthPort,
+    queue: u16,
+    b: &mut TxBuffer,
+    counters: &crate::counters::WorkerCounters,
+    o: usize,
+) {
+    let sent = port.tx_burst(queue, &mut b.pkts[..b.n]);
+    let pc = &counters.ports[o];
+    pc.tx_packets.add(sent as u64);
+    pc.tx_bytes
+        .add(b.lens[..sent].iter().map(|&l| u64::from(l)).sum());
+    if sent < b.n {
+        for _ in sent..b.n {
+            counters.count_drop(DropReason::TxFull);
+        }
+        mbuf::free_bulk(&mut b.pkts[sent..b.n]);
+    }
+    b.n = 0;
+}
