@@ -13,6 +13,8 @@ use tandem_dataplane::flow::{FlowKey, FlowRecord, FlowState, Timeouts};
 use tandem_dataplane::messages::{FromWorker, ToWorker};
 use tandem_dataplane::services::{PortInfo, Services};
 use tandem_dataplane::wire::ethernet::Mac;
+#[cfg(test)]
+use std::net::IpAddr;
 
 /// The control thread's end of one worker's channels.
 pub struct WorkerLink {
@@ -398,5 +400,165 @@ impl Control {
     /// Pending messages to workers (for tests and `show stats`).
     pub fn pending_to_workers(&self) -> usize {
         self.workers.iter().map(|w| w.pending.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_dataplane::pipeline::{Core, PacketBuf, Verdict};
+    use tandem_dataplane::testkit;
+    use tandem_dataplane::wire::l4::{ACK, SYN};
+
+    const CONFIG: &str = r#"
+[node]
+id = 1
+[eal]
+args = []
+[[port]]
+name = "front"
+devargs = "net_null0"
+ipv4 = "10.0.0.1/24"
+[[port]]
+name = "back"
+devargs = "net_null1"
+ipv4 = "10.1.0.1/24"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "nat"
+[[service.backend]]
+name = "a"
+address = "10.1.0.11"
+port = 8080
+paths = [{ port = "back", mac = "02:00:00:00:01:11" }]
+[[service.backend]]
+name = "b"
+address = "10.1.0.12"
+port = 8080
+paths = [{ port = "back" }]
+"#;
+    const MACS: [Mac; 2] = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]];
+
+    fn node(workers: usize) -> (Control, Vec<Core>) {
+        let cfg = Config::from_toml(CONFIG).unwrap();
+        let ports: Vec<PortInfo> = cfg.ports.iter().zip(MACS).map(|(p, m)| PortInfo::from_config(p, m)).collect();
+        let mut links = Vec::new();
+        let mut cores = Vec::new();
+        let snap = Arc::new(Services::build(1, ports.clone(), &cfg.services));
+        for i in 0..workers {
+            let (to_tx, to_rx) = crossbeam_channel::bounded(1024);
+            let (from_tx, from_rx) = crossbeam_channel::bounded(1024);
+            let counters = Arc::new(WorkerCounters::default());
+            let core = Core::new(i as u16, 1024, Timeouts::default(), Arc::clone(&snap), Arc::clone(&counters), 5);
+            cores.push(core);
+            links.push(WorkerLink::new(to_tx, from_rx, counters));
+            // The test moves messages itself: keep the worker ends alive in a side list.
+            WORKER_ENDS.with(|w| w.borrow_mut().push((to_rx, from_tx)));
+        }
+        (Control::new(cfg, ports, links), cores)
+    }
+
+    thread_local! {
+        static WORKER_ENDS: std::cell::RefCell<Vec<(Receiver<ToWorker>, Sender<FromWorker>)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// What the port layer does between bursts: outbox to control, inbox into the core.
+    fn exchange(ctl: &mut Control, cores: &mut [Core], now_ms: u32) {
+        for (i, c) in cores.iter_mut().enumerate() {
+            WORKER_ENDS.with(|w| {
+                for ev in c.outbox.drain(..) {
+                    w.borrow()[i].1.send(ev).unwrap();
+                }
+            });
+        }
+        ctl.poll_workers(Instant::now());
+        for (i, c) in cores.iter_mut().enumerate() {
+            WORKER_ENDS.with(|w| {
+                while let Ok(m) = w.borrow()[i].0.try_recv() {
+                    c.apply(m, now_ms);
+                }
+            });
+        }
+    }
+
+    fn run(core: &mut Core, port: u8, frame: &[u8], now: u32) -> (Verdict, Vec<u8>) {
+        let mut buf = vec![0u8; 2048];
+        buf[128..128 + frame.len()].copy_from_slice(frame);
+        let mut p = PacketBuf { buf: &mut buf, start: 128, len: frame.len() };
+        let v = core.process(port, &mut p, now);
+        (v, p.frame().to_vec())
+    }
+
+    /// A nat flow created on worker 0 whose reply arrives on worker 1: the record reaches
+    /// worker 1 through the control thread and the reply is rewritten to the VIP.
+    #[test]
+    fn nat_reply_on_another_worker_finds_the_record() {
+        WORKER_ENDS.with(|w| w.borrow_mut().clear());
+        let (mut ctl, mut cores) = node(2);
+        let client: IpAddr = "198.51.100.7".parse().unwrap();
+        let vip: IpAddr = "192.0.2.10".parse().unwrap();
+        // Backend b has no MAC: teach both workers its neighbor first.
+        let arp = testkit::arp_request([2, 0, 0, 0, 1, 0x12], "10.1.0.12".parse().unwrap(), "10.1.0.1".parse().unwrap());
+        run(&mut cores[0], 1, &arp, 1);
+        exchange(&mut ctl, &mut cores, 1);
+        let syn = testkit::tcp(MACS[0], [2, 0, 0, 0, 0xc, 1], client, 40000, vip, 80, SYN, b"");
+        let (v, out) = run(&mut cores[0], 0, &syn, 2);
+        assert_eq!(v, Verdict::Tx(1));
+        let backend = tandem_dataplane::wire::ipv4::Packet::new_checked(&out[14..]).unwrap().dst();
+        // Before replication worker 1 does not know the flow.
+        let reply = testkit::tcp(MACS[1], [2, 0, 0, 0, 1, 0x11], IpAddr::V4(backend), 8080, client, 40000, SYN | ACK, b"");
+        assert!(matches!(run(&mut cores[1], 1, &reply, 3).0, Verdict::Drop(_)));
+        exchange(&mut ctl, &mut cores, 3);
+        let (v, out) = run(&mut cores[1], 1, &reply, 4);
+        assert_eq!(v, Verdict::Tx(0));
+        let p = tandem_dataplane::wire::ipv4::Packet::new_checked(&out[14..]).unwrap();
+        assert_eq!(IpAddr::V4(p.src()), vip);
+        testkit::verify_checksums(&out).unwrap();
+        // The control thread's master view has it, for show flow.
+        assert_eq!(ctl.flows.len(), 1);
+        let shown = crate::commands::execute(&mut ctl, "show flow tcp 198.51.100.7:40000 192.0.2.10:80");
+        assert_eq!(shown["ok"], true, "{shown}");
+        let by_reply = crate::commands::execute(&mut ctl, &format!("show flow tcp {backend}:8080 198.51.100.7:40000"));
+        assert_eq!(by_reply["flow"], shown["flow"]);
+        // The client's ACK on worker 1 finds the replicated forward record too.
+        let ack = testkit::tcp(MACS[0], [2, 0, 0, 0, 0xc, 1], client, 40000, vip, 80, ACK, b"");
+        assert_eq!(run(&mut cores[1], 0, &ack, 5).0, Verdict::Tx(1));
+        assert_eq!(cores[1].counters.flows_created.get(), 0);
+    }
+
+    #[test]
+    fn commands_answer_errors_and_change_backends() {
+        WORKER_ENDS.with(|w| w.borrow_mut().clear());
+        let (mut ctl, _cores) = node(1);
+        for bad in ["", "show", "show nothing", "backend drain web", "backend drain web zz", "backend weight web a x", "show flows --limit x", "show flow tcp 1.2.3.4 5.6.7.8:80", "\u{0}\u{1}"] {
+            let v = crate::commands::execute(&mut ctl, bad);
+            assert_eq!(v["ok"], false, "{bad:?} -> {v}");
+            assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
+        }
+        let v = crate::commands::execute(&mut ctl, "backend drain web a");
+        assert_eq!(v["ok"], true);
+        assert_eq!(ctl.snapshot.backend_by_name("web", "a").unwrap().state, BackendState::Draining);
+        let v = crate::commands::execute(&mut ctl, "backend weight web b 7");
+        assert_eq!(v["ok"], true);
+        let v = crate::commands::execute(&mut ctl, "show backends web");
+        assert_eq!(v["backends"][1]["weight"], 7);
+        assert_eq!(v["backends"][0]["state"], "draining");
+        let help = crate::commands::execute(&mut ctl, "help");
+        assert!(help["commands"].as_array().unwrap().len() >= 8);
+        // Every snapshot change reaches the worker.
+        WORKER_ENDS.with(|w| assert_eq!(w.borrow()[0].0.len(), 2));
+    }
+
+    #[test]
+    fn next_hops_wanted_include_arp_paths() {
+        WORKER_ENDS.with(|w| w.borrow_mut().clear());
+        let (ctl, _c) = node(1);
+        let hops = ctl.wanted_next_hops();
+        assert_eq!(hops.len(), 1);
+        assert_eq!(&hops[0].1[..4], &[10, 1, 0, 12]);
     }
 }

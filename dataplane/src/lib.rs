@@ -13,4 +13,5 @@ pub mod pipeline;
 pub mod port;
 pub mod select;
 pub mod services;
+pub mod testkit;
 pub mod wire;

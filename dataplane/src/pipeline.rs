@@ -900,3 +900,7 @@ fn swap_l2(f: &mut [u8], port_mac: &Mac) {
     f[0..6].copy_from_slice(&src);
     f[6..12].copy_from_slice(port_mac);
 }
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

@@ -1,0 +1,193 @@
+//! Frame builders and checkers for tests (unit, pcap golden and fuzz seeds): whole,
+//! correctly checksummed Ethernet frames from a few parameters, and a full recomputation of
+//! every checksum in a frame to compare incremental updates against.
+
+use crate::wire::ethernet::{self, Mac};
+use crate::wire::l4::{self, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::wire::{arp, checksum, icmp, ipv4, ipv6};
+use std::net::{IpAddr, Ipv4Addr};
+
+pub fn eth(dst: Mac, src: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 14];
+    ethernet::write_header(&mut f, &dst, &src, ethertype);
+    f.extend_from_slice(payload);
+    if f.len() < 60 {
+        f.resize(60, 0);
+    }
+    f
+}
+
+/// Inserts an 802.1Q tag with `vid` after the MAC addresses.
+pub fn tag(frame: &[u8], vid: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&0x8100u16.to_be_bytes());
+    f.extend_from_slice(&vid.to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+fn l4_header(proto: u8, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = if proto == PROTO_TCP {
+        let mut t = vec![0u8; 20];
+        t[12] = 5 << 4;
+        t[13] = flags;
+        t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+        t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        t
+    } else {
+        let mut u = vec![0u8; 8];
+        u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        u
+    };
+    h[0..2].copy_from_slice(&sport.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+/// An IP packet (no Ethernet) carrying TCP or UDP, checksums filled.
+pub fn ip_l4(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut seg = l4_header(proto, sport, dport, flags, payload);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            l4::fill_checksum(proto, &s.octets(), &d.octets(), &mut seg);
+            let mut p = vec![0u8; 20];
+            ipv4::emit(&mut p, s.octets(), d.octets(), proto, seg.len(), 64);
+            p.extend_from_slice(&seg);
+            p
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            l4::fill_checksum(proto, &s.octets(), &d.octets(), &mut seg);
+            let mut p = vec![0u8; 40];
+            ipv6::emit(&mut p, s.octets(), d.octets(), proto, seg.len(), 64);
+            p.extend_from_slice(&seg);
+            p
+        }
+        _ => panic!("mixed address families"),
+    }
+}
+
+pub fn ethertype_of(a: IpAddr) -> u16 {
+    if a.is_ipv4() {
+        ethernet::ETHERTYPE_IPV4
+    } else {
+        ethernet::ETHERTYPE_IPV6
+    }
+}
+
+/// A TCP segment in an Ethernet frame.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp(dst_mac: Mac, src_mac: Mac, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    eth(dst_mac, src_mac, ethertype_of(src), &ip_l4(src, dst, PROTO_TCP, sport, dport, flags, payload))
+}
+
+/// A UDP datagram in an Ethernet frame.
+pub fn udp(dst_mac: Mac, src_mac: Mac, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    eth(dst_mac, src_mac, ethertype_of(src), &ip_l4(src, dst, PROTO_UDP, sport, dport, 0, payload))
+}
+
+pub fn arp_request(src_mac: Mac, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut body = vec![0u8; 28];
+    arp::emit(
+        &mut body,
+        &arp::Arp {
+            op: arp::OP_REQUEST,
+            sender_mac: src_mac,
+            sender_ip: sender,
+            target_mac: [0; 6],
+            target_ip: target,
+        },
+    );
+    eth(ethernet::BROADCAST, src_mac, ethernet::ETHERTYPE_ARP, &body)
+}
+
+pub fn icmp_echo(dst_mac: Mac, src_mac: Mac, src: IpAddr, dst: IpAddr, id: u16, seq: u16) -> Vec<u8> {
+    let mut m = vec![0u8; 8 + 16];
+    m[4..6].copy_from_slice(&id.to_be_bytes());
+    m[6..8].copy_from_slice(&seq.to_be_bytes());
+    for (i, b) in m[8..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            m[0] = icmp::ECHO_REQUEST;
+            let c = checksum::checksum(&m);
+            m[2..4].copy_from_slice(&c.to_be_bytes());
+            let mut p = vec![0u8; 20];
+            ipv4::emit(&mut p, s.octets(), d.octets(), PROTO_ICMP, m.len(), 64);
+            p.extend_from_slice(&m);
+            eth(dst_mac, src_mac, ethernet::ETHERTYPE_IPV4, &p)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            m[0] = icmp::V6_ECHO_REQUEST;
+            icmp::fill_checksum_v6(&s.octets(), &d.octets(), &mut m);
+            let mut p = vec![0u8; 40];
+            ipv6::emit(&mut p, s.octets(), d.octets(), PROTO_ICMPV6, m.len(), 64);
+            p.extend_from_slice(&m);
+            eth(dst_mac, src_mac, ethernet::ETHERTYPE_IPV6, &p)
+        }
+        _ => panic!("mixed address families"),
+    }
+}
+
+/// A neighbor solicitation for `target` from `src` (with a source lladdr option).
+pub fn neighbor_solicit(src_mac: Mac, src: std::net::Ipv6Addr, target: std::net::Ipv6Addr) -> Vec<u8> {
+    let t = target.octets();
+    let mut dst = [0u8; 16];
+    dst[0] = 0xff;
+    dst[1] = 0x02;
+    dst[11] = 1;
+    dst[12] = 0xff;
+    dst[13..].copy_from_slice(&t[13..]);
+    let mut m = vec![0u8; icmp::ND_LEN];
+    icmp::emit_nd(&mut m, icmp::V6_NEIGHBOR_SOLICIT, &t, &src_mac);
+    icmp::fill_checksum_v6(&src.octets(), &dst, &mut m);
+    let mut p = vec![0u8; 40];
+    ipv6::emit(&mut p, src.octets(), dst, PROTO_ICMPV6, m.len(), 255);
+    p.extend_from_slice(&m);
+    eth([0x33, 0x33, 0xff, t[13], t[14], t[15]], src_mac, ethernet::ETHERTYPE_IPV6, &p)
+}
+
+/// Recomputes every checksum of the IP packet in `frame` (IPv4 header, TCP/UDP/ICMP) and
+/// says whether each stored one is right. Errors name the first wrong one.
+pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
+    let l2 = ethernet::parse(frame).map_err(|e| format!("{e:?}"))?;
+    let ip = &frame[l2.l3_offset..];
+    match l2.ethertype {
+        ethernet::ETHERTYPE_IPV4 => {
+            let p = ipv4::Packet::new_checked(ip).map_err(|e| format!("{e:?}"))?;
+            if !p.verify_checksum() {
+                return Err("IPv4 header checksum".into());
+            }
+            let (s, d) = (p.src_bytes(), p.dst_bytes());
+            let body = p.payload();
+            match p.protocol() {
+                PROTO_TCP | PROTO_UDP if !l4::verify_checksum(p.protocol(), &s, &d, body) => {
+                    Err(format!("L4 checksum (proto {})", p.protocol()))
+                }
+                PROTO_ICMP if checksum::checksum(body) != 0 => Err("ICMP checksum".into()),
+                _ => Ok(()),
+            }
+        }
+        ethernet::ETHERTYPE_IPV6 => {
+            let p = ipv6::Packet::new_checked(ip).map_err(|e| format!("{e:?}"))?;
+            let (s, d) = (p.src_bytes(), p.dst_bytes());
+            let nh = p.next_header();
+            let body = p.payload();
+            let ok = match nh {
+                PROTO_TCP | PROTO_UDP => l4::verify_checksum(nh, &s, &d, body),
+                PROTO_ICMPV6 => {
+                    let sum = checksum::pseudo_header_sum(&s, &d, nh, body.len() as u32);
+                    checksum::fold(checksum::sum_words(sum, body)) == 0xffff
+                }
+                _ => true,
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("IPv6 L4 checksum (next header {nh})"))
+            }
+        }
+        _ => Ok(()),
+    }
+}
