@@ -1,0 +1,211 @@
+//! Shared helpers for the integration tests: a scratch directory, a `tandem run` child that
+//! is always stopped (by pid) even when a test fails, the control socket, and pcap files.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique name for this test run (namespaces, interfaces, DPDK file prefixes).
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("{prefix}{}x{n}", std::process::id() % 100_000)
+}
+
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(unique(&format!("tandem-{name}-")));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch { dir }
+    }
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.dir.join(f)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::env::var_os("TANDEM_KEEP_TEST_FILES").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn tandem_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tandem"))
+}
+
+/// A running `tandem run`. Dropping it kills the process (by pid) if it is still alive.
+pub struct Node {
+    pub child: Option<Child>,
+    pub socket: PathBuf,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+impl Node {
+    /// Starts `tandem run --config cfg`, optionally inside network namespace `netns`, and
+    /// waits for its control socket.
+    pub fn start(cfg: &Path, socket: &Path, netns: Option<&str>) -> Node {
+        let out = cfg.with_extension("stdout");
+        let err = cfg.with_extension("stderr");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(tandem_bin());
+                c
+            }
+            None => Command::new(tandem_bin()),
+        };
+        cmd.arg("run")
+            .arg("--config")
+            .arg(cfg)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
+        let child = cmd.spawn().expect("spawn tandem");
+        let mut node = Node {
+            child: Some(child),
+            socket: socket.to_path_buf(),
+            stdout_path: out,
+            stderr_path: err,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if node.ctl("help").is_ok() {
+                return node;
+            }
+            if let Some(Ok(Some(status))) = node.child.as_mut().map(|c| c.try_wait()) {
+                panic!("tandem exited early ({status}):\n{}", node.logs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("tandem did not open its control socket:\n{}", node.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}",
+            std::fs::read_to_string(&self.stdout_path).unwrap_or_default(),
+            std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        )
+    }
+
+    pub fn ctl(&self, line: &str) -> Result<serde_json::Value, String> {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        use std::io::Write;
+        writeln!(s, "{line}").map_err(|e| e.to_string())?;
+        let mut r = BufReader::new(s);
+        let mut answer = String::new();
+        r.read_line(&mut answer).map_err(|e| e.to_string())?;
+        serde_json::from_str(&answer).map_err(|e| format!("{e}: {answer:?}"))
+    }
+
+    /// Waits until `f(show stats)` holds.
+    pub fn wait_stats(&self, what: &str, timeout: Duration, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.ctl("show stats").unwrap_or_default();
+            if f(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; last stats: {s}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGINT, then wait for a clean exit; returns the final stats document it printed.
+    pub fn stop(&mut self) -> serde_json::Value {
+        let mut child = self.child.take().expect("running");
+        // SAFETY-free: libc::kill on our own child's pid.
+        unsafe_kill(child.id() as i32, libc::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tandem did not stop on SIGINT:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "tandem exited with {status}:\n{}", self.logs());
+        let out = std::fs::read_to_string(&self.stdout_path).unwrap_or_default();
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix("TANDEM_FINAL_STATS "))
+            .unwrap_or_else(|| panic!("no final stats:\n{}", self.logs()));
+        serde_json::from_str(line).unwrap()
+    }
+}
+
+fn unsafe_kill(pid: i32, sig: i32) {
+    // SAFETY: sending a signal to a pid we spawned; no memory is involved.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // `ip netns exec` execs tandem, so the pid is tandem's own.
+            unsafe_kill(c.id() as i32, libc::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let f = std::fs::File::create(path).unwrap();
+    let header = pcap_file::pcap::PcapHeader {
+        datalink: pcap_file::DataLink::ETHERNET,
+        ..Default::default()
+    };
+    let mut w = pcap_file::pcap::PcapWriter::with_header(f, header).unwrap();
+    for (i, fr) in frames.iter().enumerate() {
+        let pkt = pcap_file::pcap::PcapPacket::new(Duration::from_millis(i as u64), fr.len() as u32, fr);
+        w.write_packet(&pkt).unwrap();
+    }
+}
+
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut r = pcap_file::pcap::PcapReader::new(f).unwrap();
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        out.push(p.unwrap().data.to_vec());
+    }
+    out
+}
+
+/// Runs a shell command, panicking with its output when it fails.
+pub fn sh(cmd: &str) -> String {
+    let o = Command::new("bash").arg("-c").arg(cmd).output().unwrap();
+    if !o.status.success() {
+        panic!(
+            "command failed: {cmd}\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs a shell command and ignores failure (clean-up).
+pub fn sh_quiet(cmd: &str) {
+    let _ = Command::new("bash").arg("-c").arg(cmd).output();
+}
