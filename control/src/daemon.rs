@@ -138,6 +138,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
             pool: Arc::clone(&pool),
             tsc_per_ms,
             tsc0,
+            parked: Vec::with_capacity(tandem_dataplane::port::worker::MAX_PARKED),
         };
         eal.launch(i as u32 + 1, move || w.run())
             .map_err(|e| anyhow::anyhow!("{e}"))?;

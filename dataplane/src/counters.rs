@@ -50,6 +50,7 @@ drop_reasons! {
     UnsupportedProtocol => "unsupported_protocol",
     UnknownService => "unknown_service",
     NoBackend => "no_backend",
+    NoFlow => "no_flow",
     TtlExpired => "ttl_expired",
     NoNeighbor => "no_neighbor",
     NoPath => "no_path",

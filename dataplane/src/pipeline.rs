@@ -43,6 +43,10 @@ pub enum Verdict {
     Tx(u8),
     /// Absorbed by the node (an ARP reply it learned from, say); free it, not a drop.
     Consumed,
+    /// A nat backend's reply whose flow record has not reached this worker yet (it was
+    /// created on another worker a moment ago): hold the frame briefly and process it again
+    /// after the next control messages. Nothing in the frame was changed.
+    Defer,
     Drop(DropReason),
 }
 
@@ -488,6 +492,9 @@ impl Core {
         now_ms: u32,
     ) -> Verdict {
         let Some(rev) = self.table.get_mut(&key, now_ms) else {
+            if self.services.is_nat_source(&key.src, key.sport, key.proto) {
+                return Verdict::Defer;
+            }
             return Verdict::Drop(DropReason::NotForUs);
         };
         if !rev.reverse {

@@ -152,6 +152,8 @@ pub struct Services {
     pub backends: Vec<Backend>,
     by_key: FastMap<ServiceKey, u16>,
     vips: FastMap<[u8; 16], ()>,
+    /// (address, port, protocol) of every nat backend: where nat replies come from.
+    nat_sources: FastMap<ServiceKey, ()>,
 }
 
 impl std::fmt::Debug for Services {
@@ -184,6 +186,7 @@ impl Services {
             backends: Vec::new(),
             by_key: FastMap::default(),
             vips: FastMap::default(),
+            nat_sources: FastMap::default(),
         };
         for (si, s) in services.iter().enumerate() {
             let sid = si as u16;
@@ -193,6 +196,16 @@ impl Services {
                 let id = out.backends.len() as u16;
                 ids.push(id);
                 let eligible = b.state == BackendState::Active;
+                if s.mode == Mode::Nat {
+                    out.nat_sources.insert(
+                        ServiceKey {
+                            vip: addr_bytes(b.address),
+                            port: b.port,
+                            proto: s.protocol.number(),
+                        },
+                        (),
+                    );
+                }
                 cands.push(Candidate {
                     id,
                     weight: if eligible { b.weight } else { 0 },
@@ -276,6 +289,17 @@ impl Services {
             return self.services.iter().any(|s| s.vip == *addr);
         }
         self.vips.contains_key(addr)
+    }
+
+    /// True when a packet from `addr:port` could be a nat backend's reply.
+    #[inline]
+    pub fn is_nat_source(&self, addr: &[u8; 16], port: u16, proto: u8) -> bool {
+        !self.nat_sources.is_empty()
+            && self.nat_sources.contains_key(&ServiceKey {
+                vip: *addr,
+                port,
+                proto,
+            })
     }
 
     /// The port whose own address `addr` is.

@@ -21,6 +21,10 @@ const PREFETCH_AHEAD: usize = 3;
 const MAX_MESSAGES_PER_LOOP: usize = 512;
 /// Buckets of the flow table swept for expired flows per loop.
 const SWEEP_BUCKETS: usize = 32;
+/// How long a nat reply may wait for its flow record to arrive from another worker.
+const DEFER_MS: u32 = 20;
+/// Most frames held waiting for their flow record.
+pub const MAX_PARKED: usize = 256;
 /// Largest burst the loop supports.
 pub const MAX_BURST: usize = 512;
 
@@ -39,7 +43,20 @@ pub struct Worker {
     /// TSC ticks per millisecond and the TSC at the node's start: the core's clock.
     pub tsc_per_ms: u64,
     pub tsc0: u64,
+    /// Deferred nat replies (capacity MAX_PARKED, allocated by the caller).
+    pub parked: Vec<Parked>,
 }
+
+#[derive(Clone, Copy)]
+pub struct Parked {
+    mbuf: RawMbuf,
+    port: u8,
+    since: u32,
+}
+
+// SAFETY: a parked mbuf is owned by exactly one worker; the list only moves between threads
+// while empty (when the worker is handed to its lcore).
+unsafe impl Send for Parked {}
 
 struct TxBuffer {
     pkts: [RawMbuf; MAX_BURST],
@@ -97,39 +114,18 @@ impl Worker {
                         free.push(m);
                         continue;
                     }
-                    // SAFETY: as above; the slice does not outlive this iteration.
-                    let (room, start, len) = unsafe { mbuf::data_room(m) };
-                    pc.rx_bytes.add(len as u64);
-                    let mut pkt = PacketBuf {
-                        buf: room,
-                        start,
-                        len,
-                    };
-                    match self.core.process(pi as u8, &mut pkt, now) {
-                        Verdict::Tx(out) => {
-                            // SAFETY: start/len stay within the data room (the core checks).
-                            unsafe { mbuf::set_frame(m, pkt.start, pkt.len) };
-                            let o = usize::from(out);
-                            let b = &mut tx[o];
-                            b.pkts[b.n] = m;
-                            b.lens[b.n] = pkt.len as u16;
-                            b.n += 1;
-                            if b.n == burst {
-                                flush(&self.ports[o], self.queue, b, &counters, o);
-                            }
-                        }
-                        Verdict::Consumed | Verdict::Drop(_) => free.push(m),
-                    }
+                    self.dispatch(m, pi as u8, now, &mut tx, &mut free, burst, None);
                 }
                 mbuf::free_bulk(&mut free);
                 free.clear();
             }
+            self.control(now, &mut tx);
+            self.retry_parked(now, &mut tx, &mut free, burst);
             for (o, b) in tx.iter_mut().enumerate() {
                 if b.n > 0 {
                     flush(&self.ports[o], self.queue, b, &counters, o);
                 }
             }
-            self.control(now, &mut tx);
             self.core.housekeeping(now, SWEEP_BUCKETS);
             counters.bursts.inc();
             if got == 0 {
@@ -144,8 +140,73 @@ impl Worker {
                 flush(&self.ports[o], self.queue, b, &counters, o);
             }
         }
+        for p in self.parked.drain(..) {
+            mbuf::free_bulk(&mut [p.mbuf]);
+        }
         tracing::info!(worker = self.core.worker, "worker stopped");
         0
+    }
+
+    /// Runs one mbuf through the core and carries out the verdict. `parked_since` is set when
+    /// the mbuf is a deferred nat reply getting another chance.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn dispatch(
+        &mut self,
+        m: RawMbuf,
+        port: u8,
+        now: u32,
+        tx: &mut [TxBuffer],
+        free: &mut Vec<RawMbuf>,
+        burst: usize,
+        parked_since: Option<u32>,
+    ) {
+        // SAFETY: `m` is ours (from rx_burst or the parked list) until sent or freed; the
+        // slice does not outlive this call.
+        let (room, start, len) = unsafe { mbuf::data_room(m) };
+        if parked_since.is_none() {
+            self.core.counters.ports[usize::from(port)].rx_bytes.add(len as u64);
+        }
+        let mut pkt = PacketBuf { buf: room, start, len };
+        match self.core.process(port, &mut pkt, now) {
+            Verdict::Tx(out) => {
+                // SAFETY: start/len stay within the data room (the core checks).
+                unsafe { mbuf::set_frame(m, pkt.start, pkt.len) };
+                let o = usize::from(out);
+                let b = &mut tx[o];
+                b.pkts[b.n] = m;
+                b.lens[b.n] = pkt.len as u16;
+                b.n += 1;
+                if b.n == burst {
+                    flush(&self.ports[o], self.queue, b, &self.core.counters, o);
+                }
+            }
+            Verdict::Defer => {
+                let since = parked_since.unwrap_or(now);
+                if now.wrapping_sub(since) < DEFER_MS && self.parked.len() < MAX_PARKED {
+                    self.parked.push(Parked { mbuf: m, port, since });
+                } else {
+                    self.core.counters.count_drop(DropReason::NoFlow);
+                    free.push(m);
+                }
+            }
+            Verdict::Consumed | Verdict::Drop(_) => free.push(m),
+        }
+    }
+
+    /// Gives deferred nat replies another chance now that control messages were applied.
+    fn retry_parked(&mut self, now: u32, tx: &mut [TxBuffer], free: &mut Vec<RawMbuf>, burst: usize) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let n = self.parked.len();
+        for i in 0..n {
+            let p = self.parked[i];
+            self.dispatch(p.mbuf, p.port, now, tx, free, burst, Some(p.since));
+        }
+        self.parked.drain(..n);
+        mbuf::free_bulk(free);
+        free.clear();
     }
 
     /// Applies control messages and hands the core's events to the control thread.
