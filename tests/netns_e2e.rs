@@ -29,8 +29,13 @@ struct Topology {
 
 impl Topology {
     fn up(suffix: &str) -> Topology {
-        let t = Topology { suffix: suffix.into() };
-        sh(&format!("{} up {suffix} 3", script("scripts/topology").display()));
+        let t = Topology {
+            suffix: suffix.into(),
+        };
+        sh(&format!(
+            "{} up {suffix} 3",
+            script("scripts/topology").display()
+        ));
         t
     }
     fn ns(&self, role: &str) -> String {
@@ -40,7 +45,11 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        sh_quiet(&format!("{} down {} 3", script("scripts/topology").display(), self.suffix));
+        sh_quiet(&format!(
+            "{} down {} 3",
+            script("scripts/topology").display(),
+            self.suffix
+        ));
     }
 }
 
@@ -123,13 +132,23 @@ mode = "dsr"
 /// speaks HTTP/1.0); returns how many each backend answered.
 fn spread(t: &Topology, vip: &str, n: usize) -> HashMap<String, usize> {
     let urls: Vec<String> = (0..n).map(|_| format!("http://{vip}/id")).collect();
-    let out = in_ns(&t.ns("tc"), &format!("curl -s -m 60 {}", urls.join(" "))).output().unwrap();
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = in_ns(&t.ns("tc"), &format!("curl -s -m 60 {}", urls.join(" ")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut counts = HashMap::new();
     for l in String::from_utf8_lossy(&out.stdout).lines() {
         *counts.entry(l.to_string()).or_insert(0) += 1;
     }
-    assert_eq!(counts.values().sum::<usize>(), n, "every request answered: {counts:?}");
+    assert_eq!(
+        counts.values().sum::<usize>(),
+        n,
+        "every request answered: {counts:?}"
+    );
     counts
 }
 
@@ -141,8 +160,15 @@ fn assert_follows_weights(counts: &HashMap<String, usize>, weights: &[(&str, f64
         let want = p * n as f64;
         let sd = (n as f64 * p * (1.0 - p)).sqrt();
         let got = *counts.get(*name).unwrap_or(&0) as f64;
-        println!("  {name}: {got} of {n} (weight share {want:.0} ± {:.0})", 4.0 * sd);
-        assert!((got - want).abs() <= 4.0 * sd, "{name}: got {got}, want {want:.0} ± {:.0}: {counts:?}", 4.0 * sd);
+        println!(
+            "  {name}: {got} of {n} (weight share {want:.0} ± {:.0})",
+            4.0 * sd
+        );
+        assert!(
+            (got - want).abs() <= 4.0 * sd,
+            "{name}: got {got}, want {want:.0} ± {:.0}: {counts:?}",
+            4.0 * sd
+        );
     }
 }
 
@@ -166,24 +192,35 @@ fn finish_download(mut c: Child, file: &Path, size: usize, within: Duration) {
         if let Some(s) = c.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "download did not finish in {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "download did not finish in {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "curl exited {status}");
     let data = std::fs::read(file).unwrap();
     assert_eq!(data.len(), size, "download length");
-    let bad = data.iter().enumerate().position(|(i, b)| usize::from(*b) != i % 251);
+    let bad = data
+        .iter()
+        .enumerate()
+        .position(|(i, b)| usize::from(*b) != i % 251);
     assert_eq!(bad, None, "download corrupted at byte {bad:?}");
 }
 
 fn wait_flow(node: &Node, local_port: u16) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let f = node.ctl(&format!("show flow tcp {CLIENT}:{local_port} {NAT_VIP}:80")).unwrap();
+        let f = node
+            .ctl(&format!("show flow tcp {CLIENT}:{local_port} {NAT_VIP}:80"))
+            .unwrap();
         if f["ok"] == true {
             return f;
         }
-        assert!(Instant::now() < deadline, "flow from port {local_port} never appeared: {f}");
+        assert!(
+            Instant::now() < deadline,
+            "flow from port {local_port} never appeared: {f}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -199,7 +236,10 @@ fn namespace_end_to_end_nat_and_dsr() {
         procs.0.push(
             in_ns(
                 &t.ns(&format!("tb{i}")),
-                &format!("exec python3 {} --name b{i} --port 8080 --port 80", script("tests/e2e/backend.py").display()),
+                &format!(
+                    "exec python3 {} --name b{i} --port 8080 --port 80",
+                    script("tests/e2e/backend.py").display()
+                ),
             )
             .stdout(log)
             .spawn()
@@ -211,16 +251,33 @@ fn namespace_end_to_end_nat_and_dsr() {
     let mut node = Node::start(&cfg, &s.path("ctl.sock"), Some(&t.ns("tl")));
     // Backends up and reachable through the VIP.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !in_ns(&t.ns("tc"), &format!("curl -s -m 2 http://{NAT_VIP}/id")).output().unwrap().status.success() {
-        assert!(Instant::now() < deadline, "no answer through the VIP:\n{}", node.logs());
+    while !in_ns(&t.ns("tc"), &format!("curl -s -m 2 http://{NAT_VIP}/id"))
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no answer through the VIP:\n{}",
+            node.logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
     println!("nat spread over weights 3:2:1:");
     let n = 600;
-    assert_follows_weights(&spread(&t, NAT_VIP, n), &[("b1", 3.0), ("b2", 2.0), ("b3", 1.0)], n);
+    assert_follows_weights(
+        &spread(&t, NAT_VIP, n),
+        &[("b1", 3.0), ("b2", 2.0), ("b3", 1.0)],
+        n,
+    );
     println!("dsr spread over weights 1:1:1:");
-    assert_follows_weights(&spread(&t, DSR_VIP, n), &[("b1", 1.0), ("b2", 1.0), ("b3", 1.0)], n);
+    assert_follows_weights(
+        &spread(&t, DSR_VIP, n),
+        &[("b1", 1.0), ("b2", 1.0), ("b3", 1.0)],
+        n,
+    );
 
     // Drain: the backend of a long download gets no new flows; the download completes.
     let size = 3_000_000;
@@ -232,18 +289,36 @@ fn namespace_end_to_end_nat_and_dsr() {
     assert_eq!(r["ok"], true, "{r}");
     let during = spread(&t, NAT_VIP, 120);
     println!("while {busy} drains: {during:?}");
-    assert!(!during.contains_key(&busy), "drained backend {busy} took new connections: {during:?}");
+    assert!(
+        !during.contains_key(&busy),
+        "drained backend {busy} took new connections: {during:?}"
+    );
     let b = node.ctl("show backends web").unwrap();
-    let row = b["backends"].as_array().unwrap().iter().find(|x| x["backend"] == busy.as_str()).unwrap().clone();
+    let row = b["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["backend"] == busy.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(row["state"], "draining");
     finish_download(dl, &file, size, Duration::from_secs(60));
-    assert_eq!(node.ctl(&format!("backend enable web {busy}")).unwrap()["ok"], true);
+    assert_eq!(
+        node.ctl(&format!("backend enable web {busy}")).unwrap()["ok"],
+        true
+    );
 
     // Path down mid-download: pick a client port whose flow's primary path is "back", take
     // that link down, and the download finishes over "back2".
     let port = (46000u16..47000)
         .find(|p| {
-            let k = FlowKey::v4(CLIENT.octets(), NAT_VIP.parse::<Ipv4Addr>().unwrap().octets(), *p, 80, 6);
+            let k = FlowKey::v4(
+                CLIENT.octets(),
+                NAT_VIP.parse::<Ipv4Addr>().unwrap().octets(),
+                *p,
+                80,
+                6,
+            );
             path::assign(k.hash(SELECTION_SEED), 2).0 == 0
         })
         .unwrap();
@@ -253,17 +328,36 @@ fn namespace_end_to_end_nat_and_dsr() {
     assert_eq!(flow["primary_path"], "back", "{flow}");
     assert_eq!(flow["backup_path"], "back2", "{flow}");
     std::thread::sleep(Duration::from_millis(1000));
-    sh(&format!("ip -n {} link set lb-{} down", t.ns("tl"), t.suffix));
-    node.wait_stats("link down seen", Duration::from_secs(5), |st| st["ports"][1]["link"] == "down");
+    sh(&format!(
+        "ip -n {} link set lb-{} down",
+        t.ns("tl"),
+        t.suffix
+    ));
+    node.wait_stats("link down seen", Duration::from_secs(5), |st| {
+        st["ports"][1]["link"] == "down"
+    });
     finish_download(dl, &file, size, Duration::from_secs(60));
     let st = node.ctl("show stats").unwrap();
-    let failovers: u64 = st["workers"].as_array().unwrap().iter().map(|w| w["path_failovers"].as_u64().unwrap()).sum();
+    let failovers: u64 = st["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["path_failovers"].as_u64().unwrap())
+        .sum();
     assert!(failovers > 0, "no packet took the backup path: {st}");
     sh(&format!("ip -n {} link set lb-{} up", t.ns("tl"), t.suffix));
 
     // Two workers: flows were replicated between them.
-    let created: Vec<u64> = st["workers"].as_array().unwrap().iter().map(|w| w["flows_created"].as_u64().unwrap()).collect();
-    println!("flows created per worker: {created:?}; replicated: {}", st["replicated_to_workers"]);
+    let created: Vec<u64> = st["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["flows_created"].as_u64().unwrap())
+        .collect();
+    println!(
+        "flows created per worker: {created:?}; replicated: {}",
+        st["replicated_to_workers"]
+    );
     assert!(st["replicated_to_workers"].as_u64().unwrap() > 0);
 
     // The human view of the control socket.
@@ -274,7 +368,10 @@ fn namespace_end_to_end_nat_and_dsr() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("SERVICE") && text.contains("b3") && text.contains("webdsr"), "{text}");
+    assert!(
+        text.contains("SERVICE") && text.contains("b3") && text.contains("webdsr"),
+        "{text}"
+    );
 
     let fin = node.stop();
     println!("final drops: {}", fin["drops"]);

@@ -109,42 +109,91 @@ fn pcap_golden_all_modes_answers_and_drops() {
     let client = ip("198.51.100.7");
     let nat_syn = testkit::tcp(FRONT, CLIENT, client, 40000, ip("192.0.2.10"), 80, SYN, b"");
     let dsr_syn = testkit::tcp(FRONT, CLIENT, client, 40001, ip("192.0.2.20"), 80, SYN, b"");
-    let gue_q = testkit::udp(FRONT, CLIENT, client, 5353, ip("192.0.2.30"), 53, b"a dns query");
-    let nat6 = testkit::tcp(FRONT, CLIENT, ip("fd00::77"), 40002, ip("fd00::10"), 80, SYN, b"");
-    let tagged = testkit::tag(&testkit::tcp(FRONT, CLIENT, client, 40003, ip("192.0.2.20"), 80, ACK, b"tagged"), 100);
+    let gue_q = testkit::udp(
+        FRONT,
+        CLIENT,
+        client,
+        5353,
+        ip("192.0.2.30"),
+        53,
+        b"a dns query",
+    );
+    let nat6 = testkit::tcp(
+        FRONT,
+        CLIENT,
+        ip("fd00::77"),
+        40002,
+        ip("fd00::10"),
+        80,
+        SYN,
+        b"",
+    );
+    let tagged = testkit::tag(
+        &testkit::tcp(
+            FRONT,
+            CLIENT,
+            client,
+            40003,
+            ip("192.0.2.20"),
+            80,
+            ACK,
+            b"tagged",
+        ),
+        100,
+    );
     let mut bad_ihl = nat_syn.clone();
     bad_ihl[14] = 0x43;
     let mut frag = nat_syn.clone();
     frag[20] = 0x20;
     let front_in = vec![
-        testkit::arp_request(CLIENT, Ipv4Addr::new(10, 0, 0, 9), Ipv4Addr::new(10, 0, 0, 1)), // 0: ARP port
-        testkit::arp_request(CLIENT, Ipv4Addr::new(10, 0, 0, 9), Ipv4Addr::new(192, 0, 2, 10)), // 1: ARP VIP
+        testkit::arp_request(
+            CLIENT,
+            Ipv4Addr::new(10, 0, 0, 9),
+            Ipv4Addr::new(10, 0, 0, 1),
+        ), // 0: ARP port
+        testkit::arp_request(
+            CLIENT,
+            Ipv4Addr::new(10, 0, 0, 9),
+            Ipv4Addr::new(192, 0, 2, 10),
+        ), // 1: ARP VIP
         testkit::icmp_echo(FRONT, CLIENT, ip("10.0.0.9"), ip("192.0.2.10"), 1, 1), // 2: ping VIP
         nat_syn.clone(),                                                           // 3
         nat_syn[..30].to_vec(),                                                    // 4: truncated
         bad_ihl,                                                                   // 5
         frag,                                                                      // 6
         vec![0xde, 0xad],                                                          // 7: runt
-        testkit::tcp(FRONT, CLIENT, client, 1, ip("192.0.2.10"), 443, SYN, b""),   // 8: unknown service
-        dsr_syn.clone(),                                                           // 9
-        gue_q.clone(),                                                             // 10
-        nat6.clone(),                                                              // 11
-        tagged.clone(),                                                            // 12
-        testkit::icmp_echo(FRONT, CLIENT, ip("fd00::9"), ip("fd00::1"), 2, 1),     // 13: ping6 port
+        testkit::tcp(FRONT, CLIENT, client, 1, ip("192.0.2.10"), 443, SYN, b""), // 8: unknown service
+        dsr_syn.clone(),                                                         // 9
+        gue_q.clone(),                                                           // 10
+        nat6.clone(),                                                            // 11
+        tagged.clone(),                                                          // 12
+        testkit::icmp_echo(FRONT, CLIENT, ip("fd00::9"), ip("fd00::1"), 2, 1),   // 13: ping6 port
     ];
     write_pcap(&s.path("front-in.pcap"), &front_in);
     // The backend's SYN-ACK for the nat flow (read after the front burst).
-    let synack = testkit::tcp(BACK, A, ip("10.1.0.11"), 8080, client, 40000, SYN | ACK, b"");
+    let synack = testkit::tcp(
+        BACK,
+        A,
+        ip("10.1.0.11"),
+        8080,
+        client,
+        40000,
+        SYN | ACK,
+        b"",
+    );
     write_pcap(&s.path("back-in.pcap"), &[synack]);
     let cfg = s.path("tandem.toml");
     std::fs::write(&cfg, config(&s, &unique("tpcap"))).unwrap();
 
     let mut node = Node::start(&cfg, &s.path("ctl.sock"), None);
     node.wait_stats("all frames read", Duration::from_secs(30), |st| {
-        st["ports"][0]["rx"].as_u64() == Some(front_in.len() as u64) && st["ports"][1]["rx"].as_u64() == Some(1)
+        st["ports"][0]["rx"].as_u64() == Some(front_in.len() as u64)
+            && st["ports"][1]["rx"].as_u64() == Some(1)
     });
     // The flows are visible on the control socket.
-    let flow = node.ctl("show flow tcp 198.51.100.7:40000 192.0.2.10:80").unwrap();
+    let flow = node
+        .ctl("show flow tcp 198.51.100.7:40000 192.0.2.10:80")
+        .unwrap();
     assert_eq!(flow["backend"], "a", "{flow}");
     let bad = node.ctl("show flow tcp nonsense").unwrap();
     assert_eq!(bad["ok"], false);
@@ -154,29 +203,49 @@ fn pcap_golden_all_modes_answers_and_drops() {
     let back_out = read_pcap(&s.path("back-out.pcap"));
 
     // Front: ARP reply (port), ARP reply (VIP), echo reply, echo6 reply, then the nat SYN-ACK.
-    let all_arps: Vec<arp::Arp> = front_out.iter().filter(|f| f[12..14] == [8, 6]).map(|f| arp::parse(&f[14..]).unwrap()).collect();
+    let all_arps: Vec<arp::Arp> = front_out
+        .iter()
+        .filter(|f| f[12..14] == [8, 6])
+        .map(|f| arp::parse(&f[14..]).unwrap())
+        .collect();
     // The node also asks for its front gateway's MAC on its own.
-    let (arps, asks): (Vec<arp::Arp>, Vec<arp::Arp>) = all_arps.into_iter().partition(|a| a.op == arp::OP_REPLY);
-    assert!(asks.iter().all(|a| a.target_ip == Ipv4Addr::new(10, 0, 0, 254) && a.sender_ip == Ipv4Addr::new(10, 0, 0, 1)));
+    let (arps, asks): (Vec<arp::Arp>, Vec<arp::Arp>) =
+        all_arps.into_iter().partition(|a| a.op == arp::OP_REPLY);
+    assert!(asks
+        .iter()
+        .all(|a| a.target_ip == Ipv4Addr::new(10, 0, 0, 254)
+            && a.sender_ip == Ipv4Addr::new(10, 0, 0, 1)));
     assert!(!asks.is_empty(), "gateway ARP request");
     assert_eq!(arps.len(), 2);
     assert_eq!(arps[0].sender_ip, Ipv4Addr::new(10, 0, 0, 1));
     assert_eq!(arps[1].sender_ip, Ipv4Addr::new(192, 0, 2, 10));
-    assert!(arps.iter().all(|a| a.op == arp::OP_REPLY && a.sender_mac == FRONT && a.target_mac == CLIENT));
+    assert!(arps
+        .iter()
+        .all(|a| a.op == arp::OP_REPLY && a.sender_mac == FRONT && a.target_mac == CLIENT));
     let v4: Vec<&Vec<u8>> = front_out.iter().filter(|f| f[12..14] == [8, 0]).collect();
     assert_eq!(v4.len(), 2, "echo reply and nat reply: {:02x?}", v4);
     let echo = ipv4::Packet::new_checked(&v4[0][14..]).unwrap();
-    assert_eq!((echo.src(), echo.dst(), echo.protocol()), (Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(10, 0, 0, 9), 1));
+    assert_eq!(
+        (echo.src(), echo.dst(), echo.protocol()),
+        (Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(10, 0, 0, 9), 1)
+    );
     assert_eq!(echo.payload()[0], 0, "echo reply type");
     testkit::verify_checksums(v4[0]).unwrap();
     let natr = ipv4::Packet::new_checked(&v4[1][14..]).unwrap();
     assert_eq!(natr.src(), Ipv4Addr::new(192, 0, 2, 10));
     assert_eq!(natr.dst(), Ipv4Addr::new(198, 51, 100, 7));
     assert_eq!(&natr.payload()[0..4], &[0, 80, 0x9c, 0x40]);
-    assert_eq!(&v4[1][0..6], &CLIENT, "off-link client, gateway unknown: the request's L2 source");
+    assert_eq!(
+        &v4[1][0..6],
+        &CLIENT,
+        "off-link client, gateway unknown: the request's L2 source"
+    );
     assert_eq!(&v4[1][6..12], &FRONT);
     testkit::verify_checksums(v4[1]).unwrap();
-    let v6: Vec<&Vec<u8>> = front_out.iter().filter(|f| f[12..14] == [0x86, 0xdd]).collect();
+    let v6: Vec<&Vec<u8>> = front_out
+        .iter()
+        .filter(|f| f[12..14] == [0x86, 0xdd])
+        .collect();
     assert!(v6.iter().any(|f| f[54] == 129), "ICMPv6 echo reply");
 
     // Back: nat SYN, dsr SYN, GUE, nat6 SYN, tagged dsr (in input order), plus any ARP
@@ -198,7 +267,10 @@ fn pcap_golden_all_modes_answers_and_drops() {
     // gue: IPv4/UDP to the backend's port 6080 around the original IP packet.
     assert_eq!(&data[2][0..6], &C);
     let outer = ipv4::Packet::new_checked(&data[2][14..]).unwrap();
-    assert_eq!((outer.src(), outer.dst(), outer.protocol()), (Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 1, 0, 13), 17));
+    assert_eq!(
+        (outer.src(), outer.dst(), outer.protocol()),
+        (Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 1, 0, 13), 17)
+    );
     assert!(outer.verify_checksum());
     let inner_len = usize::from(u16::from_be_bytes([gue_q[16], gue_q[17]]));
     assert_eq!(&outer.payload()[2..4], &6080u16.to_be_bytes());
@@ -213,7 +285,12 @@ fn pcap_golden_all_modes_answers_and_drops() {
 
     // Every bad frame was dropped and counted under its reason.
     let drops = &stats["drops"];
-    for (reason, n) in [("truncated", 2), ("bad_ihl", 1), ("ipv4_fragment", 1), ("unknown_service", 1)] {
+    for (reason, n) in [
+        ("truncated", 2),
+        ("bad_ihl", 1),
+        ("ipv4_fragment", 1),
+        ("unknown_service", 1),
+    ] {
         assert_eq!(drops[reason].as_u64(), Some(n), "{reason}: {drops}");
     }
     assert_eq!(stats["workers"][0]["arp_replies"], 2);
@@ -226,7 +303,11 @@ fn check_config_names_every_bad_key() {
     let good = config(&s, "unused");
     let p = s.path("good.toml");
     std::fs::write(&p, &good).unwrap();
-    let o = std::process::Command::new(tandem_bin()).arg("check-config").arg(&p).output().unwrap();
+    let o = std::process::Command::new(tandem_bin())
+        .arg("check-config")
+        .arg(&p)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let bad = good
@@ -238,7 +319,11 @@ fn check_config_names_every_bad_key() {
         .replace("idle_sleep = \"100us\"", "idle_sleep = \"soon\"");
     let p = s.path("bad.toml");
     std::fs::write(&p, &bad).unwrap();
-    let o = std::process::Command::new(tandem_bin()).arg("check-config").arg(&p).output().unwrap();
+    let o = std::process::Command::new(tandem_bin())
+        .arg("check-config")
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     for key in [
@@ -252,7 +337,11 @@ fn check_config_names_every_bad_key() {
         assert!(err.contains(key), "missing {key:?} in:\n{err}");
     }
     // `run` refuses the same config the same way, before touching DPDK.
-    let o = std::process::Command::new(tandem_bin()).args(["run", "--config"]).arg(&p).output().unwrap();
+    let o = std::process::Command::new(tandem_bin())
+        .args(["run", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("flows.colour: unknown key"));
 }

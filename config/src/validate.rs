@@ -177,9 +177,7 @@ impl Config {
     /// Parses and validates TOML text; on failure, every problem found.
     pub fn from_toml(text: &str) -> Result<Config, Vec<Problem>> {
         let mut problems = Vec::new();
-        let de = match toml::Deserializer::new(text) {
-            d => d,
-        };
+        let de = toml::Deserializer::new(text);
         let mut unknown = Vec::new();
         let file: Result<schema::File, _> =
             serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));

@@ -5,6 +5,8 @@
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::collections::{HashMap, VecDeque};
+#[cfg(test)]
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tandem_config::{BackendState, Config, Mode, ServiceConfig};
@@ -13,8 +15,6 @@ use tandem_dataplane::flow::{FlowKey, FlowRecord, FlowState, Timeouts};
 use tandem_dataplane::messages::{FromWorker, ToWorker};
 use tandem_dataplane::services::{PortInfo, Services};
 use tandem_dataplane::wire::ethernet::Mac;
-#[cfg(test)]
-use std::net::IpAddr;
 
 /// The control thread's end of one worker's channels.
 pub struct WorkerLink {
@@ -444,7 +444,12 @@ paths = [{ port = "back" }]
 
     fn node(workers: usize) -> (Control, Vec<Core>) {
         let cfg = Config::from_toml(CONFIG).unwrap();
-        let ports: Vec<PortInfo> = cfg.ports.iter().zip(MACS).map(|(p, m)| PortInfo::from_config(p, m)).collect();
+        let ports: Vec<PortInfo> = cfg
+            .ports
+            .iter()
+            .zip(MACS)
+            .map(|(p, m)| PortInfo::from_config(p, m))
+            .collect();
         let mut links = Vec::new();
         let mut cores = Vec::new();
         let snap = Arc::new(Services::build(1, ports.clone(), &cfg.services));
@@ -452,7 +457,14 @@ paths = [{ port = "back" }]
             let (to_tx, to_rx) = crossbeam_channel::bounded(1024);
             let (from_tx, from_rx) = crossbeam_channel::bounded(1024);
             let counters = Arc::new(WorkerCounters::default());
-            let core = Core::new(i as u16, 1024, Timeouts::default(), Arc::clone(&snap), Arc::clone(&counters), 5);
+            let core = Core::new(
+                i as u16,
+                1024,
+                Timeouts::default(),
+                Arc::clone(&snap),
+                Arc::clone(&counters),
+                5,
+            );
             cores.push(core);
             links.push(WorkerLink::new(to_tx, from_rx, counters));
             // The test moves messages itself: keep the worker ends alive in a side list.
@@ -488,7 +500,11 @@ paths = [{ port = "back" }]
     fn run(core: &mut Core, port: u8, frame: &[u8], now: u32) -> (Verdict, Vec<u8>) {
         let mut buf = vec![0u8; 2048];
         buf[128..128 + frame.len()].copy_from_slice(frame);
-        let mut p = PacketBuf { buf: &mut buf, start: 128, len: frame.len() };
+        let mut p = PacketBuf {
+            buf: &mut buf,
+            start: 128,
+            len: frame.len(),
+        };
         let v = core.process(port, &mut p, now);
         (v, p.frame().to_vec())
     }
@@ -502,15 +518,39 @@ paths = [{ port = "back" }]
         let client: IpAddr = "198.51.100.7".parse().unwrap();
         let vip: IpAddr = "192.0.2.10".parse().unwrap();
         // Backend b has no MAC: teach both workers its neighbor first.
-        let arp = testkit::arp_request([2, 0, 0, 0, 1, 0x12], "10.1.0.12".parse().unwrap(), "10.1.0.1".parse().unwrap());
+        let arp = testkit::arp_request(
+            [2, 0, 0, 0, 1, 0x12],
+            "10.1.0.12".parse().unwrap(),
+            "10.1.0.1".parse().unwrap(),
+        );
         run(&mut cores[0], 1, &arp, 1);
         exchange(&mut ctl, &mut cores, 1);
-        let syn = testkit::tcp(MACS[0], [2, 0, 0, 0, 0xc, 1], client, 40000, vip, 80, SYN, b"");
+        let syn = testkit::tcp(
+            MACS[0],
+            [2, 0, 0, 0, 0xc, 1],
+            client,
+            40000,
+            vip,
+            80,
+            SYN,
+            b"",
+        );
         let (v, out) = run(&mut cores[0], 0, &syn, 2);
         assert_eq!(v, Verdict::Tx(1));
-        let backend = tandem_dataplane::wire::ipv4::Packet::new_checked(&out[14..]).unwrap().dst();
+        let backend = tandem_dataplane::wire::ipv4::Packet::new_checked(&out[14..])
+            .unwrap()
+            .dst();
         // Before replication worker 1 does not know the flow.
-        let reply = testkit::tcp(MACS[1], [2, 0, 0, 0, 1, 0x11], IpAddr::V4(backend), 8080, client, 40000, SYN | ACK, b"");
+        let reply = testkit::tcp(
+            MACS[1],
+            [2, 0, 0, 0, 1, 0x11],
+            IpAddr::V4(backend),
+            8080,
+            client,
+            40000,
+            SYN | ACK,
+            b"",
+        );
         // (the port layer holds such a reply back for a moment instead of dropping it).
         assert_eq!(run(&mut cores[1], 1, &reply, 3).0, Verdict::Defer);
         exchange(&mut ctl, &mut cores, 3);
@@ -521,12 +561,25 @@ paths = [{ port = "back" }]
         testkit::verify_checksums(&out).unwrap();
         // The control thread's master view has it, for show flow.
         assert_eq!(ctl.flows.len(), 1);
-        let shown = crate::commands::execute(&mut ctl, "show flow tcp 198.51.100.7:40000 192.0.2.10:80");
+        let shown =
+            crate::commands::execute(&mut ctl, "show flow tcp 198.51.100.7:40000 192.0.2.10:80");
         assert_eq!(shown["ok"], true, "{shown}");
-        let by_reply = crate::commands::execute(&mut ctl, &format!("show flow tcp {backend}:8080 198.51.100.7:40000"));
+        let by_reply = crate::commands::execute(
+            &mut ctl,
+            &format!("show flow tcp {backend}:8080 198.51.100.7:40000"),
+        );
         assert_eq!(by_reply["flow"], shown["flow"]);
         // The client's ACK on worker 1 finds the replicated forward record too.
-        let ack = testkit::tcp(MACS[0], [2, 0, 0, 0, 0xc, 1], client, 40000, vip, 80, ACK, b"");
+        let ack = testkit::tcp(
+            MACS[0],
+            [2, 0, 0, 0, 0xc, 1],
+            client,
+            40000,
+            vip,
+            80,
+            ACK,
+            b"",
+        );
         assert_eq!(run(&mut cores[1], 0, &ack, 5).0, Verdict::Tx(1));
         assert_eq!(cores[1].counters.flows_created.get(), 0);
     }
@@ -535,14 +588,27 @@ paths = [{ port = "back" }]
     fn commands_answer_errors_and_change_backends() {
         WORKER_ENDS.with(|w| w.borrow_mut().clear());
         let (mut ctl, _cores) = node(1);
-        for bad in ["", "show", "show nothing", "backend drain web", "backend drain web zz", "backend weight web a x", "show flows --limit x", "show flow tcp 1.2.3.4 5.6.7.8:80", "\u{0}\u{1}"] {
+        for bad in [
+            "",
+            "show",
+            "show nothing",
+            "backend drain web",
+            "backend drain web zz",
+            "backend weight web a x",
+            "show flows --limit x",
+            "show flow tcp 1.2.3.4 5.6.7.8:80",
+            "\u{0}\u{1}",
+        ] {
             let v = crate::commands::execute(&mut ctl, bad);
             assert_eq!(v["ok"], false, "{bad:?} -> {v}");
             assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
         }
         let v = crate::commands::execute(&mut ctl, "backend drain web a");
         assert_eq!(v["ok"], true);
-        assert_eq!(ctl.snapshot.backend_by_name("web", "a").unwrap().state, BackendState::Draining);
+        assert_eq!(
+            ctl.snapshot.backend_by_name("web", "a").unwrap().state,
+            BackendState::Draining
+        );
         let v = crate::commands::execute(&mut ctl, "backend weight web b 7");
         assert_eq!(v["ok"], true);
         let v = crate::commands::execute(&mut ctl, "show backends web");

@@ -344,7 +344,7 @@ impl Core {
             if svc.v6 != key.v6 {
                 return Verdict::Drop(DropReason::UnknownService);
             }
-            return self.to_backend(in_port, pkt, l2, hl, key, flags, svc, now_ms);
+            return self.forward_to_backend(in_port, pkt, l2, hl, key, flags, svc, now_ms);
         }
         if services.is_vip(&key.dst) {
             return Verdict::Drop(DropReason::UnknownService);
@@ -353,7 +353,7 @@ impl Core {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn to_backend(
+    fn forward_to_backend(
         &mut self,
         in_port: u8,
         pkt: &mut PacketBuf,

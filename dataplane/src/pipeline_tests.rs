@@ -86,12 +86,22 @@ pub(crate) fn services() -> Arc<Services> {
     static S: std::sync::OnceLock<Arc<Services>> = std::sync::OnceLock::new();
     Arc::clone(S.get_or_init(|| {
         let cfg = Config::from_toml(CONFIG).unwrap();
-        Arc::new(Services::from_config(&cfg, &[FRONT_MAC, BACK_MAC, BACK2_MAC]))
+        Arc::new(Services::from_config(
+            &cfg,
+            &[FRONT_MAC, BACK_MAC, BACK2_MAC],
+        ))
     }))
 }
 
 pub(crate) fn core() -> Core {
-    Core::new(0, 1024, Timeouts::default(), services(), Arc::new(WorkerCounters::default()), 99)
+    Core::new(
+        0,
+        1024,
+        Timeouts::default(),
+        services(),
+        Arc::new(WorkerCounters::default()),
+        99,
+    )
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -113,7 +123,16 @@ fn run(core: &mut Core, port: u8, frame: &[u8], now: u32) -> (Verdict, Vec<u8>) 
 }
 
 fn client_syn(sport: u16) -> Vec<u8> {
-    testkit::tcp(FRONT_MAC, CLIENT_MAC, ip("198.51.100.7"), sport, ip("192.0.2.10"), 80, SYN, b"")
+    testkit::tcp(
+        FRONT_MAC,
+        CLIENT_MAC,
+        ip("198.51.100.7"),
+        sport,
+        ip("192.0.2.10"),
+        80,
+        SYN,
+        b"",
+    )
 }
 
 #[test]
@@ -123,7 +142,10 @@ fn nat_rewrites_request_and_reply() {
     // Backend "a" has two paths; the flow's hash picks one.
     match v {
         Verdict::Tx(1) => assert_eq!((&out[0..6], &out[6..12]), (&A_MAC[..], &BACK_MAC[..])),
-        Verdict::Tx(2) => assert_eq!((&out[0..6], &out[6..12]), (&[2, 0, 0, 0, 2, 0x11][..], &BACK2_MAC[..])),
+        Verdict::Tx(2) => assert_eq!(
+            (&out[0..6], &out[6..12]),
+            (&[2, 0, 0, 0, 2, 0x11][..], &BACK2_MAC[..])
+        ),
         v => panic!("{v:?}"),
     }
     let p = ipv4::Packet::new_checked(&out[14..]).unwrap();
@@ -137,7 +159,16 @@ fn nat_rewrites_request_and_reply() {
 
     // The backend's SYN-ACK comes back on "back" and leaves by "front" as the VIP. The
     // client is off-link and the gateway unresolved: the request's L2 source is used.
-    let reply = testkit::tcp(BACK_MAC, A_MAC, ip("10.1.0.11"), 8080, ip("198.51.100.7"), 40000, SYN | ACK, b"");
+    let reply = testkit::tcp(
+        BACK_MAC,
+        A_MAC,
+        ip("10.1.0.11"),
+        8080,
+        ip("198.51.100.7"),
+        40000,
+        SYN | ACK,
+        b"",
+    );
     let (v, out) = run(&mut c, 1, &reply, 2);
     assert_eq!(v, Verdict::Tx(0));
     assert_eq!(&out[0..6], &CLIENT_MAC);
@@ -148,13 +179,26 @@ fn nat_rewrites_request_and_reply() {
     testkit::verify_checksums(&out).unwrap();
 
     // Once the gateway is known (an ARP from it), replies go to it.
-    let arp = testkit::arp_request(GW_MAC, Ipv4Addr::new(10, 0, 0, 254), Ipv4Addr::new(10, 0, 0, 1));
+    let arp = testkit::arp_request(
+        GW_MAC,
+        Ipv4Addr::new(10, 0, 0, 254),
+        Ipv4Addr::new(10, 0, 0, 1),
+    );
     assert_eq!(run(&mut c, 0, &arp, 3).0, Verdict::Tx(0));
     let (_, out) = run(&mut c, 1, &reply, 4);
     assert_eq!(&out[0..6], &GW_MAC);
 
     // The client's ACK completes the handshake.
-    let ack = testkit::tcp(FRONT_MAC, CLIENT_MAC, ip("198.51.100.7"), 40000, ip("192.0.2.10"), 80, ACK, b"hello");
+    let ack = testkit::tcp(
+        FRONT_MAC,
+        CLIENT_MAC,
+        ip("198.51.100.7"),
+        40000,
+        ip("192.0.2.10"),
+        80,
+        ACK,
+        b"hello",
+    );
     run(&mut c, 0, &ack, 5);
     let key = FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], 40000, 80, 6);
     assert_eq!(c.table.peek(&key).unwrap().state, FlowState::Established);
@@ -163,8 +207,20 @@ fn nat_rewrites_request_and_reply() {
 #[test]
 fn nat_udp_and_payload_checksums_follow_rewrite() {
     let mut c = core();
-    for (i, payload) in [&b""[..], b"x", b"odd-length payload!", &[0xffu8; 999]].iter().enumerate() {
-        let f = testkit::tcp(FRONT_MAC, CLIENT_MAC, ip("198.51.100.9"), 1000 + i as u16, ip("192.0.2.10"), 80, ACK, payload);
+    for (i, payload) in [&b""[..], b"x", b"odd-length payload!", &[0xffu8; 999]]
+        .iter()
+        .enumerate()
+    {
+        let f = testkit::tcp(
+            FRONT_MAC,
+            CLIENT_MAC,
+            ip("198.51.100.9"),
+            1000 + i as u16,
+            ip("192.0.2.10"),
+            80,
+            ACK,
+            payload,
+        );
         let (v, out) = run(&mut c, 0, &f, 1);
         assert!(matches!(v, Verdict::Tx(1 | 2)), "{v:?}");
         testkit::verify_checksums(&out).unwrap();
@@ -174,14 +230,32 @@ fn nat_udp_and_payload_checksums_follow_rewrite() {
 #[test]
 fn nat_ipv6_both_ways() {
     let mut c = core();
-    let syn = testkit::tcp(FRONT_MAC, CLIENT_MAC, ip("fd00::77"), 5555, ip("fd00::10"), 80, SYN, b"");
+    let syn = testkit::tcp(
+        FRONT_MAC,
+        CLIENT_MAC,
+        ip("fd00::77"),
+        5555,
+        ip("fd00::10"),
+        80,
+        SYN,
+        b"",
+    );
     let (v, out) = run(&mut c, 0, &syn, 1);
     assert_eq!(v, Verdict::Tx(1));
     let p = ipv6::Packet::new_checked(&out[14..]).unwrap();
     assert_eq!(p.dst(), "fd01::11".parse::<Ipv6Addr>().unwrap());
     assert_eq!(p.hop_limit(), 63);
     testkit::verify_checksums(&out).unwrap();
-    let reply = testkit::tcp(BACK_MAC, A_MAC, ip("fd01::11"), 8080, ip("fd00::77"), 5555, SYN | ACK, b"");
+    let reply = testkit::tcp(
+        BACK_MAC,
+        A_MAC,
+        ip("fd01::11"),
+        8080,
+        ip("fd00::77"),
+        5555,
+        SYN | ACK,
+        b"",
+    );
     let (v, out) = run(&mut c, 1, &reply, 2);
     assert_eq!(v, Verdict::Tx(0));
     let p = ipv6::Packet::new_checked(&out[14..]).unwrap();
@@ -192,7 +266,16 @@ fn nat_ipv6_both_ways() {
 #[test]
 fn dsr_rewrites_only_the_macs() {
     let mut c = core();
-    let f = testkit::tcp(FRONT_MAC, CLIENT_MAC, ip("198.51.100.7"), 40001, ip("192.0.2.20"), 80, SYN, b"");
+    let f = testkit::tcp(
+        FRONT_MAC,
+        CLIENT_MAC,
+        ip("198.51.100.7"),
+        40001,
+        ip("192.0.2.20"),
+        80,
+        SYN,
+        b"",
+    );
     let (v, out) = run(&mut c, 0, &f, 1);
     assert_eq!(v, Verdict::Tx(1));
     assert_eq!(&out[0..6], &B_MAC);
@@ -203,7 +286,19 @@ fn dsr_rewrites_only_the_macs() {
 #[test]
 fn vlan_tagged_requests_leave_untagged() {
     let mut c = core();
-    let f = testkit::tag(&testkit::tcp(FRONT_MAC, CLIENT_MAC, ip("198.51.100.7"), 40002, ip("192.0.2.20"), 80, SYN, b""), 7);
+    let f = testkit::tag(
+        &testkit::tcp(
+            FRONT_MAC,
+            CLIENT_MAC,
+            ip("198.51.100.7"),
+            40002,
+            ip("192.0.2.20"),
+            80,
+            SYN,
+            b"",
+        ),
+        7,
+    );
     let (v, out) = run(&mut c, 0, &f, 1);
     assert_eq!(v, Verdict::Tx(1));
     assert_eq!(&out[12..14], &[0x08, 0x00]);
@@ -214,11 +309,29 @@ fn vlan_tagged_requests_leave_untagged() {
 fn gue_wraps_the_ip_packet_in_udp() {
     let mut c = core();
     // The backend's path has no MAC: first the core asks for it and drops.
-    let f = testkit::udp(FRONT_MAC, CLIENT_MAC, ip("198.51.100.7"), 3333, ip("192.0.2.30"), 53, b"query");
+    let f = testkit::udp(
+        FRONT_MAC,
+        CLIENT_MAC,
+        ip("198.51.100.7"),
+        3333,
+        ip("192.0.2.30"),
+        53,
+        b"query",
+    );
     let (v, _) = run(&mut c, 0, &f, 1);
     assert_eq!(v, Verdict::Drop(DropReason::NoNeighbor));
-    assert!(c.outbox.iter().any(|m| matches!(m, FromWorker::NeedNeighbor { port: 1, .. })));
-    c.apply(ToWorker::Neighbor { port: 1, ip: crate::flow::key::addr_bytes(ip("10.1.0.13")), mac: [2, 0, 0, 0, 1, 0x13] }, 1);
+    assert!(c
+        .outbox
+        .iter()
+        .any(|m| matches!(m, FromWorker::NeedNeighbor { port: 1, .. })));
+    c.apply(
+        ToWorker::Neighbor {
+            port: 1,
+            ip: crate::flow::key::addr_bytes(ip("10.1.0.13")),
+            mac: [2, 0, 0, 0, 1, 0x13],
+        },
+        1,
+    );
     let (v, out) = run(&mut c, 0, &f, 2);
     assert_eq!(v, Verdict::Tx(1));
     assert_eq!(&out[0..6], &[2, 0, 0, 0, 1, 0x13]);
@@ -230,7 +343,10 @@ fn gue_wraps_the_ip_packet_in_udp() {
     let udp = outer.payload();
     assert_eq!(&udp[2..4], &6080u16.to_be_bytes());
     let inner_len = usize::from(u16::from_be_bytes([f[16], f[17]]));
-    assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), 8 + inner_len);
+    assert_eq!(
+        usize::from(u16::from_be_bytes([udp[4], udp[5]])),
+        8 + inner_len
+    );
     // GUE variant 1: the UDP payload is the original IP packet, byte for byte.
     assert_eq!(&udp[8..], &f[14..14 + inner_len]);
 }
@@ -239,7 +355,11 @@ fn gue_wraps_the_ip_packet_in_udp() {
 fn answers_arp_and_icmp_for_ports_and_vips() {
     let mut c = core();
     for target in ["10.0.0.1", "192.0.2.10"] {
-        let req = testkit::arp_request(CLIENT_MAC, Ipv4Addr::new(10, 0, 0, 9), target.parse().unwrap());
+        let req = testkit::arp_request(
+            CLIENT_MAC,
+            Ipv4Addr::new(10, 0, 0, 9),
+            target.parse().unwrap(),
+        );
         let (v, out) = run(&mut c, 0, &req, 1);
         assert_eq!(v, Verdict::Tx(0));
         let a = arp::parse(&out[14..]).unwrap();
@@ -249,18 +369,30 @@ fn answers_arp_and_icmp_for_ports_and_vips() {
         assert_eq!(a.target_mac, CLIENT_MAC);
         assert_eq!(&out[0..6], &CLIENT_MAC);
     }
-    let other = testkit::arp_request(CLIENT_MAC, Ipv4Addr::new(10, 0, 0, 9), Ipv4Addr::new(10, 0, 0, 77));
+    let other = testkit::arp_request(
+        CLIENT_MAC,
+        Ipv4Addr::new(10, 0, 0, 9),
+        Ipv4Addr::new(10, 0, 0, 77),
+    );
     assert_eq!(run(&mut c, 0, &other, 1).0, Verdict::Consumed);
 
     for dst in ["10.0.0.1", "192.0.2.10", "fd00::1", "fd00::10"] {
-        let src = if dst.contains(':') { "fd00::9" } else { "10.0.0.9" };
+        let src = if dst.contains(':') {
+            "fd00::9"
+        } else {
+            "10.0.0.9"
+        };
         let echo = testkit::icmp_echo(FRONT_MAC, CLIENT_MAC, ip(src), ip(dst), 7, 1);
         let (v, out) = run(&mut c, 0, &echo, 1);
         assert_eq!(v, Verdict::Tx(0), "{dst}");
         assert_eq!(&out[0..6], &CLIENT_MAC);
         testkit::verify_checksums(&out).unwrap();
     }
-    let ns = testkit::neighbor_solicit(CLIENT_MAC, "fd00::9".parse().unwrap(), "fd00::10".parse().unwrap());
+    let ns = testkit::neighbor_solicit(
+        CLIENT_MAC,
+        "fd00::9".parse().unwrap(),
+        "fd00::10".parse().unwrap(),
+    );
     let (v, out) = run(&mut c, 0, &ns, 1);
     assert_eq!(v, Verdict::Tx(0));
     let nd = icmp::parse_nd(&out[54..]).unwrap();
@@ -308,10 +440,49 @@ fn bad_frames_are_dropped_by_reason() {
             },
             DropReason::Malformed,
         ),
-        (testkit::tcp(FRONT_MAC, CLIENT_MAC, ip("198.51.100.7"), 1, ip("192.0.2.10"), 81, SYN, b""), DropReason::UnknownService),
-        (testkit::tcp(FRONT_MAC, CLIENT_MAC, ip("198.51.100.7"), 1, ip("203.0.113.1"), 80, SYN, b""), DropReason::NotForUs),
-        (testkit::tcp([2, 9, 9, 9, 9, 9], CLIENT_MAC, ip("198.51.100.7"), 1, ip("192.0.2.10"), 80, SYN, b""), DropReason::NotForUs),
-        (testkit::eth(FRONT_MAC, CLIENT_MAC, 0x88cc, &[0; 40]), DropReason::UnsupportedEthertype),
+        (
+            testkit::tcp(
+                FRONT_MAC,
+                CLIENT_MAC,
+                ip("198.51.100.7"),
+                1,
+                ip("192.0.2.10"),
+                81,
+                SYN,
+                b"",
+            ),
+            DropReason::UnknownService,
+        ),
+        (
+            testkit::tcp(
+                FRONT_MAC,
+                CLIENT_MAC,
+                ip("198.51.100.7"),
+                1,
+                ip("203.0.113.1"),
+                80,
+                SYN,
+                b"",
+            ),
+            DropReason::NotForUs,
+        ),
+        (
+            testkit::tcp(
+                [2, 9, 9, 9, 9, 9],
+                CLIENT_MAC,
+                ip("198.51.100.7"),
+                1,
+                ip("192.0.2.10"),
+                80,
+                SYN,
+                b"",
+            ),
+            DropReason::NotForUs,
+        ),
+        (
+            testkit::eth(FRONT_MAC, CLIENT_MAC, 0x88cc, &[0; 40]),
+            DropReason::UnsupportedEthertype,
+        ),
     ];
     for (f, reason) in cases {
         assert_eq!(run(&mut c, 0, &f, 1).0, Verdict::Drop(reason), "{reason:?}");
@@ -326,13 +497,28 @@ fn draining_backend_keeps_its_flows_and_gets_no_new_ones() {
     assert_eq!(v, Verdict::Tx(1));
     let mut cfg = Config::from_toml(CONFIG).unwrap();
     cfg.services[0].backends[0].state = BackendState::Draining;
-    let drained = Arc::new(Services::from_config(&cfg, &[FRONT_MAC, BACK_MAC, BACK2_MAC]));
+    let drained = Arc::new(Services::from_config(
+        &cfg,
+        &[FRONT_MAC, BACK_MAC, BACK2_MAC],
+    ));
     c.apply(ToWorker::Services(drained), 2);
     // The existing flow still goes to its backend.
-    let ack = testkit::tcp(FRONT_MAC, CLIENT_MAC, ip("198.51.100.7"), 40020, ip("192.0.2.10"), 80, ACK, b"");
+    let ack = testkit::tcp(
+        FRONT_MAC,
+        CLIENT_MAC,
+        ip("198.51.100.7"),
+        40020,
+        ip("192.0.2.10"),
+        80,
+        ACK,
+        b"",
+    );
     assert_eq!(run(&mut c, 0, &ack, 3).0, Verdict::Tx(1));
     // A new one finds no active backend.
-    assert_eq!(run(&mut c, 0, &client_syn(40021), 3).0, Verdict::Drop(DropReason::NoBackend));
+    assert_eq!(
+        run(&mut c, 0, &client_syn(40021), 3).0,
+        Verdict::Drop(DropReason::NoBackend)
+    );
 }
 
 #[test]
@@ -351,12 +537,24 @@ fn link_down_moves_flows_to_their_backup_path() {
     let rec = *c.table.peek(&key).unwrap();
     assert_eq!((rec.primary_path, rec.backup_path), (0, 1));
     c.apply(ToWorker::Link { port: 1, up: false }, 2);
-    let ack = testkit::tcp(FRONT_MAC, CLIENT_MAC, ip("198.51.100.7"), sport, ip("192.0.2.10"), 80, ACK, b"");
+    let ack = testkit::tcp(
+        FRONT_MAC,
+        CLIENT_MAC,
+        ip("198.51.100.7"),
+        sport,
+        ip("192.0.2.10"),
+        80,
+        ACK,
+        b"",
+    );
     let (v, out) = run(&mut c, 0, &ack, 3);
     assert_eq!(v, Verdict::Tx(2));
     assert_eq!(&out[0..6], &[2, 0, 0, 0, 2, 0x11]);
     // Same backend, same rewrite.
-    assert_eq!(ipv4::Packet::new_checked(&out[14..]).unwrap().dst(), Ipv4Addr::new(10, 1, 0, 11));
+    assert_eq!(
+        ipv4::Packet::new_checked(&out[14..]).unwrap().dst(),
+        Ipv4Addr::new(10, 1, 0, 11)
+    );
     c.apply(ToWorker::Link { port: 2, up: false }, 4);
     assert_eq!(run(&mut c, 0, &ack, 5).0, Verdict::Drop(DropReason::NoPath));
 }
@@ -377,11 +575,25 @@ fn flows_spread_over_paths() {
 fn solicitations_are_well_formed() {
     let c = core();
     let mut buf = [0u8; 128];
-    let n = c.build_solicit(1, &crate::flow::key::addr_bytes(ip("10.1.0.13")), false, &mut buf).unwrap();
+    let n = c
+        .build_solicit(
+            1,
+            &crate::flow::key::addr_bytes(ip("10.1.0.13")),
+            false,
+            &mut buf,
+        )
+        .unwrap();
     let a = arp::parse(&buf[14..n]).unwrap();
     assert_eq!(a.op, arp::OP_REQUEST);
     assert_eq!(a.sender_ip, Ipv4Addr::new(10, 1, 0, 1));
-    let n = c.build_solicit(1, &crate::flow::key::addr_bytes(ip("fd01::11")), true, &mut buf).unwrap();
+    let n = c
+        .build_solicit(
+            1,
+            &crate::flow::key::addr_bytes(ip("fd01::11")),
+            true,
+            &mut buf,
+        )
+        .unwrap();
     testkit::verify_checksums(&buf[..n]).unwrap();
 }
 

@@ -46,7 +46,15 @@ fn l4_header(proto: u8, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Ve
 }
 
 /// An IP packet (no Ethernet) carrying TCP or UDP, checksums filled.
-pub fn ip_l4(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+pub fn ip_l4(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut seg = l4_header(proto, sport, dport, flags, payload);
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -77,13 +85,40 @@ pub fn ethertype_of(a: IpAddr) -> u16 {
 
 /// A TCP segment in an Ethernet frame.
 #[allow(clippy::too_many_arguments)]
-pub fn tcp(dst_mac: Mac, src_mac: Mac, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    eth(dst_mac, src_mac, ethertype_of(src), &ip_l4(src, dst, PROTO_TCP, sport, dport, flags, payload))
+pub fn tcp(
+    dst_mac: Mac,
+    src_mac: Mac,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    eth(
+        dst_mac,
+        src_mac,
+        ethertype_of(src),
+        &ip_l4(src, dst, PROTO_TCP, sport, dport, flags, payload),
+    )
 }
 
 /// A UDP datagram in an Ethernet frame.
-pub fn udp(dst_mac: Mac, src_mac: Mac, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8]) -> Vec<u8> {
-    eth(dst_mac, src_mac, ethertype_of(src), &ip_l4(src, dst, PROTO_UDP, sport, dport, 0, payload))
+pub fn udp(
+    dst_mac: Mac,
+    src_mac: Mac,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    eth(
+        dst_mac,
+        src_mac,
+        ethertype_of(src),
+        &ip_l4(src, dst, PROTO_UDP, sport, dport, 0, payload),
+    )
 }
 
 pub fn arp_request(src_mac: Mac, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
@@ -101,7 +136,14 @@ pub fn arp_request(src_mac: Mac, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> 
     eth(ethernet::BROADCAST, src_mac, ethernet::ETHERTYPE_ARP, &body)
 }
 
-pub fn icmp_echo(dst_mac: Mac, src_mac: Mac, src: IpAddr, dst: IpAddr, id: u16, seq: u16) -> Vec<u8> {
+pub fn icmp_echo(
+    dst_mac: Mac,
+    src_mac: Mac,
+    src: IpAddr,
+    dst: IpAddr,
+    id: u16,
+    seq: u16,
+) -> Vec<u8> {
     let mut m = vec![0u8; 8 + 16];
     m[4..6].copy_from_slice(&id.to_be_bytes());
     m[6..8].copy_from_slice(&seq.to_be_bytes());
@@ -131,7 +173,11 @@ pub fn icmp_echo(dst_mac: Mac, src_mac: Mac, src: IpAddr, dst: IpAddr, id: u16, 
 }
 
 /// A neighbor solicitation for `target` from `src` (with a source lladdr option).
-pub fn neighbor_solicit(src_mac: Mac, src: std::net::Ipv6Addr, target: std::net::Ipv6Addr) -> Vec<u8> {
+pub fn neighbor_solicit(
+    src_mac: Mac,
+    src: std::net::Ipv6Addr,
+    target: std::net::Ipv6Addr,
+) -> Vec<u8> {
     let t = target.octets();
     let mut dst = [0u8; 16];
     dst[0] = 0xff;
@@ -145,7 +191,12 @@ pub fn neighbor_solicit(src_mac: Mac, src: std::net::Ipv6Addr, target: std::net:
     let mut p = vec![0u8; 40];
     ipv6::emit(&mut p, src.octets(), dst, PROTO_ICMPV6, m.len(), 255);
     p.extend_from_slice(&m);
-    eth([0x33, 0x33, 0xff, t[13], t[14], t[15]], src_mac, ethernet::ETHERTYPE_IPV6, &p)
+    eth(
+        [0x33, 0x33, 0xff, t[13], t[14], t[15]],
+        src_mac,
+        ethernet::ETHERTYPE_IPV6,
+        &p,
+    )
 }
 
 /// Recomputes every checksum of the IP packet in `frame` (IPv4 header, TCP/UDP/ICMP) and

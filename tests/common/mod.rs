@@ -100,7 +100,8 @@ impl Node {
     }
 
     pub fn ctl(&self, line: &str) -> Result<serde_json::Value, String> {
-        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).map_err(|e| e.to_string())?;
+        let mut s =
+            std::os::unix::net::UnixStream::connect(&self.socket).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok();
         use std::io::Write;
         writeln!(s, "{line}").map_err(|e| e.to_string())?;
@@ -111,7 +112,12 @@ impl Node {
     }
 
     /// Waits until `f(show stats)` holds.
-    pub fn wait_stats(&self, what: &str, timeout: Duration, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_stats(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.ctl("show stats").unwrap_or_default();
@@ -119,7 +125,10 @@ impl Node {
                 return s;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; last stats: {s}\n{}", self.logs());
+                panic!(
+                    "timed out waiting for {what}; last stats: {s}\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -142,7 +151,11 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert!(status.success(), "tandem exited with {status}:\n{}", self.logs());
+        assert!(
+            status.success(),
+            "tandem exited with {status}:\n{}",
+            self.logs()
+        );
         let out = std::fs::read_to_string(&self.stdout_path).unwrap_or_default();
         let line = out
             .lines()
@@ -177,7 +190,8 @@ pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
     };
     let mut w = pcap_file::pcap::PcapWriter::with_header(f, header).unwrap();
     for (i, fr) in frames.iter().enumerate() {
-        let pkt = pcap_file::pcap::PcapPacket::new(Duration::from_millis(i as u64), fr.len() as u32, fr);
+        let pkt =
+            pcap_file::pcap::PcapPacket::new(Duration::from_millis(i as u64), fr.len() as u32, fr);
         w.write_packet(&pkt).unwrap();
     }
 }

@@ -106,7 +106,7 @@ impl Eal {
 extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the Box leaked by `Eal::launch`, handed to exactly one lcore.
     let f = unsafe { Box::from_raw(arg as *mut Box<dyn FnOnce() -> i32 + Send>) };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || f())) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(rc) => rc,
         Err(_) => {
             eprintln!("tandem: a worker panicked; it has stopped");

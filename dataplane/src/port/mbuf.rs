@@ -108,9 +108,13 @@ pub fn free_bulk(ms: &mut [RawMbuf]) {
     unsafe { ffi::tandem_pktmbuf_free_bulk(ms.as_mut_ptr(), ms.len() as u32) }
 }
 
+/// Prefetches the start of an mbuf's frame into the cache.
+///
+/// # Safety
+/// `m` must be a valid mbuf.
 #[inline(always)]
-pub fn prefetch(m: RawMbuf) {
-    // SAFETY: prefetch is a hint; reading the pointer fields of a valid mbuf is fine.
+pub unsafe fn prefetch(m: RawMbuf) {
+    // SAFETY: per the contract `m` is valid; prefetching is only a hint.
     unsafe {
         let r = &*m;
         ffi::tandem_prefetch0((r.buf_addr as *const u8).add(usize::from(r.data_off)) as *const _);

@@ -100,12 +100,14 @@ impl Worker {
                 got += n;
                 let pc = &counters.ports[pi];
                 pc.rx_packets.add(n as u64);
-                for i in 0..n.min(PREFETCH_AHEAD) {
-                    mbuf::prefetch(rx[i]);
+                for &m in rx.iter().take(n.min(PREFETCH_AHEAD)) {
+                    // SAFETY: `m` came from rx_burst.
+                    unsafe { mbuf::prefetch(m) };
                 }
                 for i in 0..n {
                     if i + PREFETCH_AHEAD < n {
-                        mbuf::prefetch(rx[i + PREFETCH_AHEAD]);
+                        // SAFETY: the pointer came from rx_burst.
+                        unsafe { mbuf::prefetch(rx[i + PREFETCH_AHEAD]) };
                     }
                     let m = rx[i];
                     // SAFETY: `m` came from rx_burst and is ours until sent or freed.
@@ -165,9 +167,15 @@ impl Worker {
         // slice does not outlive this call.
         let (room, start, len) = unsafe { mbuf::data_room(m) };
         if parked_since.is_none() {
-            self.core.counters.ports[usize::from(port)].rx_bytes.add(len as u64);
+            self.core.counters.ports[usize::from(port)]
+                .rx_bytes
+                .add(len as u64);
         }
-        let mut pkt = PacketBuf { buf: room, start, len };
+        let mut pkt = PacketBuf {
+            buf: room,
+            start,
+            len,
+        };
         match self.core.process(port, &mut pkt, now) {
             Verdict::Tx(out) => {
                 // SAFETY: start/len stay within the data room (the core checks).
@@ -184,7 +192,11 @@ impl Worker {
             Verdict::Defer => {
                 let since = parked_since.unwrap_or(now);
                 if now.wrapping_sub(since) < DEFER_MS && self.parked.len() < MAX_PARKED {
-                    self.parked.push(Parked { mbuf: m, port, since });
+                    self.parked.push(Parked {
+                        mbuf: m,
+                        port,
+                        since,
+                    });
                 } else {
                     self.core.counters.count_drop(DropReason::NoFlow);
                     free.push(m);
@@ -195,7 +207,13 @@ impl Worker {
     }
 
     /// Gives deferred nat replies another chance now that control messages were applied.
-    fn retry_parked(&mut self, now: u32, tx: &mut [TxBuffer], free: &mut Vec<RawMbuf>, burst: usize) {
+    fn retry_parked(
+        &mut self,
+        now: u32,
+        tx: &mut [TxBuffer],
+        free: &mut Vec<RawMbuf>,
+        burst: usize,
+    ) {
         if self.parked.is_empty() {
             return;
         }
