@@ -1,0 +1,220 @@
+//! The packet path never allocates: a counting global allocator watches the packet core
+//! process a mix of frames (new nat, dsr and gue flows, replies, ARP, ICMP, drops) after
+//! warm-up, and must see no allocation at all.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use tandem_config::Config;
+use tandem_dataplane::counters::WorkerCounters;
+use tandem_dataplane::flow::Timeouts;
+use tandem_dataplane::pipeline::{Core, PacketBuf, Verdict};
+use tandem_dataplane::services::Services;
+use tandem_dataplane::testkit;
+use tandem_dataplane::wire::l4::{ACK, SYN};
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only counts on the side.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCS.with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCS.with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+const CONFIG: &str = r#"
+[node]
+id = 1
+[eal]
+args = []
+[[port]]
+name = "front"
+devargs = "net_null0"
+ipv4 = "10.0.0.1/24"
+gateway = "10.0.0.254"
+[[port]]
+name = "back"
+devargs = "net_null1"
+ipv4 = "10.1.0.1/24"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "nat"
+[[service.backend]]
+name = "a"
+address = "10.1.0.11"
+port = 8080
+paths = [{ port = "back" }]
+[[service.backend]]
+name = "b"
+address = "10.1.0.12"
+port = 8080
+paths = [{ port = "back", mac = "02:00:00:00:01:12" }]
+[[service]]
+name = "d"
+vip = "192.0.2.20"
+port = 80
+protocol = "tcp"
+mode = "dsr"
+[[service.backend]]
+name = "d1"
+address = "10.1.0.21"
+paths = [{ port = "back", mac = "02:00:00:00:01:21" }]
+[[service]]
+name = "g"
+vip = "192.0.2.30"
+port = 53
+protocol = "udp"
+mode = "gue"
+[[service.backend]]
+name = "g1"
+address = "10.1.0.31"
+paths = [{ port = "back", mac = "02:00:00:00:01:31" }]
+"#;
+
+#[test]
+fn packet_path_does_not_allocate() {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let macs = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]];
+    let services = Arc::new(Services::from_config(&cfg, &macs));
+    let mut core = Core::new(
+        0,
+        100_000,
+        Timeouts::default(),
+        services,
+        Arc::new(WorkerCounters::default()),
+        1,
+    );
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let client = [2, 0, 0, 0, 0xc, 1];
+    let mut frames = Vec::new();
+    for i in 0..2000u16 {
+        frames.push(testkit::tcp(
+            macs[0],
+            client,
+            ip("198.51.100.7"),
+            1024 + i,
+            ip("192.0.2.10"),
+            80,
+            SYN,
+            b"",
+        ));
+        frames.push(testkit::tcp(
+            macs[0],
+            client,
+            ip("198.51.100.7"),
+            1024 + i,
+            ip("192.0.2.10"),
+            80,
+            ACK,
+            b"data",
+        ));
+        frames.push(testkit::tcp(
+            macs[0],
+            client,
+            ip("198.51.100.8"),
+            1024 + i,
+            ip("192.0.2.20"),
+            80,
+            SYN,
+            b"",
+        ));
+        frames.push(testkit::udp(
+            macs[0],
+            client,
+            ip("198.51.100.9"),
+            1024 + i,
+            ip("192.0.2.30"),
+            53,
+            b"q",
+        ));
+        for b in ["10.1.0.11", "10.1.0.12"] {
+            frames.push(testkit::tcp(
+                macs[1],
+                [2, 0, 0, 0, 1, 0x11],
+                ip(b),
+                8080,
+                ip("198.51.100.7"),
+                1024 + i,
+                SYN | ACK,
+                b"",
+            ));
+        }
+    }
+    frames.push(testkit::arp_request(
+        client,
+        Ipv4Addr::new(10, 0, 0, 254),
+        Ipv4Addr::new(10, 0, 0, 1),
+    ));
+    frames.push(testkit::icmp_echo(
+        macs[0],
+        client,
+        ip("10.0.0.9"),
+        ip("192.0.2.10"),
+        1,
+        1,
+    ));
+    frames.push(vec![0u8; 7]);
+    let mut buf = vec![0u8; 2048];
+    let mut run = |core: &mut Core, frames: &[Vec<u8>], now: u32| -> usize {
+        let mut sent = 0;
+        for f in frames {
+            buf[128..128 + f.len()].copy_from_slice(f);
+            let mut p = PacketBuf {
+                buf: &mut buf,
+                start: 128,
+                len: f.len(),
+            };
+            let port = if f.get(6..12) == Some(&client[..]) {
+                0
+            } else {
+                1
+            };
+            if let Verdict::Tx(_) = core.process(port, &mut p, now) {
+                sent += 1;
+            }
+        }
+        sent
+    };
+    // Warm up on a few frames, hand the events off as the port layer would, then count.
+    run(&mut core, &frames[..12], 1);
+    core.outbox.clear();
+    COUNTING.with(|c| c.set(true));
+    let sent = run(&mut core, &frames, 2);
+    core.housekeeping(3, 1 << 20);
+    COUNTING.with(|c| c.set(false));
+    let allocs = ALLOCS.with(Cell::get);
+    println!(
+        "{} frames, {sent} sent, {} events queued, {allocs} allocations",
+        frames.len(),
+        core.outbox.len()
+    );
+    assert!(sent > frames.len() / 2);
+    assert_eq!(allocs, 0, "the packet path allocated");
+}
