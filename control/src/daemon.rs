@@ -144,11 +144,12 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         links.push(WorkerLink::new(to_tx, from_rx, counters));
     }
-    let table_bytes = tandem_dataplane::flow::FlowTable::new(16, timeouts, 0).bytes_per_flow();
+    let table_bytes = tandem_dataplane::flow::FlowTable::bytes_for(cfg.flows.capacity as usize);
     tracing::info!(
         workers = nworkers,
         capacity = cfg.flows.capacity,
-        approx_bytes_per_flow = table_bytes,
+        table_mib_per_worker = table_bytes >> 20,
+        bytes_per_flow = table_bytes / (cfg.flows.capacity as usize).max(1),
         "workers started"
     );
 

@@ -71,12 +71,20 @@ fn tag_of(h: u64) -> u32 {
 }
 
 impl FlowTable {
+    /// Buckets for `capacity` flows: a load factor near 0.8 at capacity, so full buckets
+    /// are rare before the table itself is full.
+    fn buckets_for(capacity: usize) -> usize {
+        (capacity * 5 / 4).div_ceil(WAYS).max(2).next_power_of_two()
+    }
+
+    /// Bytes a table for `capacity` flows allocates.
+    pub fn bytes_for(capacity: usize) -> usize {
+        Self::buckets_for(capacity) * std::mem::size_of::<Bucket>()
+    }
+
     /// A table for `capacity` flows (rounded up to whole buckets, at least two).
     pub fn new(capacity: usize, timeouts: Timeouts, seed: u64) -> Self {
-        // Size buckets for a load factor near 0.8 at capacity, so full buckets are rare
-        // before the table itself is full.
-        let want = (capacity * 5 / 4).div_ceil(WAYS).max(2);
-        let n = want.next_power_of_two();
+        let n = Self::buckets_for(capacity);
         FlowTable {
             buckets: vec![Bucket::default(); n].into_boxed_slice(),
             mask: n - 1,
