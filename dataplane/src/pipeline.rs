@@ -56,16 +56,38 @@ pub const GUE_MAX_IP_LEN: usize = 1500;
 /// Capacity of the outbox to the control thread, per burst.
 pub const OUTBOX_CAP: usize = 8192;
 
-/// One worker's packet core.
+/// One worker's packet core: the services snapshot it reads and the state it changes.
+///
+/// The two are separate fields so the packet path can borrow the snapshot while it changes
+/// the state, without touching the `Arc`'s reference count per packet. `Core` derefs to its
+/// `State` (`core.table`, `core.counters`, ...).
 pub struct Core {
+    pub services: Arc<Services>,
+    pub state: State,
+}
+
+/// Everything a worker's packet path changes.
+pub struct State {
     pub worker: u16,
     pub table: FlowTable,
-    pub services: Arc<Services>,
     pub neighbors: Neighbors,
     pub link_up: [bool; MAX_PORTS],
     pub counters: Arc<WorkerCounters>,
     pub outbox: Vec<FromWorker>,
     last_need_ms: u32,
+}
+
+impl std::ops::Deref for Core {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Core {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
 }
 
 fn wire_drop(e: WireError) -> DropReason {
@@ -92,23 +114,16 @@ impl Core {
         table_seed: u64,
     ) -> Core {
         Core {
-            worker,
-            table: FlowTable::new(capacity, timeouts, table_seed),
             services,
-            neighbors: Neighbors::default(),
-            link_up: [true; MAX_PORTS],
-            counters,
-            outbox: Vec::with_capacity(OUTBOX_CAP),
-            last_need_ms: u32::MAX,
-        }
-    }
-
-    #[inline]
-    fn emit(&mut self, m: FromWorker) {
-        if self.outbox.len() < OUTBOX_CAP {
-            self.outbox.push(m);
-        } else {
-            self.counters.outbox_overflow.inc();
+            state: State {
+                worker,
+                table: FlowTable::new(capacity, timeouts, table_seed),
+                neighbors: Neighbors::default(),
+                link_up: [true; MAX_PORTS],
+                counters,
+                outbox: Vec::with_capacity(OUTBOX_CAP),
+                last_need_ms: u32::MAX,
+            },
         }
     }
 
@@ -118,7 +133,7 @@ impl Core {
         match msg {
             ToWorker::Flow { key, rec } => {
                 self.counters.flows_replicated_in.inc();
-                self.store(key, rec, now_ms);
+                self.state.store(&self.services, key, rec, now_ms);
             }
             ToWorker::Services(s) => {
                 let old = std::mem::replace(&mut self.services, s);
@@ -137,8 +152,122 @@ impl Core {
         None
     }
 
+    /// Removes expired flows from a slice of the table; call between bursts.
+    pub fn housekeeping(&mut self, now_ms: u32, buckets: usize) {
+        let n = self.table.sweep(now_ms, buckets);
+        if n > 0 {
+            self.counters.flows_expired.add(n as u64);
+            self.counters.flows_in_table.set(self.table.len() as u64);
+        }
+    }
+
+    /// Where in the flow table this frame's lookup will land, for the port layer to
+    /// prefetch in a first pass over a burst (l3fwd's prefetch-ahead, applied to the table,
+    /// whose buckets are the cache misses that dominate once flows outgrow the cache).
+    #[inline]
+    pub fn flow_bucket(&self, frame: &[u8]) -> Option<*const u8> {
+        let l2 = ethernet::parse(frame).ok()?;
+        let l3 = frame.get(l2.l3_offset..)?;
+        let key = match l2.ethertype {
+            ethernet::ETHERTYPE_IPV4 => {
+                let ip = ipv4::Packet::new_checked(l3).ok()?;
+                let p = l4::parse(ip.protocol(), ip.payload()).ok()?;
+                FlowKey::v4(ip.src_bytes(), ip.dst_bytes(), p.src, p.dst, ip.protocol())
+            }
+            ethernet::ETHERTYPE_IPV6 => {
+                let ip = ipv6::Packet::new_checked(l3).ok()?;
+                let p = l4::parse(ip.next_header(), ip.payload()).ok()?;
+                FlowKey::v6(
+                    ip.src_bytes(),
+                    ip.dst_bytes(),
+                    p.src,
+                    p.dst,
+                    ip.next_header(),
+                )
+            }
+            _ => return None,
+        };
+        Some(self.state.table.bucket_addr(&key))
+    }
+
+    /// Processes one frame that arrived on `in_port`.
+    pub fn process(&mut self, in_port: u8, pkt: &mut PacketBuf, now_ms: u32) -> Verdict {
+        let v = self
+            .state
+            .process_inner(&self.services, in_port, pkt, now_ms);
+        if let Verdict::Drop(r) = v {
+            self.counters.count_drop(r);
+        }
+        v
+    }
+
+    /// Writes an ARP request or neighbor solicitation for `ip` out of `port` into `buf`;
+    /// returns its length, or None when the port has no address of that family.
+    pub fn build_solicit(
+        &self,
+        port: u8,
+        ip: &[u8; 16],
+        v6: bool,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let info = self.services.ports.get(usize::from(port))?;
+        if v6 {
+            let (src, _) = info.ipv6?;
+            let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp::ND_LEN;
+            if buf.len() < len {
+                return None;
+            }
+            let mut dst = [0u8; 16];
+            dst[0] = 0xff;
+            dst[1] = 0x02;
+            dst[11] = 1;
+            dst[12] = 0xff;
+            dst[13..].copy_from_slice(&ip[13..]);
+            let mac = [0x33, 0x33, dst[12], dst[13], dst[14], dst[15]];
+            ethernet::write_header(buf, &mac, &info.mac, ethernet::ETHERTYPE_IPV6);
+            ipv6::emit(&mut buf[14..], src, dst, PROTO_ICMPV6, icmp::ND_LEN, 255);
+            let b = &mut buf[54..54 + icmp::ND_LEN];
+            icmp::emit_nd(b, icmp::V6_NEIGHBOR_SOLICIT, ip, &info.mac);
+            icmp::fill_checksum_v6(&src, &dst, b);
+            Some(len)
+        } else {
+            let (src, _) = info.ipv4?;
+            let len = 60; // 42 bytes padded to the Ethernet minimum
+            if buf.len() < len {
+                return None;
+            }
+            buf[..len].fill(0);
+            ethernet::write_header(
+                buf,
+                &ethernet::BROADCAST,
+                &info.mac,
+                ethernet::ETHERTYPE_ARP,
+            );
+            let a = arp::Arp {
+                op: arp::OP_REQUEST,
+                sender_mac: info.mac,
+                sender_ip: src.into(),
+                target_mac: [0; 6],
+                target_ip: [ip[0], ip[1], ip[2], ip[3]].into(),
+            };
+            arp::emit(&mut buf[14..], &a);
+            Some(len)
+        }
+    }
+}
+
+impl State {
+    #[inline]
+    fn emit(&mut self, m: FromWorker) {
+        if self.outbox.len() < OUTBOX_CAP {
+            self.outbox.push(m);
+        } else {
+            self.counters.outbox_overflow.inc();
+        }
+    }
+
     /// Stores a forward record and, for nat, the reverse entry its replies are found by.
-    fn store(&mut self, key: FlowKey, mut rec: FlowRecord, now_ms: u32) -> Insert {
+    fn store(&mut self, s: &Services, key: FlowKey, mut rec: FlowRecord, now_ms: u32) -> Insert {
         // Replicated records carry the sender's clock fields; ours restart them.
         rec.last_seen_ms = now_ms;
         rec.last_sync_ms = now_ms;
@@ -149,7 +278,7 @@ impl Core {
             _ => {}
         }
         if r != Insert::Refused {
-            if let Some(rkey) = self.reverse_key(&key, &rec) {
+            if let Some(rkey) = self.reverse_key(s, &key, &rec) {
                 let rrec = FlowRecord {
                     reverse: true,
                     ..rec
@@ -162,12 +291,12 @@ impl Core {
     }
 
     /// The key a nat flow's replies carry: backend to client.
-    fn reverse_key(&self, key: &FlowKey, rec: &FlowRecord) -> Option<FlowKey> {
-        let svc = self.services.services.get(usize::from(rec.service))?;
+    fn reverse_key(&self, s: &Services, key: &FlowKey, rec: &FlowRecord) -> Option<FlowKey> {
+        let svc = s.services.get(usize::from(rec.service))?;
         if svc.mode != Mode::Nat {
             return None;
         }
-        let b = self.services.backends.get(usize::from(rec.backend))?;
+        let b = s.backends.get(usize::from(rec.backend))?;
         Some(FlowKey {
             src: b.addr,
             dst: key.src,
@@ -178,39 +307,27 @@ impl Core {
         })
     }
 
-    /// Removes expired flows from a slice of the table; call between bursts.
-    pub fn housekeeping(&mut self, now_ms: u32, buckets: usize) {
-        let n = self.table.sweep(now_ms, buckets);
-        if n > 0 {
-            self.counters.flows_expired.add(n as u64);
-            self.counters.flows_in_table.set(self.table.len() as u64);
-        }
-    }
-
-    /// Processes one frame that arrived on `in_port`.
-    pub fn process(&mut self, in_port: u8, pkt: &mut PacketBuf, now_ms: u32) -> Verdict {
-        let v = self.process_inner(in_port, pkt, now_ms);
-        if let Verdict::Drop(r) = v {
-            self.counters.count_drop(r);
-        }
-        v
-    }
-
-    fn process_inner(&mut self, in_port: u8, pkt: &mut PacketBuf, now_ms: u32) -> Verdict {
+    fn process_inner(
+        &mut self,
+        s: &Services,
+        in_port: u8,
+        pkt: &mut PacketBuf,
+        now_ms: u32,
+    ) -> Verdict {
         let l2 = match ethernet::parse(pkt.frame()) {
             Ok(l2) => l2,
             Err(e) => return Verdict::Drop(wire_drop(e)),
         };
-        let Some(port) = self.services.ports.get(usize::from(in_port)) else {
+        let Some(port) = s.ports.get(usize::from(in_port)) else {
             return Verdict::Drop(DropReason::NotForUs);
         };
         if l2.dst != port.mac && !ethernet::is_multicast(&l2.dst) {
             return Verdict::Drop(DropReason::NotForUs);
         }
         match l2.ethertype {
-            ethernet::ETHERTYPE_ARP => self.arp(in_port, pkt, &l2, now_ms),
-            ethernet::ETHERTYPE_IPV4 => self.ipv4(in_port, pkt, &l2, now_ms),
-            ethernet::ETHERTYPE_IPV6 => self.ipv6(in_port, pkt, &l2, now_ms),
+            ethernet::ETHERTYPE_ARP => self.arp(s, in_port, pkt, &l2, now_ms),
+            ethernet::ETHERTYPE_IPV4 => self.ipv4(s, in_port, pkt, &l2, now_ms),
+            ethernet::ETHERTYPE_IPV6 => self.ipv6(s, in_port, pkt, &l2, now_ms),
             _ => Verdict::Drop(DropReason::UnsupportedEthertype),
         }
     }
@@ -224,12 +341,19 @@ impl Core {
         }
     }
 
-    fn arp(&mut self, in_port: u8, pkt: &mut PacketBuf, l2: &L2, now_ms: u32) -> Verdict {
+    fn arp(
+        &mut self,
+        s: &Services,
+        in_port: u8,
+        pkt: &mut PacketBuf,
+        l2: &L2,
+        now_ms: u32,
+    ) -> Verdict {
         let a = match arp::parse(&pkt.frame()[l2.l3_offset..]) {
             Ok(a) => a,
             Err(e) => return Verdict::Drop(wire_drop(e)),
         };
-        let port = &self.services.ports[usize::from(in_port)];
+        let port = &s.ports[usize::from(in_port)];
         let port_mac = port.mac;
         let sender = a.sender_ip.octets();
         let mut sender16 = [0u8; 16];
@@ -238,7 +362,7 @@ impl Core {
         let target = a.target_ip.octets();
         let mut target16 = [0u8; 16];
         target16[..4].copy_from_slice(&target);
-        let ours = port.ipv4.is_some_and(|(ip, _)| ip == target) || self.services.is_vip(&target16);
+        let ours = port.ipv4.is_some_and(|(ip, _)| ip == target) || s.is_vip(&target16);
         if on_link {
             self.learn(in_port, sender16, a.sender_mac, now_ms);
         }
@@ -264,7 +388,14 @@ impl Core {
         }
     }
 
-    fn ipv4(&mut self, in_port: u8, pkt: &mut PacketBuf, l2: &L2, now_ms: u32) -> Verdict {
+    fn ipv4(
+        &mut self,
+        s: &Services,
+        in_port: u8,
+        pkt: &mut PacketBuf,
+        l2: &L2,
+        now_ms: u32,
+    ) -> Verdict {
         let l3 = l2.l3_offset;
         let ip = match ipv4::Packet::new_checked(&pkt.frame()[l3..]) {
             Ok(p) => p,
@@ -277,17 +408,17 @@ impl Core {
         let hl = ip.header_len();
         let mut dst16 = [0u8; 16];
         dst16[..4].copy_from_slice(&dst4);
-        let to_port = self.services.ports[usize::from(in_port)]
+        let to_port = s.ports[usize::from(in_port)]
             .ipv4
             .is_some_and(|(a, _)| a == dst4);
         if proto == PROTO_ICMP {
-            if to_port || self.services.is_vip(&dst16) {
-                return self.icmp4_echo(in_port, pkt, l2, hl);
+            if to_port || s.is_vip(&dst16) {
+                return self.icmp4_echo(s, in_port, pkt, l2, hl);
             }
             return Verdict::Drop(DropReason::NotForUs);
         }
         if proto != PROTO_TCP && proto != PROTO_UDP {
-            return Verdict::Drop(if self.services.is_vip(&dst16) {
+            return Verdict::Drop(if s.is_vip(&dst16) {
                 DropReason::UnsupportedProtocol
             } else {
                 DropReason::NotForUs
@@ -298,10 +429,17 @@ impl Core {
             Err(e) => return Verdict::Drop(wire_drop(e)),
         };
         let key = FlowKey::v4(src4, dst4, ports.src, ports.dst, proto);
-        self.l4(in_port, pkt, l2, hl, key, ports.flags, now_ms)
+        self.l4(s, in_port, pkt, l2, hl, key, ports.flags, now_ms)
     }
 
-    fn ipv6(&mut self, in_port: u8, pkt: &mut PacketBuf, l2: &L2, now_ms: u32) -> Verdict {
+    fn ipv6(
+        &mut self,
+        s: &Services,
+        in_port: u8,
+        pkt: &mut PacketBuf,
+        l2: &L2,
+        now_ms: u32,
+    ) -> Verdict {
         let l3 = l2.l3_offset;
         let ip = match ipv6::Packet::new_checked(&pkt.frame()[l3..]) {
             Ok(p) => p,
@@ -310,10 +448,10 @@ impl Core {
         let nh = ip.next_header();
         let (src, dst) = (ip.src_bytes(), ip.dst_bytes());
         if nh == PROTO_ICMPV6 {
-            return self.icmp6(in_port, pkt, l2, now_ms);
+            return self.icmp6(s, in_port, pkt, l2, now_ms);
         }
         if nh != PROTO_TCP && nh != PROTO_UDP {
-            return Verdict::Drop(if self.services.is_vip(&dst) {
+            return Verdict::Drop(if s.is_vip(&dst) {
                 DropReason::UnsupportedProtocol
             } else {
                 DropReason::NotForUs
@@ -324,13 +462,23 @@ impl Core {
             Err(e) => return Verdict::Drop(wire_drop(e)),
         };
         let key = FlowKey::v6(src, dst, ports.src, ports.dst, nh);
-        self.l4(in_port, pkt, l2, ipv6::HEADER_LEN, key, ports.flags, now_ms)
+        self.l4(
+            s,
+            in_port,
+            pkt,
+            l2,
+            ipv6::HEADER_LEN,
+            key,
+            ports.flags,
+            now_ms,
+        )
     }
 
     /// TCP or UDP: to a service, or a nat reply from a backend.
     #[allow(clippy::too_many_arguments)]
     fn l4(
         &mut self,
+        s: &Services,
         in_port: u8,
         pkt: &mut PacketBuf,
         l2: &L2,
@@ -339,22 +487,23 @@ impl Core {
         flags: u8,
         now_ms: u32,
     ) -> Verdict {
-        let services = Arc::clone(&self.services);
+        let services = s;
         if let Some(svc) = services.lookup(&key.dst, key.dport, key.proto) {
             if svc.v6 != key.v6 {
                 return Verdict::Drop(DropReason::UnknownService);
             }
-            return self.forward_to_backend(in_port, pkt, l2, hl, key, flags, svc, now_ms);
+            return self.forward_to_backend(s, in_port, pkt, l2, hl, key, flags, svc, now_ms);
         }
         if services.is_vip(&key.dst) {
             return Verdict::Drop(DropReason::UnknownService);
         }
-        self.nat_reply(pkt, l2, hl, key, flags, now_ms)
+        self.nat_reply(s, pkt, l2, hl, key, flags, now_ms)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn forward_to_backend(
         &mut self,
+        s: &Services,
         in_port: u8,
         pkt: &mut PacketBuf,
         l2: &L2,
@@ -383,7 +532,7 @@ impl Core {
                         rec,
                     });
                     // Keep the nat reverse entry as fresh as its forward record.
-                    if let Some(rk) = self.reverse_key(&key, &rec) {
+                    if let Some(rk) = self.reverse_key(s, &key, &rec) {
                         if let Some(rr) = self.table.get_mut(&rk, now_ms) {
                             rr.last_seen_ms = now_ms;
                             rr.state = rec.state;
@@ -397,7 +546,7 @@ impl Core {
                 let Some(backend) = svc.maglev.lookup(h) else {
                     return Verdict::Drop(DropReason::NoBackend);
                 };
-                let npaths = self.services.backends[usize::from(backend)].paths.len();
+                let npaths = s.backends[usize::from(backend)].paths.len();
                 let (primary_path, backup_path) = path::assign(h, npaths);
                 let rec = FlowRecord {
                     service: svc.id,
@@ -412,7 +561,7 @@ impl Core {
                     last_seen_ms: now_ms,
                     last_sync_ms: now_ms,
                 };
-                if self.store(key, rec, now_ms) == Insert::Refused {
+                if self.store(s, key, rec, now_ms) == Insert::Refused {
                     return Verdict::Drop(DropReason::TableFull);
                 }
                 self.counters.flows_created.inc();
@@ -425,7 +574,7 @@ impl Core {
                 rec
             }
         };
-        let services = Arc::clone(&self.services);
+        let services = s;
         let Some(backend) = services.backends.get(usize::from(rec.backend)) else {
             return Verdict::Drop(DropReason::NoBackend);
         };
@@ -484,6 +633,7 @@ impl Core {
     /// A reply from a nat backend: back to VIP:port, out of the port the request came in on.
     fn nat_reply(
         &mut self,
+        s: &Services,
         pkt: &mut PacketBuf,
         l2: &L2,
         hl: usize,
@@ -492,7 +642,7 @@ impl Core {
         now_ms: u32,
     ) -> Verdict {
         let Some(rev) = self.table.get_mut(&key, now_ms) else {
-            if self.services.is_nat_source(&key.src, key.sport, key.proto) {
+            if s.is_nat_source(&key.src, key.sport, key.proto) {
                 return Verdict::Defer;
             }
             return Verdict::Drop(DropReason::NotForUs);
@@ -502,7 +652,7 @@ impl Core {
         }
         rev.last_seen_ms = now_ms;
         let service = rev.service;
-        let services = Arc::clone(&self.services);
+        let services = s;
         let Some(svc) = services.services.get(usize::from(service)) else {
             return Verdict::Drop(DropReason::NotForUs);
         };
@@ -671,9 +821,16 @@ impl Core {
         Verdict::Tx(out_port)
     }
 
-    fn icmp4_echo(&mut self, in_port: u8, pkt: &mut PacketBuf, l2: &L2, hl: usize) -> Verdict {
+    fn icmp4_echo(
+        &mut self,
+        s: &Services,
+        in_port: u8,
+        pkt: &mut PacketBuf,
+        l2: &L2,
+        hl: usize,
+    ) -> Verdict {
         let l3 = l2.l3_offset;
-        let port_mac = self.services.ports[usize::from(in_port)].mac;
+        let port_mac = s.ports[usize::from(in_port)].mac;
         let f = pkt.frame_mut();
         let total = usize::from(u16::from_be_bytes([f[l3 + 2], f[l3 + 3]]));
         let body = &mut f[l3 + hl..l3 + total];
@@ -692,9 +849,16 @@ impl Core {
         Verdict::Tx(in_port)
     }
 
-    fn icmp6(&mut self, in_port: u8, pkt: &mut PacketBuf, l2: &L2, now_ms: u32) -> Verdict {
+    fn icmp6(
+        &mut self,
+        s: &Services,
+        in_port: u8,
+        pkt: &mut PacketBuf,
+        l2: &L2,
+        now_ms: u32,
+    ) -> Verdict {
         let l3 = l2.l3_offset;
-        let port = self.services.ports[usize::from(in_port)].clone();
+        let port = &s.ports[usize::from(in_port)];
         let (src, dst, plen) = {
             let ip = ipv6::Packet::new_unchecked(&pkt.frame()[l3..]);
             (ip.src_bytes(), ip.dst_bytes(), ip.payload_len())
@@ -707,7 +871,7 @@ impl Core {
         let ours =
             |a: &[u8; 16], s: &Services| port.ipv6.is_some_and(|(x, _)| x == *a) || s.is_vip(a);
         match kind {
-            icmp::V6_ECHO_REQUEST if ours(&dst, &self.services) => {
+            icmp::V6_ECHO_REQUEST if ours(&dst, s) => {
                 let f = pkt.frame_mut();
                 icmp::echo_to_reply_v6(&mut f[body_at..body_at + plen]);
                 let mut ip = ipv6::Packet::new_unchecked(&mut f[l3..]);
@@ -734,7 +898,7 @@ impl Core {
                         self.learn(in_port, src, m, now_ms);
                     }
                 }
-                if !ours(&nd.target, &self.services) {
+                if !ours(&nd.target, s) {
                     return Verdict::Drop(DropReason::NotForUs);
                 }
                 let reply_dst = if src == [0; 16] {
@@ -768,60 +932,6 @@ impl Core {
                 Verdict::Tx(in_port)
             }
             _ => Verdict::Drop(DropReason::NotForUs),
-        }
-    }
-
-    /// Writes an ARP request or neighbor solicitation for `ip` out of `port` into `buf`;
-    /// returns its length, or None when the port has no address of that family.
-    pub fn build_solicit(
-        &self,
-        port: u8,
-        ip: &[u8; 16],
-        v6: bool,
-        buf: &mut [u8],
-    ) -> Option<usize> {
-        let info = self.services.ports.get(usize::from(port))?;
-        if v6 {
-            let (src, _) = info.ipv6?;
-            let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp::ND_LEN;
-            if buf.len() < len {
-                return None;
-            }
-            let mut dst = [0u8; 16];
-            dst[0] = 0xff;
-            dst[1] = 0x02;
-            dst[11] = 1;
-            dst[12] = 0xff;
-            dst[13..].copy_from_slice(&ip[13..]);
-            let mac = [0x33, 0x33, dst[12], dst[13], dst[14], dst[15]];
-            ethernet::write_header(buf, &mac, &info.mac, ethernet::ETHERTYPE_IPV6);
-            ipv6::emit(&mut buf[14..], src, dst, PROTO_ICMPV6, icmp::ND_LEN, 255);
-            let b = &mut buf[54..54 + icmp::ND_LEN];
-            icmp::emit_nd(b, icmp::V6_NEIGHBOR_SOLICIT, ip, &info.mac);
-            icmp::fill_checksum_v6(&src, &dst, b);
-            Some(len)
-        } else {
-            let (src, _) = info.ipv4?;
-            let len = 60; // 42 bytes padded to the Ethernet minimum
-            if buf.len() < len {
-                return None;
-            }
-            buf[..len].fill(0);
-            ethernet::write_header(
-                buf,
-                &ethernet::BROADCAST,
-                &info.mac,
-                ethernet::ETHERTYPE_ARP,
-            );
-            let a = arp::Arp {
-                op: arp::OP_REQUEST,
-                sender_mac: info.mac,
-                sender_ip: src.into(),
-                target_mac: [0; 6],
-                target_ip: [ip[0], ip[1], ip[2], ip[3]].into(),
-            };
-            arp::emit(&mut buf[14..], &a);
-            Some(len)
         }
     }
 }

@@ -120,3 +120,10 @@ pub unsafe fn prefetch(m: RawMbuf) {
         ffi::tandem_prefetch0((r.buf_addr as *const u8).add(usize::from(r.data_off)) as *const _);
     }
 }
+
+/// Prefetches the cache line at `p` (a hint; `p` need not be valid memory).
+#[inline(always)]
+pub fn prefetch_addr(p: *const u8) {
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe { ffi::tandem_prefetch0(p as *const _) }
+}
