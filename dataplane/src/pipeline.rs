@@ -631,6 +631,7 @@ impl State {
     }
 
     /// A reply from a nat backend: back to VIP:port, out of the port the request came in on.
+    #[allow(clippy::too_many_arguments)]
     fn nat_reply(
         &mut self,
         s: &Services,

@@ -120,8 +120,7 @@ impl Worker {
                         mbuf::prefetch_addr(b);
                     }
                 }
-                for i in 0..n {
-                    let m = rx[i];
+                for &m in &rx[..n] {
                     // SAFETY: `m` came from rx_burst and is ours until sent or freed.
                     if unsafe { mbuf::segments(m) } != 1 {
                         counters.count_drop(DropReason::TooBig);
