@@ -84,6 +84,12 @@ fn config(s: &Scratch, t: &Topology, prefix: &str) -> String {
     for i in 1..=3 {
         dsr += &format!("[[service.backend]]\nname = \"d{i}\"\naddress = \"10.1.0.1{i}\"\npaths = [{{ port = \"back\" }}]\n");
     }
+    let mut udp = String::new();
+    for i in 1..=3 {
+        udp += &format!(
+            "[[service.backend]]\nname = \"u{i}\"\naddress = \"10.1.0.1{i}\"\nport = 5353\npaths = [{{ port = \"back\" }}]\n"
+        );
+    }
     format!(
         r#"[node]
 id = 1
@@ -117,6 +123,13 @@ port = 80
 protocol = "tcp"
 mode = "nat"
 {backends}
+[[service]]
+name = "dns"
+vip = "{NAT_VIP}"
+port = 53
+protocol = "udp"
+mode = "nat"
+{udp}
 [[service]]
 name = "webdsr"
 vip = "{DSR_VIP}"
@@ -237,7 +250,7 @@ fn namespace_end_to_end_nat_and_dsr() {
             in_ns(
                 &t.ns(&format!("tb{i}")),
                 &format!(
-                    "exec python3 {} --name b{i} --port 8080 --port 80",
+                    "exec python3 {} --name b{i} --port 8080 --port 80 --udp 5353",
                     script("tests/e2e/backend.py").display()
                 ),
             )
@@ -278,6 +291,55 @@ fn namespace_end_to_end_nat_and_dsr() {
         &[("b1", 1.0), ("b2", 1.0), ("b3", 1.0)],
         n,
     );
+
+    // UDP through the nat VIP: each datagram from its own socket; every answer comes back
+    // from VIP:53 (the reply rewritten), and the flows spread evenly.
+    let udp = in_ns(
+        &t.ns("tc"),
+        &format!(
+            "timeout 120 python3 -c '
+import socket, collections
+c = collections.Counter()
+for i in range({n}):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(b\"q%d\" % i, (\"{NAT_VIP}\", 53))
+    try:
+        data, peer = s.recvfrom(2048)
+    except Exception:
+        print(\"LOST\", i, s.getsockname())
+        continue
+    assert peer == (\"{NAT_VIP}\", 53), peer
+    name, echo = data.split(b\" \", 1)
+    assert echo == b\"q%d\" % i, data
+    c[name.decode()] += 1
+    s.close()
+for k, v in sorted(c.items()):
+    print(k, v)
+'"
+        ),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        udp.status.success(),
+        "udp client: {}\n{}",
+        String::from_utf8_lossy(&udp.stderr),
+        node.ctl("show stats").unwrap_or_default()
+    );
+    let mut counts = HashMap::new();
+    let udp_out = String::from_utf8_lossy(&udp.stdout);
+    assert!(
+        !udp_out.contains("LOST"),
+        "{udp_out}\n{}",
+        node.ctl("show stats").unwrap_or_default()
+    );
+    for l in udp_out.lines() {
+        let (k, v) = l.split_once(' ').unwrap();
+        counts.insert(k.to_string(), v.parse::<usize>().unwrap());
+    }
+    println!("udp nat spread over weights 1:1:1:");
+    assert_follows_weights(&counts, &[("b1", 1.0), ("b2", 1.0), ("b3", 1.0)], n);
 
     // Drain: the backend of a long download gets no new flows; the download completes.
     let size = 3_000_000;

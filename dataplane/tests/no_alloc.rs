@@ -181,8 +181,19 @@ fn packet_path_does_not_allocate() {
         1,
         1,
     ));
-    frames.push(testkit::icmp_echo(macs[0], client, ip("fd00::9"), ip("fd00::1"), 1, 1));
-    frames.push(testkit::neighbor_solicit(client, "fd00::9".parse().unwrap(), "fd00::1".parse().unwrap()));
+    frames.push(testkit::icmp_echo(
+        macs[0],
+        client,
+        ip("fd00::9"),
+        ip("fd00::1"),
+        1,
+        1,
+    ));
+    frames.push(testkit::neighbor_solicit(
+        client,
+        "fd00::9".parse().unwrap(),
+        "fd00::1".parse().unwrap(),
+    ));
     frames.push(vec![0u8; 7]);
     let mut buf = vec![0u8; 2048];
     let mut run = |core: &mut Core, frames: &[Vec<u8>], now: u32| -> usize {

@@ -4,10 +4,12 @@
 GET /id                    -> this backend's name (one line)
 GET /blob?size=N&rate=R    -> N bytes of a fixed pattern (byte i is i % 251), sent at about
                               R bytes per second, so a download lasts as long as a test needs
+UDP datagram to --udp PORT -> this backend's name, then a space, then the datagram echoed
 Listens on every --port given (the nat test uses one port, dsr the VIP's).
 """
 import argparse
 import http.server
+import socket
 import socketserver
 import threading
 import time
@@ -63,11 +65,22 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
+def udp_echo(sock, name):
+    while True:
+        data, peer = sock.recvfrom(65535)
+        sock.sendto(name.encode() + b" " + data, peer)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--name", required=True)
     p.add_argument("--port", type=int, action="append", required=True)
+    p.add_argument("--udp", type=int, action="append", default=[])
     a = p.parse_args()
+    for port in a.udp:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("0.0.0.0", port))
+        threading.Thread(target=udp_echo, args=(u, a.name), daemon=True).start()
     servers = []
     for port in a.port:
         s = Server(("0.0.0.0", port), Handler)
