@@ -406,8 +406,8 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tandem_dataplane::pipeline::{Core, PacketBuf, Verdict};
-    use tandem_dataplane::testkit;
+    use tandem_dataplane::pipeline::{Core, Verdict};
+    use tandem_dataplane::testkit::{self, run};
     use tandem_dataplane::wire::l4::{ACK, SYN};
 
     const CONFIG: &str = r#"
@@ -495,18 +495,6 @@ paths = [{ port = "back" }]
                 }
             });
         }
-    }
-
-    fn run(core: &mut Core, port: u8, frame: &[u8], now: u32) -> (Verdict, Vec<u8>) {
-        let mut buf = vec![0u8; 2048];
-        buf[128..128 + frame.len()].copy_from_slice(frame);
-        let mut p = PacketBuf {
-            buf: &mut buf,
-            start: 128,
-            len: frame.len(),
-        };
-        let v = core.process(port, &mut p, now);
-        (v, p.frame().to_vec())
     }
 
     /// A nat flow created on worker 0 whose reply arrives on worker 1: the record reaches

@@ -90,6 +90,25 @@ impl std::ops::DerefMut for Core {
     }
 }
 
+/// The ports of a TCP or UDP packet to `dst`; any other protocol is not one tandem balances
+/// (and a VIP's, or someone else's, is said apart in the counters).
+#[inline]
+fn transport(
+    s: &Services,
+    dst: &[u8; 16],
+    proto: u8,
+    payload: &[u8],
+) -> Result<l4::Ports, Verdict> {
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return Err(Verdict::Drop(if s.is_vip(dst) {
+            DropReason::UnsupportedProtocol
+        } else {
+            DropReason::NotForUs
+        }));
+    }
+    l4::parse(proto, payload).map_err(|e| Verdict::Drop(wire_drop(e)))
+}
+
 fn wire_drop(e: WireError) -> DropReason {
     match e {
         WireError::Truncated => DropReason::Truncated,
@@ -102,6 +121,21 @@ fn wire_drop(e: WireError) -> DropReason {
 #[inline]
 fn sync_interval(t: &Timeouts, s: FlowState) -> u32 {
     (t.for_state(s) / 4).clamp(250, 30_000)
+}
+
+/// A packet of a known flow was seen: advance its state and liveness. True when the control
+/// thread should hear of it (the state changed, or it is due for a refresh).
+#[inline]
+fn touch(r: &mut FlowRecord, flags: u8, now_ms: u32, t: &Timeouts) -> bool {
+    let before = r.state;
+    r.state = r.state.next(flags);
+    r.last_seen_ms = now_ms;
+    let announce =
+        r.state != before || now_ms.wrapping_sub(r.last_sync_ms) >= sync_interval(t, r.state);
+    if announce {
+        r.last_sync_ms = now_ms;
+    }
+    announce
 }
 
 impl Core {
@@ -417,16 +451,9 @@ impl State {
             }
             return Verdict::Drop(DropReason::NotForUs);
         }
-        if proto != PROTO_TCP && proto != PROTO_UDP {
-            return Verdict::Drop(if s.is_vip(&dst16) {
-                DropReason::UnsupportedProtocol
-            } else {
-                DropReason::NotForUs
-            });
-        }
-        let ports = match l4::parse(proto, ip.payload()) {
+        let ports = match transport(s, &dst16, proto, ip.payload()) {
             Ok(p) => p,
-            Err(e) => return Verdict::Drop(wire_drop(e)),
+            Err(v) => return v,
         };
         let key = FlowKey::v4(src4, dst4, ports.src, ports.dst, proto);
         self.l4(s, in_port, pkt, l2, hl, key, ports.flags, now_ms)
@@ -450,16 +477,9 @@ impl State {
         if nh == PROTO_ICMPV6 {
             return self.icmp6(s, in_port, pkt, l2, now_ms);
         }
-        if nh != PROTO_TCP && nh != PROTO_UDP {
-            return Verdict::Drop(if s.is_vip(&dst) {
-                DropReason::UnsupportedProtocol
-            } else {
-                DropReason::NotForUs
-            });
-        }
-        let ports = match l4::parse(nh, ip.payload()) {
+        let ports = match transport(s, &dst, nh, ip.payload()) {
             Ok(p) => p,
-            Err(e) => return Verdict::Drop(wire_drop(e)),
+            Err(v) => return v,
         };
         let key = FlowKey::v6(src, dst, ports.src, ports.dst, nh);
         self.l4(
@@ -516,14 +536,7 @@ impl State {
         let timeouts = *self.table.timeouts();
         let rec = match self.table.get_mut(&key, now_ms) {
             Some(r) => {
-                let before = r.state;
-                r.state = r.state.next(flags);
-                r.last_seen_ms = now_ms;
-                let announce = r.state != before
-                    || now_ms.wrapping_sub(r.last_sync_ms) >= sync_interval(&timeouts, r.state);
-                if announce {
-                    r.last_sync_ms = now_ms;
-                }
+                let announce = touch(r, flags, now_ms, &timeouts);
                 let rec = *r;
                 if announce {
                     self.emit(FromWorker::Flow {
@@ -670,14 +683,7 @@ impl State {
             self.table.remove(&key);
             return Verdict::Drop(DropReason::NotForUs);
         };
-        let before = fwd.state;
-        fwd.state = fwd.state.next(flags);
-        fwd.last_seen_ms = now_ms;
-        let announce = fwd.state != before
-            || now_ms.wrapping_sub(fwd.last_sync_ms) >= sync_interval(&timeouts, fwd.state);
-        if announce {
-            fwd.last_sync_ms = now_ms;
-        }
+        let announce = touch(fwd, flags, now_ms, &timeouts);
         let rec = *fwd;
         if announce {
             self.emit(FromWorker::Flow {

@@ -108,19 +108,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// Runs a frame through the core with headroom in front, as an mbuf has.
-fn run(core: &mut Core, port: u8, frame: &[u8], now: u32) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![0u8; 2048];
-    buf[128..128 + frame.len()].copy_from_slice(frame);
-    let mut p = PacketBuf {
-        buf: &mut buf,
-        start: 128,
-        len: frame.len(),
-    };
-    let v = core.process(port, &mut p, now);
-    let out = p.frame().to_vec();
-    (v, out)
-}
+use testkit::run;
 
 fn client_syn(sport: u16) -> Vec<u8> {
     testkit::tcp(

@@ -2,6 +2,7 @@
 //! correctly checksummed Ethernet frames from a few parameters, and a full recomputation of
 //! every checksum in a frame to compare incremental updates against.
 
+use crate::pipeline::{Core, PacketBuf, Verdict};
 use crate::wire::ethernet::{self, Mac};
 use crate::wire::l4::{self, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::wire::{arp, checksum, icmp, ipv4, ipv6};
@@ -241,4 +242,18 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
         }
         _ => Ok(()),
     }
+}
+
+/// Runs a frame through a core with headroom in front of it, as an mbuf has; returns the
+/// verdict and the frame as it would leave.
+pub fn run(core: &mut Core, port: u8, frame: &[u8], now_ms: u32) -> (Verdict, Vec<u8>) {
+    let mut buf = vec![0u8; 2048];
+    buf[128..128 + frame.len()].copy_from_slice(frame);
+    let mut p = PacketBuf {
+        buf: &mut buf,
+        start: 128,
+        len: frame.len(),
+    };
+    let v = core.process(port, &mut p, now_ms);
+    (v, p.frame().to_vec())
 }
