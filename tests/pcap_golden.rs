@@ -197,6 +197,36 @@ fn pcap_golden_all_modes_answers_and_drops() {
     assert_eq!(flow["backend"], "a", "{flow}");
     let bad = node.ctl("show flow tcp nonsense").unwrap();
     assert_eq!(bad["ok"], false);
+    // One connection: a bad command, an over-long line and garbage each get an error
+    // document, and the connection still answers the next command.
+    {
+        use std::io::{BufRead, BufReader, Write};
+        let mut c = std::os::unix::net::UnixStream::connect(s.path("ctl.sock")).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = BufReader::new(c.try_clone().unwrap());
+        let long = "x".repeat(10_000);
+        for line in [
+            "frobnicate",
+            long.as_str(),
+            "\u{1}\u{2}\u{3}",
+            "show services",
+        ] {
+            writeln!(c, "{line}").unwrap();
+            let mut answer = String::new();
+            r.read_line(&mut answer).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+            if line == "show services" {
+                assert_eq!(v["ok"], true, "{v}");
+                assert_eq!(v["services"].as_array().unwrap().len(), 4);
+            } else {
+                assert_eq!(v["ok"], false, "{v}");
+            }
+        }
+        c.write_all(&[0xff, 0xfe, b'\n']).unwrap();
+        let mut answer = String::new();
+        r.read_line(&mut answer).unwrap();
+        assert!(answer.contains("not UTF-8"), "{answer}");
+    }
     let stats = node.stop();
 
     let front_out = read_pcap(&s.path("front-out.pcap"));
