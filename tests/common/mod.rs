@@ -136,9 +136,13 @@ impl Node {
 
     /// SIGINT, then wait for a clean exit; returns the final stats document it printed.
     pub fn stop(&mut self) -> serde_json::Value {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// `signal`, then wait for a clean exit; returns the final stats document it printed.
+    pub fn stop_with(&mut self, signal: i32) -> serde_json::Value {
         let mut child = self.child.take().expect("running");
-        // SAFETY-free: libc::kill on our own child's pid.
-        unsafe_kill(child.id() as i32, libc::SIGINT);
+        unsafe_kill(child.id() as i32, signal);
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
