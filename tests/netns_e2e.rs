@@ -16,6 +16,7 @@ use tandem_dataplane::services::SELECTION_SEED;
 
 const NAT_VIP: &str = "192.0.2.10";
 const DSR_VIP: &str = "192.0.2.20";
+const NAT6_VIP: &str = "fd00::10";
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 
 fn script(name: &str) -> PathBuf {
@@ -84,6 +85,12 @@ fn config(s: &Scratch, t: &Topology, prefix: &str) -> String {
     for i in 1..=3 {
         dsr += &format!("[[service.backend]]\nname = \"d{i}\"\naddress = \"10.1.0.1{i}\"\npaths = [{{ port = \"back\" }}]\n");
     }
+    let mut v6 = String::new();
+    for i in 1..=3 {
+        v6 += &format!(
+            "[[service.backend]]\nname = \"v{i}\"\naddress = \"fd01::1{i}\"\nport = 8080\npaths = [{{ port = \"back\" }}]\n"
+        );
+    }
     let mut udp = String::new();
     for i in 1..=3 {
         udp += &format!(
@@ -99,14 +106,17 @@ args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--lo
 name = "front"
 devargs = "net_af_packet0,iface=lf-{sx},qpairs=2"
 ipv4 = "10.0.0.1/24"
+ipv6 = "fd00::1/64"
 [[port]]
 name = "back"
 devargs = "net_af_packet1,iface=lb-{sx},qpairs=2"
 ipv4 = "10.1.0.1/24"
+ipv6 = "fd01::1/64"
 [[port]]
 name = "back2"
 devargs = "net_af_packet2,iface=lc-{sx},qpairs=2"
 ipv4 = "10.2.0.1/24"
+ipv6 = "fd02::1/64"
 [mempool]
 mbufs = 16383
 [workers]
@@ -131,6 +141,13 @@ protocol = "udp"
 mode = "nat"
 {udp}
 [[service]]
+name = "web6"
+vip = "{NAT6_VIP}"
+port = 80
+protocol = "tcp"
+mode = "nat"
+{v6}
+[[service]]
 name = "webdsr"
 vip = "{DSR_VIP}"
 port = 80
@@ -145,7 +162,7 @@ mode = "dsr"
 /// speaks HTTP/1.0); returns how many each backend answered.
 fn spread(t: &Topology, vip: &str, n: usize) -> HashMap<String, usize> {
     let urls: Vec<String> = (0..n).map(|_| format!("http://{vip}/id")).collect();
-    let out = in_ns(&t.ns("tc"), &format!("curl -s -m 60 {}", urls.join(" ")))
+    let out = in_ns(&t.ns("tc"), &format!("curl -g -s -m 60 {}", urls.join(" ")))
         .output()
         .unwrap();
     assert!(
@@ -288,6 +305,13 @@ fn namespace_end_to_end_nat_and_dsr() {
     println!("dsr spread over weights 1:1:1:");
     assert_follows_weights(
         &spread(&t, DSR_VIP, n),
+        &[("b1", 1.0), ("b2", 1.0), ("b3", 1.0)],
+        n,
+    );
+
+    println!("IPv6 nat spread over weights 1:1:1 (next hops found by neighbor discovery):");
+    assert_follows_weights(
+        &spread(&t, &format!("[{NAT6_VIP}]"), n),
         &[("b1", 1.0), ("b2", 1.0), ("b3", 1.0)],
         n,
     );

@@ -61,8 +61,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """Dual stack: IPv6 and (as ::ffff:a.b.c.d) IPv4 on one socket."""
     daemon_threads = True
     allow_reuse_address = True
+    address_family = socket.AF_INET6
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
 
 
 def udp_echo(sock, name):
@@ -83,7 +89,7 @@ def main():
         threading.Thread(target=udp_echo, args=(u, a.name), daemon=True).start()
     servers = []
     for port in a.port:
-        s = Server(("0.0.0.0", port), Handler)
+        s = Server(("::", port), Handler)
         s.backend_name = a.name
         servers.append(s)
         threading.Thread(target=s.serve_forever, daemon=True).start()
