@@ -72,6 +72,18 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&term))?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term))?;
 
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if let Some((i, c)) = cfg
+        .workers
+        .cores
+        .iter()
+        .enumerate()
+        .find(|(_, c)| **c >= ncpu)
+    {
+        anyhow::bail!("workers.cores[{i}]: CPU {c} does not exist on this machine ({ncpu} CPUs)");
+    }
     let args = eal_args(&cfg, overrides);
     tracing::info!(?args, "initialising the EAL");
     let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
