@@ -170,6 +170,8 @@ pub struct PathConfig {
 
 /// Largest weight a backend may have (selection tables are built from weights).
 pub const MAX_WEIGHT: u32 = 10_000;
+/// CPU ids a worker may name (the system DPDK's RTE_MAX_LCORE).
+pub const MAX_CPU: usize = 128;
 /// Most backends a node can hold over all services.
 pub const MAX_BACKENDS: usize = 1024;
 
@@ -407,14 +409,13 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
     if w.cores.len() > 64 {
         c.bad("workers.cores", "at most 64 workers");
     }
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    // Whether the CPU exists is checked by `run` on the machine itself; a config may be
+    // checked elsewhere. Here only DPDK's own limit applies.
     for (i, core) in w.cores.iter().enumerate() {
-        if *core >= ncpu.max(128) {
+        if *core >= MAX_CPU {
             c.bad(
                 format!("workers.cores[{i}]"),
-                format!("CPU {core} does not exist"),
+                format!("CPU {core} is beyond DPDK's limit of {MAX_CPU} (RTE_MAX_LCORE)"),
             );
         }
     }

@@ -29,11 +29,8 @@ const TICK: Duration = Duration::from_millis(1);
 /// The EAL arguments for a config: its `[eal] args`, the lcore map (lcore 0, the control
 /// thread, on a CPU no worker uses when there is one; lcore i+1 on worker i's CPU), a
 /// `--vdev` per virtual port, then the command line's overrides.
-pub fn eal_args(cfg: &Config, overrides: &[String]) -> Vec<String> {
+pub fn eal_args(cfg: &Config, overrides: &[String], ncpu: usize) -> Vec<String> {
     let mut args = cfg.eal_args.clone();
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
     let main_cpu = (0..ncpu)
         .find(|c| !cfg.workers.cores.contains(c))
         .unwrap_or(0);
@@ -84,7 +81,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     {
         anyhow::bail!("workers.cores[{i}]: CPU {c} does not exist on this machine ({ncpu} CPUs)");
     }
-    let args = eal_args(&cfg, overrides);
+    let args = eal_args(&cfg, overrides, ncpu);
     tracing::info!(?args, "initialising the EAL");
     let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
     let nworkers = cfg.workers.cores.len() as u16;
