@@ -2,8 +2,10 @@
 //! validation that turns a file into a [`Config`] or into the full list of its problems,
 //! each naming its key and why.
 
+pub mod cluster;
 pub mod schema;
 pub mod units;
 mod validate;
 
+pub use cluster::{ClusterConfig, NodeConfig};
 pub use validate::*;

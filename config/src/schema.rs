@@ -20,6 +20,7 @@ pub struct File {
     pub control: Control,
     #[serde(default)]
     pub service: Vec<Service>,
+    pub cluster: Option<Cluster>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,4 +148,26 @@ fn one() -> u32 {
 pub struct Path {
     pub port: String,
     pub mac: Option<String>,
+}
+
+/// `[cluster]`: present only when this node is one of several.
+#[derive(Debug, Deserialize)]
+pub struct Cluster {
+    pub secret_file: Option<String>,
+    pub heartbeat: Option<String>,
+    pub dead_after: Option<String>,
+    pub forward_port: Option<u16>,
+    pub drain_deadline: Option<String>,
+    #[serde(default)]
+    pub node: Vec<ClusterNode>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ClusterNode {
+    pub id: u32,
+    #[serde(default = "one")]
+    pub weight: u32,
+    pub address: String,
+    pub mac: Option<String>,
+    pub sync: String,
 }

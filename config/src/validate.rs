@@ -2,6 +2,7 @@
 //! key it concerns (`service[0].backend[1].paths[0].port`) so `check-config` can list them
 //! all in one run.
 
+use crate::cluster::ClusterConfig;
 use crate::schema;
 use crate::units::*;
 use std::collections::HashSet;
@@ -103,6 +104,8 @@ pub struct Config {
     pub flows: FlowsConfig,
     pub control_socket: PathBuf,
     pub services: Vec<ServiceConfig>,
+    /// `None` for a node on its own.
+    pub cluster: Option<ClusterConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -690,6 +693,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
         );
     }
 
+    let cluster = file
+        .cluster
+        .as_ref()
+        .map(|cl| crate::cluster::validate(cl, node_id, &ports, c.problems));
     Config {
         node_id,
         eal_args,
@@ -704,6 +711,7 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
         flows,
         control_socket: PathBuf::from(&file.control.socket),
         services,
+        cluster,
     }
 }
 
