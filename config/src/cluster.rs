@@ -75,10 +75,7 @@ pub(crate) fn validate(
         }
     };
     if c.node.len() > MAX_NODES {
-        bad(
-            "cluster.node".into(),
-            format!("at most {MAX_NODES} nodes"),
-        );
+        bad("cluster.node".into(), format!("at most {MAX_NODES} nodes"));
     }
     let mut nodes = Vec::new();
     let (mut ids, mut addrs, mut syncs) = (HashSet::new(), HashSet::new(), HashSet::new());

@@ -193,7 +193,12 @@ impl Control {
 
     fn handle(&mut self, ev: FromWorker, now: Instant) {
         match ev {
-            FromWorker::Flow { worker, key, rec } => {
+            FromWorker::Flow {
+                worker,
+                key,
+                rec,
+                peers: _,
+            } => {
                 let e = self.flows.entry(key).or_insert(MasterFlow {
                     rec,
                     worker,

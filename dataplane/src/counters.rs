@@ -58,6 +58,8 @@ drop_reasons! {
     NoHeadroom => "no_headroom",
     TooBig => "too_big",
     TxFull => "tx_full",
+    HopLimit => "hop_limit",
+    NoNode => "no_node",
 }
 
 pub const NUM_DROP_REASONS: usize = DropReason::ALL.len();
@@ -89,6 +91,12 @@ pub struct WorkerCounters {
     pub flows_expired: Counter,
     pub flows_in_table: Counter,
     pub path_failovers: Counter,
+    /// Packets sent on to another node (encapsulated).
+    pub node_forwarded: Counter,
+    /// Encapsulated packets received from other nodes.
+    pub node_received: Counter,
+    /// Packets of flows served here because their primary node does not serve.
+    pub node_failovers: Counter,
     pub outbox_overflow: Counter,
     pub bursts: Counter,
     pub idle_polls: Counter,
@@ -113,6 +121,9 @@ impl Default for WorkerCounters {
             flows_expired: Counter::default(),
             flows_in_table: Counter::default(),
             path_failovers: Counter::default(),
+            node_forwarded: Counter::default(),
+            node_received: Counter::default(),
+            node_failovers: Counter::default(),
             outbox_overflow: Counter::default(),
             bursts: Counter::default(),
             idle_polls: Counter::default(),

@@ -5,6 +5,7 @@
 //! so it is unit-tested, property-tested and fuzzed without an EAL. `port` is the thin DPDK
 //! layer under it: EAL, mempools, ethdev ports and the pinned worker loops.
 
+pub mod cluster;
 pub mod counters;
 pub mod flow;
 pub mod messages;

@@ -1,6 +1,7 @@
 //! What flows between the control thread and the workers. Each worker has one bounded
 //! channel in and one out; messages are applied between bursts.
 
+use crate::cluster::Membership;
 use crate::flow::{FlowKey, FlowRecord};
 use crate::services::Services;
 use crate::wire::ethernet::Mac;
@@ -15,6 +16,8 @@ pub enum ToWorker {
     Services(Arc<Services>),
     /// A resolved next hop.
     Neighbor { port: u8, ip: [u8; 16], mac: Mac },
+    /// Which cluster nodes serve and which take new flows.
+    Nodes(Membership),
     /// A port's link went up or down.
     Link { port: u8, up: bool },
     /// Send an ARP request (IPv4) or neighbor solicitation (IPv6) for `ip` out of `port`.
@@ -29,6 +32,9 @@ pub enum FromWorker {
         worker: u16,
         key: FlowKey,
         rec: FlowRecord,
+        /// For the other nodes too: this node serves the flow and its handshake is over
+        /// (or it is UDP). Otherwise only this node's other workers hear of it.
+        peers: bool,
     },
     /// A neighbor learned from ARP or ND.
     Neighbor { port: u8, ip: [u8; 16], mac: Mac },

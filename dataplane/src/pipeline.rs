@@ -3,8 +3,9 @@
 //! carries out the verdict. Everything the control thread must hear about (new flows,
 //! learned neighbors) goes into a preallocated outbox drained after each burst.
 
+use crate::cluster::{self, rank, Membership, MAX_HOPS, NO_NODE};
 use crate::counters::{DropReason, WorkerCounters, MAX_PORTS};
-use crate::flow::{FlowKey, FlowRecord, FlowState, FlowTable, Insert, Timeouts};
+use crate::flow::{FlowKey, FlowRecord, FlowState, FlowTable, Insert, Timeouts, UNBOUND};
 use crate::messages::{FromWorker, ToWorker};
 use crate::neighbor::Neighbors;
 use crate::select::path;
@@ -14,6 +15,7 @@ use crate::wire::icmp;
 use crate::wire::ipv4::{self, Ipv4Error};
 use crate::wire::ipv6;
 use crate::wire::l4::{self, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::wire::tunnel;
 use crate::wire::{arp, WireError};
 use std::sync::Arc;
 use tandem_config::Mode;
@@ -53,6 +55,10 @@ pub enum Verdict {
 /// Largest outer IP packet a GUE encapsulation may produce (the backend link's MTU).
 pub const GUE_MAX_IP_LEN: usize = 1500;
 
+/// Largest outer IP packet sent to another node. Links between nodes need an MTU above
+/// the clients' by the 36 (IPv4) or 56 (IPv6) bytes of encapsulation, as with GLB or Katran.
+pub const NODE_MAX_IP_LEN: usize = 9000;
+
 /// Capacity of the outbox to the control thread, per burst.
 pub const OUTBOX_CAP: usize = 8192;
 
@@ -72,6 +78,8 @@ pub struct State {
     pub table: FlowTable,
     pub neighbors: Neighbors,
     pub link_up: [bool; MAX_PORTS],
+    /// Which cluster nodes serve and take new flows (unused on a node on its own).
+    pub membership: Membership,
     pub counters: Arc<WorkerCounters>,
     pub outbox: Vec<FromWorker>,
     last_need_ms: u32,
@@ -138,6 +146,21 @@ fn touch(r: &mut FlowRecord, flags: u8, now_ms: u32, t: &Timeouts) -> bool {
     announce
 }
 
+/// How a packet reached this node: straight from the network, or from another node that
+/// received it and sent it on (with the flow's primary and backup as it ranked them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Direct,
+    Node(tunnel::Header),
+}
+
+/// True when other nodes should store this record: the flow is bound to a backend and past
+/// its handshake (a SYN flood fills only the receiving and primary nodes' tables).
+#[inline]
+fn for_peers(r: &FlowRecord) -> bool {
+    r.bound() && r.state != FlowState::SynSeen
+}
+
 impl Core {
     pub fn new(
         worker: u16,
@@ -154,6 +177,7 @@ impl Core {
                 table: FlowTable::new(capacity, timeouts, table_seed),
                 neighbors: Neighbors::default(),
                 link_up: [true; MAX_PORTS],
+                membership: Membership::default(),
                 counters,
                 outbox: Vec::with_capacity(OUTBOX_CAP),
                 last_need_ms: u32::MAX,
@@ -176,6 +200,7 @@ impl Core {
             ToWorker::Neighbor { port, ip, mac } => {
                 self.neighbors.set(port, ip, mac, now_ms);
             }
+            ToWorker::Nodes(m) => self.membership = m,
             ToWorker::Link { port, up } => {
                 if let Some(l) = self.link_up.get_mut(usize::from(port)) {
                     *l = up;
@@ -300,6 +325,76 @@ impl State {
         }
     }
 
+    #[inline]
+    fn announce(&mut self, key: FlowKey, rec: FlowRecord, peers: bool) {
+        self.emit(FromWorker::Flow {
+            worker: self.worker,
+            key,
+            rec,
+            peers,
+        });
+    }
+
+    /// Sends the packet (its IP packet, unchanged) on to cluster node `node`, in UDP with
+    /// the node header naming the flow's primary and backup.
+    #[allow(clippy::too_many_arguments)]
+    fn to_node(
+        &mut self,
+        s: &Services,
+        pkt: &mut PacketBuf,
+        l2: &L2,
+        key: &FlowKey,
+        node: u8,
+        rec: &FlowRecord,
+        flags: u8,
+        now_ms: u32,
+    ) -> Verdict {
+        let Some(cl) = s.cluster.as_ref() else {
+            return Verdict::Drop(DropReason::NoNode);
+        };
+        let Some(n) = cl.nodes.get(usize::from(node)) else {
+            return Verdict::Drop(DropReason::NoNode);
+        };
+        let Some(out) = s.ports.get(usize::from(n.port)) else {
+            return Verdict::Drop(DropReason::NoPath);
+        };
+        if !self.link_up[usize::from(n.port)] {
+            return Verdict::Drop(DropReason::NoPath);
+        }
+        let next_mac = match n.mac {
+            Some(m) => m,
+            None => match self.resolve(n.port, out, &n.addr, n.v6, now_ms) {
+                Some(m) => m,
+                None => return Verdict::Drop(DropReason::NoNeighbor),
+            },
+        };
+        let hdr = tunnel::Header {
+            flags,
+            hops: 1,
+            primary: cl.id_of(rec.primary_node),
+            backup: cl.id_of(rec.backup_node),
+        };
+        // Entropy for the fabric's ECMP, from the flow's client side.
+        let sport = 0xc000 | (key.hash(SELECTION_SEED) as u16 & 0x3fff);
+        let v = encap_udp(
+            pkt,
+            l2.l3_offset,
+            key.v6,
+            n.v6,
+            out,
+            &next_mac,
+            n.addr,
+            sport,
+            cl.forward_port,
+            Some(&hdr),
+            n.port,
+        );
+        if let Verdict::Tx(_) = v {
+            self.counters.node_forwarded.inc();
+        }
+        v
+    }
+
     /// Stores a forward record and, for nat, the reverse entry its replies are found by.
     fn store(&mut self, s: &Services, key: FlowKey, mut rec: FlowRecord, now_ms: u32) -> Insert {
         // Replicated records carry the sender's clock fields; ours restart them.
@@ -311,7 +406,7 @@ impl State {
             Insert::Evicted => self.counters.flows_evicted.inc(),
             _ => {}
         }
-        if r != Insert::Refused {
+        if r != Insert::Refused && rec.bound() {
             if let Some(rkey) = self.reverse_key(s, &key, &rec) {
                 let rrec = FlowRecord {
                     reverse: true,
@@ -360,8 +455,8 @@ impl State {
         }
         match l2.ethertype {
             ethernet::ETHERTYPE_ARP => self.arp(s, in_port, pkt, &l2, now_ms),
-            ethernet::ETHERTYPE_IPV4 => self.ipv4(s, in_port, pkt, &l2, now_ms),
-            ethernet::ETHERTYPE_IPV6 => self.ipv6(s, in_port, pkt, &l2, now_ms),
+            ethernet::ETHERTYPE_IPV4 => self.ipv4(s, in_port, pkt, &l2, now_ms, Via::Direct),
+            ethernet::ETHERTYPE_IPV6 => self.ipv6(s, in_port, pkt, &l2, now_ms, Via::Direct),
             _ => Verdict::Drop(DropReason::UnsupportedEthertype),
         }
     }
@@ -429,6 +524,7 @@ impl State {
         pkt: &mut PacketBuf,
         l2: &L2,
         now_ms: u32,
+        via: Via,
     ) -> Verdict {
         let l3 = l2.l3_offset;
         let ip = match ipv4::Packet::new_checked(&pkt.frame()[l3..]) {
@@ -445,7 +541,14 @@ impl State {
         let to_port = s.ports[usize::from(in_port)]
             .ipv4
             .is_some_and(|(a, _)| a == dst4);
-        if proto == PROTO_ICMP {
+        if to_port && proto == PROTO_UDP {
+            if let Some(cl) = &s.cluster {
+                if l4::parse(proto, ip.payload()).is_ok_and(|p| p.dst == cl.forward_port) {
+                    return self.from_node(s, in_port, pkt, l2, l3 + hl, now_ms, via);
+                }
+            }
+        }
+        if proto == PROTO_ICMP && via == Via::Direct {
             if to_port || s.is_vip(&dst16) {
                 return self.icmp4_echo(s, in_port, pkt, l2, hl);
             }
@@ -456,7 +559,7 @@ impl State {
             Err(v) => return v,
         };
         let key = FlowKey::v4(src4, dst4, ports.src, ports.dst, proto);
-        self.l4(s, in_port, pkt, l2, hl, key, ports.flags, now_ms)
+        self.l4(s, in_port, pkt, l2, hl, key, ports.flags, now_ms, via)
     }
 
     fn ipv6(
@@ -466,6 +569,7 @@ impl State {
         pkt: &mut PacketBuf,
         l2: &L2,
         now_ms: u32,
+        via: Via,
     ) -> Verdict {
         let l3 = l2.l3_offset;
         let ip = match ipv6::Packet::new_checked(&pkt.frame()[l3..]) {
@@ -474,8 +578,19 @@ impl State {
         };
         let nh = ip.next_header();
         let (src, dst) = (ip.src_bytes(), ip.dst_bytes());
-        if nh == PROTO_ICMPV6 {
+        if nh == PROTO_ICMPV6 && via == Via::Direct {
             return self.icmp6(s, in_port, pkt, l2, now_ms);
+        }
+        if nh == PROTO_UDP {
+            if let Some(cl) = &s.cluster {
+                let to_port = s.ports[usize::from(in_port)]
+                    .ipv6
+                    .is_some_and(|(a, _)| a == dst);
+                if to_port && l4::parse(nh, ip.payload()).is_ok_and(|p| p.dst == cl.forward_port) {
+                    let at = l3 + ipv6::HEADER_LEN;
+                    return self.from_node(s, in_port, pkt, l2, at, now_ms, via);
+                }
+            }
         }
         let ports = match transport(s, &dst, nh, ip.payload()) {
             Ok(p) => p,
@@ -491,7 +606,47 @@ impl State {
             key,
             ports.flags,
             now_ms,
+            via,
         )
+    }
+
+    /// A packet another node sent on: check the node header and serve the packet inside.
+    #[allow(clippy::too_many_arguments)]
+    fn from_node(
+        &mut self,
+        s: &Services,
+        in_port: u8,
+        pkt: &mut PacketBuf,
+        l2: &L2,
+        udp_at: usize,
+        now_ms: u32,
+        via: Via,
+    ) -> Verdict {
+        if via != Via::Direct {
+            return Verdict::Drop(DropReason::HopLimit);
+        }
+        let at = udp_at + l4::UDP_LEN;
+        let h = match tunnel::parse(pkt.frame().get(at..).unwrap_or(&[])) {
+            Ok(h) => h,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        if h.hops > MAX_HOPS {
+            return Verdict::Drop(DropReason::HopLimit);
+        }
+        let inner = at + tunnel::HEADER_LEN;
+        let Some(&first) = pkt.frame().get(inner) else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        self.counters.node_received.inc();
+        let il2 = L2 {
+            l3_offset: inner,
+            ..*l2
+        };
+        match first >> 4 {
+            4 => self.ipv4(s, in_port, pkt, &il2, now_ms, Via::Node(h)),
+            6 => self.ipv6(s, in_port, pkt, &il2, now_ms, Via::Node(h)),
+            _ => Verdict::Drop(DropReason::Malformed),
+        }
     }
 
     /// TCP or UDP: to a service, or a nat reply from a backend.
@@ -506,18 +661,19 @@ impl State {
         key: FlowKey,
         flags: u8,
         now_ms: u32,
+        via: Via,
     ) -> Verdict {
         let services = s;
         if let Some(svc) = services.lookup(&key.dst, key.dport, key.proto) {
             if svc.v6 != key.v6 {
                 return Verdict::Drop(DropReason::UnknownService);
             }
-            return self.forward_to_backend(s, in_port, pkt, l2, hl, key, flags, svc, now_ms);
+            return self.forward_to_backend(s, in_port, pkt, l2, hl, key, flags, svc, now_ms, via);
         }
         if services.is_vip(&key.dst) {
             return Verdict::Drop(DropReason::UnknownService);
         }
-        self.nat_reply(s, pkt, l2, hl, key, flags, now_ms)
+        self.nat_reply(s, pkt, l2, hl, key, flags, now_ms, via)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -532,18 +688,41 @@ impl State {
         flags: u8,
         svc: &Service,
         now_ms: u32,
+        via: Via,
     ) -> Verdict {
         let timeouts = *self.table.timeouts();
+        let cl = s.cluster.as_ref();
         let rec = match self.table.get_mut(&key, now_ms) {
             Some(r) => {
-                let announce = touch(r, flags, now_ms, &timeouts);
-                let rec = *r;
+                let mut announce = touch(r, flags, now_ms, &timeouts);
+                let mut rec = *r;
+                if let (Some(cl), Via::Direct) = (cl, via) {
+                    let h = rank::client_hash(&key.src, key.sport, key.proto);
+                    let m = self.membership;
+                    match cluster::owner(cl, &m, rec.primary_node, rec.backup_node, h) {
+                        Some(n) if n != cl.me => {
+                            if announce {
+                                self.announce(key, rec, false);
+                            }
+                            return self.to_node(s, pkt, l2, &key, n, &rec, 0, now_ms);
+                        }
+                        _ => {}
+                    }
+                }
+                if !rec.bound() {
+                    // Served here although its primary took the first packet (that node
+                    // died during the handshake): the same Maglev choice it would have made.
+                    if let Err(v) = bind(s, svc, &key, &mut rec) {
+                        return v;
+                    }
+                    self.store(s, key, rec, now_ms);
+                    announce = true;
+                }
+                if cl.is_some_and(|c| rec.primary_node != c.me) {
+                    self.counters.node_failovers.inc();
+                }
                 if announce {
-                    self.emit(FromWorker::Flow {
-                        worker: self.worker,
-                        key,
-                        rec,
-                    });
+                    self.announce(key, rec, for_peers(&rec));
                     // Keep the nat reverse entry as fresh as its forward record.
                     if let Some(rk) = self.reverse_key(s, &key, &rec) {
                         if let Some(rr) = self.table.get_mut(&rk, now_ms) {
@@ -555,35 +734,51 @@ impl State {
                 rec
             }
             None => {
-                let h = key.hash(SELECTION_SEED);
-                let Some(backend) = svc.maglev.lookup(h) else {
-                    return Verdict::Drop(DropReason::NoBackend);
-                };
-                let npaths = s.backends[usize::from(backend)].paths.len();
-                let (primary_path, backup_path) = path::assign(h, npaths);
-                let rec = FlowRecord {
+                let mut rec = FlowRecord {
                     service: svc.id,
-                    backend,
-                    primary_path,
-                    backup_path,
+                    backend: UNBOUND,
                     state: FlowState::initial(key.proto, flags),
                     ingress_port: in_port,
-                    reverse: false,
                     client_mac: l2.src,
                     created_ms: now_ms,
                     last_seen_ms: now_ms,
                     last_sync_ms: now_ms,
+                    ..FlowRecord::default()
                 };
+                match (cl, via) {
+                    (None, _) => {}
+                    (Some(cl), Via::Node(h)) => {
+                        rec.primary_node = cl.index_of(h.primary).unwrap_or(cl.me);
+                        rec.backup_node = cl.index_of(h.backup).unwrap_or(NO_NODE);
+                    }
+                    (Some(cl), Via::Direct) => {
+                        let h = rank::client_hash(&key.src, key.sport, key.proto);
+                        let (p, b) = rank::top2(h, &cl.nodes, self.membership.eligible);
+                        let Some(p) = p else {
+                            return Verdict::Drop(DropReason::NoNode);
+                        };
+                        rec.primary_node = p;
+                        rec.backup_node = b.unwrap_or(NO_NODE);
+                        if p != cl.me {
+                            // Remember the ranking, so the flow's next packets go to the
+                            // same node whatever joins or leaves meanwhile.
+                            if self.store(s, key, rec, now_ms) == Insert::Refused {
+                                return Verdict::Drop(DropReason::TableFull);
+                            }
+                            self.announce(key, rec, false);
+                            return self.to_node(s, pkt, l2, &key, p, &rec, 0, now_ms);
+                        }
+                    }
+                }
+                if let Err(v) = bind(s, svc, &key, &mut rec) {
+                    return v;
+                }
                 if self.store(s, key, rec, now_ms) == Insert::Refused {
                     return Verdict::Drop(DropReason::TableFull);
                 }
                 self.counters.flows_created.inc();
-                self.counters.backend_new_flows[usize::from(backend)].inc();
-                self.emit(FromWorker::Flow {
-                    worker: self.worker,
-                    key,
-                    rec,
-                });
+                self.counters.backend_new_flows[usize::from(rec.backend)].inc();
+                self.announce(key, rec, for_peers(&rec));
                 rec
             }
         };
@@ -627,16 +822,21 @@ impl State {
                 }
             }
             Mode::Gue => {
-                return self.gue(
+                // Entropy for the fabric's ECMP: the flow's hash in the UDP source port.
+                let sport = 0xc000 | (key.hash(SELECTION_SEED) as u16 & 0x3fff);
+                return encap_udp(
                     pkt,
                     l3,
-                    key,
+                    key.v6,
+                    key.v6,
                     out,
                     &next_mac,
                     backend.addr,
+                    sport,
                     backend.port,
+                    None,
                     path.port,
-                )
+                );
             }
         }
         set_l2(pkt, l3, &next_mac, &out.mac, key.v6);
@@ -654,12 +854,29 @@ impl State {
         key: FlowKey,
         flags: u8,
         now_ms: u32,
+        via: Via,
     ) -> Verdict {
         let Some(rev) = self.table.get_mut(&key, now_ms) else {
-            if s.is_nat_source(&key.src, key.sport, key.proto) {
-                return Verdict::Defer;
+            if !s.is_nat_source(&key.src, key.sport, key.proto) {
+                return Verdict::Drop(DropReason::NotForUs);
             }
-            return Verdict::Drop(DropReason::NotForUs);
+            // No record here yet. In a cluster, the flow's primary node has it (a reply
+            // during the handshake, before the record is replicated); on this node, another
+            // worker may have made it a moment ago.
+            if let (Some(cl), Via::Direct) = (s.cluster.as_ref(), via) {
+                let h = rank::client_hash(&key.dst, key.dport, key.proto);
+                if let (Some(p), b) = rank::top2(h, &cl.nodes, self.membership.eligible) {
+                    if p != cl.me {
+                        let rec = FlowRecord {
+                            primary_node: p,
+                            backup_node: b.unwrap_or(NO_NODE),
+                            ..FlowRecord::default()
+                        };
+                        return self.to_node(s, pkt, l2, &key, p, &rec, tunnel::FLAG_REPLY, now_ms);
+                    }
+                }
+            }
+            return Verdict::Defer;
         };
         if !rev.reverse {
             return Verdict::Drop(DropReason::NotForUs);
@@ -686,11 +903,7 @@ impl State {
         let announce = touch(fwd, flags, now_ms, &timeouts);
         let rec = *fwd;
         if announce {
-            self.emit(FromWorker::Flow {
-                worker: self.worker,
-                key: fkey,
-                rec,
-            });
+            self.announce(fkey, rec, for_peers(&rec));
         }
         if let Some(r) = self.table.get_mut(&key, now_ms) {
             r.state = rec.state;
@@ -741,91 +954,6 @@ impl State {
             self.emit(FromWorker::NeedNeighbor { port, ip: hop, v6 });
         }
         None
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn gue(
-        &mut self,
-        pkt: &mut PacketBuf,
-        l3: usize,
-        key: FlowKey,
-        out: &PortInfo,
-        next_mac: &Mac,
-        backend: [u8; 16],
-        udp_port: u16,
-        out_port: u8,
-    ) -> Verdict {
-        // The inner packet is the IP packet alone (no Ethernet padding).
-        let inner_len = {
-            let f = &pkt.frame()[l3..];
-            if key.v6 {
-                ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([f[4], f[5]]))
-            } else {
-                usize::from(u16::from_be_bytes([f[2], f[3]]))
-            }
-        };
-        let ip_hdr = if key.v6 {
-            ipv6::HEADER_LEN
-        } else {
-            ipv4::MIN_HEADER_LEN
-        };
-        let outer = ethernet::HEADER_LEN + ip_hdr + l4::UDP_LEN;
-        let outer_ip_len = ip_hdr + l4::UDP_LEN + inner_len;
-        if outer_ip_len > GUE_MAX_IP_LEN {
-            return Verdict::Drop(DropReason::TooBig);
-        }
-        let inner_start = pkt.start + l3;
-        if inner_start < outer || inner_start + inner_len > pkt.buf.len() {
-            return Verdict::Drop(DropReason::NoHeadroom);
-        }
-        let start = inner_start - outer;
-        let b = &mut pkt.buf[start..inner_start + inner_len];
-        let ethertype = if key.v6 {
-            ethernet::ETHERTYPE_IPV6
-        } else {
-            ethernet::ETHERTYPE_IPV4
-        };
-        ethernet::write_header(b, next_mac, &out.mac, ethertype);
-        // Entropy for the fabric's ECMP: the flow's hash in the UDP source port.
-        let sport = 0xc000 | (key.hash(SELECTION_SEED) as u16 & 0x3fff);
-        let udp_len = (l4::UDP_LEN + inner_len) as u16;
-        let u = ethernet::HEADER_LEN + ip_hdr;
-        b[u..u + 2].copy_from_slice(&sport.to_be_bytes());
-        b[u + 2..u + 4].copy_from_slice(&udp_port.to_be_bytes());
-        b[u + 4..u + 6].copy_from_slice(&udp_len.to_be_bytes());
-        b[u + 6..u + 8].copy_from_slice(&[0, 0]);
-        if key.v6 {
-            let Some((src, _)) = out.ipv6 else {
-                return Verdict::Drop(DropReason::NoPath);
-            };
-            ipv6::emit(
-                &mut b[ethernet::HEADER_LEN..],
-                src,
-                backend,
-                PROTO_UDP,
-                usize::from(udp_len),
-                64,
-            );
-            // IPv6 requires a UDP checksum.
-            l4::fill_checksum(PROTO_UDP, &src, &backend, &mut b[u..]);
-        } else {
-            let Some((src, _)) = out.ipv4 else {
-                return Verdict::Drop(DropReason::NoPath);
-            };
-            let mut dst = [0u8; 4];
-            dst.copy_from_slice(&backend[..4]);
-            ipv4::emit(
-                &mut b[ethernet::HEADER_LEN..],
-                src,
-                dst,
-                PROTO_UDP,
-                usize::from(udp_len),
-                64,
-            );
-        }
-        pkt.start = start;
-        pkt.len = outer + inner_len;
-        Verdict::Tx(out_port)
     }
 
     fn icmp4_echo(
@@ -943,6 +1071,123 @@ impl State {
     }
 }
 
+/// Picks a new flow's backend and paths: Maglev over the service's active backends by the
+/// flow's hash (the same choice on every node), then a primary and backup path.
+#[inline]
+fn bind(s: &Services, svc: &Service, key: &FlowKey, rec: &mut FlowRecord) -> Result<(), Verdict> {
+    let h = key.hash(SELECTION_SEED);
+    let Some(backend) = svc.maglev.lookup(h) else {
+        return Err(Verdict::Drop(DropReason::NoBackend));
+    };
+    let npaths = s.backends[usize::from(backend)].paths.len();
+    let (primary_path, backup_path) = path::assign(h, npaths);
+    rec.backend = backend;
+    rec.primary_path = primary_path;
+    rec.backup_path = backup_path;
+    Ok(())
+}
+
+/// Puts the IP packet at `l3` inside Ethernet + IP + UDP (+ the node header when given) to
+/// `dst`, from `out`'s own address of the outer family. Used for GUE to backends and for
+/// forwarding between nodes. The packet moves into the headroom; nothing is copied.
+#[allow(clippy::too_many_arguments)]
+fn encap_udp(
+    pkt: &mut PacketBuf,
+    l3: usize,
+    inner_v6: bool,
+    outer_v6: bool,
+    out: &PortInfo,
+    next_mac: &Mac,
+    dst: [u8; 16],
+    sport: u16,
+    dport: u16,
+    node_hdr: Option<&tunnel::Header>,
+    out_port: u8,
+) -> Verdict {
+    // The inner packet is the IP packet alone (no Ethernet padding).
+    let inner_len = {
+        let f = &pkt.frame()[l3..];
+        if inner_v6 {
+            ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([f[4], f[5]]))
+        } else {
+            usize::from(u16::from_be_bytes([f[2], f[3]]))
+        }
+    };
+    let ip_hdr = if outer_v6 {
+        ipv6::HEADER_LEN
+    } else {
+        ipv4::MIN_HEADER_LEN
+    };
+    let extra = if node_hdr.is_some() {
+        tunnel::HEADER_LEN
+    } else {
+        0
+    };
+    let outer = ethernet::HEADER_LEN + ip_hdr + l4::UDP_LEN + extra;
+    let outer_ip_len = ip_hdr + l4::UDP_LEN + extra + inner_len;
+    let max = if node_hdr.is_some() {
+        NODE_MAX_IP_LEN
+    } else {
+        GUE_MAX_IP_LEN
+    };
+    if outer_ip_len > max {
+        return Verdict::Drop(DropReason::TooBig);
+    }
+    let inner_start = pkt.start + l3;
+    if inner_start < outer || inner_start + inner_len > pkt.buf.len() {
+        return Verdict::Drop(DropReason::NoHeadroom);
+    }
+    let start = inner_start - outer;
+    let b = &mut pkt.buf[start..inner_start + inner_len];
+    let ethertype = if outer_v6 {
+        ethernet::ETHERTYPE_IPV6
+    } else {
+        ethernet::ETHERTYPE_IPV4
+    };
+    ethernet::write_header(b, next_mac, &out.mac, ethertype);
+    let udp_len = (l4::UDP_LEN + extra + inner_len) as u16;
+    let u = ethernet::HEADER_LEN + ip_hdr;
+    b[u..u + 2].copy_from_slice(&sport.to_be_bytes());
+    b[u + 2..u + 4].copy_from_slice(&dport.to_be_bytes());
+    b[u + 4..u + 6].copy_from_slice(&udp_len.to_be_bytes());
+    b[u + 6..u + 8].copy_from_slice(&[0, 0]);
+    if let Some(h) = node_hdr {
+        tunnel::emit(&mut b[u + l4::UDP_LEN..], h);
+    }
+    if outer_v6 {
+        let Some((src, _)) = out.ipv6 else {
+            return Verdict::Drop(DropReason::NoPath);
+        };
+        ipv6::emit(
+            &mut b[ethernet::HEADER_LEN..],
+            src,
+            dst,
+            PROTO_UDP,
+            usize::from(udp_len),
+            64,
+        );
+        // IPv6 requires a UDP checksum.
+        l4::fill_checksum(PROTO_UDP, &src, &dst, &mut b[u..]);
+    } else {
+        let Some((src, _)) = out.ipv4 else {
+            return Verdict::Drop(DropReason::NoPath);
+        };
+        let mut d = [0u8; 4];
+        d.copy_from_slice(&dst[..4]);
+        ipv4::emit(
+            &mut b[ethernet::HEADER_LEN..],
+            src,
+            d,
+            PROTO_UDP,
+            usize::from(udp_len),
+            64,
+        );
+    }
+    pkt.start = start;
+    pkt.len = outer + inner_len;
+    Verdict::Tx(out_port)
+}
+
 #[derive(Clone, Copy)]
 enum Rewrite {
     Src,
@@ -1028,3 +1273,7 @@ fn swap_l2(f: &mut [u8], port_mac: &Mac) {
 #[cfg(test)]
 #[path = "pipeline_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pipeline_cluster_tests.rs"]
+mod cluster_tests;

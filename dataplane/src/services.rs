@@ -3,6 +3,7 @@
 //! snapshot on every change (drain, weight, reload) and hands it to each worker, which swaps
 //! it in between bursts and hands the old one back to be freed off the packet path.
 
+use crate::cluster::ClusterView;
 use crate::flow::key::{addr_bytes, fmix};
 use crate::select::maglev::{Candidate, Maglev};
 use crate::wire::ethernet::Mac;
@@ -154,6 +155,8 @@ pub struct Services {
     vips: FastMap<[u8; 16], ()>,
     /// (address, port, protocol) of every nat backend: where nat replies come from.
     nat_sources: FastMap<ServiceKey, ()>,
+    /// The other nodes, when this one is part of a cluster.
+    pub cluster: Option<ClusterView>,
 }
 
 impl std::fmt::Debug for Services {
@@ -187,6 +190,7 @@ impl Services {
             by_key: FastMap::default(),
             vips: FastMap::default(),
             nat_sources: FastMap::default(),
+            cluster: None,
         };
         for (si, s) in services.iter().enumerate() {
             let sid = si as u16;
@@ -253,6 +257,12 @@ impl Services {
             });
         }
         out
+    }
+
+    /// The same snapshot, part of a cluster.
+    pub fn with_cluster(mut self, cluster: Option<ClusterView>) -> Services {
+        self.cluster = cluster;
+        self
     }
 
     /// Convenience for tests and the demo: ports from the config with the given MACs.

@@ -1,5 +1,6 @@
 //! What a flow table stores for a flow, and the TCP state machine that picks its timeout.
 
+use crate::cluster::NO_NODE;
 use crate::wire::l4::{ACK, FIN, RST, SYN};
 use std::time::Duration;
 
@@ -107,10 +108,11 @@ impl Default for Timeouts {
 /// A forward record is keyed by the client's 5-tuple to the VIP. In nat mode each table also
 /// holds a reverse entry keyed by the backend's reply 5-tuple; it only names the service, and
 /// the forward record (found from the reply by swapping back to the VIP) holds the state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowRecord {
     pub service: u16,
-    /// Global backend id.
+    /// Global backend id, or [`UNBOUND`] on a receiving node that forwarded the flow's
+    /// first packet to its primary node and has not yet heard which backend it picked.
     pub backend: u16,
     /// Indices into the backend's path list.
     pub primary_path: u8,
@@ -119,6 +121,10 @@ pub struct FlowRecord {
     /// The port the flow's requests arrive on; nat replies leave by it.
     pub ingress_port: u8,
     pub reverse: bool,
+    /// The flow's primary and backup node (indices into the cluster's node list; both
+    /// [`NO_NODE`] on a node on its own). Fixed when the flow starts, whatever changes after.
+    pub primary_node: u8,
+    pub backup_node: u8,
     /// The L2 source of the flow's requests: the fallback next hop for replies.
     pub client_mac: [u8; 6],
     /// Node-local clock (ms since the node started; wraps after 49 days, compared wrapping).
@@ -128,7 +134,36 @@ pub struct FlowRecord {
     pub last_sync_ms: u32,
 }
 
+/// The backend of a flow whose backend is not known here yet.
+pub const UNBOUND: u16 = u16::MAX;
+
+impl Default for FlowRecord {
+    fn default() -> Self {
+        FlowRecord {
+            service: 0,
+            backend: 0,
+            primary_path: 0,
+            backup_path: 0,
+            state: FlowState::default(),
+            ingress_port: 0,
+            reverse: false,
+            primary_node: NO_NODE,
+            backup_node: NO_NODE,
+            client_mac: [0; 6],
+            created_ms: 0,
+            last_seen_ms: 0,
+            last_sync_ms: 0,
+        }
+    }
+}
+
 impl FlowRecord {
+    /// True when the record names its backend (see [`UNBOUND`]).
+    #[inline]
+    pub fn bound(&self) -> bool {
+        self.backend != UNBOUND
+    }
+
     /// True when the flow has been idle longer than its state allows.
     #[inline]
     pub fn expired(&self, now_ms: u32, t: &Timeouts) -> bool {

@@ -1,0 +1,331 @@
+//! Two and three nodes' sync channels on loopback, driven with a fake clock.
+
+use super::codec::*;
+use super::*;
+use tandem_config::Config;
+use tandem_dataplane::flow::{FlowKey, FlowState};
+use tandem_dataplane::services::{PortInfo, Services};
+
+const SECRET: &[u8] = b"0123456789abcdef-test-secret";
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let socks: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    socks
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect()
+}
+
+fn config(id: u16, ports: &[u16]) -> Config {
+    let mut t = format!(
+        r#"
+[node]
+id = {id}
+[eal]
+args = []
+[[port]]
+name = "front"
+devargs = "net_null0"
+ipv4 = "10.0.0.{id}/24"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "dsr"
+[[service.backend]]
+name = "a"
+address = "10.0.0.11"
+paths = [{{ port = "front" }}]
+[cluster]
+secret_file = "/dev/null"
+heartbeat = "100ms"
+dead_after = "300ms"
+"#
+    );
+    for (i, p) in ports.iter().enumerate() {
+        t += &format!(
+            "[[cluster.node]]\nid = {}\naddress = \"10.0.0.{}\"\nsync = \"127.0.0.1:{p}\"\n",
+            i + 1,
+            i + 1
+        );
+    }
+    Config::from_toml(&t).unwrap()
+}
+
+fn node(id: u16, ports: &[u16], epoch: u64, now: Instant) -> Cluster {
+    let cfg = config(id, ports);
+    let infos: Vec<PortInfo> = cfg
+        .ports
+        .iter()
+        .map(|p| PortInfo::from_config(p, [2, 0, 0, 0, 0, id as u8]))
+        .collect();
+    let cl = cfg.cluster.as_ref().unwrap();
+    let view = ClusterView::new(cl, id, &infos).unwrap();
+    let _ = Services::build(1, infos, &cfg.services);
+    Cluster::new(cl, id, view, SECRET, 42, epoch, now).unwrap()
+}
+
+/// Lets datagrams cross loopback, then ticks and reads every node at `now`.
+fn step(nodes: &mut [&mut Cluster], now: Instant) -> Vec<Vec<Inbound>> {
+    for n in nodes.iter_mut() {
+        n.tick(now);
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    nodes.iter_mut().map(|n| n.receive(now, 10_000)).collect()
+}
+
+fn record(i: u32) -> WireRecord {
+    WireRecord {
+        key: FlowKey::v4(
+            [198, 51, 100, 7],
+            [192, 0, 2, 10],
+            (i % 60_000) as u16,
+            80,
+            6,
+        ),
+        service: 0,
+        backend: 0,
+        primary_path: 0,
+        backup_path: 0,
+        state: FlowState::Established,
+        ingress_port: 0,
+        primary_node: 1,
+        backup_node: 2,
+        client_mac: [2, 0, 0, 0, 0xc, 1],
+    }
+}
+
+#[test]
+fn cold_start_then_death_and_return() {
+    let ports = free_ports(2);
+    let t0 = Instant::now();
+    let mut a = node(1, &ports, 100, t0);
+    let mut b = node(2, &ports, 100, t0);
+    let mut t = t0;
+    for _ in 0..10 {
+        t += Duration::from_millis(100);
+        step(&mut [&mut a, &mut b], t);
+    }
+    // Neither had a ready peer: both ready on their own after the grace period.
+    assert_eq!(a.readiness, Readiness::Ready);
+    assert_eq!(b.readiness, Readiness::Ready);
+    assert_eq!(a.membership.eligible, 0b11);
+    assert_eq!(b.membership.serving, 0b11);
+    // Node 2 goes silent: dead on node 1 once dead_after has passed, not before.
+    t += Duration::from_millis(250);
+    a.tick(t);
+    assert_eq!(a.membership.serving, 0b11);
+    t += Duration::from_millis(100);
+    let m = a.tick(t).expect("membership changed");
+    assert_eq!(m.serving, 0b01);
+    // Node 2 restarts (a later epoch): it asks node 1 for a snapshot before it is ready.
+    drop(b);
+    let mut b = node(2, &ports, 200, t);
+    a.queue_record(&record(1), t);
+    for i in 0..3 {
+        t += Duration::from_millis(100);
+        let inb = step(&mut [&mut a, &mut b], t);
+        if let Some(Inbound::SnapshotRequest { from }) = inb[0].first() {
+            assert_eq!(*from, 2);
+            let recs: Vec<WireRecord> = (0..100).map(record).collect();
+            a.answer_snapshot(2, &recs);
+        }
+        if i == 0 {
+            assert_eq!(b.readiness, Readiness::Snapshotting);
+        }
+    }
+    for _ in 0..3 {
+        t += Duration::from_millis(100);
+        step(&mut [&mut a, &mut b], t);
+    }
+    assert_eq!(b.readiness, Readiness::Ready);
+    assert_eq!(b.snapshot_records, 100);
+    assert_eq!(b.membership.eligible, 0b11);
+    assert_eq!(a.membership.eligible, 0b11);
+}
+
+#[test]
+fn records_reach_every_peer_batched() {
+    let ports = free_ports(3);
+    let t = Instant::now();
+    let mut a = node(1, &ports, 1, t);
+    let mut b = node(2, &ports, 1, t);
+    let mut c = node(3, &ports, 1, t);
+    for i in 0..100 {
+        a.queue_record(&record(i), t);
+    }
+    a.flush(t);
+    std::thread::sleep(Duration::from_millis(20));
+    for n in [&mut b, &mut c] {
+        let got: Vec<WireRecord> = n
+            .receive(t, 100)
+            .into_iter()
+            .flat_map(|i| match i {
+                Inbound::Records { from: 1, records } => records,
+                _ => vec![],
+            })
+            .collect();
+        assert_eq!(got, (0..100).map(record).collect::<Vec<_>>());
+        // 100 records of 32 bytes: three datagrams (44 to a datagram).
+        assert_eq!(n.peers[0].stats.datagrams_in, 3);
+    }
+    assert_eq!(a.peers[0].stats.records_out, 100);
+}
+
+#[test]
+fn forged_replayed_and_unknown_datagrams_are_refused_and_counted() {
+    let ports = free_ports(2);
+    let t = Instant::now();
+    let mut b = node(2, &ports, 1, t);
+    let a_addr: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
+    let datagram = |key: &Key, sender: u16, seq: u64| {
+        let mut w = Writer::new(&Header {
+            kind: Kind::Records,
+            sender,
+            epoch: 5,
+            seq,
+            count: 0,
+            fingerprint: 42,
+        });
+        w.record(&record(7));
+        w.finish(key)
+    };
+    let good = Key::derive(SECRET);
+    let d = datagram(&good, 1, 1);
+    assert!(matches!(
+        b.accept(&d, a_addr, t),
+        Ok(Some(Inbound::Records { .. }))
+    ));
+    assert_eq!(b.accept(&d, a_addr, t).unwrap_err(), Refusal::Replay);
+    let forged = datagram(&Key::derive(b"not the cluster secret"), 1, 2);
+    assert_eq!(b.accept(&forged, a_addr, t).unwrap_err(), Refusal::Auth);
+    let stranger = datagram(&good, 9, 3);
+    assert_eq!(
+        b.accept(&stranger, a_addr, t).unwrap_err(),
+        Refusal::UnknownNode
+    );
+    let elsewhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    assert_eq!(
+        b.accept(&datagram(&good, 1, 4), elsewhere, t).unwrap_err(),
+        Refusal::UnknownNode
+    );
+    // An earlier life of node 1 (lower epoch) replayed after it restarted.
+    let mut w = Writer::new(&Header {
+        kind: Kind::Heartbeat,
+        sender: 1,
+        epoch: 4,
+        seq: 100,
+        count: 0,
+        fingerprint: 42,
+    });
+    w.heartbeat(&Heartbeat::default());
+    assert_eq!(
+        b.accept(&w.finish(&good), a_addr, t).unwrap_err(),
+        Refusal::Replay
+    );
+    assert_eq!(b.peers[0].stats.replays, 2);
+    assert_eq!(b.peers[0].stats.auth_failures, 1);
+    assert_eq!(b.peers[0].stats.records_in, 1);
+}
+
+#[test]
+fn drain_takes_the_node_out_of_new_flows_then_out_of_serving() {
+    let ports = free_ports(2);
+    let t0 = Instant::now();
+    let mut a = node(1, &ports, 1, t0);
+    let mut b = node(2, &ports, 1, t0);
+    let mut t = t0;
+    for _ in 0..8 {
+        t += Duration::from_millis(100);
+        step(&mut [&mut a, &mut b], t);
+    }
+    a.drain(Some(Duration::from_secs(1)), t);
+    for _ in 0..2 {
+        t += Duration::from_millis(100);
+        step(&mut [&mut a, &mut b], t);
+    }
+    assert_eq!(a.status(t), "draining");
+    assert_eq!(
+        a.membership,
+        Membership {
+            serving: 0b11,
+            eligible: 0b10
+        }
+    );
+    assert_eq!(
+        b.membership,
+        Membership {
+            serving: 0b11,
+            eligible: 0b10
+        }
+    );
+    for _ in 0..10 {
+        t += Duration::from_millis(100);
+        step(&mut [&mut a, &mut b], t);
+    }
+    assert_eq!(a.status(t), "drained");
+    assert_eq!(
+        b.membership,
+        Membership {
+            serving: 0b10,
+            eligible: 0b10
+        }
+    );
+    a.undrain();
+    t += Duration::from_millis(100);
+    step(&mut [&mut a, &mut b], t);
+    t += Duration::from_millis(100);
+    step(&mut [&mut a, &mut b], t);
+    assert_eq!(b.membership.eligible, 0b11);
+}
+
+/// Replication throughput between two nodes on this machine (printed; asserted only to be
+/// well above what a node's flow rate needs).
+#[test]
+fn sync_throughput() {
+    let ports = free_ports(2);
+    let t = Instant::now();
+    let mut a = node(1, &ports, 1, t);
+    let mut b = node(2, &ports, 1, t);
+    let total = 200_000u32;
+    let start = Instant::now();
+    let mut got = 0usize;
+    let mut i = 0u32;
+    while i < total {
+        // A few datagrams at a time, as the control loop would between reads.
+        for _ in 0..44 * 16 {
+            if i < total {
+                a.queue_record(&record(i), t);
+                i += 1;
+            }
+        }
+        a.flush(t);
+        for inb in b.receive(t, 1000) {
+            if let Inbound::Records { records, .. } = inb {
+                got += records.len();
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while got < total as usize && Instant::now() < deadline {
+        for inb in b.receive(t, 1000) {
+            if let Inbound::Records { records, .. } = inb {
+                got += records.len();
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "sync: {got} of {total} records in {secs:.3} s = {:.0} records/s ({} bytes per IPv4 record on the wire)",
+        got as f64 / secs,
+        record_len(false)
+    );
+    assert!(
+        got as f64 >= total as f64 * 0.95,
+        "lost {} records",
+        total as usize - got
+    );
+}

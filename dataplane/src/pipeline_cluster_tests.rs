@@ -1,0 +1,351 @@
+//! The packet core as one node of three: new flows ranked and sent on to their primary,
+//! served there from the node header's ranking, replies during the handshake sent to the
+//! flow's primary, failover to the backup with a replicated record, and the hop limit.
+
+use super::*;
+use crate::testkit;
+use crate::wire::l4::{ACK, SYN};
+use std::net::IpAddr;
+use tandem_config::Config;
+
+fn node_mac(id: u16) -> Mac {
+    [2, 0, 0, 0, 0, id as u8]
+}
+fn back_mac(id: u16) -> Mac {
+    [2, 0, 0, 0, 1, id as u8]
+}
+const CLIENT_MAC: Mac = [2, 0, 0, 0, 0xc, 1];
+const ROUTER_MAC: Mac = [2, 0, 0, 0, 0xfe, 0xfe];
+const A_MAC: Mac = [2, 0, 0, 0, 1, 0x11];
+
+fn config(id: u16) -> String {
+    format!(
+        r#"
+[node]
+id = {id}
+[eal]
+args = []
+[[port]]
+name = "front"
+devargs = "net_null0"
+ipv4 = "10.0.0.{id}/24"
+gateway = "10.0.0.254"
+[[port]]
+name = "back"
+devargs = "net_null1"
+ipv4 = "10.1.0.{id}/24"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "nat"
+[[service.backend]]
+name = "a"
+address = "10.1.0.11"
+port = 8080
+paths = [{{ port = "back", mac = "02:00:00:00:01:11" }}]
+[cluster]
+secret_file = "/dev/null"
+[[cluster.node]]
+id = 1
+address = "10.0.0.1"
+mac = "02:00:00:00:00:01"
+sync = "127.0.0.1:7001"
+[[cluster.node]]
+id = 2
+address = "10.0.0.2"
+mac = "02:00:00:00:00:02"
+sync = "127.0.0.1:7002"
+[[cluster.node]]
+id = 3
+address = "10.0.0.3"
+mac = "02:00:00:00:00:03"
+sync = "127.0.0.1:7003"
+"#
+    )
+}
+
+const ALL: Membership = Membership {
+    serving: 0b111,
+    eligible: 0b111,
+};
+
+fn node(id: u16) -> Core {
+    let cfg = Config::from_toml(&config(id)).unwrap();
+    let s = Services::from_config(&cfg, &[node_mac(id), back_mac(id)]);
+    let view = crate::cluster::ClusterView::new(cfg.cluster.as_ref().unwrap(), id, &s.ports);
+    let s = s.with_cluster(view);
+    let mut c = Core::new(
+        0,
+        1024,
+        Timeouts::default(),
+        Arc::new(s),
+        Arc::new(WorkerCounters::default()),
+        7,
+    );
+    c.apply(ToWorker::Nodes(ALL), 0);
+    c
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn client(to: u16, sport: u16, flags: u8) -> Vec<u8> {
+    testkit::tcp(
+        node_mac(to),
+        ROUTER_MAC,
+        ip("198.51.100.7"),
+        sport,
+        ip("192.0.2.10"),
+        80,
+        flags,
+        b"",
+    )
+}
+
+/// The primary and backup node ids the ranking gives a client port (all three serving).
+fn ranking(sport: u16) -> (u16, u16) {
+    let c = node(1);
+    let cl = c.services.cluster.as_ref().unwrap();
+    let mut a = [0u8; 16];
+    a[..4].copy_from_slice(&[198, 51, 100, 7]);
+    let (p, b) = rank::top2(rank::client_hash(&a, sport, 6), &cl.nodes, 0b111);
+    (cl.id_of(p.unwrap()), cl.id_of(b.unwrap()))
+}
+
+/// A client port whose flow ranks `primary` first and `backup` second.
+fn port_ranked(primary: u16, backup: u16) -> u16 {
+    (30_000..40_000)
+        .find(|&p| ranking(p) == (primary, backup))
+        .unwrap()
+}
+
+fn outer_header(frame: &[u8]) -> tunnel::Header {
+    tunnel::parse(&frame[14 + 20 + 8..]).unwrap()
+}
+
+fn flows_out(c: &mut Core) -> Vec<(FlowRecord, bool)> {
+    c.state
+        .outbox
+        .drain(..)
+        .filter_map(|m| match m {
+            FromWorker::Flow { rec, peers, .. } => Some((rec, peers)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn new_flow_is_sent_to_its_primary_and_served_there() {
+    let sport = port_ranked(2, 3);
+    let (mut n1, mut n2) = (node(1), node(2));
+    // Node 1 receives the SYN: not its flow, so on to node 2 in UDP with the ranking.
+    let (v, out) = testkit::run(&mut n1, 0, &client(1, sport, SYN), 1);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(&out[0..12], &[node_mac(2), node_mac(1)].concat()[..]);
+    let outer = ipv4::Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(outer.dst_bytes(), [10, 0, 0, 2]);
+    assert_eq!(outer.src_bytes(), [10, 0, 0, 1]);
+    assert_eq!(&outer.payload()[2..4], &6070u16.to_be_bytes());
+    let h = outer_header(&out);
+    assert_eq!((h.primary, h.backup, h.hops), (2, 3, 1));
+    testkit::verify_checksums(&out).unwrap();
+    assert_eq!(n1.counters.node_forwarded.get(), 1);
+    // Node 1 remembers the ranking (no backend yet) and tells only its own workers.
+    let f = flows_out(&mut n1);
+    assert_eq!(f.len(), 1);
+    assert!(!f[0].0.bound() && !f[0].1);
+
+    // Node 2 serves it: nat to the backend, its record naming itself primary and 3 backup.
+    let (v, to_backend) = testkit::run(&mut n2, 0, &out, 2);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(&to_backend[0..6], &A_MAC);
+    let p = ipv4::Packet::new_checked(&to_backend[14..]).unwrap();
+    assert_eq!(p.dst_bytes(), [10, 1, 0, 11]);
+    assert_eq!(p.src_bytes(), [198, 51, 100, 7]);
+    testkit::verify_checksums(&to_backend).unwrap();
+    let f = flows_out(&mut n2);
+    assert_eq!((f[0].0.primary_node, f[0].0.backup_node), (1, 2));
+    assert!(!f[0].1, "a half-open flow stays off the other nodes");
+
+    // The client's first ACK goes the same way and completes the handshake on node 2:
+    // now the record is for every node.
+    let (v, out) = testkit::run(&mut n1, 0, &client(1, sport, ACK), 3);
+    assert_eq!(v, Verdict::Tx(0));
+    let (v, _) = testkit::run(&mut n2, 0, &out, 4);
+    assert_eq!(v, Verdict::Tx(1));
+    let f = flows_out(&mut n2);
+    assert!(f
+        .iter()
+        .any(|(r, peers)| *peers && r.state == FlowState::Established));
+}
+
+#[test]
+fn reply_during_handshake_goes_to_the_primary_and_ranks_like_its_request() {
+    let sport = port_ranked(2, 1);
+    let (mut n2, mut n3) = (node(2), node(3));
+    let (v, _) = testkit::run(&mut n2, 0, &client(2, sport, SYN), 1);
+    assert_eq!(v, Verdict::Tx(1), "node 2 is the primary: served at once");
+    // The backend's SYN-ACK leaves by a multipath route through node 3, which has no record.
+    let reply = testkit::tcp(
+        back_mac(3),
+        A_MAC,
+        ip("10.1.0.11"),
+        8080,
+        ip("198.51.100.7"),
+        sport,
+        SYN | ACK,
+        b"",
+    );
+    let (v, out) = testkit::run(&mut n3, 1, &reply, 2);
+    assert_eq!(v, Verdict::Tx(0), "sent on to the primary (front port)");
+    let h = outer_header(&out);
+    assert_eq!((h.primary, h.flags), (2, tunnel::FLAG_REPLY));
+    // Node 2 rewrites it back to the VIP and sends it to the client's router.
+    n2.apply(
+        ToWorker::Neighbor {
+            port: 0,
+            ip: {
+                let mut a = [0u8; 16];
+                a[..4].copy_from_slice(&[10, 0, 0, 254]);
+                a
+            },
+            mac: ROUTER_MAC,
+        },
+        2,
+    );
+    let (v, back) = testkit::run(&mut n2, 0, &out, 3);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(&back[0..6], &ROUTER_MAC);
+    let p = ipv4::Packet::new_checked(&back[14..]).unwrap();
+    assert_eq!(p.src_bytes(), [192, 0, 2, 10]);
+    assert_eq!(&p.payload()[0..2], &80u16.to_be_bytes());
+    testkit::verify_checksums(&back).unwrap();
+}
+
+#[test]
+fn dead_primary_fails_over_to_the_backup_with_the_replicated_record() {
+    let sport = port_ranked(2, 1);
+    let (mut n1, mut n2, mut n3) = (node(1), node(2), node(3));
+    testkit::run(&mut n2, 0, &client(2, sport, SYN), 1);
+    let (v, _) = testkit::run(&mut n2, 0, &client(2, sport, ACK), 2);
+    assert_eq!(v, Verdict::Tx(1));
+    // Replicate node 2's records to nodes 1 and 3 as the sync channel would.
+    for (rec, peers) in flows_out(&mut n2) {
+        if peers {
+            let key = FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], sport, 80, 6);
+            n1.apply(ToWorker::Flow { key, rec }, 3);
+            n3.apply(ToWorker::Flow { key, rec }, 3);
+        }
+    }
+    // While node 2 serves, node 3 (receiving) sends the flow's packets to it.
+    let (v, out) = testkit::run(&mut n3, 0, &client(3, sport, ACK), 4);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(&out[0..6], &node_mac(2));
+    // Node 2 dies. Node 3 now sends them to the backup, node 1...
+    let without2 = Membership {
+        serving: 0b101,
+        eligible: 0b101,
+    };
+    n3.apply(ToWorker::Nodes(without2), 5);
+    n1.apply(ToWorker::Nodes(without2), 5);
+    let (v, out) = testkit::run(&mut n3, 0, &client(3, sport, ACK), 6);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(&out[0..6], &node_mac(1));
+    // ...which serves it with the record: same backend, nat as before.
+    let (v, to_backend) = testkit::run(&mut n1, 0, &out, 7);
+    assert_eq!(v, Verdict::Tx(1));
+    let p = ipv4::Packet::new_checked(&to_backend[14..]).unwrap();
+    assert_eq!(p.dst_bytes(), [10, 1, 0, 11]);
+    assert_eq!(n1.counters.node_failovers.get(), 1);
+    // Node 1 also rewrites the backend's replies from the replicated reverse entry.
+    let reply = testkit::tcp(
+        back_mac(1),
+        A_MAC,
+        ip("10.1.0.11"),
+        8080,
+        ip("198.51.100.7"),
+        sport,
+        ACK,
+        b"data",
+    );
+    let (v, _) = testkit::run(&mut n1, 1, &reply, 8);
+    assert_eq!(v, Verdict::Tx(0));
+    // Backup dead too: the next-ranked serving node (3, the only one left) serves it itself.
+    let only3 = Membership {
+        serving: 0b100,
+        eligible: 0b100,
+    };
+    n3.apply(ToWorker::Nodes(only3), 9);
+    let (v, _) = testkit::run(&mut n3, 0, &client(3, sport, ACK), 10);
+    assert_eq!(v, Verdict::Tx(1));
+}
+
+#[test]
+fn a_node_not_eligible_takes_no_new_flows_and_none_at_all_drops() {
+    let sport = port_ranked(1, 2);
+    let mut n1 = node(1);
+    // Node 1 is draining (or still taking its snapshot): its flow goes to the next, node 2.
+    n1.apply(
+        ToWorker::Nodes(Membership {
+            serving: 0b111,
+            eligible: 0b110,
+        }),
+        0,
+    );
+    let (v, out) = testkit::run(&mut n1, 0, &client(1, sport, SYN), 1);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(outer_header(&out).primary, 2);
+    n1.apply(ToWorker::Nodes(Membership::default()), 2);
+    let (v, _) = testkit::run(&mut n1, 0, &client(1, sport + 1, SYN), 3);
+    assert_eq!(v, Verdict::Drop(DropReason::NoNode));
+}
+
+#[test]
+fn forwarded_packets_are_never_forwarded_again() {
+    let sport = port_ranked(2, 3);
+    let mut n1 = node(1);
+    let (_, out) = testkit::run(&mut n1, 0, &client(1, sport, SYN), 1);
+    let mut n2 = node(2);
+    // Over the hop limit.
+    let mut bad = out.clone();
+    bad[14 + 20 + 8 + 2] = MAX_HOPS + 1;
+    let (v, _) = testkit::run(&mut n2, 0, &bad, 2);
+    assert_eq!(v, Verdict::Drop(DropReason::HopLimit));
+    // Encapsulated twice.
+    let inner_ip = out[14..].to_vec();
+    let twice = testkit::eth(
+        node_mac(2),
+        node_mac(1),
+        ethernet::ETHERTYPE_IPV4,
+        &testkit::ip_l4(
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            PROTO_UDP,
+            50000,
+            6070,
+            0,
+            &[&out[14 + 20 + 8..14 + 20 + 16], &inner_ip[..]].concat(),
+        ),
+    );
+    let (v, _) = testkit::run(&mut n2, 0, &twice, 3);
+    assert_eq!(v, Verdict::Drop(DropReason::HopLimit));
+    // A bad version is malformed.
+    let mut bad = out.clone();
+    bad[14 + 20 + 8] = 9;
+    let (v, _) = testkit::run(&mut n2, 0, &bad, 4);
+    assert_eq!(v, Verdict::Drop(DropReason::Malformed));
+    // Even when node 2's own view would rank the flow elsewhere, a forwarded packet is
+    // served where it lands.
+    n2.apply(
+        ToWorker::Nodes(Membership {
+            serving: 0b101,
+            eligible: 0b101,
+        }),
+        5,
+    );
+    let (v, _) = testkit::run(&mut n2, 0, &out, 6);
+    assert_eq!(v, Verdict::Tx(1));
+}
