@@ -36,6 +36,15 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     ("show neighbors", "resolved next hops per port"),
     (
+        "show nodes",
+        "cluster nodes: alive, heartbeat age, readiness, flows, sync traffic, lag",
+    ),
+    (
+        "node drain [DURATION]",
+        "this node takes no new flows; serves its own until they end or DURATION passes",
+    ),
+    ("node enable", "this node takes new flows again"),
+    (
         "backend drain SERVICE BACKEND",
         "no new flows to the backend; existing flows stay",
     ),
@@ -85,6 +94,20 @@ pub fn execute(ctl: &mut Control, line: &str) -> Value {
         },
         ["show", "flow", proto, src, dst] => show_flow(ctl, proto, src, dst),
         ["show", "neighbors"] => show_neighbors(ctl),
+        ["show", "nodes"] => show_nodes(ctl),
+        ["node", "drain"] => node_drain(ctl, None),
+        ["node", "drain", d] => match tandem_config::units::parse_duration(d) {
+            Ok(d) => node_drain(ctl, Some(d)),
+            Err(e) => err(format!("node drain: {e}")),
+        },
+        ["node", "enable"] => match ctl.cluster.as_mut() {
+            Some(c) => {
+                c.undrain();
+                ok("node enable", Map::new())
+            }
+            None => err("this node is not part of a cluster (no [cluster] in its config)"),
+        },
+        ["node", ..] => err("usage: node drain [DURATION], or node enable"),
         ["backend", verb @ ("drain" | "enable"), svc, b] => {
             let st = if *verb == "drain" {
                 BackendState::Draining
@@ -197,6 +220,9 @@ fn show_stats(ctl: &Control) -> Value {
                 "flows_refused": c.flows_refused.get(),
                 "flows_expired": c.flows_expired.get(),
                 "path_failovers": c.path_failovers.get(),
+                "node_forwarded": c.node_forwarded.get(),
+                "node_received": c.node_received.get(),
+                "node_failovers": c.node_failovers.get(),
                 "outbox_overflow": c.outbox_overflow.get(),
             })
         })
@@ -294,6 +320,12 @@ fn flow_json(ctl: &Control, key: &FlowKey, f: &crate::state::MasterFlow, now: In
     let s = &ctl.snapshot;
     let svc = s.services.get(usize::from(f.rec.service));
     let b = s.backends.get(usize::from(f.rec.backend));
+    let node_id = |i: u8| -> Value {
+        match (&s.cluster, i) {
+            (Some(c), i) if i != tandem_dataplane::cluster::NO_NODE => json!(c.id_of(i)),
+            _ => Value::Null,
+        }
+    };
     let path = |i: u8| -> Value {
         b.and_then(|b| b.paths.get(usize::from(i)))
             .map(|p| json!(ctl.ports[usize::from(p.port)].name))
@@ -311,6 +343,9 @@ fn flow_json(ctl: &Control, key: &FlowKey, f: &crate::state::MasterFlow, now: In
         "backup_path": path(f.rec.backup_path),
         "state": f.rec.state.name(),
         "ingress_port": ctl.ports.get(usize::from(f.rec.ingress_port)).map(|p| p.name.clone()),
+        "primary_node": node_id(f.rec.primary_node),
+        "backup_node": node_id(f.rec.backup_node),
+        "learned_from": if f.node == 0 { json!("local") } else { json!(f.node) },
         "worker": f.worker,
         "age_s": now.duration_since(f.created).as_secs_f64(),
         "idle_s": now.duration_since(f.updated).as_secs_f64(),
@@ -387,6 +422,88 @@ fn show_flow(ctl: &Control, proto: &str, src: &str, dst: &str) -> Value {
         }
     }
     err(format!("no flow {key}"))
+}
+
+fn node_drain(ctl: &mut Control, deadline: Option<std::time::Duration>) -> Value {
+    let Some(c) = ctl.cluster.as_mut() else {
+        return err("this node is not part of a cluster (no [cluster] in its config)");
+    };
+    let now = Instant::now();
+    let until = c.drain(deadline, now);
+    ok(
+        "node drain",
+        Map::from_iter([(
+            "serves_own_flows_for_s".into(),
+            json!(until.duration_since(now).as_secs_f64()),
+        )]),
+    )
+}
+
+fn show_nodes(ctl: &Control) -> Value {
+    let Some(c) = ctl.cluster.as_ref() else {
+        return err("this node is not part of a cluster (no [cluster] in its config)");
+    };
+    let now = Instant::now();
+    let mut nodes = Vec::new();
+    for (i, n) in c.view.nodes.iter().enumerate() {
+        let addr = bytes_addr(&n.addr, n.v6).to_string();
+        if i == usize::from(c.view.me) {
+            nodes.push(json!({
+                "id": n.id,
+                "self": true,
+                "address": addr,
+                "alive": true,
+                "heartbeat_age_ms": Value::Null,
+                "status": c.status(now),
+                "serving": c.membership.serves(c.view.me),
+                "flows": ctl.flows.len(),
+                "datagrams_in": c.peers.iter().map(|p| p.stats.datagrams_in).sum::<u64>(),
+                "datagrams_out": c.peers.iter().map(|p| p.stats.datagrams_out).sum::<u64>(),
+                "records_in": c.peers.iter().map(|p| p.stats.records_in).sum::<u64>(),
+                "records_out": c.peers.iter().map(|p| p.stats.records_out).sum::<u64>(),
+                "auth_failures": c.peers.iter().map(|p| p.stats.auth_failures).sum::<u64>(),
+                "replays": c.peers.iter().map(|p| p.stats.replays).sum::<u64>(),
+                "lag_ms": Value::Null,
+            }));
+            continue;
+        }
+        let Some(p) = c.peers.iter().find(|p| p.cfg.id == n.id) else {
+            continue;
+        };
+        nodes.push(json!({
+            "id": n.id,
+            "self": false,
+            "address": addr,
+            "alive": p.alive,
+            "heartbeat_age_ms": p.last_heard.map(|t| now.duration_since(t).as_millis() as u64),
+            "status": crate::cluster::Cluster::peer_status(p),
+            "serving": c.membership.serves(p.index),
+            "flows": p.flows,
+            "datagrams_in": p.stats.datagrams_in,
+            "datagrams_out": p.stats.datagrams_out,
+            "records_in": p.stats.records_in,
+            "records_out": p.stats.records_out,
+            "auth_failures": p.stats.auth_failures,
+            "replays": p.stats.replays,
+            "lag_ms": c.lag(p, now).as_millis() as u64,
+        }));
+    }
+    let mut refused = Map::new();
+    for (r, n) in crate::cluster::REFUSALS.iter().zip(c.refused) {
+        refused.insert(r.name().into(), json!(n));
+    }
+    refused.insert("invalid_records".into(), json!(c.records_invalid));
+    ok(
+        "show nodes",
+        Map::from_iter([
+            ("node".into(), json!(c.me)),
+            ("status".into(), json!(c.status(now))),
+            ("sync".into(), json!(c.local_addr().to_string())),
+            ("snapshot_records".into(), json!(c.snapshot_records)),
+            ("refused".into(), Value::Object(refused)),
+            ("nodes".into(), Value::Array(nodes)),
+        ]),
+    )
 }
 
 fn show_neighbors(ctl: &Control) -> Value {

@@ -3,9 +3,10 @@
 //! workers, flush, close the ports (a pcap output file is complete after this), print the
 //! final counters and return.
 
+use crate::cluster::Cluster;
 use crate::commands;
 use crate::socket::{Request, SocketServer};
-use crate::state::{Control, DeviceStats, WorkerLink};
+use crate::state::{build_snapshot, Control, DeviceStats, WorkerLink};
 use crossbeam_channel::bounded;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +20,7 @@ use tandem_dataplane::port::eal::{rdtsc, Eal};
 use tandem_dataplane::port::ethdev::{kernel_link_up, EthPort};
 use tandem_dataplane::port::mbuf::Mempool;
 use tandem_dataplane::port::worker::Worker;
-use tandem_dataplane::services::{PortInfo, Services};
+use tandem_dataplane::services::PortInfo;
 
 /// Capacity of each worker's inbox and outbox.
 pub const CHANNEL_CAP: usize = 65_536;
@@ -81,6 +82,11 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     {
         anyhow::bail!("workers.cores[{i}]: CPU {c} does not exist on this machine ({ncpu} CPUs)");
     }
+    // The cluster secret is checked before anything starts: a readable secret is refused.
+    let secret = match &cfg.cluster {
+        Some(c) => Some(crate::cluster::read_secret(&c.secret_file)?),
+        None => None,
+    };
     let args = eal_args(&cfg, overrides, ncpu);
     tracing::info!(?args, "initialising the EAL");
     let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -117,7 +123,19 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         f.tcp_closing_timeout,
         f.udp_timeout,
     );
-    let snapshot = Arc::new(Services::build(1, infos.clone(), &cfg.services));
+    let snapshot = Arc::new(build_snapshot(1, &cfg, &infos, &cfg.services));
+    let cluster = match (&cfg.cluster, &snapshot.cluster, &secret) {
+        (Some(c), Some(view), Some(secret)) => Some(Cluster::new(
+            c,
+            cfg.node_id as u16,
+            view.clone(),
+            secret,
+            crate::cluster::fingerprint(&cfg),
+            crate::cluster::new_epoch(),
+            Instant::now(),
+        )?),
+        _ => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let tsc_per_ms = (eal.tsc_hz() / 1000).max(1);
     let tsc0 = rdtsc();
@@ -165,6 +183,10 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     let (req_tx, req_rx) = bounded::<Request>(64);
     let socket_path = cfg.control_socket.clone();
     let mut ctl = Control::new(cfg, infos, links);
+    if let Some(c) = cluster {
+        tracing::info!(sync = %c.local_addr(), nodes = c.view.nodes.len(), "cluster sync channel open");
+        ctl.attach_cluster(c);
+    }
     let server = match SocketServer::start(&socket_path, req_tx) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -192,7 +214,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     ctl.refresh_neighbors(Instant::now());
     while !term.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let busy = ctl.poll_workers(now);
+        let busy = ctl.poll_workers(now) + ctl.poll_cluster(now);
         while let Ok(r) = req_rx.try_recv() {
             let answer = commands::execute(&mut ctl, &r.line);
             let _ = r.reply.send(answer);

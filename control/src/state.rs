@@ -3,6 +3,8 @@
 //! flows for the control socket, resolve next hops, watch links, and turn counters into
 //! rates. Owns no DPDK handle, so it is tested without an EAL.
 
+use crate::cluster::codec::WireRecord;
+use crate::cluster::{Cluster, Inbound};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::collections::{HashMap, VecDeque};
 #[cfg(test)]
@@ -10,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tandem_config::{BackendState, Config, Mode, ServiceConfig};
+use tandem_dataplane::cluster::{ClusterView, NO_NODE};
 use tandem_dataplane::counters::{WorkerCounters, MAX_PORTS};
 use tandem_dataplane::flow::{FlowKey, FlowRecord, FlowState, Timeouts};
 use tandem_dataplane::messages::{FromWorker, ToWorker};
@@ -74,6 +77,8 @@ pub struct MasterFlow {
     pub rec: FlowRecord,
     /// The worker that last announced it.
     pub worker: u16,
+    /// The node that last told us of it: 0 for this node's own workers, else a peer's id.
+    pub node: u16,
     pub created: Instant,
     pub updated: Instant,
 }
@@ -130,12 +135,28 @@ pub struct Control {
     pub started: Instant,
     pub timeouts: Timeouts,
     pub flows_replicated: u64,
+    /// Membership and the sync channel, when this node is part of a cluster.
+    pub cluster: Option<Cluster>,
+}
+
+/// The services snapshot, with the cluster's nodes when there is a cluster.
+pub fn build_snapshot(
+    generation: u64,
+    cfg: &Config,
+    ports: &[PortInfo],
+    services: &[ServiceConfig],
+) -> Services {
+    let view = cfg
+        .cluster
+        .as_ref()
+        .and_then(|c| ClusterView::new(c, cfg.node_id as u16, ports));
+    Services::build(generation, ports.to_vec(), services).with_cluster(view)
 }
 
 impl Control {
     pub fn new(cfg: Config, ports: Vec<PortInfo>, workers: Vec<WorkerLink>) -> Control {
         let services_cfg = cfg.services.clone();
-        let snapshot = Arc::new(Services::build(1, ports.clone(), &services_cfg));
+        let snapshot = Arc::new(build_snapshot(1, &cfg, &ports, &services_cfg));
         let f = &cfg.flows;
         let timeouts = Timeouts::new(
             f.tcp_syn_timeout,
@@ -160,7 +181,115 @@ impl Control {
             started: Instant::now(),
             timeouts,
             flows_replicated: 0,
+            cluster: None,
         }
+    }
+
+    /// Joins the cluster: records go to peers from now on.
+    pub fn attach_cluster(&mut self, c: Cluster) {
+        self.cluster = Some(c);
+    }
+
+    /// Reads the sync channel and runs the cluster's timers; tells the workers when the
+    /// membership changes. Returns how many datagrams were handled.
+    pub fn poll_cluster(&mut self, now: Instant) -> usize {
+        let Some(c) = self.cluster.as_mut() else {
+            return 0;
+        };
+        let inbound = c.receive(now, 4096);
+        let n = inbound.len();
+        for i in inbound {
+            match i {
+                Inbound::Records { from, records } => {
+                    for w in &records {
+                        self.take_peer_record(from, w, now);
+                    }
+                }
+                Inbound::SnapshotRequest { from } => {
+                    let Some(c) = self.cluster.as_ref() else {
+                        break;
+                    };
+                    let view = &c.view;
+                    let recs: Vec<WireRecord> = self
+                        .flows
+                        .iter()
+                        .filter(|(_, f)| f.rec.bound())
+                        .map(|(k, f)| WireRecord::from_record(*k, &f.rec, |i| view.id_of(i)))
+                        .collect();
+                    if let Some(c) = self.cluster.as_mut() {
+                        c.answer_snapshot(from, &recs);
+                    }
+                }
+            }
+        }
+        let flows = self.flows.len() as u32;
+        let Some(c) = self.cluster.as_mut() else {
+            return n;
+        };
+        c.local_flows = flows;
+        if let Some(m) = c.tick(now) {
+            self.broadcast(None, || ToWorker::Nodes(m));
+        }
+        n
+    }
+
+    /// A record from a peer: checked against our services, then stored on every worker.
+    fn take_peer_record(&mut self, from: u16, w: &WireRecord, now: Instant) {
+        let Some(rec) = self.record_from_wire(w) else {
+            if let Some(c) = self.cluster.as_mut() {
+                c.records_invalid += 1;
+            }
+            return;
+        };
+        let key = w.key;
+        let e = self.flows.entry(key).or_insert(MasterFlow {
+            rec,
+            worker: 0,
+            node: from,
+            created: now,
+            updated: now,
+        });
+        e.rec = rec;
+        e.node = from;
+        e.updated = now;
+        self.broadcast(None, || ToWorker::Flow { key, rec });
+    }
+
+    /// A wire record as this node stores it, or None when it names a service, backend, path,
+    /// port or node this node does not have.
+    pub fn record_from_wire(&self, w: &WireRecord) -> Option<FlowRecord> {
+        let s = &self.snapshot;
+        let view = &self.cluster.as_ref()?.view;
+        let svc = s.services.get(usize::from(w.service))?;
+        let b = s.backends.get(usize::from(w.backend))?;
+        let k = &w.key;
+        if b.service != svc.id
+            || k.proto != svc.proto
+            || k.dst != svc.vip
+            || k.dport != svc.port
+            || k.v6 != svc.v6
+            || usize::from(w.primary_path) >= b.paths.len()
+            || usize::from(w.backup_path) >= b.paths.len()
+            || usize::from(w.ingress_port) >= self.ports.len()
+        {
+            return None;
+        }
+        let now_ms = 0;
+        Some(FlowRecord {
+            service: w.service,
+            backend: w.backend,
+            primary_path: w.primary_path,
+            backup_path: w.backup_path,
+            state: w.state,
+            ingress_port: w.ingress_port,
+            reverse: false,
+            primary_node: view.index_of(w.primary_node)?,
+            backup_node: view.index_of(w.backup_node).unwrap_or(NO_NODE),
+            client_mac: w.client_mac,
+            created_ms: now_ms,
+            last_seen_ms: now_ms,
+            last_sync_ms: now_ms,
+        })
     }
 
     /// Sends a message to every worker but `except`.
@@ -197,17 +326,26 @@ impl Control {
                 worker,
                 key,
                 rec,
-                peers: _,
+                peers,
             } => {
                 let e = self.flows.entry(key).or_insert(MasterFlow {
                     rec,
                     worker,
+                    node: 0,
                     created: now,
                     updated: now,
                 });
                 e.rec = rec;
                 e.worker = worker;
+                e.node = 0;
                 e.updated = now;
+                if peers {
+                    if let Some(c) = self.cluster.as_mut() {
+                        let view = &c.view;
+                        let w = WireRecord::from_record(key, &rec, |i| view.id_of(i));
+                        c.queue_record(&w, now);
+                    }
+                }
                 if self.workers.len() > 1 {
                     self.flows_replicated += 1;
                     self.broadcast(Some(worker), || ToWorker::Flow { key, rec });
@@ -250,6 +388,15 @@ impl Control {
             }
             if let Some(g) = p.gateway6 {
                 out.push((pi as u8, g, true));
+            }
+        }
+        if let Some(view) = &self.snapshot.cluster {
+            for (i, n) in view.nodes.iter().enumerate() {
+                if i != usize::from(view.me) && n.mac.is_none() {
+                    if let Some(hop) = self.ports[usize::from(n.port)].next_hop(&n.addr, n.v6) {
+                        out.push((n.port, hop, n.v6));
+                    }
+                }
             }
         }
         for b in &self.snapshot.backends {
@@ -377,7 +524,12 @@ impl Control {
 
     fn publish_services(&mut self) {
         let gen = self.snapshot.generation + 1;
-        let snap = Arc::new(Services::build(gen, self.ports.clone(), &self.services_cfg));
+        let snap = Arc::new(build_snapshot(
+            gen,
+            &self.cfg,
+            &self.ports,
+            &self.services_cfg,
+        ));
         self.snapshot = Arc::clone(&snap);
         self.broadcast(None, || ToWorker::Services(Arc::clone(&snap)));
     }

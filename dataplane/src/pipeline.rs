@@ -338,7 +338,7 @@ impl State {
     /// Sends the packet (its IP packet, unchanged) on to cluster node `node`, in UDP with
     /// the node header naming the flow's primary and backup.
     #[allow(clippy::too_many_arguments)]
-    fn to_node(
+    fn send_to_node(
         &mut self,
         s: &Services,
         pkt: &mut PacketBuf,
@@ -544,7 +544,7 @@ impl State {
         if to_port && proto == PROTO_UDP {
             if let Some(cl) = &s.cluster {
                 if l4::parse(proto, ip.payload()).is_ok_and(|p| p.dst == cl.forward_port) {
-                    return self.from_node(s, in_port, pkt, l2, l3 + hl, now_ms, via);
+                    return self.take_from_node(s, in_port, pkt, l2, l3 + hl, now_ms, via);
                 }
             }
         }
@@ -588,7 +588,7 @@ impl State {
                     .is_some_and(|(a, _)| a == dst);
                 if to_port && l4::parse(nh, ip.payload()).is_ok_and(|p| p.dst == cl.forward_port) {
                     let at = l3 + ipv6::HEADER_LEN;
-                    return self.from_node(s, in_port, pkt, l2, at, now_ms, via);
+                    return self.take_from_node(s, in_port, pkt, l2, at, now_ms, via);
                 }
             }
         }
@@ -612,7 +612,7 @@ impl State {
 
     /// A packet another node sent on: check the node header and serve the packet inside.
     #[allow(clippy::too_many_arguments)]
-    fn from_node(
+    fn take_from_node(
         &mut self,
         s: &Services,
         in_port: u8,
@@ -704,7 +704,7 @@ impl State {
                             if announce {
                                 self.announce(key, rec, false);
                             }
-                            return self.to_node(s, pkt, l2, &key, n, &rec, 0, now_ms);
+                            return self.send_to_node(s, pkt, l2, &key, n, &rec, 0, now_ms);
                         }
                         _ => {}
                     }
@@ -766,7 +766,7 @@ impl State {
                                 return Verdict::Drop(DropReason::TableFull);
                             }
                             self.announce(key, rec, false);
-                            return self.to_node(s, pkt, l2, &key, p, &rec, 0, now_ms);
+                            return self.send_to_node(s, pkt, l2, &key, p, &rec, 0, now_ms);
                         }
                     }
                 }
@@ -872,7 +872,16 @@ impl State {
                             backup_node: b.unwrap_or(NO_NODE),
                             ..FlowRecord::default()
                         };
-                        return self.to_node(s, pkt, l2, &key, p, &rec, tunnel::FLAG_REPLY, now_ms);
+                        return self.send_to_node(
+                            s,
+                            pkt,
+                            l2,
+                            &key,
+                            p,
+                            &rec,
+                            tunnel::FLAG_REPLY,
+                            now_ms,
+                        );
                     }
                 }
             }

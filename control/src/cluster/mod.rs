@@ -610,3 +610,40 @@ impl Cluster {
 
 #[cfg(test)]
 mod tests;
+
+/// A fingerprint of what flow records refer to by index (ports, services, backends, paths):
+/// nodes whose fingerprints differ must not share records. Weights and states are left
+/// out, so draining a backend on one node does not cut it off from the others.
+pub fn fingerprint(cfg: &tandem_config::Config) -> u64 {
+    let mut h = blake3::Hasher::new();
+    for p in &cfg.ports {
+        h.update(format!("port {}\n", p.name).as_bytes());
+    }
+    for s in &cfg.services {
+        h.update(
+            format!(
+                "service {} {} {} {} {}\n",
+                s.name,
+                s.vip,
+                s.port,
+                s.protocol.name(),
+                s.mode.name()
+            )
+            .as_bytes(),
+        );
+        for b in &s.backends {
+            let paths: Vec<usize> = b.paths.iter().map(|p| p.port).collect();
+            h.update(format!("backend {} {} {} {paths:?}\n", b.name, b.address, b.port).as_bytes());
+        }
+    }
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    u64::from_be_bytes(x)
+}
+
+/// A start time that grows across restarts: the sync channel's epoch.
+pub fn new_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64)
+}
