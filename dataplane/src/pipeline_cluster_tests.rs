@@ -14,7 +14,6 @@ fn node_mac(id: u16) -> Mac {
 fn back_mac(id: u16) -> Mac {
     [2, 0, 0, 0, 1, id as u8]
 }
-const CLIENT_MAC: Mac = [2, 0, 0, 0, 0xc, 1];
 const ROUTER_MAC: Mac = [2, 0, 0, 0, 0xfe, 0xfe];
 const A_MAC: Mac = [2, 0, 0, 0, 1, 0x11];
 

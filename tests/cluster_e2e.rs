@@ -1,0 +1,504 @@
+//! A three-node cluster end to end: separate `tandem run` processes on af_packet ports in
+//! network namespaces, behind a router namespace with a multipath route to the VIPs (see
+//! scripts/cluster-topology). Twenty rate-limited downloads through a VIP while one node is
+//! killed with SIGKILL and taken out of the routes, then started again: every download
+//! completes with the right bytes, new connections succeed all along, the surviving nodes
+//! agree on every flow, and the restarted node snapshots and rejoins. Run in nat and in dsr
+//! mode. A second test attacks one node's sync channel with a replayed, a forged and a
+//! stranger's datagram.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NAT_VIP: &str = "192.0.2.10";
+const DSR_VIP: &str = "192.0.2.20";
+const DOWNLOADS: u16 = 20;
+/// 1.6 MB at 130 kB/s: about 12 s per download.
+const BLOB: &str = "/blob?size=1600000&rate=130000";
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+}
+
+struct Topology {
+    suffix: String,
+}
+
+impl Topology {
+    fn up(suffix: &str) -> Topology {
+        let t = Topology {
+            suffix: suffix.into(),
+        };
+        sh(&format!(
+            "{} up {suffix}",
+            script("scripts/cluster-topology").display()
+        ));
+        t
+    }
+    fn ns(&self, role: &str) -> String {
+        format!("{role}-{}", self.suffix)
+    }
+    fn routes(&self, verb: &str, node: u16) {
+        sh(&format!(
+            "{} {verb} {} {node}",
+            script("scripts/cluster-topology").display(),
+            self.suffix
+        ));
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        sh_quiet(&format!(
+            "{} down {}",
+            script("scripts/cluster-topology").display(),
+            self.suffix
+        ));
+    }
+}
+
+/// Processes this test started; killed by pid on drop.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn in_ns(ns: &str, cmd: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, "bash", "-c", cmd]);
+    c
+}
+
+fn free_udp_ports(n: usize) -> Vec<u16> {
+    let socks: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    socks
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect()
+}
+
+fn write_secret(s: &Scratch) -> PathBuf {
+    let p = s.path("cluster.key");
+    std::fs::write(&p, "tandem test cluster secret 0123456789\n").unwrap();
+    sh(&format!("chmod 600 {}", p.display()));
+    p
+}
+
+/// The `[cluster]` section shared by every node. Node 3's MAC is left out: its peers
+/// resolve it by ARP.
+fn cluster_section(secret: &Path, sync: &[u16], addr: impl Fn(u16) -> String) -> String {
+    let mut c = format!(
+        "[cluster]\nsecret_file = \"{}\"\nheartbeat = \"100ms\"\ndead_after = \"300ms\"\n",
+        secret.display()
+    );
+    for (i, p) in sync.iter().enumerate() {
+        let id = i as u16 + 1;
+        c += &format!(
+            "[[cluster.node]]\nid = {id}\nweight = 1\naddress = \"{}\"\nsync = \"127.0.0.1:{p}\"\n",
+            addr(id)
+        );
+        if id != 3 {
+            c += &format!("mac = \"02:00:00:00:01:0{id}\"\n");
+        }
+    }
+    c
+}
+
+fn node_config(s: &Scratch, id: u16, prefix: &str, cluster: &str) -> String {
+    let mut backends = String::new();
+    for i in 1..=2 {
+        backends += &format!(
+            "[[service.backend]]\nname = \"b{i}\"\naddress = \"10.1.0.1{i}\"\nport = 8080\npaths = [{{ port = \"back\" }}]\n"
+        );
+    }
+    let mut dsr = String::new();
+    for i in 1..=2 {
+        dsr += &format!(
+            "[[service.backend]]\nname = \"d{i}\"\naddress = \"10.1.0.1{i}\"\npaths = [{{ port = \"back\" }}]\n"
+        );
+    }
+    format!(
+        r#"[node]
+id = {id}
+[eal]
+args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}{id}", "--log-level", "lib.eal:warning"]
+[[port]]
+name = "front"
+devargs = "net_af_packet0,iface=n{id}f"
+ipv4 = "10.0.0.{id}/24"
+gateway = "10.0.0.254"
+mac = "02:00:00:00:01:0{id}"
+[[port]]
+name = "back"
+devargs = "net_af_packet1,iface=n{id}b"
+ipv4 = "10.1.0.{id}/24"
+mac = "02:00:00:00:02:0{id}"
+[mempool]
+mbufs = 8191
+[workers]
+cores = [1]
+idle_sleep = "100us"
+[flows]
+capacity = 16384
+[control]
+socket = "{sock}"
+[[service]]
+name = "web"
+vip = "{NAT_VIP}"
+port = 80
+protocol = "tcp"
+mode = "nat"
+{backends}
+[[service]]
+name = "webdsr"
+vip = "{DSR_VIP}"
+port = 80
+protocol = "tcp"
+mode = "dsr"
+{dsr}
+{cluster}"#,
+        sock = s.path(&format!("ctl{id}.sock")).display(),
+    )
+}
+
+fn nodes_doc(n: &Node) -> Value {
+    n.ctl("show nodes").unwrap_or_default()
+}
+
+/// Waits until `node` sees `want` nodes serving (alive and ready, itself included).
+fn wait_serving(n: &Node, want: usize, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let d = nodes_doc(n);
+        let serving = d["nodes"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|x| x["serving"] == true).count());
+        if serving == want {
+            return d;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {want} serving nodes: {d}\n{}",
+                n.logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start_node(s: &Scratch, t: &Topology, id: u16, cfg: &str) -> Node {
+    let path = s.path(&format!("node{id}.toml"));
+    std::fs::write(&path, cfg).unwrap();
+    Node::start(&path, &s.path(&format!("ctl{id}.sock")), Some(&t.ns("kn")))
+}
+
+fn flow_on(n: &Node, client_port: u16, vip: &str) -> Option<Value> {
+    let d = n
+        .ctl(&format!("show flow tcp 10.9.0.100:{client_port} {vip}:80"))
+        .ok()?;
+    (d["ok"] == true).then_some(d)
+}
+
+fn failover(t: &Topology, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
+    println!("== {mode}: three nodes, {DOWNLOADS} downloads, node 2 killed and restarted");
+    let sync = free_udp_ports(3);
+    let secret = write_secret(s);
+    let cluster = cluster_section(&secret, &sync, |id| format!("10.0.0.{id}"));
+    let prefix = unique(&format!("tcl{mode}"));
+    let cfgs: Vec<String> = (1..=3)
+        .map(|id| node_config(s, id, &prefix, &cluster))
+        .collect();
+    let mut nodes: Vec<Option<Node>> = (1..=3)
+        .map(|id| Some(start_node(s, t, id, &cfgs[usize::from(id) - 1])))
+        .collect();
+    for n in nodes.iter().flatten() {
+        wait_serving(n, 3, Duration::from_secs(20));
+    }
+    // A first connection resolves every next hop.
+    let warm = in_ns(
+        &t.ns("kc"),
+        &format!("curl -s -m 10 --retry 3 http://{vip}/id"),
+    )
+    .output()
+    .unwrap();
+    assert!(warm.status.success(), "first request through {vip} failed");
+
+    let fetch = script("tests/e2e/fetch.py");
+    let mut downloads = Procs(Vec::new());
+    for i in 0..DOWNLOADS {
+        let c = in_ns(
+            &t.ns("kc"),
+            &format!(
+                "python3 {} download {vip} '{BLOB}' {}",
+                fetch.display(),
+                port_base + i
+            ),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        downloads.0.push(c);
+    }
+    let probe = in_ns(
+        &t.ns("kc"),
+        &format!("python3 {} probe {vip} /id 16", fetch.display()),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut probe = Procs(vec![probe]);
+
+    // Let the downloads settle, then see who serves what.
+    std::thread::sleep(Duration::from_secs(3));
+    let n1 = nodes[0].as_ref().unwrap();
+    let mut primaries = [0usize; 4];
+    for i in 0..DOWNLOADS {
+        let f = flow_on(n1, port_base + i, vip)
+            .unwrap_or_else(|| panic!("node 1 has no record of download {i}\n{}", n1.logs()));
+        primaries[f["primary_node"].as_u64().unwrap_or(0) as usize] += 1;
+    }
+    println!(
+        "  primaries of the downloads: node1 {} node2 {} node3 {}",
+        primaries[1], primaries[2], primaries[3]
+    );
+    assert!(primaries[2] > 0, "node 2 is the primary of no download");
+
+    // kill -9 node 2 and withdraw its routes.
+    let killed_at = Instant::now();
+    let mut victim = nodes[1].take().unwrap();
+    let mut child = victim.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    t.routes("withdraw", 2);
+    println!(
+        "  node 2 killed; routes withdrawn after {} ms",
+        killed_at.elapsed().as_millis()
+    );
+
+    // The survivors see it dead and agree on every flow.
+    for n in [0, 2] {
+        wait_serving(nodes[n].as_ref().unwrap(), 2, Duration::from_secs(5));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (a, b) = (nodes[0].as_ref().unwrap(), nodes[2].as_ref().unwrap());
+    for i in 0..DOWNLOADS {
+        let fa = flow_on(a, port_base + i, vip).expect("node 1 lost a flow");
+        let fb = flow_on(b, port_base + i, vip).expect("node 3 lost a flow");
+        for k in [
+            "backend",
+            "primary_node",
+            "backup_node",
+            "primary_path",
+            "service",
+        ] {
+            assert_eq!(
+                fa[k], fb[k],
+                "nodes 1 and 3 disagree on {k} of download {i}: {fa} {fb}"
+            );
+        }
+    }
+    println!("  nodes 1 and 3 agree on all {DOWNLOADS} flows (backend, primary, backup, path)");
+
+    // Node 2 starts again: it asks for a snapshot, then serves.
+    let restarted = start_node(s, t, 2, &cfgs[1]);
+    let d = wait_serving(&restarted, 3, Duration::from_secs(20));
+    println!(
+        "  node 2 restarted: status {}, {} records from the snapshot, after {} ms",
+        d["status"],
+        d["snapshot_records"],
+        killed_at.elapsed().as_millis()
+    );
+    assert_eq!(d["status"], "ready");
+    assert!(d["snapshot_records"].as_u64().unwrap_or(0) >= u64::from(DOWNLOADS));
+    assert!(
+        flow_on(&restarted, port_base, vip).is_some(),
+        "no record after the snapshot"
+    );
+    for n in [0, 2] {
+        wait_serving(nodes[n].as_ref().unwrap(), 3, Duration::from_secs(5));
+    }
+    t.routes("announce", 2);
+    nodes[1] = Some(restarted);
+
+    // Every download completes with the right bytes.
+    let mut worst_gap = 0.0f64;
+    for (i, c) in downloads.0.drain(..).enumerate() {
+        let out = wait_output(c, Duration::from_secs(60));
+        let v: Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("download {i}: {e}: {out:?}"));
+        assert_eq!(v["ok"], true, "download {i} failed: {v}");
+        worst_gap = worst_gap.max(v["max_gap_ms"].as_f64().unwrap_or(0.0));
+    }
+    let p = wait_output(probe.0.remove(0), Duration::from_secs(40));
+    let pv: Value = serde_json::from_str(p.trim()).unwrap();
+    println!(
+        "  all {DOWNLOADS} downloads complete and intact; longest pause seen by a client {worst_gap:.0} ms; new connections: {} ok, {} failed, slowest {} ms",
+        pv["ok"], pv["failed"], pv["slowest_ms"]
+    );
+    assert_eq!(pv["failed"], 0, "new connections failed: {pv}");
+    assert!(pv["ok"].as_u64().unwrap_or(0) > 50, "{pv}");
+    // Detection, from the survivors' logs.
+    for n in [0, 2] {
+        let logs = nodes[n].as_ref().unwrap().logs();
+        if let Some(l) = logs.lines().find(|l| l.contains("node dead")) {
+            println!("  node {}: {}", n + 1, l.trim());
+        }
+    }
+    let failovers: u64 = [0, 2]
+        .iter()
+        .map(|&n| {
+            let st = nodes[n].as_ref().unwrap().ctl("show stats").unwrap();
+            st["workers"][0]["node_failovers"].as_u64().unwrap_or(0)
+        })
+        .sum();
+    println!("  packets served by a backup while their primary was away: {failovers}");
+    assert!(failovers > 0);
+    for n in nodes.iter_mut().flatten() {
+        n.stop_with(libc::SIGTERM);
+    }
+    drop(victim);
+}
+
+/// Reads a child's stdout to the end, killing it past the timeout.
+fn wait_output(mut c: Child, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(_)) = c.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("a client did not finish in {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut s = String::new();
+    use std::io::Read;
+    c.stdout.take().unwrap().read_to_string(&mut s).unwrap();
+    s
+}
+
+#[test]
+fn three_nodes_survive_a_killed_node_nat_and_dsr() {
+    let sx = unique("c");
+    let t = Topology::up(&sx);
+    let s = Scratch::new("cluster");
+    let mut backends = Procs(Vec::new());
+    for i in 1..=2 {
+        let c = in_ns(
+            &t.ns(&format!("kb{i}")),
+            &format!(
+                "exec python3 {} --name b{i} --port 8080 --port 80",
+                script("tests/e2e/backend.py").display()
+            ),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+        backends.0.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    failover(&t, &s, "nat", NAT_VIP, 42000);
+    failover(&t, &s, "dsr", DSR_VIP, 43000);
+    drop(backends);
+}
+
+#[test]
+fn sync_channel_refuses_replayed_forged_and_stranger_datagrams() {
+    let s = Scratch::new("sync");
+    let sync = free_udp_ports(2);
+    let secret = write_secret(&s);
+    let cluster = cluster_section(&secret, &sync[..2], |id| format!("10.0.0.{id}"));
+    let prefix = unique("tsy");
+    let mut nodes = Vec::new();
+    for id in 1..=2u16 {
+        let cfg = format!(
+            r#"[node]
+id = {id}
+[eal]
+args = ["--no-huge", "-m", "128", "--no-pci", "--file-prefix", "{prefix}{id}"]
+[[port]]
+name = "front"
+devargs = "net_null{id},no-rx=1"
+ipv4 = "10.0.0.{id}/24"
+[workers]
+cores = [1]
+idle_sleep = "1ms"
+[flows]
+capacity = 1024
+[control]
+socket = "{sock}"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "dsr"
+[[service.backend]]
+name = "a"
+address = "10.0.0.11"
+paths = [{{ port = "front", mac = "02:00:00:00:00:11" }}]
+{cluster}"#,
+            sock = s.path(&format!("ctl{id}.sock")).display()
+        );
+        let p = s.path(&format!("n{id}.toml"));
+        std::fs::write(&p, cfg).unwrap();
+        nodes.push(Node::start(&p, &s.path(&format!("ctl{id}.sock")), None));
+    }
+    wait_serving(&nodes[1], 2, Duration::from_secs(20));
+    let out = Command::new("python3")
+        .arg(script("tests/e2e/sync_attack.py"))
+        .arg(sync[0].to_string())
+        .arg(sync[1].to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "attack script: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("attack: {}", String::from_utf8_lossy(&out.stdout).trim());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let d = loop {
+        let d = nodes_doc(&nodes[1]);
+        let peer = &d["nodes"][0];
+        if (peer["replays"].as_u64().unwrap_or(0) >= 1
+            && peer["auth_failures"].as_u64().unwrap_or(0) >= 1
+            && d["refused"]["unknown_node"].as_u64().unwrap_or(0) >= 1)
+            || Instant::now() > deadline
+        {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!(
+        "node 2 after the attack: refused {} ; node 1 as seen: {}",
+        d["refused"], d["nodes"][0]
+    );
+    assert!(d["nodes"][0]["replays"].as_u64().unwrap() >= 1, "{d}");
+    assert!(d["nodes"][0]["auth_failures"].as_u64().unwrap() >= 1, "{d}");
+    assert!(d["refused"]["unknown_node"].as_u64().unwrap() >= 1, "{d}");
+    // Nothing was applied and node 1 is still a live, serving peer.
+    assert_eq!(d["nodes"][0]["serving"], true);
+    assert_eq!(d["refused"]["invalid_records"], 0);
+    for n in &mut nodes {
+        n.stop_with(libc::SIGTERM);
+    }
+}
