@@ -15,8 +15,11 @@ use tandem_config::{ClusterConfig, NodeConfig};
 use tandem_dataplane::cluster::{ClusterView, Membership};
 
 /// Datagrams of a snapshot answer sent per control tick (1 ms): 44 IPv4 records each, so
-/// a million flows take about 100 ms of ticks, without overrunning the peer's socket buffer.
-const SNAPSHOT_DATAGRAMS_PER_TICK: usize = 64;
+/// a million flows take about 1.5 s, at a pace a peer whose socket buffer is capped by the
+/// default net.core.rmem_max (208 KiB, about 90 datagrams) keeps up with.
+const SNAPSHOT_DATAGRAMS_PER_TICK: usize = 16;
+/// Snapshot requests before a node settles for an incomplete snapshot.
+const SNAPSHOT_ATTEMPTS: u32 = 3;
 /// A snapshot request with no answer after this long is sent again (to a ready peer).
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(3);
 /// How long a record datagram is remembered for the replication lag.
@@ -82,7 +85,10 @@ pub struct Cluster {
     /// `node drain`: the deadline after which this node stops serving even its own flows.
     pub draining: Option<Instant>,
     snapshot_asked: Option<(u16, Instant)>,
+    snapshot_attempts: u32,
+    /// Records received in snapshots (all attempts) and in the current attempt.
     pub snapshot_records: u64,
+    attempt_records: u64,
     batch: Option<Writer>,
     /// Snapshot answers in progress: destination and the datagrams still to send.
     snapshot_out: VecDeque<(SocketAddr, VecDeque<Vec<u8>>)>,
@@ -198,7 +204,9 @@ impl Cluster {
             started: now,
             draining: None,
             snapshot_asked: None,
+            snapshot_attempts: 0,
             snapshot_records: 0,
+            attempt_records: 0,
             batch: None,
             snapshot_out: VecDeque::new(),
             sent_log: VecDeque::new(),
@@ -419,13 +427,24 @@ impl Cluster {
             }
             (Kind::SnapshotEnd, Body::Heartbeat(hb)) => {
                 if self.readiness == Readiness::Snapshotting {
-                    tracing::info!(
-                        from = id,
-                        records = hb.total,
-                        received = self.snapshot_records,
-                        "snapshot complete: ready for new flows"
-                    );
-                    self.readiness = Readiness::Ready;
+                    if self.attempt_records < hb.total && self.snapshot_attempts < SNAPSHOT_ATTEMPTS
+                    {
+                        tracing::warn!(
+                            from = id,
+                            records = hb.total,
+                            received = self.attempt_records,
+                            "snapshot incomplete (datagrams lost): asking again"
+                        );
+                        self.snapshot_asked = None;
+                    } else {
+                        tracing::info!(
+                            from = id,
+                            records = hb.total,
+                            received = self.attempt_records,
+                            "snapshot complete: ready for new flows"
+                        );
+                        self.readiness = Readiness::Ready;
+                    }
                 }
                 None
             }
@@ -436,6 +455,7 @@ impl Cluster {
                 p.stats.records_in += records.len() as u64;
                 if h.kind == Kind::SnapshotRecords {
                     self.snapshot_records += records.len() as u64;
+                    self.attempt_records += records.len() as u64;
                 }
                 Some(Inbound::Records { from: id, records })
             }
@@ -517,6 +537,8 @@ impl Cluster {
                     .is_none_or(|(_, t)| now.duration_since(t) >= SNAPSHOT_RETRY);
                 if due {
                     self.snapshot_asked = Some((id, now));
+                    self.snapshot_attempts += 1;
+                    self.attempt_records = 0;
                     let h = self.header(Kind::SnapshotRequest);
                     let d = Writer::new(&h).finish(&self.key);
                     if let Some(p) = self.peers.iter_mut().find(|p| p.cfg.id == id) {
@@ -529,7 +551,11 @@ impl Cluster {
             }
             None => {
                 let grace = self.dead_after * 2 + self.heartbeat;
-                if now.duration_since(self.started) >= grace && self.snapshot_asked.is_none() {
+                // (Also when the peer asked has died since, and none else holds flows.)
+                let quiet = self
+                    .snapshot_asked
+                    .is_none_or(|(_, t)| now.duration_since(t) >= SNAPSHOT_RETRY);
+                if now.duration_since(self.started) >= grace && quiet {
                     tracing::info!("no peer holds flows: ready on its own");
                     self.readiness = Readiness::Ready;
                 }
