@@ -530,3 +530,51 @@ paths = [{{ port = "front", mac = "02:00:00:00:00:11" }}]
         n.stop_with(libc::SIGTERM);
     }
 }
+
+#[test]
+fn a_secret_others_can_read_is_refused() {
+    let s = Scratch::new("secret");
+    let secret = s.path("cluster.key");
+    std::fs::write(&secret, "tandem test cluster secret 0123456789\n").unwrap();
+    sh(&format!("chmod 644 {}", secret.display()));
+    let cluster = cluster_section(&secret, &free_udp_ports(2), |id| format!("10.0.0.{id}"));
+    let cfg = format!(
+        r#"[node]
+id = 1
+[eal]
+args = ["--no-huge", "-m", "128", "--no-pci", "--file-prefix", "{}"]
+[[port]]
+name = "front"
+devargs = "net_null0"
+ipv4 = "10.0.0.1/24"
+[control]
+socket = "{}"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "dsr"
+[[service.backend]]
+name = "a"
+address = "10.0.0.11"
+paths = [{{ port = "front" }}]
+{cluster}"#,
+        unique("tse"),
+        s.path("ctl.sock").display()
+    );
+    let p = s.path("n.toml");
+    std::fs::write(&p, cfg).unwrap();
+    let o = Command::new(tandem_bin())
+        .args(["run", "--config"])
+        .arg(&p)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("cluster.secret_file") && err.contains("chmod 600"),
+        "{err}"
+    );
+}

@@ -697,7 +697,7 @@ impl State {
                 let mut announce = touch(r, flags, now_ms, &timeouts);
                 let mut rec = *r;
                 if let (Some(cl), Via::Direct) = (cl, via) {
-                    let h = rank::client_hash(&key.src, key.sport, key.proto);
+                    let h = rank::of_request(&key);
                     let m = self.membership;
                     match cluster::owner(cl, &m, rec.primary_node, rec.backup_node, h) {
                         Some(n) if n != cl.me => {
@@ -752,7 +752,7 @@ impl State {
                         rec.backup_node = cl.index_of(h.backup).unwrap_or(NO_NODE);
                     }
                     (Some(cl), Via::Direct) => {
-                        let h = rank::client_hash(&key.src, key.sport, key.proto);
+                        let h = rank::of_request(&key);
                         let (p, b) = rank::top2(h, &cl.nodes, self.membership.eligible);
                         let Some(p) = p else {
                             return Verdict::Drop(DropReason::NoNode);
@@ -864,7 +864,7 @@ impl State {
             // during the handshake, before the record is replicated); on this node, another
             // worker may have made it a moment ago.
             if let (Some(cl), Via::Direct) = (s.cluster.as_ref(), via) {
-                let h = rank::client_hash(&key.dst, key.dport, key.proto);
+                let h = rank::of_reply(&key);
                 if let (Some(p), b) = rank::top2(h, &cl.nodes, self.membership.eligible) {
                     if p != cl.me {
                         let rec = FlowRecord {

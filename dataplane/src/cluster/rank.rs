@@ -9,6 +9,7 @@
 
 use super::Node;
 use crate::flow::key::fmix;
+use crate::flow::FlowKey;
 
 /// The flow's side of the ranking hash: the client's address, port and protocol. Both
 /// directions of a flow, before and after nat, rank alike: a request carries the client as
@@ -19,6 +20,18 @@ pub fn client_hash(addr: &[u8; 16], port: u16, proto: u8) -> u64 {
     let mut h = fmix(w(&addr[..8]) ^ 0x5bd1_e995_2f4a_7c15);
     h = fmix(h ^ w(&addr[8..]));
     fmix(h ^ (u64::from(port) | u64::from(proto) << 16))
+}
+
+/// The ranking hash of a client's packet to a VIP (the client is the source).
+#[inline]
+pub fn of_request(k: &FlowKey) -> u64 {
+    client_hash(&k.src, k.sport, k.proto)
+}
+
+/// The ranking hash of a nat backend's reply (the client is the destination).
+#[inline]
+pub fn of_reply(k: &FlowKey) -> u64 {
+    client_hash(&k.dst, k.dport, k.proto)
 }
 
 /// The node's score for a flow.
@@ -107,6 +120,29 @@ mod tests {
             prop_assert_eq!(ids(&a, top2(h, &a, all(a.len()))), ids(&b, top2(h, &b, all(b.len()))));
             let (p, s) = top2(h, &a, all(a.len()));
             prop_assert!(p.is_some() && s.is_some() && p != s);
+        }
+    }
+
+    proptest! {
+        /// A request, the same request after nat, and the backend's reply all rank alike,
+        /// on any node list: a reply that reaches a node with no record goes to the node
+        /// that served its request.
+        #[test]
+        fn direction_and_nat_do_not_change_the_ranking(
+            client in any::<[u8; 4]>(), cport in any::<u16>(), vip in any::<[u8; 4]>(),
+            backend in any::<[u8; 4]>(), bport in any::<u16>(), udp in any::<bool>(),
+            spec in proptest::collection::btree_map(1u16..100, 1u32..4, 2..8),
+        ) {
+            let proto = if udp { 17 } else { 6 };
+            let request = FlowKey::v4(client, vip, cport, 80, proto);
+            let natted = FlowKey::v4(client, backend, cport, bport, proto);
+            let reply = FlowKey::v4(backend, client, bport, cport, proto);
+            prop_assert_eq!(of_request(&request), of_reply(&reply));
+            prop_assert_eq!(of_request(&request), of_request(&natted));
+            let spec: Vec<(u16, u32)> = spec.into_iter().collect();
+            let ns = nodes(&spec);
+            let m = all(ns.len());
+            prop_assert_eq!(top2(of_request(&request), &ns, m), top2(of_reply(&reply), &ns, m));
         }
     }
 
