@@ -81,13 +81,14 @@ fn in_ns(ns: &str, cmd: &str) -> Command {
     c
 }
 
-fn free_udp_ports(n: usize) -> Vec<u16> {
+/// Free loopback sync endpoints, for nodes in this namespace.
+fn loopback_sync(n: usize) -> Vec<String> {
     let socks: Vec<UdpSocket> = (0..n)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
     socks
         .iter()
-        .map(|s| s.local_addr().unwrap().port())
+        .map(|s| s.local_addr().unwrap().to_string())
         .collect()
 }
 
@@ -100,15 +101,15 @@ fn write_secret(s: &Scratch) -> PathBuf {
 
 /// The `[cluster]` section shared by every node. Node 3's MAC is left out: its peers
 /// resolve it by ARP.
-fn cluster_section(secret: &Path, sync: &[u16], addr: impl Fn(u16) -> String) -> String {
+fn cluster_section(secret: &Path, sync: &[String], addr: impl Fn(u16) -> String) -> String {
     let mut c = format!(
         "[cluster]\nsecret_file = \"{}\"\nheartbeat = \"100ms\"\ndead_after = \"300ms\"\n",
         secret.display()
     );
-    for (i, p) in sync.iter().enumerate() {
+    for (i, sync) in sync.iter().enumerate() {
         let id = i as u16 + 1;
         c += &format!(
-            "[[cluster.node]]\nid = {id}\nweight = 1\naddress = \"{}\"\nsync = \"127.0.0.1:{p}\"\n",
+            "[[cluster.node]]\nid = {id}\nweight = 1\naddress = \"{}\"\nsync = \"{sync}\"\n",
             addr(id)
         );
         if id != 3 {
@@ -203,7 +204,11 @@ fn wait_serving(n: &Node, want: usize, timeout: Duration) -> Value {
 fn start_node(s: &Scratch, t: &Topology, id: u16, cfg: &str) -> Node {
     let path = s.path(&format!("node{id}.toml"));
     std::fs::write(&path, cfg).unwrap();
-    Node::start(&path, &s.path(&format!("ctl{id}.sock")), Some(&t.ns("kn")))
+    Node::start(
+        &path,
+        &s.path(&format!("ctl{id}.sock")),
+        Some(&t.ns(&format!("kn{id}"))),
+    )
 }
 
 fn flow_on(n: &Node, client_port: u16, vip: &str) -> Option<Value> {
@@ -215,7 +220,8 @@ fn flow_on(n: &Node, client_port: u16, vip: &str) -> Option<Value> {
 
 fn failover(t: &Topology, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     println!("== {mode}: three nodes, {DOWNLOADS} downloads, node 2 killed and restarted");
-    let sync = free_udp_ports(3);
+    // Each node in its own namespace, the sync channel on the management network.
+    let sync: Vec<String> = (1..=3).map(|id| format!("10.255.0.{id}:7001")).collect();
     let secret = write_secret(s);
     let cluster = cluster_section(&secret, &sync, |id| format!("10.0.0.{id}"));
     let prefix = unique(&format!("tcl{mode}"));
@@ -451,9 +457,13 @@ fn three_nodes_survive_a_killed_node_nat_and_dsr() {
 #[test]
 fn sync_channel_refuses_replayed_forged_and_stranger_datagrams() {
     let s = Scratch::new("sync");
-    let sync = free_udp_ports(2);
+    let sync = loopback_sync(2);
+    let ports: Vec<String> = sync
+        .iter()
+        .map(|a| a.rsplit(':').next().unwrap().to_string())
+        .collect();
     let secret = write_secret(&s);
-    let cluster = cluster_section(&secret, &sync[..2], |id| format!("10.0.0.{id}"));
+    let cluster = cluster_section(&secret, &sync, |id| format!("10.0.0.{id}"));
     let prefix = unique("tsy");
     let mut nodes = Vec::new();
     for id in 1..=2u16 {
@@ -493,8 +503,8 @@ paths = [{{ port = "front", mac = "02:00:00:00:00:11" }}]
     wait_serving(&nodes[1], 2, Duration::from_secs(20));
     let out = Command::new("python3")
         .arg(script("tests/e2e/sync_attack.py"))
-        .arg(sync[0].to_string())
-        .arg(sync[1].to_string())
+        .arg(&ports[0])
+        .arg(&ports[1])
         .output()
         .unwrap();
     assert!(
@@ -537,7 +547,7 @@ fn a_secret_others_can_read_is_refused() {
     let secret = s.path("cluster.key");
     std::fs::write(&secret, "tandem test cluster secret 0123456789\n").unwrap();
     sh(&format!("chmod 644 {}", secret.display()));
-    let cluster = cluster_section(&secret, &free_udp_ports(2), |id| format!("10.0.0.{id}"));
+    let cluster = cluster_section(&secret, &loopback_sync(2), |id| format!("10.0.0.{id}"));
     let cfg = format!(
         r#"[node]
 id = 1
