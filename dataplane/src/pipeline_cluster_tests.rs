@@ -348,3 +348,37 @@ fn forwarded_packets_are_never_forwarded_again() {
     let (v, _) = testkit::run(&mut n2, 0, &out, 6);
     assert_eq!(v, Verdict::Tx(1));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+    /// Node-to-node packets with bytes flipped or cut short never panic a node, whatever
+    /// it knows: sent out, or dropped and counted.
+    #[test]
+    fn mutated_node_packets_never_panic(
+        flips in proptest::collection::vec((0usize..120, proptest::prelude::any::<u8>()), 1..6),
+        cut in 14usize..130,
+        reply in proptest::prelude::any::<bool>(),
+    ) {
+        let sport = 33_333;
+        let mut n1 = node(1);
+        let mut n2 = node(2);
+        let frame = if reply {
+            testkit::tcp(back_mac(1), A_MAC, ip("10.1.0.11"), 8080, ip("198.51.100.7"), sport, SYN | ACK, b"")
+        } else {
+            client(1, sport, SYN)
+        };
+        // Node 1 forwards to whichever node ranks first; feed the result to node 2.
+        n1.apply(ToWorker::Nodes(Membership { serving: 0b111, eligible: 0b110 }), 0);
+        let (_, out) = testkit::run(&mut n1, if reply { 1 } else { 0 }, &frame, 1);
+        let mut f = out.clone();
+        for (at, b) in flips {
+            if at < f.len() {
+                f[at] = b;
+            }
+        }
+        f.truncate(cut);
+        let _ = testkit::run(&mut n2, 0, &f, 2);
+        let _ = testkit::run(&mut n2, 0, &out, 3);
+    }
+}
