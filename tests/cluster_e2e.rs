@@ -22,65 +22,6 @@ const DOWNLOADS: u16 = 20;
 /// 1.6 MB at 130 kB/s: about 12 s per download.
 const BLOB: &str = "/blob?size=1600000&rate=130000";
 
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
-}
-
-struct Topology {
-    suffix: String,
-}
-
-impl Topology {
-    fn up(suffix: &str) -> Topology {
-        let t = Topology {
-            suffix: suffix.into(),
-        };
-        sh(&format!(
-            "{} up {suffix}",
-            script("scripts/cluster-topology").display()
-        ));
-        t
-    }
-    fn ns(&self, role: &str) -> String {
-        format!("{role}-{}", self.suffix)
-    }
-    fn routes(&self, verb: &str, node: u16) {
-        sh(&format!(
-            "{} {verb} {} {node}",
-            script("scripts/cluster-topology").display(),
-            self.suffix
-        ));
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        sh_quiet(&format!(
-            "{} down {}",
-            script("scripts/cluster-topology").display(),
-            self.suffix
-        ));
-    }
-}
-
-/// Processes this test started; killed by pid on drop.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn in_ns(ns: &str, cmd: &str) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, "bash", "-c", cmd]);
-    c
-}
-
 /// Free loopback sync endpoints, for nodes in this namespace.
 fn loopback_sync(n: usize) -> Vec<String> {
     let socks: Vec<UdpSocket> = (0..n)
@@ -201,7 +142,7 @@ fn wait_serving(n: &Node, want: usize, timeout: Duration) -> Value {
     }
 }
 
-fn start_node(s: &Scratch, t: &Topology, id: u16, cfg: &str) -> Node {
+fn start_node(s: &Scratch, t: &Testbed, id: u16, cfg: &str) -> Node {
     let path = s.path(&format!("node{id}.toml"));
     std::fs::write(&path, cfg).unwrap();
     Node::start(
@@ -218,7 +159,7 @@ fn flow_on(n: &Node, client_port: u16, vip: &str) -> Option<Value> {
     (d["ok"] == true).then_some(d)
 }
 
-fn failover(t: &Topology, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
+fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     println!("== {mode}: three nodes, {DOWNLOADS} downloads, node 2 killed and restarted");
     // Each node in its own namespace, the sync channel on the management network.
     let sync: Vec<String> = (1..=3).map(|id| format!("10.255.0.{id}:7001")).collect();
@@ -291,7 +232,7 @@ fn failover(t: &Topology, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     let mut child = victim.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    t.routes("withdraw", 2);
+    t.run("withdraw", "2");
     println!(
         "  node 2 killed; routes withdrawn after {} ms",
         killed_at.elapsed().as_millis()
@@ -339,7 +280,7 @@ fn failover(t: &Topology, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     for n in [0, 2] {
         wait_serving(nodes[n].as_ref().unwrap(), 3, Duration::from_secs(5));
     }
-    t.routes("announce", 2);
+    t.run("announce", "2");
     nodes[1] = Some(restarted);
 
     // `node drain` on node 3: the others rank it out of new flows while it keeps serving
@@ -449,7 +390,7 @@ fn wait_output(mut c: Child, timeout: Duration) -> String {
 #[test]
 fn three_nodes_survive_a_killed_node_nat_and_dsr() {
     let sx = unique("c");
-    let t = Topology::up(&sx);
+    let t = Testbed::up("scripts/cluster-topology", &sx, "");
     let s = Scratch::new("cluster");
     let mut backends = Procs(Vec::new());
     for i in 1..=2 {

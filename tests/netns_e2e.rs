@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tandem_dataplane::flow::FlowKey;
@@ -19,60 +19,7 @@ const DSR_VIP: &str = "192.0.2.20";
 const NAT6_VIP: &str = "fd00::10";
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
-}
-
-/// The namespaces of scripts/topology; removed on drop, whatever happened.
-struct Topology {
-    suffix: String,
-}
-
-impl Topology {
-    fn up(suffix: &str) -> Topology {
-        let t = Topology {
-            suffix: suffix.into(),
-        };
-        sh(&format!(
-            "{} up {suffix} 3",
-            script("scripts/topology").display()
-        ));
-        t
-    }
-    fn ns(&self, role: &str) -> String {
-        format!("{role}-{}", self.suffix)
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        sh_quiet(&format!(
-            "{} down {} 3",
-            script("scripts/topology").display(),
-            self.suffix
-        ));
-    }
-}
-
-/// Processes this test started; killed by pid on drop.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn in_ns(ns: &str, cmd: &str) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, "bash", "-c", cmd]);
-    c
-}
-
-fn config(s: &Scratch, t: &Topology, prefix: &str) -> String {
+fn config(s: &Scratch, t: &Testbed, prefix: &str) -> String {
     let sx = &t.suffix;
     let mut backends = String::new();
     for (i, w) in [(1, 3), (2, 2), (3, 1)] {
@@ -160,7 +107,7 @@ mode = "dsr"
 
 /// `n` requests to `vip`/id from the client, each its own TCP connection (the backend
 /// speaks HTTP/1.0); returns how many each backend answered.
-fn spread(t: &Topology, vip: &str, n: usize) -> HashMap<String, usize> {
+fn spread(t: &Testbed, vip: &str, n: usize) -> HashMap<String, usize> {
     let urls: Vec<String> = (0..n).map(|_| format!("http://{vip}/id")).collect();
     let out = in_ns(&t.ns("tc"), &format!("curl -g -s -m 60 {}", urls.join(" ")))
         .output()
@@ -203,7 +150,7 @@ fn assert_follows_weights(counts: &HashMap<String, usize>, weights: &[(&str, f64
 }
 
 /// A rate-limited download through the nat VIP from a fixed client port.
-fn start_download(t: &Topology, file: &Path, local_port: u16, size: usize, rate: usize) -> Child {
+fn start_download(t: &Testbed, file: &Path, local_port: u16, size: usize, rate: usize) -> Child {
     in_ns(
         &t.ns("tc"),
         &format!(
@@ -259,7 +206,7 @@ fn wait_flow(node: &Node, local_port: u16) -> serde_json::Value {
 fn namespace_end_to_end_nat_and_dsr() {
     let s = Scratch::new("e2e");
     let suffix = unique("e");
-    let t = Topology::up(&suffix);
+    let t = Testbed::up("scripts/topology", &suffix, "3");
     let mut procs = Procs(Vec::new());
     for i in 1..=3 {
         let log = std::fs::File::create(s.path(&format!("b{i}.log"))).unwrap();

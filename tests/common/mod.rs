@@ -227,3 +227,71 @@ pub fn sh(cmd: &str) -> String {
 pub fn sh_quiet(cmd: &str) {
     let _ = Command::new("bash").arg("-c").arg(cmd).output();
 }
+
+/// A file of this repository (scripts, test helpers).
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+}
+
+/// A namespace test bed built by one of the scripts (`scripts/topology`,
+/// `scripts/cluster-topology`): `SCRIPT up SUFFIX ARGS` now, `SCRIPT down SUFFIX ARGS` on
+/// drop, whatever happened.
+pub struct Testbed {
+    pub script: PathBuf,
+    pub suffix: String,
+    pub args: String,
+}
+
+impl Testbed {
+    pub fn up(script_name: &str, suffix: &str, args: &str) -> Testbed {
+        let t = Testbed {
+            script: script(script_name),
+            suffix: suffix.into(),
+            args: args.into(),
+        };
+        sh(&format!("{} up {suffix} {args}", t.script.display()));
+        t
+    }
+    /// A namespace of the bed: `ROLE-SUFFIX`.
+    pub fn ns(&self, role: &str) -> String {
+        format!("{role}-{}", self.suffix)
+    }
+    /// Runs another verb of the script (`withdraw SUFFIX 2`, say).
+    pub fn run(&self, verb: &str, args: &str) {
+        sh(&format!(
+            "{} {verb} {} {args}",
+            self.script.display(),
+            self.suffix
+        ));
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        sh_quiet(&format!(
+            "{} down {} {}",
+            self.script.display(),
+            self.suffix,
+            self.args
+        ));
+    }
+}
+
+/// Processes a test started; killed by pid on drop.
+pub struct Procs(pub Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A shell command inside a network namespace.
+pub fn in_ns(ns: &str, cmd: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, "bash", "-c", cmd]);
+    c
+}
