@@ -382,3 +382,52 @@ proptest::proptest! {
         let _ = testkit::run(&mut n2, 0, &out, 3);
     }
 }
+
+/// Nodes that reach each other over IPv6: the IPv4 client packet travels in IPv6 + UDP
+/// (with the checksum IPv6 requires) and is served on the other side.
+#[test]
+fn nodes_over_ipv6_carry_ipv4_flows() {
+    let cfg = |id: u16| {
+        config(id)
+            .replace(
+                "gateway = \"10.0.0.254\"",
+                &format!("gateway = \"10.0.0.254\"\nipv6 = \"fd00::{id}/64\""),
+            )
+            .replace("address = \"10.0.0.1\"", "address = \"fd00::1\"")
+            .replace("address = \"10.0.0.2\"", "address = \"fd00::2\"")
+            .replace("address = \"10.0.0.3\"", "address = \"fd00::3\"")
+    };
+    let make = |id: u16| {
+        let c = Config::from_toml(&cfg(id)).unwrap();
+        let s = Services::from_config(&c, &[node_mac(id), back_mac(id)]);
+        let view = crate::cluster::ClusterView::new(c.cluster.as_ref().unwrap(), id, &s.ports);
+        let mut core = Core::new(
+            0,
+            1024,
+            Timeouts::default(),
+            Arc::new(s.with_cluster(view)),
+            Arc::new(WorkerCounters::default()),
+            7,
+        );
+        core.apply(ToWorker::Nodes(ALL), 0);
+        core
+    };
+    let sport = port_ranked(2, 3);
+    let (mut n1, mut n2) = (make(1), make(2));
+    let (v, out) = testkit::run(&mut n1, 0, &client(1, sport, SYN), 1);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(&out[12..14], &ethernet::ETHERTYPE_IPV6.to_be_bytes());
+    let outer = ipv6::Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(
+        outer.dst_bytes(),
+        "fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets()
+    );
+    testkit::verify_checksums(&out).unwrap();
+    let h = tunnel::parse(&out[14 + 40 + 8..]).unwrap();
+    assert_eq!((h.primary, h.backup), (2, 3));
+    let (v, to_backend) = testkit::run(&mut n2, 0, &out, 2);
+    assert_eq!(v, Verdict::Tx(1));
+    let p = ipv4::Packet::new_checked(&to_backend[14..]).unwrap();
+    assert_eq!(p.dst_bytes(), [10, 1, 0, 11]);
+    testkit::verify_checksums(&to_backend).unwrap();
+}
