@@ -14,7 +14,7 @@ use crate::wire::ethernet::{self, Mac, L2};
 use crate::wire::icmp;
 use crate::wire::ipv4::{self, Ipv4Error};
 use crate::wire::ipv6;
-use crate::wire::l4::{self, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::wire::l4::{self, ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN};
 use crate::wire::tunnel;
 use crate::wire::{arp, WireError};
 use std::sync::Arc;
@@ -419,6 +419,27 @@ impl State {
         r
     }
 
+    /// A client's SYN on a flow that has closed: the client reused its port for a new
+    /// connection (HTTP/1.0 servers close first, so clients keep no TIME_WAIT and reuse
+    /// ports at once). The old record goes, and the SYN starts a new flow, chosen afresh, as
+    /// IPVS's `conn_reuse_mode` does; otherwise it would follow the old flow to a backend
+    /// that may be draining or gone.
+    fn reused_port(&mut self, s: &Services, key: &FlowKey) {
+        let Some(old) = self.table.peek(key).copied() else {
+            return;
+        };
+        if old.state != FlowState::Closing || old.reverse {
+            return;
+        }
+        self.table.remove(key);
+        if old.bound() {
+            if let Some(rk) = self.reverse_key(s, key, &old) {
+                self.table.remove(&rk);
+            }
+        }
+        self.counters.flows_in_table.set(self.table.len() as u64);
+    }
+
     /// The key a nat flow's replies carry: backend to client.
     fn reverse_key(&self, s: &Services, key: &FlowKey, rec: &FlowRecord) -> Option<FlowKey> {
         let svc = s.services.get(usize::from(rec.service))?;
@@ -692,6 +713,9 @@ impl State {
     ) -> Verdict {
         let timeouts = *self.table.timeouts();
         let cl = s.cluster.as_ref();
+        if key.proto == PROTO_TCP && flags & (SYN | ACK | RST | FIN) == SYN {
+            self.reused_port(s, &key);
+        }
         let rec = match self.table.get_mut(&key, now_ms) {
             Some(r) => {
                 let mut announce = touch(r, flags, now_ms, &timeouts);

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::testkit;
-use crate::wire::l4::{ACK, SYN};
+use crate::wire::l4::{ACK, FIN, SYN};
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tandem_config::{BackendState, Config};
@@ -506,6 +506,67 @@ fn draining_backend_keeps_its_flows_and_gets_no_new_ones() {
     assert_eq!(
         run(&mut c, 0, &client_syn(40021), 3).0,
         Verdict::Drop(DropReason::NoBackend)
+    );
+}
+
+/// A client that reuses the source port of a closed flow starts a new flow: it is placed
+/// afresh (here: away from a backend drained meanwhile), not sent after the old one.
+#[test]
+fn a_syn_on_a_closed_flow_starts_a_new_flow() {
+    let mut cfg = Config::from_toml(CONFIG).unwrap();
+    let mut b2 = cfg.services[0].backends[0].clone();
+    b2.name = "a2".into();
+    b2.address = ip("10.1.0.21");
+    cfg.services[0].backends.push(b2);
+    let macs = [FRONT_MAC, BACK_MAC, BACK2_MAC];
+    let two = Arc::new(Services::from_config(&cfg, &macs));
+    let mut c = core();
+    c.apply(ToWorker::Services(two), 0);
+    // Find a port whose flow lands on backend a (id 0).
+    let mut sport = 41000;
+    loop {
+        let (v, out) = run(&mut c, 0, &client_syn(sport), 1);
+        assert!(matches!(v, Verdict::Tx(_)));
+        if ipv4::Packet::new_checked(&out[14..]).unwrap().dst() == Ipv4Addr::new(10, 1, 0, 11) {
+            break;
+        }
+        sport += 1;
+    }
+    let seg = |flags| {
+        testkit::tcp(
+            FRONT_MAC,
+            CLIENT_MAC,
+            ip("198.51.100.7"),
+            sport,
+            ip("192.0.2.10"),
+            80,
+            flags,
+            b"",
+        )
+    };
+    // A retransmitted SYN during the handshake stays with its flow.
+    let (_, out) = run(&mut c, 0, &seg(SYN), 2);
+    assert_eq!(
+        ipv4::Packet::new_checked(&out[14..]).unwrap().dst(),
+        Ipv4Addr::new(10, 1, 0, 11)
+    );
+    run(&mut c, 0, &seg(ACK), 3);
+    run(&mut c, 0, &seg(FIN | ACK), 4);
+    cfg.services[0].backends[0].state = BackendState::Draining;
+    let drained = Arc::new(Services::from_config(&cfg, &macs));
+    c.apply(ToWorker::Services(drained), 5);
+    // Closing, a late ACK still goes to the old backend...
+    let (_, out) = run(&mut c, 0, &seg(ACK), 6);
+    assert_eq!(
+        ipv4::Packet::new_checked(&out[14..]).unwrap().dst(),
+        Ipv4Addr::new(10, 1, 0, 11)
+    );
+    // ...but a new SYN on the same port is a new connection, placed on an active backend.
+    let (v, out) = run(&mut c, 0, &seg(SYN), 7);
+    assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
+    assert_eq!(
+        ipv4::Packet::new_checked(&out[14..]).unwrap().dst(),
+        Ipv4Addr::new(10, 1, 0, 21)
     );
 }
 
