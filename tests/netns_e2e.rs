@@ -352,7 +352,8 @@ for k, v in sorted(c.items()):
                 80,
                 6,
             );
-            path::assign(k.hash(SELECTION_SEED), 2).0 == 0
+            // Both paths healthy at full share, as the node starts.
+            path::choose(k.hash(SELECTION_SEED), &[(true, 1000), (true, 1000)]).0 == 0
         })
         .unwrap();
     let file = s.path("path.bin");

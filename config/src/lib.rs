@@ -3,9 +3,13 @@
 //! each naming its key and why.
 
 pub mod cluster;
+pub mod qos;
 pub mod schema;
 pub mod units;
 mod validate;
 
 pub use cluster::{ClusterConfig, NodeConfig};
+pub use qos::{
+    HealthConfig, OnBackendDown, ProbeMethod, QosConfig, QueueConfig, Selection, StandbyConfig,
+};
 pub use validate::*;

@@ -21,6 +21,8 @@ pub struct File {
     #[serde(default)]
     pub service: Vec<Service>,
     pub cluster: Option<Cluster>,
+    pub health: Option<crate::qos::HealthFile>,
+    pub qos: Option<crate::qos::QosFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +126,8 @@ pub struct Service {
     pub port: u16,
     pub protocol: String,
     pub mode: String,
+    pub queue: Option<crate::qos::QueueFile>,
+    pub standby: Option<crate::qos::StandbyFile>,
     #[serde(default)]
     pub backend: Vec<Backend>,
 }
@@ -136,6 +140,8 @@ pub struct Backend {
     #[serde(default = "one")]
     pub weight: u32,
     pub state: Option<String>,
+    pub max_flows: Option<u32>,
+    pub standby: Option<bool>,
     #[serde(default)]
     pub paths: Vec<Path>,
 }

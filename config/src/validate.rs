@@ -106,6 +106,8 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// `None` for a node on its own.
     pub cluster: Option<ClusterConfig>,
+    pub health: crate::HealthConfig,
+    pub qos: crate::QosConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +154,16 @@ pub struct ServiceConfig {
     pub protocol: Protocol,
     pub mode: Mode,
     pub backends: Vec<BackendConfig>,
+    /// Where new flows wait when every backend is at its `max_flows`.
+    pub queue: crate::QueueConfig,
+    pub standby: Option<crate::StandbyConfig>,
+}
+
+impl ServiceConfig {
+    /// True when some backend has an admission limit (so flows are counted and may wait).
+    pub fn admission(&self) -> bool {
+        self.backends.iter().any(|b| b.max_flows > 0)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +173,8 @@ pub struct BackendConfig {
     pub port: u16,
     pub weight: u32,
     pub state: BackendState,
+    /// Most flows at once (0: no limit).
+    pub max_flows: u32,
     pub paths: Vec<PathConfig>,
 }
 
@@ -177,6 +191,10 @@ pub const MAX_WEIGHT: u32 = 10_000;
 pub const MAX_CPU: usize = 128;
 /// Most backends a node can hold over all services.
 pub const MAX_BACKENDS: usize = 1024;
+/// Most services a node can hold.
+pub const MAX_SERVICES: usize = 256;
+/// Most paths one backend may have.
+pub const MAX_PATHS: usize = 8;
 
 impl Config {
     /// Parses and validates TOML text; on failure, every problem found.
@@ -615,6 +633,7 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
                 c.bad(format!("{bk}.weight"), format!("at most {MAX_WEIGHT}"));
             }
             let state = match b.state.as_deref() {
+                None if b.standby == Some(true) => BackendState::Standby,
                 None => BackendState::Active,
                 Some(st) => BackendState::parse(st).unwrap_or_else(|| {
                     c.bad(
@@ -624,8 +643,24 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
                     BackendState::Active
                 }),
             };
+            if b.standby == Some(true) && state != BackendState::Standby {
+                c.bad(
+                    format!("{bk}.standby"),
+                    format!("contradicts state = \"{}\"", state.name()),
+                );
+            }
+            let max_flows = b.max_flows.unwrap_or(0);
+            if b.max_flows == Some(0) {
+                c.bad(
+                    format!("{bk}.max_flows"),
+                    "must be at least 1 (leave it out for no limit)",
+                );
+            }
             if b.paths.is_empty() {
                 c.bad(format!("{bk}.paths"), "a backend needs at least one path");
+            }
+            if b.paths.len() > MAX_PATHS {
+                c.bad(format!("{bk}.paths"), format!("at most {MAX_PATHS} paths"));
             }
             let mut paths = Vec::new();
             for (pi, p) in b.paths.iter().enumerate() {
@@ -674,8 +709,24 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
                 port,
                 weight: b.weight,
                 state,
+                max_flows,
                 paths,
             });
+        }
+        let queue = s
+            .queue
+            .as_ref()
+            .map(|q| crate::qos::queue(&k, q, c.problems))
+            .unwrap_or_default();
+        let standby = s
+            .standby
+            .as_ref()
+            .map(|sb| crate::qos::standby(&k, sb, c.problems));
+        if standby.is_some() && !backends.iter().any(|b| b.state == BackendState::Standby) {
+            c.bad(
+                format!("{k}.standby"),
+                "no backend of this service is a standby (standby = true)",
+            );
         }
         services.push(ServiceConfig {
             name: s.name.clone(),
@@ -684,7 +735,12 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             protocol,
             mode,
             backends,
+            queue,
+            standby,
         });
+    }
+    if file.service.len() > MAX_SERVICES {
+        c.bad("service", format!("at most {MAX_SERVICES} services"));
     }
     if total_backends > MAX_BACKENDS {
         c.bad(
@@ -697,6 +753,8 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
         .cluster
         .as_ref()
         .map(|cl| crate::cluster::validate(cl, node_id, &ports, c.problems));
+    let health = crate::qos::health(file.health.as_ref(), c.problems);
+    let qos = crate::qos::qos(file.qos.as_ref(), c.problems);
     Config {
         node_id,
         eal_args,
@@ -712,6 +770,8 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
         control_socket: PathBuf::from(&file.control.socket),
         services,
         cluster,
+        health,
+        qos,
     }
 }
 

@@ -20,11 +20,16 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (
         "show services",
-        "services: VIP, port, protocol, mode, backends",
+        "services: VIP, port, protocol, mode, backends, admission queue; recent QoS events",
     ),
     (
         "show backends [SERVICE]",
-        "backends: state, weight, active flows, new flows/s",
+        "backends: state, health, weight, QoS factor, latency, admitted/max flows, new flows/s",
+    ),
+    (
+        "show latency BACKEND [PATH]",
+        "latency windows of a backend (SERVICE/BACKEND, or a unique name), all paths or one \
+         (index or port name): p50, p90, p99, p99.9, max, count, timeouts, resets",
     ),
     (
         "show flows [--limit N]",
@@ -87,6 +92,8 @@ pub fn execute(ctl: &mut Control, line: &str) -> Value {
         ["show", "services"] => show_services(ctl),
         ["show", "backends"] => show_backends(ctl, None),
         ["show", "backends", s] => show_backends(ctl, Some(s)),
+        ["show", "latency", b] => show_latency(ctl, b, None),
+        ["show", "latency", b, p] => show_latency(ctl, b, Some(p)),
         ["show", "flows"] => show_flows(ctl, 100),
         ["show", "flows", "--limit", n] => match n.parse::<usize>() {
             Ok(n) => show_flows(ctl, n),
@@ -256,13 +263,67 @@ fn show_services(ctl: &Control) -> Value {
                 "backends": svc.backends.len(),
                 "active_backends": svc.backends.iter()
                     .filter(|&&b| s.backends[usize::from(b)].state == BackendState::Active).count(),
+                "eligible_backends": svc.backends.iter()
+                    .filter(|&&b| s.backends[usize::from(b)].eligible).count(),
+                "selection": s.options.selection.name(),
+                "queue": queue_json(ctl, svc),
             })
         })
         .collect();
+    let now = Instant::now();
+    let events: Vec<Value> = ctl
+        .qos
+        .events
+        .iter()
+        .rev()
+        .map(|(t, e)| json!({"age_s": round3(now.duration_since(*t).as_secs_f64()), "event": e}))
+        .collect();
     ok(
         "show services",
-        Map::from_iter([("services".into(), Value::Array(list))]),
+        Map::from_iter([
+            ("services".into(), Value::Array(list)),
+            ("events".into(), Value::Array(events)),
+        ]),
     )
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// A service's admission queue, summed over workers.
+fn queue_json(ctl: &Control, svc: &tandem_dataplane::services::Service) -> Value {
+    if !svc.admission {
+        return Value::String("-".into());
+    }
+    let i = usize::from(svc.id);
+    let sum = |f: fn(&tandem_dataplane::counters::QueueCounters) -> u64| -> u64 {
+        ctl.workers
+            .iter()
+            .filter_map(|w| w.counters.queues.get(i))
+            .map(f)
+            .sum()
+    };
+    let released = sum(|q| q.released.get());
+    let wait = sum(|q| q.wait_us.get());
+    let max_wait = ctl
+        .workers
+        .iter()
+        .filter_map(|w| w.counters.queues.get(i))
+        .map(|q| q.max_wait_us.get())
+        .max()
+        .unwrap_or(0);
+    json!(format!(
+        "len {} of {}, waited {}, released {}, mean wait {:.1}ms, max wait {:.1}ms, full {}, timed out {}",
+        sum(|q| q.length.get()),
+        svc.queue_max_len,
+        sum(|q| q.queued.get()),
+        released,
+        if released > 0 { wait as f64 / released as f64 / 1000.0 } else { 0.0 },
+        max_wait as f64 / 1000.0,
+        sum(|q| q.full.get()),
+        sum(|q| q.timed_out.get()),
+    ))
 }
 
 fn show_backends(ctl: &Control, only: Option<&str>) -> Value {
@@ -290,19 +351,34 @@ fn show_backends(ctl: &Control, only: Option<&str>) -> Value {
                 .iter()
                 .map(|p| {
                     let port = &ctl.ports[usize::from(p.port)].name;
-                    match p.mac {
+                    let hop = match p.mac {
                         Some(m) => format!("{port}/{}", format_mac(&m)),
                         None => format!("{port}/arp"),
-                    }
+                    };
+                    let up = if p.up { "up" } else { "down" };
+                    format!("{hop} {up} {:.2}", f64::from(p.share) / 1000.0)
                 })
                 .collect();
+            let live = ctl.qos.live.get(i);
+            let est = ctl.qos.estimates.get(i);
+            let state = match (b.state, live.is_some_and(|l| l.standby_active)) {
+                (BackendState::Standby, true) => "standby (active)",
+                (st, _) => st.name(),
+            };
             json!({
                 "service": s.services[usize::from(b.service)].name,
                 "backend": b.name,
                 "address": bytes_addr(&b.addr, b.v6).to_string(),
                 "port": b.port,
-                "state": b.state.name(),
+                "state": state,
+                "health": if b.up { "up" } else { "down" },
                 "weight": b.weight,
+                "qos_factor": live.map_or(1.0, |l| round3(l.factor)),
+                "ramp": live.map_or(1.0, |l| round3(l.ramp)),
+                "latency_ms": est.and_then(|e| e.latency_us).map_or(Value::Null, |us| json!(round3(us as f64 / 1000.0))),
+                "latency_of": est.and_then(|e| e.kind).map_or("-", |k| k.name()),
+                "admitted": ctl.load.active(b.id),
+                "max_flows": if b.max_flows == 0 { json!("-") } else { json!(b.max_flows) },
                 "active_flows": active.get(i).copied().unwrap_or(0),
                 "new_flows_per_s": ctl.rates.backend_new_per_s.get(i).copied().unwrap_or(0.0),
                 "total_flows": total_new[i],
@@ -313,6 +389,105 @@ fn show_backends(ctl: &Control, only: Option<&str>) -> Value {
     ok(
         "show backends",
         Map::from_iter([("backends".into(), Value::Array(list))]),
+    )
+}
+
+/// A backend named `SERVICE/BACKEND`, or by its name alone when no other service has one
+/// so named.
+fn find_backend<'a>(
+    s: &'a tandem_dataplane::services::Services,
+    name: &str,
+) -> Result<&'a tandem_dataplane::services::Backend, String> {
+    if let Some((svc, b)) = name.split_once('/') {
+        return s
+            .backend_by_name(svc, b)
+            .ok_or_else(|| format!("no backend \"{b}\" in service \"{svc}\""));
+    }
+    let mut found = s.backends.iter().filter(|b| b.name == name);
+    match (found.next(), found.next()) {
+        (Some(b), None) => Ok(b),
+        (Some(_), Some(_)) => Err(format!(
+            "several services have a backend \"{name}\": name it SERVICE/{name}"
+        )),
+        (None, _) => Err(format!("no backend named \"{name}\"")),
+    }
+}
+
+fn show_latency(ctl: &Control, name: &str, path: Option<&str>) -> Value {
+    let s = &ctl.snapshot;
+    let b = match find_backend(s, name) {
+        Ok(b) => b,
+        Err(e) => return err(e),
+    };
+    let path = match path {
+        None => None,
+        Some(p) => {
+            let by_index = p.parse::<usize>().ok().filter(|i| *i < b.paths.len());
+            let by_port = b
+                .paths
+                .iter()
+                .position(|x| ctl.ports[usize::from(x.port)].name == p);
+            match by_index.or(by_port) {
+                Some(i) => Some(i),
+                None => {
+                    return err(format!(
+                        "backend {} has no path \"{p}\" (give an index below {} or a port name)",
+                        b.name,
+                        b.paths.len()
+                    ))
+                }
+            }
+        }
+    };
+    let w = &ctl.qos.windows;
+    let period = ctl.qos.cfg.period;
+    let ms = |us: u64| round3(us as f64 / 1000.0);
+    let mut rows = Vec::new();
+    for kind in tandem_dataplane::qos::hist::Kind::ALL {
+        for (label, periods) in [("window", w.slots()), ("last period", 1)] {
+            let x = w.summary(b.id, path, kind, periods);
+            rows.push(json!({
+                "kind": kind.name(),
+                "span": label,
+                "count": x.count,
+                "p50_ms": ms(x.p50_us),
+                "p90_ms": ms(x.p90_us),
+                "p99_ms": ms(x.p99_us),
+                "p99.9_ms": ms(x.p999_us),
+                "max_ms": ms(x.max_us),
+                "timeouts": x.timeouts,
+                "resets": x.resets,
+            }));
+        }
+    }
+    let svc = &s.services[usize::from(b.service)];
+    ok(
+        "show latency",
+        Map::from_iter([
+            ("service".into(), json!(svc.name)),
+            ("backend".into(), json!(b.name)),
+            (
+                "path".into(),
+                match path {
+                    Some(p) => json!(format!(
+                        "{} ({})",
+                        p,
+                        ctl.ports[usize::from(b.paths[p].port)].name
+                    )),
+                    None => json!("all"),
+                },
+            ),
+            (
+                "window".into(),
+                json!(format!(
+                    "{:?} ({} periods of {:?})",
+                    period * w.slots() as u32,
+                    w.slots(),
+                    period
+                )),
+            ),
+            ("latency".into(), Value::Array(rows)),
+        ]),
     )
 }
 

@@ -123,7 +123,8 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         f.tcp_closing_timeout,
         f.udp_timeout,
     );
-    let snapshot = Arc::new(build_snapshot(1, &cfg, &infos, &cfg.services));
+    let snapshot = Arc::new(build_snapshot(1, &cfg, &infos, &cfg.services, &[]));
+    let load = Arc::new(tandem_dataplane::qos::admission::Load::default());
     let cluster = match (&cfg.cluster, &snapshot.cluster, &secret) {
         (Some(c), Some(view), Some(secret)) => Some(Cluster::new(
             c,
@@ -152,7 +153,8 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
             Arc::clone(&snapshot),
             Arc::clone(&counters),
             seed,
-        );
+        )
+        .with_load(Arc::clone(&load));
         let w = Worker {
             core,
             ports: eth.clone(),
@@ -182,7 +184,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
 
     let (req_tx, req_rx) = bounded::<Request>(64);
     let socket_path = cfg.control_socket.clone();
-    let mut ctl = Control::new(cfg, infos, links);
+    let mut ctl = Control::new(cfg, infos, links).with_load(load);
     if let Some(c) = cluster {
         tracing::info!(sync = %c.local_addr(), nodes = c.view.nodes.len(), "cluster sync channel open");
         ctl.attach_cluster(c);
@@ -215,6 +217,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     while !term.load(Ordering::Relaxed) {
         let now = Instant::now();
         let busy = ctl.poll_workers(now) + ctl.poll_cluster(now);
+        ctl.qos_tick(now);
         while let Ok(r) = req_rx.try_recv() {
             let answer = commands::execute(&mut ctl, &r.line);
             let _ = r.reply.send(answer);

@@ -5,6 +5,7 @@
 
 use crate::cluster::codec::WireRecord;
 use crate::cluster::{Cluster, Inbound};
+use crate::qos::{HookRun, Qos};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::collections::{HashMap, VecDeque};
 #[cfg(test)]
@@ -14,9 +15,11 @@ use std::time::{Duration, Instant};
 use tandem_config::{BackendState, Config, Mode, ServiceConfig};
 use tandem_dataplane::cluster::{ClusterView, NO_NODE};
 use tandem_dataplane::counters::{WorkerCounters, MAX_PORTS};
-use tandem_dataplane::flow::{FlowKey, FlowRecord, FlowState, Timeouts};
+use tandem_dataplane::flow::{FlowKey, FlowRecord, FlowState, Mark, Timeouts};
 use tandem_dataplane::messages::{FromWorker, ToWorker};
-use tandem_dataplane::services::{PortInfo, Services};
+use tandem_dataplane::qos::admission::Load;
+use tandem_dataplane::qos::hist::HistSet;
+use tandem_dataplane::services::{BackendLive, Options, PortInfo, Services};
 use tandem_dataplane::wire::ethernet::Mac;
 
 /// The control thread's end of one worker's channels.
@@ -137,26 +140,52 @@ pub struct Control {
     pub flows_replicated: u64,
     /// Membership and the sync channel, when this node is part of a cluster.
     pub cluster: Option<Cluster>,
+    /// Health, latency windows, QoS factors, standbys.
+    pub qos: Qos,
+    /// Flows admitted per backend (shared with the workers).
+    pub load: Arc<Load>,
+    /// Emptied histogram sets, handed to the workers next period (boxed: they travel
+    /// through the channels as boxes and stay so, with no copy).
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<HistSet>>,
+    /// Workers whose histograms of the last period have not come back yet.
+    measuring: usize,
+    last_period: Instant,
+    /// What the workers' snapshot was last built from.
+    published_live: Vec<BackendLive>,
+    /// Hook commands still running (reaped on the next ticks).
+    hooks: Vec<std::process::Child>,
 }
 
-/// The services snapshot, with the cluster's nodes when there is a cluster.
+/// The services snapshot, with what QoS has learned of each backend (`live`, empty at
+/// start: all healthy at full share) and the cluster's nodes when there is a cluster.
 pub fn build_snapshot(
     generation: u64,
     cfg: &Config,
     ports: &[PortInfo],
     services: &[ServiceConfig],
+    live: &[BackendLive],
 ) -> Services {
     let view = cfg
         .cluster
         .as_ref()
         .and_then(|c| ClusterView::new(c, cfg.node_id as u16, ports));
-    Services::build(generation, ports.to_vec(), services).with_cluster(view)
+    Services::build_with(
+        generation,
+        ports.to_vec(),
+        services,
+        live,
+        Options::from_config(cfg),
+    )
+    .with_cluster(view)
 }
 
 impl Control {
     pub fn new(cfg: Config, ports: Vec<PortInfo>, workers: Vec<WorkerLink>) -> Control {
         let services_cfg = cfg.services.clone();
-        let snapshot = Arc::new(build_snapshot(1, &cfg, &ports, &services_cfg));
+        let snapshot = Arc::new(build_snapshot(1, &cfg, &ports, &services_cfg, &[]));
+        let now = Instant::now();
+        let qos = Qos::new(&cfg, now);
         let f = &cfg.flows;
         let timeouts = Timeouts::new(
             f.tcp_syn_timeout,
@@ -182,6 +211,94 @@ impl Control {
             timeouts,
             flows_replicated: 0,
             cluster: None,
+            published_live: qos.live.clone(),
+            qos,
+            load: Arc::new(Load::default()),
+            spare: Vec::new(),
+            measuring: 0,
+            last_period: now,
+            hooks: Vec::new(),
+        }
+    }
+
+    /// Shares the node's admission counts (the workers' cores hold the same).
+    pub fn with_load(mut self, load: Arc<Load>) -> Control {
+        self.load = load;
+        self
+    }
+
+    /// QoS duties between ticks: probes due and timed out, and once per period the
+    /// workers' histograms (a fresh set out, the filled one back), then new factors.
+    pub fn qos_tick(&mut self, now: Instant) {
+        let (orders, health_changed) = self.qos.probes(now, &self.services_cfg);
+        let n = self.workers.len().max(1);
+        for o in orders {
+            let w = usize::from(o.backend) % n;
+            if let Some(link) = self.workers.get_mut(w) {
+                link.send(ToWorker::Probe {
+                    backend: o.backend,
+                    path: o.path,
+                    round: o.round,
+                    method: o.method,
+                });
+            }
+        }
+        if health_changed {
+            self.recompute_qos(now);
+        }
+        if now.duration_since(self.last_period) >= self.qos.cfg.period {
+            self.last_period = now;
+            if self.measuring > 0 {
+                // A worker did not answer last period (busy, or stopping): go on without it.
+                self.recompute_qos(now);
+            }
+            self.qos.windows.roll();
+            for i in 0..self.workers.len() {
+                let fresh = self.spare.pop().unwrap_or_else(|| {
+                    Box::new(tandem_dataplane::pipeline::hist_for(&self.snapshot))
+                });
+                self.workers[i].send(ToWorker::Measure(fresh));
+            }
+            self.measuring = self.workers.len();
+        }
+        self.hooks.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+    }
+
+    /// New factors, health and standbys into a new snapshot when anything changed.
+    fn recompute_qos(&mut self, now: Instant) {
+        self.measuring = 0;
+        for h in self.qos.recompute(now, &self.services_cfg) {
+            self.run_hook(&h);
+        }
+        let changed = self.qos.live.len() != self.published_live.len()
+            || self
+                .qos
+                .live
+                .iter()
+                .zip(&self.published_live)
+                .any(|(a, b)| live_differs(a, b, self.cfg.qos.selection));
+        if changed {
+            self.published_live = self.qos.live.clone();
+            self.publish_services();
+        }
+    }
+
+    fn run_hook(&mut self, h: &HookRun) {
+        let r = std::process::Command::new(&h.hook)
+            .arg(&h.backend)
+            .env("TANDEM_EVENT", h.event)
+            .env("TANDEM_SERVICE", &h.service)
+            .env("TANDEM_BACKEND", &h.backend)
+            .stdin(std::process::Stdio::null())
+            .spawn();
+        match r {
+            Ok(c) => {
+                tracing::info!(hook = %h.hook.display(), event = h.event, backend = %h.backend, "standby hook started");
+                self.hooks.push(c);
+            }
+            Err(e) => {
+                tracing::error!(hook = %h.hook.display(), error = %e, "standby hook failed to start")
+            }
         }
     }
 
@@ -289,6 +406,9 @@ impl Control {
             created_ms: now_ms,
             last_seen_ms: now_ms,
             last_sync_ms: now_ms,
+            admitted: false,
+            mark: Mark::None,
+            mark_us: 0,
         })
     }
 
@@ -357,6 +477,42 @@ impl Control {
             }
             FromWorker::NeedNeighbor { port, ip, v6 } => self.solicit(port, ip, v6, now),
             FromWorker::Retired(old) => drop(old),
+            FromWorker::Measured { hist, .. } => {
+                self.qos.windows.merge(&hist);
+                let mut hist = hist;
+                hist.clear();
+                self.spare.push(hist);
+                if self.measuring > 0 {
+                    self.measuring -= 1;
+                    if self.measuring == 0 {
+                        self.recompute_qos(now);
+                    }
+                }
+            }
+            FromWorker::Probe {
+                backend,
+                path,
+                round,
+                outcome,
+            } => {
+                let cfgs = &self.services_cfg;
+                if self
+                    .qos
+                    .probe_result(now, cfgs, backend, path, round, Some(outcome))
+                {
+                    self.recompute_qos(now);
+                }
+            }
+            FromWorker::ProbeUnsent {
+                backend,
+                path,
+                round,
+            } => {
+                let cfgs = &self.services_cfg;
+                if self.qos.probe_result(now, cfgs, backend, path, round, None) {
+                    self.recompute_qos(now);
+                }
+            }
         }
     }
 
@@ -529,6 +685,7 @@ impl Control {
             &self.cfg,
             &self.ports,
             &self.services_cfg,
+            &self.qos.live,
         ));
         self.snapshot = Arc::clone(&snap);
         self.broadcast(None, || ToWorker::Services(Arc::clone(&snap)));
@@ -558,6 +715,17 @@ impl Control {
     pub fn pending_to_workers(&self) -> usize {
         self.workers.iter().map(|w| w.pending.len()).sum()
     }
+}
+
+/// True when the workers should get a new snapshot for this change.
+fn live_differs(a: &BackendLive, b: &BackendLive, sel: tandem_config::Selection) -> bool {
+    a.up != b.up
+        || a.standby_active != b.standby_active
+        || a.path_up != b.path_up
+        || a.path_share != b.path_share
+        || (sel == tandem_config::Selection::Qos
+            && ((a.factor - b.factor).abs() > 1e-9 || (a.ramp - b.ramp).abs() > 0.01))
+        || (sel == tandem_config::Selection::PeakEwma && a.ewma_us != b.ewma_us)
 }
 
 #[cfg(test)]

@@ -60,6 +60,9 @@ drop_reasons! {
     TxFull => "tx_full",
     HopLimit => "hop_limit",
     NoNode => "no_node",
+    QueueFull => "queue_full",
+    QueueTimeout => "queue_timeout",
+    QueueDuplicate => "queue_duplicate",
 }
 
 pub const NUM_DROP_REASONS: usize = DropReason::ALL.len();
@@ -67,6 +70,27 @@ pub const NUM_DROP_REASONS: usize = DropReason::ALL.len();
 pub const MAX_PORTS: usize = 16;
 /// Most backends over all services (selection and counters are sized by it).
 pub const MAX_BACKENDS: usize = 1024;
+/// Most services a node holds (queue counters are sized by it).
+pub const MAX_SERVICES: usize = 256;
+
+/// One service's admission queue on one worker.
+#[derive(Default, Debug)]
+pub struct QueueCounters {
+    /// Packets that waited.
+    pub queued: Counter,
+    /// Waiting packets that got a slot and went on.
+    pub released: Counter,
+    /// Total microseconds the released packets waited.
+    pub wait_us: Counter,
+    /// The longest wait, in microseconds.
+    pub max_wait_us: Counter,
+    /// Waiting now.
+    pub length: Counter,
+    /// Refused: the queue was full.
+    pub full: Counter,
+    /// Dropped after waiting `max_wait`.
+    pub timed_out: Counter,
+}
 
 #[derive(Default, Debug)]
 pub struct PortCounters {
@@ -104,6 +128,11 @@ pub struct WorkerCounters {
     pub backend_new_flows: Box<[Counter]>,
     /// Packets forwarded per backend id.
     pub backend_packets: Box<[Counter]>,
+    pub queues: Box<[QueueCounters]>,
+    pub probes_sent: Counter,
+    pub probe_replies: Counter,
+    /// Passive samples recorded (handshakes and responses timed).
+    pub passive_samples: Counter,
 }
 
 impl Default for WorkerCounters {
@@ -129,6 +158,12 @@ impl Default for WorkerCounters {
             idle_polls: Counter::default(),
             backend_new_flows: (0..MAX_BACKENDS).map(|_| Counter::default()).collect(),
             backend_packets: (0..MAX_BACKENDS).map(|_| Counter::default()).collect(),
+            queues: (0..MAX_SERVICES)
+                .map(|_| QueueCounters::default())
+                .collect(),
+            probes_sent: Counter::default(),
+            probe_replies: Counter::default(),
+            passive_samples: Counter::default(),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! The packet logic (`wire`, `flow`, `select`, `services`, `neighbor`, `pipeline`) works on
 //! byte slices and takes `now` as an argument: no DPDK, no clock, no allocation per packet,
 //! so it is unit-tested, property-tested and fuzzed without an EAL. `port` is the thin DPDK
-//! layer under it: EAL, mempools, ethdev ports and the pinned worker loops.
+//! layer under it: EAL, mempools, ethdev ports and the pinned worker loops. `qos` holds what
+//! the packet path measures (latency histograms, probes) and admits (flow counts, queues).
 
 pub mod cluster;
 pub mod counters;
@@ -12,6 +13,7 @@ pub mod messages;
 pub mod neighbor;
 pub mod pipeline;
 pub mod port;
+pub mod qos;
 pub mod select;
 pub mod services;
 pub mod testkit;

@@ -3,6 +3,8 @@
 
 use crate::cluster::Membership;
 use crate::flow::{FlowKey, FlowRecord};
+use crate::qos::hist::HistSet;
+use crate::qos::probe::{Method, Outcome};
 use crate::services::Services;
 use crate::wire::ethernet::Mac;
 use std::sync::Arc;
@@ -22,6 +24,15 @@ pub enum ToWorker {
     Link { port: u8, up: bool },
     /// Send an ARP request (IPv4) or neighbor solicitation (IPv6) for `ip` out of `port`.
     Solicit { port: u8, ip: [u8; 16], v6: bool },
+    /// A fresh histogram set: swap it in and hand the filled one back (once per period).
+    Measure(Box<HistSet>),
+    /// Send a health probe to a backend over one of its paths.
+    Probe {
+        backend: u16,
+        path: u8,
+        round: u8,
+        method: Method,
+    },
 }
 
 /// Worker to control thread.
@@ -42,4 +53,16 @@ pub enum FromWorker {
     NeedNeighbor { port: u8, ip: [u8; 16], v6: bool },
     /// A snapshot the worker no longer uses, to be freed off the packet path.
     Retired(Arc<Services>),
+    /// The histograms this worker filled during the last period.
+    Measured { worker: u16, hist: Box<HistSet> },
+    /// A probe's answer (a probe that never comes back is the control thread's to time out).
+    Probe {
+        backend: u16,
+        path: u8,
+        round: u8,
+        outcome: Outcome,
+    },
+    /// A probe the worker could not send (no address of the family on the port, or the
+    /// next hop is not resolved yet): counts as a failure.
+    ProbeUnsent { backend: u16, path: u8, round: u8 },
 }

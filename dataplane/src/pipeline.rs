@@ -5,10 +5,14 @@
 
 use crate::cluster::{self, rank, Membership, MAX_HOPS, NO_NODE};
 use crate::counters::{DropReason, WorkerCounters, MAX_PORTS};
+use crate::flow::Mark;
 use crate::flow::{FlowKey, FlowRecord, FlowState, FlowTable, Insert, Timeouts, UNBOUND};
 use crate::messages::{FromWorker, ToWorker};
 use crate::neighbor::Neighbors;
-use crate::select::path;
+use crate::qos::admission::{Load, Queue, Refused, Waiting};
+use crate::qos::hist::{HistSet, Kind};
+use crate::qos::probe;
+use crate::select::{p2c, path};
 use crate::services::{PortInfo, Service, Services, SELECTION_SEED};
 use crate::wire::ethernet::{self, Mac, L2};
 use crate::wire::icmp;
@@ -18,7 +22,7 @@ use crate::wire::l4::{self, ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO
 use crate::wire::tunnel;
 use crate::wire::{arp, WireError};
 use std::sync::Arc;
-use tandem_config::Mode;
+use tandem_config::{Mode, OnBackendDown, Selection};
 
 /// A frame inside its buffer: `buf` is the whole data room (headroom included) so a verdict
 /// may move `start` back to prepend headers, or forward to strip a VLAN tag.
@@ -49,6 +53,10 @@ pub enum Verdict {
     /// created on another worker a moment ago): hold the frame briefly and process it again
     /// after the next control messages. Nothing in the frame was changed.
     Defer,
+    /// A new flow of this service found every backend at its limit (or others waiting
+    /// before it): the port layer puts the frame in the service's queue (`Core::hold`).
+    /// Nothing in the frame was changed.
+    Hold(u16),
     Drop(DropReason),
 }
 
@@ -83,6 +91,18 @@ pub struct State {
     pub counters: Arc<WorkerCounters>,
     pub outbox: Vec<FromWorker>,
     last_need_ms: u32,
+    /// Flows admitted per backend, shared by the node's workers.
+    pub load: Arc<Load>,
+    /// This period's latency histograms.
+    pub hist: Box<HistSet>,
+    /// The node's clock in microseconds (set by the port layer per burst).
+    pub now_us: u64,
+    /// Per service: new flows waiting for a slot (sized at start; see `hold`).
+    pub queues: Vec<Queue>,
+    /// The service whose queue's head is being run again (it must not queue behind itself).
+    releasing: Option<u16>,
+    /// The flow of the last frame given `Verdict::Hold`.
+    held_key: FlowKey,
 }
 
 impl std::ops::Deref for Core {
@@ -146,6 +166,66 @@ fn touch(r: &mut FlowRecord, flags: u8, now_ms: u32, t: &Timeouts) -> bool {
     announce
 }
 
+/// Passive timing, request side (nat): client payload starts a response timing when none
+/// is under way; a timing pending past `timeout_us` is recorded as a timeout, and so is one
+/// the client gives up on with a reset.
+#[inline]
+fn mark_request(r: &mut FlowRecord, seg: l4::Ports, now_us: u64, h: &mut HistSet, timeout_us: u64) {
+    if r.mark != Mark::None {
+        let waited = u64::from((now_us as u32).wrapping_sub(r.mark_us));
+        if waited > timeout_us || seg.flags & RST != 0 {
+            h.record_timeout(r.backend, r.primary_path, mark_kind(r.mark), timeout_us);
+            r.mark = Mark::None;
+        }
+    }
+    if r.mark == Mark::None && seg.payload_len > 0 && seg.flags & RST == 0 {
+        r.mark = Mark::Response;
+        r.mark_us = now_us as u32;
+    }
+}
+
+/// Passive timing, reply side (nat): the SYN-ACK ends a handshake timing, the first server
+/// payload a response timing; a server reset ends either as a reset. True when a sample was
+/// recorded.
+#[inline]
+fn mark_reply(
+    r: &mut FlowRecord,
+    seg: l4::Ports,
+    now_us: u64,
+    h: &mut HistSet,
+    timeout_us: u64,
+) -> bool {
+    let kind = match r.mark {
+        Mark::None => return false,
+        m => mark_kind(m),
+    };
+    let took = u64::from((now_us as u32).wrapping_sub(r.mark_us));
+    if seg.flags & RST != 0 {
+        h.record_reset(r.backend, r.primary_path, kind, timeout_us);
+    } else if (r.mark == Mark::Handshake && seg.flags & (SYN | ACK) == SYN | ACK)
+        || (r.mark == Mark::Response && seg.payload_len > 0)
+    {
+        if took > timeout_us {
+            h.record_timeout(r.backend, r.primary_path, kind, timeout_us);
+        } else {
+            h.record(r.backend, r.primary_path, kind, took);
+        }
+    } else {
+        return false;
+    }
+    r.mark = Mark::None;
+    true
+}
+
+#[inline]
+fn mark_kind(m: Mark) -> Kind {
+    if m == Mark::Handshake {
+        Kind::Handshake
+    } else {
+        Kind::Response
+    }
+}
+
 /// How a packet reached this node: straight from the network, or from another node that
 /// received it and sent it on (with the flow's primary and backup as it ranked them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +241,12 @@ fn for_peers(r: &FlowRecord) -> bool {
     r.bound() && r.state != FlowState::SynSeen
 }
 
+/// A histogram set shaped for these services' backends and paths.
+pub fn hist_for(s: &Services) -> HistSet {
+    let paths: Vec<usize> = s.backends.iter().map(|b| b.paths.len()).collect();
+    HistSet::new(&paths)
+}
+
 impl Core {
     pub fn new(
         worker: u16,
@@ -170,6 +256,15 @@ impl Core {
         counters: Arc<WorkerCounters>,
         table_seed: u64,
     ) -> Core {
+        let hist = Box::new(hist_for(&services));
+        let queues = services
+            .services
+            .iter()
+            .map(|svc| {
+                let len = if svc.admission { svc.queue_max_len } else { 0 };
+                Queue::new(len, svc.queue_max_wait_us)
+            })
+            .collect();
         Core {
             services,
             state: State {
@@ -181,17 +276,47 @@ impl Core {
                 counters,
                 outbox: Vec::with_capacity(OUTBOX_CAP),
                 last_need_ms: u32::MAX,
+                load: Arc::new(Load::default()),
+                hist,
+                now_us: 0,
+                queues,
+                releasing: None,
+                held_key: FlowKey::default(),
             },
         }
+    }
+
+    /// Hands an event to the control thread (after the burst, like the core's own).
+    pub fn report(&mut self, m: FromWorker) {
+        self.state.emit(m);
+    }
+
+    /// Shares the node's admission counts with this core (every worker gets the same).
+    pub fn with_load(mut self, load: Arc<Load>) -> Core {
+        self.state.load = load;
+        self
+    }
+
+    /// The node's clock for the next frames, in microseconds.
+    #[inline]
+    pub fn set_now_us(&mut self, us: u64) {
+        self.state.now_us = us;
     }
 
     /// Applies one message from the control thread. `Solicit` is the port layer's to
     /// carry out (it needs a fresh buffer); it is handed back.
     pub fn apply(&mut self, msg: ToWorker, now_ms: u32) -> Option<ToWorker> {
         match msg {
-            ToWorker::Flow { key, rec } => {
+            ToWorker::Flow { key, mut rec } => {
                 self.counters.flows_replicated_in.inc();
+                self.state.merge_local(&key, &mut rec);
                 self.state.store(&self.services, key, rec, now_ms);
+                self.state.give_back_released();
+            }
+            ToWorker::Measure(fresh) => {
+                let old = std::mem::replace(&mut self.hist, fresh);
+                let worker = self.worker;
+                self.emit(FromWorker::Measured { worker, hist: old });
             }
             ToWorker::Services(s) => {
                 let old = std::mem::replace(&mut self.services, s);
@@ -206,9 +331,153 @@ impl Core {
                     *l = up;
                 }
             }
-            m @ ToWorker::Solicit { .. } => return Some(m),
+            m @ (ToWorker::Solicit { .. } | ToWorker::Probe { .. }) => return Some(m),
         }
         None
+    }
+
+    /// Writes a health probe for (backend, path) into `buf`: returns the port to send it on
+    /// and its length, or None when it cannot go (no address of the backend's family on the
+    /// port, the next hop not resolved yet, or no such series).
+    pub fn build_probe(
+        &mut self,
+        backend: u16,
+        path: u8,
+        round: u8,
+        method: probe::Method,
+        buf: &mut [u8],
+    ) -> Option<(u8, usize)> {
+        let s = Arc::clone(&self.services);
+        let b = s.backends.get(usize::from(backend))?;
+        let p = *b.paths.get(usize::from(path))?;
+        let series = b.series.checked_add(u16::from(path))?;
+        if usize::from(series) >= probe::MAX_SERIES {
+            return None;
+        }
+        let out = s.ports.get(usize::from(p.port))?;
+        let src = if b.v6 {
+            out.ipv6?.0
+        } else {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&out.ipv4?.0);
+            a
+        };
+        let now_ms = (self.now_us / 1000) as u32;
+        let dst_mac = match p.mac {
+            Some(m) => m,
+            None => self.state.resolve(p.port, out, &b.addr, b.v6, now_ms)?,
+        };
+        let pr = probe::Probe {
+            method,
+            src_mac: out.mac,
+            dst_mac,
+            src,
+            dst: b.addr,
+            v6: b.v6,
+            series,
+            dport: b.port,
+            round,
+        };
+        let len = probe::write(buf, &pr, self.now_us)?;
+        self.counters.probes_sent.inc();
+        Some((p.port, len))
+    }
+
+    /// Puts the frame just given `Verdict::Hold(service)` at the back of the service's
+    /// queue. On refusal the caller frees the frame (counted here).
+    pub fn hold(&mut self, service: u16, handle: usize, port: u8) -> Result<(), DropReason> {
+        let st = &mut self.state;
+        let w = Waiting {
+            handle,
+            port,
+            key: st.held_key,
+            since_us: st.now_us,
+        };
+        let r = match st.queues.get_mut(usize::from(service)) {
+            Some(q) => q.push(w).map(|()| q.len()),
+            None => Err(Refused::Full),
+        };
+        match r {
+            Ok(len) => {
+                if let Some(c) = st.counters.queues.get(usize::from(service)) {
+                    c.queued.inc();
+                    c.length.set(len as u64);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let why = match e {
+                    Refused::Full => {
+                        if let Some(c) = st.counters.queues.get(usize::from(service)) {
+                            c.full.inc();
+                        }
+                        DropReason::QueueFull
+                    }
+                    Refused::Duplicate => DropReason::QueueDuplicate,
+                };
+                st.counters.count_drop(why);
+                Err(why)
+            }
+        }
+    }
+
+    /// True when some service has packets waiting.
+    #[inline]
+    pub fn has_queued(&self) -> bool {
+        self.state.queues.iter().any(|q| !q.is_empty())
+    }
+
+    /// Lets waiting packets go, in order, as slots free. For each service: heads that
+    /// waited past `max_wait` go to `expire` (counted `queue_timeout`); then the head is run
+    /// again through `rerun` (which calls `process` and carries out the verdict, returning
+    /// false when the verdict was `Hold` again: no slot yet, the head keeps its place).
+    pub fn release_queued(
+        &mut self,
+        mut rerun: impl FnMut(&mut Core, &Waiting) -> bool,
+        mut expire: impl FnMut(Waiting),
+    ) {
+        for si in 0..self.state.queues.len() {
+            let counters = Arc::clone(&self.counters);
+            let Some(qc) = counters.queues.get(si) else {
+                break;
+            };
+            loop {
+                let now_us = self.now_us;
+                if let Some(w) = self.state.queues[si].pop_expired(now_us) {
+                    self.counters.count_drop(DropReason::QueueTimeout);
+                    qc.timed_out.inc();
+                    qc.length.set(self.state.queues[si].len() as u64);
+                    expire(w);
+                    continue;
+                }
+                let Some(w) = self.state.queues[si].head().copied() else {
+                    break;
+                };
+                self.state.releasing = Some(si as u16);
+                let went = rerun(self, &w);
+                self.state.releasing = None;
+                if !went {
+                    break;
+                }
+                self.state.queues[si].pop();
+                let waited = now_us.saturating_sub(w.since_us);
+                qc.released.inc();
+                qc.wait_us.add(waited);
+                if waited > qc.max_wait_us.get() {
+                    qc.max_wait_us.set(waited);
+                }
+                qc.length.set(self.state.queues[si].len() as u64);
+            }
+        }
+    }
+
+    /// Every waiting packet, handed back (when the worker stops).
+    pub fn drain_queued(&mut self) -> Vec<Waiting> {
+        self.state
+            .queues
+            .iter_mut()
+            .flat_map(|q| q.drain().collect::<Vec<_>>())
+            .collect()
     }
 
     /// Removes expired flows from a slice of the table; call between bursts.
@@ -218,6 +487,7 @@ impl Core {
             self.counters.flows_expired.add(n as u64);
             self.counters.flows_in_table.set(self.table.len() as u64);
         }
+        self.state.give_back_released();
     }
 
     /// Where in the flow table this frame's lookup will land, for the port layer to
@@ -257,6 +527,7 @@ impl Core {
         if let Verdict::Drop(r) = v {
             self.counters.count_drop(r);
         }
+        self.state.give_back_released();
         v
     }
 
@@ -316,6 +587,41 @@ impl Core {
 }
 
 impl State {
+    /// Slots of admitted flows the table dropped (expired, evicted) go back to their
+    /// backends.
+    #[inline]
+    fn give_back_released(&mut self) {
+        if self.table.has_released() {
+            for b in self.table.take_released() {
+                self.load.release(b);
+            }
+        }
+    }
+
+    /// A record from another worker replaces this worker's copy: the copy's admission slot
+    /// and its passive measurement under way are this worker's and stay with it (the slot is
+    /// given back if the flow closed or moved to another backend).
+    fn merge_local(&mut self, key: &FlowKey, rec: &mut FlowRecord) {
+        rec.admitted = false;
+        let Some(old) = self.table.peek(key).copied() else {
+            rec.mark = Mark::None;
+            return;
+        };
+        if old.admitted {
+            if rec.state == FlowState::Closing || old.backend != rec.backend {
+                self.load.release(old.backend);
+            } else {
+                rec.admitted = true;
+            }
+        }
+        if old.backend == rec.backend {
+            rec.mark = old.mark;
+            rec.mark_us = old.mark_us;
+        } else {
+            rec.mark = Mark::None;
+        }
+    }
+
     #[inline]
     fn emit(&mut self, m: FromWorker) {
         if self.outbox.len() < OUTBOX_CAP {
@@ -569,6 +875,18 @@ impl State {
                 }
             }
         }
+        if to_port && via == Via::Direct {
+            let mut src16 = [0u8; 16];
+            src16[..4].copy_from_slice(&src4);
+            let reply = match proto {
+                PROTO_TCP => probe::tcp_reply(ip.payload(), src16, self.now_us),
+                PROTO_ICMP => probe::echo_reply(ip.payload(), false, src16, self.now_us),
+                _ => None,
+            };
+            if let Some(r) = reply {
+                return self.probe_reply(s, in_port, pkt, l2, l3 + hl, proto, false, r);
+            }
+        }
         if proto == PROTO_ICMP && via == Via::Direct {
             if to_port || s.is_vip(&dst16) {
                 return self.icmp4_echo(s, in_port, pkt, l2, hl);
@@ -580,7 +898,7 @@ impl State {
             Err(v) => return v,
         };
         let key = FlowKey::v4(src4, dst4, ports.src, ports.dst, proto);
-        self.l4(s, in_port, pkt, l2, hl, key, ports.flags, now_ms, via)
+        self.l4(s, in_port, pkt, l2, hl, key, ports, now_ms, via)
     }
 
     fn ipv6(
@@ -599,6 +917,20 @@ impl State {
         };
         let nh = ip.next_header();
         let (src, dst) = (ip.src_bytes(), ip.dst_bytes());
+        let to_port = s.ports[usize::from(in_port)]
+            .ipv6
+            .is_some_and(|(a, _)| a == dst);
+        if to_port && via == Via::Direct {
+            let reply = match nh {
+                PROTO_TCP => probe::tcp_reply(ip.payload(), src, self.now_us),
+                PROTO_ICMPV6 => probe::echo_reply(ip.payload(), true, src, self.now_us),
+                _ => None,
+            };
+            if let Some(r) = reply {
+                let at = l3 + ipv6::HEADER_LEN;
+                return self.probe_reply(s, in_port, pkt, l2, at, nh, true, r);
+            }
+        }
         if nh == PROTO_ICMPV6 && via == Via::Direct {
             return self.icmp6(s, in_port, pkt, l2, now_ms);
         }
@@ -625,10 +957,58 @@ impl State {
             l2,
             ipv6::HEADER_LEN,
             key,
-            ports.flags,
+            ports,
             now_ms,
             via,
         )
+    }
+
+    /// A reply to one of this node's health probes: recorded, reported to the control
+    /// thread, and a SYN-ACK answered with the reset that closes the half-open connection.
+    #[allow(clippy::too_many_arguments)]
+    fn probe_reply(
+        &mut self,
+        s: &Services,
+        in_port: u8,
+        pkt: &mut PacketBuf,
+        l2: &L2,
+        l4_at: usize,
+        proto: u8,
+        v6: bool,
+        r: probe::Reply,
+    ) -> Verdict {
+        let Some(&(backend, path)) = s.series.get(usize::from(r.series)) else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        let b = &s.backends[usize::from(backend)];
+        if b.addr != r.from || b.v6 != v6 {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        self.counters.probe_replies.inc();
+        match r.outcome {
+            probe::Outcome::Answered(us) => {
+                self.hist.record(backend, path, Kind::Probe, u64::from(us))
+            }
+            probe::Outcome::Refused => {
+                self.hist
+                    .record_reset(backend, path, Kind::Probe, s.options.probe_timeout_us)
+            }
+        }
+        self.emit(FromWorker::Probe {
+            backend,
+            path,
+            round: r.round,
+            outcome: r.outcome,
+        });
+        if proto == PROTO_TCP && matches!(r.outcome, probe::Outcome::Answered(_)) {
+            let mac = s.ports[usize::from(in_port)].mac;
+            let room = pkt.buf.len() - pkt.start;
+            let l3 = l2.l3_offset;
+            let f = &mut pkt.buf[pkt.start..pkt.start + room];
+            pkt.len = probe::synack_to_rst(f, l3, l4_at, v6, &mac);
+            return Verdict::Tx(in_port);
+        }
+        Verdict::Consumed
     }
 
     /// A packet another node sent on: check the node header and serve the packet inside.
@@ -680,7 +1060,7 @@ impl State {
         l2: &L2,
         hl: usize,
         key: FlowKey,
-        flags: u8,
+        seg: l4::Ports,
         now_ms: u32,
         via: Via,
     ) -> Verdict {
@@ -689,12 +1069,12 @@ impl State {
             if svc.v6 != key.v6 {
                 return Verdict::Drop(DropReason::UnknownService);
             }
-            return self.forward_to_backend(s, in_port, pkt, l2, hl, key, flags, svc, now_ms, via);
+            return self.forward_to_backend(s, in_port, pkt, l2, hl, key, seg, svc, now_ms, via);
         }
         if services.is_vip(&key.dst) {
             return Verdict::Drop(DropReason::UnknownService);
         }
-        self.nat_reply(s, pkt, l2, hl, key, flags, now_ms, via)
+        self.nat_reply(s, pkt, l2, hl, key, seg, now_ms, via)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -706,19 +1086,29 @@ impl State {
         l2: &L2,
         hl: usize,
         key: FlowKey,
-        flags: u8,
+        seg: l4::Ports,
         svc: &Service,
         now_ms: u32,
         via: Via,
     ) -> Verdict {
+        let flags = seg.flags;
         let timeouts = *self.table.timeouts();
         let cl = s.cluster.as_ref();
+        let nat = svc.mode == Mode::Nat;
+        let timeout_us = s.options.qos_timeout_us;
         if key.proto == PROTO_TCP && flags & (SYN | ACK | RST | FIN) == SYN {
             self.reused_port(s, &key);
         }
         let rec = match self.table.get_mut(&key, now_ms) {
             Some(r) => {
                 let mut announce = touch(r, flags, now_ms, &timeouts);
+                if r.admitted && r.state == FlowState::Closing {
+                    self.load.release(r.backend);
+                    r.admitted = false;
+                }
+                if nat && r.bound() {
+                    mark_request(r, seg, self.now_us, &mut self.hist, timeout_us);
+                }
                 let mut rec = *r;
                 if let (Some(cl), Via::Direct) = (cl, via) {
                     let h = rank::of_request(&key);
@@ -733,11 +1123,23 @@ impl State {
                         _ => {}
                     }
                 }
-                if !rec.bound() {
+                let moved = rec.bound()
+                    && key.proto == PROTO_UDP
+                    && s.options.on_backend_down == OnBackendDown::Move
+                    && s.backends
+                        .get(usize::from(rec.backend))
+                        .is_some_and(|b| !b.up);
+                if !rec.bound() || moved {
                     // Served here although its primary took the first packet (that node
                     // died during the handshake): the same Maglev choice it would have made.
-                    if let Err(v) = bind(s, svc, &key, &mut rec) {
-                        return v;
+                    // Or a UDP flow whose backend went down, moved as configured.
+                    if rec.admitted {
+                        self.load.release(rec.backend);
+                        rec.admitted = false;
+                    }
+                    rec.mark = Mark::None;
+                    if let Err(v) = self.bind(s, svc, &key, &mut rec) {
+                        return self.hold_or(v, key);
                     }
                     self.store(s, key, rec, now_ms);
                     announce = true;
@@ -794,10 +1196,32 @@ impl State {
                         }
                     }
                 }
-                if let Err(v) = bind(s, svc, &key, &mut rec) {
-                    return v;
+                // First come, first served: while others wait, a new flow waits behind them.
+                if svc.admission
+                    && self.releasing != Some(svc.id)
+                    && self
+                        .queues
+                        .get(usize::from(svc.id))
+                        .is_some_and(|q| !q.is_empty())
+                {
+                    return self.hold_or(Verdict::Hold(svc.id), key);
+                }
+                if let Err(v) = self.bind(s, svc, &key, &mut rec) {
+                    return self.hold_or(v, key);
+                }
+                if nat {
+                    if rec.state == FlowState::SynSeen {
+                        rec.mark = Mark::Handshake;
+                        rec.mark_us = self.now_us as u32;
+                    } else if seg.payload_len > 0 {
+                        rec.mark = Mark::Response;
+                        rec.mark_us = self.now_us as u32;
+                    }
                 }
                 if self.store(s, key, rec, now_ms) == Insert::Refused {
+                    if rec.admitted {
+                        self.load.release(rec.backend);
+                    }
                     return Verdict::Drop(DropReason::TableFull);
                 }
                 self.counters.flows_created.inc();
@@ -811,13 +1235,25 @@ impl State {
             return Verdict::Drop(DropReason::NoBackend);
         };
         self.counters.backend_packets[usize::from(rec.backend)].inc();
-        // The primary path, or the backup when the primary's port is down.
-        let mut p = backend.paths.get(usize::from(rec.primary_path));
-        if p.is_some_and(|p| !self.link_up[usize::from(p.port)]) {
-            p = backend.paths.get(usize::from(rec.backup_path));
+        // The primary path, or the backup when the primary's port is down or its probes
+        // fail; a path whose probes fail is still used when it is the only one left.
+        let link = &self.link_up;
+        let usable = |p: &&crate::services::Path| link[usize::from(p.port)] && p.up;
+        let linked = |p: &&crate::services::Path| link[usize::from(p.port)];
+        let primary = backend.paths.get(usize::from(rec.primary_path));
+        let backup = backend.paths.get(usize::from(rec.backup_path));
+        let p = if primary.filter(usable).is_some() {
+            primary
+        } else if let Some(b) = backup.filter(usable) {
             self.counters.path_failovers.inc();
-        }
-        let Some(path) = p.copied().filter(|p| self.link_up[usize::from(p.port)]) else {
+            Some(b)
+        } else if primary.filter(linked).is_some() {
+            primary
+        } else {
+            self.counters.path_failovers.inc();
+            backup.filter(linked)
+        };
+        let Some(path) = p.copied() else {
             return Verdict::Drop(DropReason::NoPath);
         };
         let out = &services.ports[usize::from(path.port)];
@@ -867,6 +1303,74 @@ impl State {
         Verdict::Tx(path.port)
     }
 
+    /// Remembers which flow a `Hold` verdict is for (the port layer's `hold` queues it).
+    #[inline]
+    fn hold_or(&mut self, v: Verdict, key: FlowKey) -> Verdict {
+        if let Verdict::Hold(_) = v {
+            self.held_key = key;
+        }
+        v
+    }
+
+    /// Picks a new flow's backend and paths. The backend: by the service's table (weights
+    /// times QoS factors, or plain weights), or the cheaper of two draws from it for the
+    /// two-choice selections; then, when the service counts flows, a slot on it below its
+    /// `max_flows` — else on whichever eligible backend has one (late binding), else the
+    /// flow waits (`Hold`). The paths: a primary by share among the backend's healthy
+    /// paths, the best other one as backup.
+    #[inline]
+    fn bind(
+        &self,
+        s: &Services,
+        svc: &Service,
+        key: &FlowKey,
+        rec: &mut FlowRecord,
+    ) -> Result<(), Verdict> {
+        let h = key.hash(SELECTION_SEED);
+        let load = &self.load;
+        let per_weight = |b: u16| {
+            let be = &s.backends[usize::from(b)];
+            f64::from(load.active(b) + 1) / f64::from(be.weight.max(1))
+        };
+        let chosen = match s.options.selection {
+            Selection::Qos | Selection::Weights => svc.maglev.lookup(h),
+            Selection::LeastFlows => p2c::pick(&svc.maglev, h, per_weight),
+            Selection::PeakEwma => p2c::pick(&svc.maglev, h, |b| {
+                f64::from(s.backends[usize::from(b)].ewma_us.max(1)) * per_weight(b)
+            }),
+        };
+        let Some(mut backend) = chosen else {
+            return Err(Verdict::Drop(DropReason::NoBackend));
+        };
+        if svc.counts_flows {
+            let max = |b: u16| s.backends[usize::from(b)].max_flows;
+            if !load.try_take(backend, max(backend)) {
+                let n = svc.backends.len();
+                let start = (h >> 32) as usize % n.max(1);
+                let other = (0..n)
+                    .map(|i| svc.backends[(start + i) % n])
+                    .find(|&b| s.backends[usize::from(b)].eligible && load.try_take(b, max(b)));
+                match other {
+                    Some(b) => backend = b,
+                    None if svc.admission => return Err(Verdict::Hold(svc.id)),
+                    None => return Err(Verdict::Drop(DropReason::NoBackend)),
+                }
+            }
+            rec.admitted = true;
+        }
+        let paths = &s.backends[usize::from(backend)].paths;
+        let mut avail = [(false, 0u16); path::MAX_PATHS];
+        let n = paths.len().min(path::MAX_PATHS);
+        for (a, p) in avail.iter_mut().zip(paths.iter()) {
+            *a = (p.up && self.link_up[usize::from(p.port)], p.share);
+        }
+        let (primary_path, backup_path) = path::choose(h, &avail[..n]);
+        rec.backend = backend;
+        rec.primary_path = primary_path;
+        rec.backup_path = backup_path;
+        Ok(())
+    }
+
     /// A reply from a nat backend: back to VIP:port, out of the port the request came in on.
     #[allow(clippy::too_many_arguments)]
     fn nat_reply(
@@ -876,10 +1380,11 @@ impl State {
         l2: &L2,
         hl: usize,
         key: FlowKey,
-        flags: u8,
+        seg: l4::Ports,
         now_ms: u32,
         via: Via,
     ) -> Verdict {
+        let flags = seg.flags;
         let Some(rev) = self.table.get_mut(&key, now_ms) else {
             if !s.is_nat_source(&key.src, key.sport, key.proto) {
                 return Verdict::Drop(DropReason::NotForUs);
@@ -934,6 +1439,19 @@ impl State {
             return Verdict::Drop(DropReason::NotForUs);
         };
         let announce = touch(fwd, flags, now_ms, &timeouts);
+        if fwd.admitted && fwd.state == FlowState::Closing {
+            self.load.release(fwd.backend);
+            fwd.admitted = false;
+        }
+        if mark_reply(
+            fwd,
+            seg,
+            self.now_us,
+            &mut self.hist,
+            s.options.qos_timeout_us,
+        ) {
+            self.counters.passive_samples.inc();
+        }
         let rec = *fwd;
         if announce {
             self.announce(fkey, rec, for_peers(&rec));
@@ -1102,22 +1620,6 @@ impl State {
             _ => Verdict::Drop(DropReason::NotForUs),
         }
     }
-}
-
-/// Picks a new flow's backend and paths: Maglev over the service's active backends by the
-/// flow's hash (the same choice on every node), then a primary and backup path.
-#[inline]
-fn bind(s: &Services, svc: &Service, key: &FlowKey, rec: &mut FlowRecord) -> Result<(), Verdict> {
-    let h = key.hash(SELECTION_SEED);
-    let Some(backend) = svc.maglev.lookup(h) else {
-        return Err(Verdict::Drop(DropReason::NoBackend));
-    };
-    let npaths = s.backends[usize::from(backend)].paths.len();
-    let (primary_path, backup_path) = path::assign(h, npaths);
-    rec.backend = backend;
-    rec.primary_path = primary_path;
-    rec.backup_path = backup_path;
-    Ok(())
 }
 
 /// Puts the IP packet at `l3` inside Ethernet + IP + UDP (+ the node header when given) to

@@ -10,7 +10,9 @@ use crate::wire::ethernet::Mac;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
-use tandem_config::{BackendState, Config, Mode, PortConfig, ServiceConfig};
+use tandem_config::{
+    BackendState, Config, Mode, OnBackendDown, PortConfig, Selection, ServiceConfig,
+};
 
 /// A port as the packet core sees it.
 #[derive(Debug, Clone)]
@@ -85,6 +87,10 @@ pub struct Path {
     pub port: u8,
     /// A fixed next-hop MAC; `None` means resolve the backend (or gateway) by ARP/ND.
     pub mac: Option<Mac>,
+    /// Health from the probes: a down path's flows go over their backup path.
+    pub up: bool,
+    /// Relative share of the backend's new flows (QoS against its other paths).
+    pub share: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +104,80 @@ pub struct Backend {
     pub weight: u32,
     pub state: BackendState,
     pub paths: Vec<Path>,
+    /// Health from the probes (any path up).
+    pub up: bool,
+    /// Takes new flows: active (or an activated standby) and up.
+    pub eligible: bool,
+    /// Admission limit (0: none).
+    pub max_flows: u32,
+    /// peak_ewma selection: the backend's latency estimate in microseconds.
+    pub ewma_us: u32,
+    /// Probe series number of the first path (the others follow).
+    pub series: u16,
+}
+
+/// What the control thread has learned about a backend since the config was read: health,
+/// QoS factor, ramp-up, path health and shares. Default: healthy, full share.
+#[derive(Debug, Clone)]
+pub struct BackendLive {
+    pub up: bool,
+    /// In (0, 1]: the share of its weight the QoS selection gives it.
+    pub factor: f64,
+    /// In (0, 1]: slow start after coming up or being activated.
+    pub ramp: f64,
+    /// A standby the control thread activated.
+    pub standby_active: bool,
+    pub path_up: Vec<bool>,
+    /// Relative path shares, 1..=1000 (empty: equal).
+    pub path_share: Vec<u16>,
+    pub ewma_us: u32,
+}
+
+impl Default for BackendLive {
+    fn default() -> Self {
+        BackendLive {
+            up: true,
+            factor: 1.0,
+            ramp: 1.0,
+            standby_active: false,
+            path_up: Vec::new(),
+            path_share: Vec::new(),
+            ewma_us: 0,
+        }
+    }
+}
+
+/// Node-wide settings the packet path needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub selection: Selection,
+    /// A passive measurement pending longer than this is a timeout (recorded at this).
+    pub qos_timeout_us: u64,
+    /// A probe that is refused is recorded at this (the probe timeout).
+    pub probe_timeout_us: u64,
+    pub on_backend_down: OnBackendDown,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            selection: Selection::Qos,
+            qos_timeout_us: 1_000_000,
+            probe_timeout_us: 1_000_000,
+            on_backend_down: OnBackendDown::Keep,
+        }
+    }
+}
+
+impl Options {
+    pub fn from_config(cfg: &Config) -> Options {
+        Options {
+            selection: cfg.qos.selection,
+            qos_timeout_us: cfg.qos.timeout.as_micros().min(u128::from(u64::MAX)) as u64,
+            probe_timeout_us: cfg.health.timeout.as_micros().min(u128::from(u64::MAX)) as u64,
+            on_backend_down: cfg.health.on_backend_down,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +191,15 @@ pub struct Service {
     pub mode: Mode,
     /// Global ids of this service's backends.
     pub backends: Vec<u16>,
+    /// New flows by hash over the eligible backends: weights times QoS factors (`qos`
+    /// selection) or plain weights (the others, whose two-choice draws come from it too).
     pub maglev: Maglev,
+    /// Some backend has `max_flows`: new flows are counted and may wait in the queue.
+    pub admission: bool,
+    /// New flows are counted per backend (admission, or a selection that reads counts).
+    pub counts_flows: bool,
+    pub queue_max_len: usize,
+    pub queue_max_wait_us: u64,
 }
 
 #[derive(Default)]
@@ -157,6 +245,9 @@ pub struct Services {
     nat_sources: FastMap<ServiceKey, ()>,
     /// The other nodes, when this one is part of a cluster.
     pub cluster: Option<ClusterView>,
+    pub options: Options,
+    /// Probe series number to (backend, path).
+    pub series: Vec<(u16, u8)>,
 }
 
 impl std::fmt::Debug for Services {
@@ -180,8 +271,21 @@ fn name_identity(service: &str, backend: &str) -> u64 {
 
 impl Services {
     /// Builds a snapshot from the services as they stand now (state and weight included)
-    /// and the ports with their MACs.
+    /// and the ports with their MACs, every backend healthy at full share.
     pub fn build(generation: u64, ports: Vec<PortInfo>, services: &[ServiceConfig]) -> Services {
+        Services::build_with(generation, ports, services, &[], Options::default())
+    }
+
+    /// Builds a snapshot with what the control thread has learned of each backend (`live`,
+    /// indexed by global backend id; missing entries are healthy at full share).
+    pub fn build_with(
+        generation: u64,
+        ports: Vec<PortInfo>,
+        services: &[ServiceConfig],
+        live: &[BackendLive],
+        options: Options,
+    ) -> Services {
+        let dflt = BackendLive::default();
         let mut out = Services {
             generation,
             ports,
@@ -191,6 +295,8 @@ impl Services {
             vips: FastMap::default(),
             nat_sources: FastMap::default(),
             cluster: None,
+            options,
+            series: Vec::new(),
         };
         for (si, s) in services.iter().enumerate() {
             let sid = si as u16;
@@ -199,7 +305,23 @@ impl Services {
             for b in &s.backends {
                 let id = out.backends.len() as u16;
                 ids.push(id);
-                let eligible = b.state == BackendState::Active;
+                let lv = live.get(usize::from(id)).unwrap_or(&dflt);
+                let taking = match b.state {
+                    BackendState::Active => true,
+                    BackendState::Standby => lv.standby_active,
+                    BackendState::Draining | BackendState::Down => false,
+                };
+                let eligible = taking && lv.up;
+                let weight = if !eligible {
+                    0
+                } else if options.selection == Selection::Qos {
+                    // Weight x factor x ramp in thousandths, at least 1 so a slow backend
+                    // keeps a trickle of flows and its measurements stay current.
+                    let f = (lv.factor * lv.ramp).clamp(0.0, 1.0);
+                    ((f64::from(b.weight) * f * 1000.0).round() as u32).max(u32::from(b.weight > 0))
+                } else {
+                    b.weight
+                };
                 if s.mode == Mode::Nat {
                     out.nat_sources.insert(
                         ServiceKey {
@@ -212,9 +334,13 @@ impl Services {
                 }
                 cands.push(Candidate {
                     id,
-                    weight: if eligible { b.weight } else { 0 },
+                    weight,
                     identity: name_identity(&s.name, &b.name),
                 });
+                let series = out.series.len() as u16;
+                for pi in 0..b.paths.len() {
+                    out.series.push((id, pi as u8));
+                }
                 out.backends.push(Backend {
                     id,
                     service: sid,
@@ -227,11 +353,19 @@ impl Services {
                     paths: b
                         .paths
                         .iter()
-                        .map(|p| Path {
+                        .enumerate()
+                        .map(|(pi, p)| Path {
                             port: p.port as u8,
                             mac: p.mac,
+                            up: lv.path_up.get(pi).copied().unwrap_or(true),
+                            share: lv.path_share.get(pi).copied().unwrap_or(1000),
                         })
                         .collect(),
+                    up: lv.up,
+                    eligible,
+                    max_flows: b.max_flows,
+                    ewma_us: lv.ewma_us,
+                    series,
                 });
             }
             let vip = addr_bytes(s.vip);
@@ -254,6 +388,10 @@ impl Services {
                 mode: s.mode,
                 backends: ids,
                 maglev: Maglev::build(&cands),
+                admission: s.admission(),
+                counts_flows: s.admission() || options.selection.counts_flows(),
+                queue_max_len: s.queue.max_len as usize,
+                queue_max_wait_us: s.queue.max_wait.as_micros().min(u128::from(u64::MAX)) as u64,
             });
         }
         out
@@ -273,7 +411,7 @@ impl Services {
             .zip(macs)
             .map(|(p, m)| PortInfo::from_config(p, *m))
             .collect();
-        Services::build(1, ports, &cfg.services)
+        Services::build_with(1, ports, &cfg.services, &[], Options::from_config(cfg))
     }
 
     /// The service for a destination. With a handful of services a scan beats hashing the

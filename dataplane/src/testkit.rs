@@ -254,6 +254,7 @@ pub fn run(core: &mut Core, port: u8, frame: &[u8], now_ms: u32) -> (Verdict, Ve
         start: 128,
         len: frame.len(),
     };
+    core.set_now_us(u64::from(now_ms) * 1000);
     let v = core.process(port, &mut p, now_ms);
     (v, p.frame().to_vec())
 }

@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """A small HTTP backend for tandem's end-to-end tests: real kernel TCP, one process.
 
-GET /id                    -> this backend's name (one line)
+GET /id                    -> this backend's name (one line), after the current delay
+GET /stats                 -> JSON: connections now, most at once, requests served (never
+                              delayed; the QoS tests read it straight from the backend)
 GET /blob?size=N&rate=R    -> N bytes of a fixed pattern (byte i is i % 251), sent at about
                               R bytes per second, so a download lasts as long as a test needs
 UDP datagram to --udp PORT -> this backend's name, then a space, then the datagram echoed
 Listens on every --port given (the nat test uses one port, dsr the VIP's).
+--delay-file F: a file holding a number of milliseconds, read on every request, that /id
+waits before answering: the tests slow a backend down and speed it up at run time.
 """
+import json
 import argparse
 import http.server
 import socket
@@ -28,7 +33,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         url = urllib.parse.urlparse(self.path)
         q = urllib.parse.parse_qs(url.query)
+        if url.path == "/stats":
+            st = self.server.stats
+            with st["lock"]:
+                body = json.dumps({k: v for k, v in st.items() if k != "lock"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if url.path == "/id":
+            delay = current_delay(self.server.delay_file)
+            if delay > 0:
+                time.sleep(delay / 1000.0)
+            with self.server.stats["lock"]:
+                self.server.stats["served"] += 1
             body = (self.server.backend_name + "\n").encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -60,15 +79,44 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_error(404)
 
 
+def current_delay(path):
+    """Milliseconds from the delay file (0 when there is none or it is being rewritten)."""
+    if not path:
+        return 0.0
+    try:
+        with open(path) as f:
+            return float(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0.0
+
+
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     """Dual stack: IPv6 and (as ::ffff:a.b.c.d) IPv4 on one socket."""
     daemon_threads = True
     allow_reuse_address = True
     address_family = socket.AF_INET6
+    request_queue_size = 128
 
     def server_bind(self):
         self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         super().server_bind()
+
+    def process_request_thread(self, request, client_address):
+        # A connection counts from accept to close: what an admission limit must bound.
+        # Requests over loopback come from the test itself (reading /stats), not through
+        # the load balancer, and are left out.
+        st = self.stats
+        counted = client_address[0] not in ("::1", "::ffff:127.0.0.1")
+        if counted:
+            with st["lock"]:
+                st["connections"] += 1
+                st["max_connections"] = max(st["max_connections"], st["connections"])
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            if counted:
+                with st["lock"]:
+                    st["connections"] -= 1
 
 
 def udp_echo(sock, name):
@@ -82,7 +130,9 @@ def main():
     p.add_argument("--name", required=True)
     p.add_argument("--port", type=int, action="append", required=True)
     p.add_argument("--udp", type=int, action="append", default=[])
+    p.add_argument("--delay-file", default="")
     a = p.parse_args()
+    stats = {"lock": threading.Lock(), "connections": 0, "max_connections": 0, "served": 0}
     for port in a.udp:
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         u.bind(("0.0.0.0", port))
@@ -91,6 +141,8 @@ def main():
     for port in a.port:
         s = Server(("::", port), Handler)
         s.backend_name = a.name
+        s.delay_file = a.delay_file
+        s.stats = stats
         servers.append(s)
         threading.Thread(target=s.serve_forever, daemon=True).start()
     print("ready", flush=True)

@@ -5,5 +5,5 @@ pub mod record;
 pub mod table;
 
 pub use key::FlowKey;
-pub use record::{FlowRecord, FlowState, Timeouts, UNBOUND};
+pub use record::{FlowRecord, FlowState, Mark, Timeouts, UNBOUND};
 pub use table::{FlowTable, Insert};

@@ -132,6 +132,25 @@ pub struct FlowRecord {
     pub last_seen_ms: u32,
     /// When this worker last told the control thread the flow is alive.
     pub last_sync_ms: u32,
+    /// True on the one copy (the admitting worker's) that holds a slot of its backend's
+    /// admission count; that copy gives the slot back when it closes, expires or is evicted.
+    pub admitted: bool,
+    /// A passive measurement under way (nat): what is being timed, since when.
+    pub mark: Mark,
+    /// Microseconds on the node's clock (low 32 bits) when the measurement started.
+    pub mark_us: u32,
+}
+
+/// What a flow's passive measurement is timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Mark {
+    #[default]
+    None = 0,
+    /// The SYN went to the backend; waiting for its SYN-ACK.
+    Handshake = 1,
+    /// Client payload went to the backend; waiting for the first server payload.
+    Response = 2,
 }
 
 /// The backend of a flow whose backend is not known here yet.
@@ -153,6 +172,9 @@ impl Default for FlowRecord {
             created_ms: 0,
             last_seen_ms: 0,
             last_sync_ms: 0,
+            admitted: false,
+            mark: Mark::None,
+            mark_us: 0,
         }
     }
 }

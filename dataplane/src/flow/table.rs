@@ -63,7 +63,14 @@ pub struct FlowTable {
     timeouts: Timeouts,
     sweep_cursor: usize,
     pub stats: TableStats,
+    /// Backends of admitted records the table dropped (expired or evicted): their slots are
+    /// the caller's to give back (`take_released`). Preallocated; see `RELEASED_CAP`.
+    released: Vec<u16>,
 }
+
+/// Room for dropped admitted records between two `take_released` calls: a sweep drops at
+/// most `max_buckets * WAYS`, a lookup or insert one.
+const RELEASED_CAP: usize = 4096;
 
 #[inline(always)]
 fn tag_of(h: u64) -> u32 {
@@ -94,7 +101,26 @@ impl FlowTable {
             timeouts,
             sweep_cursor: 0,
             stats: TableStats::default(),
+            released: Vec::with_capacity(RELEASED_CAP),
         }
+    }
+
+    #[inline]
+    fn dropped(released: &mut Vec<u16>, rec: &FlowRecord) {
+        if rec.admitted && released.len() < RELEASED_CAP {
+            released.push(rec.backend);
+        }
+    }
+
+    /// Backends whose admitted records the table dropped since the last call.
+    #[inline]
+    pub fn take_released(&mut self) -> std::vec::Drain<'_, u16> {
+        self.released.drain(..)
+    }
+
+    #[inline]
+    pub fn has_released(&self) -> bool {
+        !self.released.is_empty()
     }
 
     pub fn len(&self) -> usize {
@@ -138,6 +164,7 @@ impl FlowTable {
                     bucket.tags[i] = 0;
                     self.len -= 1;
                     self.stats.expired += 1;
+                    Self::dropped(&mut self.released, &bucket.entries[i].rec);
                     return None;
                 }
                 return Some(&mut self.buckets[b].entries[i].rec);
@@ -203,6 +230,9 @@ impl FlowTable {
             Insert::Evicted => self.stats.evicted += 1,
             _ => {}
         }
+        if result != Insert::New {
+            Self::dropped(&mut self.released, &bucket.entries[slot].rec);
+        }
         bucket.tags[slot] = tag;
         bucket.entries[slot] = Entry { key, rec };
         result
@@ -233,6 +263,7 @@ impl FlowTable {
                 if bucket.tags[i] != 0 && bucket.entries[i].rec.expired(now_ms, &self.timeouts) {
                     bucket.tags[i] = 0;
                     removed += 1;
+                    Self::dropped(&mut self.released, &bucket.entries[i].rec);
                 }
             }
         }

@@ -10,6 +10,7 @@ use super::mbuf::{self, Mempool, RawMbuf};
 use crate::counters::DropReason;
 use crate::messages::{FromWorker, ToWorker};
 use crate::pipeline::{Core, PacketBuf, Verdict};
+use crate::qos::probe::Method;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,9 +66,15 @@ struct TxBuffer {
 }
 
 impl Worker {
+    /// The node's clock: milliseconds (flow tables) and microseconds (latency), from the
+    /// TSC every worker shares.
     #[inline(always)]
-    fn now_ms(&self) -> u32 {
-        ((rdtsc().wrapping_sub(self.tsc0)) / self.tsc_per_ms.max(1)) as u32
+    fn now(&self) -> (u32, u64) {
+        let ticks = rdtsc().wrapping_sub(self.tsc0);
+        let per_ms = self.tsc_per_ms.max(1);
+        let ms = ticks / per_ms;
+        let us = ms * 1000 + (ticks % per_ms) * 1000 / per_ms;
+        (ms as u32, us)
     }
 
     /// Runs until `stop` is set; flushes what is queued before returning.
@@ -89,7 +96,8 @@ impl Worker {
             "worker polling"
         );
         while !self.stop.load(Ordering::Relaxed) {
-            let now = self.now_ms();
+            let (now, now_us) = self.now();
+            self.core.set_now_us(now_us);
             let mut got = 0;
             for pi in 0..self.ports.len() {
                 let port = self.ports[pi];
@@ -134,6 +142,9 @@ impl Worker {
             }
             self.control(now, &mut tx);
             self.retry_parked(now, &mut tx, &mut free, burst);
+            if self.core.has_queued() {
+                self.release_queued(now, &mut tx, &mut free, burst);
+            }
             for (o, b) in tx.iter_mut().enumerate() {
                 if b.n > 0 {
                     flush(&self.ports[o], self.queue, b, &counters, o);
@@ -155,6 +166,9 @@ impl Worker {
         }
         for p in self.parked.drain(..) {
             mbuf::free_bulk(&mut [p.mbuf]);
+        }
+        for w in self.core.drain_queued() {
+            mbuf::free_bulk(&mut [w.handle as RawMbuf]);
         }
         tracing::info!(worker = self.core.worker, "worker stopped");
         0
@@ -191,13 +205,21 @@ impl Worker {
             Verdict::Tx(out) => {
                 // SAFETY: start/len stay within the data room (the core checks).
                 unsafe { mbuf::set_frame(m, pkt.start, pkt.len) };
-                let o = usize::from(out);
-                let b = &mut tx[o];
-                b.pkts[b.n] = m;
-                b.lens[b.n] = pkt.len as u16;
-                b.n += 1;
-                if b.n == burst {
-                    flush(&self.ports[o], self.queue, b, &self.core.counters, o);
+                let counters = &self.core.counters;
+                enqueue(
+                    &self.ports,
+                    self.queue,
+                    tx,
+                    counters,
+                    m,
+                    out,
+                    pkt.len,
+                    burst,
+                );
+            }
+            Verdict::Hold(service) => {
+                if self.core.hold(service, m as usize, port).is_err() {
+                    free.push(m);
                 }
             }
             Verdict::Defer => {
@@ -238,14 +260,64 @@ impl Worker {
         free.clear();
     }
 
+    /// Runs the packets waiting in the admission queues again, in order, as slots free.
+    fn release_queued(
+        &mut self,
+        now: u32,
+        tx: &mut [TxBuffer],
+        free: &mut Vec<RawMbuf>,
+        burst: usize,
+    ) {
+        let ports = &self.ports;
+        let queue = self.queue;
+        let expired = std::cell::RefCell::new(Vec::<RawMbuf>::new());
+        self.core.release_queued(
+            |core, w| {
+                let m = w.handle as RawMbuf;
+                // SAFETY: a queued mbuf is ours until sent or freed; the slice does not
+                // outlive this call.
+                let (room, start, len) = unsafe { mbuf::data_room(m) };
+                let mut pkt = PacketBuf {
+                    buf: room,
+                    start,
+                    len,
+                };
+                match core.process(w.port, &mut pkt, now) {
+                    Verdict::Hold(_) => false,
+                    Verdict::Tx(out) => {
+                        // SAFETY: start/len stay within the data room (the core checks).
+                        unsafe { mbuf::set_frame(m, pkt.start, pkt.len) };
+                        enqueue(ports, queue, tx, &core.counters, m, out, pkt.len, burst);
+                        true
+                    }
+                    Verdict::Defer | Verdict::Consumed | Verdict::Drop(_) => {
+                        free.push(m);
+                        true
+                    }
+                }
+            },
+            |w| expired.borrow_mut().push(w.handle as RawMbuf),
+        );
+        free.extend(expired.into_inner());
+        mbuf::free_bulk(free);
+        free.clear();
+    }
+
     /// Applies control messages and hands the core's events to the control thread.
     fn control(&mut self, now: u32, tx: &mut [TxBuffer]) {
         for _ in 0..MAX_MESSAGES_PER_LOOP {
             let Ok(msg) = self.inbox.try_recv() else {
                 break;
             };
-            if let Some(ToWorker::Solicit { port, ip, v6 }) = self.core.apply(msg, now) {
-                self.solicit(port, &ip, v6, tx);
+            match self.core.apply(msg, now) {
+                Some(ToWorker::Solicit { port, ip, v6 }) => self.solicit(port, &ip, v6, tx),
+                Some(ToWorker::Probe {
+                    backend,
+                    path,
+                    round,
+                    method,
+                }) => self.probe(backend, path, round, method, tx),
+                _ => {}
             }
         }
         let st = &mut self.core.state;
@@ -255,6 +327,36 @@ impl Worker {
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                     st.counters.outbox_overflow.inc();
                 }
+            }
+        }
+    }
+
+    /// Sends one health probe; one that cannot go is reported so it counts as a failure.
+    fn probe(&mut self, backend: u16, path: u8, round: u8, method: Method, tx: &mut [TxBuffer]) {
+        let unsent = FromWorker::ProbeUnsent {
+            backend,
+            path,
+            round,
+        };
+        let Some(m) = self.pool.alloc() else {
+            self.core.report(unsent);
+            return;
+        };
+        // SAFETY: a fresh mbuf from our pool, owned here.
+        let (room, start, _) = unsafe { mbuf::data_room(m) };
+        match self
+            .core
+            .build_probe(backend, path, round, method, &mut room[start..])
+        {
+            Some((port, len)) if usize::from(port) < self.ports.len() => {
+                // SAFETY: the frame was written within the data room.
+                unsafe { mbuf::set_frame(m, start, len) };
+                let counters = Arc::clone(&self.core.counters);
+                enqueue(&self.ports, self.queue, tx, &counters, m, port, len, 1);
+            }
+            _ => {
+                mbuf::free_bulk(&mut [m]);
+                self.core.report(unsent);
             }
         }
     }
@@ -280,6 +382,29 @@ impl Worker {
             }
             None => mbuf::free_bulk(&mut [m]),
         }
+    }
+}
+
+/// Queues a frame for `out`'s TX buffer, flushing the buffer when it holds `burst`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn enqueue(
+    ports: &[EthPort],
+    queue: u16,
+    tx: &mut [TxBuffer],
+    counters: &crate::counters::WorkerCounters,
+    m: RawMbuf,
+    out: u8,
+    len: usize,
+    burst: usize,
+) {
+    let o = usize::from(out);
+    let b = &mut tx[o];
+    b.pkts[b.n] = m;
+    b.lens[b.n] = len as u16;
+    b.n += 1;
+    if b.n >= burst {
+        flush(&ports[o], queue, b, counters, o);
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Ports {
     pub dst: u16,
     /// TCP flags; 0 for UDP.
     pub flags: u8,
+    /// Bytes of payload after the header (what passive response timing watches for).
+    pub payload_len: u16,
 }
 
 /// Checks the L4 header is complete and reads its ports (and TCP flags).
@@ -45,6 +47,7 @@ pub fn parse(proto: u8, b: &[u8]) -> Result<Ports, WireError> {
                 src: get_u16(b, 0),
                 dst: get_u16(b, 2),
                 flags: b[13],
+                payload_len: (b.len() - off).min(usize::from(u16::MAX)) as u16,
             })
         }
         PROTO_UDP => {
@@ -59,6 +62,7 @@ pub fn parse(proto: u8, b: &[u8]) -> Result<Ports, WireError> {
                 src: get_u16(b, 0),
                 dst: get_u16(b, 2),
                 flags: 0,
+                payload_len: (len - UDP_LEN) as u16,
             })
         }
         _ => Err(WireError::Malformed),

@@ -1,0 +1,413 @@
+//! Quality of service, the control thread's half: it schedules the workers' probes and
+//! turns their answers into health (`health`), merges the workers' histograms into sliding
+//! windows (`window`), turns the windows into QoS factors and path shares (`factor`), brings
+//! standby backends in and out (`standby`), and hands the result to the workers as the
+//! `BackendLive` part of a new services snapshot. Time is passed in, so all of it runs under
+//! a fake clock in tests.
+
+pub mod factor;
+pub mod health;
+pub mod standby;
+pub mod window;
+
+use health::{Health, Schedule};
+use standby::{Action, PoolState, Standby};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tandem_config::{
+    BackendState, Config, HealthConfig, Mode, ProbeMethod, QosConfig, Selection, ServiceConfig,
+};
+use tandem_dataplane::qos::hist::Kind;
+use tandem_dataplane::qos::probe::{self, Method, Outcome};
+use tandem_dataplane::services::BackendLive;
+use window::Windows;
+
+/// How many changes `show services` keeps.
+const EVENTS_KEPT: usize = 32;
+
+/// A probe to send now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeOrder {
+    pub backend: u16,
+    pub path: u8,
+    pub round: u8,
+    pub method: Method,
+}
+
+/// A standby change the daemon carries out (the hook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookRun {
+    pub hook: std::path::PathBuf,
+    pub event: &'static str,
+    pub service: String,
+    pub backend: String,
+}
+
+/// Per backend, what selection was last computed from.
+#[derive(Debug, Clone, Default)]
+pub struct Estimate {
+    /// The latency compared (microseconds), and of which kind.
+    pub latency_us: Option<u64>,
+    pub kind: Option<Kind>,
+}
+
+pub struct Qos {
+    pub health_cfg: HealthConfig,
+    pub cfg: QosConfig,
+    pub windows: Windows,
+    /// [backend][path]
+    pub health: Vec<Vec<Health>>,
+    schedules: Vec<Vec<Schedule>>,
+    /// What the workers get (via the services snapshot).
+    pub live: Vec<BackendLive>,
+    pub estimates: Vec<Estimate>,
+    /// When a backend last started taking flows (for slow start).
+    came_up: Vec<Option<Instant>>,
+    pub standby: Vec<Option<Standby>>,
+    pub events: VecDeque<(Instant, String)>,
+    pub probes_timed_out: u64,
+    last_recompute: Option<Instant>,
+}
+
+fn probe_method(cfg: &HealthConfig, mode: Mode) -> Option<Method> {
+    match cfg.probe {
+        ProbeMethod::None => None,
+        // A gue backend's port is its GUE receive port, not a TCP service: ping it.
+        ProbeMethod::Tcp if mode == Mode::Gue => Some(Method::Icmp),
+        ProbeMethod::Tcp => Some(Method::Tcp),
+        ProbeMethod::Icmp => Some(Method::Icmp),
+    }
+}
+
+impl Qos {
+    pub fn new(cfg: &Config, now: Instant) -> Qos {
+        let backends: Vec<(usize, &ServiceConfig)> = cfg
+            .services
+            .iter()
+            .flat_map(|s| s.backends.iter().map(move |b| (b.paths.len(), s)))
+            .collect();
+        let paths: Vec<usize> = backends.iter().map(|(p, _)| *p).collect();
+        let total: usize = paths.iter().sum();
+        let interval = cfg.health.interval;
+        let mut k = 0;
+        let schedules = paths
+            .iter()
+            .map(|&n| {
+                (0..n)
+                    .map(|_| {
+                        k += 1;
+                        Schedule::new(now, interval, k - 1, total)
+                    })
+                    .collect()
+            })
+            .collect();
+        let live = paths
+            .iter()
+            .map(|&n| BackendLive {
+                path_up: vec![true; n],
+                path_share: vec![1000; n],
+                ..BackendLive::default()
+            })
+            .collect();
+        Qos {
+            health_cfg: cfg.health.clone(),
+            cfg: cfg.qos.clone(),
+            windows: Windows::new(cfg.qos.slots(), &paths),
+            health: paths.iter().map(|&n| vec![Health::default(); n]).collect(),
+            schedules,
+            live,
+            estimates: vec![Estimate::default(); paths.len()],
+            came_up: vec![None; paths.len()],
+            standby: cfg
+                .services
+                .iter()
+                .map(|s| s.standby.clone().map(Standby::new))
+                .collect(),
+            events: VecDeque::new(),
+            probes_timed_out: 0,
+            last_recompute: None,
+        }
+    }
+
+    fn event(&mut self, now: Instant, what: String) {
+        tracing::warn!("{what}");
+        if self.events.len() == EVENTS_KEPT {
+            self.events.pop_front();
+        }
+        self.events.push_back((now, what));
+    }
+
+    /// Probes due now; probes out past the timeout count as failures. Returns the orders
+    /// and whether health changed.
+    pub fn probes(&mut self, now: Instant, services: &[ServiceConfig]) -> (Vec<ProbeOrder>, bool) {
+        let mut orders = Vec::new();
+        let mut changed = false;
+        let hc = self.health_cfg.clone();
+        let mut b = 0usize;
+        for s in services {
+            let method = probe_method(&hc, s.mode);
+            for bc in &s.backends {
+                for p in 0..bc.paths.len() {
+                    let series_ok = self.series_of(b, p) < probe::MAX_SERIES;
+                    let (Some(m), true) = (method, series_ok) else {
+                        continue;
+                    };
+                    let lost = self.schedules[b][p].timed_out(now, hc.timeout);
+                    for _ in 0..lost {
+                        self.probes_timed_out += 1;
+                        let us = hc.timeout.as_micros() as u64;
+                        self.windows.record_timeout(b as u16, p, Kind::Probe, us);
+                        changed |= self.observe(now, services, b, p, false);
+                    }
+                    if let Some(round) = self.schedules[b][p].due(now, hc.interval) {
+                        orders.push(ProbeOrder {
+                            backend: b as u16,
+                            path: p as u8,
+                            round,
+                            method: m,
+                        });
+                    }
+                }
+                b += 1;
+            }
+        }
+        (orders, changed)
+    }
+
+    fn series_of(&self, b: usize, p: usize) -> usize {
+        self.health[..b].iter().map(Vec::len).sum::<usize>() + p
+    }
+
+    /// A worker's answer to a probe (or its report that it could not send one).
+    pub fn probe_result(
+        &mut self,
+        now: Instant,
+        services: &[ServiceConfig],
+        backend: u16,
+        path: u8,
+        round: u8,
+        outcome: Option<Outcome>,
+    ) -> bool {
+        let (b, p) = (usize::from(backend), usize::from(path));
+        let Some(s) = self.schedules.get_mut(b).and_then(|v| v.get_mut(p)) else {
+            return false;
+        };
+        if !s.answered(round) {
+            return false;
+        }
+        let ok = matches!(outcome, Some(Outcome::Answered(_)));
+        self.observe(now, services, b, p, ok)
+    }
+
+    fn observe(
+        &mut self,
+        now: Instant,
+        services: &[ServiceConfig],
+        b: usize,
+        p: usize,
+        ok: bool,
+    ) -> bool {
+        let (down, up) = (self.health_cfg.down_after, self.health_cfg.up_after);
+        let Some(change) = self.health[b][p].observe(ok, down, up) else {
+            return false;
+        };
+        let name = backend_name(services, b);
+        self.event(
+            now,
+            format!(
+                "path {p} of backend {name} is {}",
+                if change { "up" } else { "down" }
+            ),
+        );
+        true
+    }
+
+    /// Recomputes health, factors, path shares, ramps and standbys from the windows (after
+    /// the workers' histograms of the period that just ended were merged). Returns the hook
+    /// runs to carry out; `self.live` holds the result.
+    pub fn recompute(&mut self, now: Instant, services: &[ServiceConfig]) -> Vec<HookRun> {
+        let dt = self
+            .last_recompute
+            .map_or(self.cfg.period, |t| now.duration_since(t))
+            .as_secs_f64();
+        self.last_recompute = Some(now);
+        let params = factor::Params {
+            exponent: self.cfg.exponent,
+            tolerance: self.cfg.tolerance,
+            min_factor: self.cfg.min_factor,
+        };
+        let q = self.cfg.quantile;
+        let min = u64::from(self.cfg.min_samples);
+        let mut hooks = Vec::new();
+        let mut first = 0usize;
+        for (si, s) in services.iter().enumerate() {
+            let ids: Vec<usize> = (first..first + s.backends.len()).collect();
+            first += s.backends.len();
+            // Health, per path and per backend; slow start for one that comes back.
+            for (&b, bc) in ids.iter().zip(&s.backends) {
+                let up_paths: Vec<bool> = self.health[b].iter().map(|h| h.up).collect();
+                let up = up_paths.iter().any(|u| *u);
+                let lv = &mut self.live[b];
+                if up && !lv.up {
+                    self.came_up[b] = Some(now);
+                }
+                lv.up = up;
+                lv.path_up = up_paths;
+                let _ = bc;
+            }
+            // The kind compared in this pool: the most direct one that has samples.
+            let taking: Vec<usize> = ids
+                .iter()
+                .copied()
+                .filter(|&b| self.live[b].up && self.takes_flows(s, b - ids[0], b))
+                .collect();
+            let kind = [Kind::Response, Kind::Handshake, Kind::Probe]
+                .into_iter()
+                .find(|k| {
+                    taking
+                        .iter()
+                        .any(|&b| self.windows.quantile(b as u16, None, *k, usize::MAX, q).0 >= min)
+                })
+                .unwrap_or(Kind::Probe);
+            let lat: Vec<Option<f64>> = ids
+                .iter()
+                .map(|&b| {
+                    let (n, whole) = self.windows.quantile(b as u16, None, kind, usize::MAX, q);
+                    if n < min {
+                        return None;
+                    }
+                    let (m, recent) = self.windows.quantile(b as u16, None, kind, 2, q);
+                    Some(if m >= min { whole.max(recent) } else { whole } as f64)
+                })
+                .collect();
+            let f = factor::factors(&lat, &params);
+            for (i, &b) in ids.iter().enumerate() {
+                let old = self.live[b].factor;
+                self.live[b].factor = f[i];
+                self.estimates[b] = Estimate {
+                    latency_us: lat[i].map(|x| x as u64),
+                    kind: Some(kind),
+                };
+                if (old - f[i]).abs() > f64::EPSILON && self.cfg.selection == Selection::Qos {
+                    let name = &s.backends[i].name;
+                    self.event(
+                        now,
+                        format!("backend {name} qos factor {old:.3} -> {:.3}", f[i]),
+                    );
+                }
+                // peak EWMA of the period's mean (the anchor selection reads it).
+                let last = self.windows.summary(b as u16, None, kind, 1);
+                if last.count > 0 {
+                    let e = factor::peak_ewma(
+                        f64::from(self.live[b].ewma_us),
+                        last.mean_us,
+                        dt,
+                        self.cfg.decay.as_secs_f64(),
+                    );
+                    self.live[b].ewma_us = e.clamp(1.0, f64::from(u32::MAX)) as u32;
+                }
+                // Path shares from each path's probe round trips.
+                let np = self.health[b].len();
+                if np > 1 {
+                    let pl: Vec<Option<f64>> = (0..np)
+                        .map(|p| {
+                            let (n, v) = self.windows.quantile(
+                                b as u16,
+                                Some(p),
+                                Kind::Probe,
+                                usize::MAX,
+                                q,
+                            );
+                            (n >= min).then_some(v as f64)
+                        })
+                        .collect();
+                    let pf = factor::factors(&pl, &params);
+                    self.live[b].path_share = pf
+                        .iter()
+                        .map(|x| (x * 1000.0).round().max(1.0) as u16)
+                        .collect();
+                }
+                self.live[b].ramp = match self.came_up[b] {
+                    Some(t) => factor::ramp(
+                        now.duration_since(t).as_secs_f64(),
+                        self.cfg.slow_start.as_secs_f64(),
+                    ),
+                    None => 1.0,
+                };
+            }
+            // Standbys.
+            if let Some(mut sb) = self.standby[si].take() {
+                let pool: Vec<u16> = taking.iter().map(|&b| b as u16).collect();
+                let (n, p99) = self.windows.pool_quantile(&pool, kind, 0.99);
+                let state = PoolState {
+                    p99: (n >= min).then(|| Duration::from_micros(p99)),
+                    healthy: taking.len() as u32,
+                };
+                let candidates: Vec<u16> = ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, &b)| {
+                        s.backends[*i].state == BackendState::Standby
+                            && !self.live[b].standby_active
+                            && self.live[b].up
+                    })
+                    .map(|(_, &b)| b as u16)
+                    .collect();
+                if let Some(a) = sb.step(now, &state, &candidates) {
+                    let (b, active, event) = match a {
+                        Action::Activate(b) => (b, true, "activate"),
+                        Action::Release(b) => (b, false, "release"),
+                    };
+                    let bi = usize::from(b);
+                    self.live[bi].standby_active = active;
+                    if active {
+                        self.came_up[bi] = Some(now);
+                        self.live[bi].ramp = 0.1;
+                    }
+                    let name = s.backends[bi - ids[0]].name.clone();
+                    let p99 = state.p99.map_or("-".to_string(), |d| format!("{d:?}"));
+                    self.event(
+                        now,
+                        format!(
+                            "service {}: standby {name} {}d (pool p99 {p99}, {} healthy)",
+                            s.name, event, state.healthy
+                        ),
+                    );
+                    if let Some(h) = &sb.cfg.hook {
+                        hooks.push(HookRun {
+                            hook: h.clone(),
+                            event,
+                            service: s.name.clone(),
+                            backend: name,
+                        });
+                    }
+                }
+                self.standby[si] = Some(sb);
+            }
+        }
+        hooks
+    }
+
+    /// True when backend `b` (the `i`th of service `s`) takes new flows by its state.
+    fn takes_flows(&self, s: &ServiceConfig, i: usize, b: usize) -> bool {
+        match s.backends[i].state {
+            BackendState::Active => true,
+            BackendState::Standby => self.live[b].standby_active,
+            _ => false,
+        }
+    }
+}
+
+fn backend_name(services: &[ServiceConfig], b: usize) -> String {
+    let mut i = b;
+    for s in services {
+        if i < s.backends.len() {
+            return format!("{}/{}", s.name, s.backends[i].name);
+        }
+        i -= s.backends.len();
+    }
+    format!("#{b}")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! QoS glue under a fake clock.
