@@ -870,6 +870,77 @@ address = "10.1.0.12"
     }
 
     #[test]
+    fn qos_sections_as_written_and_their_problems() {
+        let text = GOOD.to_string()
+            + r#"
+[health]
+probe = "tcp"
+interval = "500ms"
+timeout = "1s"
+down_after = 3
+up_after = 2
+[qos]
+window = "10s"
+"#;
+        let text = text.replace(
+            "mode = \"nat\"\n",
+            "mode = \"nat\"\nqueue = { max_len = 1024, max_wait = \"2s\" }\n\
+             standby = { p99_above = \"50ms\", for = \"5s\", recover_for = \"30s\", hook = \"/usr/local/bin/provision\" }\n",
+        ) + r#"
+[[service.backend]]
+name = "spare"
+address = "10.1.0.19"
+max_flows = 4
+standby = true
+paths = [{ port = "back" }]
+"#;
+        let c = Config::from_toml(&text).unwrap();
+        assert_eq!(c.health.probe, crate::ProbeMethod::Tcp);
+        assert_eq!(c.health.down_after, 3);
+        assert_eq!(c.qos.window, Duration::from_secs(10));
+        assert_eq!(c.qos.slots(), 20);
+        let s = &c.services[0];
+        assert_eq!(s.queue.max_len, 1024);
+        assert_eq!(s.queue.max_wait, Duration::from_secs(2));
+        let sb = s.standby.as_ref().unwrap();
+        assert_eq!(sb.p99_above, Some(Duration::from_millis(50)));
+        assert_eq!(sb.recover_for, Duration::from_secs(30));
+        assert_eq!(s.backends[1].state, BackendState::Standby);
+        assert_eq!(s.backends[1].max_flows, 4);
+        assert!(s.admission());
+        // No [health]: no probes.
+        assert_eq!(
+            Config::from_toml(GOOD).unwrap().health.probe,
+            crate::ProbeMethod::None
+        );
+        let bad = text
+            .replace("probe = \"tcp\"", "probe = \"udp\"")
+            .replace(
+                "window = \"10s\"",
+                "window = \"10s\"\nselection = \"random\"\nquantile = 2.0",
+            )
+            .replace("max_len = 1024", "max_len = 0")
+            .replace("max_flows = 4", "max_flows = 0")
+            .replace("for = \"5s\"", "for = \"soon\"");
+        let p = problems(&bad);
+        for key in [
+            "health.probe",
+            "qos.selection",
+            "qos.quantile",
+            "service[0].queue.max_len",
+            "service[0].standby.for",
+            "service[0].backend[1].max_flows",
+        ] {
+            assert!(p.iter().any(|x| x.key == key), "{key}: {p:?}");
+        }
+        // A standby section with no standby backend says so.
+        let lonely = text.replace("standby = true\n", "");
+        assert!(problems(&lonely)
+            .iter()
+            .any(|x| x.key == "service[0].standby" && x.why.contains("no backend")));
+    }
+
+    #[test]
     fn syntax_errors_are_reported() {
         let p = problems("[node\nid = 1");
         assert_eq!(p.len(), 1);

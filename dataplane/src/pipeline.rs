@@ -1812,3 +1812,7 @@ mod tests;
 #[cfg(test)]
 #[path = "pipeline_cluster_tests.rs"]
 mod cluster_tests;
+
+#[cfg(test)]
+#[path = "pipeline_qos_tests.rs"]
+mod qos_tests;

@@ -2,8 +2,9 @@
 //! its weight it gets.
 //!
 //! ```text
-//! L_b   = latency of b: the q-quantile of its window, or of its last two periods when that is
-//!         higher (a slowdown counts at once; a recovery as the slow samples leave the window)
+//! L_b   = latency of b: the q-quantile of its window, or of its latest min_samples samples
+//!         when that is higher (a slowdown counts at once, however little traffic the backend
+//!         gets by then; a recovery counts as the slow samples leave the window)
 //! L_ref = the median of L over the pool's backends that have one
 //! f_b   = clamp( (L_ref × (1 + tolerance) / L_b) ^ exponent, min_factor, 1 )
 //!         rounded to a power of two in log space (1, 1/2, 1/4, ...), so small differences do

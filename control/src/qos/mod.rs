@@ -276,8 +276,8 @@ impl Qos {
                     if n < min {
                         return None;
                     }
-                    let (m, recent) = self.windows.quantile(b as u16, None, kind, 2, q);
-                    Some(if m >= min { whole.max(recent) } else { whole } as f64)
+                    let (_, recent) = self.windows.latest(b as u16, None, kind, min, q);
+                    Some(whole.max(recent) as f64)
                 })
                 .collect();
             let f = factor::factors(&lat, &params);

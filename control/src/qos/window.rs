@@ -151,14 +151,14 @@ impl Windows {
         }
     }
 
-    /// The slots of the last `periods` periods (the one being filled included) of a
-    /// backend's `path`, or of all its paths when None.
+    /// The slots of the periods `back` before the current one (0: the one being filled) of
+    /// a backend's `path`, or of all its paths when None.
     fn slots_of(
         &self,
         backend: u16,
         path: Option<usize>,
         kind: Kind,
-        periods: usize,
+        back: std::ops::Range<usize>,
     ) -> impl Iterator<Item = &Slot> + '_ {
         let b = usize::from(backend);
         let np = self.paths.get(b).copied().unwrap_or(0);
@@ -167,7 +167,7 @@ impl Windows {
             Some(_) => 0..0,
             None => 0..np,
         };
-        let periods = periods.clamp(1, self.slots);
+        let back = back.start.min(self.slots)..back.end.min(self.slots);
         let (first, current, slots) = (
             self.first.get(b).copied().unwrap_or(0),
             self.current,
@@ -175,7 +175,8 @@ impl Windows {
         );
         range.flat_map(move |p| {
             let ring = &self.rings[first + p][kind as usize];
-            (0..periods).map(move |k| &ring[(current + slots - k) % slots])
+            back.clone()
+                .map(move |k| &ring[(current + slots - k) % slots])
         })
     }
 
@@ -184,11 +185,11 @@ impl Windows {
         backend: u16,
         path: Option<usize>,
         kind: Kind,
-        periods: usize,
+        back: std::ops::Range<usize>,
     ) -> Histogram<u32> {
         let mut acc = new_histogram();
         for h in self
-            .slots_of(backend, path, kind, periods)
+            .slots_of(backend, path, kind, back)
             .filter_map(|s| s.hist.as_ref())
         {
             let _ = acc.add(h.as_ref());
@@ -204,9 +205,9 @@ impl Windows {
         kind: Kind,
         periods: usize,
     ) -> Summary {
-        let acc = self.merged(backend, path, kind, periods);
+        let acc = self.merged(backend, path, kind, 0..periods.max(1));
         let (timeouts, resets) = self
-            .slots_of(backend, path, kind, periods)
+            .slots_of(backend, path, kind, 0..periods.max(1))
             .fold((0, 0), |(t, r), s| (t + s.timeouts, r + s.resets));
         Summary::of(&acc, timeouts, resets)
     }
@@ -220,11 +221,36 @@ impl Windows {
         periods: usize,
         q: f64,
     ) -> (u64, u64) {
-        let h = self.merged(backend, path, kind, periods);
+        let h = self.merged(backend, path, kind, 0..periods.max(1));
         if h.is_empty() {
             (0, 0)
         } else {
             (h.len(), h.value_at_quantile(q))
+        }
+    }
+
+    /// (samples, q-quantile) of the most recent periods that hold at least `min` samples
+    /// (fewer when the whole window holds fewer): the latest behaviour of a backend however
+    /// little traffic it gets now.
+    pub fn latest(
+        &self,
+        backend: u16,
+        path: Option<usize>,
+        kind: Kind,
+        min: u64,
+        q: f64,
+    ) -> (u64, u64) {
+        let mut acc = new_histogram();
+        for back in 0..self.slots {
+            let _ = acc.add(self.merged(backend, path, kind, back..back + 1));
+            if acc.len() >= min {
+                break;
+            }
+        }
+        if acc.is_empty() {
+            (0, 0)
+        } else {
+            (acc.len(), acc.value_at_quantile(q))
         }
     }
 
@@ -237,7 +263,7 @@ impl Windows {
     pub fn pool_quantile(&self, backends: &[u16], kind: Kind, q: f64) -> (u64, u64) {
         let mut acc = new_histogram();
         for &b in backends {
-            let _ = acc.add(self.merged(b, None, kind, self.slots));
+            let _ = acc.add(self.merged(b, None, kind, 0..self.slots));
         }
         if acc.is_empty() {
             (0, 0)

@@ -90,6 +90,16 @@ impl Maglev {
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
+
+    /// The first backend other than `other` in the slots after `hash`'s, or None when the
+    /// table holds only `other` (two-choice selection's second candidate).
+    pub fn next_other(&self, hash: u64, other: u16) -> Option<u16> {
+        let n = self.table.len();
+        let start = (hash % TABLE_SIZE as u64) as usize;
+        (1..n)
+            .map(|i| self.table[(start + i) % n])
+            .find(|&b| b != other)
+    }
 }
 
 #[cfg(test)]
