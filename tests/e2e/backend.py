@@ -2,8 +2,9 @@
 """A small HTTP backend for tandem's end-to-end tests: real kernel TCP, one process.
 
 GET /id                    -> this backend's name (one line), after the current delay
-GET /stats                 -> JSON: connections now, most at once, requests served (never
-                              delayed; the QoS tests read it straight from the backend)
+GET /stats[?reset=1]       -> JSON: connections now, most at once, requests served (never
+                              delayed; the QoS tests read it straight from the backend);
+                              reset=1 starts the counts again after answering
 GET /blob?size=N&rate=R    -> N bytes of a fixed pattern (byte i is i % 251), sent at about
                               R bytes per second, so a download lasts as long as a test needs
 UDP datagram to --udp PORT -> this backend's name, then a space, then the datagram echoed
@@ -36,7 +37,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if url.path == "/stats":
             st = self.server.stats
             with st["lock"]:
-                body = json.dumps({k: v for k, v in st.items() if k != "lock"}).encode()
+                body = json.dumps({k: v for k, v in st.items()
+                                   if k not in ("lock", "counted")}).encode()
+                if q.get("reset"):
+                    st["max_connections"] = st["connections"]
+                    st["served"] = 0
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -105,18 +110,23 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         # A connection counts from accept to close: what an admission limit must bound.
         # Requests over loopback come from the test itself (reading /stats), not through
         # the load balancer, and are left out.
-        st = self.stats
-        counted = client_address[0] not in ("::1", "::ffff:127.0.0.1")
-        if counted:
+        if client_address[0] not in ("::1", "::ffff:127.0.0.1"):
+            st = self.stats
             with st["lock"]:
                 st["connections"] += 1
                 st["max_connections"] = max(st["max_connections"], st["connections"])
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            if counted:
-                with st["lock"]:
-                    st["connections"] -= 1
+                st["counted"].add(id(request))
+        super().process_request_thread(request, client_address)
+
+    def shutdown_request(self, request):
+        # Uncounted before the socket closes: the next connection, let in when this one's
+        # FIN frees its slot, can never overlap it in the count.
+        st = self.stats
+        with st["lock"]:
+            if id(request) in st["counted"]:
+                st["counted"].discard(id(request))
+                st["connections"] -= 1
+        super().shutdown_request(request)
 
 
 def udp_echo(sock, name):
@@ -132,7 +142,8 @@ def main():
     p.add_argument("--udp", type=int, action="append", default=[])
     p.add_argument("--delay-file", default="")
     a = p.parse_args()
-    stats = {"lock": threading.Lock(), "connections": 0, "max_connections": 0, "served": 0}
+    stats = {"lock": threading.Lock(), "counted": set(), "connections": 0,
+             "max_connections": 0, "served": 0}
     for port in a.udp:
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         u.bind(("0.0.0.0", port))

@@ -11,7 +11,9 @@
 //!         not rebuild tables, and nodes that measure alike build identical ones
 //! share = weight × f_b × ramp_b     (ramp: slow start, 0.1 → 1 over qos.slow_start)
 //! ```
-//! A backend without enough samples keeps f = 1. Timeouts and resets are in the windows at
+//! A backend without `min_samples` samples keeps f = 1, unless it is penalised already: then
+//! the trickle it gets is judged on whatever samples there are, and its estimate is kept
+//! through windows with none for two windows (then it is tried again at full share). Timeouts and resets are in the windows at
 //! the timeout value, so a backend that fails fast never looks fast. New flows go by the
 //! flow's hash through a Maglev table built from the shares: every backend keeps a share in
 //! proportion, so no new flow herds onto the momentarily fastest one, and a slow backend keeps

@@ -49,6 +49,8 @@ pub struct Estimate {
     /// The latency compared (microseconds), and of which kind.
     pub latency_us: Option<u64>,
     pub kind: Option<Kind>,
+    /// When its backend last had samples (in the period then ending).
+    pub at: Option<Instant>,
 }
 
 pub struct Qos {
@@ -269,24 +271,43 @@ impl Qos {
                         .any(|&b| self.windows.quantile(b as u16, None, *k, usize::MAX, q).0 >= min)
                 })
                 .unwrap_or(Kind::Probe);
+            let keep_for = self.cfg.window * 2;
             let lat: Vec<Option<f64>> = ids
                 .iter()
                 .map(|&b| {
                     let (n, whole) = self.windows.quantile(b as u16, None, kind, usize::MAX, q);
-                    if n < min {
-                        return None;
+                    // A backend already penalised gets only a trickle of flows: judge it on
+                    // whatever samples it has, and keep its estimate through windows with
+                    // none (for two windows; then it is retried, as Finagle's probation).
+                    let penalised = self.live[b].factor < 1.0;
+                    let prev = &self.estimates[b];
+                    if n >= min || (penalised && n > 0) {
+                        let (_, recent) = self.windows.latest(b as u16, None, kind, min, q);
+                        return Some(whole.max(recent) as f64);
                     }
-                    let (_, recent) = self.windows.latest(b as u16, None, kind, min, q);
-                    Some(whole.max(recent) as f64)
+                    match (penalised, prev.latency_us, prev.at) {
+                        (true, Some(l), Some(at)) if now.duration_since(at) < keep_for => {
+                            Some(l as f64)
+                        }
+                        _ => None,
+                    }
                 })
                 .collect();
             let f = factor::factors(&lat, &params);
             for (i, &b) in ids.iter().enumerate() {
                 let old = self.live[b].factor;
                 self.live[b].factor = f[i];
+                // Samples in the period just ended: the estimate rests on fresh data.
+                let fresh = self.windows.quantile(b as u16, None, kind, 1, q).0 > 0;
+                let at = if fresh {
+                    Some(now)
+                } else {
+                    self.estimates[b].at
+                };
                 self.estimates[b] = Estimate {
                     latency_us: lat[i].map(|x| x as u64),
                     kind: Some(kind),
+                    at: lat[i].and(at),
                 };
                 if (old - f[i]).abs() > f64::EPSILON && self.cfg.selection == Selection::Qos {
                     let name = &s.backends[i].name;

@@ -234,3 +234,29 @@ fn a_slow_pool_brings_its_standby_in_and_lets_it_go_after_recovery() {
     assert!((19.0..=22.0).contains(&took), "released after {took} s");
     assert!(!s.qos.live[3].standby_active);
 }
+
+#[test]
+fn a_penalised_backend_with_no_samples_keeps_its_estimate_for_two_windows() {
+    let mut s = Sim::new();
+    for _ in 0..10 {
+        s.period([10, 10, 10, 0], 20);
+    }
+    s.period([10, 100, 10, 0], 6);
+    assert!(s.qos.live[1].factor < 0.05);
+    // It gets no flows now: its slow samples leave the 10 s window, and it stays penalised
+    // on the estimate it had...
+    let since = s.secs();
+    let mut retried = None;
+    for _ in 0..60 {
+        s.period([10, 0, 10, 0], 20);
+        if retried.is_none() && s.qos.live[1].factor == 1.0 {
+            retried = Some(s.secs() - since);
+        }
+    }
+    // ...until two windows (20 s) after its last sample, when it is tried at full share.
+    let retried = retried.expect("retried");
+    assert!(
+        (19.0..=21.0).contains(&retried),
+        "retried after {retried} s"
+    );
+}
