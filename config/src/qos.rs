@@ -35,6 +35,7 @@ pub struct QosFile {
     pub timeout: Option<String>,
     pub slow_start: Option<String>,
     pub decay: Option<String>,
+    pub probation: Option<String>,
 }
 
 /// A service's `queue = { ... }` as written.
@@ -104,7 +105,8 @@ impl Default for HealthConfig {
 /// How a new flow's backend is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selection {
-    /// Weight times a QoS factor from the measured latency (the default; see README).
+    /// Two candidates drawn by weight times a QoS factor from the measured latency, the one
+    /// with fewer active flows per unit of that wins (the default; see README).
     Qos,
     /// Plain weights (Maglev), no feedback.
     Weights,
@@ -134,7 +136,7 @@ impl Selection {
     }
     /// True when selection reads live flow counts (so every new flow is counted).
     pub fn counts_flows(self) -> bool {
-        matches!(self, Selection::LeastFlows | Selection::PeakEwma)
+        !matches!(self, Selection::Weights)
     }
 }
 
@@ -163,6 +165,9 @@ pub struct QosConfig {
     pub slow_start: Duration,
     /// peak_ewma: the EWMA's time constant.
     pub decay: Duration,
+    /// A penalised backend gets no flows, so no new samples: it keeps its estimate this
+    /// long after its last sample, then is tried again at full share.
+    pub probation: Duration,
 }
 
 impl Default for QosConfig {
@@ -179,6 +184,7 @@ impl Default for QosConfig {
             timeout: Duration::from_secs(1),
             slow_start: Duration::from_secs(10),
             decay: Duration::from_secs(10),
+            probation: Duration::from_secs(30),
         }
     }
 }
@@ -354,6 +360,8 @@ pub(crate) fn qos(f: Option<&QosFile>, problems: &mut Vec<Problem>) -> QosConfig
     let slow_start = c.dur("qos.slow_start", f.slow_start.as_deref(), d.slow_start);
     let decay = c.dur("qos.decay", f.decay.as_deref(), d.decay);
     c.positive("qos.decay", decay);
+    let probation = c.dur("qos.probation", f.probation.as_deref(), d.probation);
+    c.positive("qos.probation", probation);
     QosConfig {
         window,
         period,
@@ -366,6 +374,7 @@ pub(crate) fn qos(f: Option<&QosFile>, problems: &mut Vec<Problem>) -> QosConfig
         timeout,
         slow_start,
         decay,
+        probation,
     }
 }
 

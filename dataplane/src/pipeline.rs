@@ -167,14 +167,20 @@ fn touch(r: &mut FlowRecord, flags: u8, now_ms: u32, t: &Timeouts) -> bool {
 }
 
 /// Passive timing, request side (nat): client payload starts a response timing when none
-/// is under way; a timing pending past `timeout_us` is recorded as a timeout, and so is one
-/// the client gives up on with a reset.
+/// is under way. A timing pending past `timeout_us` is recorded as a timeout. A client that
+/// gives up (FIN or RST) while waiting records how long it waited: a timeout when that
+/// reached `timeout_us`, else a plain sample (the response took at least that long), so a
+/// client that half-closes right after its request does not make a backend look slow.
 #[inline]
 fn mark_request(r: &mut FlowRecord, seg: l4::Ports, now_us: u64, h: &mut HistSet, timeout_us: u64) {
     if r.mark != Mark::None {
         let waited = u64::from((now_us as u32).wrapping_sub(r.mark_us));
-        if waited > timeout_us || seg.flags & RST != 0 {
-            h.record_timeout(r.backend, r.primary_path, mark_kind(r.mark), timeout_us);
+        let kind = mark_kind(r.mark);
+        if waited >= timeout_us {
+            h.record_timeout(r.backend, r.primary_path, kind, timeout_us);
+            r.mark = Mark::None;
+        } else if seg.flags & (FIN | RST) != 0 {
+            h.record(r.backend, r.primary_path, kind, waited);
             r.mark = Mark::None;
         }
     }
@@ -1312,9 +1318,10 @@ impl State {
         v
     }
 
-    /// Picks a new flow's backend and paths. The backend: by the service's table (weights
-    /// times QoS factors, or plain weights), or the cheaper of two draws from it for the
-    /// two-choice selections; then, when the service counts flows, a slot on it below its
+    /// Picks a new flow's backend and paths. The backend: two candidates drawn from the
+    /// service's table (weight x QoS factor), the one with fewer active flows per unit of
+    /// weight x factor winning (`qos`); or by plain weights; or the anchors' two choices.
+    /// Then, when the service counts flows, a slot on it below its
     /// `max_flows` — else on whichever eligible backend has one (late binding), else the
     /// flow waits (`Hold`). The paths: a primary by share among the backend's healthy
     /// paths, the best other one as backup.
@@ -1333,7 +1340,10 @@ impl State {
             f64::from(load.active(b) + 1) / f64::from(be.weight.max(1))
         };
         let chosen = match s.options.selection {
-            Selection::Qos | Selection::Weights => svc.maglev.lookup(h),
+            Selection::Weights => svc.maglev.lookup(h),
+            Selection::Qos => p2c::pick(&svc.maglev, h, |b| {
+                f64::from(load.active(b) + 1) / s.backends[usize::from(b)].qos_weight.max(1e-6)
+            }),
             Selection::LeastFlows => p2c::pick(&svc.maglev, h, per_weight),
             Selection::PeakEwma => p2c::pick(&svc.maglev, h, |b| {
                 f64::from(s.backends[usize::from(b)].ewma_us.max(1)) * per_weight(b)

@@ -205,6 +205,26 @@ fn nat_handshakes_and_responses_are_timed_on_the_packet_path() {
     let (n, max, timeouts, _) = samples(&c, b, Kind::Response);
     assert_eq!((n, timeouts), (2, 1));
     assert!(max >= 990_000, "{max}");
+    // A client giving up after 1 s (its own timeout) counts as a timeout at once; one that
+    // half-closes right after its request records only what it waited.
+    run(
+        &mut c,
+        0,
+        &client(40000, ACK, b"GET /slow HTTP/1.0\r\n\r\n"),
+        1210,
+    );
+    run(&mut c, 0, &client(40000, FIN | ACK, b""), 2210);
+    let (n, _, timeouts, _) = samples(&c, b, Kind::Response);
+    assert_eq!((n, timeouts), (3, 2));
+    run(
+        &mut c,
+        0,
+        &client(40000, ACK, b"GET /half HTTP/1.0\r\n\r\n"),
+        2220,
+    );
+    run(&mut c, 0, &client(40000, FIN | ACK, b""), 2221);
+    let (n, _, timeouts, _) = samples(&c, b, Kind::Response);
+    assert_eq!((n, timeouts), (4, 2));
     // A server reset during a request counts as a reset, also at the timeout value.
     run(
         &mut c,

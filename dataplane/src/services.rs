@@ -110,6 +110,8 @@ pub struct Backend {
     pub eligible: bool,
     /// Admission limit (0: none).
     pub max_flows: u32,
+    /// Weight x QoS factor x ramp: the capacity the `qos` selection compares flows against.
+    pub qos_weight: f64,
     /// peak_ewma selection: the backend's latency estimate in microseconds.
     pub ewma_us: u32,
     /// Probe series number of the first path (the others follow).
@@ -364,6 +366,7 @@ impl Services {
                     up: lv.up,
                     eligible,
                     max_flows: b.max_flows,
+                    qos_weight: f64::from(b.weight) * (lv.factor * lv.ramp).clamp(0.0, 1.0),
                     ewma_us: lv.ewma_us,
                     series,
                 });

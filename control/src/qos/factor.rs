@@ -11,13 +11,19 @@
 //!         not rebuild tables, and nodes that measure alike build identical ones
 //! share = weight × f_b × ramp_b     (ramp: slow start, 0.1 → 1 over qos.slow_start)
 //! ```
+//!
 //! A backend without `min_samples` samples keeps f = 1, unless it is penalised already: then
-//! the trickle it gets is judged on whatever samples there are, and its estimate is kept
-//! through windows with none for two windows (then it is tried again at full share). Timeouts and resets are in the windows at
-//! the timeout value, so a backend that fails fast never looks fast. New flows go by the
-//! flow's hash through a Maglev table built from the shares: every backend keeps a share in
-//! proportion, so no new flow herds onto the momentarily fastest one, and a slow backend keeps
-//! a trickle (min_factor) that keeps measuring it.
+//! whatever samples it has count, and its estimate is kept through periods with none for
+//! `qos.probation` after its last sample; then it is tried again at full share.
+//!
+//! A new flow's backend: two candidates drawn by the flow's hash from a Maglev table built
+//! from the shares (so candidates come in proportion to weight x factor), and the one with
+//! fewer active flows per unit of weight x factor wins (power of two choices). The draw
+//! keeps shares proportional, so no new flow herds onto the momentarily fastest backend;
+//! the comparison steers away from a backend whose flows pile up before its slowness has
+//! been measured (its requests have not finished yet), as peak EWMA's (active + 1) does.
+//! Timeouts and resets are in the windows at the timeout value, so a backend that fails
+//! fast never looks fast.
 
 /// The knobs, from `[qos]`.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +76,7 @@ pub fn ramp(elapsed_s: f64, slow_start_s: f64) -> f64 {
 /// Peak EWMA (Finagle): a new sample above the average replaces it; one below pulls it down
 /// with time constant `tau_s` over `dt_s`.
 pub fn peak_ewma(prev: f64, sample: f64, dt_s: f64, tau_s: f64) -> f64 {
-    if prev <= 0.0 || sample > prev {
+    if sample > prev {
         return sample;
     }
     let w = (-dt_s / tau_s.max(1e-3)).exp();

@@ -271,14 +271,14 @@ impl Qos {
                         .any(|&b| self.windows.quantile(b as u16, None, *k, usize::MAX, q).0 >= min)
                 })
                 .unwrap_or(Kind::Probe);
-            let keep_for = self.cfg.window * 2;
+            let keep_for = self.cfg.probation;
             let lat: Vec<Option<f64>> = ids
                 .iter()
                 .map(|&b| {
                     let (n, whole) = self.windows.quantile(b as u16, None, kind, usize::MAX, q);
-                    // A backend already penalised gets only a trickle of flows: judge it on
+                    // A backend already penalised gets few flows or none: judge it on
                     // whatever samples it has, and keep its estimate through windows with
-                    // none (for two windows; then it is retried, as Finagle's probation).
+                    // none for `probation`; then it is tried again at full share.
                     let penalised = self.live[b].factor < 1.0;
                     let prev = &self.estimates[b];
                     if n >= min || (penalised && n > 0) {
@@ -317,16 +317,16 @@ impl Qos {
                     );
                 }
                 // peak EWMA of the period's mean (the anchor selection reads it).
+                // With no sample the cost decays toward zero, as Finagle's does when read.
                 let last = self.windows.summary(b as u16, None, kind, 1);
-                if last.count > 0 {
-                    let e = factor::peak_ewma(
-                        f64::from(self.live[b].ewma_us),
-                        last.mean_us,
-                        dt,
-                        self.cfg.decay.as_secs_f64(),
-                    );
-                    self.live[b].ewma_us = e.clamp(1.0, f64::from(u32::MAX)) as u32;
-                }
+                let sample = if last.count > 0 { last.mean_us } else { 0.0 };
+                let e = factor::peak_ewma(
+                    f64::from(self.live[b].ewma_us),
+                    sample,
+                    dt,
+                    self.cfg.decay.as_secs_f64(),
+                );
+                self.live[b].ewma_us = e.clamp(1.0, f64::from(u32::MAX)) as u32;
                 // Path shares from each path's probe round trips.
                 let np = self.health[b].len();
                 if np > 1 {
