@@ -1,7 +1,8 @@
 //! Writes a pcap of established-flow traffic for benchmarks: `flows` distinct TCP 5-tuples
-//! (ACK, no payload, 60-byte frames) to a VIP, cycled `rounds` times.
+//! (ACK, 60-byte frames; or with PAYLOAD bytes of data, which nat's response timing watches)
+//! to a VIP, cycled `rounds` times.
 //!
-//! cargo run --release --example mkpcap -- OUT.pcap FLOWS ROUNDS [VIP] [DST_MAC]
+//! cargo run --release --example mkpcap -- OUT.pcap FLOWS ROUNDS [VIP] [DST_MAC] [PAYLOAD]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use tandem_dataplane::wire::l4::ACK;
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     if a.len() < 4 {
-        eprintln!("usage: mkpcap OUT.pcap FLOWS ROUNDS [VIP] [DST_MAC]");
+        eprintln!("usage: mkpcap OUT.pcap FLOWS ROUNDS [VIP] [DST_MAC] [PAYLOAD]");
         std::process::exit(2);
     }
     let flows: u32 = a[2].parse().expect("FLOWS");
@@ -24,6 +25,7 @@ fn main() {
         .get(5)
         .map(|s| tandem_config::units::parse_mac(s).expect("DST_MAC"))
         .unwrap_or([2, 0, 0, 0, 0, 1]);
+    let payload = vec![b'x'; a.get(6).map_or(0, |s| s.parse().expect("PAYLOAD"))];
     let f = std::fs::File::create(&a[1]).expect("create");
     let header = pcap_file::pcap::PcapHeader {
         datalink: pcap_file::DataLink::ETHERNET,
@@ -40,7 +42,16 @@ fn main() {
                 (i >> 8) as u8,
             ));
             let sport = 1024 + (i & 0xff) as u16 * 200 + (i >> 8) as u16 % 200;
-            let frame = testkit::tcp(mac, [2, 0, 0, 0, 0xc, 1], src, sport, vip, 80, ACK, b"");
+            let frame = testkit::tcp(
+                mac,
+                [2, 0, 0, 0, 0xc, 1],
+                src,
+                sport,
+                vip,
+                80,
+                ACK,
+                &payload,
+            );
             w.write_packet(&pcap_file::pcap::PcapPacket::new(
                 Duration::ZERO,
                 frame.len() as u32,
