@@ -89,7 +89,7 @@ fn main() {
     let mut k = 0u32;
     // The clock is read once per 32 packets, as the port layer reads it once per burst.
     let mut run = |core: &mut Core, f: &[u8]| -> Verdict {
-        if k % 32 == 0 {
+        if k.is_multiple_of(32) {
             now = t0.elapsed();
             core.set_now_us(now.as_micros() as u64);
         }
