@@ -720,8 +720,11 @@ impl State {
         }
         if r != Insert::Refused && rec.bound() {
             if let Some(rkey) = self.reverse_key(s, &key, &rec) {
+                // The reverse entry holds no slot: only the forward record gives it back.
                 let rrec = FlowRecord {
                     reverse: true,
+                    admitted: false,
+                    mark: Mark::None,
                     ..rec
                 };
                 self.table.insert(rkey, rrec, now_ms);
@@ -1335,18 +1338,22 @@ impl State {
     ) -> Result<(), Verdict> {
         let h = key.hash(SELECTION_SEED);
         let load = &self.load;
-        let per_weight = |b: u16| {
-            let be = &s.backends[usize::from(b)];
-            f64::from(load.active(b) + 1) / f64::from(be.weight.max(1))
-        };
+        // Load per unit of weight: with no flows anywhere both candidates tie and the first
+        // draw (already in proportion to the weights) wins, so shares follow the weights at
+        // low load; an (active + 1) numerator would hand every tie to the heavier backend.
+        let weight = |b: u16| f64::from(s.backends[usize::from(b)].weight.max(1));
         let chosen = match s.options.selection {
             Selection::Weights => svc.maglev.lookup(h),
             Selection::Qos => p2c::pick(&svc.maglev, h, |b| {
-                f64::from(load.active(b) + 1) / s.backends[usize::from(b)].qos_weight.max(1e-6)
+                f64::from(load.active(b)) / s.backends[usize::from(b)].qos_weight.max(1e-6)
             }),
-            Selection::LeastFlows => p2c::pick(&svc.maglev, h, per_weight),
+            Selection::LeastFlows => {
+                p2c::pick(&svc.maglev, h, |b| f64::from(load.active(b)) / weight(b))
+            }
+            // Finagle's cost, as the anchor: latency x (outstanding + 1), per weight.
             Selection::PeakEwma => p2c::pick(&svc.maglev, h, |b| {
-                f64::from(s.backends[usize::from(b)].ewma_us.max(1)) * per_weight(b)
+                let ewma = f64::from(s.backends[usize::from(b)].ewma_us.max(1));
+                ewma * f64::from(load.active(b) + 1) / weight(b)
             }),
         };
         let Some(mut backend) = chosen else {

@@ -502,3 +502,42 @@ fn least_flows_picks_the_less_loaded_of_two() {
     assert_eq!(a + b, 200);
     assert!(a.abs_diff(b) <= 1, "{a} vs {b}");
 }
+
+/// At low load (each flow over before the next starts, so every backend has no active flow)
+/// QoS selection follows the weights: ties go to the first, weight-proportional draw.
+#[test]
+fn qos_selection_follows_weights_at_low_load() {
+    let mut c0 = cfg();
+    c0.services[0].queue = tandem_config::QueueConfig::default();
+    for (b, w) in c0.services[0].backends.iter_mut().zip([3, 1]) {
+        b.max_flows = 0;
+        b.weight = w;
+    }
+    let opts = Options::from_config(&c0);
+    assert_eq!(opts.selection, Selection::Qos);
+    let mut c = Core::new(
+        0,
+        65536,
+        Timeouts::default(),
+        snapshot(&c0, &[], opts),
+        Arc::new(WorkerCounters::default()),
+        7,
+    );
+    let mut to_a = 0;
+    let n = 4000;
+    for i in 0..n {
+        let sport = 10_000 + i as u16;
+        let (_, o) = run(&mut c, 0, &client(sport, SYN, b""), 1);
+        if dst_of(&o) == Ipv4Addr::new(10, 1, 0, 11) {
+            to_a += 1;
+        }
+        run(&mut c, 0, &client(sport, RST, b""), 1);
+    }
+    let share = f64::from(to_a) / f64::from(n);
+    assert!((share - 0.75).abs() < 0.03, "a took {share}");
+    assert_eq!(
+        c.load.active(0) + c.load.active(1),
+        0,
+        "every slot given back"
+    );
+}
