@@ -119,6 +119,11 @@ fn main() {
         n += frames.len() as u64;
     }
     let el = start.elapsed().as_secs_f64();
+    let cap = 1_000_000;
+    println!(
+        "table: {} bytes per flow of capacity",
+        tandem_dataplane::flow::FlowTable::bytes_for(cap) / cap
+    );
     println!(
         "{flows} flows, payload {}: {:.1} ns/packet, {:.2} Mpps, {:.3}% not forwarded",
         payload.len(),
