@@ -1,6 +1,7 @@
 //! The packet path never allocates: a counting global allocator watches the packet core
-//! process a mix of frames (new nat, dsr and gue flows, replies, ARP, ICMP, drops) after
-//! warm-up, and must see no allocation at all.
+//! process a mix of frames (new nat, dsr and gue flows, replies, ARP, ICMP, drops, latency
+//! samples, a health probe and its reply, new flows held in an admission queue and
+//! released) after warm-up, and must see no allocation at all.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -97,7 +98,28 @@ mode = "gue"
 name = "g1"
 address = "10.1.0.31"
 paths = [{ port = "back", mac = "02:00:00:00:01:31" }]
+[[service]]
+name = "lim"
+vip = "192.0.2.40"
+port = 80
+protocol = "tcp"
+mode = "nat"
+queue = { max_len = 16, max_wait = "2s" }
+[[service.backend]]
+name = "l1"
+address = "10.1.0.41"
+port = 8080
+max_flows = 1
+paths = [{ port = "back", mac = "02:00:00:00:01:41" }]
 "#;
+
+/// A SYN-ACK from backend b (10.1.0.12:8080) to the node's back port (10.1.0.1); the test
+/// fills in the probe's port and acknowledgement number.
+const PROBE_REPLY_TEMPLATE: [u8; 54] = [
+    2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 1, 0x12, 0x08, 0x00, // Ethernet
+    0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 1, 0, 12, 10, 1, 0, 1, // IPv4
+    0x1f, 0x90, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x12, 0xff, 0xff, 0, 0, 0, 0, // TCP
+];
 
 #[test]
 fn packet_path_does_not_allocate() {
@@ -156,16 +178,18 @@ fn packet_path_does_not_allocate() {
             b"q",
         ));
         for b in ["10.1.0.11", "10.1.0.12"] {
-            frames.push(testkit::tcp(
-                macs[1],
-                [2, 0, 0, 0, 1, 0x11],
-                ip(b),
-                8080,
-                ip("198.51.100.7"),
-                1024 + i,
-                SYN | ACK,
-                b"",
-            ));
+            for (flags, data) in [(SYN | ACK, &b""[..]), (ACK, &b"HTTP/1.0 200 OK"[..])] {
+                frames.push(testkit::tcp(
+                    macs[1],
+                    [2, 0, 0, 0, 1, 0x11],
+                    ip(b),
+                    8080,
+                    ip("198.51.100.7"),
+                    1024 + i,
+                    flags,
+                    data,
+                ));
+            }
         }
     }
     frames.push(testkit::arp_request(
@@ -216,11 +240,63 @@ fn packet_path_does_not_allocate() {
         }
         sent
     };
+    // New flows to a backend that takes one at a time: the rest wait in the queue.
+    let lim: Vec<Vec<u8>> = (0..8u16)
+        .map(|i| {
+            testkit::tcp(
+                macs[0],
+                client,
+                ip("198.51.100.77"),
+                3000 + i,
+                ip("192.0.2.40"),
+                80,
+                SYN,
+                b"",
+            )
+        })
+        .collect();
+    let mut qbuf = vec![0u8; 2048];
+    let mut synack = vec![0u8; 60];
     // Warm up on a few frames, hand the events off as the port layer would, then count.
-    run(&mut core, &frames[..12], 1);
+    run(&mut core, &frames[..16], 1);
     core.outbox.clear();
     COUNTING.with(|c| c.set(true));
+    core.set_now_us(2_000);
     let sent = run(&mut core, &frames, 2);
+    // A probe to backend b over its path, and the backend's SYN-ACK to it.
+    let mut probe = [0u8; 128];
+    let (_, n) = core
+        .build_probe(
+            1,
+            0,
+            1,
+            tandem_dataplane::qos::probe::Method::Tcp,
+            &mut probe,
+        )
+        .expect("probe");
+    let sport = u16::from_be_bytes([probe[34], probe[35]]);
+    let seq = u32::from_be_bytes([probe[38], probe[39], probe[40], probe[41]]);
+    assert!(n > 0);
+    synack[..54].copy_from_slice(&PROBE_REPLY_TEMPLATE);
+    synack[36..38].copy_from_slice(&sport.to_be_bytes());
+    synack[42..46].copy_from_slice(&seq.wrapping_add(1).to_be_bytes());
+    let replies = std::slice::from_ref(&synack);
+    assert_eq!(run(&mut core, replies, 2), 1, "the reset goes out");
+    let mut held = 0;
+    for (h, f) in lim.iter().enumerate() {
+        qbuf[128..128 + f.len()].copy_from_slice(f);
+        let mut p = PacketBuf {
+            buf: &mut qbuf,
+            start: 128,
+            len: f.len(),
+        };
+        if let Verdict::Hold(svc) = core.process(0, &mut p, 2) {
+            core.hold(svc, h, 0).expect("room to wait");
+            held += 1;
+        }
+    }
+    assert_eq!(held, 7);
+    core.release_queued(|_, _| false, |_| {});
     core.housekeeping(3, 1 << 20);
     COUNTING.with(|c| c.set(false));
     let allocs = ALLOCS.with(Cell::get);
