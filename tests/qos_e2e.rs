@@ -176,14 +176,15 @@ const SLOW_AT: f64 = 4.0;
 const FAST_AT: f64 = 14.0;
 const RUN_S: u32 = 28;
 
-/// One run of the slow-backend scenario with a selection; returns the requests.
-fn slow_backend_run(bed: &Bed, selection: &str) -> (Vec<Req>, serde_json::Value) {
+/// A node with one nat service over backends b1..b3 (20 ms each, probed), the given
+/// selection and extra `[qos]` keys, a 5 s window of 250 ms periods.
+fn three_backends(bed: &Bed, name: &str, selection: &str, qos: &str) -> Node {
     for i in 1..=3 {
         bed.delay(i, 20);
     }
     let sections = format!(
         "[health]\nprobe = \"tcp\"\ninterval = \"500ms\"\ntimeout = \"1s\"\n\
-         [qos]\nselection = \"{selection}\"\nwindow = \"5s\"\nperiod = \"250ms\"\nprobation = \"10s\"\n"
+         [qos]\nselection = \"{selection}\"\nwindow = \"5s\"\nperiod = \"250ms\"\n{qos}"
     );
     let services = format!(
         "[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\nmode = \"nat\"\n{}",
@@ -192,7 +193,17 @@ fn slow_backend_run(bed: &Bed, selection: &str) -> (Vec<Req>, serde_json::Value)
             "paths = [{ port = \"back\" }]\n"
         )
     );
-    let mut node = bed.node(&format!("slow-{selection}"), &sections, &services);
+    bed.node(name, &sections, &services)
+}
+
+/// One run of the slow-backend scenario with a selection; returns the requests.
+fn slow_backend_run(bed: &Bed, selection: &str) -> (Vec<Req>, serde_json::Value) {
+    let mut node = three_backends(
+        bed,
+        &format!("slow-{selection}"),
+        selection,
+        "probation = \"10s\"\n",
+    );
     let load = bed.load(30, RUN_S, 3.0);
     let t0 = Instant::now();
     let at = |s: f64| t0 + Duration::from_secs_f64(s);
@@ -537,21 +548,7 @@ fn wait_for(node: &Node, cmd: &str) -> serde_json::Value {
 fn scenario_anchors(bed: &Bed) {
     let mut table = Vec::new();
     for selection in ["qos", "weights", "least_flows", "peak_ewma"] {
-        for i in 1..=3 {
-            bed.delay(i, 20);
-        }
-        let sections = format!(
-            "[health]\nprobe = \"tcp\"\ninterval = \"500ms\"\ntimeout = \"1s\"\n\
-             [qos]\nselection = \"{selection}\"\nwindow = \"5s\"\nperiod = \"250ms\"\n"
-        );
-        let services = format!(
-            "[[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\nmode = \"nat\"\n{}",
-            backends(
-                &[("b1", ""), ("b2", ""), ("b3", "")],
-                "paths = [{ port = \"back\" }]\n"
-            )
-        );
-        let mut node = bed.node(&format!("anchor-{selection}"), &sections, &services);
+        let mut node = three_backends(bed, &format!("anchor-{selection}"), selection, "");
         let load = bed.load(20, 22, 1.0);
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs(3));

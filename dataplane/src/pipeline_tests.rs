@@ -111,6 +111,11 @@ fn ip(s: &str) -> IpAddr {
 use testkit::run;
 
 fn client_syn(sport: u16) -> Vec<u8> {
+    client_segment(sport, SYN)
+}
+
+/// A segment with no payload from the client to the nat VIP.
+fn client_segment(sport: u16, flags: u8) -> Vec<u8> {
     testkit::tcp(
         FRONT_MAC,
         CLIENT_MAC,
@@ -118,7 +123,7 @@ fn client_syn(sport: u16) -> Vec<u8> {
         sport,
         ip("192.0.2.10"),
         80,
-        SYN,
+        flags,
         b"",
     )
 }
@@ -532,18 +537,7 @@ fn a_syn_on_a_closed_flow_starts_a_new_flow() {
         }
         sport += 1;
     }
-    let seg = |flags| {
-        testkit::tcp(
-            FRONT_MAC,
-            CLIENT_MAC,
-            ip("198.51.100.7"),
-            sport,
-            ip("192.0.2.10"),
-            80,
-            flags,
-            b"",
-        )
-    };
+    let seg = |flags| client_segment(sport, flags);
     // A retransmitted SYN during the handshake stays with its flow.
     let (_, out) = run(&mut c, 0, &seg(SYN), 2);
     assert_eq!(
