@@ -185,13 +185,47 @@ fn mix(rounds: u32) {
     let mut frames: Vec<(u8, Vec<u8>)> = Vec::new();
     for i in 0..flows {
         let be = backend_of[i as usize];
-        let synack = testkit::tcp(back, [2, 0, 0, 0, 1, 0x11], be, 8080, cip(i), sport(i), SYN | ACK, b"");
+        let synack = testkit::tcp(
+            back,
+            [2, 0, 0, 0, 1, 0x11],
+            be,
+            8080,
+            cip(i),
+            sport(i),
+            SYN | ACK,
+            b"",
+        );
         run(&mut core, 1, &synack);
-        frames.push((0, testkit::tcp(mac, client, cip(i), sport(i), vip, 80, ACK, b"")));
-        frames.push((0, testkit::tcp(mac, client, cip(i), sport(i), vip, 80, ACK, &data)));
-        frames.push((1, testkit::tcp(back, [2, 0, 0, 0, 1, 0x11], be, 8080, cip(i), sport(i), ACK, &data)));
+        frames.push((
+            0,
+            testkit::tcp(mac, client, cip(i), sport(i), vip, 80, ACK, b""),
+        ));
+        frames.push((
+            0,
+            testkit::tcp(mac, client, cip(i), sport(i), vip, 80, ACK, &data),
+        ));
+        frames.push((
+            1,
+            testkit::tcp(
+                back,
+                [2, 0, 0, 0, 1, 0x11],
+                be,
+                8080,
+                cip(i),
+                sport(i),
+                ACK,
+                &data,
+            ),
+        ));
     }
-    frames.push((0, testkit::arp_request(client, Ipv4Addr::new(10, 0, 0, 9), Ipv4Addr::new(10, 0, 0, 1))));
+    frames.push((
+        0,
+        testkit::arp_request(
+            client,
+            Ipv4Addr::new(10, 0, 0, 9),
+            Ipv4Addr::new(10, 0, 0, 1),
+        ),
+    ));
     frames.push((0, vec![0u8; 7]));
     core.outbox.clear();
     let mut n = 0u64;
@@ -233,7 +267,9 @@ fn buf_dst(
     );
     let rec = core.table.peek(&key).expect("flow stored");
     let addr = &core.services.backends[usize::from(rec.backend)].addr;
-    out.push(IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])));
+    out.push(IpAddr::V4(Ipv4Addr::new(
+        addr[0], addr[1], addr[2], addr[3],
+    )));
 }
 
 fn syn_src(f: &[u8]) -> IpAddr {

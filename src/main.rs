@@ -1,4 +1,5 @@
-//! The `tandem` command: `run` the daemon, `check-config` a file, or `ctl` a running node.
+//! The `tandem` command: `run` the daemon, `check-config` a file, `ctl` a running node, or
+//! `gen` load.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ enum Cmd {
         #[arg(last = true)]
         eal: Vec<String>,
     },
+    /// The load generator: established or new flows at a rate, on DPDK ports; reports Mpps,
+    /// loss, reordering and latency every second and at the end.
+    Gen(tandem_control::gen::GenArgs),
     /// Validate a config: exit 0, or print each problem (key and why) and exit 1.
     CheckConfig { file: PathBuf },
     /// Send a command to a running node's control socket ("help" lists them).
@@ -88,6 +92,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Gen(args) => match tandem_control::gen::run(&args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem gen: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Cmd::Ctl {
             socket,
             json,

@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod counters;
 pub mod flow;
+pub mod gen;
 pub mod messages;
 pub mod neighbor;
 pub mod pipeline;

@@ -21,7 +21,14 @@ pub struct Candidate {
 #[derive(Clone)]
 pub struct Maglev {
     table: Box<[u16]>,
+    /// How many backends hold slots.
+    backends: usize,
 }
+
+/// Slots after a flow's own that `next_other` looks through for a second backend: with two
+/// backends or more, Maglev interleaves them, so one turns up within a few slots unless
+/// the weights are extremely skewed (then the first backend is compared with itself).
+const NEIGHBOURS: usize = 256;
 
 impl std::fmt::Debug for Maglev {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,6 +44,7 @@ impl Maglev {
         if live.is_empty() {
             return Maglev {
                 table: Box::new([]),
+                backends: 0,
             };
         }
         let m = TABLE_SIZE as u64;
@@ -76,6 +84,7 @@ impl Maglev {
         }
         Maglev {
             table: table.into_boxed_slice(),
+            backends: live.len(),
         }
     }
 
@@ -91,12 +100,16 @@ impl Maglev {
         self.table.is_empty()
     }
 
-    /// The first backend other than `other` in the slots after `hash`'s, or None when the
-    /// table holds only `other` (two-choice selection's second candidate).
+    /// The first backend other than `other` in the few slots after `hash`'s, or None
+    /// (two-choice selection's second candidate). A table of one backend answers at once.
+    #[inline]
     pub fn next_other(&self, hash: u64, other: u16) -> Option<u16> {
+        if self.backends < 2 {
+            return None;
+        }
         let n = self.table.len();
         let start = (hash % TABLE_SIZE as u64) as usize;
-        (1..n)
+        (1..NEIGHBOURS.min(n))
             .map(|i| self.table[(start + i) % n])
             .find(|&b| b != other)
     }

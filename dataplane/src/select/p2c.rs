@@ -65,5 +65,9 @@ mod tests {
             assert!((12_000..14_700).contains(c), "{counts:?}");
         }
         assert_eq!(pick(&Maglev::build(&[]), 1, |_| 0.0), None);
+        // One backend: itself, at once (no search for a second candidate).
+        let one = table(1);
+        assert_eq!(pick(&one, 5, |_| 1.0), Some(0));
+        assert_eq!(one.next_other(5, 0), None);
     }
 }

@@ -1,0 +1,400 @@
+//! `tandem gen`: the load generator, on the same port layer as the daemon. One loop on the
+//! EAL main lcore (pinned to `--core`) sends bursts on one port at a target rate (or as fast
+//! as it can) and receives on another (or the same), accounting every stamped frame that
+//! comes back (`tandem_dataplane::gen`). It reports every second and at the end, as a table
+//! or as JSON lines, and exits by itself after `--duration` or `--count`.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use tandem_dataplane::gen::{self, Rx, Spec};
+use tandem_dataplane::port::eal::{rdtsc, Eal};
+use tandem_dataplane::port::ethdev::EthPort;
+use tandem_dataplane::port::mbuf::{self, Mempool, RawMbuf};
+
+/// What kind of traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// `flows` distinct 5-tuples cycled (TCP ACKs or UDP).
+    Established,
+    /// Every packet a TCP SYN of a fresh 5-tuple.
+    New,
+    /// Established flows with a share of new ones (`--new-share`).
+    Mix,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenArgs {
+    /// The port to send on: DPDK devargs (net_memif0,role=client,socket=..., net_af_packet0,
+    /// iface=..., net_pcap0,..., net_null0).
+    #[arg(long)]
+    pub tx: String,
+    /// The port to receive on (default: the TX port).
+    #[arg(long)]
+    pub rx: Option<String>,
+    #[arg(long, value_enum, default_value = "established")]
+    pub mode: Mode,
+    /// Distinct flows for established traffic.
+    #[arg(long, default_value_t = 1000)]
+    pub flows: u64,
+    /// tcp or udp (new flows are always TCP SYNs).
+    #[arg(long, default_value = "udp")]
+    pub proto: String,
+    /// Frame length in bytes, without the FCS (64 and up).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Packets per second, or "max".
+    #[arg(long, default_value = "max")]
+    pub rate: String,
+    /// Mix mode: the share of packets that start a new flow.
+    #[arg(long, default_value_t = 0.1)]
+    pub new_share: f64,
+    /// How long to send ("10s"); or give --count.
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// Packets to send (instead of a duration).
+    #[arg(long)]
+    pub count: Option<u64>,
+    #[arg(long, default_value = "192.0.2.10")]
+    pub dst_ip: std::net::Ipv4Addr,
+    #[arg(long, default_value_t = 80)]
+    pub dst_port: u16,
+    /// The device under test's MAC (its receiving port's).
+    #[arg(long, default_value = "02:00:00:00:00:01")]
+    pub dst_mac: String,
+    /// Flows' first source address (flow n: + n / 60000; port 1024 + n % 60000).
+    #[arg(long, default_value = "10.100.0.0")]
+    pub src_ip: std::net::Ipv4Addr,
+    /// The CPU the loop runs on.
+    #[arg(long, default_value_t = 0)]
+    pub core: usize,
+    /// mbufs in the generator's pool.
+    #[arg(long, default_value_t = 16383)]
+    pub mbufs: u32,
+    /// After the links are up, wait this long before sending (the device under test notices
+    /// its own links coming up).
+    #[arg(long, default_value = "500ms")]
+    pub settle: String,
+    /// Send this long first without counting (flow tables fill, rings and caches warm up);
+    /// frames sent then are not counted when they come back.
+    #[arg(long, default_value = "1s")]
+    pub warmup: String,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// EAL arguments (default: --no-huge -m 512 --no-pci --file-prefix tandem-gen-PID).
+    #[arg(last = true)]
+    pub eal: Vec<String>,
+}
+
+const BURST: usize = 32;
+/// After sending stops, frames still in flight are waited for this long.
+const DRAIN: Duration = Duration::from_millis(300);
+
+fn vdev_arg(devargs: &str) -> Vec<String> {
+    if devargs.starts_with("net_") {
+        vec![format!("--vdev={devargs}")]
+    } else {
+        vec!["-a".into(), devargs.into()]
+    }
+}
+
+fn device(devargs: &str) -> &str {
+    devargs.split(',').next().unwrap_or("")
+}
+
+fn report(t: f64, dt: f64, tx: u64, rx: &Rx, prev: (u64, u64), final_: bool) -> Value {
+    let h = if final_ { &rx.total } else { &rx.interval };
+    let us = |q: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    let (tx_rate, rx_rate) = if final_ {
+        (tx as f64 / dt, rx.ours as f64 / dt)
+    } else {
+        ((tx - prev.0) as f64 / dt, (rx.ours - prev.1) as f64 / dt)
+    };
+    json!({
+        "t_s": (t * 1000.0).round() / 1000.0,
+        "final": final_,
+        "tx_mpps": (tx_rate / 1e4).round() / 100.0,
+        "rx_mpps": (rx_rate / 1e4).round() / 100.0,
+        "tx": tx,
+        "rx": rx.ours,
+        "rx_other": rx.frames - rx.ours,
+        "lost": tx.saturating_sub(rx.ours),
+        "reordered": rx.reordered,
+        "p50_us": us(0.5),
+        "p99_us": us(0.99),
+        "p999_us": us(0.999),
+        "max_us": if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 },
+    })
+}
+
+fn print(v: &Value, json_out: bool, header: &mut bool) {
+    if json_out {
+        println!("{v}");
+        return;
+    }
+    if !*header {
+        println!(
+            "{:>7} {:>8} {:>8} {:>12} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "t_s",
+            "tx_mpps",
+            "rx_mpps",
+            "tx",
+            "rx",
+            "lost",
+            "p50_us",
+            "p99_us",
+            "p999_us",
+            "max_us"
+        );
+        *header = true;
+    }
+    println!(
+        "{:>7} {:>8} {:>8} {:>12} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9}{}",
+        v["t_s"],
+        v["tx_mpps"],
+        v["rx_mpps"],
+        v["tx"],
+        v["rx"],
+        v["lost"],
+        v["p50_us"],
+        v["p99_us"],
+        v["p999_us"],
+        v["max_us"],
+        if v["final"] == true { "  (total)" } else { "" }
+    );
+}
+
+/// Runs the generator; returns the final report.
+pub fn run(a: &GenArgs) -> anyhow::Result<Value> {
+    let proto = match a.proto.as_str() {
+        "tcp" => 6,
+        "udp" => 17,
+        p => anyhow::bail!("--proto: \"{p}\" is not tcp or udp"),
+    };
+    let proto = if a.mode == Mode::New { 6 } else { proto };
+    let spec = Spec {
+        proto,
+        size: a.size,
+        src_mac: [2, 0, 0, 0, 0, 0x47],
+        dst_mac: tandem_config::units::parse_mac(&a.dst_mac)
+            .map_err(|e| anyhow::anyhow!("--dst-mac: {e}"))?,
+        src_ip: a.src_ip.octets(),
+        dst_ip: a.dst_ip.octets(),
+        dst_port: a.dst_port,
+    };
+    if a.size < spec.min_size() || a.size > 1500 {
+        anyhow::bail!(
+            "--size: from {} to 1500 bytes for this protocol",
+            spec.min_size()
+        );
+    }
+    if a.flows == 0 {
+        anyhow::bail!("--flows: at least 1");
+    }
+    let rate: Option<f64> = match a.rate.as_str() {
+        "max" => None,
+        r => Some(r.parse::<f64>().ok().filter(|x| *x > 0.0).ok_or_else(|| {
+            anyhow::anyhow!("--rate: \"{r}\" is not a number of packets per second or max")
+        })?),
+    };
+    let duration = tandem_config::units::parse_duration(&a.duration)
+        .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+    if !(0.0..=1.0).contains(&a.new_share) {
+        anyhow::bail!("--new-share: from 0 to 1");
+    }
+
+    let mut args = if a.eal.is_empty() {
+        vec![
+            "--no-huge".into(),
+            "-m".into(),
+            "512".into(),
+            "--no-pci".into(),
+            "--file-prefix".into(),
+            format!("tandem-gen-{}", std::process::id()),
+            "--log-level".into(),
+            "lib.eal:warning".into(),
+        ]
+    } else {
+        a.eal.clone()
+    };
+    args.push(format!("--lcores=0@{}", a.core));
+    args.extend(vdev_arg(&a.tx));
+    let rx_devargs = a.rx.clone().unwrap_or_else(|| a.tx.clone());
+    let separate = device(&rx_devargs) != device(&a.tx);
+    if separate {
+        args.extend(vdev_arg(&rx_devargs));
+    }
+    let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pool = Mempool::new("tandem_gen", a.mbufs, 256, -1).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let open = |d: &str| -> anyhow::Result<EthPort> {
+        let id = EthPort::by_name(device(d)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        EthPort::start(id, 1, 1024, 1024, &pool, None)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", device(d)))
+    };
+    let txp = open(&a.tx)?;
+    let rxp = if separate { open(&rx_devargs)? } else { txp };
+    let settle = tandem_config::units::parse_duration(&a.settle)
+        .map_err(|e| anyhow::anyhow!("--settle: {e}"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(txp.link().up && rxp.link().up) {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("the ports' links did not come up within 10 s (is the peer running?)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(settle);
+
+    // Established flows' frames, built once (up to a million; beyond, built as sent).
+    let templates: Vec<Vec<u8>> = if a.mode != Mode::New && a.flows <= 1 << 20 {
+        (0..a.flows)
+            .map(|n| {
+                let mut b = vec![0u8; spec.size];
+                gen::write_frame(&mut b, &spec, n, false);
+                b
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let warmup = tandem_config::units::parse_duration(&a.warmup)
+        .map_err(|e| anyhow::anyhow!("--warmup: {e}"))?;
+    let hz = eal.tsc_hz().max(1);
+    let t0 = rdtsc();
+    // Start of the measured phase on that clock (after the warm-up).
+    let mut base = 0u64;
+    let mut warming = !warmup.is_zero();
+    let ns_of = |t: u64| (u128::from(t.wrapping_sub(t0)) * 1_000_000_000 / u128::from(hz)) as u64;
+    let end_ns = duration.as_nanos() as u64;
+    let mut rx = Rx::default();
+    let mut tx: u64 = 0;
+    let mut seq: u32 = 0;
+    let mut flow: u64 = 0;
+    let mut fresh: u64 = a.flows; // new flows' numbers start past the established ones
+    let new_every = if a.new_share > 0.0 {
+        (1.0 / a.new_share).round().max(1.0) as u64
+    } else {
+        u64::MAX
+    };
+    let mut pkts: [RawMbuf; BURST] = [std::ptr::null_mut(); BURST];
+    // Frames built but refused by the TX ring, offered again first.
+    let mut pending = 0usize;
+    // Token bucket: at most one burst of credit, so a stall is never made up in a rush.
+    let mut credit = 0.0f64;
+    let mut last_ns = 0u64;
+    let mut rxb: [RawMbuf; BURST] = [std::ptr::null_mut(); BURST];
+    let mut next_report = 1_000_000_000u64;
+    let mut prev = (0u64, 0u64);
+    let mut header = false;
+    let mut sending = true;
+    let mut stop_at = u64::MAX;
+    loop {
+        let mut now = ns_of(rdtsc()) - base;
+        if warming && now >= warmup.as_nanos() as u64 {
+            // Measuring starts now: a fresh clock, counts and histograms; frames stamped
+            // before this sequence number are the warm-up's.
+            warming = false;
+            base += now;
+            now = 0;
+            last_ns = 0;
+            tx = 0;
+            rx = Rx::default();
+            rx.start_seq = Some(seq);
+            next_report = 1_000_000_000;
+            prev = (0, 0);
+        }
+        if sending && !warming {
+            let done = match a.count {
+                Some(c) => tx >= c,
+                None => now >= end_ns,
+            };
+            if done {
+                sending = false;
+                stop_at = now;
+            }
+        }
+        if !sending && now >= stop_at + DRAIN.as_nanos() as u64 {
+            break;
+        }
+        if sending {
+            let allowed = match rate {
+                None => BURST,
+                Some(r) => {
+                    credit = (credit + (now - last_ns) as f64 * r / 1e9).min(BURST as f64);
+                    credit as usize
+                }
+            };
+            last_ns = now;
+            let allowed = match a.count {
+                Some(c) if !warming => allowed.min((c - tx) as usize),
+                _ => allowed,
+            };
+            let mut n = pending;
+            while n < allowed {
+                let Some(m) = pool.alloc() else { break };
+                // SAFETY: a fresh mbuf from our pool, owned here until sent or freed.
+                let (room, start, _) = unsafe { mbuf::data_room(m) };
+                let f = &mut room[start..start + spec.size];
+                let is_new = match a.mode {
+                    Mode::New => true,
+                    Mode::Mix => u64::from(seq).is_multiple_of(new_every),
+                    Mode::Established => false,
+                };
+                if is_new {
+                    gen::write_frame(f, &spec, fresh, true);
+                    fresh += 1;
+                } else if let Some(t) = templates.get(flow as usize) {
+                    f.copy_from_slice(t);
+                    flow = (flow + 1) % a.flows;
+                } else {
+                    gen::write_frame(f, &spec, flow, false);
+                    flow = (flow + 1) % a.flows;
+                }
+                gen::stamp(f, &spec, seq, ns_of(rdtsc()) as u32);
+                seq = seq.wrapping_add(1);
+                // SAFETY: the frame was written within the data room.
+                unsafe { mbuf::set_frame(m, start, spec.size) };
+                pkts[n] = m;
+                n += 1;
+            }
+            let sent = txp.tx_burst(0, &mut pkts[..n]);
+            tx += sent as u64;
+            credit = (credit - sent as f64).max(0.0);
+            // The refused ones move to the front, to be offered again next time round.
+            pkts.copy_within(sent..n, 0);
+            pending = n - sent;
+        }
+        let got = rxp.rx_burst(0, &mut rxb);
+        if got > 0 {
+            let now32 = ns_of(rdtsc()) as u32;
+            for &m in &rxb[..got] {
+                // SAFETY: from rx_burst, ours until freed below.
+                let (room, start, len) = unsafe { mbuf::data_room(m) };
+                rx.on_frame(&room[start..start + len], now32);
+            }
+            mbuf::free_bulk(&mut rxb[..got]);
+        }
+        if now >= next_report && sending && !warming {
+            let v = report(now as f64 / 1e9, 1.0, tx, &rx, prev, false);
+            print(&v, a.json, &mut header);
+            prev = (tx, rx.ours);
+            rx.interval.reset();
+            next_report += 1_000_000_000;
+        }
+    }
+    mbuf::free_bulk(&mut pkts[..pending]);
+    let secs = (stop_at as f64 / 1e9).max(1e-9);
+    let v = report(secs, secs, tx, &rx, prev, true);
+    print(&v, a.json, &mut header);
+    txp.stop_and_close();
+    if separate {
+        rxp.stop_and_close();
+    }
+    eal.cleanup();
+    Ok(v)
+}
