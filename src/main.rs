@@ -29,7 +29,7 @@ enum Cmd {
     },
     /// The load generator: established or new flows at a rate, on DPDK ports; reports Mpps,
     /// loss, reordering and latency every second and at the end.
-    Gen(tandem_control::gen::GenArgs),
+    Gen(Box<tandem_control::gen::GenArgs>),
     /// Validate a config: exit 0, or print each problem (key and why) and exit 1.
     CheckConfig { file: PathBuf },
     /// Send a command to a running node's control socket ("help" lists them).
