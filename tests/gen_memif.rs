@@ -47,8 +47,7 @@ fn gen(s: &Scratch, args: &[&str]) -> serde_json::Value {
     );
     let last = out
         .lines()
-        .filter(|l| l.starts_with('{'))
-        .last()
+        .rfind(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no report:\n{out}"));
     let v: serde_json::Value = serde_json::from_str(last).unwrap();
     assert_eq!(v["final"], true, "{out}");
