@@ -1,6 +1,8 @@
 //! A fixed-capacity, set-associative flow table: the key's hash picks a bucket of `WAYS`
 //! slots; a slot holds a 32-bit tag (0 = empty) beside its key and record, so a lookup
-//! touches one bucket and compares full keys only on a tag match.
+//! touches one bucket and compares full keys only on a tag match. A key whose bucket is full
+//! goes to an alternate bucket (other bits of its hash), looked in only on a miss in the
+//! first: with one bucket, 0.3% of 100 000 flows were refused at 38% occupancy.
 //!
 //! All memory is allocated by `new`; insert, lookup and remove never allocate. When a bucket
 //! is full, an expired entry is reused, else the oldest entry still in its handshake
@@ -52,6 +54,8 @@ pub struct TableStats {
     pub evicted: u64,
     pub refused: u64,
     pub expired: u64,
+    /// Entries moved to their alternate bucket to make room.
+    pub relocated: u64,
 }
 
 pub struct FlowTable {
@@ -140,85 +144,109 @@ impl FlowTable {
         std::mem::size_of_val(&*self.buckets) / self.capacity.max(1)
     }
 
+    /// A key's two buckets (its first, and the alternate it overflows to) and its tag.
     #[inline]
-    fn locate(&self, key: &FlowKey) -> (usize, u32) {
+    fn locate(&self, key: &FlowKey) -> (usize, usize, u32) {
         let h = key.hash(self.seed);
-        ((h as usize) & self.mask, tag_of(h))
+        let b1 = (h as usize) & self.mask;
+        // Other bits of the hash; never the first bucket itself.
+        let b2 = ((h >> 24) as usize ^ (h >> 45) as usize) & self.mask;
+        let b2 = if b2 == b1 { b1 ^ 1 } else { b2 };
+        (b1, b2, tag_of(h))
     }
 
-    /// Prefetch hint: the bucket a key falls in (for batching lookups over a burst).
+    #[inline]
+    fn slot_in(&self, b: usize, tag: u32, key: &FlowKey) -> Option<usize> {
+        let bucket = &self.buckets[b];
+        (0..WAYS).find(|&i| bucket.tags[i] == tag && bucket.entries[i].key == *key)
+    }
+
+    /// Where `key` is stored: (bucket, slot). The first bucket is looked in first; the
+    /// alternate only on a miss there (most keys live in their first bucket).
+    #[inline]
+    fn find(&self, key: &FlowKey) -> Option<(usize, usize)> {
+        let (b1, b2, tag) = self.locate(key);
+        if let Some(i) = self.slot_in(b1, tag, key) {
+            return Some((b1, i));
+        }
+        self.slot_in(b2, tag, key).map(|i| (b2, i))
+    }
+
+    /// Prefetch hint: the bucket a key falls in first (for batching lookups over a burst).
     #[inline]
     pub fn bucket_addr(&self, key: &FlowKey) -> *const u8 {
-        let (b, _) = self.locate(key);
+        let (b, _, _) = self.locate(key);
         &self.buckets[b] as *const Bucket as *const u8
     }
 
     /// The live record for `key`; an expired one is removed and not returned.
     #[inline]
     pub fn get_mut(&mut self, key: &FlowKey, now_ms: u32) -> Option<&mut FlowRecord> {
-        let (b, tag) = self.locate(key);
+        let (b, i) = self.find(key)?;
         let bucket = &mut self.buckets[b];
-        for i in 0..WAYS {
-            if bucket.tags[i] == tag && bucket.entries[i].key == *key {
-                if bucket.entries[i].rec.expired(now_ms, &self.timeouts) {
-                    bucket.tags[i] = 0;
-                    self.len -= 1;
-                    self.stats.expired += 1;
-                    Self::dropped(&mut self.released, &bucket.entries[i].rec);
-                    return None;
-                }
-                return Some(&mut self.buckets[b].entries[i].rec);
-            }
+        if bucket.entries[i].rec.expired(now_ms, &self.timeouts) {
+            bucket.tags[i] = 0;
+            self.len -= 1;
+            self.stats.expired += 1;
+            Self::dropped(&mut self.released, &bucket.entries[i].rec);
+            return None;
         }
-        None
+        Some(&mut bucket.entries[i].rec)
     }
 
     /// Looks without expiring (for the control path and tests).
     pub fn peek(&self, key: &FlowKey) -> Option<&FlowRecord> {
-        let (b, tag) = self.locate(key);
-        let bucket = &self.buckets[b];
-        (0..WAYS)
-            .find(|&i| bucket.tags[i] == tag && bucket.entries[i].key == *key)
-            .map(|i| &bucket.entries[i].rec)
+        self.find(key).map(|(b, i)| &self.buckets[b].entries[i].rec)
     }
 
-    /// Inserts or replaces the record for `key`.
+    /// Inserts or replaces the record for `key`. A new key takes a free slot of its first
+    /// bucket, else of its alternate; when both are full, an expired entry of either is
+    /// reused, else the oldest half-open one is evicted, else the insert is refused. Two
+    /// buckets make a refusal while the table has room rare (both must be full).
     pub fn insert(&mut self, key: FlowKey, rec: FlowRecord, now_ms: u32) -> Insert {
-        let (b, tag) = self.locate(&key);
+        if let Some((b, i)) = self.find(&key) {
+            self.buckets[b].entries[i].rec = rec;
+            return Insert::Updated;
+        }
+        let (b1, b2, tag) = self.locate(&key);
         let t = self.timeouts;
         let full = self.len >= self.capacity;
-        let bucket = &mut self.buckets[b];
         let mut empty = None;
         let mut expired = None;
-        let mut oldest_syn: Option<(usize, u32)> = None;
-        for i in 0..WAYS {
-            let bt = bucket.tags[i];
-            if bt == 0 {
-                if empty.is_none() {
-                    empty = Some(i);
+        let mut oldest_syn: Option<(usize, usize, u32)> = None;
+        for b in [b1, b2] {
+            let bucket = &self.buckets[b];
+            for i in 0..WAYS {
+                if bucket.tags[i] == 0 {
+                    if empty.is_none() {
+                        empty = Some((b, i));
+                    }
+                    continue;
                 }
-                continue;
+                let e = &bucket.entries[i].rec;
+                if e.expired(now_ms, &t) {
+                    if expired.is_none() {
+                        expired = Some((b, i));
+                    }
+                } else if e.state == FlowState::SynSeen {
+                    let age = now_ms.wrapping_sub(e.last_seen_ms);
+                    if oldest_syn.is_none_or(|(_, _, a)| age > a) {
+                        oldest_syn = Some((b, i, age));
+                    }
+                }
             }
-            let e = &bucket.entries[i];
-            if bt == tag && e.key == key {
-                bucket.entries[i].rec = rec;
-                return Insert::Updated;
-            }
-            if e.rec.expired(now_ms, &t) {
-                if expired.is_none() {
-                    expired = Some(i);
-                }
-            } else if e.rec.state == FlowState::SynSeen {
-                let age = now_ms.wrapping_sub(e.rec.last_seen_ms);
-                if oldest_syn.is_none_or(|(_, a)| age > a) {
-                    oldest_syn = Some((i, age));
-                }
+            if empty.is_some() && !full {
+                break;
             }
         }
-        let (slot, result) = match (empty, expired, oldest_syn) {
-            (Some(i), _, _) if !full => (i, Insert::New),
-            (_, Some(i), _) => (i, Insert::ReusedExpired),
-            (_, _, Some((i, _))) => (i, Insert::Evicted),
+        // Both buckets full: move one of their entries to its own alternate bucket.
+        if empty.is_none() && expired.is_none() && !full {
+            empty = self.make_room(b1).or_else(|| self.make_room(b2));
+        }
+        let ((b, slot), result) = match (empty, expired, oldest_syn) {
+            (Some(at), _, _) if !full => (at, Insert::New),
+            (_, Some(at), _) => (at, Insert::ReusedExpired),
+            (_, _, Some((b, i, _))) => ((b, i), Insert::Evicted),
             _ => {
                 self.stats.refused += 1;
                 return Insert::Refused;
@@ -230,6 +258,7 @@ impl FlowTable {
             Insert::Evicted => self.stats.evicted += 1,
             _ => {}
         }
+        let bucket = &mut self.buckets[b];
         if result != Insert::New {
             Self::dropped(&mut self.released, &bucket.entries[slot].rec);
         }
@@ -238,17 +267,30 @@ impl FlowTable {
         result
     }
 
-    pub fn remove(&mut self, key: &FlowKey) -> Option<FlowRecord> {
-        let (b, tag) = self.locate(key);
-        let bucket = &mut self.buckets[b];
+    /// One cuckoo step: moves an entry of bucket `b` to its other bucket when that one has
+    /// a free slot; returns the slot freed in `b`.
+    fn make_room(&mut self, b: usize) -> Option<(usize, usize)> {
         for i in 0..WAYS {
-            if bucket.tags[i] == tag && bucket.entries[i].key == *key {
-                bucket.tags[i] = 0;
-                self.len -= 1;
-                return Some(bucket.entries[i].rec);
+            let key = self.buckets[b].entries[i].key;
+            let (x1, x2, tag) = self.locate(&key);
+            let alt = if b == x1 { x2 } else { x1 };
+            if let Some(j) = (0..WAYS).find(|&j| self.buckets[alt].tags[j] == 0) {
+                self.buckets[alt].entries[j] = self.buckets[b].entries[i];
+                self.buckets[alt].tags[j] = tag;
+                self.buckets[b].tags[i] = 0;
+                self.stats.relocated += 1;
+                return Some((b, i));
             }
         }
         None
+    }
+
+    pub fn remove(&mut self, key: &FlowKey) -> Option<FlowRecord> {
+        let (b, i) = self.find(key)?;
+        let bucket = &mut self.buckets[b];
+        bucket.tags[i] = 0;
+        self.len -= 1;
+        Some(bucket.entries[i].rec)
     }
 
     /// Removes expired entries from the next `max_buckets` buckets (round robin), so the
@@ -304,6 +346,26 @@ mod tests {
             created_ms: now,
             ..Default::default()
         }
+    }
+
+    /// The bench's case: 200 000 entries (100 000 nat flows) in a table for 365 536 are all
+    /// taken; with one bucket per key 0.3% of them were refused (their bucket full).
+    #[test]
+    fn no_refusal_while_the_table_has_room() {
+        let mut t = FlowTable::new(365_536, Timeouts::default(), 11);
+        for i in 0..200_000 {
+            let r = t.insert(key(i), rec(FlowState::Udp, 0), 0);
+            assert_eq!(r, Insert::New, "entry {i}");
+        }
+        assert_eq!(t.len(), 200_000);
+        assert_eq!(t.stats.refused, 0);
+        for i in (0..200_000).step_by(997) {
+            assert!(t.peek(&key(i)).is_some());
+            assert!(t.get_mut(&key(i), 1).is_some());
+        }
+        assert!(t.remove(&key(5)).is_some());
+        assert!(t.peek(&key(5)).is_none());
+        assert_eq!(t.len(), 199_999);
     }
 
     #[test]
