@@ -149,33 +149,44 @@ impl FlowTable {
     fn locate(&self, key: &FlowKey) -> (usize, usize, u32) {
         let h = key.hash(self.seed);
         let b1 = (h as usize) & self.mask;
-        // Other bits of the hash; never the first bucket itself.
-        let b2 = ((h >> 24) as usize ^ (h >> 45) as usize) & self.mask;
-        let b2 = if b2 == b1 { b1 ^ 1 } else { b2 };
-        (b1, b2, tag_of(h))
+        (b1, self.alternate(h, b1), tag_of(h))
     }
 
+    /// The alternate bucket, from other bits of the hash; never the first bucket itself.
     #[inline]
+    fn alternate(&self, h: u64, b1: usize) -> usize {
+        let b2 = ((h >> 24) as usize ^ (h >> 45) as usize) & self.mask;
+        if b2 == b1 {
+            b1 ^ 1
+        } else {
+            b2
+        }
+    }
+
+    #[inline(always)]
     fn slot_in(&self, b: usize, tag: u32, key: &FlowKey) -> Option<usize> {
         let bucket = &self.buckets[b];
         (0..WAYS).find(|&i| bucket.tags[i] == tag && bucket.entries[i].key == *key)
     }
 
     /// Where `key` is stored: (bucket, slot). The first bucket is looked in first; the
-    /// alternate only on a miss there (most keys live in their first bucket).
+    /// alternate (computed only then) on a miss there: most keys live in their first bucket.
     #[inline]
     fn find(&self, key: &FlowKey) -> Option<(usize, usize)> {
-        let (b1, b2, tag) = self.locate(key);
+        let h = key.hash(self.seed);
+        let b1 = (h as usize) & self.mask;
+        let tag = tag_of(h);
         if let Some(i) = self.slot_in(b1, tag, key) {
             return Some((b1, i));
         }
+        let b2 = self.alternate(h, b1);
         self.slot_in(b2, tag, key).map(|i| (b2, i))
     }
 
     /// Prefetch hint: the bucket a key falls in first (for batching lookups over a burst).
     #[inline]
     pub fn bucket_addr(&self, key: &FlowKey) -> *const u8 {
-        let (b, _, _) = self.locate(key);
+        let b = (key.hash(self.seed) as usize) & self.mask;
         &self.buckets[b] as *const Bucket as *const u8
     }
 
