@@ -180,7 +180,7 @@ fn mix(rounds: u32) {
     let mut backend_of = Vec::new();
     for i in 0..flows {
         let syn = testkit::tcp(mac, client, cip(i), sport(i), vip, 80, SYN, b"");
-        buf_dst(&mut run, &mut core, &syn, &mut backend_of);
+        backend_of.push(backend_of_syn(&mut run, &mut core, &syn));
     }
     let mut frames: Vec<(u8, Vec<u8>)> = Vec::new();
     for i in 0..flows {
@@ -244,22 +244,16 @@ fn mix(rounds: u32) {
     println!("mix: {rounds} rounds, {n} packets, {sent} sent");
 }
 
-/// Runs a SYN and records which backend address it was sent to.
-fn buf_dst(
+/// Runs a SYN; returns the address of the backend its flow was bound to (from the table).
+fn backend_of_syn(
     run: &mut impl FnMut(&mut Core, u8, &[u8]) -> Verdict,
     core: &mut Core,
     syn: &[u8],
-    out: &mut Vec<IpAddr>,
-) {
-    // The verdict leaves the rewritten frame in the runner's buffer; run it on a copy we
-    // can read back instead.
+) -> IpAddr {
     let v = run(core, 0, syn);
     assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
     let key = tandem_dataplane::flow::FlowKey::v4(
-        match syn_src(syn) {
-            IpAddr::V4(a) => a.octets(),
-            _ => unreachable!(),
-        },
+        [syn[26], syn[27], syn[28], syn[29]],
         [192, 0, 2, 10],
         u16::from_be_bytes([syn[34], syn[35]]),
         80,
@@ -267,11 +261,5 @@ fn buf_dst(
     );
     let rec = core.table.peek(&key).expect("flow stored");
     let addr = &core.services.backends[usize::from(rec.backend)].addr;
-    out.push(IpAddr::V4(Ipv4Addr::new(
-        addr[0], addr[1], addr[2], addr[3],
-    )));
-}
-
-fn syn_src(f: &[u8]) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(f[26], f[27], f[28], f[29]))
+    IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
 }

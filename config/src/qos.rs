@@ -2,7 +2,7 @@
 //! backends, how measurements turn into selection, how many flows a backend takes at once,
 //! and when standby backends join.
 
-use crate::units::parse_duration;
+use crate::validate::Checker;
 use crate::Problem;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -228,44 +228,6 @@ pub struct StandbyConfig {
     pub hook: Option<PathBuf>,
 }
 
-struct Ck<'a> {
-    problems: &'a mut Vec<Problem>,
-}
-
-impl Ck<'_> {
-    fn bad(&mut self, key: &str, why: impl Into<String>) {
-        self.problems.push(Problem {
-            key: key.into(),
-            why: why.into(),
-        });
-    }
-    fn dur(&mut self, key: &str, s: Option<&str>, dflt: Duration) -> Duration {
-        match s.map(parse_duration) {
-            None => dflt,
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                self.bad(key, e);
-                dflt
-            }
-        }
-    }
-    fn positive(&mut self, key: &str, d: Duration) {
-        if d.is_zero() {
-            self.bad(key, "must be above zero");
-        }
-    }
-    fn fraction(&mut self, key: &str, v: Option<f64>, lo: f64, hi: f64, dflt: f64) -> f64 {
-        match v {
-            None => dflt,
-            Some(x) if x.is_finite() && x >= lo && x <= hi => x,
-            Some(x) => {
-                self.bad(key, format!("{x} is not from {lo} to {hi}"));
-                dflt
-            }
-        }
-    }
-}
-
 pub(crate) fn health(f: Option<&HealthFile>, problems: &mut Vec<Problem>) -> HealthConfig {
     let d = HealthConfig::default();
     let Some(f) = f else { return d };
@@ -273,7 +235,7 @@ pub(crate) fn health(f: Option<&HealthFile>, problems: &mut Vec<Problem>) -> Hea
         probe: ProbeMethod::Tcp,
         ..d
     };
-    let mut c = Ck { problems };
+    let mut c = Checker { problems };
     let probe = match f.probe.as_deref() {
         None | Some("tcp") => ProbeMethod::Tcp,
         Some("icmp") => ProbeMethod::Icmp,
@@ -283,8 +245,8 @@ pub(crate) fn health(f: Option<&HealthFile>, problems: &mut Vec<Problem>) -> Hea
             ProbeMethod::Tcp
         }
     };
-    let interval = c.dur("health.interval", f.interval.as_deref(), d.interval);
-    let timeout = c.dur("health.timeout", f.timeout.as_deref(), d.timeout);
+    let interval = c.opt_duration("health.interval", f.interval.as_deref(), d.interval);
+    let timeout = c.opt_duration("health.timeout", f.timeout.as_deref(), d.timeout);
     if interval < Duration::from_millis(10) {
         c.bad("health.interval", "must be at least 10ms");
     }
@@ -326,9 +288,9 @@ pub(crate) fn health(f: Option<&HealthFile>, problems: &mut Vec<Problem>) -> Hea
 pub(crate) fn qos(f: Option<&QosFile>, problems: &mut Vec<Problem>) -> QosConfig {
     let d = QosConfig::default();
     let Some(f) = f else { return d };
-    let mut c = Ck { problems };
-    let window = c.dur("qos.window", f.window.as_deref(), d.window);
-    let period = c.dur("qos.period", f.period.as_deref(), d.period);
+    let mut c = Checker { problems };
+    let window = c.opt_duration("qos.window", f.window.as_deref(), d.window);
+    let period = c.opt_duration("qos.period", f.period.as_deref(), d.period);
     if period < Duration::from_millis(50) {
         c.bad("qos.period", "must be at least 50ms");
     }
@@ -355,12 +317,12 @@ pub(crate) fn qos(f: Option<&QosFile>, problems: &mut Vec<Problem>) -> QosConfig
     if min_samples == 0 {
         c.bad("qos.min_samples", "must be at least 1");
     }
-    let timeout = c.dur("qos.timeout", f.timeout.as_deref(), d.timeout);
+    let timeout = c.opt_duration("qos.timeout", f.timeout.as_deref(), d.timeout);
     c.positive("qos.timeout", timeout);
-    let slow_start = c.dur("qos.slow_start", f.slow_start.as_deref(), d.slow_start);
-    let decay = c.dur("qos.decay", f.decay.as_deref(), d.decay);
+    let slow_start = c.opt_duration("qos.slow_start", f.slow_start.as_deref(), d.slow_start);
+    let decay = c.opt_duration("qos.decay", f.decay.as_deref(), d.decay);
     c.positive("qos.decay", decay);
-    let probation = c.dur("qos.probation", f.probation.as_deref(), d.probation);
+    let probation = c.opt_duration("qos.probation", f.probation.as_deref(), d.probation);
     c.positive("qos.probation", probation);
     QosConfig {
         window,
@@ -380,12 +342,12 @@ pub(crate) fn qos(f: Option<&QosFile>, problems: &mut Vec<Problem>) -> QosConfig
 
 pub(crate) fn queue(k: &str, f: &QueueFile, problems: &mut Vec<Problem>) -> QueueConfig {
     let d = QueueConfig::default();
-    let mut c = Ck { problems };
+    let mut c = Checker { problems };
     let max_len = f.max_len.unwrap_or(d.max_len);
     if !(1..=65536).contains(&max_len) {
-        c.bad(&format!("{k}.queue.max_len"), "must be from 1 to 65536");
+        c.bad(format!("{k}.queue.max_len"), "must be from 1 to 65536");
     }
-    let max_wait = c.dur(
+    let max_wait = c.opt_duration(
         &format!("{k}.queue.max_wait"),
         f.max_wait.as_deref(),
         d.max_wait,
@@ -395,22 +357,22 @@ pub(crate) fn queue(k: &str, f: &QueueFile, problems: &mut Vec<Problem>) -> Queu
 }
 
 pub(crate) fn standby(k: &str, f: &StandbyFile, problems: &mut Vec<Problem>) -> StandbyConfig {
-    let mut c = Ck { problems };
+    let mut c = Checker { problems };
     let p99_above = f
         .p99_above
         .as_deref()
-        .map(|s| c.dur(&format!("{k}.standby.p99_above"), Some(s), Duration::ZERO));
-    let for_ = c.dur(
+        .map(|s| c.opt_duration(&format!("{k}.standby.p99_above"), Some(s), Duration::ZERO));
+    let for_ = c.opt_duration(
         &format!("{k}.standby.for"),
         f.for_.as_deref(),
         Duration::from_secs(5),
     );
-    let recover_for = c.dur(
+    let recover_for = c.opt_duration(
         &format!("{k}.standby.recover_for"),
         f.recover_for.as_deref(),
         Duration::from_secs(30),
     );
-    let cooldown = c.dur(
+    let cooldown = c.opt_duration(
         &format!("{k}.standby.cooldown"),
         f.cooldown.as_deref(),
         for_,
@@ -418,17 +380,17 @@ pub(crate) fn standby(k: &str, f: &StandbyFile, problems: &mut Vec<Problem>) -> 
     let healthy_below = f.healthy_below.unwrap_or(0);
     if p99_above.is_none() && healthy_below == 0 {
         c.bad(
-            &format!("{k}.standby"),
+            format!("{k}.standby"),
             "needs p99_above or healthy_below: when to activate a standby",
         );
     }
     if p99_above.is_some_and(|d| d.is_zero()) {
-        c.bad(&format!("{k}.standby.p99_above"), "must be above zero");
+        c.bad(format!("{k}.standby.p99_above"), "must be above zero");
     }
     let hook = match f.hook.as_deref() {
         None => None,
         Some("") => {
-            c.bad(&format!("{k}.standby.hook"), "must be a command's path");
+            c.bad(format!("{k}.standby.hook"), "must be a command's path");
             None
         }
         Some(h) => Some(PathBuf::from(h)),

@@ -243,22 +243,52 @@ impl Config {
     }
 }
 
-struct Checker<'a> {
-    problems: &'a mut Vec<Problem>,
+/// Collects problems while values are read: a bad value is recorded with its key and the
+/// default is used, so checking goes on and every problem is listed.
+pub(crate) struct Checker<'a> {
+    pub(crate) problems: &'a mut Vec<Problem>,
 }
 
 impl Checker<'_> {
-    fn bad(&mut self, key: impl Into<String>, why: impl Into<String>) {
+    pub(crate) fn bad(&mut self, key: impl Into<String>, why: impl Into<String>) {
         self.problems.push(Problem {
             key: key.into(),
             why: why.into(),
         });
     }
     fn duration(&mut self, key: &str, s: &str, dflt: Duration) -> Duration {
-        match parse_duration(s) {
-            Ok(d) => d,
-            Err(e) => {
+        self.opt_duration(key, Some(s), dflt)
+    }
+    /// A duration that may be left out (then `dflt`).
+    pub(crate) fn opt_duration(&mut self, key: &str, s: Option<&str>, dflt: Duration) -> Duration {
+        match s.map(parse_duration) {
+            None => dflt,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
                 self.bad(key, e);
+                dflt
+            }
+        }
+    }
+    pub(crate) fn positive(&mut self, key: &str, d: Duration) {
+        if d.is_zero() {
+            self.bad(key, "must be above zero");
+        }
+    }
+    /// A number from `lo` to `hi` that may be left out (then `dflt`).
+    pub(crate) fn fraction(
+        &mut self,
+        key: &str,
+        v: Option<f64>,
+        lo: f64,
+        hi: f64,
+        dflt: f64,
+    ) -> f64 {
+        match v {
+            None => dflt,
+            Some(x) if x.is_finite() && x >= lo && x <= hi => x,
+            Some(x) => {
+                self.bad(key, format!("{x} is not from {lo} to {hi}"));
                 dflt
             }
         }

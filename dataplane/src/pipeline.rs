@@ -223,6 +223,15 @@ fn mark_reply(
     true
 }
 
+/// The flow closed: the copy that holds its backend's admission slot gives it back.
+#[inline]
+fn release_if_closed(load: &Load, r: &mut FlowRecord) {
+    if r.admitted && r.state == FlowState::Closing {
+        load.release(r.backend);
+        r.admitted = false;
+    }
+}
+
 #[inline]
 fn mark_kind(m: Mark) -> Kind {
     if m == Mark::Handshake {
@@ -442,8 +451,9 @@ impl Core {
         mut rerun: impl FnMut(&mut Core, &Waiting) -> bool,
         mut expire: impl FnMut(Waiting),
     ) {
+        // Its own handle on the counters: `rerun` needs the core mutably meanwhile.
+        let counters = Arc::clone(&self.counters);
         for si in 0..self.state.queues.len() {
-            let counters = Arc::clone(&self.counters);
             let Some(qc) = counters.queues.get(si) else {
                 break;
             };
@@ -1111,10 +1121,7 @@ impl State {
         let rec = match self.table.get_mut(&key, now_ms) {
             Some(r) => {
                 let mut announce = touch(r, flags, now_ms, &timeouts);
-                if r.admitted && r.state == FlowState::Closing {
-                    self.load.release(r.backend);
-                    r.admitted = false;
-                }
+                release_if_closed(&self.load, r);
                 if nat && r.bound() {
                     mark_request(r, seg, self.now_us, &mut self.hist, timeout_us);
                 }
@@ -1140,7 +1147,8 @@ impl State {
                         .is_some_and(|b| !b.up);
                 if !rec.bound() || moved {
                     // Served here although its primary took the first packet (that node
-                    // died during the handshake): the same Maglev choice it would have made.
+                    // died during the handshake): chosen by the same hash (with `weights`,
+                    // the same backend; with two choices, possibly the other candidate).
                     // Or a UDP flow whose backend went down, moved as configured.
                     if rec.admitted {
                         self.load.release(rec.backend);
@@ -1456,10 +1464,7 @@ impl State {
             return Verdict::Drop(DropReason::NotForUs);
         };
         let announce = touch(fwd, flags, now_ms, &timeouts);
-        if fwd.admitted && fwd.state == FlowState::Closing {
-            self.load.release(fwd.backend);
-            fwd.admitted = false;
-        }
+        release_if_closed(&self.load, fwd);
         if mark_reply(
             fwd,
             seg,

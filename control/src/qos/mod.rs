@@ -146,12 +146,15 @@ impl Qos {
         let mut changed = false;
         let hc = self.health_cfg.clone();
         let mut b = 0usize;
+        // Series are numbered over every backend's paths in order, as the workers number
+        // them (`Services::series`).
+        let mut series = 0usize;
         for s in services {
             let method = probe_method(&hc, s.mode);
             for bc in &s.backends {
                 for p in 0..bc.paths.len() {
-                    let series_ok = self.series_of(b, p) < probe::MAX_SERIES;
-                    let (Some(m), true) = (method, series_ok) else {
+                    series += 1;
+                    let (Some(m), true) = (method, series <= probe::MAX_SERIES) else {
                         continue;
                     };
                     let lost = self.schedules[b][p].timed_out(now, hc.timeout);
@@ -174,10 +177,6 @@ impl Qos {
             }
         }
         (orders, changed)
-    }
-
-    fn series_of(&self, b: usize, p: usize) -> usize {
-        self.health[..b].iter().map(Vec::len).sum::<usize>() + p
     }
 
     /// A worker's answer to a probe (or its report that it could not send one).
@@ -246,7 +245,7 @@ impl Qos {
             let ids: Vec<usize> = (first..first + s.backends.len()).collect();
             first += s.backends.len();
             // Health, per path and per backend; slow start for one that comes back.
-            for (&b, bc) in ids.iter().zip(&s.backends) {
+            for &b in &ids {
                 let up_paths: Vec<bool> = self.health[b].iter().map(|h| h.up).collect();
                 let up = up_paths.iter().any(|u| *u);
                 let lv = &mut self.live[b];
@@ -255,7 +254,6 @@ impl Qos {
                 }
                 lv.up = up;
                 lv.path_up = up_paths;
-                let _ = bc;
             }
             // The kind compared in this pool: the most direct one that has samples.
             let taking: Vec<usize> = ids

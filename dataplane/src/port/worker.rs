@@ -143,7 +143,7 @@ impl Worker {
             self.control(now, &mut tx);
             self.retry_parked(now, &mut tx, &mut free, burst);
             if self.core.has_queued() {
-                self.release_queued(now, &mut tx, &mut free, burst);
+                self.release_queued(now, &mut tx, burst);
             }
             for (o, b) in tx.iter_mut().enumerate() {
                 if b.n > 0 {
@@ -261,16 +261,10 @@ impl Worker {
     }
 
     /// Runs the packets waiting in the admission queues again, in order, as slots free.
-    fn release_queued(
-        &mut self,
-        now: u32,
-        tx: &mut [TxBuffer],
-        free: &mut Vec<RawMbuf>,
-        burst: usize,
-    ) {
+    /// A frame that is not sent is freed at once (there may be more than a burst of them).
+    fn release_queued(&mut self, now: u32, tx: &mut [TxBuffer], burst: usize) {
         let ports = &self.ports;
         let queue = self.queue;
-        let expired = std::cell::RefCell::new(Vec::<RawMbuf>::new());
         self.core.release_queued(
             |core, w| {
                 let m = w.handle as RawMbuf;
@@ -291,16 +285,13 @@ impl Worker {
                         true
                     }
                     Verdict::Defer | Verdict::Consumed | Verdict::Drop(_) => {
-                        free.push(m);
+                        mbuf::free_bulk(&mut [m]);
                         true
                     }
                 }
             },
-            |w| expired.borrow_mut().push(w.handle as RawMbuf),
+            |w| mbuf::free_bulk(&mut [w.handle as RawMbuf]),
         );
-        free.extend(expired.into_inner());
-        mbuf::free_bulk(free);
-        free.clear();
     }
 
     /// Applies control messages and hands the core's events to the control thread.
