@@ -30,6 +30,7 @@ pub struct QosFile {
     pub quantile: Option<f64>,
     pub exponent: Option<f64>,
     pub tolerance: Option<f64>,
+    pub slack: Option<String>,
     pub min_factor: Option<f64>,
     pub min_samples: Option<u32>,
     pub timeout: Option<String>,
@@ -153,6 +154,9 @@ pub struct QosConfig {
     pub exponent: f64,
     /// Latencies within this fraction above the reference count as equal (no penalty).
     pub tolerance: f64,
+    /// Latencies within this much above the reference count as equal too (absolute, for
+    /// sub-millisecond services whose quantiles move with scheduling noise).
+    pub slack: Duration,
     /// The smallest factor: a slow backend keeps this share of its weight, so it is still
     /// measured and can win its share back.
     pub min_factor: f64,
@@ -179,6 +183,7 @@ impl Default for QosConfig {
             quantile: 0.9,
             exponent: 2.0,
             tolerance: 0.25,
+            slack: Duration::from_millis(1),
             min_factor: 0.01,
             min_samples: 5,
             timeout: Duration::from_secs(1),
@@ -312,6 +317,7 @@ pub(crate) fn qos(f: Option<&QosFile>, problems: &mut Vec<Problem>) -> QosConfig
     let quantile = c.fraction("qos.quantile", f.quantile, 0.5, 0.9999, d.quantile);
     let exponent = c.fraction("qos.exponent", f.exponent, 0.1, 10.0, d.exponent);
     let tolerance = c.fraction("qos.tolerance", f.tolerance, 0.0, 10.0, d.tolerance);
+    let slack = c.opt_duration("qos.slack", f.slack.as_deref(), d.slack);
     let min_factor = c.fraction("qos.min_factor", f.min_factor, 0.001, 1.0, d.min_factor);
     let min_samples = f.min_samples.unwrap_or(d.min_samples);
     if min_samples == 0 {
@@ -331,6 +337,7 @@ pub(crate) fn qos(f: Option<&QosFile>, problems: &mut Vec<Problem>) -> QosConfig
         quantile,
         exponent,
         tolerance,
+        slack,
         min_factor,
         min_samples,
         timeout,

@@ -6,7 +6,8 @@
 //!         when that is higher (a slowdown counts at once, however little traffic the backend
 //!         gets by then; a recovery counts as the slow samples leave the window)
 //! L_ref = the median of L over the pool's backends that have one
-//! f_b   = clamp( (L_ref × (1 + tolerance) / L_b) ^ exponent, min_factor, 1 )
+//! R     = max(L_ref × (1 + tolerance), L_ref + slack)
+//! f_b   = clamp( (R / L_b) ^ exponent, min_factor, 1 )
 //!         rounded to a power of two in log space (1, 1/2, 1/4, ...), so small differences do
 //!         not rebuild tables, and nodes that measure alike build identical ones
 //! share = weight × f_b × ramp_b     (ramp: slow start, 0.1 → 1 over qos.slow_start)
@@ -30,6 +31,10 @@
 pub struct Params {
     pub exponent: f64,
     pub tolerance: f64,
+    /// Microseconds above the reference that still count as equal: on shared hosts a
+    /// sub-millisecond backend's p90 doubles on scheduling noise alone, which is no reason
+    /// to halve its share.
+    pub slack_us: f64,
     pub min_factor: f64,
 }
 
@@ -46,7 +51,7 @@ pub fn factors(l: &[Option<f64>], p: &Params) -> Vec<f64> {
     } else {
         (known[n / 2 - 1] + known[n / 2]) / 2.0
     };
-    let reference = median * (1.0 + p.tolerance);
+    let reference = (median * (1.0 + p.tolerance)).max(median + p.slack_us);
     l.iter()
         .map(|x| match x {
             Some(x) if *x > reference => quantize((reference / x).powf(p.exponent), p.min_factor),
@@ -91,6 +96,7 @@ mod tests {
     const P: Params = Params {
         exponent: 2.0,
         tolerance: 0.25,
+        slack_us: 0.0,
         min_factor: 0.01,
     };
 
@@ -107,6 +113,23 @@ mod tests {
         // Not enough to compare, or unknown: full share.
         assert_eq!(factors(&[Some(10.0), None], &P), vec![1.0, 1.0]);
         assert_eq!(factors(&[None, None, Some(1e9)], &P), vec![1.0; 3]);
+    }
+
+    #[test]
+    fn differences_within_the_slack_are_noise() {
+        let p = Params {
+            slack_us: 1000.0,
+            ..P
+        };
+        // 200 µs against 500 µs: twice as slow, but by less than the slack.
+        let f = factors(&[Some(200.0), Some(200.0), Some(500.0)], &p);
+        assert_eq!(f, vec![1.0; 3]);
+        // 200 µs against 2.4 ms: (1.2 / 2.4)^2 = 1/4.
+        let f = factors(&[Some(200.0), Some(200.0), Some(2400.0)], &p);
+        assert_eq!(f[2], 0.25, "{f:?}");
+        // Above the slack, the relative tolerance rules: 20 ms against 40 ms -> 1/2.
+        let f = factors(&[Some(20_000.0), Some(20_000.0), Some(40_000.0)], &p);
+        assert_eq!(f[2], 0.5, "{f:?}");
     }
 
     #[test]

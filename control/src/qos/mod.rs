@@ -235,6 +235,7 @@ impl Qos {
         let params = factor::Params {
             exponent: self.cfg.exponent,
             tolerance: self.cfg.tolerance,
+            slack_us: self.cfg.slack.as_secs_f64() * 1e6,
             min_factor: self.cfg.min_factor,
         };
         let q = self.cfg.quantile;
