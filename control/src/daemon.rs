@@ -141,6 +141,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     let tsc_per_ms = (eal.tsc_hz() / 1000).max(1);
     let tsc0 = rdtsc();
     let seed = random_seed();
+    tandem_dataplane::flow::table::on_allocate(tandem_dataplane::port::memory::advise_huge_pages);
     let mut links = Vec::new();
     for (i, _cpu) in cfg.workers.cores.iter().enumerate() {
         let (to_tx, to_rx) = bounded(CHANNEL_CAP);

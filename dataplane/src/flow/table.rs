@@ -11,6 +11,18 @@
 
 use super::key::FlowKey;
 use super::record::{FlowRecord, FlowState, Timeouts};
+use std::sync::OnceLock;
+
+/// What to do with a table's memory before it is first touched: the daemon hands in the
+/// port layer's huge-page hint (`port::memory::advise_huge_pages`), keeping this module free
+/// of syscalls and `unsafe`.
+static ON_ALLOCATE: OnceLock<fn(*mut u8, usize)> = OnceLock::new();
+
+/// Sets the hook every table created after this call runs on its fresh memory (once per
+/// process; later calls are ignored).
+pub fn on_allocate(hook: fn(*mut u8, usize)) {
+    let _ = ON_ALLOCATE.set(hook);
+}
 
 pub const WAYS: usize = 8;
 
@@ -96,8 +108,16 @@ impl FlowTable {
     /// A table for `capacity` flows (rounded up to whole buckets, at least two).
     pub fn new(capacity: usize, timeouts: Timeouts, seed: u64) -> Self {
         let n = Self::buckets_for(capacity);
+        let mut buckets: Vec<Bucket> = Vec::with_capacity(n);
+        if let Some(hook) = ON_ALLOCATE.get() {
+            hook(
+                buckets.as_mut_ptr().cast(),
+                n * std::mem::size_of::<Bucket>(),
+            );
+        }
+        buckets.resize(n, Bucket::default());
         FlowTable {
-            buckets: vec![Bucket::default(); n].into_boxed_slice(),
+            buckets: buckets.into_boxed_slice(),
             mask: n - 1,
             len: 0,
             capacity,

@@ -6,6 +6,7 @@
 pub mod eal;
 pub mod ethdev;
 pub mod mbuf;
+pub mod memory;
 pub mod worker;
 
 /// A DPDK call failed: what we were doing and DPDK's own words.
