@@ -74,7 +74,7 @@ fn main() {
     let services = Arc::new(Services::from_config(&cfg, &[mac, [2, 0, 0, 0, 0, 2]]));
     let mut core = Core::new(
         0,
-        (flows as usize * 8).max(1024),
+        (flows as usize * 2).max(1024),
         Timeouts::default(),
         services,
         Arc::new(WorkerCounters::default()),
@@ -135,11 +135,8 @@ fn main() {
         n += frames.len() as u64;
     }
     let el = start.elapsed().as_secs_f64();
-    let cap = 1_000_000;
-    println!(
-        "table: {} bytes per flow of capacity",
-        tandem_dataplane::flow::FlowTable::bytes_for(cap) / cap
-    );
+    let (v4, v6) = tandem_dataplane::flow::FlowTable::bytes_per_flow(1_000_000);
+    println!("table: {v4} bytes per IPv4 flow of capacity ({v6} per IPv6 flow)");
     println!(
         "{flows} flows, payload {}: {:.1} ns/packet, {:.2} Mpps, {:.3}% not forwarded",
         payload.len(),

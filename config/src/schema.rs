@@ -87,6 +87,7 @@ impl Default for Workers {
 #[serde(default)]
 pub struct Flows {
     pub capacity: u32,
+    pub capacity_v6: Option<u32>,
     pub tcp_syn_timeout: String,
     pub tcp_established_timeout: String,
     pub tcp_closing_timeout: String,
@@ -97,6 +98,7 @@ impl Default for Flows {
     fn default() -> Self {
         Flows {
             capacity: 65536,
+            capacity_v6: None,
             tcp_syn_timeout: "10s".into(),
             tcp_established_timeout: "15m".into(),
             tcp_closing_timeout: "10s".into(),

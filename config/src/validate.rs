@@ -139,7 +139,10 @@ pub struct WorkersConfig {
 
 #[derive(Debug, Clone)]
 pub struct FlowsConfig {
+    /// IPv4 flows per worker.
     pub capacity: u32,
+    /// IPv6 flows per worker (kept apart: their keys are 24 bytes longer).
+    pub capacity_v6: u32,
     pub tcp_syn_timeout: Duration,
     pub tcp_established_timeout: Duration,
     pub tcp_closing_timeout: Duration,
@@ -492,8 +495,16 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
     if f.capacity > 1 << 28 {
         c.bad("flows.capacity", "at most 268435456");
     }
+    let capacity_v6 = f.capacity_v6.unwrap_or((f.capacity / 4).max(16));
+    if capacity_v6 < 16 {
+        c.bad("flows.capacity_v6", "must be at least 16");
+    }
+    if capacity_v6 > 1 << 28 {
+        c.bad("flows.capacity_v6", "at most 268435456");
+    }
     let flows = FlowsConfig {
         capacity: f.capacity,
+        capacity_v6,
         tcp_syn_timeout: c.duration(
             "flows.tcp_syn_timeout",
             &f.tcp_syn_timeout,

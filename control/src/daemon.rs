@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tandem_config::Config;
 use tandem_dataplane::counters::WorkerCounters;
 use tandem_dataplane::flow::Timeouts;
+use tandem_dataplane::flow::{Capacity, FlowTable};
 use tandem_dataplane::pipeline::Core;
 use tandem_dataplane::port::eal::{rdtsc, Eal};
 use tandem_dataplane::port::ethdev::{kernel_link_up, EthPort};
@@ -142,6 +143,10 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     let tsc0 = rdtsc();
     let seed = random_seed();
     tandem_dataplane::flow::table::on_allocate(tandem_dataplane::port::memory::advise_huge_pages);
+    let capacity = Capacity {
+        v4: cfg.flows.capacity as usize,
+        v6: cfg.flows.capacity_v6 as usize,
+    };
     let mut links = Vec::new();
     for (i, _cpu) in cfg.workers.cores.iter().enumerate() {
         let (to_tx, to_rx) = bounded(CHANNEL_CAP);
@@ -149,7 +154,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         let counters = Arc::new(WorkerCounters::default());
         let core = Core::new(
             i as u16,
-            cfg.flows.capacity as usize,
+            capacity,
             timeouts,
             Arc::clone(&snapshot),
             Arc::clone(&counters),
@@ -174,12 +179,15 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         links.push(WorkerLink::new(to_tx, from_rx, counters));
     }
-    let table_bytes = tandem_dataplane::flow::FlowTable::bytes_for(cfg.flows.capacity as usize);
+    let table_bytes = FlowTable::bytes_for(capacity);
+    let (v4_bytes, v6_bytes) = FlowTable::bytes_per_flow(capacity);
     tracing::info!(
         workers = nworkers,
         capacity = cfg.flows.capacity,
+        capacity_v6 = cfg.flows.capacity_v6,
         table_mib_per_worker = table_bytes >> 20,
-        bytes_per_flow = table_bytes / (cfg.flows.capacity as usize).max(1),
+        bytes_per_ipv4_flow = v4_bytes,
+        bytes_per_ipv6_flow = v6_bytes,
         "workers started"
     );
 

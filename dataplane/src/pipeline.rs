@@ -6,7 +6,7 @@
 use crate::cluster::{self, rank, Membership, MAX_HOPS, NO_NODE};
 use crate::counters::{DropReason, WorkerCounters, MAX_PORTS};
 use crate::flow::Mark;
-use crate::flow::{FlowKey, FlowRecord, FlowState, FlowTable, Insert, Timeouts, UNBOUND};
+use crate::flow::{Capacity, FlowKey, FlowRecord, FlowState, FlowTable, Insert, Timeouts, UNBOUND};
 use crate::messages::{FromWorker, ToWorker};
 use crate::neighbor::Neighbors;
 use crate::qos::admission::{Load, Queue, Refused, Waiting};
@@ -265,7 +265,7 @@ pub fn hist_for(s: &Services) -> HistSet {
 impl Core {
     pub fn new(
         worker: u16,
-        capacity: usize,
+        capacity: impl Into<Capacity>,
         timeouts: Timeouts,
         services: Arc<Services>,
         counters: Arc<WorkerCounters>,
@@ -325,7 +325,7 @@ impl Core {
             ToWorker::Flow { key, mut rec } => {
                 self.counters.flows_replicated_in.inc();
                 self.state.merge_local(&key, &mut rec);
-                self.state.store(&self.services, key, rec, now_ms);
+                self.state.store(key, rec, now_ms);
                 self.state.give_back_released();
             }
             ToWorker::Measure(fresh) => {
@@ -717,8 +717,8 @@ impl State {
         v
     }
 
-    /// Stores a forward record and, for nat, the reverse entry its replies are found by.
-    fn store(&mut self, s: &Services, key: FlowKey, mut rec: FlowRecord, now_ms: u32) -> Insert {
+    /// Stores a flow's record (nat replies find it too: see `reply_flow`).
+    fn store(&mut self, key: FlowKey, mut rec: FlowRecord, now_ms: u32) -> Insert {
         // Replicated records carry the sender's clock fields; ours restart them.
         rec.last_seen_ms = now_ms;
         rec.last_sync_ms = now_ms;
@@ -727,18 +727,6 @@ impl State {
             Insert::Refused => self.counters.flows_refused.inc(),
             Insert::Evicted => self.counters.flows_evicted.inc(),
             _ => {}
-        }
-        if r != Insert::Refused && rec.bound() {
-            if let Some(rkey) = self.reverse_key(s, &key, &rec) {
-                // The reverse entry holds no slot: only the forward record gives it back.
-                let rrec = FlowRecord {
-                    reverse: true,
-                    admitted: false,
-                    mark: Mark::None,
-                    ..rec
-                };
-                self.table.insert(rkey, rrec, now_ms);
-            }
         }
         self.counters.flows_in_table.set(self.table.len() as u64);
         r
@@ -749,37 +737,15 @@ impl State {
     /// ports at once). The old record goes, and the SYN starts a new flow, chosen afresh, as
     /// IPVS's `conn_reuse_mode` does; otherwise it would follow the old flow to a backend
     /// that may be draining or gone.
-    fn reused_port(&mut self, s: &Services, key: &FlowKey) {
+    fn reused_port(&mut self, key: &FlowKey) {
         let Some(old) = self.table.peek(key).copied() else {
             return;
         };
-        if old.state != FlowState::Closing || old.reverse {
+        if old.state != FlowState::Closing {
             return;
         }
         self.table.remove(key);
-        if old.bound() {
-            if let Some(rk) = self.reverse_key(s, key, &old) {
-                self.table.remove(&rk);
-            }
-        }
         self.counters.flows_in_table.set(self.table.len() as u64);
-    }
-
-    /// The key a nat flow's replies carry: backend to client.
-    fn reverse_key(&self, s: &Services, key: &FlowKey, rec: &FlowRecord) -> Option<FlowKey> {
-        let svc = s.services.get(usize::from(rec.service))?;
-        if svc.mode != Mode::Nat {
-            return None;
-        }
-        let b = s.backends.get(usize::from(rec.backend))?;
-        Some(FlowKey {
-            src: b.addr,
-            dst: key.src,
-            sport: b.port,
-            dport: key.sport,
-            proto: key.proto,
-            v6: key.v6,
-        })
     }
 
     fn process_inner(
@@ -1116,7 +1082,7 @@ impl State {
         let nat = svc.mode == Mode::Nat;
         let timeout_us = s.options.qos_timeout_us;
         if key.proto == PROTO_TCP && flags & (SYN | ACK | RST | FIN) == SYN {
-            self.reused_port(s, &key);
+            self.reused_port(&key);
         }
         let rec = match self.table.get_mut(&key, now_ms) {
             Some(r) => {
@@ -1158,7 +1124,7 @@ impl State {
                     if let Err(v) = self.bind(s, svc, &key, &mut rec) {
                         return self.hold_or(v, key);
                     }
-                    self.store(s, key, rec, now_ms);
+                    self.store(key, rec, now_ms);
                     announce = true;
                 }
                 if cl.is_some_and(|c| rec.primary_node != c.me) {
@@ -1166,13 +1132,6 @@ impl State {
                 }
                 if announce {
                     self.announce(key, rec, for_peers(&rec));
-                    // Keep the nat reverse entry as fresh as its forward record.
-                    if let Some(rk) = self.reverse_key(s, &key, &rec) {
-                        if let Some(rr) = self.table.get_mut(&rk, now_ms) {
-                            rr.last_seen_ms = now_ms;
-                            rr.state = rec.state;
-                        }
-                    }
                 }
                 rec
             }
@@ -1183,7 +1142,6 @@ impl State {
                     state: FlowState::initial(key.proto, flags),
                     ingress_port: in_port,
                     client_mac: l2.src,
-                    created_ms: now_ms,
                     last_seen_ms: now_ms,
                     last_sync_ms: now_ms,
                     ..FlowRecord::default()
@@ -1205,7 +1163,7 @@ impl State {
                         if p != cl.me {
                             // Remember the ranking, so the flow's next packets go to the
                             // same node whatever joins or leaves meanwhile.
-                            if self.store(s, key, rec, now_ms) == Insert::Refused {
+                            if self.store(key, rec, now_ms) == Insert::Refused {
                                 return Verdict::Drop(DropReason::TableFull);
                             }
                             self.announce(key, rec, false);
@@ -1235,7 +1193,7 @@ impl State {
                         rec.mark_us = self.now_us as u32;
                     }
                 }
-                if self.store(s, key, rec, now_ms) == Insert::Refused {
+                if self.store(key, rec, now_ms) == Insert::Refused {
                     if rec.admitted {
                         self.load.release(rec.backend);
                     }
@@ -1396,6 +1354,26 @@ impl State {
         Ok(())
     }
 
+    /// The key of the flow a nat reply `key` belongs to: the reply's client side to the VIP
+    /// of one of the nat services (`from`) its source serves, whose record names that very
+    /// backend. None when this node has no such record (yet).
+    fn reply_flow(&self, s: &Services, from: &[u16], key: &FlowKey) -> Option<FlowKey> {
+        from.iter().find_map(|&id| {
+            let svc = s.services.get(usize::from(id))?;
+            let fkey = FlowKey {
+                src: key.dst,
+                dst: svc.vip,
+                sport: key.dport,
+                dport: svc.port,
+                proto: key.proto,
+                v6: key.v6,
+            };
+            let rec = self.table.peek(&fkey)?;
+            let b = s.backends.get(usize::from(rec.backend))?;
+            (b.addr == key.src && b.port == key.sport).then_some(fkey)
+        })
+    }
+
     /// A reply from a nat backend: back to VIP:port, out of the port the request came in on.
     #[allow(clippy::too_many_arguments)]
     fn nat_reply(
@@ -1410,10 +1388,12 @@ impl State {
         via: Via,
     ) -> Verdict {
         let flags = seg.flags;
-        let Some(rev) = self.table.get_mut(&key, now_ms) else {
-            if !s.is_nat_source(&key.src, key.sport, key.proto) {
-                return Verdict::Drop(DropReason::NotForUs);
-            }
+        let services = s;
+        let from = services.nat_services_of(&key.src, key.sport, key.proto);
+        if from.is_empty() {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        let Some(fkey) = self.reply_flow(services, from, &key) else {
             // No record here yet. In a cluster, the flow's primary node has it (a reply
             // during the handshake, before the record is replicated); on this node, another
             // worker may have made it a moment ago.
@@ -1441,26 +1421,9 @@ impl State {
             }
             return Verdict::Defer;
         };
-        if !rev.reverse {
-            return Verdict::Drop(DropReason::NotForUs);
-        }
-        rev.last_seen_ms = now_ms;
-        let service = rev.service;
-        let services = s;
-        let Some(svc) = services.services.get(usize::from(service)) else {
-            return Verdict::Drop(DropReason::NotForUs);
-        };
-        let fkey = FlowKey {
-            src: key.dst,
-            dst: svc.vip,
-            sport: key.dport,
-            dport: svc.port,
-            proto: key.proto,
-            v6: key.v6,
-        };
         let timeouts = *self.table.timeouts();
         let Some(fwd) = self.table.get_mut(&fkey, now_ms) else {
-            self.table.remove(&key);
+            // Expired just now.
             return Verdict::Drop(DropReason::NotForUs);
         };
         let announce = touch(fwd, flags, now_ms, &timeouts);
@@ -1477,9 +1440,6 @@ impl State {
         let rec = *fwd;
         if announce {
             self.announce(fkey, rec, for_peers(&rec));
-        }
-        if let Some(r) = self.table.get_mut(&key, now_ms) {
-            r.state = rec.state;
         }
         let egress = rec.ingress_port;
         let Some(out) = services.ports.get(usize::from(egress)) else {
@@ -1499,8 +1459,8 @@ impl State {
             hl,
             key.proto,
             Rewrite::Src,
-            &svc.vip,
-            svc.port,
+            &fkey.dst,
+            fkey.dport,
         ) {
             return Verdict::Drop(r);
         }

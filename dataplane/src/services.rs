@@ -243,8 +243,9 @@ pub struct Services {
     pub backends: Vec<Backend>,
     by_key: FastMap<ServiceKey, u16>,
     vips: FastMap<[u8; 16], ()>,
-    /// (address, port, protocol) of every nat backend: where nat replies come from.
-    nat_sources: FastMap<ServiceKey, ()>,
+    /// (address, port, protocol) of every nat backend: where nat replies come from, and
+    /// the nat services it serves (a reply's flow is keyed by one of their VIPs).
+    nat_sources: FastMap<ServiceKey, Vec<u16>>,
     /// The other nodes, when this one is part of a cluster.
     pub cluster: Option<ClusterView>,
     pub options: Options,
@@ -325,14 +326,17 @@ impl Services {
                     b.weight
                 };
                 if s.mode == Mode::Nat {
-                    out.nat_sources.insert(
-                        ServiceKey {
+                    let of = out
+                        .nat_sources
+                        .entry(ServiceKey {
                             vip: addr_bytes(b.address),
                             port: b.port,
                             proto: s.protocol.number(),
-                        },
-                        (),
-                    );
+                        })
+                        .or_default();
+                    if !of.contains(&sid) {
+                        of.push(sid);
+                    }
                 }
                 cands.push(Candidate {
                     id,
@@ -448,12 +452,22 @@ impl Services {
     /// True when a packet from `addr:port` could be a nat backend's reply.
     #[inline]
     pub fn is_nat_source(&self, addr: &[u8; 16], port: u16, proto: u8) -> bool {
-        !self.nat_sources.is_empty()
-            && self.nat_sources.contains_key(&ServiceKey {
+        !self.nat_services_of(addr, port, proto).is_empty()
+    }
+
+    /// The nat services whose backends include `addr`:`port` over `proto` (empty if none).
+    #[inline]
+    pub fn nat_services_of(&self, addr: &[u8; 16], port: u16, proto: u8) -> &[u16] {
+        if self.nat_sources.is_empty() {
+            return &[];
+        }
+        self.nat_sources
+            .get(&ServiceKey {
                 vip: *addr,
                 port,
                 proto,
             })
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The port whose own address `addr` is.

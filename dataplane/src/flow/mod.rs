@@ -6,4 +6,4 @@ pub mod table;
 
 pub use key::FlowKey;
 pub use record::{FlowRecord, FlowState, Mark, Timeouts, UNBOUND};
-pub use table::{FlowTable, Insert};
+pub use table::{Capacity, FlowTable, Insert};

@@ -105,9 +105,11 @@ impl Default for Timeouts {
 
 /// The record of one flow, as every worker stores it.
 ///
-/// A forward record is keyed by the client's 5-tuple to the VIP. In nat mode each table also
-/// holds a reverse entry keyed by the backend's reply 5-tuple; it only names the service, and
-/// the forward record (found from the reply by swapping back to the VIP) holds the state.
+/// Keyed by the client's 5-tuple to the VIP, one entry per flow. A nat reply (backend to
+/// client) finds it by the services its source belongs to: the client's side of the reply
+/// and the service's VIP make the key back (`Services::nat_services_of`).
+///
+/// 32 bytes, so an IPv4 flow fits a 48-byte table entry: keep new fields within it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowRecord {
     pub service: u16,
@@ -120,7 +122,6 @@ pub struct FlowRecord {
     pub state: FlowState,
     /// The port the flow's requests arrive on; nat replies leave by it.
     pub ingress_port: u8,
-    pub reverse: bool,
     /// The flow's primary and backup node (indices into the cluster's node list; both
     /// [`NO_NODE`] on a node on its own). Fixed when the flow starts, whatever changes after.
     pub primary_node: u8,
@@ -128,7 +129,6 @@ pub struct FlowRecord {
     /// The L2 source of the flow's requests: the fallback next hop for replies.
     pub client_mac: [u8; 6],
     /// Node-local clock (ms since the node started; wraps after 49 days, compared wrapping).
-    pub created_ms: u32,
     pub last_seen_ms: u32,
     /// When this worker last told the control thread the flow is alive.
     pub last_sync_ms: u32,
@@ -140,6 +140,10 @@ pub struct FlowRecord {
     /// Microseconds on the node's clock (low 32 bits) when the measurement started.
     pub mark_us: u32,
 }
+
+// A record outgrowing 32 bytes makes every IPv4 table entry 8 bytes bigger (48 -> 56, over
+// the 64 bytes per flow the table is sized for): fail the build instead.
+const _: () = assert!(std::mem::size_of::<FlowRecord>() == 32);
 
 /// What a flow's passive measurement is timing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -165,11 +169,9 @@ impl Default for FlowRecord {
             backup_path: 0,
             state: FlowState::default(),
             ingress_port: 0,
-            reverse: false,
             primary_node: NO_NODE,
             backup_node: NO_NODE,
             client_mac: [0; 6],
-            created_ms: 0,
             last_seen_ms: 0,
             last_sync_ms: 0,
             admitted: false,
