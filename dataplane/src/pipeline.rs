@@ -499,6 +499,17 @@ impl Core {
     /// Removes expired flows from a slice of the table; call between bursts.
     pub fn housekeeping(&mut self, now_ms: u32, buckets: usize) {
         let n = self.table.sweep(now_ms, buckets);
+        self.swept(n);
+    }
+
+    /// Removes expired flows at the table's own pace (`FlowTable::sweep_paced`); call
+    /// between bursts, as often as you like.
+    pub fn housekeeping_paced(&mut self, now_ms: u32) {
+        let n = self.table.sweep_paced(now_ms);
+        self.swept(n);
+    }
+
+    fn swept(&mut self, n: usize) {
         if n > 0 {
             self.counters.flows_expired.add(n as u64);
             self.counters.flows_in_table.set(self.table.len() as u64);

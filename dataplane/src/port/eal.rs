@@ -124,6 +124,14 @@ pub fn lcore_id() -> u32 {
 /// The TSC, for the workers' clock.
 #[inline(always)]
 pub fn rdtsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
     // SAFETY: reads the timestamp counter; no memory is touched.
-    unsafe { ffi::tandem_rdtsc() }
+    unsafe {
+        std::arch::x86_64::_rdtsc()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: reads the timestamp counter; no memory is touched.
+    unsafe {
+        ffi::tandem_rdtsc()
+    }
 }

@@ -20,8 +20,6 @@ use std::time::Duration;
 const PREFETCH_AHEAD: usize = 3;
 /// Control messages applied per loop, so a flood of replication cannot starve packets.
 const MAX_MESSAGES_PER_LOOP: usize = 512;
-/// Buckets of the flow table swept for expired flows per loop.
-const SWEEP_BUCKETS: usize = 32;
 /// How long a nat reply may wait for its flow record to arrive from another worker.
 const DEFER_MS: u32 = 20;
 /// Most frames held waiting for their flow record.
@@ -150,7 +148,7 @@ impl Worker {
                     flush(&self.ports[o], self.queue, b, &counters, o);
                 }
             }
-            self.core.housekeeping(now, SWEEP_BUCKETS);
+            self.core.housekeeping_paced(now);
             counters.bursts.inc();
             if got == 0 {
                 counters.idle_polls.inc();
