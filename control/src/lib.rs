@@ -8,6 +8,7 @@ pub mod client;
 pub mod cluster;
 pub mod commands;
 pub mod daemon;
+pub mod flowmap;
 pub mod gen;
 pub mod qos;
 pub mod socket;

@@ -5,6 +5,7 @@
 
 use crate::cluster::codec::WireRecord;
 use crate::cluster::{Cluster, Inbound};
+use crate::flowmap::{self, FlowMap};
 use crate::qos::{HookRun, Qos};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::collections::{HashMap, VecDeque};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use tandem_config::{BackendState, Config, Mode, ServiceConfig};
 use tandem_dataplane::cluster::{ClusterView, NO_NODE};
 use tandem_dataplane::counters::{WorkerCounters, MAX_PORTS};
-use tandem_dataplane::flow::{FlowKey, FlowRecord, FlowState, Mark, Timeouts};
+use tandem_dataplane::flow::{FlowRecord, FlowState, Mark, Timeouts};
 use tandem_dataplane::messages::{FromWorker, ToWorker};
 use tandem_dataplane::qos::admission::Load;
 use tandem_dataplane::qos::hist::HistSet;
@@ -128,7 +129,7 @@ pub struct Control {
     pub ports: Vec<PortInfo>,
     pub snapshot: Arc<Services>,
     pub workers: Vec<WorkerLink>,
-    pub flows: HashMap<FlowKey, MasterFlow>,
+    pub flows: FlowMap<MasterFlow>,
     pub neighbors: HashMap<(u8, [u8; 16]), (Mac, Instant)>,
     solicited: HashMap<(u8, [u8; 16]), Instant>,
     pub link_up: Vec<bool>,
@@ -194,13 +195,15 @@ impl Control {
             f.udp_timeout,
         );
         let nports = ports.len();
+        let room = ((f.capacity + f.capacity_v6) as usize).min(1 << 20);
         Control {
             cfg,
             services_cfg,
             ports,
             snapshot,
             workers,
-            flows: HashMap::new(),
+            // Room for a million before the first rehash (a pause for the control thread).
+            flows: flowmap::with_capacity(room),
             neighbors: HashMap::new(),
             solicited: HashMap::new(),
             link_up: vec![true; nports],

@@ -729,11 +729,26 @@ impl State {
     }
 
     /// Stores a flow's record (nat replies find it too: see `reply_flow`).
-    fn store(&mut self, key: FlowKey, mut rec: FlowRecord, now_ms: u32) -> Insert {
+    fn store(&mut self, key: FlowKey, rec: FlowRecord, now_ms: u32) -> Insert {
+        self.store_as(key, rec, now_ms, false)
+    }
+
+    /// Stores the record of a flow the table was just asked for and does not hold, without
+    /// looking for it again.
+    fn store_new(&mut self, key: FlowKey, rec: FlowRecord, now_ms: u32) -> Insert {
+        self.store_as(key, rec, now_ms, true)
+    }
+
+    #[inline(always)]
+    fn store_as(&mut self, key: FlowKey, mut rec: FlowRecord, now_ms: u32, absent: bool) -> Insert {
         // Replicated records carry the sender's clock fields; ours restart them.
         rec.last_seen_ms = now_ms;
         rec.last_sync_ms = now_ms;
-        let r = self.table.insert(key, rec, now_ms);
+        let r = if absent {
+            self.table.insert_absent(key, rec, now_ms)
+        } else {
+            self.table.insert(key, rec, now_ms)
+        };
         match r {
             Insert::Refused => self.counters.flows_refused.inc(),
             Insert::Evicted => self.counters.flows_evicted.inc(),
@@ -741,22 +756,6 @@ impl State {
         }
         self.counters.flows_in_table.set(self.table.len() as u64);
         r
-    }
-
-    /// A client's SYN on a flow that has closed: the client reused its port for a new
-    /// connection (HTTP/1.0 servers close first, so clients keep no TIME_WAIT and reuse
-    /// ports at once). The old record goes, and the SYN starts a new flow, chosen afresh, as
-    /// IPVS's `conn_reuse_mode` does; otherwise it would follow the old flow to a backend
-    /// that may be draining or gone.
-    fn reused_port(&mut self, key: &FlowKey) {
-        let Some(old) = self.table.peek(key).copied() else {
-            return;
-        };
-        if old.state != FlowState::Closing {
-            return;
-        }
-        self.table.remove(key);
-        self.counters.flows_in_table.set(self.table.len() as u64);
     }
 
     fn process_inner(
@@ -1092,10 +1091,20 @@ impl State {
         let cl = s.cluster.as_ref();
         let nat = svc.mode == Mode::Nat;
         let timeout_us = s.options.qos_timeout_us;
-        if key.proto == PROTO_TCP && flags & (SYN | ACK | RST | FIN) == SYN {
-            self.reused_port(&key);
-        }
-        let rec = match self.table.get_mut(&key, now_ms) {
+        let syn_only = key.proto == PROTO_TCP && flags & (SYN | ACK | RST | FIN) == SYN;
+        let found = match self.table.get_mut(&key, now_ms) {
+            // A client's SYN on a flow that has closed: the client reused its port for a
+            // new connection (HTTP/1.0 servers close first, so clients keep no TIME_WAIT
+            // and reuse ports at once). The old record goes, and the SYN starts a new flow,
+            // chosen afresh, as IPVS's `conn_reuse_mode` does; otherwise it would follow
+            // the old flow to a backend that may be draining or gone.
+            Some(r) if syn_only && r.state == FlowState::Closing => {
+                self.table.remove(&key);
+                None
+            }
+            found => found,
+        };
+        let rec = match found {
             Some(r) => {
                 let mut announce = touch(r, flags, now_ms, &timeouts);
                 release_if_closed(&self.load, r);
@@ -1204,7 +1213,7 @@ impl State {
                         rec.mark_us = self.now_us as u32;
                     }
                 }
-                if self.store(key, rec, now_ms) == Insert::Refused {
+                if self.store_new(key, rec, now_ms) == Insert::Refused {
                     if rec.admitted {
                         self.load.release(rec.backend);
                     }

@@ -292,11 +292,37 @@ impl<K: SlotKey> Store<K> {
             self.buckets[b].entries[i].rec = rec;
             return Insert::Updated;
         }
+        self.insert_absent(sh, h, key, rec, now_ms)
+    }
+
+    fn insert_absent(
+        &mut self,
+        sh: &mut Shared,
+        h: u64,
+        key: K,
+        rec: FlowRecord,
+        now_ms: u32,
+    ) -> Insert {
+        debug_assert!(self.find(h, &key).is_none());
         let b1 = self.first(h);
         let b2 = self.alternate(h, b1);
         let tag = tag_of(h);
-        let t = sh.timeouts;
         let full = self.len >= self.capacity;
+        // The common case reads only tags: a free slot in either bucket.
+        if !full {
+            let free = self
+                .free_slot(b1)
+                .map(|i| (b1, i))
+                .or_else(|| self.free_slot(b2).map(|i| (b2, i)));
+            if let Some((b, i)) = free {
+                self.len += 1;
+                let bucket = &mut self.buckets[b];
+                bucket.tags[i] = tag;
+                bucket.entries[i] = Entry { key, rec };
+                return Insert::New;
+            }
+        }
+        let t = sh.timeouts;
         let mut empty = None;
         let mut expired = None;
         let mut oldest_syn: Option<(usize, usize, u32)> = None;
@@ -557,6 +583,19 @@ impl FlowTable {
         } else {
             self.v4
                 .insert(&mut self.sh, h, V4Key::pack(&key), rec, now_ms)
+        }
+    }
+
+    /// `insert` for a key the caller has just looked up and not found (a new flow's first
+    /// packet): it skips looking again.
+    pub fn insert_absent(&mut self, key: FlowKey, rec: FlowRecord, now_ms: u32) -> Insert {
+        let h = key.hash(self.sh.seed);
+        if key.v6 {
+            self.v6
+                .insert_absent(&mut self.sh, h, V6Key::pack(&key), rec, now_ms)
+        } else {
+            self.v4
+                .insert_absent(&mut self.sh, h, V4Key::pack(&key), rec, now_ms)
         }
     }
 
