@@ -5,6 +5,7 @@
 
 use crate::cluster::{self, rank, Membership, MAX_HOPS, NO_NODE};
 use crate::counters::{DropReason, WorkerCounters, MAX_PORTS};
+use crate::flow::table::Lookahead;
 use crate::flow::Mark;
 use crate::flow::{Capacity, FlowKey, FlowRecord, FlowState, FlowTable, Insert, Timeouts, UNBOUND};
 use crate::messages::{FromWorker, ToWorker};
@@ -518,10 +519,11 @@ impl Core {
     }
 
     /// Where in the flow table this frame's lookup will land, for the port layer to
-    /// prefetch in a first pass over a burst (l3fwd's prefetch-ahead, applied to the table,
-    /// whose buckets are the cache misses that dominate once flows outgrow the cache).
+    /// prefetch in passes over a burst before processing it (l3fwd's prefetch-ahead,
+    /// applied to the table, whose lines are the cache misses that dominate once flows
+    /// outgrow the cache): [`Core::tags_addr`] first, then [`Core::entry_addr`].
     #[inline]
-    pub fn flow_bucket(&self, frame: &[u8]) -> Option<*const u8> {
+    pub fn lookahead(&self, frame: &[u8]) -> Option<Lookahead> {
         let l2 = ethernet::parse(frame).ok()?;
         let l3 = frame.get(l2.l3_offset..)?;
         let key = match l2.ethertype {
@@ -543,7 +545,19 @@ impl Core {
             }
             _ => return None,
         };
-        Some(self.state.table.bucket_addr(&key))
+        Some(self.state.table.lookahead(&key))
+    }
+
+    /// The first line a lookup reads (its bucket's tags).
+    #[inline]
+    pub fn tags_addr(&self, la: Lookahead) -> *const u8 {
+        self.state.table.tags_addr(la)
+    }
+
+    /// The entry a lookup will find, once its tags are in cache.
+    #[inline]
+    pub fn entry_addr(&self, la: Lookahead) -> Option<*const u8> {
+        self.state.table.entry_addr(la)
     }
 
     /// Processes one frame that arrived on `in_port`.

@@ -138,6 +138,13 @@ impl<K: SlotKey> Default for Bucket<K> {
     }
 }
 
+/// A key's hash and family, kept between the prefetch stages of a burst.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lookahead {
+    h: u64,
+    v6: bool,
+}
+
 /// What an insert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insert {
@@ -536,15 +543,38 @@ impl FlowTable {
         &self.sh.timeouts
     }
 
-    /// Prefetch hint: the tags of the bucket a key falls in first (for batching lookups
-    /// over a burst).
+    /// Where `key`'s lookup starts, for prefetching over a burst before the lookups run
+    /// (DPDK's bulk cuckoo lookup does the same in stages): see [`Lookahead`].
     #[inline]
-    pub fn bucket_addr(&self, key: &FlowKey) -> *const u8 {
+    pub fn lookahead(&self, key: &FlowKey) -> Lookahead {
         let h = key.hash(self.sh.seed);
-        if key.v6 {
-            &self.v6.buckets[self.v6.first(h)] as *const Bucket<V6Key> as *const u8
+        Lookahead { h, v6: key.v6 }
+    }
+
+    /// Stage one: the first bucket's tags (the line every lookup reads first).
+    #[inline]
+    pub fn tags_addr(&self, la: Lookahead) -> *const u8 {
+        if la.v6 {
+            &self.v6.buckets[self.v6.first(la.h)] as *const Bucket<V6Key> as *const u8
         } else {
-            &self.v4.buckets[self.v4.first(h)] as *const Bucket<V4Key> as *const u8
+            &self.v4.buckets[self.v4.first(la.h)] as *const Bucket<V4Key> as *const u8
+        }
+    }
+
+    /// Stage two, once the tags are in cache: the entry whose tag matches, so its key and
+    /// record are in cache too when the lookup runs. None on no match (a new flow, or one
+    /// in its alternate bucket).
+    #[inline]
+    pub fn entry_addr(&self, la: Lookahead) -> Option<*const u8> {
+        let tag = tag_of(la.h);
+        if la.v6 {
+            let b = &self.v6.buckets[self.v6.first(la.h)];
+            let i = b.tags.iter().position(|&t| t == tag)?;
+            Some(&b.entries[i] as *const Entry<V6Key> as *const u8)
+        } else {
+            let b = &self.v4.buckets[self.v4.first(la.h)];
+            let i = b.tags.iter().position(|&t| t == tag)?;
+            Some(&b.entries[i] as *const Entry<V4Key> as *const u8)
         }
     }
 

@@ -8,6 +8,7 @@ use super::eal::rdtsc;
 use super::ethdev::EthPort;
 use super::mbuf::{self, Mempool, RawMbuf};
 use crate::counters::DropReason;
+use crate::flow::table::Lookahead;
 use crate::messages::{FromWorker, ToWorker};
 use crate::pipeline::{Core, PacketBuf, Verdict};
 use crate::qos::probe::Method;
@@ -80,6 +81,7 @@ impl Worker {
         let burst = self.burst.clamp(1, MAX_BURST);
         let mut rx: Vec<RawMbuf> = vec![std::ptr::null_mut(); burst];
         let mut free: Vec<RawMbuf> = Vec::with_capacity(burst);
+        let mut ahead: Vec<Option<Lookahead>> = vec![None; burst];
         let mut tx: Vec<TxBuffer> = (0..self.ports.len())
             .map(|_| TxBuffer {
                 pkts: [std::ptr::null_mut(); MAX_BURST],
@@ -106,8 +108,10 @@ impl Worker {
                 got += n;
                 let pc = &counters.ports[pi];
                 pc.rx_packets.add(n as u64);
-                // First pass: prefetch each frame's flow-table bucket (the frames' own
-                // first cache lines were prefetched the same way, a few ahead).
+                // First pass: prefetch each frame's flow-table bucket tags (the frames' own
+                // first cache lines were prefetched the same way, a few ahead); second
+                // pass, the tags now in cache: the entry each frame will find. By the
+                // time a frame is processed its table lines have had a burst to arrive.
                 for &m in rx.iter().take(n.min(PREFETCH_AHEAD)) {
                     // SAFETY: `m` came from rx_burst.
                     unsafe { mbuf::prefetch(m) };
@@ -119,11 +123,16 @@ impl Worker {
                     }
                     // SAFETY: as above; the slice does not outlive this statement.
                     let (room, start, len) = unsafe { mbuf::data_room(rx[i]) };
-                    if let Some(b) = room
+                    ahead[i] = room
                         .get(start..start + len)
-                        .and_then(|f| self.core.flow_bucket(f))
-                    {
-                        mbuf::prefetch_addr(b);
+                        .and_then(|f| self.core.lookahead(f));
+                    if let Some(la) = ahead[i] {
+                        mbuf::prefetch_addr(self.core.tags_addr(la));
+                    }
+                }
+                for la in ahead[..n].iter().flatten() {
+                    if let Some(e) = self.core.entry_addr(*la) {
+                        mbuf::prefetch_addr(e);
                     }
                 }
                 for &m in &rx[..n] {
