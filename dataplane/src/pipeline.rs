@@ -104,6 +104,8 @@ pub struct State {
     releasing: Option<u16>,
     /// The flow of the last frame given `Verdict::Hold`.
     held_key: FlowKey,
+    /// Other workers on this node (`Options::siblings`), fixed at start.
+    siblings: bool,
 }
 
 impl std::ops::Deref for Core {
@@ -273,6 +275,7 @@ impl Core {
         table_seed: u64,
     ) -> Core {
         let hist = Box::new(hist_for(&services));
+        let siblings = services.options.siblings;
         let queues = services
             .services
             .iter()
@@ -298,6 +301,7 @@ impl Core {
                 queues,
                 releasing: None,
                 held_key: FlowKey::default(),
+                siblings,
             },
         }
     }
@@ -672,8 +676,17 @@ impl State {
         }
     }
 
+    /// Tells the control thread of a flow: it hands the record to this node's other workers
+    /// and (`peers`) to the other nodes, and lists it. A half-open flow on a node with one
+    /// worker concerns nobody yet (no sibling stores it, peers hear of a flow once its
+    /// handshake completes), so it is kept back: a SYN flood then costs the control thread
+    /// nothing, where a message and a map insert per SYN saturated it near a million a
+    /// second. Its handshake completing announces it, as a state change.
     #[inline]
     fn announce(&mut self, key: FlowKey, rec: FlowRecord, peers: bool) {
+        if !self.siblings && !peers && rec.state == FlowState::SynSeen {
+            return;
+        }
         self.emit(FromWorker::Flow {
             worker: self.worker,
             key,

@@ -147,8 +147,11 @@ fn nat_rewrites_request_and_reply() {
     assert_eq!(p.ttl(), 63);
     assert_eq!(&p.payload()[2..4], &8080u16.to_be_bytes());
     testkit::verify_checksums(&out).unwrap();
-    // The record is announced to the control thread.
-    assert!(matches!(c.outbox[0], FromWorker::Flow { .. }));
+    // A half-open flow on a node with one worker is kept back from the control thread.
+    assert!(!c
+        .outbox
+        .iter()
+        .any(|m| matches!(m, FromWorker::Flow { .. })));
 
     // The backend's SYN-ACK comes back on "back" and leaves by "front" as the VIP. The
     // client is off-link and the gateway unresolved: the request's L2 source is used.
@@ -195,6 +198,42 @@ fn nat_rewrites_request_and_reply() {
     run(&mut c, 0, &ack, 5);
     let key = FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], 40000, 80, 6);
     assert_eq!(c.table.peek(&key).unwrap().state, FlowState::Established);
+    // Established now: announced, for the peers too.
+    assert!(c.outbox.iter().any(|m| matches!(
+        m,
+        FromWorker::Flow { key: k, rec, peers: true, .. }
+            if *k == key && rec.state == FlowState::Established
+    )));
+}
+
+/// With other workers on the node, a flow is announced from its SYN: a nat reply may
+/// reach any of them before the handshake completes.
+#[test]
+fn half_open_flows_reach_sibling_workers() {
+    let cfg = Config::from_toml(&CONFIG.replace(
+        "[[service]]\nname = \"web\"",
+        "[workers]\ncores = [1, 1]\n[[service]]\nname = \"web\"",
+    ))
+    .unwrap();
+    assert!(cfg.workers.cores.len() == 2);
+    let s = Arc::new(Services::from_config(
+        &cfg,
+        &[FRONT_MAC, BACK_MAC, BACK2_MAC],
+    ));
+    assert!(s.options.siblings);
+    let mut c = Core::new(
+        0,
+        1024,
+        Timeouts::default(),
+        s,
+        Arc::new(WorkerCounters::default()),
+        99,
+    );
+    run(&mut c, 0, &client_syn(40001), 1);
+    assert!(c.outbox.iter().any(|m| matches!(
+        m,
+        FromWorker::Flow { rec, peers: false, .. } if rec.state == FlowState::SynSeen
+    )));
 }
 
 #[test]

@@ -158,6 +158,10 @@ pub struct Options {
     /// A probe that is refused is recorded at this (the probe timeout).
     pub probe_timeout_us: u64,
     pub on_backend_down: OnBackendDown,
+    /// Other workers on this node, which need every flow from its first packet (a nat
+    /// reply may reach any of them). A node with one worker keeps half-open flows to
+    /// itself: see `State::announce`.
+    pub siblings: bool,
 }
 
 impl Default for Options {
@@ -167,6 +171,7 @@ impl Default for Options {
             qos_timeout_us: 1_000_000,
             probe_timeout_us: 1_000_000,
             on_backend_down: OnBackendDown::Keep,
+            siblings: true,
         }
     }
 }
@@ -178,6 +183,7 @@ impl Options {
             qos_timeout_us: cfg.qos.timeout.as_micros().min(u128::from(u64::MAX)) as u64,
             probe_timeout_us: cfg.health.timeout.as_micros().min(u128::from(u64::MAX)) as u64,
             on_backend_down: cfg.health.on_backend_down,
+            siblings: cfg.workers.cores.len() > 1,
         }
     }
 }
