@@ -70,6 +70,9 @@ pub const NODE_MAX_IP_LEN: usize = 9000;
 
 /// Capacity of the outbox to the control thread, per burst.
 pub const OUTBOX_CAP: usize = 8192;
+/// Half-open flows a one-worker node lists per millisecond (100 000 a second, well within
+/// the control thread's means); beyond, a flood, they are served but not listed.
+pub const HANDSHAKES_LISTED_PER_MS: u32 = 100;
 
 /// One worker's packet core: the services snapshot it reads and the state it changes.
 ///
@@ -106,6 +109,9 @@ pub struct State {
     held_key: FlowKey,
     /// Other workers on this node (`Options::siblings`), fixed at start.
     siblings: bool,
+    /// Half-open flows still to be listed in millisecond `listing_ms` (see `announce`).
+    listing_left: u32,
+    listing_ms: u32,
 }
 
 impl std::ops::Deref for Core {
@@ -302,6 +308,8 @@ impl Core {
                 releasing: None,
                 held_key: FlowKey::default(),
                 siblings,
+                listing_left: HANDSHAKES_LISTED_PER_MS,
+                listing_ms: 0,
             },
         }
     }
@@ -677,15 +685,25 @@ impl State {
     }
 
     /// Tells the control thread of a flow: it hands the record to this node's other workers
-    /// and (`peers`) to the other nodes, and lists it. A half-open flow on a node with one
-    /// worker concerns nobody yet (no sibling stores it, peers hear of a flow once its
-    /// handshake completes), so it is kept back: a SYN flood then costs the control thread
-    /// nothing, where a message and a map insert per SYN saturated it near a million a
-    /// second. Its handshake completing announces it, as a state change.
+    /// and (`peers`) to the other nodes, and lists it (`show flow`). A half-open flow on a
+    /// node with one worker concerns only the listing (no sibling stores it, peers hear of
+    /// a flow once its handshake completes), so past `HANDSHAKES_LISTED_PER_MS` they are
+    /// kept back and counted: a SYN flood then costs the control thread next to nothing,
+    /// where a message and a map insert per SYN saturated it near a million a second. A
+    /// handshake completing announces the flow, as a state change.
     #[inline]
     fn announce(&mut self, key: FlowKey, rec: FlowRecord, peers: bool) {
         if !self.siblings && !peers && rec.state == FlowState::SynSeen {
-            return;
+            let ms = (self.now_us / 1000) as u32;
+            if ms != self.listing_ms {
+                self.listing_ms = ms;
+                self.listing_left = HANDSHAKES_LISTED_PER_MS;
+            }
+            if self.listing_left == 0 {
+                self.counters.handshakes_unlisted.inc();
+                return;
+            }
+            self.listing_left -= 1;
         }
         self.emit(FromWorker::Flow {
             worker: self.worker,

@@ -147,11 +147,8 @@ fn nat_rewrites_request_and_reply() {
     assert_eq!(p.ttl(), 63);
     assert_eq!(&p.payload()[2..4], &8080u16.to_be_bytes());
     testkit::verify_checksums(&out).unwrap();
-    // A half-open flow on a node with one worker is kept back from the control thread.
-    assert!(!c
-        .outbox
-        .iter()
-        .any(|m| matches!(m, FromWorker::Flow { .. })));
+    // The record is announced to the control thread (listed; not yet for peers).
+    assert!(matches!(c.outbox[0], FromWorker::Flow { peers: false, .. }));
 
     // The backend's SYN-ACK comes back on "back" and leaves by "front" as the VIP. The
     // client is off-link and the gateway unresolved: the request's L2 source is used.
@@ -206,7 +203,38 @@ fn nat_rewrites_request_and_reply() {
     )));
 }
 
-/// With other workers on the node, a flow is announced from its SYN: a nat reply may
+/// A node with one worker lists at most `HANDSHAKES_LISTED_PER_MS` half-open flows a
+/// millisecond; the rest of a SYN flood is served, counted, and kept off the control
+/// thread. Their handshakes completing announces them.
+#[test]
+fn a_syn_flood_is_kept_off_the_control_thread() {
+    let mut c = core();
+    let n = crate::pipeline::HANDSHAKES_LISTED_PER_MS as u16 + 50;
+    for i in 0..n {
+        let (v, _) = run(&mut c, 0, &client_syn(20_000 + i), 1);
+        assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
+    }
+    let listed = |c: &Core| {
+        c.outbox
+            .iter()
+            .filter(|m| matches!(m, FromWorker::Flow { .. }))
+            .count()
+    };
+    assert_eq!(
+        listed(&c),
+        crate::pipeline::HANDSHAKES_LISTED_PER_MS as usize
+    );
+    assert_eq!(c.counters.handshakes_unlisted.get(), 50);
+    assert_eq!(c.table.len(), usize::from(n), "every one served");
+    // An established flow is always announced.
+    run(&mut c, 0, &client_segment(20_000 + n - 1, ACK), 1);
+    assert_eq!(
+        listed(&c),
+        crate::pipeline::HANDSHAKES_LISTED_PER_MS as usize + 1
+    );
+}
+
+/// With other workers on the node, every flow is announced from its SYN: a nat reply may
 /// reach any of them before the handshake completes.
 #[test]
 fn half_open_flows_reach_sibling_workers() {
@@ -229,7 +257,10 @@ fn half_open_flows_reach_sibling_workers() {
         Arc::new(WorkerCounters::default()),
         99,
     );
-    run(&mut c, 0, &client_syn(40001), 1);
+    for i in 0..crate::pipeline::HANDSHAKES_LISTED_PER_MS as u16 + 50 {
+        run(&mut c, 0, &client_syn(20_000 + i), 1);
+    }
+    assert_eq!(c.counters.handshakes_unlisted.get(), 0);
     assert!(c.outbox.iter().any(|m| matches!(
         m,
         FromWorker::Flow { rec, peers: false, .. } if rec.state == FlowState::SynSeen
