@@ -231,7 +231,7 @@ fn show_stats(ctl: &Control) -> Value {
                 "node_received": c.node_received.get(),
                 "node_failovers": c.node_failovers.get(),
                 "outbox_overflow": c.outbox_overflow.get(),
-                "handshakes_unlisted": c.handshakes_unlisted.get(),
+                "flows_unlisted": c.flows_unlisted.get(),
             })
         })
         .collect();

@@ -75,7 +75,9 @@ pub struct GenArgs {
     #[arg(long, default_value = "500ms")]
     pub settle: String,
     /// Send this long first without counting (flow tables fill, rings and caches warm up);
-    /// frames sent then are not counted when they come back.
+    /// frames sent then are not counted when they come back. In established and mix
+    /// modes the warm-up also lasts until every one of the --flows has been sent once, so
+    /// the measured phase creates no flows of its own however many there are.
     #[arg(long, default_value = "1s")]
     pub warmup: String,
     /// JSON lines instead of a table.
@@ -275,6 +277,8 @@ pub fn run(a: &GenArgs) -> anyhow::Result<Value> {
     let mut tx: u64 = 0;
     let mut seq: u32 = 0;
     let mut flow: u64 = 0;
+    // Every established flow sent at least once (the warm-up waits for it).
+    let mut cycled = false;
     let mut fresh: u64 = a.flows; // new flows' numbers start past the established ones
     let new_every = if a.new_share > 0.0 {
         (1.0 / a.new_share).round().max(1.0) as u64
@@ -295,7 +299,7 @@ pub fn run(a: &GenArgs) -> anyhow::Result<Value> {
     let mut stop_at = u64::MAX;
     loop {
         let mut now = ns_of(rdtsc()) - base;
-        if warming && now >= warmup.as_nanos() as u64 {
+        if warming && now >= warmup.as_nanos() as u64 && (a.mode == Mode::New || cycled) {
             // Measuring starts now: a fresh clock, counts and histograms; frames stamped
             // before this sequence number are the warm-up's.
             warming = false;
@@ -348,12 +352,18 @@ pub fn run(a: &GenArgs) -> anyhow::Result<Value> {
                 if is_new {
                     gen::write_frame(f, &spec, fresh, true);
                     fresh += 1;
-                } else if let Some(t) = templates.get(flow as usize) {
-                    f.copy_from_slice(t);
-                    flow = (flow + 1) % a.flows;
                 } else {
-                    gen::write_frame(f, &spec, flow, false);
-                    flow = (flow + 1) % a.flows;
+                    match templates.get(flow as usize) {
+                        Some(t) => f.copy_from_slice(t),
+                        None => {
+                            gen::write_frame(f, &spec, flow, false);
+                        }
+                    }
+                    flow += 1;
+                    if flow == a.flows {
+                        flow = 0;
+                        cycled = true;
+                    }
                 }
                 gen::stamp(f, &spec, seq, ns_of(rdtsc()) as u32);
                 seq = seq.wrapping_add(1);

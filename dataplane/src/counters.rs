@@ -122,9 +122,10 @@ pub struct WorkerCounters {
     /// Packets of flows served here because their primary node does not serve.
     pub node_failovers: Counter,
     pub outbox_overflow: Counter,
-    /// Half-open flows past `pipeline::HANDSHAKES_LISTED_PER_MS` not announced (a SYN
-    /// flood): this worker serves them, `show flow` lists them once established.
-    pub handshakes_unlisted: Counter,
+    /// Announcements past `pipeline::LISTED_PER_MS` that only the control thread's listing
+    /// needed, left out (a flood of new flows): this worker serves those flows all the
+    /// same; `show flow` lists them when they next change or are refreshed.
+    pub flows_unlisted: Counter,
     pub bursts: Counter,
     pub idle_polls: Counter,
     /// New flows per backend id, for the control thread's rate and totals.
@@ -157,7 +158,7 @@ impl Default for WorkerCounters {
             node_received: Counter::default(),
             node_failovers: Counter::default(),
             outbox_overflow: Counter::default(),
-            handshakes_unlisted: Counter::default(),
+            flows_unlisted: Counter::default(),
             bursts: Counter::default(),
             idle_polls: Counter::default(),
             backend_new_flows: (0..MAX_BACKENDS).map(|_| Counter::default()).collect(),

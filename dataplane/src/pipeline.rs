@@ -70,9 +70,10 @@ pub const NODE_MAX_IP_LEN: usize = 9000;
 
 /// Capacity of the outbox to the control thread, per burst.
 pub const OUTBOX_CAP: usize = 8192;
-/// Half-open flows a one-worker node lists per millisecond (100 000 a second, well within
-/// the control thread's means); beyond, a flood, they are served but not listed.
-pub const HANDSHAKES_LISTED_PER_MS: u32 = 100;
+/// Flows a one-worker node lists per millisecond when only the listing needs them (100 000
+/// a second, well within the control thread's means); beyond, a flood, they are served but
+/// not listed.
+pub const LISTED_PER_MS: u32 = 100;
 
 /// One worker's packet core: the services snapshot it reads and the state it changes.
 ///
@@ -109,6 +110,8 @@ pub struct State {
     held_key: FlowKey,
     /// Other workers on this node (`Options::siblings`), fixed at start.
     siblings: bool,
+    /// Part of a cluster (peers get flows once their handshake completes).
+    clustered: bool,
     /// Half-open flows still to be listed in millisecond `listing_ms` (see `announce`).
     listing_left: u32,
     listing_ms: u32,
@@ -282,6 +285,7 @@ impl Core {
     ) -> Core {
         let hist = Box::new(hist_for(&services));
         let siblings = services.options.siblings;
+        let clustered = services.cluster.is_some();
         let queues = services
             .services
             .iter()
@@ -308,7 +312,8 @@ impl Core {
                 releasing: None,
                 held_key: FlowKey::default(),
                 siblings,
-                listing_left: HANDSHAKES_LISTED_PER_MS,
+                clustered,
+                listing_left: LISTED_PER_MS,
                 listing_ms: 0,
             },
         }
@@ -685,22 +690,21 @@ impl State {
     }
 
     /// Tells the control thread of a flow: it hands the record to this node's other workers
-    /// and (`peers`) to the other nodes, and lists it (`show flow`). A half-open flow on a
-    /// node with one worker concerns only the listing (no sibling stores it, peers hear of
-    /// a flow once its handshake completes), so past `HANDSHAKES_LISTED_PER_MS` they are
-    /// kept back and counted: a SYN flood then costs the control thread next to nothing,
-    /// where a message and a map insert per SYN saturated it near a million a second. A
-    /// handshake completing announces the flow, as a state change.
+    /// and (`peers`) to the other nodes, and lists it (`show flow`). When only the listing
+    /// needs it (one worker, and either no cluster or a flow the peers do not get yet: a
+    /// half-open one), at most `LISTED_PER_MS` go a millisecond and the rest are counted:
+    /// a flood of new flows then costs the control thread next to nothing, where a message
+    /// and a map insert per flow saturated it near a million a second.
     #[inline]
     fn announce(&mut self, key: FlowKey, rec: FlowRecord, peers: bool) {
-        if !self.siblings && !peers && rec.state == FlowState::SynSeen {
+        if !self.siblings && (!peers || !self.clustered) {
             let ms = (self.now_us / 1000) as u32;
             if ms != self.listing_ms {
                 self.listing_ms = ms;
-                self.listing_left = HANDSHAKES_LISTED_PER_MS;
+                self.listing_left = LISTED_PER_MS;
             }
             if self.listing_left == 0 {
-                self.counters.handshakes_unlisted.inc();
+                self.counters.flows_unlisted.inc();
                 return;
             }
             self.listing_left -= 1;
