@@ -219,19 +219,13 @@ fn a_syn_flood_is_kept_off_the_control_thread() {
             .filter(|m| matches!(m, FromWorker::Flow { .. }))
             .count()
     };
-    assert_eq!(
-        listed(&c),
-        crate::pipeline::LISTED_PER_MS as usize
-    );
+    assert_eq!(listed(&c), crate::pipeline::LISTED_PER_MS as usize);
     assert_eq!(c.counters.flows_unlisted.get(), 50);
     assert_eq!(c.table.len(), usize::from(n), "every one served");
     // The next millisecond lists again: the handshake completing announces its flow.
     c.set_now_us(2_000);
     run(&mut c, 0, &client_segment(20_000 + n - 1, ACK), 2);
-    assert_eq!(
-        listed(&c),
-        crate::pipeline::LISTED_PER_MS as usize + 1
-    );
+    assert_eq!(listed(&c), crate::pipeline::LISTED_PER_MS as usize + 1);
 }
 
 /// With other workers on the node, every flow is announced from its SYN: a nat reply may
