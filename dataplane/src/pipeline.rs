@@ -1426,7 +1426,13 @@ impl State {
     /// The key of the flow a nat reply `key` belongs to: the reply's client side to the VIP
     /// of one of the nat services (`from`) its source serves, whose record names that very
     /// backend. None when this node has no such record (yet).
-    fn reply_flow(&self, s: &Services, from: &[u16], key: &FlowKey) -> Option<FlowKey> {
+    fn reply_flow(
+        &self,
+        s: &Services,
+        from: &[u16],
+        key: &FlowKey,
+        now_ms: u32,
+    ) -> Option<FlowKey> {
         from.iter().find_map(|&id| {
             let svc = s.services.get(usize::from(id))?;
             let fkey = FlowKey {
@@ -1437,7 +1443,9 @@ impl State {
                 proto: key.proto,
                 v6: key.v6,
             };
-            let rec = self.table.peek(&fkey)?;
+            // An expired record is as good as none: the reply goes where a reply without
+            // a record here goes (the flow's primary node), not to the bin.
+            let rec = self.table.peek_live(&fkey, now_ms)?;
             let b = s.backends.get(usize::from(rec.backend))?;
             (b.addr == key.src && b.port == key.sport).then_some(fkey)
         })
@@ -1462,7 +1470,7 @@ impl State {
         if from.is_empty() {
             return Verdict::Drop(DropReason::NotForUs);
         }
-        let Some(fkey) = self.reply_flow(services, from, &key) else {
+        let Some(fkey) = self.reply_flow(services, from, &key, now_ms) else {
             // No record here yet. In a cluster, the flow's primary node has it (a reply
             // during the handshake, before the record is replicated); on this node, another
             // worker may have made it a moment ago.
@@ -1492,8 +1500,7 @@ impl State {
         };
         let timeouts = *self.table.timeouts();
         let Some(fwd) = self.table.get_mut(&fkey, now_ms) else {
-            // Expired just now.
-            return Verdict::Drop(DropReason::NotForUs);
+            return Verdict::Drop(DropReason::NotForUs); // reply_flow found it live
         };
         let announce = touch(fwd, flags, now_ms, &timeouts);
         release_if_closed(&self.load, fwd);

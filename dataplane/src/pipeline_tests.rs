@@ -203,6 +203,29 @@ fn nat_rewrites_request_and_reply() {
     )));
 }
 
+/// A nat reply whose flow record has expired here is treated as one with no record (held
+/// for a record another worker may be about to store, or sent to the flow's primary node
+/// in a cluster), not dropped as not ours.
+#[test]
+fn a_reply_to_an_expired_flow_is_not_dropped_as_not_ours() {
+    let mut c = core();
+    let (v, _) = run(&mut c, 0, &client_syn(40002), 1);
+    assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
+    let reply = testkit::tcp(
+        BACK_MAC,
+        A_MAC,
+        ip("10.1.0.11"),
+        8080,
+        ip("198.51.100.7"),
+        40002,
+        SYN | ACK,
+        b"",
+    );
+    // Past the handshake timeout (10 s).
+    let (v, _) = run(&mut c, 1, &reply, 20_000);
+    assert_eq!(v, Verdict::Defer);
+}
+
 /// A lone node with one worker lists at most `LISTED_PER_MS` new flows a millisecond; the
 /// rest of a flood is served, counted, and kept off the control thread.
 #[test]

@@ -589,6 +589,13 @@ impl FlowTable {
         }
     }
 
+    /// The record for `key` unless it has expired, without removing anything.
+    #[inline]
+    pub fn peek_live(&self, key: &FlowKey, now_ms: u32) -> Option<&FlowRecord> {
+        self.peek(key)
+            .filter(|r| !r.expired(now_ms, &self.sh.timeouts))
+    }
+
     /// Looks without expiring (for the control path and tests).
     pub fn peek(&self, key: &FlowKey) -> Option<&FlowRecord> {
         let h = key.hash(self.sh.seed);
