@@ -114,6 +114,20 @@ fn client_syn(sport: u16) -> Vec<u8> {
     client_segment(sport, SYN)
 }
 
+/// A segment with no payload from nat backend "a" to the client's port `dport`.
+fn backend_segment(dport: u16, flags: u8) -> Vec<u8> {
+    testkit::tcp(
+        BACK_MAC,
+        A_MAC,
+        ip("10.1.0.11"),
+        8080,
+        ip("198.51.100.7"),
+        dport,
+        flags,
+        b"",
+    )
+}
+
 /// A segment with no payload from the client to the nat VIP.
 fn client_segment(sport: u16, flags: u8) -> Vec<u8> {
     testkit::tcp(
@@ -152,16 +166,7 @@ fn nat_rewrites_request_and_reply() {
 
     // The backend's SYN-ACK comes back on "back" and leaves by "front" as the VIP. The
     // client is off-link and the gateway unresolved: the request's L2 source is used.
-    let reply = testkit::tcp(
-        BACK_MAC,
-        A_MAC,
-        ip("10.1.0.11"),
-        8080,
-        ip("198.51.100.7"),
-        40000,
-        SYN | ACK,
-        b"",
-    );
+    let reply = backend_segment(40000, SYN | ACK);
     let (v, out) = run(&mut c, 1, &reply, 2);
     assert_eq!(v, Verdict::Tx(0));
     assert_eq!(&out[0..6], &CLIENT_MAC);
@@ -211,16 +216,7 @@ fn a_reply_to_an_expired_flow_is_not_dropped_as_not_ours() {
     let mut c = core();
     let (v, _) = run(&mut c, 0, &client_syn(40002), 1);
     assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
-    let reply = testkit::tcp(
-        BACK_MAC,
-        A_MAC,
-        ip("10.1.0.11"),
-        8080,
-        ip("198.51.100.7"),
-        40002,
-        SYN | ACK,
-        b"",
-    );
+    let reply = backend_segment(40002, SYN | ACK);
     // Past the handshake timeout (10 s).
     let (v, _) = run(&mut c, 1, &reply, 20_000);
     assert_eq!(v, Verdict::Defer);
