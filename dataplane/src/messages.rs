@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// Control thread to worker.
 #[derive(Debug)]
 pub enum ToWorker {
-    /// A flow record created or changed elsewhere; store it (and its nat reverse entry).
+    /// A flow record created or changed elsewhere; store it.
     Flow { key: FlowKey, rec: FlowRecord },
     /// A new services snapshot to swap in.
     Services(Arc<Services>),

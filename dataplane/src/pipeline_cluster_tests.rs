@@ -261,7 +261,7 @@ fn dead_primary_fails_over_to_the_backup_with_the_replicated_record() {
     let p = ipv4::Packet::new_checked(&to_backend[14..]).unwrap();
     assert_eq!(p.dst_bytes(), [10, 1, 0, 11]);
     assert_eq!(n1.counters.node_failovers.get(), 1);
-    // Node 1 also rewrites the backend's replies from the replicated reverse entry.
+    // Node 1 also rewrites the backend's replies from the replicated record.
     let reply = testkit::tcp(
         back_mac(1),
         A_MAC,
