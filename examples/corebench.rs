@@ -81,13 +81,7 @@ fn main() {
         1,
     );
     let frame = |i: u32, flags, data: &[u8]| {
-        let src = IpAddr::V4(Ipv4Addr::new(
-            10,
-            100 + (i >> 24) as u8,
-            (i >> 16) as u8,
-            (i >> 8) as u8,
-        ));
-        let sport = 1024 + (i & 0xff) as u16 * 200 + (i >> 8) as u16 % 200;
+        let (src, sport) = testkit::bench_client(i);
         testkit::tcp(
             mac,
             [2, 0, 0, 0, 0xc, 1],
@@ -177,6 +171,19 @@ fn mix(rounds: u32) {
     let cip = |i: u32| IpAddr::V4(Ipv4Addr::new(10, 100, (i >> 8) as u8, i as u8));
     let sport = |i: u32| 20_000 + i as u16;
     let data = [b'x'; 64];
+    // Backend `be`'s segment to flow `i`'s client.
+    let from_backend = |be: IpAddr, i: u32, flags: u8, data: &[u8]| {
+        testkit::tcp(
+            back,
+            [2, 0, 0, 0, 1, 0x11],
+            be,
+            8080,
+            cip(i),
+            sport(i),
+            flags,
+            data,
+        )
+    };
     let mut us = 0u64;
     let mut buf = vec![0u8; 2048];
     let mut run = |core: &mut Core, port: u8, f: &[u8]| -> Verdict {
@@ -199,17 +206,7 @@ fn mix(rounds: u32) {
     let mut frames: Vec<(u8, Vec<u8>)> = Vec::new();
     for i in 0..flows {
         let be = backend_of[i as usize];
-        let synack = testkit::tcp(
-            back,
-            [2, 0, 0, 0, 1, 0x11],
-            be,
-            8080,
-            cip(i),
-            sport(i),
-            SYN | ACK,
-            b"",
-        );
-        run(&mut core, 1, &synack);
+        run(&mut core, 1, &from_backend(be, i, SYN | ACK, b""));
         frames.push((
             0,
             testkit::tcp(mac, client, cip(i), sport(i), vip, 80, ACK, b""),
@@ -218,19 +215,7 @@ fn mix(rounds: u32) {
             0,
             testkit::tcp(mac, client, cip(i), sport(i), vip, 80, ACK, &data),
         ));
-        frames.push((
-            1,
-            testkit::tcp(
-                back,
-                [2, 0, 0, 0, 1, 0x11],
-                be,
-                8080,
-                cip(i),
-                sport(i),
-                ACK,
-                &data,
-            ),
-        ));
+        frames.push((1, from_backend(be, i, ACK, &data)));
     }
     frames.push((
         0,

@@ -35,13 +35,7 @@ fn main() {
         pcap_file::pcap::PcapWriter::with_header(std::io::BufWriter::new(f), header).expect("pcap");
     for _ in 0..rounds {
         for i in 0..flows {
-            let src = IpAddr::V4(Ipv4Addr::new(
-                10,
-                100 + (i >> 24) as u8,
-                (i >> 16) as u8,
-                (i >> 8) as u8,
-            ));
-            let sport = 1024 + (i & 0xff) as u16 * 200 + (i >> 8) as u16 % 200;
+            let (src, sport) = testkit::bench_client(i);
             let frame = testkit::tcp(
                 mac,
                 [2, 0, 0, 0, 0xc, 1],

@@ -137,6 +137,11 @@ pub struct WorkersConfig {
     pub idle_sleep: Duration,
 }
 
+/// `flows.capacity_v6` when not given: a quarter of `flows.capacity` (at least 16).
+pub fn default_capacity_v6(capacity: u32) -> u32 {
+    (capacity / 4).max(16)
+}
+
 #[derive(Debug, Clone)]
 pub struct FlowsConfig {
     /// IPv4 flows per worker.
@@ -495,7 +500,9 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
     if f.capacity > 1 << 28 {
         c.bad("flows.capacity", "at most 268435456");
     }
-    let capacity_v6 = f.capacity_v6.unwrap_or((f.capacity / 4).max(16));
+    let capacity_v6 = f
+        .capacity_v6
+        .unwrap_or_else(|| default_capacity_v6(f.capacity));
     if capacity_v6 < 16 {
         c.bad("flows.capacity_v6", "must be at least 16");
     }

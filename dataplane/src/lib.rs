@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod counters;
+pub mod fasthash;
 pub mod flow;
 pub mod gen;
 pub mod messages;

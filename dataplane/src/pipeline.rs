@@ -1465,12 +1465,11 @@ impl State {
         via: Via,
     ) -> Verdict {
         let flags = seg.flags;
-        let services = s;
-        let from = services.nat_services_of(&key.src, key.sport, key.proto);
+        let from = s.nat_services_of(&key.src, key.sport, key.proto);
         if from.is_empty() {
             return Verdict::Drop(DropReason::NotForUs);
         }
-        let Some(fkey) = self.reply_flow(services, from, &key, now_ms) else {
+        let Some(fkey) = self.reply_flow(s, from, &key, now_ms) else {
             // No record here yet. In a cluster, the flow's primary node has it (a reply
             // during the handshake, before the record is replicated); on this node, another
             // worker may have made it a moment ago.
@@ -1518,7 +1517,7 @@ impl State {
             self.announce(fkey, rec, for_peers(&rec));
         }
         let egress = rec.ingress_port;
-        let Some(out) = services.ports.get(usize::from(egress)) else {
+        let Some(out) = s.ports.get(usize::from(egress)) else {
             return Verdict::Drop(DropReason::NoPath);
         };
         if !self.link_up[usize::from(egress)] {

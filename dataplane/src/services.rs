@@ -4,11 +4,11 @@
 //! it in between bursts and hands the old one back to be freed off the packet path.
 
 use crate::cluster::ClusterView;
-use crate::flow::key::{addr_bytes, fmix};
+use crate::fasthash::{FastHasher, FastMap};
+use crate::flow::key::addr_bytes;
 use crate::select::maglev::{Candidate, Maglev};
 use crate::wire::ethernet::Mac;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 use std::net::IpAddr;
 use tandem_config::{
     BackendState, Config, Mode, OnBackendDown, PortConfig, Selection, ServiceConfig,
@@ -210,26 +210,6 @@ pub struct Service {
     pub queue_max_wait_us: u64,
 }
 
-#[derive(Default)]
-struct FastHasher(u64);
-
-impl Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        fmix(self.0)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            self.0 = (self.0 ^ u64::from_le_bytes(w))
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .rotate_left(29);
-        }
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct ServiceKey {
     vip: [u8; 16],
@@ -271,7 +251,7 @@ impl std::fmt::Debug for Services {
 }
 
 fn name_identity(service: &str, backend: &str) -> u64 {
-    let mut h = FastHasher(0x1234_5678);
+    let mut h = FastHasher::with_seed(0x1234_5678);
     h.write(service.as_bytes());
     h.write(&[0xff]);
     h.write(backend.as_bytes());
@@ -453,12 +433,6 @@ impl Services {
             return self.services.iter().any(|s| s.vip == *addr);
         }
         self.vips.contains_key(addr)
-    }
-
-    /// True when a packet from `addr:port` could be a nat backend's reply.
-    #[inline]
-    pub fn is_nat_source(&self, addr: &[u8; 16], port: u16, proto: u8) -> bool {
-        !self.nat_services_of(addr, port, proto).is_empty()
     }
 
     /// The nat services whose backends include `addr`:`port` over `proto` (empty if none).

@@ -258,3 +258,15 @@ pub fn run(core: &mut Core, port: u8, frame: &[u8], now_ms: u32) -> (Verdict, Ve
     let v = core.process(port, &mut p, now_ms);
     (v, p.frame().to_vec())
 }
+
+/// The client side of flow `i` in the benches' flow sets (corebench, mkpcap): distinct
+/// addresses and ports for up to 2^24 flows, spread over the hash.
+pub fn bench_client(i: u32) -> (IpAddr, u16) {
+    let src = IpAddr::V4(Ipv4Addr::new(
+        10,
+        100 + (i >> 24) as u8,
+        (i >> 16) as u8,
+        (i >> 8) as u8,
+    ));
+    (src, 1024 + (i & 0xff) as u16 * 200 + (i >> 8) as u16 % 200)
+}

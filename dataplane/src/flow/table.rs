@@ -41,19 +41,14 @@ pub struct Capacity {
     pub v6: usize,
 }
 
-impl Capacity {
-    /// `v4` IPv4 flows and, unless told otherwise, a quarter as many IPv6 ones.
-    pub fn v4_with_default_v6(v4: usize) -> Self {
-        Capacity {
-            v4,
-            v6: (v4 / 4).max(16),
-        }
-    }
-}
-
+/// `v4` IPv4 flows and as many IPv6 ones as `flows.capacity_v6` defaults to.
 impl From<usize> for Capacity {
     fn from(v4: usize) -> Self {
-        Capacity::v4_with_default_v6(v4)
+        let v6 = tandem_config::default_capacity_v6(u32::try_from(v4).unwrap_or(u32::MAX));
+        Capacity {
+            v4,
+            v6: v6 as usize,
+        }
     }
 }
 
@@ -321,25 +316,21 @@ impl<K: SlotKey> Store<K> {
                 .free_slot(b1)
                 .map(|i| (b1, i))
                 .or_else(|| self.free_slot(b2).map(|i| (b2, i)));
-            if let Some((b, i)) = free {
+            if let Some(at) = free {
                 self.len += 1;
-                let bucket = &mut self.buckets[b];
-                bucket.tags[i] = tag;
-                bucket.entries[i] = Entry { key, rec };
+                self.place(at, tag, key, rec);
                 return Insert::New;
             }
         }
+        // Both buckets are full, or the table is: an expired entry of either, else (room
+        // left in the table) a slot freed by moving entries on, else the oldest half-open.
         let t = sh.timeouts;
-        let mut empty = None;
         let mut expired = None;
         let mut oldest_syn: Option<(usize, usize, u32)> = None;
         for b in [b1, b2] {
             let bucket = &self.buckets[b];
             for i in 0..WAYS {
                 if bucket.tags[i] == 0 {
-                    if empty.is_none() {
-                        empty = Some((b, i));
-                    }
                     continue;
                 }
                 let e = &bucket.entries[i].rec;
@@ -354,16 +345,14 @@ impl<K: SlotKey> Store<K> {
                     }
                 }
             }
-            if empty.is_some() && !full {
-                break;
-            }
         }
-        // Both buckets full: move one of their entries towards its own alternate bucket.
-        if empty.is_none() && expired.is_none() && !full {
-            empty = self.make_room(sh, b1).or_else(|| self.make_room(sh, b2));
-        }
-        let ((b, slot), result) = match (empty, expired, oldest_syn) {
-            (Some(at), _, _) if !full => (at, Insert::New),
+        let moved = if expired.is_none() && !full {
+            self.make_room(sh, b1).or_else(|| self.make_room(sh, b2))
+        } else {
+            None
+        };
+        let (at, result) = match (moved, expired, oldest_syn) {
+            (Some(at), _, _) => (at, Insert::New),
             (_, Some(at), _) => (at, Insert::ReusedExpired),
             (_, _, Some((b, i, _))) => ((b, i), Insert::Evicted),
             _ => {
@@ -377,13 +366,18 @@ impl<K: SlotKey> Store<K> {
             Insert::Evicted => sh.stats.evicted += 1,
             _ => {}
         }
-        let bucket = &mut self.buckets[b];
         if result != Insert::New {
-            sh.dropped(&bucket.entries[slot].rec);
+            sh.dropped(&self.buckets[at.0].entries[at.1].rec);
         }
-        bucket.tags[slot] = tag;
-        bucket.entries[slot] = Entry { key, rec };
+        self.place(at, tag, key, rec);
         result
+    }
+
+    #[inline]
+    fn place(&mut self, (b, i): (usize, usize), tag: u32, key: K, rec: FlowRecord) {
+        let bucket = &mut self.buckets[b];
+        bucket.tags[i] = tag;
+        bucket.entries[i] = Entry { key, rec };
     }
 
     /// The bucket other than `b` that the entry in `b`'s slot `i` may live in, and its tag.
