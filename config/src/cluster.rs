@@ -2,7 +2,8 @@
 //! other, and the secret that authenticates what they say.
 
 use crate::schema;
-use crate::units::{parse_duration, parse_ip, parse_mac};
+use crate::units::{not_a_host, not_a_station, parse_ip, parse_mac};
+use crate::validate::Checker;
 use crate::{PortConfig, Problem};
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -40,20 +41,6 @@ pub struct NodeConfig {
 impl ClusterConfig {
     pub fn index_of(&self, id: u16) -> Option<usize> {
         self.nodes.iter().position(|n| n.id == id)
-    }
-}
-
-fn duration(problems: &mut Vec<Problem>, key: &str, s: Option<&str>, dflt: Duration) -> Duration {
-    match s.map(parse_duration) {
-        None => dflt,
-        Some(Ok(d)) => d,
-        Some(Err(why)) => {
-            problems.push(Problem {
-                key: key.into(),
-                why,
-            });
-            dflt
-        }
     }
 }
 
@@ -96,6 +83,9 @@ pub(crate) fn validate(
         }
         let address = match parse_ip(&n.address) {
             Ok(a) => {
+                if let Some(why) = not_a_host(a) {
+                    bad(format!("{k}.address"), why.into());
+                }
                 if !addrs.insert(a) {
                     bad(format!("{k}.address"), format!("{a} is used by two nodes"));
                 }
@@ -107,8 +97,8 @@ pub(crate) fn validate(
             }
         };
         let mac = n.mac.as_deref().and_then(|s| match parse_mac(s) {
-            Ok(m) if m[0] & 1 == 1 => {
-                bad(format!("{k}.mac"), "is a multicast address".into());
+            Ok(m) if not_a_station(&m).is_some() => {
+                bad(format!("{k}.mac"), not_a_station(&m).unwrap_or_default().into());
                 None
             }
             Ok(m) => Some(m),
@@ -118,6 +108,13 @@ pub(crate) fn validate(
             }
         });
         let sync = match n.sync.parse::<SocketAddr>() {
+            Ok(s) if s.port() == 0 || s.ip().is_unspecified() || s.ip().is_multicast() => {
+                bad(
+                    format!("{k}.sync"),
+                    format!("\"{}\" must name one host's address and a port above 0", n.sync),
+                );
+                s
+            }
             Ok(s) => {
                 if !syncs.insert(s) {
                     bad(format!("{k}.sync"), format!("{s} is used by two nodes"));
@@ -165,36 +162,32 @@ pub(crate) fn validate(
         );
     }
     nodes.sort_by_key(|n| n.id);
-    let heartbeat = duration(
-        problems,
+    let mut ck = Checker { problems };
+    let heartbeat = ck.duration_in(
         "cluster.heartbeat",
         c.heartbeat.as_deref(),
         Duration::from_millis(100),
+        (Duration::from_millis(10), Duration::from_secs(10)),
     );
-    let dead_after = duration(
-        problems,
+    let dead_after = ck.duration_in(
         "cluster.dead_after",
         c.dead_after.as_deref(),
-        heartbeat * 3,
+        heartbeat.saturating_mul(3),
+        (Duration::from_millis(20), Duration::from_secs(600)),
     );
-    if heartbeat < Duration::from_millis(10) || heartbeat > Duration::from_secs(10) {
-        problems.push(Problem {
-            key: "cluster.heartbeat".into(),
-            why: "must be from 10ms to 10s".into(),
-        });
+    if dead_after < heartbeat.saturating_mul(2) {
+        ck.bad(
+            "cluster.dead_after",
+            "must be at least two heartbeats, or one lost datagram kills a node",
+        );
     }
-    if dead_after < heartbeat * 2 {
-        problems.push(Problem {
-            key: "cluster.dead_after".into(),
-            why: "must be at least two heartbeats, or one lost datagram kills a node".into(),
-        });
-    }
-    let drain_deadline = duration(
-        problems,
+    let drain_deadline = ck.duration_in(
         "cluster.drain_deadline",
         c.drain_deadline.as_deref(),
         Duration::from_secs(300),
+        (Duration::ZERO, Duration::from_secs(7 * 24 * 3600)),
     );
+    let problems = ck.problems;
     let forward_port = c.forward_port.unwrap_or(DEFAULT_FORWARD_PORT);
     if forward_port == 0 {
         problems.push(Problem {

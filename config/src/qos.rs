@@ -233,6 +233,16 @@ pub struct StandbyConfig {
     pub hook: Option<PathBuf>,
 }
 
+pub(crate) fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+pub(crate) fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+pub(crate) fn hours(n: u64) -> Duration {
+    Duration::from_secs(n * 3600)
+}
+
 pub(crate) fn health(f: Option<&HealthFile>, problems: &mut Vec<Problem>) -> HealthConfig {
     let d = HealthConfig::default();
     let Some(f) = f else { return d };
@@ -250,17 +260,19 @@ pub(crate) fn health(f: Option<&HealthFile>, problems: &mut Vec<Problem>) -> Hea
             ProbeMethod::Tcp
         }
     };
-    let interval = c.opt_duration("health.interval", f.interval.as_deref(), d.interval);
-    let timeout = c.opt_duration("health.timeout", f.timeout.as_deref(), d.timeout);
-    if interval < Duration::from_millis(10) {
-        c.bad("health.interval", "must be at least 10ms");
-    }
-    if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(16) {
-        c.bad(
-            "health.timeout",
-            "must be from 1ms to 16s (probe round trips are timed modulo 16.7 s)",
-        );
-    }
+    let interval = c.duration_in(
+        "health.interval",
+        f.interval.as_deref(),
+        d.interval,
+        (ms(10), hours(1)),
+    );
+    // Probe round trips are timed modulo 16.7 s.
+    let timeout = c.duration_in(
+        "health.timeout",
+        f.timeout.as_deref(),
+        d.timeout,
+        (ms(1), secs(16)),
+    );
     let down_after = f.down_after.unwrap_or(d.down_after);
     let up_after = f.up_after.unwrap_or(d.up_after);
     if !(1..=100).contains(&down_after) {
@@ -294,11 +306,18 @@ pub(crate) fn qos(f: Option<&QosFile>, problems: &mut Vec<Problem>) -> QosConfig
     let d = QosConfig::default();
     let Some(f) = f else { return d };
     let mut c = Checker { problems };
-    let window = c.opt_duration("qos.window", f.window.as_deref(), d.window);
-    let period = c.opt_duration("qos.period", f.period.as_deref(), d.period);
-    if period < Duration::from_millis(50) {
-        c.bad("qos.period", "must be at least 50ms");
-    }
+    let period = c.duration_in(
+        "qos.period",
+        f.period.as_deref(),
+        d.period,
+        (ms(50), secs(60)),
+    );
+    let window = c.duration_in(
+        "qos.window",
+        f.window.as_deref(),
+        d.window,
+        (ms(50), hours(1)),
+    );
     if window < period {
         c.bad("qos.window", "must be at least one qos.period");
     } else if window.as_micros() / period.as_micros().max(1) > 600 {
@@ -317,19 +336,41 @@ pub(crate) fn qos(f: Option<&QosFile>, problems: &mut Vec<Problem>) -> QosConfig
     let quantile = c.fraction("qos.quantile", f.quantile, 0.5, 0.9999, d.quantile);
     let exponent = c.fraction("qos.exponent", f.exponent, 0.1, 10.0, d.exponent);
     let tolerance = c.fraction("qos.tolerance", f.tolerance, 0.0, 10.0, d.tolerance);
-    let slack = c.opt_duration("qos.slack", f.slack.as_deref(), d.slack);
+    let slack = c.duration_in(
+        "qos.slack",
+        f.slack.as_deref(),
+        d.slack,
+        (Duration::ZERO, secs(10)),
+    );
     let min_factor = c.fraction("qos.min_factor", f.min_factor, 0.001, 1.0, d.min_factor);
     let min_samples = f.min_samples.unwrap_or(d.min_samples);
-    if min_samples == 0 {
-        c.bad("qos.min_samples", "must be at least 1");
+    if !(1..=1_000_000).contains(&min_samples) {
+        c.bad("qos.min_samples", "must be from 1 to 1000000");
     }
-    let timeout = c.opt_duration("qos.timeout", f.timeout.as_deref(), d.timeout);
-    c.positive("qos.timeout", timeout);
-    let slow_start = c.opt_duration("qos.slow_start", f.slow_start.as_deref(), d.slow_start);
-    let decay = c.opt_duration("qos.decay", f.decay.as_deref(), d.decay);
-    c.positive("qos.decay", decay);
-    let probation = c.opt_duration("qos.probation", f.probation.as_deref(), d.probation);
-    c.positive("qos.probation", probation);
+    let timeout = c.duration_in(
+        "qos.timeout",
+        f.timeout.as_deref(),
+        d.timeout,
+        (ms(1), hours(1)),
+    );
+    let slow_start = c.duration_in(
+        "qos.slow_start",
+        f.slow_start.as_deref(),
+        d.slow_start,
+        (Duration::ZERO, hours(1)),
+    );
+    let decay = c.duration_in(
+        "qos.decay",
+        f.decay.as_deref(),
+        d.decay,
+        (ms(1), hours(1)),
+    );
+    let probation = c.duration_in(
+        "qos.probation",
+        f.probation.as_deref(),
+        d.probation,
+        (ms(1), hours(24)),
+    );
     QosConfig {
         window,
         period,
@@ -354,35 +395,43 @@ pub(crate) fn queue(k: &str, f: &QueueFile, problems: &mut Vec<Problem>) -> Queu
     if !(1..=65536).contains(&max_len) {
         c.bad(format!("{k}.queue.max_len"), "must be from 1 to 65536");
     }
-    let max_wait = c.opt_duration(
+    let max_wait = c.duration_in(
         &format!("{k}.queue.max_wait"),
         f.max_wait.as_deref(),
         d.max_wait,
+        (ms(1), secs(600)),
     );
-    c.positive(&format!("{k}.queue.max_wait"), max_wait);
     QueueConfig { max_len, max_wait }
 }
 
 pub(crate) fn standby(k: &str, f: &StandbyFile, problems: &mut Vec<Problem>) -> StandbyConfig {
     let mut c = Checker { problems };
-    let p99_above = f
-        .p99_above
-        .as_deref()
-        .map(|s| c.opt_duration(&format!("{k}.standby.p99_above"), Some(s), Duration::ZERO));
-    let for_ = c.opt_duration(
+    let p99_above = f.p99_above.as_deref().map(|s| {
+        c.duration_in(
+            &format!("{k}.standby.p99_above"),
+            Some(s),
+            Duration::ZERO,
+            (Duration::from_micros(1), hours(1)),
+        )
+    });
+    let day = (Duration::ZERO, hours(24));
+    let for_ = c.duration_in(
         &format!("{k}.standby.for"),
         f.for_.as_deref(),
-        Duration::from_secs(5),
+        secs(5),
+        day,
     );
-    let recover_for = c.opt_duration(
+    let recover_for = c.duration_in(
         &format!("{k}.standby.recover_for"),
         f.recover_for.as_deref(),
-        Duration::from_secs(30),
+        secs(30),
+        day,
     );
-    let cooldown = c.opt_duration(
+    let cooldown = c.duration_in(
         &format!("{k}.standby.cooldown"),
         f.cooldown.as_deref(),
         for_,
+        day,
     );
     let healthy_below = f.healthy_below.unwrap_or(0);
     if p99_above.is_none() && healthy_below == 0 {
@@ -390,9 +439,6 @@ pub(crate) fn standby(k: &str, f: &StandbyFile, problems: &mut Vec<Problem>) -> 
             format!("{k}.standby"),
             "needs p99_above or healthy_below: when to activate a standby",
         );
-    }
-    if p99_above.is_some_and(|d| d.is_zero()) {
-        c.bad(format!("{k}.standby.p99_above"), "must be above zero");
     }
     let hook = match f.hook.as_deref() {
         None => None,

@@ -27,7 +27,7 @@ pub struct File {
 
 #[derive(Debug, Deserialize)]
 pub struct Node {
-    pub id: u32,
+    pub id: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,7 +38,9 @@ pub struct Eal {
 
 #[derive(Debug, Deserialize)]
 pub struct Port {
+    #[serde(default)]
     pub name: String,
+    #[serde(default)]
     pub devargs: String,
     pub ipv4: Option<String>,
     pub ipv6: Option<String>,
@@ -123,10 +125,15 @@ impl Default for Control {
 
 #[derive(Debug, Deserialize)]
 pub struct Service {
+    #[serde(default)]
     pub name: String,
+    #[serde(default)]
     pub vip: String,
+    #[serde(default)]
     pub port: u16,
+    #[serde(default)]
     pub protocol: String,
+    #[serde(default)]
     pub mode: String,
     pub queue: Option<crate::qos::QueueFile>,
     pub standby: Option<crate::qos::StandbyFile>,
@@ -136,7 +143,9 @@ pub struct Service {
 
 #[derive(Debug, Deserialize)]
 pub struct Backend {
+    #[serde(default)]
     pub name: String,
+    #[serde(default)]
     pub address: String,
     pub port: Option<u16>,
     #[serde(default = "one")]
@@ -154,6 +163,7 @@ fn one() -> u32 {
 
 #[derive(Debug, Deserialize)]
 pub struct Path {
+    #[serde(default)]
     pub port: String,
     pub mac: Option<String>,
 }
@@ -172,10 +182,13 @@ pub struct Cluster {
 
 #[derive(Debug, Deserialize)]
 pub struct ClusterNode {
+    #[serde(default)]
     pub id: u32,
     #[serde(default = "one")]
     pub weight: u32,
+    #[serde(default)]
     pub address: String,
     pub mac: Option<String>,
+    #[serde(default)]
     pub sync: String,
 }

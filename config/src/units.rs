@@ -4,12 +4,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-/// Parses "0us", "50us", "250ms", "10s", "15m", "1h" (an integer and a unit, nothing else).
+/// Parses "0us", "50us", "250ms", "10s", "15m", "1h", "7d" (an integer and a unit, nothing
+/// else).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("\"{s}\" has no unit (use us, ms, s, m or h)"))?;
+        .ok_or_else(|| format!("\"{s}\" has no unit (use us, ms, s, m, h or d)"))?;
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
@@ -20,13 +21,44 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
         _ => {
             return Err(format!(
-                "\"{s}\": unknown unit \"{unit}\" (use us, ms, s, m or h)"
+                "\"{s}\": unknown unit \"{unit}\" (use us, ms, s, m, h or d)"
             ))
         }
     };
+    if d > MAX_DURATION {
+        return Err(format!(
+            "\"{s}\" is longer than any setting allows ({})",
+            format_duration(MAX_DURATION)
+        ));
+    }
     Ok(d)
+}
+
+/// No duration in a config is longer than this; each key has its own, smaller range.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A duration in the config's own notation, in the largest unit that writes it exactly
+/// ("24h", "250ms", "0us"), so a range in a problem reads like the values it bounds.
+pub fn format_duration(d: Duration) -> String {
+    let us = d.as_micros();
+    if us == 0 {
+        return "0us".into();
+    }
+    for (unit, per) in [
+        ("d", 86_400_000_000u128),
+        ("h", 3_600_000_000),
+        ("m", 60_000_000),
+        ("s", 1_000_000),
+        ("ms", 1_000),
+    ] {
+        if us % per == 0 {
+            return format!("{}{unit}", us / per);
+        }
+    }
+    format!("{us}us")
 }
 
 /// Parses a MAC address written as six colon-separated hex octets.
@@ -85,8 +117,38 @@ pub fn parse_cidr6(s: &str) -> Result<(Ipv6Addr, u8), String> {
 }
 
 pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    if s.is_empty() {
+        return Err("is required (an IPv4 or IPv6 address)".into());
+    }
     s.parse()
         .map_err(|_| format!("\"{s}\" is not an IPv4 or IPv6 address"))
+}
+
+/// Why `ip` cannot be a host's address on a network (unspecified, loopback, multicast or
+/// the IPv4 broadcast address), or None when it can.
+pub fn not_a_host(ip: IpAddr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("is the unspecified address")
+    } else if ip.is_loopback() {
+        Some("is a loopback address")
+    } else if ip.is_multicast() {
+        Some("is a multicast address")
+    } else if ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        Some("is the broadcast address")
+    } else {
+        None
+    }
+}
+
+/// Why `m` cannot be a station's MAC address (all zeros, or a group address), or None.
+pub fn not_a_station(m: &[u8; 6]) -> Option<&'static str> {
+    if *m == [0; 6] {
+        Some("is the all-zeros MAC address")
+    } else if m[0] & 1 == 1 {
+        Some("is a multicast address")
+    } else {
+        None
+    }
 }
 
 /// True when `addr` lies in `net/len`.
@@ -118,6 +180,13 @@ mod tests {
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("5 days").is_err());
+        assert!(parse_duration("18446744073709551615s").is_err());
+        assert!(parse_duration("99999999999999999h").is_err());
+        assert!(parse_duration("99999999999999999999999s").is_err());
+        assert_eq!(format_duration(Duration::from_secs(24 * 3600)), "1d");
+        assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_micros(50)), "50us");
     }
 
     #[test]

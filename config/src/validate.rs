@@ -197,6 +197,10 @@ pub struct PathConfig {
 pub const MAX_WEIGHT: u32 = 10_000;
 /// CPU ids a worker may name (the system DPDK's RTE_MAX_LCORE).
 pub const MAX_CPU: usize = 128;
+/// Longest flow timeout: the flow table's clock is in milliseconds and wraps at 2^31.
+pub const MAX_FLOW_TIMEOUT: Duration = Duration::from_secs(24 * 24 * 3600);
+/// Most mbufs a mempool may be asked for.
+pub const MAX_MBUFS: u32 = 1 << 24;
 /// Most backends a node can hold over all services.
 pub const MAX_BACKENDS: usize = 1024;
 /// Most services a node can hold.
@@ -208,19 +212,10 @@ impl Config {
     /// Parses and validates TOML text; on failure, every problem found.
     pub fn from_toml(text: &str) -> Result<Config, Vec<Problem>> {
         let mut problems = Vec::new();
-        let de = toml::Deserializer::new(text);
-        let mut unknown = Vec::new();
-        let file: Result<schema::File, _> =
-            serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));
-        for key in unknown {
-            problems.push(Problem {
-                key,
-                why: "unknown key".into(),
-            });
-        }
-        let file = match file {
-            Ok(f) => f,
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
             Err(e) => {
+                // A syntax error: nothing after it can be read. toml's message says where.
                 problems.push(Problem {
                     key: "(file)".into(),
                     why: e.to_string().trim().replace('\n', " "),
@@ -228,7 +223,22 @@ impl Config {
                 return Err(problems);
             }
         };
-        let cfg = validate(file, &mut problems);
+        let (file, unknown) = read_schema(toml::Value::Table(table), &mut problems);
+        let typed: HashSet<String> = problems.iter().map(|p| p.key.clone()).collect();
+        for key in unknown {
+            problems.push(Problem {
+                key,
+                why: "unknown key".into(),
+            });
+        }
+        let Some(file) = file else {
+            return Err(problems);
+        };
+        // A value of the wrong type was taken out and validation then sees it missing:
+        // the type error already says what is wrong with that key.
+        let mut checked = Vec::new();
+        let cfg = validate(file, &mut checked);
+        problems.extend(checked.into_iter().filter(|p| !typed.contains(&p.key)));
         if problems.is_empty() {
             Ok(cfg)
         } else {
@@ -251,6 +261,122 @@ impl Config {
     }
 }
 
+/// Most type errors reported from one file before reading stops.
+const MAX_TYPE_ERRORS: usize = 100;
+
+/// Reads the parsed file into the schema, reporting every value of the wrong type with its
+/// key: each one found is taken out of the tree and the tree read again (serde stops at the
+/// first error), so the rest of the file is still read and validated. Returns the schema (None
+/// when a bad value could not be taken out) and the unknown keys.
+fn read_schema(
+    mut value: toml::Value,
+    problems: &mut Vec<Problem>,
+) -> (Option<schema::File>, Vec<String>) {
+    let mut reported = HashSet::new();
+    let mut file = None;
+    for _ in 0..MAX_TYPE_ERRORS * 2 {
+        match serde_path_to_error::deserialize::<_, schema::File>(value.clone()) {
+            Ok(f) => {
+                file = Some(f);
+                break;
+            }
+            Err(e) => {
+                let key = key_of(e.path());
+                if reported.insert(key.clone()) {
+                    let why = e.inner().to_string().trim().replace('\n', " ");
+                    // toml appends its own (index-less) path: the key already says where.
+                    let why = why.split(" in `").next().unwrap_or(&why).to_string();
+                    problems.push(Problem { key, why });
+                }
+                if reported.len() > MAX_TYPE_ERRORS || !take_out(&mut value, e.path()) {
+                    break;
+                }
+            }
+        }
+    }
+    let mut unknown = Vec::new();
+    let _: Result<schema::File, _> =
+        serde_ignored::deserialize(value, |path| unknown.push(dotted_key(&path.to_string())));
+    (file, unknown)
+}
+
+/// serde_ignored's `service.0.backend.1.colour` as validation writes keys.
+fn dotted_key(path: &str) -> String {
+    let mut key = String::new();
+    for part in path.split('.') {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            key.push_str(&format!("[{part}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+    }
+    key
+}
+
+/// A serde path as validation writes keys: `service[0].backend[1].port`.
+fn key_of(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut key = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => key.push_str(&format!("[{index}]")),
+            Segment::Map { key: k } | Segment::Enum { variant: k } => {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(k);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    if key.is_empty() {
+        key.push_str("(file)");
+    }
+    key
+}
+
+/// Takes the value at `path` out of the tree: a table's key is removed (the schema then uses
+/// its default, and validation says what is missing); an array's element is first replaced
+/// by an empty table (so later elements keep their indexes), and removed if that is wrong
+/// too. False when there is nothing there to take out.
+fn take_out(value: &mut toml::Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segs: Vec<&Segment> = path.iter().collect();
+    let Some((last, parents)) = segs.split_last() else {
+        return false;
+    };
+    let mut v = value;
+    for seg in parents {
+        v = match (seg, v) {
+            (Segment::Seq { index }, toml::Value::Array(a)) => match a.get_mut(*index) {
+                Some(x) => x,
+                None => return false,
+            },
+            (Segment::Map { key }, toml::Value::Table(t)) => match t.get_mut(key.as_str()) {
+                Some(x) => x,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, v) {
+        (Segment::Map { key }, toml::Value::Table(t)) => t.remove(key.as_str()).is_some(),
+        (Segment::Seq { index }, toml::Value::Array(a)) if *index < a.len() => {
+            let empty = matches!(&a[*index], toml::Value::Table(t) if t.is_empty());
+            if empty {
+                a.remove(*index);
+            } else {
+                a[*index] = toml::Value::Table(toml::Table::new());
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Collects problems while values are read: a bad value is recorded with its key and the
 /// default is used, so checking goes on and every problem is listed.
 pub(crate) struct Checker<'a> {
@@ -264,23 +390,35 @@ impl Checker<'_> {
             why: why.into(),
         });
     }
-    fn duration(&mut self, key: &str, s: &str, dflt: Duration) -> Duration {
-        self.opt_duration(key, Some(s), dflt)
-    }
-    /// A duration that may be left out (then `dflt`).
-    pub(crate) fn opt_duration(&mut self, key: &str, s: Option<&str>, dflt: Duration) -> Duration {
+    /// A duration that may be left out (then `dflt`) and must lie from `lo` to `hi`. A bad
+    /// or out-of-range value is reported and `dflt` used, so whatever is computed from the
+    /// result later (sums, products, deadlines) stays in range.
+    pub(crate) fn duration_in(
+        &mut self,
+        key: &str,
+        s: Option<&str>,
+        dflt: Duration,
+        (lo, hi): (Duration, Duration),
+    ) -> Duration {
         match s.map(parse_duration) {
             None => dflt,
-            Some(Ok(d)) => d,
+            Some(Ok(d)) if d >= lo && d <= hi => d,
+            Some(Ok(_)) => {
+                self.bad(
+                    key,
+                    format!(
+                        "\"{}\" is out of range: must be from {} to {}",
+                        s.unwrap_or_default().trim(),
+                        format_duration(lo),
+                        format_duration(hi)
+                    ),
+                );
+                dflt
+            }
             Some(Err(e)) => {
                 self.bad(key, e);
                 dflt
             }
-        }
-    }
-    pub(crate) fn positive(&mut self, key: &str, d: Duration) {
-        if d.is_zero() {
-            self.bad(key, "must be above zero");
         }
     }
     /// A number from `lo` to `hi` that may be left out (then `dflt`).
@@ -306,7 +444,11 @@ impl Checker<'_> {
 fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
     let mut c = Checker { problems };
     let node_id = match &file.node {
-        Some(n) => n.id,
+        Some(schema::Node { id: Some(id) }) => *id,
+        Some(_) => {
+            c.bad("node.id", "is required: this node's number in the cluster");
+            0
+        }
         None => {
             c.bad("node", "missing section [node] (needs id)");
             0
@@ -358,6 +500,17 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             );
         }
         let ipv4 = p.ipv4.as_deref().and_then(|s| match parse_cidr4(s) {
+            Ok((a, _)) if not_a_host(a.into()).is_some() => {
+                c.bad(format!("{k}.ipv4"), not_a_host(a.into()).unwrap_or_default());
+                None
+            }
+            Ok((_, 0)) => {
+                c.bad(
+                    format!("{k}.ipv4"),
+                    "a /0 subnet puts every address on this port's link; give the real prefix",
+                );
+                None
+            }
             Ok(v) => Some(v),
             Err(e) => {
                 c.bad(format!("{k}.ipv4"), e);
@@ -365,6 +518,17 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             }
         });
         let ipv6 = p.ipv6.as_deref().and_then(|s| match parse_cidr6(s) {
+            Ok((a, _)) if not_a_host(a.into()).is_some() => {
+                c.bad(format!("{k}.ipv6"), not_a_host(a.into()).unwrap_or_default());
+                None
+            }
+            Ok((_, 0)) => {
+                c.bad(
+                    format!("{k}.ipv6"),
+                    "a /0 subnet puts every address on this port's link; give the real prefix",
+                );
+                None
+            }
             Ok(v) => Some(v),
             Err(e) => {
                 c.bad(format!("{k}.ipv6"), e);
@@ -377,6 +541,9 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             .and_then(|s| match s.parse::<Ipv4Addr>() {
                 Ok(g) => {
                     match ipv4 {
+                        Some((a, _)) if a == g => {
+                            c.bad(format!("{k}.gateway"), "is the port's own address")
+                        }
                         Some((a, l)) if in_subnet4(g, a, l) => {}
                         Some(_) => {
                             c.bad(format!("{k}.gateway"), "is not on the port's ipv4 subnet")
@@ -399,6 +566,9 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             .and_then(|s| match s.parse::<Ipv6Addr>() {
                 Ok(g) => {
                     match ipv6 {
+                        Some((a, _)) if a == g => {
+                            c.bad(format!("{k}.gateway6"), "is the port's own address")
+                        }
                         Some((a, l)) if in_subnet6(g, a, l) => {}
                         Some(_) => {
                             c.bad(format!("{k}.gateway6"), "is not on the port's ipv6 subnet")
@@ -416,8 +586,8 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
                 }
             });
         let mac = p.mac.as_deref().and_then(|s| match parse_mac(s) {
-            Ok(m) if m[0] & 1 == 1 => {
-                c.bad(format!("{k}.mac"), "is a multicast address");
+            Ok(m) if not_a_station(&m).is_some() => {
+                c.bad(format!("{k}.mac"), not_a_station(&m).unwrap_or_default());
                 None
             }
             Ok(m) => Some(m),
@@ -451,8 +621,11 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
         });
     }
 
-    if file.mempool.mbufs < 1024 {
-        c.bad("mempool.mbufs", "must be at least 1024");
+    if !(1024..=MAX_MBUFS).contains(&file.mempool.mbufs) {
+        c.bad(
+            "mempool.mbufs",
+            format!("must be from 1024 to {MAX_MBUFS}"),
+        );
     }
     if file.mempool.cache > 512 {
         c.bad(
@@ -481,17 +654,12 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
     if !(1..=512).contains(&w.burst) {
         c.bad("workers.burst", "must be from 1 to 512");
     }
-    let idle_sleep = c.duration(
+    let idle_sleep = c.duration_in(
         "workers.idle_sleep",
-        &w.idle_sleep,
+        Some(&w.idle_sleep),
         Duration::from_micros(50),
+        (Duration::ZERO, Duration::from_millis(100)),
     );
-    if idle_sleep > Duration::from_millis(100) {
-        c.bad(
-            "workers.idle_sleep",
-            "at most 100ms, or packets wait too long",
-        );
-    }
 
     let f = &file.flows;
     if f.capacity < 16 {
@@ -509,43 +677,28 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
     if capacity_v6 > 1 << 28 {
         c.bad("flows.capacity_v6", "at most 268435456");
     }
+    // The flow table keeps times in milliseconds that wrap at 2^31 (24.8 days).
+    let timeout_range = (Duration::from_millis(100), MAX_FLOW_TIMEOUT);
+    let mut timeout = |key: &str, s: &str, dflt: u64| {
+        c.duration_in(
+            &format!("flows.{key}"),
+            Some(s),
+            Duration::from_secs(dflt),
+            timeout_range,
+        )
+    };
     let flows = FlowsConfig {
         capacity: f.capacity,
         capacity_v6,
-        tcp_syn_timeout: c.duration(
-            "flows.tcp_syn_timeout",
-            &f.tcp_syn_timeout,
-            Duration::from_secs(10),
-        ),
-        tcp_established_timeout: c.duration(
-            "flows.tcp_established_timeout",
+        tcp_syn_timeout: timeout("tcp_syn_timeout", &f.tcp_syn_timeout, 10),
+        tcp_established_timeout: timeout(
+            "tcp_established_timeout",
             &f.tcp_established_timeout,
-            Duration::from_secs(900),
+            900,
         ),
-        tcp_closing_timeout: c.duration(
-            "flows.tcp_closing_timeout",
-            &f.tcp_closing_timeout,
-            Duration::from_secs(10),
-        ),
-        udp_timeout: c.duration(
-            "flows.udp_timeout",
-            &f.udp_timeout,
-            Duration::from_secs(300),
-        ),
+        tcp_closing_timeout: timeout("tcp_closing_timeout", &f.tcp_closing_timeout, 10),
+        udp_timeout: timeout("udp_timeout", &f.udp_timeout, 300),
     };
-    for (key, d) in [
-        ("flows.tcp_syn_timeout", flows.tcp_syn_timeout),
-        (
-            "flows.tcp_established_timeout",
-            flows.tcp_established_timeout,
-        ),
-        ("flows.tcp_closing_timeout", flows.tcp_closing_timeout),
-        ("flows.udp_timeout", flows.udp_timeout),
-    ] {
-        if d < Duration::from_millis(100) {
-            c.bad(key, "must be at least 100ms");
-        }
-    }
 
     if file.control.socket.is_empty() {
         c.bad("control.socket", "must be a path");
@@ -568,8 +721,8 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
         }
         let vip = match parse_ip(&s.vip) {
             Ok(v) => {
-                if v.is_multicast() || v.is_unspecified() {
-                    c.bad(format!("{k}.vip"), "must be a unicast address");
+                if let Some(why) = not_a_host(v) {
+                    c.bad(format!("{k}.vip"), why);
                 }
                 Some(v)
             }
@@ -647,6 +800,19 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             }
             let address = match parse_ip(&b.address) {
                 Ok(a) => {
+                    if let Some(why) = not_a_host(a) {
+                        c.bad(format!("{bk}.address"), why);
+                    } else if Some(a) == vip {
+                        c.bad(format!("{bk}.address"), "is the service's own VIP");
+                    } else if let Some(pi) = ports.iter().position(|p| {
+                        p.ipv4.map(|x| IpAddr::V4(x.0)) == Some(a)
+                            || p.ipv6.map(|x| IpAddr::V6(x.0)) == Some(a)
+                    }) {
+                        c.bad(
+                            format!("{bk}.address"),
+                            format!("is port[{pi}]'s own address (this node, not a backend)"),
+                        );
+                    }
                     if let Some(v) = vip {
                         if a.is_ipv4() != v.is_ipv4() {
                             c.bad(
@@ -721,6 +887,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
                     continue;
                 };
                 let mac = p.mac.as_deref().and_then(|m| match parse_mac(m) {
+                    Ok(m) if not_a_station(&m).is_some() => {
+                        c.bad(format!("{pk}.mac"), not_a_station(&m).unwrap_or_default());
+                        None
+                    }
                     Ok(m) => Some(m),
                     Err(e) => {
                         c.bad(format!("{pk}.mac"), e);
@@ -878,10 +1048,7 @@ paths = [{ port = "back", mac = "02:00:00:00:01:11" }]
             .replace("{ port = \"back\", mac", "{ port = \"nowhere\", mac");
         let p = problems(&bad);
         let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
-        assert!(
-            keys.contains(&"port.0.colour") || keys.iter().any(|k| k.contains("colour")),
-            "{p:?}"
-        );
+        assert!(keys.contains(&"port[0].colour"), "{p:?}");
         assert!(keys.contains(&"service[0].vip"), "{p:?}");
         assert!(
             keys.contains(&"service[0].backend[0].paths[0].port"),
@@ -989,8 +1156,214 @@ paths = [{ port = "back" }]
     }
 
     #[test]
+    fn type_errors_are_each_reported_with_the_rest_of_the_file() {
+        let bad = GOOD
+            .replace("id = 1", "id = \"one\"")
+            .replace("port = 80\n", "port = \"http\"\n")
+            .replace("weight = 2", "weight = -2\nflavour = 1")
+            .replace("vip = \"192.0.2.10\"", "vip = \"192.0.2.300\"");
+        let p = problems(&bad);
+        for key in [
+            "node.id",
+            "service[0].port",
+            "service[0].backend[0].weight",
+            "service[0].backend[0].flavour",
+            "service[0].vip",
+        ] {
+            assert!(p.iter().any(|x| x.key == key), "{key} missing from {p:?}");
+        }
+        assert!(p.iter().all(|x| x.key != "(file)"), "{p:?}");
+        // An element of the wrong type in an array keeps the indexes of the others.
+        let bad = GOOD.replace(
+            "paths = [{ port = \"back\", mac = \"02:00:00:00:01:11\" }]",
+            "paths = [7, { port = \"nowhere\" }]",
+        );
+        let p = problems(&bad);
+        assert!(
+            p.iter().any(|x| x.key == "service[0].backend[0].paths[0]"),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.key == "service[0].backend[0].paths[1].port"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn missing_keys_are_named() {
+        let bad = GOOD
+            .replace("id = 1\n", "")
+            .replace("address = \"10.1.0.11\"\n", "")
+            .replace("devargs = \"net_null1\"\n", "");
+        let p = problems(&bad);
+        for key in [
+            "node.id",
+            "service[0].backend[0].address",
+            "port[1].devargs",
+        ] {
+            assert!(p.iter().any(|x| x.key == key), "{key} missing from {p:?}");
+        }
+    }
+
+    #[test]
+    fn huge_and_tiny_values_are_refused_with_their_range() {
+        for (from, to, key) in [
+            (
+                "[[port]]\nname = \"front\"",
+                "[flows]\ntcp_established_timeout = \"99999999h\"\n[[port]]\nname = \"front\"",
+                "flows.tcp_established_timeout",
+            ),
+            (
+                "[[port]]\nname = \"front\"",
+                "[flows]\nudp_timeout = \"25d\"\n[[port]]\nname = \"front\"",
+                "flows.udp_timeout",
+            ),
+            (
+                "[[port]]\nname = \"front\"",
+                "[health]\ninterval = \"99999999999999999h\"\n[[port]]\nname = \"front\"",
+                "health.interval",
+            ),
+            (
+                "[[port]]\nname = \"front\"",
+                "[workers]\nidle_sleep = \"2h\"\n[[port]]\nname = \"front\"",
+                "workers.idle_sleep",
+            ),
+            (
+                "[[port]]\nname = \"front\"",
+                "[qos]\nperiod = \"18446744073709551615s\"\n[[port]]\nname = \"front\"",
+                "qos.period",
+            ),
+        ] {
+            let p = problems(&GOOD.replacen(from, to, 1));
+            assert!(p.iter().any(|x| x.key == key), "{key}: {p:?}");
+        }
+        let p = problems(&GOOD.replacen(
+            "[[port]]\nname = \"front\"",
+            "[flows]\nudp_timeout = \"30d\"\n[[port]]\nname = \"front\"",
+            1,
+        ));
+        let why = &p.iter().find(|x| x.key == "flows.udp_timeout").unwrap().why;
+        assert!(why.contains("from 100ms to 24d"), "{why}");
+    }
+
+    #[test]
+    fn nonsense_addresses_are_refused() {
+        for (from, to, key) in [
+            (
+                "address = \"10.1.0.11\"",
+                "address = \"0.0.0.0\"",
+                "service[0].backend[0].address",
+            ),
+            (
+                "address = \"10.1.0.11\"",
+                "address = \"127.0.0.1\"",
+                "service[0].backend[0].address",
+            ),
+            (
+                "address = \"10.1.0.11\"",
+                "address = \"192.0.2.10\"",
+                "service[0].backend[0].address",
+            ),
+            (
+                "address = \"10.1.0.11\"",
+                "address = \"10.1.0.1\"",
+                "service[0].backend[0].address",
+            ),
+            ("ipv4 = \"10.1.0.1/24\"", "ipv4 = \"10.1.0.1/0\"", "port[1].ipv4"),
+            (
+                "mac = \"02:00:00:00:01:11\"",
+                "mac = \"00:00:00:00:00:00\"",
+                "service[0].backend[0].paths[0].mac",
+            ),
+            (
+                "mac = \"02:00:00:00:01:11\"",
+                "mac = \"ff:ff:ff:ff:ff:ff\"",
+                "service[0].backend[0].paths[0].mac",
+            ),
+            ("vip = \"192.0.2.10\"", "vip = \"127.0.0.5\"", "service[0].vip"),
+        ] {
+            let p = problems(&GOOD.replace(from, to));
+            assert!(p.iter().any(|x| x.key == key), "{to}: {p:?}");
+        }
+    }
+
+    #[test]
     fn syntax_errors_are_reported() {
         let p = problems("[node\nid = 1");
         assert_eq!(p.len(), 1);
+    }
+
+    use proptest::prelude::*;
+
+    /// Values a careless operator or a fuzzer puts where a config value goes.
+    fn wild_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("\"18446744073709551615s\"".to_string()),
+            Just("\"99999999999999999h\"".to_string()),
+            Just("\"0us\"".to_string()),
+            Just("\"1us\"".to_string()),
+            Just("18446744073709551615".to_string()),
+            Just("-1".to_string()),
+            Just("0".to_string()),
+            Just("4294967296".to_string()),
+            Just("\"\"".to_string()),
+            Just("[]".to_string()),
+            Just("{}".to_string()),
+            Just("1e308".to_string()),
+            Just("nan".to_string()),
+            Just("\"0.0.0.0\"".to_string()),
+            Just("\"::/0\"".to_string()),
+            Just("\"00:00:00:00:00:00\"".to_string()),
+            (0u64..u64::MAX).prop_map(|n| n.to_string()),
+            (0u64..100_000, prop_oneof![Just("us"), Just("ms"), Just("s"), Just("m"), Just("h")])
+                .prop_map(|(n, u)| format!("\"{n}{u}\"")),
+            "[ -~]{0,12}".prop_map(|s| format!("{s:?}")),
+        ]
+    }
+
+    fn example(name: &str) -> String {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/");
+        std::fs::read_to_string(format!("{dir}{name}")).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any value in place of any value of an example config, or a line dropped: the
+        /// checker answers (Ok or keyed problems), never panics.
+        #[test]
+        fn mutated_example_configs_never_panic(
+            which in 0usize..5,
+            line in 0usize..200,
+            value in wild_value(),
+            drop_line in any::<bool>(),
+        ) {
+            let names = ["design-brief.toml", "cluster-node1.toml", "dsr-gue-ipv6.toml",
+                "pcap-replay.toml", "qos.toml"];
+            let text = example(names[which]);
+            let lines: Vec<&str> = text.lines().collect();
+            let i = line % lines.len().max(1);
+            let mut out = Vec::new();
+            for (j, l) in lines.iter().enumerate() {
+                if j != i {
+                    out.push(l.to_string());
+                } else if !drop_line {
+                    match l.split_once('=') {
+                        Some((k, _)) if !l.trim_start().starts_with('#') => {
+                            out.push(format!("{k}= {value}"))
+                        }
+                        _ => out.push(l.to_string()),
+                    }
+                }
+            }
+            let text = out.join("\n");
+            if let Err(p) = Config::from_toml(&text) {
+                prop_assert!(!p.is_empty());
+                for x in p {
+                    prop_assert!(!x.key.is_empty() && !x.why.is_empty());
+                }
+            }
+        }
     }
 }
