@@ -98,7 +98,10 @@ pub(crate) fn validate(
         };
         let mac = n.mac.as_deref().and_then(|s| match parse_mac(s) {
             Ok(m) if not_a_station(&m).is_some() => {
-                bad(format!("{k}.mac"), not_a_station(&m).unwrap_or_default().into());
+                bad(
+                    format!("{k}.mac"),
+                    not_a_station(&m).unwrap_or_default().into(),
+                );
                 None
             }
             Ok(m) => Some(m),
@@ -111,7 +114,10 @@ pub(crate) fn validate(
             Ok(s) if s.port() == 0 || s.ip().is_unspecified() || s.ip().is_multicast() => {
                 bad(
                     format!("{k}.sync"),
-                    format!("\"{}\" must name one host's address and a port above 0", n.sync),
+                    format!(
+                        "\"{}\" must name one host's address and a port above 0",
+                        n.sync
+                    ),
                 );
                 s
             }

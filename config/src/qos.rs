@@ -359,12 +359,7 @@ pub(crate) fn qos(f: Option<&QosFile>, problems: &mut Vec<Problem>) -> QosConfig
         d.slow_start,
         (Duration::ZERO, hours(1)),
     );
-    let decay = c.duration_in(
-        "qos.decay",
-        f.decay.as_deref(),
-        d.decay,
-        (ms(1), hours(1)),
-    );
+    let decay = c.duration_in("qos.decay", f.decay.as_deref(), d.decay, (ms(1), hours(1)));
     let probation = c.duration_in(
         "qos.probation",
         f.probation.as_deref(),
@@ -415,12 +410,7 @@ pub(crate) fn standby(k: &str, f: &StandbyFile, problems: &mut Vec<Problem>) -> 
         )
     });
     let day = (Duration::ZERO, hours(24));
-    let for_ = c.duration_in(
-        &format!("{k}.standby.for"),
-        f.for_.as_deref(),
-        secs(5),
-        day,
-    );
+    let for_ = c.duration_in(&format!("{k}.standby.for"), f.for_.as_deref(), secs(5), day);
     let recover_for = c.duration_in(
         &format!("{k}.standby.recover_for"),
         f.recover_for.as_deref(),

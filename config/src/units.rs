@@ -54,7 +54,7 @@ pub fn format_duration(d: Duration) -> String {
         ("s", 1_000_000),
         ("ms", 1_000),
     ] {
-        if us % per == 0 {
+        if us.is_multiple_of(per) {
             return format!("{}{unit}", us / per);
         }
     }

@@ -501,7 +501,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
         }
         let ipv4 = p.ipv4.as_deref().and_then(|s| match parse_cidr4(s) {
             Ok((a, _)) if not_a_host(a.into()).is_some() => {
-                c.bad(format!("{k}.ipv4"), not_a_host(a.into()).unwrap_or_default());
+                c.bad(
+                    format!("{k}.ipv4"),
+                    not_a_host(a.into()).unwrap_or_default(),
+                );
                 None
             }
             Ok((_, 0)) => {
@@ -519,7 +522,10 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
         });
         let ipv6 = p.ipv6.as_deref().and_then(|s| match parse_cidr6(s) {
             Ok((a, _)) if not_a_host(a.into()).is_some() => {
-                c.bad(format!("{k}.ipv6"), not_a_host(a.into()).unwrap_or_default());
+                c.bad(
+                    format!("{k}.ipv6"),
+                    not_a_host(a.into()).unwrap_or_default(),
+                );
                 None
             }
             Ok((_, 0)) => {
@@ -622,10 +628,7 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
     }
 
     if !(1024..=MAX_MBUFS).contains(&file.mempool.mbufs) {
-        c.bad(
-            "mempool.mbufs",
-            format!("must be from 1024 to {MAX_MBUFS}"),
-        );
+        c.bad("mempool.mbufs", format!("must be from 1024 to {MAX_MBUFS}"));
     }
     if file.mempool.cache > 512 {
         c.bad(
@@ -1270,7 +1273,11 @@ paths = [{ port = "back" }]
                 "address = \"10.1.0.1\"",
                 "service[0].backend[0].address",
             ),
-            ("ipv4 = \"10.1.0.1/24\"", "ipv4 = \"10.1.0.1/0\"", "port[1].ipv4"),
+            (
+                "ipv4 = \"10.1.0.1/24\"",
+                "ipv4 = \"10.1.0.1/0\"",
+                "port[1].ipv4",
+            ),
             (
                 "mac = \"02:00:00:00:01:11\"",
                 "mac = \"00:00:00:00:00:00\"",
@@ -1281,7 +1288,11 @@ paths = [{ port = "back" }]
                 "mac = \"ff:ff:ff:ff:ff:ff\"",
                 "service[0].backend[0].paths[0].mac",
             ),
-            ("vip = \"192.0.2.10\"", "vip = \"127.0.0.5\"", "service[0].vip"),
+            (
+                "vip = \"192.0.2.10\"",
+                "vip = \"127.0.0.5\"",
+                "service[0].vip",
+            ),
         ] {
             let p = problems(&GOOD.replace(from, to));
             assert!(p.iter().any(|x| x.key == key), "{to}: {p:?}");
@@ -1316,7 +1327,10 @@ paths = [{ port = "back" }]
             Just("\"::/0\"".to_string()),
             Just("\"00:00:00:00:00:00\"".to_string()),
             (0u64..u64::MAX).prop_map(|n| n.to_string()),
-            (0u64..100_000, prop_oneof![Just("us"), Just("ms"), Just("s"), Just("m"), Just("h")])
+            (
+                0u64..100_000,
+                prop_oneof![Just("us"), Just("ms"), Just("s"), Just("m"), Just("h")]
+            )
                 .prop_map(|(n, u)| format!("\"{n}{u}\"")),
             "[ -~]{0,12}".prop_map(|s| format!("{s:?}")),
         ]

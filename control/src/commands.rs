@@ -32,8 +32,9 @@ pub const HELP: &[(&str, &str)] = &[
          (index or port name): p50, p90, p99, p99.9, max, count, timeouts, resets",
     ),
     (
-        "show flows [--limit N]",
-        "flows this node knows (default limit 100)",
+        "show flows [--limit N] [--after NEXT]",
+        "flows this node knows, most recent first: N of them (default 100, at most 1000); \
+         an answer's \"next\" pages on",
     ),
     (
         "show flow PROTO SRC:PORT DST:PORT",
@@ -94,11 +95,7 @@ pub fn execute(ctl: &mut Control, line: &str) -> Value {
         ["show", "backends", s] => show_backends(ctl, Some(s)),
         ["show", "latency", b] => show_latency(ctl, b, None),
         ["show", "latency", b, p] => show_latency(ctl, b, Some(p)),
-        ["show", "flows"] => show_flows(ctl, 100),
-        ["show", "flows", "--limit", n] => match n.parse::<usize>() {
-            Ok(n) => show_flows(ctl, n),
-            Err(_) => err(format!("--limit takes a number, not \"{n}\"")),
-        },
+        ["show", "flows", rest @ ..] => show_flows(ctl, rest),
         ["show", "flow", proto, src, dst] => show_flow(ctl, proto, src, dst),
         ["show", "neighbors"] => show_neighbors(ctl),
         ["show", "nodes"] => show_nodes(ctl),
@@ -528,22 +525,116 @@ fn flow_json(ctl: &Control, key: &FlowKey, f: &crate::state::MasterFlow, now: In
     })
 }
 
-fn show_flows(ctl: &Control, limit: usize) -> Value {
+/// Most flows one `show flows` answers; more are read page by page with `--after`.
+pub const MAX_FLOWS_LISTED: usize = 1_000;
+
+/// A flow's place in `show flows` order (most recently updated first): microseconds since
+/// the node started, then a hash of its key to order flows updated in the same microsecond.
+type ListPos = (u64, u64);
+
+fn list_pos(ctl: &Control, k: &FlowKey, f: &crate::state::MasterFlow) -> ListPos {
+    use std::hash::BuildHasher;
+    let us = f.updated.saturating_duration_since(ctl.started).as_micros() as u64;
+    (us, ctl.flows.hasher().hash_one(k))
+}
+
+/// `show flows [--limit N] [--after CURSOR]`: the N most recently updated flows, or the N
+/// after a cursor a previous page gave as `next`. One pass over the flows keeping the best
+/// N in a heap, so a page costs the same whatever the table holds and never a list of all.
+/// A flow updated while an operator pages moves to the front and is not listed again.
+fn show_flows(ctl: &Control, args: &[&str]) -> Value {
+    let mut limit = 100;
+    let mut after: Option<ListPos> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (*a, it.next()) {
+            ("--limit", Some(n)) => match n.parse::<usize>() {
+                Ok(n) if (1..=MAX_FLOWS_LISTED).contains(&n) => limit = n,
+                _ => {
+                    return err(format!(
+                        "--limit takes a number from 1 to {MAX_FLOWS_LISTED}, not \"{n}\" \
+                         (page on with --after NEXT)"
+                    ))
+                }
+            },
+            ("--after", Some(c)) => match parse_cursor(c) {
+                Some(p) => after = Some(p),
+                None => {
+                    return err(format!(
+                        "--after takes the \"next\" of an answer, not \"{c}\""
+                    ))
+                }
+            },
+            (a, _) => {
+                return err(format!(
+                    "show flows takes --limit N and --after CURSOR, not \"{a}\""
+                ))
+            }
+        }
+    }
     let now = Instant::now();
-    let mut v: Vec<(&FlowKey, &crate::state::MasterFlow)> = ctl.flows.iter().collect();
-    v.sort_by_key(|(_, f)| std::cmp::Reverse(f.updated));
-    let list: Vec<Value> = v
+    let mut best: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>> =
+        std::collections::BinaryHeap::with_capacity(limit + 1);
+    let mut eligible = 0usize;
+    for (k, f) in &ctl.flows {
+        let pos = list_pos(ctl, k, f);
+        if after.is_some_and(|a| pos >= a) {
+            continue;
+        }
+        eligible += 1;
+        if best.len() < limit {
+            best.push(std::cmp::Reverse(Ranked(pos, k)));
+        } else if best.peek().is_some_and(|m| pos > m.0 .0) {
+            best.pop();
+            best.push(std::cmp::Reverse(Ranked(pos, k)));
+        }
+    }
+    let mut page: Vec<(ListPos, &FlowKey)> = best.into_iter().map(|r| (r.0 .0, r.0 .1)).collect();
+    page.sort_by_key(|p| std::cmp::Reverse(p.0));
+    let next = match page.last() {
+        Some((pos, _)) if eligible > page.len() => json!(format!("{:x}.{:x}", pos.0, pos.1)),
+        _ => Value::Null,
+    };
+    let list: Vec<Value> = page
         .iter()
-        .take(limit)
-        .map(|(k, f)| flow_json(ctl, k, f, now))
+        .filter_map(|(_, k)| ctl.flows.get(*k).map(|f| flow_json(ctl, k, f, now)))
         .collect();
     ok(
         "show flows",
         Map::from_iter([
             ("total".into(), json!(ctl.flows.len())),
             ("flows".into(), Value::Array(list)),
+            ("next".into(), next),
         ]),
     )
+}
+
+/// A flow in the heap of `show flows`, ordered by its place alone.
+struct Ranked<'a>(ListPos, &'a FlowKey);
+
+impl PartialEq for Ranked<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        self.0 == o.0
+    }
+}
+impl Eq for Ranked<'_> {}
+impl PartialOrd for Ranked<'_> {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Ranked<'_> {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&o.0)
+    }
+}
+
+fn parse_cursor(c: &str) -> Option<ListPos> {
+    let (a, b) = c.split_once('.')?;
+    Some((
+        u64::from_str_radix(a, 16).ok()?,
+        u64::from_str_radix(b, 16).ok()?,
+    ))
 }
 
 /// Parses "1.2.3.4:80" or "[fd00::1]:80".
@@ -656,11 +747,12 @@ fn show_nodes(ctl: &Control) -> Value {
             "serving": c.membership.serves(p.index),
             "flows": p.flows,
             "datagrams_in": p.stats.datagrams_in,
-            "datagrams_out": p.stats.datagrams_out,
+            "datagrams_out": p.stats.datagrams_out + c.heartbeats_sent(p.cfg.id),
             "records_in": p.stats.records_in,
             "records_out": p.stats.records_out,
             "auth_failures": p.stats.auth_failures,
             "replays": p.stats.replays,
+            "snapshot_requests_refused": p.stats.snapshot_requests_refused,
             "lag_ms": c.lag(p, now).as_millis() as u64,
         }));
     }
@@ -668,7 +760,19 @@ fn show_nodes(ctl: &Control) -> Value {
     for (r, n) in crate::cluster::REFUSALS.iter().zip(c.refused) {
         refused.insert(r.name().into(), json!(n));
     }
-    refused.insert("invalid_records".into(), json!(c.records_invalid));
+    // Records from authentic datagrams that were not applied, in all and by reason.
+    refused.insert(
+        "invalid_records".into(),
+        json!(c.records_invalid.iter().sum::<u64>()),
+    );
+    let mut invalid = Map::new();
+    for (r, n) in crate::cluster::RecordRefusal::ALL
+        .iter()
+        .zip(c.records_invalid)
+    {
+        invalid.insert(r.name().into(), json!(n));
+    }
+    refused.insert("invalid_records_by_reason".into(), Value::Object(invalid));
     ok(
         "show nodes",
         Map::from_iter([

@@ -27,6 +27,10 @@ use tandem_dataplane::services::PortInfo;
 pub const CHANNEL_CAP: usize = 65_536;
 /// The control loop's tick.
 const TICK: Duration = Duration::from_millis(1);
+/// Time the control loop gives commands per tick before it turns back to the workers and
+/// the sync channel (at least one command is answered each tick): a thousand clients
+/// looping `show stats` must not keep it from replicating flows.
+const COMMAND_BUDGET: Duration = Duration::from_millis(5);
 
 /// The EAL arguments for a config: its `[eal] args`, the lcore map (lcore 0, the control
 /// thread, on a CPU no worker uses when there is one; lcore i+1 on worker i's CPU), a
@@ -194,8 +198,9 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     let (req_tx, req_rx) = bounded::<Request>(64);
     let socket_path = cfg.control_socket.clone();
     let mut ctl = Control::new(cfg, infos, links).with_load(load);
-    if let Some(c) = cluster {
+    if let Some(mut c) = cluster {
         tracing::info!(sync = %c.local_addr(), nodes = c.view.nodes.len(), "cluster sync channel open");
+        c.start_heartbeat_thread(Instant::now())?;
         ctl.attach_cluster(c);
     }
     let server = match SocketServer::start(&socket_path, req_tx) {
@@ -227,9 +232,13 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         let now = Instant::now();
         let busy = ctl.poll_workers(now) + ctl.poll_cluster(now);
         ctl.qos_tick(now);
+        let started = Instant::now();
         while let Ok(r) = req_rx.try_recv() {
             let answer = commands::execute(&mut ctl, &r.line);
             let _ = r.reply.send(answer);
+            if started.elapsed() >= COMMAND_BUDGET {
+                break;
+            }
         }
         if now.duration_since(last_link) >= Duration::from_millis(100) {
             last_link = now;
@@ -258,7 +267,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
             ctl.expire_flows(now);
             ctl.refresh_neighbors(now);
         }
-        if busy == 0 {
+        if busy == 0 && req_rx.is_empty() {
             std::thread::sleep(TICK);
         }
     }

@@ -1,18 +1,28 @@
 //! The control socket: a Unix stream socket (mode 0600) taking one command per line and
 //! answering one JSON document per line. Connections are served by small threads that hand
 //! each line to the control loop and wait for its answer, so all state stays on the control
-//! thread.
+//! thread. What a client can cost is bounded: at most MAX_CONNECTIONS at once (one more gets
+//! an error document and is closed), MAX_LINE bytes held per line (the rest of a longer one
+//! is read and thrown away), and IDLE_TIMEOUT of silence before a connection is closed.
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest command line accepted.
 pub const MAX_LINE: usize = 4096;
+/// Most clients connected at once; each has a thread.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection that sends nothing for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client that does not read its answer for this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One command from a client and where to send its answer.
 pub struct Request {
@@ -44,15 +54,31 @@ impl SocketServer {
         let listener = UnixListener::bind(path)
             .map_err(|e| anyhow::anyhow!("cannot bind control socket {}: {e}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let open = Arc::new(AtomicUsize::new(0));
         std::thread::Builder::new()
             .name("tandem-ctl-accept".into())
             .spawn(move || {
                 for conn in listener.incoming() {
-                    let Ok(conn) = conn else { continue };
+                    let Ok(mut conn) = conn else { continue };
+                    if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                        let _ = conn.set_write_timeout(Some(Duration::from_millis(100)));
+                        let answer = json!({"ok": false, "error": format!(
+                            "too many control connections (at most {MAX_CONNECTIONS}); try again later")});
+                        let _ = conn.write_all(format!("{answer}\n").as_bytes());
+                        continue;
+                    }
+                    open.fetch_add(1, Ordering::Relaxed);
                     let tx = requests.clone();
-                    let _ = std::thread::Builder::new()
+                    let guard = Open(Arc::clone(&open));
+                    let spawned = std::thread::Builder::new()
                         .name("tandem-ctl-conn".into())
-                        .spawn(move || serve(conn, tx));
+                        .spawn(move || {
+                            let _guard = guard;
+                            serve(conn, tx)
+                        });
+                    if spawned.is_err() {
+                        tracing::warn!("cannot start a thread for a control connection");
+                    }
                 }
             })?;
         Ok(SocketServer {
@@ -67,33 +93,76 @@ impl Drop for SocketServer {
     }
 }
 
+/// Counts a connection as open until dropped (also when its thread could not start).
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What one read of a line found.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A line (without its newline) in the buffer.
+    Text,
+    /// A line longer than MAX_LINE: read to its end and thrown away.
+    TooLong,
+    /// The client closed the connection.
+    End,
+}
+
+/// Reads one line into `buf`, holding at most MAX_LINE bytes of it: past that, the rest of
+/// the line is consumed a buffer at a time and dropped, so a client sending a gigabyte
+/// without a newline costs reading time, not memory.
+fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Line> {
+    buf.clear();
+    let mut too_long = false;
+    loop {
+        let avail = reader.fill_buf()?;
+        if avail.is_empty() {
+            return Ok(if too_long || buf.is_empty() {
+                Line::End
+            } else {
+                Line::Text
+            });
+        }
+        let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (avail.len(), false),
+        };
+        if !too_long && buf.len() + take <= MAX_LINE {
+            buf.extend_from_slice(&avail[..take]);
+        } else {
+            too_long = true;
+            buf.clear();
+        }
+        reader.consume(take + usize::from(done));
+        if done {
+            return Ok(if too_long { Line::TooLong } else { Line::Text });
+        }
+    }
+}
+
 fn serve(conn: UnixStream, requests: Sender<Request>) {
     let Ok(mut out) = conn.try_clone() else {
         return;
     };
+    let _ = conn.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = out.set_write_timeout(Some(WRITE_TIMEOUT));
     let mut reader = BufReader::new(conn);
+    let mut buf = Vec::with_capacity(256);
     loop {
-        let mut buf = Vec::new();
-        let n = match (&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)
-        {
-            Ok(n) => n,
-            Err(_) => return,
-        };
-        if n == 0 {
-            return;
-        }
-        let answer = if buf.len() > MAX_LINE && !buf.ends_with(b"\n") {
-            // Skip the rest of the over-long line.
-            let mut rest = Vec::new();
-            let _ = reader.read_until(b'\n', &mut rest);
-            json!({"ok": false, "error": format!("command longer than {MAX_LINE} bytes")})
-        } else {
-            match std::str::from_utf8(&buf) {
+        let answer = match read_line(&mut reader, &mut buf) {
+            Err(_) | Ok(Line::End) => return,
+            Ok(Line::TooLong) => {
+                json!({"ok": false, "error": format!("command longer than {MAX_LINE} bytes")})
+            }
+            Ok(Line::Text) => match std::str::from_utf8(&buf) {
                 Ok(line) => ask(&requests, line.trim()),
                 Err(_) => json!({"ok": false, "error": "command is not UTF-8"}),
-            }
+            },
         };
         let mut text = answer.to_string();
         text.push('\n');
@@ -116,4 +185,47 @@ fn ask(requests: &Sender<Request>, line: &str) -> Value {
     }
     rx.recv_timeout(Duration::from_secs(10))
         .unwrap_or_else(|_| json!({"ok": false, "error": "no answer from the control thread"}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8]) -> Vec<(Line, String)> {
+        let mut r = BufReader::with_capacity(64, input);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            let l = read_line(&mut r, &mut buf).unwrap();
+            if l == Line::End {
+                return out;
+            }
+            assert!(
+                buf.capacity() <= 2 * MAX_LINE + 64,
+                "held {}",
+                buf.capacity()
+            );
+            out.push((l, String::from_utf8_lossy(&buf).into_owned()));
+        }
+    }
+
+    #[test]
+    fn an_over_long_line_is_refused_and_the_next_one_read() {
+        let mut input = b"show stats\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 10 * MAX_LINE));
+        input.extend_from_slice(b"\nhelp\nlast");
+        let got = lines(&input);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0], (Line::Text, "show stats".into()));
+        assert_eq!(got[1].0, Line::TooLong);
+        assert_eq!(got[2], (Line::Text, "help".into()));
+        assert_eq!(got[3], (Line::Text, "last".into()));
+        // Exactly MAX_LINE is fine; one more is not.
+        let ok = [vec![b'a'; MAX_LINE], b"\n".to_vec()].concat();
+        assert_eq!(lines(&ok)[0].0, Line::Text);
+        let long = [vec![b'a'; MAX_LINE + 1], b"\n".to_vec()].concat();
+        assert_eq!(lines(&long)[0].0, Line::TooLong);
+        // A long line with no newline at all ends the connection, holding nothing.
+        assert!(lines(&vec![b'z'; 20 * MAX_LINE]).is_empty());
+    }
 }

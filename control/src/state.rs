@@ -4,7 +4,7 @@
 //! rates. Owns no DPDK handle, so it is tested without an EAL.
 
 use crate::cluster::codec::WireRecord;
-use crate::cluster::{Cluster, Inbound};
+use crate::cluster::{Cluster, Inbound, RecordRefusal};
 use crate::flowmap::{self, FlowMap};
 use crate::qos::{HookRun, Qos};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -326,9 +326,12 @@ impl Control {
                     }
                 }
                 Inbound::SnapshotRequest { from } => {
-                    let Some(c) = self.cluster.as_ref() else {
+                    let Some(c) = self.cluster.as_mut() else {
                         break;
                     };
+                    if !c.may_answer_snapshot(from, now) {
+                        continue;
+                    }
                     let view = &c.view;
                     let recs: Vec<WireRecord> = self
                         .flows
@@ -355,11 +358,14 @@ impl Control {
 
     /// A record from a peer: checked against our services, then stored on every worker.
     fn take_peer_record(&mut self, from: u16, w: &WireRecord, now: Instant) {
-        let Some(rec) = self.record_from_wire(w) else {
-            if let Some(c) = self.cluster.as_mut() {
-                c.records_invalid += 1;
+        let rec = match self.record_from_wire(w) {
+            Ok(rec) => rec,
+            Err(why) => {
+                if let Some(c) = self.cluster.as_mut() {
+                    c.records_invalid[why.index()] += 1;
+                }
+                return;
             }
-            return;
         };
         let key = w.key;
         let e = self.flows.entry(key).or_insert(MasterFlow {
@@ -375,35 +381,58 @@ impl Control {
         self.broadcast(None, || ToWorker::Flow { key, rec });
     }
 
-    /// A wire record as this node stores it, or None when it names a service, backend, path,
-    /// port or node this node does not have.
-    pub fn record_from_wire(&self, w: &WireRecord) -> Option<FlowRecord> {
+    /// A wire record as this node stores it, or why not: it names a service, backend, path,
+    /// port or node this node does not have, or holds what no node would send.
+    pub fn record_from_wire(&self, w: &WireRecord) -> Result<FlowRecord, RecordRefusal> {
         let s = &self.snapshot;
-        let view = &self.cluster.as_ref()?.view;
-        let svc = s.services.get(usize::from(w.service))?;
-        let b = s.backends.get(usize::from(w.backend))?;
+        let view = &self
+            .cluster
+            .as_ref()
+            .ok_or(RecordRefusal::UnknownService)?
+            .view;
+        let svc = s
+            .services
+            .get(usize::from(w.service))
+            .ok_or(RecordRefusal::UnknownService)?;
+        let b = s
+            .backends
+            .get(usize::from(w.backend))
+            .ok_or(RecordRefusal::BadIndex)?;
         let k = &w.key;
+        if k.proto != svc.proto || k.dst != svc.vip || k.dport != svc.port || k.v6 != svc.v6 {
+            return Err(RecordRefusal::KeyMismatch);
+        }
         if b.service != svc.id
-            || k.proto != svc.proto
-            || k.dst != svc.vip
-            || k.dport != svc.port
-            || k.v6 != svc.v6
             || usize::from(w.primary_path) >= b.paths.len()
             || usize::from(w.backup_path) >= b.paths.len()
             || usize::from(w.ingress_port) >= self.ports.len()
         {
-            return None;
+            return Err(RecordRefusal::BadIndex);
+        }
+        let udp_state = w.state == FlowState::Udp;
+        if udp_state != (k.proto == 17) {
+            return Err(RecordRefusal::StateForProtocol);
+        }
+        let primary_node = view
+            .index_of(w.primary_node)
+            .ok_or(RecordRefusal::BadNodes)?;
+        let backup_node = match w.backup_node {
+            0 => NO_NODE,
+            id => view.index_of(id).ok_or(RecordRefusal::BadNodes)?,
+        };
+        if backup_node == primary_node {
+            return Err(RecordRefusal::BadNodes);
         }
         let now_ms = 0;
-        Some(FlowRecord {
+        Ok(FlowRecord {
             service: w.service,
             backend: w.backend,
             primary_path: w.primary_path,
             backup_path: w.backup_path,
             state: w.state,
             ingress_port: w.ingress_port,
-            primary_node: view.index_of(w.primary_node)?,
-            backup_node: view.index_of(w.backup_node).unwrap_or(NO_NODE),
+            primary_node,
+            backup_node,
             client_mac: w.client_mac,
             last_seen_ms: now_ms,
             last_sync_ms: now_ms,
@@ -896,6 +925,80 @@ paths = [{ port = "back" }]
         );
         assert_eq!(run(&mut cores[1], 0, &ack, 5).0, Verdict::Tx(1));
         assert_eq!(cores[1].counters.flows_created.get(), 0);
+    }
+
+    #[test]
+    fn show_flows_pages_through_every_flow_once_and_caps_a_page() {
+        WORKER_ENDS.with(|w| w.borrow_mut().clear());
+        let (mut ctl, _cores) = node(1);
+        let t0 = Instant::now();
+        let n = 25_000u32;
+        for i in 0..n {
+            let key = tandem_dataplane::flow::FlowKey::v4(
+                (0x0a00_0000 + i).to_be_bytes(),
+                [192, 0, 2, 10],
+                1024 + (i % 50_000) as u16,
+                80,
+                6,
+            );
+            // Some flows share an update time: the cursor orders them by key hash.
+            let at = t0 + Duration::from_micros(u64::from(i / 3));
+            ctl.flows.insert(
+                key,
+                MasterFlow {
+                    rec: FlowRecord::default(),
+                    worker: 0,
+                    node: 0,
+                    created: at,
+                    updated: at,
+                },
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cmd = "show flows --limit 1000".to_string();
+        let mut pages = 0;
+        loop {
+            let started = Instant::now();
+            let v = crate::commands::execute(&mut ctl, &cmd);
+            let took = started.elapsed();
+            pages += 1;
+            assert_eq!(v["ok"], true, "{v}");
+            let flows = v["flows"].as_array().unwrap();
+            assert!(flows.len() <= 1_000);
+            for f in flows {
+                let id = format!("{}:{}", f["client"], f["client_port"]);
+                assert!(seen.insert(format!("{f}")), "listed twice: {id}");
+            }
+            if pages == 1 {
+                println!("a page of {} flows of {n} in {took:?}", flows.len());
+            }
+            match v["next"].as_str() {
+                Some(next) => cmd = format!("show flows --after {next} --limit 1000"),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 25);
+        assert_eq!(seen.len(), n as usize);
+        // The newest first.
+        let v = crate::commands::execute(&mut ctl, "show flows --limit 1");
+        let newest = ctl
+            .flows
+            .values()
+            .map(|f| f.updated)
+            .max()
+            .unwrap()
+            .duration_since(t0);
+        assert!(newest.as_micros() >= u128::from(n / 3 - 1), "{v}");
+        for bad in [
+            "show flows --limit 100000000",
+            "show flows --limit 1001",
+            "show flows --limit 0",
+            "show flows --after x",
+            "show flows --what 1",
+        ] {
+            let v = crate::commands::execute(&mut ctl, bad);
+            assert_eq!(v["ok"], false, "{bad}: {v}");
+        }
     }
 
     #[test]

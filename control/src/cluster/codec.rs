@@ -113,6 +113,9 @@ pub enum Refusal {
     UnknownNode,
     /// The sender's services differ from ours.
     ConfigMismatch,
+    /// The sender's epoch (its start time) lies further ahead of our clock than
+    /// `EPOCH_TOLERANCE`.
+    FutureEpoch,
 }
 
 impl Refusal {
@@ -123,6 +126,7 @@ impl Refusal {
             Refusal::Replay => "replay",
             Refusal::UnknownNode => "unknown_node",
             Refusal::ConfigMismatch => "config_mismatch",
+            Refusal::FutureEpoch => "future_epoch",
         }
     }
 }

@@ -10,6 +10,8 @@ pub mod codec;
 use codec::{Body, Header, Heartbeat, Key, Kind, Refusal, ReplayWindow, WireRecord, Writer};
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tandem_config::{ClusterConfig, NodeConfig};
 use tandem_dataplane::cluster::{ClusterView, Membership};
@@ -26,6 +28,34 @@ const SNAPSHOT_RETRY: Duration = Duration::from_secs(3);
 const LAG_LOG: Duration = Duration::from_secs(10);
 /// Socket buffers: a snapshot burst must fit.
 const SOCKET_BUFFER: usize = 8 << 20;
+/// Least time between two snapshot answers to one peer. A starting node asks at most every
+/// SNAPSHOT_RETRY; faster requests (a peer in a restart loop, or a key holder abusing the
+/// channel: 10 KB of requests made 5.4 MB of answers) are refused and counted.
+const SNAPSHOT_ANSWER_INTERVAL: Duration = Duration::from_secs(1);
+/// How far ahead of this node's clock a peer's epoch (its start time, in microseconds since
+/// 1970) may be. An epoch from further ahead is refused: accepting it would make every
+/// later datagram of that peer's real epoch look like a replay until it restarts.
+pub const EPOCH_TOLERANCE: Duration = Duration::from_secs(300);
+/// The heartbeat thread stops speaking for this node when the control loop has not ticked
+/// for this long: a stalled command must not get the node declared dead, a hung control
+/// thread must.
+const PULSE_STALL: Duration = Duration::from_secs(5);
+
+/// What the heartbeat thread says about this node, kept current by the control loop each
+/// tick. Heartbeats leave from a thread of their own so that no command, snapshot or
+/// expiry pass on the control thread can delay them past a peer's `dead_after`.
+pub struct Pulse {
+    flags: AtomicU8,
+    flows: AtomicU32,
+    /// Per peer (in `Cluster::peers` order): the highest sequence number accepted from it.
+    acks: Vec<AtomicU64>,
+    /// Per peer: heartbeats sent by the thread.
+    pub sent: Vec<AtomicU64>,
+    /// Milliseconds since `born` at the control loop's last tick.
+    ticked_ms: AtomicU64,
+    born: Instant,
+    stop: AtomicBool,
+}
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PeerStats {
@@ -36,6 +66,8 @@ pub struct PeerStats {
     pub auth_failures: u64,
     pub replays: u64,
     pub config_mismatches: u64,
+    /// Snapshot requests refused: one came sooner than SNAPSHOT_ANSWER_INTERVAL after the last.
+    pub snapshot_requests_refused: u64,
 }
 
 pub struct Peer {
@@ -49,6 +81,8 @@ pub struct Peer {
     pub ack: u64,
     pub alive: bool,
     pub stats: PeerStats,
+    /// When this node last started answering a snapshot request of this peer.
+    last_snapshot_answer: Option<Instant>,
 }
 
 /// Where this node stands in taking new flows.
@@ -74,7 +108,8 @@ pub struct Cluster {
     key: Key,
     socket: UdpSocket,
     pub epoch: u64,
-    seq: u64,
+    /// Shared with the heartbeat thread: both number their datagrams from it.
+    seq: Arc<AtomicU64>,
     pub fingerprint: u64,
     pub heartbeat: Duration,
     pub dead_after: Duration,
@@ -95,11 +130,55 @@ pub struct Cluster {
     /// (sequence number, sent at) of recent record datagrams, for the replication lag.
     sent_log: VecDeque<(u64, Instant)>,
     last_heartbeat: Option<Instant>,
+    /// Set when heartbeats go out from their own thread (see [`Pulse`]).
+    pulse: Option<Arc<Pulse>>,
     pub membership: Membership,
     /// Refusals by reason (see [`Refusal`]), from known and unknown senders alike.
-    pub refused: [u64; 5],
-    pub records_invalid: u64,
+    pub refused: [u64; 6],
+    /// Records refused by reason (see [`RecordRefusal`]).
+    pub records_invalid: [u64; RecordRefusal::ALL.len()],
     pub local_flows: u32,
+    /// Set by `receive` when it stopped with datagrams still waiting: no peer is declared
+    /// dead until they are read (its heartbeat may be among them).
+    backlog: bool,
+}
+
+/// Why a record from a peer (authentic, from a known node) was not applied: contents no
+/// node would send, or that name what this node does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordRefusal {
+    /// The service index, or the backend or path indexes within it, do not exist here.
+    UnknownService,
+    /// The flow's key is not the service's VIP, port, protocol or address family.
+    KeyMismatch,
+    /// The backend is not one of the service's, or a path or ingress port is out of range.
+    BadIndex,
+    /// The primary or backup node is not in the cluster, or they are the same node.
+    BadNodes,
+    /// A TCP state for a UDP flow, or the UDP state for a TCP flow.
+    StateForProtocol,
+}
+
+impl RecordRefusal {
+    pub const ALL: [RecordRefusal; 5] = [
+        RecordRefusal::UnknownService,
+        RecordRefusal::KeyMismatch,
+        RecordRefusal::BadIndex,
+        RecordRefusal::BadNodes,
+        RecordRefusal::StateForProtocol,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordRefusal::UnknownService => "unknown_service",
+            RecordRefusal::KeyMismatch => "key_mismatch",
+            RecordRefusal::BadIndex => "bad_index",
+            RecordRefusal::BadNodes => "bad_nodes",
+            RecordRefusal::StateForProtocol => "state_for_protocol",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 fn refusal_index(r: Refusal) -> usize {
@@ -109,15 +188,17 @@ fn refusal_index(r: Refusal) -> usize {
         Refusal::Replay => 2,
         Refusal::UnknownNode => 3,
         Refusal::ConfigMismatch => 4,
+        Refusal::FutureEpoch => 5,
     }
 }
 
-pub const REFUSALS: [Refusal; 5] = [
+pub const REFUSALS: [Refusal; 6] = [
     Refusal::Malformed,
     Refusal::Auth,
     Refusal::Replay,
     Refusal::UnknownNode,
     Refusal::ConfigMismatch,
+    Refusal::FutureEpoch,
 ];
 
 /// Reads the cluster secret, refusing a file that others may read.
@@ -186,6 +267,7 @@ impl Cluster {
                 ack: 0,
                 alive: false,
                 stats: PeerStats::default(),
+                last_snapshot_answer: None,
             })
             .collect();
         Ok(Cluster {
@@ -194,7 +276,7 @@ impl Cluster {
             key: Key::derive(secret),
             socket: sock.into(),
             epoch,
-            seq: 0,
+            seq: Arc::new(AtomicU64::new(0)),
             fingerprint,
             heartbeat: cfg.heartbeat,
             dead_after: cfg.dead_after,
@@ -211,10 +293,12 @@ impl Cluster {
             snapshot_out: VecDeque::new(),
             sent_log: VecDeque::new(),
             last_heartbeat: None,
+            pulse: None,
             membership: Membership::default(),
-            refused: [0; 5],
-            records_invalid: 0,
+            refused: [0; 6],
+            records_invalid: [0; RecordRefusal::ALL.len()],
             local_flows: 0,
+            backlog: false,
         })
     }
 
@@ -225,12 +309,11 @@ impl Cluster {
     }
 
     fn header(&mut self, kind: Kind) -> Header {
-        self.seq += 1;
         Header {
             kind,
             sender: self.me,
             epoch: self.epoch,
-            seq: self.seq,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             count: 0,
             fingerprint: self.fingerprint,
         }
@@ -273,6 +356,74 @@ impl Cluster {
                 self.peers[i].stats.datagrams_out += 1;
             }
         }
+    }
+
+    /// Sends heartbeats from a thread of their own from now on (see [`Pulse`]); `tick`
+    /// then only keeps what they say current.
+    pub fn start_heartbeat_thread(&mut self, now: Instant) -> std::io::Result<()> {
+        let pulse = Arc::new(Pulse {
+            flags: AtomicU8::new(self.my_flags(now)),
+            flows: AtomicU32::new(self.local_flows),
+            acks: self
+                .peers
+                .iter()
+                .map(|p| AtomicU64::new(p.window.top))
+                .collect(),
+            sent: self.peers.iter().map(|_| AtomicU64::new(0)).collect(),
+            ticked_ms: AtomicU64::new(0),
+            born: now,
+            stop: AtomicBool::new(false),
+        });
+        let socket = self.socket.try_clone()?;
+        let key = self.key.clone();
+        let seq = Arc::clone(&self.seq);
+        let (me, epoch, fingerprint, every) =
+            (self.me, self.epoch, self.fingerprint, self.heartbeat);
+        let to: Vec<SocketAddr> = self.peers.iter().map(|p| p.cfg.sync).collect();
+        let p = Arc::clone(&pulse);
+        std::thread::Builder::new()
+            .name("tandem-heartbeat".into())
+            .spawn(move || {
+                while !p.stop.load(Ordering::Relaxed) {
+                    let stalled = p.born.elapsed().as_millis() as u64
+                        > p.ticked_ms.load(Ordering::Relaxed) + PULSE_STALL.as_millis() as u64;
+                    if !stalled {
+                        for (i, addr) in to.iter().enumerate() {
+                            let h = Header {
+                                kind: Kind::Heartbeat,
+                                sender: me,
+                                epoch,
+                                seq: seq.fetch_add(1, Ordering::Relaxed) + 1,
+                                count: 0,
+                                fingerprint,
+                            };
+                            let mut w = Writer::new(&h);
+                            w.heartbeat(&Heartbeat {
+                                flags: p.flags.load(Ordering::Relaxed),
+                                flows: p.flows.load(Ordering::Relaxed),
+                                ack: p.acks[i].load(Ordering::Relaxed),
+                                total: 0,
+                            });
+                            if socket.send_to(&w.finish(&key), addr).is_ok() {
+                                p.sent[i].fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    std::thread::sleep(every);
+                }
+            })?;
+        self.pulse = Some(pulse);
+        Ok(())
+    }
+
+    /// Heartbeats sent to the peer with this id by the heartbeat thread.
+    pub fn heartbeats_sent(&self, id: u16) -> u64 {
+        let i = self.peers.iter().position(|p| p.cfg.id == id);
+        self.pulse
+            .as_ref()
+            .zip(i)
+            .and_then(|(p, i)| p.sent.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Queues a record for every peer; full datagrams go out at once, the rest on `flush`.
@@ -325,6 +476,27 @@ impl Cluster {
         u64::from_be_bytes(b)
     }
 
+    /// Whether a snapshot request from `from` is answered now: at most one answer per peer
+    /// in SNAPSHOT_ANSWER_INTERVAL, and none while one to it is still going out. A refused
+    /// request is counted; the asker retries (after SNAPSHOT_RETRY) on its own.
+    pub fn may_answer_snapshot(&mut self, from: u16, now: Instant) -> bool {
+        let Some(p) = self.peers.iter().position(|p| p.cfg.id == from) else {
+            return false;
+        };
+        let addr = self.peers[p].cfg.sync;
+        let sending = self.snapshot_out.iter().any(|(a, _)| *a == addr);
+        let peer = &mut self.peers[p];
+        let recent = peer
+            .last_snapshot_answer
+            .is_some_and(|t| now.duration_since(t) < SNAPSHOT_ANSWER_INTERVAL);
+        if sending || recent {
+            peer.stats.snapshot_requests_refused += 1;
+            return false;
+        }
+        peer.last_snapshot_answer = Some(now);
+        true
+    }
+
     /// Queues a snapshot answer (every record given) to a peer, sent a slice per tick.
     pub fn answer_snapshot(&mut self, to: u16, records: &[WireRecord]) {
         let Some(p) = self.peers.iter().position(|p| p.cfg.id == to) else {
@@ -365,10 +537,14 @@ impl Cluster {
     pub fn receive(&mut self, now: Instant, max: usize) -> Vec<Inbound> {
         let mut out = Vec::new();
         let mut buf = [0u8; 2048];
+        self.backlog = true;
         for _ in 0..max {
             let (n, from) = match self.socket.recv_from(&mut buf) {
                 Ok(x) => x,
-                Err(_) => break,
+                Err(_) => {
+                    self.backlog = false;
+                    break;
+                }
             };
             match self.accept(&buf[..n], from, now) {
                 Ok(Some(i)) => out.push(i),
@@ -406,6 +582,9 @@ impl Cluster {
             Err(e) => return Err(e),
         };
         let p = &mut self.peers[pi];
+        if h.epoch > wall_clock_epoch().saturating_add(EPOCH_TOLERANCE.as_micros() as u64) {
+            return Err(Refusal::FutureEpoch);
+        }
         if !p.window.check(h.epoch, h.seq) {
             p.stats.replays += 1;
             return Err(Refusal::Replay);
@@ -466,7 +645,15 @@ impl Cluster {
     /// Timers: heartbeats, liveness, snapshot requests and answers, the drain deadline.
     /// Returns the membership when it changed (to be sent to the workers).
     pub fn tick(&mut self, now: Instant) -> Option<Membership> {
-        if self
+        if let Some(pulse) = &self.pulse {
+            pulse.flags.store(self.my_flags(now), Ordering::Relaxed);
+            pulse.flows.store(self.local_flows, Ordering::Relaxed);
+            for (a, p) in pulse.acks.iter().zip(&self.peers) {
+                a.store(p.window.top, Ordering::Relaxed);
+            }
+            let ms = now.saturating_duration_since(pulse.born).as_millis() as u64;
+            pulse.ticked_ms.store(ms, Ordering::Relaxed);
+        } else if self
             .last_heartbeat
             .is_none_or(|t| now.duration_since(t) >= self.heartbeat)
         {
@@ -474,10 +661,14 @@ impl Cluster {
             self.send_heartbeats(now);
         }
         self.flush(now);
+        let backlog = self.backlog;
         for p in &mut self.peers {
             let alive = p
                 .last_heard
-                .is_some_and(|t| now.duration_since(t) <= self.dead_after);
+                .is_some_and(|t| now.saturating_duration_since(t) <= self.dead_after);
+            if !alive && backlog {
+                continue; // its heartbeat may be waiting unread
+            }
             if alive != p.alive {
                 let age = p.last_heard.map(|t| now.duration_since(t).as_millis());
                 if alive {
@@ -669,7 +860,20 @@ pub fn fingerprint(cfg: &tandem_config::Config) -> u64 {
 
 /// A start time that grows across restarts: the sync channel's epoch.
 pub fn new_epoch() -> u64 {
+    wall_clock_epoch().max(1)
+}
+
+/// Microseconds since 1970 by this host's clock.
+fn wall_clock_epoch() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_micros() as u64)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pulse {
+            p.stop.store(true, Ordering::Relaxed);
+        }
+    }
 }
