@@ -329,3 +329,59 @@ fn sync_throughput() {
         total as usize - got
     );
 }
+
+#[test]
+fn an_epoch_from_the_future_is_refused_and_does_not_lock_out_the_real_one() {
+    let ports = free_ports(2);
+    let t = Instant::now();
+    let mut b = node(2, &ports, 1, t);
+    let a_addr: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
+    let key = Key::derive(SECRET);
+    let hb = |epoch: u64, seq: u64| {
+        let mut w = Writer::new(&Header {
+            kind: Kind::Heartbeat,
+            sender: 1,
+            epoch,
+            seq,
+            count: 0,
+            fingerprint: 42,
+        });
+        w.heartbeat(&Heartbeat::default());
+        w.finish(&key)
+    };
+    assert_eq!(
+        b.accept(&hb(u64::MAX, 1), a_addr, t).unwrap_err(),
+        Refusal::FutureEpoch
+    );
+    let soon = new_epoch() + EPOCH_TOLERANCE.as_micros() as u64 * 2;
+    assert_eq!(
+        b.accept(&hb(soon, 1), a_addr, t).unwrap_err(),
+        Refusal::FutureEpoch
+    );
+    // The node's real epoch (its start time) is still taken.
+    let real = new_epoch();
+    assert!(b.accept(&hb(real, 1), a_addr, t).is_ok());
+    assert!(b.accept(&hb(real, 2), a_addr, t).is_ok());
+}
+
+#[test]
+fn snapshot_requests_are_answered_at_most_once_a_second_per_peer() {
+    let ports = free_ports(2);
+    let t = Instant::now();
+    let mut a = node(1, &ports, 1, t);
+    assert!(a.may_answer_snapshot(2, t));
+    a.answer_snapshot(2, &[record(1), record(2)]);
+    // A flood of requests while the answer goes out, and within the second after: refused.
+    for i in 0..1000 {
+        assert!(!a.may_answer_snapshot(2, t + Duration::from_micros(i)));
+    }
+    // Drain what was queued (a tick sends a slice), then a request a second later is taken.
+    for i in 0..5 {
+        a.tick(t + Duration::from_millis(i));
+    }
+    assert!(!a.may_answer_snapshot(2, t + Duration::from_millis(900)));
+    assert!(a.may_answer_snapshot(2, t + Duration::from_millis(1001)));
+    assert_eq!(a.peers[0].stats.snapshot_requests_refused, 1001);
+    // A stranger's request is not answered.
+    assert!(!a.may_answer_snapshot(9, t + Duration::from_secs(5)));
+}
