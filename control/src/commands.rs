@@ -217,6 +217,7 @@ fn show_stats(ctl: &Control) -> Value {
                 "arp_replies": c.arp_replies.get(),
                 "icmp_replies": c.icmp_replies.get(),
                 "nd_replies": c.nd_replies.get(),
+                "deferred": c.deferred.get(),
                 "flows_in_table": c.flows_in_table.get(),
                 "flows_created": c.flows_created.get(),
                 "flows_replicated_in": c.flows_replicated_in.get(),
@@ -240,10 +241,54 @@ fn show_stats(ctl: &Control) -> Value {
             ("ports".into(), Value::Array(ports)),
             ("workers".into(), Value::Array(workers)),
             ("drops".into(), Value::Object(total_drops)),
+            ("accounting".into(), accounting(ctl)),
             ("flows".into(), json!(ctl.flows.len())),
             ("replicated_to_workers".into(), json!(ctl.flows_replicated)),
         ]),
     )
+}
+
+/// Where every frame received went, summed over workers: `received = forwarded + replies +
+/// absorbed + dropped + waiting`, and `unaccounted` is what that leaves (0 when all is well;
+/// read apart from a moving node, the parts are read at slightly different moments).
+/// `tx_full` frames had been forwarded or sent as replies before the TX ring refused them,
+/// so they are among `forwarded`, `replies` (and probes), not in `dropped`.
+fn accounting(ctl: &Control) -> Value {
+    let (mut received, mut sent, mut replies, mut dropped, mut waiting) = (0u64, 0, 0, 0, 0);
+    let mut absorbed = [0u64; tandem_dataplane::counters::NUM_ABSORBED];
+    for w in &ctl.workers {
+        let c = &w.counters;
+        received += (0..ctl.ports.len())
+            .map(|p| c.ports[p].rx_packets.get())
+            .sum::<u64>();
+        sent += c.sent.get();
+        replies += c.replies();
+        dropped += c.total_drops() - c.dropped(DropReason::TxFull);
+        waiting += c.waiting.get();
+        for (a, n) in absorbed.iter_mut().zip(&c.absorbed) {
+            *a += n.get();
+        }
+    }
+    let mut by_kind = Map::new();
+    for (k, n) in tandem_dataplane::counters::Absorbed::ALL
+        .iter()
+        .zip(absorbed)
+    {
+        by_kind.insert(k.name().into(), json!(n));
+    }
+    let total_absorbed: u64 = absorbed.iter().sum();
+    let forwarded = sent.saturating_sub(replies);
+    let parts = forwarded + replies + total_absorbed + dropped + waiting;
+    json!({
+        "received": received,
+        "forwarded": forwarded,
+        "replies": replies,
+        "absorbed": total_absorbed,
+        "absorbed_by_kind": by_kind,
+        "dropped": dropped,
+        "waiting": waiting,
+        "unaccounted": received as i64 - parts as i64,
+    })
 }
 
 fn show_services(ctl: &Control) -> Value {

@@ -177,7 +177,10 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
             pool: Arc::clone(&pool),
             tsc_per_ms,
             tsc0,
-            parked: Vec::with_capacity(tandem_dataplane::port::worker::MAX_PARKED),
+            parked: tandem_dataplane::parking::Parking::with_capacity(
+                tandem_dataplane::port::worker::MAX_PARKED,
+            ),
+            generation: 0,
         };
         eal.launch(i as u32 + 1, move || w.run())
             .map_err(|e| anyhow::anyhow!("{e}"))?;

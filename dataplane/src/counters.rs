@@ -66,6 +66,34 @@ drop_reasons! {
 }
 
 pub const NUM_DROP_REASONS: usize = DropReason::ALL.len();
+
+macro_rules! absorbed_kinds {
+    ($($variant:ident => $name:literal,)*) => {
+        /// What a frame the node took in without answering or forwarding was: not a drop
+        /// (nothing was wrong with it), but counted, so that every frame received lands in
+        /// exactly one counter and a flood of them shows.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum Absorbed { $($variant,)* }
+        impl Absorbed {
+            pub const ALL: &'static [Absorbed] = &[$(Absorbed::$variant,)*];
+            pub fn name(self) -> &'static str {
+                match self { $(Absorbed::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+absorbed_kinds! {
+    // ARP from an on-link sender (learned from), not a request for one of our addresses.
+    Arp => "arp",
+    // An IPv6 neighbor advertisement (learned from).
+    NeighborAdvert => "neighbor_advert",
+    // The answer to one of our health probes (timed).
+    ProbeReply => "probe_reply",
+}
+
+pub const NUM_ABSORBED: usize = Absorbed::ALL.len();
 /// Most ports a node drives.
 pub const MAX_PORTS: usize = 16;
 /// Most backends over all services (selection and counters are sized by it).
@@ -105,6 +133,15 @@ pub struct PortCounters {
 pub struct WorkerCounters {
     pub ports: [PortCounters; MAX_PORTS],
     pub drops: [Counter; NUM_DROP_REASONS],
+    /// Frames the core handed back to be sent: forwarded packets and the node's replies
+    /// (ARP, ICMP echo, neighbor advertisements, resets to probe answers). Every frame
+    /// received is, once, either sent, absorbed, dropped, or waiting (parked or queued).
+    pub sent: Counter,
+    pub absorbed: [Counter; NUM_ABSORBED],
+    /// Nat replies parked until their flow record arrives (each at most once).
+    pub deferred: Counter,
+    /// Frames parked or queued now (set by the worker each loop).
+    pub waiting: Counter,
     pub arp_replies: Counter,
     pub icmp_replies: Counter,
     pub nd_replies: Counter,
@@ -130,11 +167,11 @@ pub struct WorkerCounters {
     pub idle_polls: Counter,
     /// New flows per backend id, for the control thread's rate and totals.
     pub backend_new_flows: Box<[Counter]>,
-    /// Packets forwarded per backend id.
-    pub backend_packets: Box<[Counter]>,
     pub queues: Box<[QueueCounters]>,
     pub probes_sent: Counter,
     pub probe_replies: Counter,
+    /// Resets sent to close the handshake a TCP probe's answer opened (replies, in `sent`).
+    pub probe_resets: Counter,
     /// Passive samples recorded (handshakes and responses timed).
     pub passive_samples: Counter,
 }
@@ -144,6 +181,10 @@ impl Default for WorkerCounters {
         WorkerCounters {
             ports: Default::default(),
             drops: Default::default(),
+            sent: Counter::default(),
+            absorbed: Default::default(),
+            deferred: Counter::default(),
+            waiting: Counter::default(),
             arp_replies: Counter::default(),
             icmp_replies: Counter::default(),
             nd_replies: Counter::default(),
@@ -162,12 +203,12 @@ impl Default for WorkerCounters {
             bursts: Counter::default(),
             idle_polls: Counter::default(),
             backend_new_flows: (0..MAX_BACKENDS).map(|_| Counter::default()).collect(),
-            backend_packets: (0..MAX_BACKENDS).map(|_| Counter::default()).collect(),
             queues: (0..MAX_SERVICES)
                 .map(|_| QueueCounters::default())
                 .collect(),
             probes_sent: Counter::default(),
             probe_replies: Counter::default(),
+            probe_resets: Counter::default(),
             passive_samples: Counter::default(),
         }
     }
@@ -180,6 +221,17 @@ impl WorkerCounters {
     }
     pub fn dropped(&self, r: DropReason) -> u64 {
         self.drops[r as usize].get()
+    }
+    #[inline(always)]
+    pub fn count_absorbed(&self, k: Absorbed) {
+        self.absorbed[k as usize].inc();
+    }
+    /// The node's own replies among the frames sent.
+    pub fn replies(&self) -> u64 {
+        self.arp_replies.get()
+            + self.icmp_replies.get()
+            + self.nd_replies.get()
+            + self.probe_resets.get()
     }
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().map(Counter::get).sum()

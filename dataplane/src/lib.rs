@@ -13,6 +13,7 @@ pub mod flow;
 pub mod gen;
 pub mod messages;
 pub mod neighbor;
+pub mod parking;
 pub mod pipeline;
 pub mod port;
 pub mod qos;

@@ -4,7 +4,7 @@
 //! learned neighbors) goes into a preallocated outbox drained after each burst.
 
 use crate::cluster::{self, rank, Membership, MAX_HOPS, NO_NODE};
-use crate::counters::{DropReason, WorkerCounters, MAX_PORTS};
+use crate::counters::{Absorbed, DropReason, WorkerCounters, MAX_PORTS};
 use crate::flow::table::Lookahead;
 use crate::flow::Mark;
 use crate::flow::{Capacity, FlowKey, FlowRecord, FlowState, FlowTable, Insert, Timeouts, UNBOUND};
@@ -49,7 +49,7 @@ pub enum Verdict {
     /// Send the (rewritten) frame out of this port.
     Tx(u8),
     /// Absorbed by the node (an ARP reply it learned from, say); free it, not a drop.
-    Consumed,
+    Consumed(Absorbed),
     /// A nat backend's reply whose flow record has not reached this worker yet (it was
     /// created on another worker a moment ago): hold the frame briefly and process it again
     /// after the next control messages. Nothing in the frame was changed.
@@ -115,6 +115,8 @@ pub struct State {
     /// Half-open flows still to be listed in millisecond `listing_ms` (see `announce`).
     listing_left: u32,
     listing_ms: u32,
+    /// The frame being processed was processed before (see `Core::process_again`).
+    again: bool,
 }
 
 impl std::ops::Deref for Core {
@@ -315,6 +317,7 @@ impl Core {
                 clustered,
                 listing_left: LISTED_PER_MS,
                 listing_ms: 0,
+                again: false,
             },
         }
     }
@@ -460,6 +463,11 @@ impl Core {
         self.state.queues.iter().any(|q| !q.is_empty())
     }
 
+    /// Frames waiting in the admission queues.
+    pub fn queued_len(&self) -> usize {
+        self.state.queues.iter().map(|q| q.len()).sum()
+    }
+
     /// Lets waiting packets go, in order, as slots free. For each service: heads that
     /// waited past `max_wait` go to `expire` (counted `queue_timeout`); then the head is run
     /// again through `rerun` (which calls `process` and carries out the verdict, returning
@@ -582,10 +590,22 @@ impl Core {
         let v = self
             .state
             .process_inner(&self.services, in_port, pkt, now_ms);
-        if let Verdict::Drop(r) = v {
-            self.counters.count_drop(r);
+        match v {
+            Verdict::Tx(_) => self.counters.sent.inc(),
+            Verdict::Drop(r) => self.counters.count_drop(r),
+            Verdict::Consumed(k) => self.counters.count_absorbed(k),
+            Verdict::Defer | Verdict::Hold(_) => {}
         }
         self.state.give_back_released();
+        v
+    }
+
+    /// Processes a frame again: one that was parked (Defer) or queued (Hold) the first
+    /// time. What counts a frame once on arrival (`node_received`) is not counted again.
+    pub fn process_again(&mut self, in_port: u8, pkt: &mut PacketBuf, now_ms: u32) -> Verdict {
+        self.state.again = true;
+        let v = self.process(in_port, pkt, now_ms);
+        self.state.again = false;
         v
     }
 
@@ -882,7 +902,7 @@ impl State {
             return Verdict::Tx(in_port);
         }
         if on_link {
-            Verdict::Consumed
+            Verdict::Consumed(Absorbed::Arp)
         } else {
             Verdict::Drop(DropReason::NotForUs)
         }
@@ -1050,9 +1070,10 @@ impl State {
             let l3 = l2.l3_offset;
             let f = &mut pkt.buf[pkt.start..pkt.start + room];
             pkt.len = probe::synack_to_rst(f, l3, l4_at, v6, &mac);
+            self.counters.probe_resets.inc();
             return Verdict::Tx(in_port);
         }
-        Verdict::Consumed
+        Verdict::Consumed(Absorbed::ProbeReply)
     }
 
     /// A packet another node sent on: check the node header and serve the packet inside.
@@ -1082,7 +1103,9 @@ impl State {
         let Some(&first) = pkt.frame().get(inner) else {
             return Verdict::Drop(DropReason::Truncated);
         };
-        self.counters.node_received.inc();
+        if !self.again {
+            self.counters.node_received.inc();
+        }
         let il2 = L2 {
             l3_offset: inner,
             ..*l2
@@ -1278,7 +1301,6 @@ impl State {
         let Some(backend) = services.backends.get(usize::from(rec.backend)) else {
             return Verdict::Drop(DropReason::NoBackend);
         };
-        self.counters.backend_packets[usize::from(rec.backend)].inc();
         // The primary path, or the backup when the primary's port is down or its probes
         // fail; a path whose probes fail is still used when it is the only one left.
         let link = &self.link_up;
@@ -1634,7 +1656,7 @@ impl State {
                     if let Some(m) = nd.lladdr {
                         self.learn(in_port, nd.target, m, now_ms);
                     }
-                    return Verdict::Consumed;
+                    return Verdict::Consumed(Absorbed::NeighborAdvert);
                 }
                 if let Some(m) = nd.lladdr {
                     if port.on_link(&src) {

@@ -10,6 +10,7 @@ use super::mbuf::{self, Mempool, RawMbuf};
 use crate::counters::DropReason;
 use crate::flow::table::Lookahead;
 use crate::messages::{FromWorker, ToWorker};
+use crate::parking::{Due, Parking};
 use crate::pipeline::{Core, PacketBuf, Verdict};
 use crate::qos::probe::Method;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -21,10 +22,8 @@ use std::time::Duration;
 const PREFETCH_AHEAD: usize = 3;
 /// Control messages applied per loop, so a flood of replication cannot starve packets.
 const MAX_MESSAGES_PER_LOOP: usize = 512;
-/// How long a nat reply may wait for its flow record to arrive from another worker.
-const DEFER_MS: u32 = 20;
 /// Most frames held waiting for their flow record.
-pub const MAX_PARKED: usize = 256;
+pub const MAX_PARKED: usize = crate::parking::CAPACITY;
 /// Largest burst the loop supports.
 pub const MAX_BURST: usize = 512;
 
@@ -43,20 +42,19 @@ pub struct Worker {
     /// TSC ticks per millisecond and the TSC at the node's start: the core's clock.
     pub tsc_per_ms: u64,
     pub tsc0: u64,
-    /// Deferred nat replies (capacity MAX_PARKED, allocated by the caller).
-    pub parked: Vec<Parked>,
+    /// Nat replies waiting for their flow record (see `crate::parking`).
+    pub parked: Parking<ParkedMbuf>,
+    /// Moves on each time replication messages are applied: what parked frames wait for.
+    pub generation: u32,
 }
 
+/// An mbuf in the parking lot.
 #[derive(Clone, Copy)]
-pub struct Parked {
-    mbuf: RawMbuf,
-    port: u8,
-    since: u32,
-}
+pub struct ParkedMbuf(RawMbuf);
 
-// SAFETY: a parked mbuf is owned by exactly one worker; the list only moves between threads
+// SAFETY: a parked mbuf is owned by exactly one worker; the lot only moves between threads
 // while empty (when the worker is handed to its lcore).
-unsafe impl Send for Parked {}
+unsafe impl Send for ParkedMbuf {}
 
 struct TxBuffer {
     pkts: [RawMbuf; MAX_BURST],
@@ -142,7 +140,7 @@ impl Worker {
                         free.push(m);
                         continue;
                     }
-                    self.dispatch(m, pi as u8, now, &mut tx, &mut free, burst, None);
+                    self.dispatch(m, pi as u8, now, &mut tx, &mut free, burst, false);
                 }
                 mbuf::free_bulk(&mut free);
                 free.clear();
@@ -159,6 +157,9 @@ impl Worker {
             }
             self.core.housekeeping_paced(now);
             counters.bursts.inc();
+            counters
+                .waiting
+                .set((self.parked.len() + self.core.queued_len()) as u64);
             if got == 0 {
                 counters.idle_polls.inc();
                 if !self.idle_sleep.is_zero() {
@@ -171,8 +172,8 @@ impl Worker {
                 flush(&self.ports[o], self.queue, b, &counters, o);
             }
         }
-        for p in self.parked.drain(..) {
-            mbuf::free_bulk(&mut [p.mbuf]);
+        for p in self.parked.drain() {
+            mbuf::free_bulk(&mut [p.handle.0]);
         }
         for w in self.core.drain_queued() {
             mbuf::free_bulk(&mut [w.handle as RawMbuf]);
@@ -181,8 +182,8 @@ impl Worker {
         0
     }
 
-    /// Runs one mbuf through the core and carries out the verdict. `parked_since` is set when
-    /// the mbuf is a deferred nat reply getting another chance.
+    /// Runs one mbuf through the core and carries out the verdict. `again` is set when the
+    /// mbuf is a parked nat reply getting its one more chance.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn dispatch(
@@ -193,12 +194,12 @@ impl Worker {
         tx: &mut [TxBuffer],
         free: &mut Vec<RawMbuf>,
         burst: usize,
-        parked_since: Option<u32>,
+        again: bool,
     ) {
         // SAFETY: `m` is ours (from rx_burst or the parked list) until sent or freed; the
         // slice does not outlive this call.
         let (room, start, len) = unsafe { mbuf::data_room(m) };
-        if parked_since.is_none() {
+        if !again {
             self.core.counters.ports[usize::from(port)]
                 .rx_bytes
                 .add(len as u64);
@@ -208,7 +209,12 @@ impl Worker {
             start,
             len,
         };
-        match self.core.process(port, &mut pkt, now) {
+        let verdict = if again {
+            self.core.process_again(port, &mut pkt, now)
+        } else {
+            self.core.process(port, &mut pkt, now)
+        };
+        match verdict {
             Verdict::Tx(out) => {
                 // SAFETY: start/len stay within the data room (the core checks).
                 unsafe { mbuf::set_frame(m, pkt.start, pkt.len) };
@@ -230,23 +236,24 @@ impl Worker {
                 }
             }
             Verdict::Defer => {
-                let since = parked_since.unwrap_or(now);
-                if now.wrapping_sub(since) < DEFER_MS && self.parked.len() < MAX_PARKED {
-                    self.parked.push(Parked {
-                        mbuf: m,
-                        port,
-                        since,
-                    });
+                let parked = !again
+                    && self
+                        .parked
+                        .park(ParkedMbuf(m), port, now, self.generation)
+                        .is_ok();
+                if parked {
+                    self.core.counters.deferred.inc();
                 } else {
                     self.core.counters.count_drop(DropReason::NoFlow);
                     free.push(m);
                 }
             }
-            Verdict::Consumed | Verdict::Drop(_) => free.push(m),
+            Verdict::Consumed(_) | Verdict::Drop(_) => free.push(m),
         }
     }
 
-    /// Gives deferred nat replies another chance now that control messages were applied.
+    /// Gives parked nat replies their one more chance once replication messages have come
+    /// (a bounded number per loop), and drops those that waited too long.
     fn retry_parked(
         &mut self,
         now: u32,
@@ -254,17 +261,24 @@ impl Worker {
         free: &mut Vec<RawMbuf>,
         burst: usize,
     ) {
-        if self.parked.is_empty() {
-            return;
+        let mut retried = 0;
+        while retried < crate::parking::RETRY_PER_LOOP {
+            match self.parked.next_due(now, self.generation) {
+                None => break,
+                Some(Due::Expired(p)) => {
+                    self.core.counters.count_drop(DropReason::NoFlow);
+                    free.push(p.handle.0);
+                }
+                Some(Due::Retry(p)) => {
+                    retried += 1;
+                    self.dispatch(p.handle.0, p.port, now, tx, free, burst, true);
+                }
+            }
         }
-        let n = self.parked.len();
-        for i in 0..n {
-            let p = self.parked[i];
-            self.dispatch(p.mbuf, p.port, now, tx, free, burst, Some(p.since));
+        if !free.is_empty() {
+            mbuf::free_bulk(free);
+            free.clear();
         }
-        self.parked.drain(..n);
-        mbuf::free_bulk(free);
-        free.clear();
     }
 
     /// Runs the packets waiting in the admission queues again, in order, as slots free.
@@ -283,7 +297,7 @@ impl Worker {
                     start,
                     len,
                 };
-                match core.process(w.port, &mut pkt, now) {
+                match core.process_again(w.port, &mut pkt, now) {
                     Verdict::Hold(_) => false,
                     Verdict::Tx(out) => {
                         // SAFETY: start/len stay within the data room (the core checks).
@@ -291,7 +305,7 @@ impl Worker {
                         enqueue(ports, queue, tx, &core.counters, m, out, pkt.len, burst);
                         true
                     }
-                    Verdict::Defer | Verdict::Consumed | Verdict::Drop(_) => {
+                    Verdict::Defer | Verdict::Consumed(_) | Verdict::Drop(_) => {
                         mbuf::free_bulk(&mut [m]);
                         true
                     }
@@ -303,10 +317,14 @@ impl Worker {
 
     /// Applies control messages and hands the core's events to the control thread.
     fn control(&mut self, now: u32, tx: &mut [TxBuffer]) {
+        let mut replicated = false;
         for _ in 0..MAX_MESSAGES_PER_LOOP {
             let Ok(msg) = self.inbox.try_recv() else {
                 break;
             };
+            if matches!(msg, ToWorker::Flow { .. }) {
+                replicated = true;
+            }
             match self.core.apply(msg, now) {
                 Some(ToWorker::Solicit { port, ip, v6 }) => self.solicit(port, &ip, v6, tx),
                 Some(ToWorker::Probe {
@@ -317,6 +335,9 @@ impl Worker {
                 }) => self.probe(backend, path, round, method, tx),
                 _ => {}
             }
+        }
+        if replicated {
+            self.generation = self.generation.wrapping_add(1);
         }
         let st = &mut self.core.state;
         for ev in st.outbox.drain(..) {
