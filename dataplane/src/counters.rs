@@ -60,6 +60,8 @@ drop_reasons! {
     TxFull => "tx_full",
     HopLimit => "hop_limit",
     NoNode => "no_node",
+    NotFromNode => "not_from_node",
+    BadNodeHeader => "bad_node_header",
     QueueFull => "queue_full",
     QueueTimeout => "queue_timeout",
     QueueDuplicate => "queue_duplicate",

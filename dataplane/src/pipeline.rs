@@ -1099,6 +1099,30 @@ impl State {
         if h.hops > MAX_HOPS {
             return Verdict::Drop(DropReason::HopLimit);
         }
+        // Only the cluster's nodes send on the tunnel port, and name nodes that exist:
+        // anyone else could otherwise reach a backend with whatever roles they claim.
+        let Some(cl) = s.cluster.as_ref() else {
+            return Verdict::Drop(DropReason::NotFromNode);
+        };
+        let l3 = l2.l3_offset;
+        let f = pkt.frame();
+        let src: &[u8] = match f.get(l3).map(|b| b >> 4) {
+            Some(4) => f.get(l3 + 12..l3 + 16).unwrap_or(&[]),
+            Some(6) => f.get(l3 + 8..l3 + 24).unwrap_or(&[]),
+            _ => &[],
+        };
+        let from = cl.nodes.iter().position(|n| {
+            let a: &[u8] = if n.v6 { &n.addr } else { &n.addr[..4] };
+            a == src
+        });
+        match from {
+            Some(i) if i != usize::from(cl.me) => {}
+            _ => return Verdict::Drop(DropReason::NotFromNode),
+        }
+        let known = |id: u16| cl.nodes.iter().any(|n| n.id == id);
+        if !known(h.primary) || (h.backup != 0 && (!known(h.backup) || h.backup == h.primary)) {
+            return Verdict::Drop(DropReason::BadNodeHeader);
+        }
         let inner = at + tunnel::HEADER_LEN;
         let Some(&first) = pkt.frame().get(inner) else {
             return Verdict::Drop(DropReason::Truncated);

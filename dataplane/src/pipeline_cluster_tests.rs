@@ -433,3 +433,40 @@ fn nodes_over_ipv6_carry_ipv4_flows() {
     assert_eq!(p.dst_bytes(), [10, 1, 0, 11]);
     testkit::verify_checksums(&to_backend).unwrap();
 }
+
+#[test]
+fn the_tunnel_port_takes_packets_only_from_cluster_nodes_naming_real_nodes() {
+    let sport = port_ranked(2, 3);
+    let (mut n1, mut n2) = (node(1), node(2));
+    let (_, good) = testkit::run(&mut n1, 0, &client(1, sport, SYN), 1);
+    // The same packet from an address that is no node's (outer source 10.0.0.66): the
+    // outer IPv4 checksum is not what the core checks, the source is.
+    let mut stranger = good.clone();
+    stranger[14 + 15] = 66;
+    let (v, _) = testkit::run(&mut n2, 0, &stranger, 2);
+    assert_eq!(v, Verdict::Drop(DropReason::NotFromNode));
+    // From node 2's own address: not a peer either.
+    let mut own = good.clone();
+    own[14 + 15] = 2;
+    assert_eq!(
+        testkit::run(&mut n2, 0, &own, 2).0,
+        Verdict::Drop(DropReason::NotFromNode)
+    );
+    // From node 1, but claiming roles for nodes that do not exist, or the same node twice.
+    for (primary, backup) in [(9u16, 3u16), (2, 9), (2, 2)] {
+        let mut forged = good.clone();
+        let at = 14 + 20 + 8;
+        forged[at + 4..at + 6].copy_from_slice(&primary.to_be_bytes());
+        forged[at + 6..at + 8].copy_from_slice(&backup.to_be_bytes());
+        assert_eq!(
+            testkit::run(&mut n2, 0, &forged, 2).0,
+            Verdict::Drop(DropReason::BadNodeHeader),
+            "{primary}/{backup}"
+        );
+    }
+    assert_eq!(n2.counters.dropped(DropReason::NotFromNode), 2);
+    assert_eq!(n2.counters.node_received.get(), 0);
+    // The genuine one is served.
+    assert_eq!(testkit::run(&mut n2, 0, &good, 3).0, Verdict::Tx(1));
+    assert_eq!(n2.counters.node_received.get(), 1);
+}
