@@ -72,8 +72,14 @@ fn random_seed() -> u64 {
 
 pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     let term = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&term))?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term))?;
+    // While the EAL initialises (which can take seconds and cannot be interrupted), SIGTERM
+    // and SIGINT end the process at once, as by default; from then on they stop it cleanly,
+    // also part way through start-up.
+    let in_eal_init = Arc::new(AtomicBool::new(true));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_default(sig, Arc::clone(&in_eal_init))?;
+        signal_hook::flag::register(sig, Arc::clone(&term))?;
+    }
 
     let ncpu = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -95,6 +101,12 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     let args = eal_args(&cfg, overrides, ncpu);
     tracing::info!(?args, "initialising the EAL");
     let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
+    in_eal_init.store(false, Ordering::SeqCst);
+    if term.load(Ordering::SeqCst) {
+        println!("tandem: stopped during start-up");
+        eal.cleanup();
+        return Ok(());
+    }
     let nworkers = cfg.workers.cores.len() as u16;
     let pool = Arc::new(
         Mempool::new("tandem_mbufs", cfg.mempool_mbufs, cfg.mempool_cache, -1)
@@ -121,6 +133,14 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         eth.push(port);
     }
 
+    if term.load(Ordering::SeqCst) {
+        println!("tandem: stopped during start-up");
+        for p in &eth {
+            p.stop_and_close();
+        }
+        eal.cleanup();
+        return Ok(());
+    }
     let f = &cfg.flows;
     let timeouts = Timeouts::new(
         f.tcp_syn_timeout,

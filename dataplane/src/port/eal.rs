@@ -51,11 +51,20 @@ impl Eal {
         std::mem::forget(owned);
         std::mem::forget(argv);
         if rc < 0 {
+            // rte_errno, or (some failures leave it 0, such as another process holding the
+            // file prefix's lock) the errno of the call that failed inside the EAL.
+            let os = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
             // SAFETY: reads the calling thread's rte_errno.
             let e = unsafe { ffi::tandem_errno() };
+            let code = if e != 0 { e } else { os };
+            let hint = if e == 0 && (os == libc::EAGAIN || os == libc::EACCES) {
+                " (is another DPDK process using this --file-prefix? DPDK's log above says)"
+            } else {
+                " (DPDK's log above says why)"
+            };
             return Err(DpdkError {
-                what: "rte_eal_init".into(),
-                code: e,
+                what: format!("rte_eal_init failed{hint}"),
+                code: if code != 0 { code } else { libc::EINVAL },
             });
         }
         Ok(Eal { _private: () })
