@@ -182,6 +182,7 @@ fn show_stats(ctl: &Control) -> Value {
                 "rx_errors": d.ierrors,
                 "tx_errors": d.oerrors,
                 "rx_nombuf": d.rx_nombuf,
+                "kernel_drops": d.kernel_drops,
             })
         })
         .collect();

@@ -18,13 +18,15 @@ use tandem_dataplane::flow::Timeouts;
 use tandem_dataplane::flow::{Capacity, FlowTable};
 use tandem_dataplane::pipeline::Core;
 use tandem_dataplane::port::eal::{rdtsc, Eal};
-use tandem_dataplane::port::ethdev::{kernel_link_up, EthPort};
+use tandem_dataplane::port::ethdev::{kernel_link_up, EthPort, PacketSockets};
 use tandem_dataplane::port::mbuf::Mempool;
 use tandem_dataplane::port::worker::Worker;
 use tandem_dataplane::services::PortInfo;
 
 /// Capacity of each worker's inbox and outbox.
 pub const CHANNEL_CAP: usize = 65_536;
+/// Frames in a net_af_packet port's rings when its devargs give no `framecnt`.
+pub const AF_PACKET_FRAMES: u32 = 8192;
 /// The control loop's tick.
 const TICK: Duration = Duration::from_millis(1);
 /// Time the control loop gives commands per tick before it turns back to the workers and
@@ -46,7 +48,10 @@ pub fn eal_args(cfg: &Config, overrides: &[String], ncpu: usize) -> Vec<String> 
     }
     args.push(format!("--lcores={lcores}"));
     for p in &cfg.ports {
-        if p.devargs.starts_with("net_") || p.devargs.starts_with("eth_") {
+        if p.devargs.starts_with("net_af_packet") && !p.devargs.contains("framecnt=") {
+            // The PMD's default ring (512 frames) overflows under one bulk TCP transfer.
+            args.push(format!("--vdev={},framecnt={AF_PACKET_FRAMES}", p.devargs));
+        } else if p.devargs.starts_with("net_") || p.devargs.starts_with("eth_") {
             args.push(format!("--vdev={}", p.devargs));
         } else {
             args.push("-a".into());
@@ -248,6 +253,15 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         .iter()
         .map(|p| af_packet_iface(&p.devargs).map(String::from))
         .collect();
+    // net_af_packet's ring losses, read from the kernel (the PMD reports none).
+    let packet_sockets: Vec<PacketSockets> = ifaces
+        .iter()
+        .map(|i| match i {
+            Some(i) => PacketSockets::of(i),
+            None => PacketSockets::of(""),
+        })
+        .collect();
+    let mut kernel_drops = vec![0u64; eth.len()];
     let mut last_link = Instant::now() - Duration::from_secs(1);
     let mut last_second = Instant::now();
     ctl.refresh_neighbors(Instant::now());
@@ -277,7 +291,9 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
             last_second = now;
             for (i, p) in eth.iter().enumerate() {
                 let s = p.stats();
+                kernel_drops[i] += packet_sockets[i].take_drops();
                 ctl.device_stats[i] = DeviceStats {
+                    kernel_drops: kernel_drops[i],
                     ipackets: s.ipackets,
                     opackets: s.opackets,
                     imissed: s.imissed,

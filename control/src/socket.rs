@@ -1,19 +1,21 @@
 //! The control socket: a Unix stream socket (mode 0600) taking one command per line and
 //! answering one JSON document per line. Connections are served by small threads that hand
 //! each line to the control loop and wait for its answer, so all state stays on the control
-//! thread. What a client can cost is bounded: at most MAX_CONNECTIONS at once (one more gets
-//! an error document and is closed), MAX_LINE bytes held per line (the rest of a longer one
-//! is read and thrown away), and IDLE_TIMEOUT of silence before a connection is closed.
+//! thread. What a client can cost is bounded: at most MAX_CONNECTIONS at once (when full, the
+//! connection idle longest, if idle for EVICT_IDLE, is closed to make room; otherwise the new
+//! one gets an error document), MAX_LINE bytes held per line (the rest of a longer one is
+//! read and thrown away), and IDLE_TIMEOUT of silence before a connection is closed. So a
+//! crowd of idle clients can neither exhaust threads nor lock an operator out.
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Longest command line accepted.
 pub const MAX_LINE: usize = 4096;
@@ -23,6 +25,61 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client that does not read its answer for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// When every connection is taken, one idle at least this long makes room for a new one.
+pub const EVICT_IDLE: Duration = Duration::from_secs(1);
+
+/// An open connection as the accept thread sees it.
+struct Slot {
+    /// A handle on the stream, to shut it down when it is evicted.
+    stream: UnixStream,
+    /// When it last sent a line or got an answer.
+    last: Instant,
+    /// A command of it is with the control thread.
+    busy: bool,
+}
+
+/// The open connections, by number. Locked only by the accept thread and connection
+/// threads, a few times per command: never by the control thread.
+#[derive(Clone, Default)]
+struct Slots(Arc<Mutex<HashMap<u64, Slot>>>);
+
+impl Slots {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<u64, Slot>) -> R) -> R {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    /// Room for one more: true when below the cap, or when the connection idle longest
+    /// (idle at least EVICT_IDLE) was shut down to make it.
+    fn make_room(&self, now: Instant) -> bool {
+        self.with(|m| {
+            if m.len() < MAX_CONNECTIONS {
+                return true;
+            }
+            let oldest = m
+                .iter()
+                .filter(|(_, s)| !s.busy && now.duration_since(s.last) >= EVICT_IDLE)
+                .min_by_key(|(_, s)| s.last)
+                .map(|(id, _)| *id);
+            match oldest.and_then(|id| m.remove(&id)) {
+                Some(s) => {
+                    let _ = s.stream.shutdown(std::net::Shutdown::Both);
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+
+    fn mark(&self, id: u64, busy: bool) {
+        self.with(|m| {
+            if let Some(s) = m.get_mut(&id) {
+                s.busy = busy;
+                s.last = Instant::now();
+            }
+        });
+    }
+}
 
 /// One command from a client and where to send its answer.
 pub struct Request {
@@ -54,29 +111,40 @@ impl SocketServer {
         let listener = UnixListener::bind(path)
             .map_err(|e| anyhow::anyhow!("cannot bind control socket {}: {e}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        let open = Arc::new(AtomicUsize::new(0));
+        let slots = Slots::default();
         std::thread::Builder::new()
             .name("tandem-ctl-accept".into())
             .spawn(move || {
-                for conn in listener.incoming() {
+                for (id, conn) in (0u64..).zip(listener.incoming()) {
                     let Ok(mut conn) = conn else { continue };
-                    if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    if !slots.make_room(Instant::now()) {
                         let _ = conn.set_write_timeout(Some(Duration::from_millis(100)));
                         let answer = json!({"ok": false, "error": format!(
-                            "too many control connections (at most {MAX_CONNECTIONS}); try again later")});
+                            "too many control connections (at most {MAX_CONNECTIONS}, all busy); try again")});
                         let _ = conn.write_all(format!("{answer}\n").as_bytes());
                         continue;
                     }
-                    open.fetch_add(1, Ordering::Relaxed);
+                    let Ok(handle) = conn.try_clone() else { continue };
+                    slots.with(|m| {
+                        m.insert(
+                            id,
+                            Slot {
+                                stream: handle,
+                                last: Instant::now(),
+                                busy: false,
+                            },
+                        )
+                    });
                     let tx = requests.clone();
-                    let guard = Open(Arc::clone(&open));
+                    let mine = slots.clone();
                     let spawned = std::thread::Builder::new()
                         .name("tandem-ctl-conn".into())
                         .spawn(move || {
-                            let _guard = guard;
-                            serve(conn, tx)
+                            serve(conn, tx, &mine, id);
+                            mine.with(|m| m.remove(&id));
                         });
                     if spawned.is_err() {
+                        slots.with(|m| m.remove(&id));
                         tracing::warn!("cannot start a thread for a control connection");
                     }
                 }
@@ -90,15 +158,6 @@ impl SocketServer {
 impl Drop for SocketServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Counts a connection as open until dropped (also when its thread could not start).
-struct Open(Arc<AtomicUsize>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -145,7 +204,7 @@ fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Li
     }
 }
 
-fn serve(conn: UnixStream, requests: Sender<Request>) {
+fn serve(conn: UnixStream, requests: Sender<Request>, slots: &Slots, id: u64) {
     let Ok(mut out) = conn.try_clone() else {
         return;
     };
@@ -154,7 +213,9 @@ fn serve(conn: UnixStream, requests: Sender<Request>) {
     let mut reader = BufReader::new(conn);
     let mut buf = Vec::with_capacity(256);
     loop {
-        let answer = match read_line(&mut reader, &mut buf) {
+        let line = read_line(&mut reader, &mut buf);
+        slots.mark(id, true);
+        let answer = match line {
             Err(_) | Ok(Line::End) => return,
             Ok(Line::TooLong) => {
                 json!({"ok": false, "error": format!("command longer than {MAX_LINE} bytes")})
@@ -169,6 +230,7 @@ fn serve(conn: UnixStream, requests: Sender<Request>) {
         if out.write_all(text.as_bytes()).is_err() {
             return;
         }
+        slots.mark(id, false);
     }
 }
 

@@ -96,6 +96,8 @@ pub struct DeviceStats {
     pub ierrors: u64,
     pub oerrors: u64,
     pub rx_nombuf: u64,
+    /// Frames the kernel dropped on a net_af_packet port's rings (its RX ring full).
+    pub kernel_drops: u64,
 }
 
 #[derive(Default, Clone)]

@@ -207,3 +207,85 @@ pub fn kernel_link_up(iface: &str) -> Option<bool> {
     let s = s.trim();
     Some(s == "up" || s == "unknown")
 }
+
+/// The kernel's packet sockets on one interface (a net_af_packet port's queues), found
+/// through /proc: `/proc/net/packet` names each packet socket's interface and inode, and
+/// `/proc/self/fd` which of our descriptors is that inode. The PMD keeps its sockets to
+/// itself and reports no drops, so this is how the ring's losses are read.
+pub struct PacketSockets {
+    fds: Vec<i32>,
+}
+
+impl PacketSockets {
+    /// This process's packet sockets bound to `iface`; empty when there are none (or /proc
+    /// cannot be read).
+    pub fn of(iface: &str) -> PacketSockets {
+        let ifindex: Option<u32> =
+            std::fs::read_to_string(format!("/sys/class/net/{iface}/ifindex"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+        let Some(ifindex) = ifindex else {
+            return PacketSockets { fds: Vec::new() };
+        };
+        let inodes: Vec<u64> = std::fs::read_to_string("/proc/net/packet")
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let on = f.get(4)?.parse::<u32>().ok()? == ifindex;
+                on.then(|| f.get(8)?.parse().ok()).flatten()
+            })
+            .collect();
+        let mut fds = Vec::new();
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            for e in dir.flatten() {
+                let Ok(target) = std::fs::read_link(e.path()) else {
+                    continue;
+                };
+                let t = target.to_string_lossy();
+                let inode = t
+                    .strip_prefix("socket:[")
+                    .and_then(|r| r.strip_suffix(']'))
+                    .and_then(|n| n.parse::<u64>().ok());
+                let fd = e.file_name().to_string_lossy().parse::<i32>().ok();
+                if let (Some(i), Some(fd)) = (inode, fd) {
+                    if inodes.contains(&i) {
+                        fds.push(fd);
+                    }
+                }
+            }
+        }
+        PacketSockets { fds }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fds.is_empty()
+    }
+
+    /// Frames the kernel dropped on these sockets' rings since the last call (the kernel
+    /// resets its counts when they are read).
+    pub fn take_drops(&self) -> u64 {
+        let mut drops = 0;
+        for &fd in &self.fds {
+            // tpacket_stats_v3 is the larger of the two layouts; the kernel fills what fits.
+            let mut st = [0u32; 3];
+            let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+            // SAFETY: `fd` is a packet socket of this process (found above and held open by
+            // the PMD while the port runs); the buffer and its length are ours and valid.
+            let rc = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_PACKET,
+                    6, // PACKET_STATISTICS
+                    st.as_mut_ptr().cast(),
+                    &mut len,
+                )
+            };
+            if rc == 0 {
+                drops += u64::from(st[1]);
+            }
+        }
+        drops
+    }
+}
