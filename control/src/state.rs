@@ -930,6 +930,147 @@ paths = [{ port = "back" }]
     }
 
     #[test]
+    fn records_no_node_would_send_are_refused_by_reason() {
+        use crate::cluster::codec::WireRecord;
+        use crate::cluster::RecordRefusal as R;
+        let sync: Vec<u16> = (0..2)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|u| u.local_addr().unwrap().port())
+            .collect();
+        let text = format!(
+            "{CONFIG}[cluster]\nsecret_file = \"/dev/null\"\n\
+             [[cluster.node]]\nid = 1\naddress = \"10.0.0.1\"\nsync = \"127.0.0.1:{}\"\n\
+             [[cluster.node]]\nid = 2\naddress = \"10.0.0.2\"\nsync = \"127.0.0.1:{}\"\n",
+            sync[0], sync[1]
+        );
+        let cfg = Config::from_toml(&text).unwrap();
+        let ports: Vec<PortInfo> = cfg
+            .ports
+            .iter()
+            .zip(MACS)
+            .map(|(p, m)| PortInfo::from_config(p, m))
+            .collect();
+        let mut ctl = Control::new(cfg.clone(), ports, Vec::new());
+        let view = ctl.snapshot.cluster.clone().unwrap();
+        let cluster = Cluster::new(
+            cfg.cluster.as_ref().unwrap(),
+            1,
+            view,
+            b"0123456789abcdef-secret",
+            1,
+            1,
+            Instant::now(),
+        )
+        .unwrap();
+        ctl.attach_cluster(cluster);
+        let good = WireRecord {
+            key: tandem_dataplane::flow::FlowKey::v4(
+                [198, 51, 100, 7],
+                [192, 0, 2, 10],
+                4000,
+                80,
+                6,
+            ),
+            service: 0,
+            backend: 1,
+            primary_path: 0,
+            backup_path: 0,
+            state: FlowState::Established,
+            ingress_port: 0,
+            primary_node: 2,
+            backup_node: 1,
+            client_mac: [2, 0, 0, 0, 0xc, 1],
+        };
+        assert!(ctl.record_from_wire(&good).is_ok());
+        let no_backup = WireRecord {
+            backup_node: 0,
+            ..good
+        };
+        assert!(ctl.record_from_wire(&no_backup).is_ok());
+        let mut udp_key = good.key;
+        udp_key.proto = 17;
+        for (bad, why) in [
+            (WireRecord { service: 9, ..good }, R::UnknownService),
+            (
+                WireRecord {
+                    backend: 99,
+                    ..good
+                },
+                R::BadIndex,
+            ),
+            (
+                WireRecord {
+                    primary_path: 3,
+                    ..good
+                },
+                R::BadIndex,
+            ),
+            (
+                WireRecord {
+                    ingress_port: 7,
+                    ..good
+                },
+                R::BadIndex,
+            ),
+            (
+                WireRecord {
+                    key: tandem_dataplane::flow::FlowKey {
+                        dport: 81,
+                        ..good.key
+                    },
+                    ..good
+                },
+                R::KeyMismatch,
+            ),
+            (
+                WireRecord {
+                    key: udp_key,
+                    ..good
+                },
+                R::KeyMismatch,
+            ),
+            (
+                WireRecord {
+                    state: FlowState::Udp,
+                    ..good
+                },
+                R::StateForProtocol,
+            ),
+            (
+                WireRecord {
+                    primary_node: 7,
+                    ..good
+                },
+                R::BadNodes,
+            ),
+            (
+                WireRecord {
+                    backup_node: 7,
+                    ..good
+                },
+                R::BadNodes,
+            ),
+            (
+                WireRecord {
+                    backup_node: 2,
+                    ..good
+                },
+                R::BadNodes,
+            ),
+        ] {
+            assert_eq!(ctl.record_from_wire(&bad).err(), Some(why), "{bad:?}");
+            ctl.take_peer_record(2, &bad, Instant::now());
+        }
+        let c = ctl.cluster.as_ref().unwrap();
+        assert_eq!(c.records_invalid[R::BadIndex.index()], 3);
+        assert_eq!(c.records_invalid[R::BadNodes.index()], 3);
+        assert_eq!(c.records_invalid.iter().sum::<u64>(), 10);
+        assert!(ctl.flows.is_empty(), "nothing refused was stored");
+    }
+
+    #[test]
     fn show_flows_pages_through_every_flow_once_and_caps_a_page() {
         WORKER_ENDS.with(|w| w.borrow_mut().clear());
         let (mut ctl, _cores) = node(1);

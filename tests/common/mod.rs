@@ -39,8 +39,12 @@ impl Drop for Scratch {
     }
 }
 
+/// The binary under test: this build's, or `TANDEM_BIN` (to measure another build, such
+/// as the one before a change, with the same test).
 pub fn tandem_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tandem"))
+    std::env::var_os("TANDEM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tandem")))
 }
 
 /// A running `tandem run`. Dropping it kills the process (by pid) if it is still alive.
