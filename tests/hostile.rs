@@ -183,6 +183,14 @@ fn ctl_line(sock: &std::path::Path, line: &str) -> Option<serde_json::Value> {
 
 const FLOWS: u32 = 400_000;
 
+/// The tests that spin a worker or time one take turns: run side by side on two cores, each
+/// would measure the other.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn cluster_node_config(
     s: &Scratch,
     id: u16,
@@ -266,6 +274,7 @@ sync = "{s2}"
 
 #[test]
 fn a_hammered_control_socket_never_gets_a_loaded_node_declared_dead() {
+    let _turn = heavy();
     let s = Scratch::new("hammer");
     let secret = s.path("cluster.key");
     std::fs::write(&secret, "tandem test cluster secret 0123456789\n").unwrap();
@@ -591,6 +600,7 @@ paths = [{{ port = "back", mac = "02:00:00:00:01:11" }}]
 /// was processed again on every loop for 20 ms.)
 #[test]
 fn spoofed_replies_with_no_flow_barely_slow_real_flows() {
+    let _turn = heavy();
     let s = Scratch::new("spoof");
     let real: Vec<Vec<u8>> = (0..10_000u32)
         .map(|i| {
@@ -647,17 +657,19 @@ fn spoofed_replies_with_no_flow_barely_slow_real_flows() {
     write_pcap(&p_spoof, &spoofed);
     write_pcap(&p_base, &baseline);
     let n = spoofed.len() as u32;
-    // Interleaved runs, best of two each: this machine's noise is a few percent.
+    // Interleaved runs, best of three each: this machine's noise is several percent.
     let mut base: f64 = 0.0;
     let mut spoof: f64 = 0.0;
-    for round in 0..2 {
+    for round in 0..3 {
         base = base.max(replay_rate(&s, &format!("baseline{round}"), &p_base, n));
         spoof = spoof.max(replay_rate(&s, &format!("spoofed{round}"), &p_spoof, n));
     }
     let ratio = spoof / base;
     println!("forwarding with spoofed replies / with plain drops: {ratio:.3}");
+    // Measured 0.91 here (release build, alone); the build before parking was bounded:
+    // 0.27. The bound leaves room for a busy CI host and a debug build.
     assert!(
-        ratio > 0.85,
+        ratio > 0.7,
         "spoofed replies slowed forwarding to {ratio:.3} of the baseline"
     );
 }
