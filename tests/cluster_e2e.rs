@@ -11,8 +11,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,24 +20,6 @@ const DSR_VIP: &str = "192.0.2.20";
 const DOWNLOADS: u16 = 20;
 /// 1.6 MB at 130 kB/s: about 12 s per download.
 const BLOB: &str = "/blob?size=1600000&rate=130000";
-
-/// Free loopback sync endpoints, for nodes in this namespace.
-fn loopback_sync(n: usize) -> Vec<String> {
-    let socks: Vec<UdpSocket> = (0..n)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    socks
-        .iter()
-        .map(|s| s.local_addr().unwrap().to_string())
-        .collect()
-}
-
-fn write_secret(s: &Scratch) -> PathBuf {
-    let p = s.path("cluster.key");
-    std::fs::write(&p, "tandem test cluster secret 0123456789\n").unwrap();
-    sh(&format!("chmod 600 {}", p.display()));
-    p
-}
 
 /// The `[cluster]` section shared by every node. Node 3's MAC is left out: its peers
 /// resolve it by ARP.

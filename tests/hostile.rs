@@ -11,7 +11,6 @@ mod common;
 
 use common::*;
 use std::io::{BufRead, BufReader, Write};
-use std::net::UdpSocket;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,15 +21,8 @@ use std::time::{Duration, Instant};
 #[test]
 fn configs_at_the_edge_of_every_range_start_and_stop() {
     let s = Scratch::new("edges");
-    let sync: Vec<String> = (0..2)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|u| u.local_addr().unwrap().to_string())
-        .collect();
-    let secret = s.path("cluster.key");
-    std::fs::write(&secret, "tandem test cluster secret 0123456789\n").unwrap();
-    sh(&format!("chmod 600 {}", secret.display()));
+    let sync = loopback_sync(2);
+    let secret = write_secret(&s);
     let cfg = s.path("tandem.toml");
     let text = format!(
         r#"[node]
@@ -276,15 +268,8 @@ sync = "{s2}"
 fn a_hammered_control_socket_never_gets_a_loaded_node_declared_dead() {
     let _turn = heavy();
     let s = Scratch::new("hammer");
-    let secret = s.path("cluster.key");
-    std::fs::write(&secret, "tandem test cluster secret 0123456789\n").unwrap();
-    sh(&format!("chmod 600 {}", secret.display()));
-    let sync: Vec<String> = (0..2)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|u| u.local_addr().unwrap().to_string())
-        .collect();
+    write_secret(&s); // the nodes' configs name it
+    let sync = loopback_sync(2);
     // FLOWS distinct UDP flows, replayed from memory forever: node 1 holds them all.
     let pcap = s.path("flows.pcap");
     let frames: Vec<Vec<u8>> = (0..FLOWS)

@@ -205,7 +205,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
             parked: tandem_dataplane::parking::Parking::with_capacity(
                 tandem_dataplane::port::worker::MAX_PARKED,
             ),
-            generation: 0,
+            due: Vec::with_capacity(tandem_dataplane::port::worker::MAX_PARKED),
         };
         eal.launch(i as u32 + 1, move || w.run())
             .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -51,9 +51,10 @@ pub enum Verdict {
     /// Absorbed by the node (an ARP reply it learned from, say); free it, not a drop.
     Consumed(Absorbed),
     /// A nat backend's reply whose flow record has not reached this worker yet (it was
-    /// created on another worker a moment ago): hold the frame briefly and process it again
-    /// after the next control messages. Nothing in the frame was changed.
-    Defer,
+    /// created on another worker a moment ago): park the frame and process it again when a
+    /// record with this hint of its client side (`parking::hint`) arrives. Nothing in the
+    /// frame was changed.
+    Defer(u16),
     /// A new flow of this service found every backend at its limit (or others waiting
     /// before it): the port layer puts the frame in the service's queue (`Core::hold`).
     /// Nothing in the frame was changed.
@@ -594,7 +595,7 @@ impl Core {
             Verdict::Tx(_) => self.counters.sent.inc(),
             Verdict::Drop(r) => self.counters.count_drop(r),
             Verdict::Consumed(k) => self.counters.count_absorbed(k),
-            Verdict::Defer | Verdict::Hold(_) => {}
+            Verdict::Defer(_) | Verdict::Hold(_) => {}
         }
         self.state.give_back_released();
         v
@@ -1541,7 +1542,7 @@ impl State {
                     }
                 }
             }
-            return Verdict::Defer;
+            return Verdict::Defer(crate::parking::hint(&key.dst, key.dport, key.proto));
         };
         let timeouts = *self.table.timeouts();
         let Some(fwd) = self.table.get_mut(&fkey, now_ms) else {

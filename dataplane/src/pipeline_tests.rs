@@ -219,7 +219,7 @@ fn a_reply_to_an_expired_flow_is_not_dropped_as_not_ours() {
     let reply = backend_segment(40002, SYN | ACK);
     // Past the handshake timeout (10 s).
     let (v, _) = run(&mut c, 1, &reply, 20_000);
-    assert_eq!(v, Verdict::Defer);
+    assert!(matches!(v, Verdict::Defer(_)), "{v:?}");
 }
 
 /// A lone node with one worker lists at most `LISTED_PER_MS` new flows a millisecond; the
@@ -884,7 +884,7 @@ fn every_frame_lands_in_exactly_one_counter() {
         let (v, _) = run(&mut c, *port, f, 1);
         let moved = landed(&c.counters) - before;
         match v {
-            Verdict::Defer | Verdict::Hold(_) => {
+            Verdict::Defer(_) | Verdict::Hold(_) => {
                 assert_eq!(moved, 0, "frame {i}: {v:?} counted");
                 deferred += 1;
             }
@@ -931,7 +931,7 @@ proptest! {
         let before = landed(&c.counters);
         let (v, _) = run(&mut c, port, &f, 1);
         let moved = landed(&c.counters) - before;
-        let want = u64::from(!matches!(v, Verdict::Defer | Verdict::Hold(_)));
+        let want = u64::from(!matches!(v, Verdict::Defer(_) | Verdict::Hold(_)));
         prop_assert_eq!(moved, want, "{:?}", v);
     }
 }

@@ -299,3 +299,21 @@ pub fn in_ns(ns: &str, cmd: &str) -> Command {
     c.args(["netns", "exec", ns, "bash", "-c", cmd]);
     c
 }
+
+/// Free loopback sync endpoints, for nodes in this namespace.
+pub fn loopback_sync(n: usize) -> Vec<String> {
+    let socks: Vec<std::net::UdpSocket> = (0..n)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    socks
+        .iter()
+        .map(|s| s.local_addr().unwrap().to_string())
+        .collect()
+}
+
+pub fn write_secret(s: &Scratch) -> PathBuf {
+    let p = s.path("cluster.key");
+    std::fs::write(&p, "tandem test cluster secret 0123456789\n").unwrap();
+    sh(&format!("chmod 600 {}", p.display()));
+    p
+}

@@ -44,8 +44,8 @@ pub struct Worker {
     pub tsc0: u64,
     /// Nat replies waiting for their flow record (see `crate::parking`).
     pub parked: Parking<ParkedMbuf>,
-    /// Moves on each time replication messages are applied: what parked frames wait for.
-    pub generation: u32,
+    /// Frames the lot gives back each loop (capacity MAX_PARKED, allocated by the caller).
+    pub due: Vec<Due<ParkedMbuf>>,
 }
 
 /// An mbuf in the parking lot.
@@ -140,7 +140,7 @@ impl Worker {
                         free.push(m);
                         continue;
                     }
-                    self.dispatch(m, pi as u8, now, &mut tx, &mut free, burst, false);
+                    self.dispatch(m, pi as u8, now, &mut tx, &mut free, burst, None);
                 }
                 mbuf::free_bulk(&mut free);
                 free.clear();
@@ -182,8 +182,8 @@ impl Worker {
         0
     }
 
-    /// Runs one mbuf through the core and carries out the verdict. `again` is set when the
-    /// mbuf is a parked nat reply getting its one more chance.
+    /// Runs one mbuf through the core and carries out the verdict. `parked` is set when the
+    /// mbuf is a parked nat reply getting another chance (it goes back if still early).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn dispatch(
@@ -194,8 +194,9 @@ impl Worker {
         tx: &mut [TxBuffer],
         free: &mut Vec<RawMbuf>,
         burst: usize,
-        again: bool,
+        parked: Option<crate::parking::Parked<ParkedMbuf>>,
     ) {
+        let again = parked.is_some();
         // SAFETY: `m` is ours (from rx_burst or the parked list) until sent or freed; the
         // slice does not outlive this call.
         let (room, start, len) = unsafe { mbuf::data_room(m) };
@@ -235,24 +236,26 @@ impl Worker {
                     free.push(m);
                 }
             }
-            Verdict::Defer => {
-                let parked = !again
-                    && self
-                        .parked
-                        .park(ParkedMbuf(m), port, now, self.generation)
-                        .is_ok();
-                if parked {
-                    self.core.counters.deferred.inc();
-                } else {
+            Verdict::Defer(hint) => {
+                let dropped = match parked {
+                    Some(p) => self.parked.repark(p).err().map(|h| h.0),
+                    None => {
+                        self.core.counters.deferred.inc();
+                        self.parked
+                            .park(ParkedMbuf(m), port, now, hint)
+                            .map(|h| h.0)
+                    }
+                };
+                if let Some(d) = dropped {
                     self.core.counters.count_drop(DropReason::NoFlow);
-                    free.push(m);
+                    free.push(d);
                 }
             }
             Verdict::Consumed(_) | Verdict::Drop(_) => free.push(m),
         }
     }
 
-    /// Gives parked nat replies their one more chance once replication messages have come
+    /// Gives parked nat replies another chance when a record that may be theirs has come
     /// (a bounded number per loop), and drops those that waited too long.
     fn retry_parked(
         &mut self,
@@ -261,20 +264,21 @@ impl Worker {
         free: &mut Vec<RawMbuf>,
         burst: usize,
     ) {
-        let mut retried = 0;
-        while retried < crate::parking::RETRY_PER_LOOP {
-            match self.parked.next_due(now, self.generation) {
-                None => break,
-                Some(Due::Expired(p)) => {
+        if self.parked.is_empty() {
+            return;
+        }
+        let mut due = std::mem::take(&mut self.due);
+        self.parked.sweep(now, &mut due);
+        for d in due.drain(..) {
+            match d {
+                Due::Expired(p) => {
                     self.core.counters.count_drop(DropReason::NoFlow);
                     free.push(p.handle.0);
                 }
-                Some(Due::Retry(p)) => {
-                    retried += 1;
-                    self.dispatch(p.handle.0, p.port, now, tx, free, burst, true);
-                }
+                Due::Retry(p) => self.dispatch(p.handle.0, p.port, now, tx, free, burst, Some(p)),
             }
         }
+        self.due = due;
         if !free.is_empty() {
             mbuf::free_bulk(free);
             free.clear();
@@ -305,7 +309,7 @@ impl Worker {
                         enqueue(ports, queue, tx, &core.counters, m, out, pkt.len, burst);
                         true
                     }
-                    Verdict::Defer | Verdict::Consumed(_) | Verdict::Drop(_) => {
+                    Verdict::Defer(_) | Verdict::Consumed(_) | Verdict::Drop(_) => {
                         mbuf::free_bulk(&mut [m]);
                         true
                     }
@@ -317,13 +321,13 @@ impl Worker {
 
     /// Applies control messages and hands the core's events to the control thread.
     fn control(&mut self, now: u32, tx: &mut [TxBuffer]) {
-        let mut replicated = false;
         for _ in 0..MAX_MESSAGES_PER_LOOP {
             let Ok(msg) = self.inbox.try_recv() else {
                 break;
             };
-            if matches!(msg, ToWorker::Flow { .. }) {
-                replicated = true;
+            if let ToWorker::Flow { key, .. } = &msg {
+                self.parked
+                    .record_arrived(crate::parking::hint(&key.src, key.sport, key.proto));
             }
             match self.core.apply(msg, now) {
                 Some(ToWorker::Solicit { port, ip, v6 }) => self.solicit(port, &ip, v6, tx),
@@ -335,9 +339,6 @@ impl Worker {
                 }) => self.probe(backend, path, round, method, tx),
                 _ => {}
             }
-        }
-        if replicated {
-            self.generation = self.generation.wrapping_add(1);
         }
         let st = &mut self.core.state;
         for ev in st.outbox.drain(..) {
