@@ -1542,7 +1542,7 @@ impl State {
                     }
                 }
             }
-            return Verdict::Defer(crate::parking::hint(&key.dst, key.dport, key.proto));
+            return defer(&key);
         };
         let timeouts = *self.table.timeouts();
         let Some(fwd) = self.table.get_mut(&fkey, now_ms) else {
@@ -1726,6 +1726,14 @@ impl State {
     }
 }
 
+/// A nat reply with no record yet: parked with the hint of its client side (off the hot
+/// path: kept out of line so the established-flow path stays as the compiler had it).
+#[cold]
+#[inline(never)]
+fn defer(reply: &FlowKey) -> Verdict {
+    Verdict::Defer(crate::parking::hint(&reply.dst, reply.dport, reply.proto))
+}
+
 /// Puts the IP packet at `l3` inside Ethernet + IP + UDP (+ the node header when given) to
 /// `dst`, from `out`'s own address of the outer family. Used for GUE to backends and for
 /// forwarding between nodes. The packet moves into the headroom; nothing is copied.
@@ -1888,7 +1896,7 @@ fn rewrite_l3(
 
 /// Writes a fresh untagged Ethernet header in front of the L3 header at `l3` (stripping a
 /// VLAN tag if there was one).
-#[inline]
+#[inline(always)]
 fn set_l2(pkt: &mut PacketBuf, l3: usize, dst: &Mac, src: &Mac, v6: bool) {
     let strip = l3 - ethernet::HEADER_LEN;
     pkt.start += strip;
