@@ -569,6 +569,8 @@ paths = [{{ port = "back", mac = "02:00:00:00:01:11" }}]
     std::thread::sleep(Duration::from_secs(3));
     let (t1, s1) = (Instant::now(), sent(&node));
     let fin = node.stop();
+    // Millions of frames, each in exactly one counter (parked ones as waiting).
+    assert_eq!(fin["accounting"]["unaccounted"], 0, "{fin}");
     let rate = (s1 - s0) as f64 / t1.duration_since(t0).as_secs_f64();
     println!(
         "{name}: {:.2} Mpps forwarded; drops {}; deferred {}",
@@ -657,4 +659,90 @@ fn spoofed_replies_with_no_flow_barely_slow_real_flows() {
         ratio > 0.7,
         "spoofed replies slowed forwarding to {ratio:.3} of the baseline"
     );
+}
+
+fn small_config(s: &Scratch, name: &str, prefix: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cfg = s.path(&format!("{name}.toml"));
+    let sock = s.path(&format!("{name}.sock"));
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[node]
+id = 1
+[eal]
+args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
+[[port]]
+name = "a"
+devargs = "net_null0,no-rx=1"
+ipv4 = "10.0.0.1/24"
+[control]
+socket = "{sock}"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "dsr"
+[[service.backend]]
+name = "x"
+address = "10.0.0.11"
+paths = [{{ port = "a", mac = "02:00:00:00:01:11" }}]
+"#,
+            sock = sock.display(),
+        ),
+    )
+    .unwrap();
+    (cfg, sock)
+}
+
+/// A second node on a file prefix another holds says so (DPDK leaves rte_errno at 0 there);
+/// SIGTERM right after start, while the EAL initialises, ends the process at once.
+#[test]
+fn eal_failures_say_why_and_sigterm_during_start_is_honoured() {
+    let s = Scratch::new("eal");
+    let prefix = unique("teal");
+    let (cfg1, sock1) = small_config(&s, "one", &prefix);
+    let (cfg2, _) = small_config(&s, "two", &prefix);
+    let mut first = Node::start(&cfg1, &sock1, None);
+    let out = std::process::Command::new(tandem_bin())
+        .args(["run", "--config"])
+        .arg(&cfg2)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains("rte_eal_init failed"), "{said}");
+    assert!(!said.contains("Success (code 0)"), "{said}");
+    assert!(said.contains("--file-prefix"), "{said}");
+    first.stop();
+
+    let (cfg3, _) = small_config(&s, "three", &unique("tealterm"));
+    let mut child = std::process::Command::new(tandem_bin())
+        .args(["run", "--config"])
+        .arg(&cfg3)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    // SAFETY: a signal to the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("SIGTERM during start-up not honoured within 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    // EAL init takes about 200 ms here: 30 ms in, the signal ends the process at once
+    // (before, it was acted on only once init was over, and the node exited 0 later).
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
+    println!("SIGTERM during start-up: {status} after {:?}", t.elapsed());
 }

@@ -59,5 +59,8 @@ paths = [{{ port = "b", mac = "02:00:00:00:01:11" }}]
     assert_eq!(fin["node"], 7);
     let rx = fin["ports"][0]["rx"].as_u64().unwrap();
     assert_eq!(fin["drops"]["not_for_us"].as_u64(), Some(rx), "{fin}");
+    // Every frame received is in exactly one counter.
+    assert_eq!(fin["accounting"]["received"].as_u64(), Some(rx), "{fin}");
+    assert_eq!(fin["accounting"]["unaccounted"], 0, "{fin}");
     assert!(!s.path("ctl.sock").exists(), "socket removed on exit");
 }
