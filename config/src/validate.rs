@@ -960,6 +960,20 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             standby,
         });
     }
+    // A backend at another service's VIP would send its flows back into this node.
+    for (i, svc) in services.iter().enumerate() {
+        for (j, b) in svc.backends.iter().enumerate() {
+            if let Some(o) = services
+                .iter()
+                .position(|x| x.vip == b.address && x.vip != svc.vip)
+            {
+                c.bad(
+                    format!("service[{i}].backend[{j}].address"),
+                    format!("is service[{o}]'s VIP (this node, not a backend)"),
+                );
+            }
+        }
+    }
     if file.service.len() > MAX_SERVICES {
         c.bad("service", format!("at most {MAX_SERVICES} services"));
     }
