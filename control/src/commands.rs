@@ -170,12 +170,17 @@ fn show_stats(ctl: &Control) -> Value {
                 .map(|w| w.counters.ports[i].tx_packets.get())
                 .sum();
             let d = ctl.device_stats.get(i).copied().unwrap_or_default();
+            let bytes = |f: fn(&tandem_dataplane::counters::PortCounters) -> u64| -> u64 {
+                ctl.workers.iter().map(|w| f(&w.counters.ports[i])).sum()
+            };
             json!({
                 "port": p.name,
                 "mac": format_mac(&p.mac),
                 "link": if ctl.link_up.get(i).copied().unwrap_or(true) { "up" } else { "down" },
                 "rx": rx,
                 "tx": tx,
+                "rx_bytes": bytes(|c| c.rx_bytes.get()),
+                "tx_bytes": bytes(|c| c.tx_bytes.get()),
                 "rx_mpps": r.port_rx_pps.get(i).copied().unwrap_or(0.0) / 1e6,
                 "tx_mpps": r.port_tx_pps.get(i).copied().unwrap_or(0.0) / 1e6,
                 "rx_missed": d.imissed,
@@ -219,6 +224,10 @@ fn show_stats(ctl: &Control) -> Value {
                 "icmp_replies": c.icmp_replies.get(),
                 "nd_replies": c.nd_replies.get(),
                 "deferred": c.deferred.get(),
+                "loops": c.bursts.get(),
+                "idle_loops": c.idle_polls.get(),
+                "probes_sent": c.probes_sent.get(),
+                "probe_replies": c.probe_replies.get(),
                 "flows_in_table": c.flows_in_table.get(),
                 "flows_created": c.flows_created.get(),
                 "flows_replicated_in": c.flows_replicated_in.get(),

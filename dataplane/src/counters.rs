@@ -165,6 +165,8 @@ pub struct WorkerCounters {
     /// needed, left out (a flood of new flows): this worker serves those flows all the
     /// same; `show flow` lists them when they next change or are refreshed.
     pub flows_unlisted: Counter,
+    /// Poll loops run, and those that found every RX queue empty (`show stats` loops and
+    /// idle_loops: how busy the worker is).
     pub bursts: Counter,
     pub idle_polls: Counter,
     /// New flows per backend id, for the control thread's rate and totals.
