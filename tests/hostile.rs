@@ -115,6 +115,29 @@ paths = [{{ port = "a", mac = "02:00:00:00:01:12" }}]
     assert_eq!(fin["node"], 1);
     assert!(!node.logs().contains("panicked"), "{}", node.logs());
 
+    // The largest tables check-config allows, more than this machine holds: `run` refuses
+    // with the keys, before anything starts (no allocation failure, no OOM kill).
+    let huge = text.replace(
+        "capacity = 16\n",
+        "capacity = 268435456\ncapacity_v6 = 268435456\n",
+    );
+    std::fs::write(&cfg, &huge).unwrap();
+    let out = std::process::Command::new(tandem_bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    // An exit with a message, not a signal (an abort or the OOM killer).
+    assert!(
+        matches!(out.status.code(), Some(c) if c != 0),
+        "{}: {said}",
+        out.status
+    );
+    assert!(said.contains("flows.capacity"), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+
     // One past the top of a range: refused with the key and the range, no panic.
     for (from, to, key) in [
         (

@@ -69,6 +69,19 @@ fn af_packet_iface(devargs: &str) -> Option<&str> {
     devargs.split(',').find_map(|kv| kv.strip_prefix("iface="))
 }
 
+/// The memory this machine can give without swapping (MemAvailable), in bytes.
+fn memory_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(rdtsc());
@@ -97,6 +110,24 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         .find(|(_, c)| **c >= ncpu)
     {
         anyhow::bail!("workers.cores[{i}]: CPU {c} does not exist on this machine ({ncpu} CPUs)");
+    }
+    // The flow tables are allocated and touched at start: refuse, naming the keys, what this
+    // machine cannot hold (instead of an allocation failure or the OOM killer).
+    let capacity = Capacity {
+        v4: cfg.flows.capacity as usize,
+        v6: cfg.flows.capacity_v6 as usize,
+    };
+    let tables = FlowTable::bytes_for(capacity) as u64 * cfg.workers.cores.len() as u64;
+    if let Some(avail) = memory_available() {
+        if tables > avail {
+            anyhow::bail!(
+                "flows.capacity, flows.capacity_v6: the flow tables need {} MiB ({} workers), \
+                 more than the {} MiB this machine has available",
+                tables >> 20,
+                cfg.workers.cores.len(),
+                avail >> 20
+            );
+        }
     }
     // The cluster secret is checked before anything starts: a readable secret is refused.
     let secret = match &cfg.cluster {
@@ -172,10 +203,6 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     let tsc0 = rdtsc();
     let seed = random_seed();
     tandem_dataplane::flow::table::on_allocate(tandem_dataplane::port::memory::advise_huge_pages);
-    let capacity = Capacity {
-        v4: cfg.flows.capacity as usize,
-        v6: cfg.flows.capacity_v6 as usize,
-    };
     let mut links = Vec::new();
     for (i, _cpu) in cfg.workers.cores.iter().enumerate() {
         let (to_tx, to_rx) = bounded(CHANNEL_CAP);
