@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -184,16 +184,6 @@ fn rss_mib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .unwrap_or(0)
         / 1024
-}
-
-fn ctl_line(sock: &std::path::Path, line: &str) -> Option<serde_json::Value> {
-    let mut s = UnixStream::connect(sock).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(15))).ok();
-    writeln!(s, "{line}").ok()?;
-    let mut r = BufReader::new(s);
-    let mut answer = String::new();
-    r.read_line(&mut answer).ok()?;
-    serde_json::from_str(&answer).ok()
 }
 
 const FLOWS: u32 = 400_000;
@@ -376,7 +366,7 @@ fn a_hammered_control_socket_never_gets_a_loaded_node_declared_dead() {
                     (1, _) => "show flows --limit 100000000".to_string(),
                     _ => "show stats".to_string(),
                 };
-                match ctl_line(&sock, &line) {
+                match ctl_at(&sock, &line).ok() {
                     Some(v) if v["ok"] == true => {
                         answered.fetch_add(1, Ordering::Relaxed);
                         next = v["next"].as_str().map(String::from);
@@ -438,7 +428,7 @@ fn a_hammered_control_socket_never_gets_a_loaded_node_declared_dead() {
         "node 1's memory grew from {rss_before} to {max_rss} MiB"
     );
     // Still answering once the hammer stops; an idle connection past the cap got an error.
-    assert_eq!(ctl_line(&sock1, "show stats").unwrap()["ok"], true);
+    assert_eq!(ctl_at(&sock1, "show stats").unwrap()["ok"], true);
     drop(n2);
     drop(n1);
 }
@@ -750,8 +740,7 @@ fn eal_failures_say_why_and_sigterm_during_start_is_honoured() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(30));
-    // SAFETY: a signal to the child we spawned.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe_kill(child.id() as i32, libc::SIGTERM);
     let t = Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {

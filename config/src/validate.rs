@@ -805,8 +805,6 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
                 Ok(a) => {
                     if let Some(why) = not_a_host(a) {
                         c.bad(format!("{bk}.address"), why);
-                    } else if Some(a) == vip {
-                        c.bad(format!("{bk}.address"), "is the service's own VIP");
                     } else if let Some(pi) = ports.iter().position(|p| {
                         p.ipv4.map(|x| IpAddr::V4(x.0)) == Some(a)
                             || p.ipv6.map(|x| IpAddr::V6(x.0)) == Some(a)
@@ -960,18 +958,20 @@ fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Config {
             standby,
         });
     }
-    // A backend at another service's VIP would send its flows back into this node.
+    // A backend at a VIP (its own service's or another's) would send its flows back into
+    // this node.
     for (i, svc) in services.iter().enumerate() {
         for (j, b) in svc.backends.iter().enumerate() {
-            if let Some(o) = services
-                .iter()
-                .position(|x| x.vip == b.address && x.vip != svc.vip)
-            {
-                c.bad(
-                    format!("service[{i}].backend[{j}].address"),
-                    format!("is service[{o}]'s VIP (this node, not a backend)"),
-                );
-            }
+            let why = if b.address.is_unspecified() {
+                continue; // unparsed, or refused above
+            } else if b.address == svc.vip {
+                "is the service's own VIP".to_string()
+            } else if let Some(o) = services.iter().position(|x| x.vip == b.address) {
+                format!("is service[{o}]'s VIP (this node, not a backend)")
+            } else {
+                continue;
+            };
+            c.bad(format!("service[{i}].backend[{j}].address"), why);
         }
     }
     if file.service.len() > MAX_SERVICES {

@@ -281,12 +281,9 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         .map(|p| af_packet_iface(&p.devargs).map(String::from))
         .collect();
     // net_af_packet's ring losses, read from the kernel (the PMD reports none).
-    let packet_sockets: Vec<PacketSockets> = ifaces
+    let packet_sockets: Vec<Option<PacketSockets>> = ifaces
         .iter()
-        .map(|i| match i {
-            Some(i) => PacketSockets::of(i),
-            None => PacketSockets::of(""),
-        })
+        .map(|i| i.as_deref().map(PacketSockets::of))
         .collect();
     let mut kernel_drops = vec![0u64; eth.len()];
     let mut last_link = Instant::now() - Duration::from_secs(1);
@@ -318,7 +315,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
             last_second = now;
             for (i, p) in eth.iter().enumerate() {
                 let s = p.stats();
-                kernel_drops[i] += packet_sockets[i].take_drops();
+                kernel_drops[i] += packet_sockets[i].as_ref().map_or(0, |p| p.take_drops());
                 ctl.device_stats[i] = DeviceStats {
                     kernel_drops: kernel_drops[i],
                     ipackets: s.ipackets,

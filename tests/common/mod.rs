@@ -104,15 +104,7 @@ impl Node {
     }
 
     pub fn ctl(&self, line: &str) -> Result<serde_json::Value, String> {
-        let mut s =
-            std::os::unix::net::UnixStream::connect(&self.socket).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        use std::io::Write;
-        writeln!(s, "{line}").map_err(|e| e.to_string())?;
-        let mut r = BufReader::new(s);
-        let mut answer = String::new();
-        r.read_line(&mut answer).map_err(|e| e.to_string())?;
-        serde_json::from_str(&answer).map_err(|e| format!("{e}: {answer:?}"))
+        ctl_at(&self.socket, line)
     }
 
     /// Waits until `f(show stats)` holds.
@@ -173,7 +165,8 @@ impl Node {
     }
 }
 
-fn unsafe_kill(pid: i32, sig: i32) {
+/// Sends `sig` to a process the test started.
+pub fn unsafe_kill(pid: i32, sig: i32) {
     // SAFETY: sending a signal to a pid we spawned; no memory is involved.
     unsafe {
         libc::kill(pid, sig);
@@ -188,6 +181,18 @@ impl Drop for Node {
             let _ = c.wait();
         }
     }
+}
+
+/// One command on a control socket, on a connection of its own; its answer.
+pub fn ctl_at(socket: &Path, line: &str) -> Result<serde_json::Value, String> {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    use std::io::Write;
+    writeln!(s, "{line}").map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(s);
+    let mut answer = String::new();
+    r.read_line(&mut answer).map_err(|e| e.to_string())?;
+    serde_json::from_str(&answer).map_err(|e| format!("{e}: {answer:?}"))
 }
 
 pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {

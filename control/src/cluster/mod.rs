@@ -201,6 +201,26 @@ pub const REFUSALS: [Refusal; 6] = [
     Refusal::FutureEpoch,
 ];
 
+/// The header of this node's next datagram: numbered from the sequence the control thread
+/// and the heartbeat thread share.
+fn next_header(kind: Kind, sender: u16, epoch: u64, fingerprint: u64, seq: &AtomicU64) -> Header {
+    Header {
+        kind,
+        sender,
+        epoch,
+        seq: seq.fetch_add(1, Ordering::Relaxed) + 1,
+        count: 0,
+        fingerprint,
+    }
+}
+
+/// A heartbeat datagram, signed.
+fn heartbeat_datagram(h: Header, hb: &Heartbeat, key: &Key) -> Vec<u8> {
+    let mut w = Writer::new(&h);
+    w.heartbeat(hb);
+    w.finish(key)
+}
+
 /// Reads the cluster secret, refusing a file that others may read.
 pub fn read_secret(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     use std::os::unix::fs::PermissionsExt;
@@ -309,14 +329,7 @@ impl Cluster {
     }
 
     fn header(&mut self, kind: Kind) -> Header {
-        Header {
-            kind,
-            sender: self.me,
-            epoch: self.epoch,
-            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-            count: 0,
-            fingerprint: self.fingerprint,
-        }
+        next_header(kind, self.me, self.epoch, self.fingerprint, &self.seq)
     }
 
     fn my_flags(&self, now: Instant) -> u8 {
@@ -342,15 +355,13 @@ impl Cluster {
     fn send_heartbeats(&mut self, now: Instant) {
         let flags = self.my_flags(now);
         for i in 0..self.peers.len() {
-            let h = self.header(Kind::Heartbeat);
-            let mut w = Writer::new(&h);
-            w.heartbeat(&Heartbeat {
+            let hb = Heartbeat {
                 flags,
                 flows: self.local_flows,
                 ack: self.peers[i].window.top,
                 total: 0,
-            });
-            let d = w.finish(&self.key);
+            };
+            let d = heartbeat_datagram(self.header(Kind::Heartbeat), &hb, &self.key);
             let to = self.peers[i].cfg.sync;
             if self.send_to(&d, to) {
                 self.peers[i].stats.datagrams_out += 1;
@@ -389,22 +400,17 @@ impl Cluster {
                         > p.ticked_ms.load(Ordering::Relaxed) + PULSE_STALL.as_millis() as u64;
                     if !stalled {
                         for (i, addr) in to.iter().enumerate() {
-                            let h = Header {
-                                kind: Kind::Heartbeat,
-                                sender: me,
-                                epoch,
-                                seq: seq.fetch_add(1, Ordering::Relaxed) + 1,
-                                count: 0,
-                                fingerprint,
-                            };
-                            let mut w = Writer::new(&h);
-                            w.heartbeat(&Heartbeat {
+                            let h = next_header(Kind::Heartbeat, me, epoch, fingerprint, &seq);
+                            let hb = Heartbeat {
                                 flags: p.flags.load(Ordering::Relaxed),
                                 flows: p.flows.load(Ordering::Relaxed),
                                 ack: p.acks[i].load(Ordering::Relaxed),
                                 total: 0,
-                            });
-                            if socket.send_to(&w.finish(&key), addr).is_ok() {
+                            };
+                            if socket
+                                .send_to(&heartbeat_datagram(h, &hb, &key), addr)
+                                .is_ok()
+                            {
                                 p.sent[i].fetch_add(1, Ordering::Relaxed);
                             }
                         }

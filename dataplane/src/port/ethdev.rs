@@ -259,10 +259,6 @@ impl PacketSockets {
         PacketSockets { fds }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.fds.is_empty()
-    }
-
     /// Frames the kernel dropped on these sockets' rings since the last call (the kernel
     /// resets its counts when they are read).
     pub fn take_drops(&self) -> u64 {
