@@ -62,9 +62,7 @@ fn main() {
     }
     // The daemon's huge-page hint for the table, unless THP=0 (to measure what it buys).
     if std::env::var("THP").as_deref() != Ok("0") {
-        tandem_dataplane::flow::table::on_allocate(
-            tandem_dataplane::port::memory::advise_huge_pages,
-        );
+        tandem_dataplane::flow::table::on_allocate(tandem_port::memory::advise_huge_pages);
     }
     let flows: u32 = a.get(1).map_or(1000, |s| s.parse().expect("FLOWS"));
     let payload = vec![b'x'; a.get(2).map_or(0, |s| s.parse().expect("PAYLOAD"))];

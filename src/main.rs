@@ -29,7 +29,7 @@ enum Cmd {
     },
     /// The load generator: established or new flows at a rate, on DPDK ports; reports Mpps,
     /// loss, reordering and latency every second and at the end.
-    Gen(Box<tandem_control::gen::GenArgs>),
+    Gen(Box<tandem_port::gen::GenArgs>),
     /// Validate a config: exit 0, or print each problem (key and why) and exit 1.
     CheckConfig { file: PathBuf },
     /// Send a command to a running node's control socket ("help" lists them).
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(c) => return c,
             };
-            match tandem_control::daemon::run(cfg, &eal) {
+            match tandem_port::node::run(cfg, &eal) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tandem: {e:#}");
@@ -92,7 +92,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Gen(args) => match tandem_control::gen::run(&args) {
+        Cmd::Gen(args) => match tandem_port::gen::run(&args) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem gen: {e:#}");

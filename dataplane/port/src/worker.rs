@@ -4,26 +4,26 @@
 //! Nothing on this path locks, allocates or makes a system call; the only syscall is the
 //! idle back-off sleep after a round of empty bursts.
 
-use super::eal::rdtsc;
-use super::ethdev::EthPort;
-use super::mbuf::{self, Mempool, RawMbuf};
-use crate::counters::DropReason;
-use crate::flow::table::Lookahead;
-use crate::messages::{FromWorker, ToWorker};
-use crate::parking::{Due, Parking};
-use crate::pipeline::{Core, PacketBuf, Verdict};
-use crate::qos::probe::Method;
+use crate::eal::rdtsc;
+use crate::ethdev::EthPort;
+use crate::mbuf::{self, Mempool, RawMbuf};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tandem_dataplane::counters::DropReason;
+use tandem_dataplane::flow::table::Lookahead;
+use tandem_dataplane::messages::{FromWorker, ToWorker};
+use tandem_dataplane::parking::{Due, Parking};
+use tandem_dataplane::pipeline::{Core, PacketBuf, Verdict};
+use tandem_dataplane::qos::probe::Method;
 
 /// How far ahead of the packet being processed to prefetch.
 const PREFETCH_AHEAD: usize = 3;
 /// Control messages applied per loop, so a flood of replication cannot starve packets.
 const MAX_MESSAGES_PER_LOOP: usize = 512;
 /// Most frames held waiting for their flow record.
-pub const MAX_PARKED: usize = crate::parking::CAPACITY;
+pub const MAX_PARKED: usize = tandem_dataplane::parking::CAPACITY;
 /// Largest burst the loop supports.
 pub const MAX_BURST: usize = 512;
 
@@ -42,7 +42,7 @@ pub struct Worker {
     /// TSC ticks per millisecond and the TSC at the node's start: the core's clock.
     pub tsc_per_ms: u64,
     pub tsc0: u64,
-    /// Nat replies waiting for their flow record (see `crate::parking`).
+    /// Nat replies waiting for their flow record (see `tandem_dataplane::parking`).
     pub parked: Parking<ParkedMbuf>,
     /// Frames the lot gives back each loop (capacity MAX_PARKED, allocated by the caller).
     pub due: Vec<Due<ParkedMbuf>>,
@@ -90,7 +90,7 @@ impl Worker {
         let counters = Arc::clone(&self.core.counters);
         tracing::info!(
             worker = self.core.worker,
-            lcore = super::eal::lcore_id(),
+            lcore = crate::eal::lcore_id(),
             "worker polling"
         );
         while !self.stop.load(Ordering::Relaxed) {
@@ -194,7 +194,7 @@ impl Worker {
         tx: &mut [TxBuffer],
         free: &mut Vec<RawMbuf>,
         burst: usize,
-        parked: Option<crate::parking::Parked<ParkedMbuf>>,
+        parked: Option<tandem_dataplane::parking::Parked<ParkedMbuf>>,
     ) {
         let again = parked.is_some();
         // SAFETY: `m` is ours (from rx_burst or the parked list) until sent or freed; the
@@ -326,8 +326,9 @@ impl Worker {
                 break;
             };
             if let ToWorker::Flow { key, .. } = &msg {
-                self.parked
-                    .record_arrived(crate::parking::hint(&key.src, key.sport, key.proto));
+                self.parked.record_arrived(tandem_dataplane::parking::hint(
+                    &key.src, key.sport, key.proto,
+                ));
             }
             match self.core.apply(msg, now) {
                 Some(ToWorker::Solicit { port, ip, v6 }) => self.solicit(port, &ip, v6, tx),
@@ -412,7 +413,7 @@ fn enqueue(
     ports: &[EthPort],
     queue: u16,
     tx: &mut [TxBuffer],
-    counters: &crate::counters::WorkerCounters,
+    counters: &tandem_dataplane::counters::WorkerCounters,
     m: RawMbuf,
     out: u8,
     len: usize,
@@ -432,7 +433,7 @@ fn flush(
     port: &EthPort,
     queue: u16,
     b: &mut TxBuffer,
-    counters: &crate::counters::WorkerCounters,
+    counters: &tandem_dataplane::counters::WorkerCounters,
     o: usize,
 ) {
     let sent = port.tx_burst(queue, &mut b.pkts[..b.n]);

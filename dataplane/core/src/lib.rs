@@ -2,8 +2,9 @@
 //!
 //! The packet logic (`wire`, `flow`, `select`, `services`, `neighbor`, `pipeline`) works on
 //! byte slices and takes `now` as an argument: no DPDK, no clock, no allocation per packet,
-//! so it is unit-tested, property-tested and fuzzed without an EAL. `port` is the thin DPDK
-//! layer under it: EAL, mempools, ethdev ports and the pinned worker loops. `qos` holds what
+//! so it is unit-tested, property-tested and fuzzed without an EAL; nothing in this crate's
+//! dependency tree is DPDK. The thin DPDK layer under it (EAL, mempools, ethdev ports, the
+//! pinned worker loops) is the `tandem-port` crate next to it. `qos` holds what
 //! the packet path measures (latency histograms, probes) and admits (flow counts, queues).
 
 pub mod cluster;
@@ -15,7 +16,6 @@ pub mod messages;
 pub mod neighbor;
 pub mod parking;
 pub mod pipeline;
-pub mod port;
 pub mod qos;
 pub mod select;
 pub mod services;

@@ -4,12 +4,12 @@
 //! comes back (`tandem_dataplane::gen`). It reports every second and at the end, as a table
 //! or as JSON lines, and exits by itself after `--duration` or `--count`.
 
+use crate::eal::{rdtsc, Eal};
+use crate::ethdev::EthPort;
+use crate::mbuf::{self, Mempool, RawMbuf};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tandem_dataplane::gen::{self, Rx, Spec};
-use tandem_dataplane::port::eal::{rdtsc, Eal};
-use tandem_dataplane::port::ethdev::EthPort;
-use tandem_dataplane::port::mbuf::{self, Mempool, RawMbuf};
 
 /// What kind of traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,6 +1,6 @@
 //! EAL initialisation and the lcore launch trampoline.
 
-use super::{check, DpdkError};
+use crate::{check, DpdkError};
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tandem_ffi as ffi;

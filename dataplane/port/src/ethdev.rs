@@ -1,8 +1,8 @@
 //! Ethernet ports: find a port by device name, configure it with one RX and one TX queue per
 //! worker, start, stop, close, and read its link and counters.
 
-use super::mbuf::{Mempool, RawMbuf};
-use super::{check, DpdkError};
+use crate::mbuf::{Mempool, RawMbuf};
+use crate::{check, DpdkError};
 use std::ffi::CString;
 use tandem_ffi as ffi;
 
@@ -105,7 +105,7 @@ impl EthPort {
                 tracing::warn!(
                     port = id,
                     "could not set the port's MAC ({}); using it in software",
-                    super::eal::strerror(-rc)
+                    crate::eal::strerror(-rc)
                 );
             }
         }

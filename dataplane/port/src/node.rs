@@ -3,24 +3,24 @@
 //! workers, flush, close the ports (a pcap output file is complete after this), print the
 //! final counters and return.
 
-use crate::cluster::Cluster;
-use crate::commands;
-use crate::socket::{Request, SocketServer};
-use crate::state::{build_snapshot, Control, DeviceStats, WorkerLink};
+use crate::eal::{rdtsc, Eal};
+use crate::ethdev::{kernel_link_up, EthPort, PacketSockets};
+use crate::mbuf::Mempool;
+use crate::worker::Worker;
 use crossbeam_channel::bounded;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tandem_config::Config;
+use tandem_control::cluster::Cluster;
+use tandem_control::commands;
+use tandem_control::socket::{Request, SocketServer};
+use tandem_control::state::{build_snapshot, Control, DeviceStats, WorkerLink};
 use tandem_dataplane::counters::WorkerCounters;
 use tandem_dataplane::flow::Timeouts;
 use tandem_dataplane::flow::{Capacity, FlowTable};
 use tandem_dataplane::pipeline::Core;
-use tandem_dataplane::port::eal::{rdtsc, Eal};
-use tandem_dataplane::port::ethdev::{kernel_link_up, EthPort, PacketSockets};
-use tandem_dataplane::port::mbuf::Mempool;
-use tandem_dataplane::port::worker::Worker;
 use tandem_dataplane::services::PortInfo;
 
 /// Capacity of each worker's inbox and outbox.
@@ -131,7 +131,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     }
     // The cluster secret is checked before anything starts: a readable secret is refused.
     let secret = match &cfg.cluster {
-        Some(c) => Some(crate::cluster::read_secret(&c.secret_file)?),
+        Some(c) => Some(tandem_control::cluster::read_secret(&c.secret_file)?),
         None => None,
     };
     let args = eal_args(&cfg, overrides, ncpu);
@@ -192,8 +192,8 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
             cfg.node_id as u16,
             view.clone(),
             secret,
-            crate::cluster::fingerprint(&cfg),
-            crate::cluster::new_epoch(),
+            tandem_control::cluster::fingerprint(&cfg),
+            tandem_control::cluster::new_epoch(),
             Instant::now(),
         )?),
         _ => None,
@@ -202,7 +202,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     let tsc_per_ms = (eal.tsc_hz() / 1000).max(1);
     let tsc0 = rdtsc();
     let seed = random_seed();
-    tandem_dataplane::flow::table::on_allocate(tandem_dataplane::port::memory::advise_huge_pages);
+    tandem_dataplane::flow::table::on_allocate(crate::memory::advise_huge_pages);
     let mut links = Vec::new();
     for (i, _cpu) in cfg.workers.cores.iter().enumerate() {
         let (to_tx, to_rx) = bounded(CHANNEL_CAP);
@@ -229,10 +229,8 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
             pool: Arc::clone(&pool),
             tsc_per_ms,
             tsc0,
-            parked: tandem_dataplane::parking::Parking::with_capacity(
-                tandem_dataplane::port::worker::MAX_PARKED,
-            ),
-            due: Vec::with_capacity(tandem_dataplane::port::worker::MAX_PARKED),
+            parked: tandem_dataplane::parking::Parking::with_capacity(crate::worker::MAX_PARKED),
+            due: Vec::with_capacity(crate::worker::MAX_PARKED),
         };
         eal.launch(i as u32 + 1, move || w.run())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -349,7 +347,10 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         p.stop_and_close();
     }
     let stats = commands::execute(&mut ctl, "show stats");
-    println!("tandem: final counters\n{}", crate::client::render(&stats));
+    println!(
+        "tandem: final counters\n{}",
+        tandem_control::client::render(&stats)
+    );
     println!("TANDEM_FINAL_STATS {stats}");
     drop(server);
     drop(ctl);

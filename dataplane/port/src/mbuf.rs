@@ -2,7 +2,7 @@
 //! pointers are what the PMDs speak); these helpers are the only places that read or write
 //! mbuf fields.
 
-use super::DpdkError;
+use crate::DpdkError;
 use std::ffi::CString;
 use tandem_ffi as ffi;
 

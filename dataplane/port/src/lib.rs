@@ -1,12 +1,16 @@
-//! The DPDK port layer: the only part of the data plane that touches DPDK. It initialises
-//! the EAL, creates mempools, configures ports (one RX and one TX queue per worker), and runs
-//! the pinned worker loops that move mbufs between the NIC queues and the packet core.
-//! Every `unsafe` block of the data plane lives here, each with its `SAFETY:` reason.
+//! The DPDK port layer: the only crate above `ffi` that touches DPDK. It initialises the
+//! EAL, creates mempools, configures ports (one RX and one TX queue per worker), runs the
+//! pinned worker loops that move mbufs between the NIC queues and the packet core
+//! (`tandem-dataplane`), wires a node together (`node`: ports, workers and the control
+//! loop of `tandem-control`) and drives the load generator's I/O (`gen`).
+//! Every `unsafe` block above `ffi` lives here, each with its `SAFETY:` reason.
 
 pub mod eal;
 pub mod ethdev;
+pub mod gen;
 pub mod mbuf;
 pub mod memory;
+pub mod node;
 pub mod worker;
 
 /// A DPDK call failed: what we were doing and DPDK's own words.
