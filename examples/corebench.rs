@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tandem_config::Config;
 use tandem_dataplane::counters::WorkerCounters;
 use tandem_dataplane::flow::Timeouts;
-use tandem_dataplane::pipeline::{Core, PacketBuf, Verdict};
+use tandem_dataplane::pipeline::{Core, Now, PacketBuf, Verdict};
 use tandem_dataplane::services::Services;
 use tandem_dataplane::testkit;
 use tandem_dataplane::wire::l4::{ACK, SYN};
@@ -99,7 +99,7 @@ fn main() {
     let mut run = |core: &mut Core, f: &[u8]| -> Verdict {
         if k.is_multiple_of(32) {
             now = t0.elapsed();
-            core.set_now_us(now.as_micros() as u64);
+            core.set_now(Now::from_us(now.as_micros() as u64));
         }
         k = k.wrapping_add(1);
         buf[128..128 + f.len()].copy_from_slice(f);
@@ -107,8 +107,9 @@ fn main() {
             buf: &mut buf,
             start: 128,
             len: f.len(),
+            handle: 0,
         };
-        core.process(0, &mut p, now.as_millis() as u32)
+        core.process(0, &mut p)
     };
     // The flows' SYNs, built first so the timing is of the core alone: each one a new flow
     // (lookup miss, backend and path choice, insert, announcement to the control thread,
@@ -186,14 +187,15 @@ fn mix(rounds: u32) {
     let mut buf = vec![0u8; 2048];
     let mut run = |core: &mut Core, port: u8, f: &[u8]| -> Verdict {
         us += 1;
-        core.set_now_us(us);
+        core.set_now(Now::from_us(us));
         buf[128..128 + f.len()].copy_from_slice(f);
         let mut p = PacketBuf {
             buf: &mut buf,
             start: 128,
             len: f.len(),
+            handle: 0,
         };
-        core.process(port, &mut p, (us / 1000) as u32)
+        core.process(port, &mut p)
     };
     // Handshakes first: each flow's backend, learned from where its SYN went.
     let mut backend_of = Vec::new();
@@ -224,7 +226,7 @@ fn mix(rounds: u32) {
         ),
     ));
     frames.push((0, vec![0u8; 7]));
-    core.outbox.clear();
+    core.state.outbox.clear();
     let mut n = 0u64;
     let mut sent = 0u64;
     for _ in 0..rounds {
@@ -234,9 +236,8 @@ fn mix(rounds: u32) {
             }
             n += 1;
         }
-        core.outbox.clear();
-        let now_ms = (core.now_us / 1000) as u32;
-        core.housekeeping(now_ms, 32);
+        core.state.outbox.clear();
+        core.housekeeping(32);
     }
     println!("mix: {rounds} rounds, {n} packets, {sent} sent");
 }
@@ -256,7 +257,7 @@ fn backend_of_syn(
         80,
         6,
     );
-    let rec = core.table.peek(&key).expect("flow stored");
+    let rec = core.state.table.peek(&key).expect("flow stored");
     let addr = &core.services.backends[usize::from(rec.backend)].addr;
     IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
 }

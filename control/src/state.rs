@@ -755,9 +755,7 @@ fn live_differs(a: &BackendLive, b: &BackendLive, sel: tandem_config::Selection)
         || a.standby_active != b.standby_active
         || a.path_up != b.path_up
         || a.path_share != b.path_share
-        || (sel == tandem_config::Selection::Qos
-            && ((a.factor - b.factor).abs() > 1e-9 || (a.ramp - b.ramp).abs() > 0.01))
-        || (sel == tandem_config::Selection::PeakEwma && a.ewma_us != b.ewma_us)
+        || tandem_dataplane::select::algorithm(sel).reads_live(a, b)
 }
 
 #[cfg(test)]
@@ -839,7 +837,7 @@ paths = [{ port = "back" }]
     fn exchange(ctl: &mut Control, cores: &mut [Core], now_ms: u32) {
         for (i, c) in cores.iter_mut().enumerate() {
             WORKER_ENDS.with(|w| {
-                for ev in c.outbox.drain(..) {
+                for ev in c.state.outbox.drain(..) {
                     w.borrow()[i].1.send(ev).unwrap();
                 }
             });
@@ -848,7 +846,8 @@ paths = [{ port = "back" }]
         for (i, c) in cores.iter_mut().enumerate() {
             WORKER_ENDS.with(|w| {
                 while let Ok(m) = w.borrow()[i].0.try_recv() {
-                    c.apply(m, now_ms);
+                    c.set_now(tandem_dataplane::pipeline::Now::from_ms(now_ms));
+                    c.apply(m);
                 }
             });
         }
@@ -929,7 +928,7 @@ paths = [{ port = "back" }]
             b"",
         );
         assert_eq!(run(&mut cores[1], 0, &ack, 5).0, Verdict::Tx(1));
-        assert_eq!(cores[1].counters.flows_created.get(), 0);
+        assert_eq!(cores[1].state.counters.flows_created.get(), 0);
     }
 
     #[test]

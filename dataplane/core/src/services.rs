@@ -275,6 +275,7 @@ impl Services {
         options: Options,
     ) -> Services {
         let dflt = BackendLive::default();
+        let algorithm = crate::select::algorithm(options.selection);
         let mut out = Services {
             generation,
             ports,
@@ -301,15 +302,10 @@ impl Services {
                     BackendState::Draining | BackendState::Down => false,
                 };
                 let eligible = taking && lv.up;
-                let weight = if !eligible {
-                    0
-                } else if options.selection == Selection::Qos {
-                    // Weight x factor x ramp in thousandths, at least 1 so a slow backend
-                    // keeps a trickle of flows and its measurements stay current.
-                    let f = (lv.factor * lv.ramp).clamp(0.0, 1.0);
-                    ((f64::from(b.weight) * f * 1000.0).round() as u32).max(u32::from(b.weight > 0))
+                let weight = if eligible {
+                    algorithm.table_weight(b.weight, lv)
                 } else {
-                    b.weight
+                    0
                 };
                 if s.mode == Mode::Nat {
                     let of = out
@@ -382,7 +378,7 @@ impl Services {
                 backends: ids,
                 maglev: Maglev::build(&cands),
                 admission: s.admission(),
-                counts_flows: s.admission() || options.selection.counts_flows(),
+                counts_flows: s.admission() || algorithm.counts_flows(),
                 queue_max_len: s.queue.max_len as usize,
                 queue_max_wait_us: s.queue.max_wait.as_micros().min(u128::from(u64::MAX)) as u64,
             });

@@ -2,7 +2,8 @@
 //! correctly checksummed Ethernet frames from a few parameters, and a full recomputation of
 //! every checksum in a frame to compare incremental updates against.
 
-use crate::pipeline::{Core, PacketBuf, Verdict};
+use crate::messages::ToWorker;
+use crate::pipeline::{Core, Now, PacketBuf, Verdict};
 use crate::wire::ethernet::{self, Mac};
 use crate::wire::l4::{self, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::wire::{arp, checksum, icmp, ipv4, ipv6};
@@ -247,15 +248,27 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
 /// Runs a frame through a core with headroom in front of it, as an mbuf has; returns the
 /// verdict and the frame as it would leave.
 pub fn run(core: &mut Core, port: u8, frame: &[u8], now_ms: u32) -> (Verdict, Vec<u8>) {
+    run_as(core, port, frame, now_ms, 0)
+}
+
+/// `run`, the buffer named `handle` (what an admission queue holds and hands back).
+pub fn run_as(
+    core: &mut Core,
+    port: u8,
+    frame: &[u8],
+    now_ms: u32,
+    handle: usize,
+) -> (Verdict, Vec<u8>) {
     let mut buf = vec![0u8; 2048];
     buf[128..128 + frame.len()].copy_from_slice(frame);
     let mut p = PacketBuf {
         buf: &mut buf,
         start: 128,
         len: frame.len(),
+        handle,
     };
-    core.set_now_us(u64::from(now_ms) * 1000);
-    let v = core.process(port, &mut p, now_ms);
+    core.set_now(Now::from_ms(now_ms));
+    let v = core.process(port, &mut p);
     (v, p.frame().to_vec())
 }
 
@@ -269,4 +282,10 @@ pub fn bench_client(i: u32) -> (IpAddr, u16) {
         (i >> 8) as u8,
     ));
     (src, 1024 + (i & 0xff) as u16 * 200 + (i >> 8) as u16 % 200)
+}
+
+/// Applies a control message to a core with its clock at millisecond `now_ms`.
+pub fn apply_at(core: &mut Core, msg: ToWorker, now_ms: u32) -> Option<ToWorker> {
+    core.set_now(Now::from_ms(now_ms));
+    core.apply(msg)
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tandem_config::Config;
 use tandem_dataplane::counters::WorkerCounters;
 use tandem_dataplane::flow::Timeouts;
-use tandem_dataplane::pipeline::{Core, PacketBuf, Verdict};
+use tandem_dataplane::pipeline::{Core, Now, PacketBuf, Verdict};
 use tandem_dataplane::services::Services;
 use tandem_dataplane::testkit;
 use tandem_dataplane::wire::l4::{ACK, SYN};
@@ -228,13 +228,15 @@ fn packet_path_does_not_allocate() {
                 buf: &mut buf,
                 start: 128,
                 len: f.len(),
+                handle: 0,
             };
             let port = if f.get(6..12) == Some(&client[..]) {
                 0
             } else {
                 1
             };
-            if let Verdict::Tx(_) = core.process(port, &mut p, now) {
+            core.set_now(Now::from_ms(now));
+            if let Verdict::Tx(_) = core.process(port, &mut p) {
                 sent += 1;
             }
         }
@@ -259,9 +261,9 @@ fn packet_path_does_not_allocate() {
     let mut synack = vec![0u8; 60];
     // Warm up on a few frames, hand the events off as the port layer would, then count.
     run(&mut core, &frames[..16], 1);
-    core.outbox.clear();
+    core.state.outbox.clear();
     COUNTING.with(|c| c.set(true));
-    core.set_now_us(2_000);
+    core.set_now(Now::from_us(2_000));
     let sent = run(&mut core, &frames, 2);
     // A probe to backend b over its path, and the backend's SYN-ACK to it.
     let mut probe = [0u8; 128];
@@ -289,21 +291,22 @@ fn packet_path_does_not_allocate() {
             buf: &mut qbuf,
             start: 128,
             len: f.len(),
+            handle: h,
         };
-        if let Verdict::Hold(svc) = core.process(0, &mut p, 2) {
-            core.hold(svc, h, 0).expect("room to wait");
+        if let Verdict::Hold(_) = core.process(0, &mut p) {
             held += 1;
         }
     }
     assert_eq!(held, 7);
     core.release_queued(|_, _| false, |_| {});
-    core.housekeeping(3, 1 << 20);
+    core.set_now(Now::from_ms(3));
+    core.housekeeping(1 << 20);
     COUNTING.with(|c| c.set(false));
     let allocs = ALLOCS.with(Cell::get);
     println!(
         "{} frames, {sent} sent, {} events queued, {allocs} allocations",
         frames.len(),
-        core.outbox.len()
+        core.state.outbox.len()
     );
     assert!(sent > frames.len() / 2);
     assert_eq!(allocs, 0, "the packet path allocated");

@@ -15,7 +15,7 @@ use tandem_dataplane::counters::DropReason;
 use tandem_dataplane::flow::table::Lookahead;
 use tandem_dataplane::messages::{FromWorker, ToWorker};
 use tandem_dataplane::parking::{Due, Parking};
-use tandem_dataplane::pipeline::{Core, PacketBuf, Verdict};
+use tandem_dataplane::pipeline::{Core, Now, PacketBuf, Verdict};
 use tandem_dataplane::qos::probe::Method;
 
 /// How far ahead of the packet being processed to prefetch.
@@ -66,12 +66,12 @@ impl Worker {
     /// The node's clock: milliseconds (flow tables) and microseconds (latency), from the
     /// TSC every worker shares.
     #[inline(always)]
-    fn now(&self) -> (u32, u64) {
+    fn now(&self) -> Now {
         let ticks = rdtsc().wrapping_sub(self.tsc0);
         let per_ms = self.tsc_per_ms.max(1);
         let ms = ticks / per_ms;
         let us = ms * 1000 + (ticks % per_ms) * 1000 / per_ms;
-        (ms as u32, us)
+        Now { ms: ms as u32, us }
     }
 
     /// Runs until `stop` is set; flushes what is queued before returning.
@@ -87,15 +87,15 @@ impl Worker {
                 n: 0,
             })
             .collect();
-        let counters = Arc::clone(&self.core.counters);
+        let counters = Arc::clone(&self.core.state.counters);
         tracing::info!(
-            worker = self.core.worker,
+            worker = self.core.state.worker,
             lcore = crate::eal::lcore_id(),
             "worker polling"
         );
         while !self.stop.load(Ordering::Relaxed) {
-            let (now, now_us) = self.now();
-            self.core.set_now_us(now_us);
+            let now = self.now();
+            self.core.set_now(now);
             let mut got = 0;
             for pi in 0..self.ports.len() {
                 let port = self.ports[pi];
@@ -140,22 +140,22 @@ impl Worker {
                         free.push(m);
                         continue;
                     }
-                    self.dispatch(m, pi as u8, now, &mut tx, &mut free, burst, None);
+                    self.dispatch(m, pi as u8, now.ms, &mut tx, &mut free, burst, None);
                 }
                 mbuf::free_bulk(&mut free);
                 free.clear();
             }
-            self.control(now, &mut tx);
-            self.retry_parked(now, &mut tx, &mut free, burst);
+            self.control(&mut tx);
+            self.retry_parked(now.ms, &mut tx, &mut free, burst);
             if self.core.has_queued() {
-                self.release_queued(now, &mut tx, burst);
+                self.release_queued(&mut tx, burst);
             }
             for (o, b) in tx.iter_mut().enumerate() {
                 if b.n > 0 {
                     flush(&self.ports[o], self.queue, b, &counters, o);
                 }
             }
-            self.core.housekeeping_paced(now);
+            self.core.housekeeping_paced();
             counters.bursts.inc();
             counters
                 .waiting
@@ -178,7 +178,7 @@ impl Worker {
         for w in self.core.drain_queued() {
             mbuf::free_bulk(&mut [w.handle as RawMbuf]);
         }
-        tracing::info!(worker = self.core.worker, "worker stopped");
+        tracing::info!(worker = self.core.state.worker, "worker stopped");
         0
     }
 
@@ -201,7 +201,7 @@ impl Worker {
         // slice does not outlive this call.
         let (room, start, len) = unsafe { mbuf::data_room(m) };
         if !again {
-            self.core.counters.ports[usize::from(port)]
+            self.core.state.counters.ports[usize::from(port)]
                 .rx_bytes
                 .add(len as u64);
         }
@@ -209,17 +209,18 @@ impl Worker {
             buf: room,
             start,
             len,
+            handle: m as usize,
         };
         let verdict = if again {
-            self.core.process_again(port, &mut pkt, now)
+            self.core.process_again(port, &mut pkt)
         } else {
-            self.core.process(port, &mut pkt, now)
+            self.core.process(port, &mut pkt)
         };
         match verdict {
             Verdict::Tx(out) => {
                 // SAFETY: start/len stay within the data room (the core checks).
                 unsafe { mbuf::set_frame(m, pkt.start, pkt.len) };
-                let counters = &self.core.counters;
+                let counters = &self.core.state.counters;
                 enqueue(
                     &self.ports,
                     self.queue,
@@ -231,23 +232,20 @@ impl Worker {
                     burst,
                 );
             }
-            Verdict::Hold(service) => {
-                if self.core.hold(service, m as usize, port).is_err() {
-                    free.push(m);
-                }
-            }
+            // The core holds it in the service's admission queue.
+            Verdict::Hold(_) => {}
             Verdict::Defer(hint) => {
                 let dropped = match parked {
                     Some(p) => self.parked.repark(p).err().map(|h| h.0),
                     None => {
-                        self.core.counters.deferred.inc();
+                        self.core.state.counters.deferred.inc();
                         self.parked
                             .park(ParkedMbuf(m), port, now, hint)
                             .map(|h| h.0)
                     }
                 };
                 if let Some(d) = dropped {
-                    self.core.counters.count_drop(DropReason::NoFlow);
+                    self.core.state.counters.count_drop(DropReason::NoFlow);
                     free.push(d);
                 }
             }
@@ -272,7 +270,7 @@ impl Worker {
         for d in due.drain(..) {
             match d {
                 Due::Expired(p) => {
-                    self.core.counters.count_drop(DropReason::NoFlow);
+                    self.core.state.counters.count_drop(DropReason::NoFlow);
                     free.push(p.handle.0);
                 }
                 Due::Retry(p) => self.dispatch(p.handle.0, p.port, now, tx, free, burst, Some(p)),
@@ -287,7 +285,7 @@ impl Worker {
 
     /// Runs the packets waiting in the admission queues again, in order, as slots free.
     /// A frame that is not sent is freed at once (there may be more than a burst of them).
-    fn release_queued(&mut self, now: u32, tx: &mut [TxBuffer], burst: usize) {
+    fn release_queued(&mut self, tx: &mut [TxBuffer], burst: usize) {
         let ports = &self.ports;
         let queue = self.queue;
         self.core.release_queued(
@@ -300,13 +298,23 @@ impl Worker {
                     buf: room,
                     start,
                     len,
+                    handle: w.handle,
                 };
-                match core.process_again(w.port, &mut pkt, now) {
+                match core.process_again(w.port, &mut pkt) {
                     Verdict::Hold(_) => false,
                     Verdict::Tx(out) => {
                         // SAFETY: start/len stay within the data room (the core checks).
                         unsafe { mbuf::set_frame(m, pkt.start, pkt.len) };
-                        enqueue(ports, queue, tx, &core.counters, m, out, pkt.len, burst);
+                        enqueue(
+                            ports,
+                            queue,
+                            tx,
+                            &core.state.counters,
+                            m,
+                            out,
+                            pkt.len,
+                            burst,
+                        );
                         true
                     }
                     Verdict::Defer(_) | Verdict::Consumed(_) | Verdict::Drop(_) => {
@@ -320,7 +328,7 @@ impl Worker {
     }
 
     /// Applies control messages and hands the core's events to the control thread.
-    fn control(&mut self, now: u32, tx: &mut [TxBuffer]) {
+    fn control(&mut self, tx: &mut [TxBuffer]) {
         for _ in 0..MAX_MESSAGES_PER_LOOP {
             let Ok(msg) = self.inbox.try_recv() else {
                 break;
@@ -330,7 +338,7 @@ impl Worker {
                     &key.src, key.sport, key.proto,
                 ));
             }
-            match self.core.apply(msg, now) {
+            match self.core.apply(msg) {
                 Some(ToWorker::Solicit { port, ip, v6 }) => self.solicit(port, &ip, v6, tx),
                 Some(ToWorker::Probe {
                     backend,
@@ -372,7 +380,7 @@ impl Worker {
             Some((port, len)) if usize::from(port) < self.ports.len() => {
                 // SAFETY: the frame was written within the data room.
                 unsafe { mbuf::set_frame(m, start, len) };
-                let counters = Arc::clone(&self.core.counters);
+                let counters = Arc::clone(&self.core.state.counters);
                 enqueue(&self.ports, self.queue, tx, &counters, m, port, len, 1);
             }
             _ => {
@@ -398,7 +406,7 @@ impl Worker {
                 b.pkts[b.n] = m;
                 b.lens[b.n] = len as u16;
                 b.n += 1;
-                let counters = Arc::clone(&self.core.counters);
+                let counters = Arc::clone(&self.core.state.counters);
                 flush(&self.ports[o], self.queue, b, &counters, o);
             }
             None => mbuf::free_bulk(&mut [m]),

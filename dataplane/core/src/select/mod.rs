@@ -1,6 +1,82 @@
-//! Selection: which backend a new flow goes to (`maglev` by weight, or by weight times QoS
-//! factor; `p2c` for the load- and latency-aware anchors) and over which paths (`path`).
+//! Selection: which backend a new flow goes to, and over which paths (`path`). Each
+//! algorithm is one file behind `Algorithm`, registered once in `algorithms!` below, as
+//! pingora's `selection/` does: adding one is a new file and one line here (and its name
+//! in config's `Selection`). `maglev` (the weighted table every algorithm draws from) and
+//! `p2c` (two choices) are the pieces they are built of.
 
+mod least_flows;
 pub mod maglev;
 pub mod p2c;
 pub mod path;
+mod peak_ewma;
+mod qos;
+mod weights;
+
+use crate::qos::admission::Load;
+use crate::services::{Backend, BackendLive, Service};
+use tandem_config::Selection;
+
+/// A backend selection algorithm.
+pub trait Algorithm {
+    /// The backend a new flow of `svc` with flow hash `hash` goes to, among `backends` (the
+    /// snapshot's, indexed by id) and their active flow counts `load`. None: the service
+    /// has no backend taking flows.
+    fn pick(&self, svc: &Service, backends: &[Backend], load: &Load, hash: u64) -> Option<u16>;
+
+    /// A backend's weight in the service's table, from its configured weight and what the
+    /// control thread has measured of it (`live`); 0 takes no new flows.
+    fn table_weight(&self, weight: u32, _live: &BackendLive) -> u32 {
+        weight
+    }
+
+    /// True when `pick` reads active flow counts (every new flow is then counted).
+    fn counts_flows(&self) -> bool {
+        true
+    }
+
+    /// True when a change from `old` to `new` in what is measured of a backend changes
+    /// what `pick` or `table_weight` decide (the workers then get a new snapshot).
+    fn reads_live(&self, _old: &BackendLive, _new: &BackendLive) -> bool {
+        false
+    }
+}
+
+/// The registry: each `Selection` and the algorithm that serves it. Generates `pick` (the
+/// per-flow call, dispatched statically so it inlines) and `algorithm` (the rest).
+macro_rules! algorithms {
+    ($($sel:ident => $alg:expr,)*) => {
+        /// The backend a new flow goes to, by the configured selection.
+        #[inline]
+        pub fn pick(
+            sel: Selection,
+            svc: &Service,
+            backends: &[Backend],
+            load: &Load,
+            hash: u64,
+        ) -> Option<u16> {
+            match sel {
+                $(Selection::$sel => $alg.pick(svc, backends, load, hash),)*
+            }
+        }
+
+        /// The algorithm behind a selection.
+        pub fn algorithm(sel: Selection) -> &'static dyn Algorithm {
+            match sel {
+                $(Selection::$sel => &$alg,)*
+            }
+        }
+    };
+}
+
+algorithms! {
+    Qos => qos::Qos,
+    Weights => weights::Weights,
+    LeastFlows => least_flows::LeastFlows,
+    PeakEwma => peak_ewma::PeakEwma,
+}
+
+/// A backend's configured weight as a cost divisor (never zero).
+#[inline]
+fn weight_of(backends: &[Backend], b: u16) -> f64 {
+    f64::from(backends[usize::from(b)].weight.max(1))
+}

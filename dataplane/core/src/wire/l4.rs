@@ -69,6 +69,16 @@ pub fn parse(proto: u8, b: &[u8]) -> Result<Ports, WireError> {
     }
 }
 
+/// Writes a UDP header with a zero checksum (IPv4's "none"; `fill_checksum` after it for
+/// IPv6, which requires one).
+#[inline]
+pub fn emit_udp_header(b: &mut [u8], sport: u16, dport: u16, len: u16) {
+    set_u16(b, 0, sport);
+    set_u16(b, 2, dport);
+    set_u16(b, 4, len);
+    set_u16(b, 6, 0);
+}
+
 /// Offset of the checksum field in the L4 header.
 pub fn checksum_offset(proto: u8) -> usize {
     if proto == PROTO_TCP {

@@ -3,8 +3,15 @@
 //! drop reason.
 
 use super::*;
+use crate::counters::DropReason;
+use crate::flow::{FlowKey, FlowState};
+use crate::messages::{FromWorker, ToWorker};
+use crate::services::Services;
 use crate::testkit;
+use crate::wire::ethernet::Mac;
+use crate::wire::l4::PROTO_UDP;
 use crate::wire::l4::{ACK, FIN, SYN};
+use crate::wire::{arp, icmp, ipv4, ipv6};
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tandem_config::{BackendState, Config};
@@ -162,7 +169,10 @@ fn nat_rewrites_request_and_reply() {
     assert_eq!(&p.payload()[2..4], &8080u16.to_be_bytes());
     testkit::verify_checksums(&out).unwrap();
     // The record is announced to the control thread (listed; not yet for peers).
-    assert!(matches!(c.outbox[0], FromWorker::Flow { peers: false, .. }));
+    assert!(matches!(
+        c.state.outbox[0],
+        FromWorker::Flow { peers: false, .. }
+    ));
 
     // The backend's SYN-ACK comes back on "back" and leaves by "front" as the VIP. The
     // client is off-link and the gateway unresolved: the request's L2 source is used.
@@ -199,9 +209,12 @@ fn nat_rewrites_request_and_reply() {
     );
     run(&mut c, 0, &ack, 5);
     let key = FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], 40000, 80, 6);
-    assert_eq!(c.table.peek(&key).unwrap().state, FlowState::Established);
+    assert_eq!(
+        c.state.table.peek(&key).unwrap().state,
+        FlowState::Established
+    );
     // Established now: announced, for the peers too.
-    assert!(c.outbox.iter().any(|m| matches!(
+    assert!(c.state.outbox.iter().any(|m| matches!(
         m,
         FromWorker::Flow { key: k, rec, peers: true, .. }
             if *k == key && rec.state == FlowState::Established
@@ -233,16 +246,17 @@ fn a_syn_flood_is_kept_off_the_control_thread() {
         assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
     }
     let listed = |c: &Core| {
-        c.outbox
+        c.state
+            .outbox
             .iter()
             .filter(|m| matches!(m, FromWorker::Flow { .. }))
             .count()
     };
     assert_eq!(listed(&c), crate::pipeline::LISTED_PER_MS as usize);
-    assert_eq!(c.counters.flows_unlisted.get(), 50);
-    assert_eq!(c.table.len(), usize::from(n), "every one served");
+    assert_eq!(c.state.counters.flows_unlisted.get(), 50);
+    assert_eq!(c.state.table.len(), usize::from(n), "every one served");
     // The next millisecond lists again: the handshake completing announces its flow.
-    c.set_now_us(2_000);
+    c.set_now(Now::from_us(2_000));
     run(&mut c, 0, &client_segment(20_000 + n - 1, ACK), 2);
     assert_eq!(listed(&c), crate::pipeline::LISTED_PER_MS as usize + 1);
 }
@@ -273,8 +287,8 @@ fn half_open_flows_reach_sibling_workers() {
     for i in 0..crate::pipeline::LISTED_PER_MS as u16 + 50 {
         run(&mut c, 0, &client_syn(20_000 + i), 1);
     }
-    assert_eq!(c.counters.flows_unlisted.get(), 0);
-    assert!(c.outbox.iter().any(|m| matches!(
+    assert_eq!(c.state.counters.flows_unlisted.get(), 0);
+    assert!(c.state.outbox.iter().any(|m| matches!(
         m,
         FromWorker::Flow { rec, peers: false, .. } if rec.state == FlowState::SynSeen
     )));
@@ -397,10 +411,12 @@ fn gue_wraps_the_ip_packet_in_udp() {
     let (v, _) = run(&mut c, 0, &f, 1);
     assert_eq!(v, Verdict::Drop(DropReason::NoNeighbor));
     assert!(c
+        .state
         .outbox
         .iter()
         .any(|m| matches!(m, FromWorker::NeedNeighbor { port: 1, .. })));
-    c.apply(
+    testkit::apply_at(
+        &mut c,
         ToWorker::Neighbor {
             port: 1,
             ip: crate::flow::key::addr_bytes(ip("10.1.0.13")),
@@ -478,7 +494,7 @@ fn answers_arp_and_icmp_for_ports_and_vips() {
     assert_eq!(nd.kind, icmp::V6_NEIGHBOR_ADVERT);
     assert_eq!(nd.lladdr, Some(FRONT_MAC));
     testkit::verify_checksums(&out).unwrap();
-    assert_eq!(c.counters.icmp_replies.get(), 4);
+    assert_eq!(c.state.counters.icmp_replies.get(), 4);
 }
 
 #[test]
@@ -565,7 +581,7 @@ fn bad_frames_are_dropped_by_reason() {
     ];
     for (f, reason) in cases {
         assert_eq!(run(&mut c, 0, &f, 1).0, Verdict::Drop(reason), "{reason:?}");
-        assert!(c.counters.dropped(reason) > 0);
+        assert!(c.state.counters.dropped(reason) > 0);
     }
 }
 
@@ -580,7 +596,7 @@ fn draining_backend_keeps_its_flows_and_gets_no_new_ones() {
         &cfg,
         &[FRONT_MAC, BACK_MAC, BACK2_MAC],
     ));
-    c.apply(ToWorker::Services(drained), 2);
+    testkit::apply_at(&mut c, ToWorker::Services(drained), 2);
     // The existing flow still goes to its backend.
     let ack = testkit::tcp(
         FRONT_MAC,
@@ -612,7 +628,7 @@ fn a_syn_on_a_closed_flow_starts_a_new_flow() {
     let macs = [FRONT_MAC, BACK_MAC, BACK2_MAC];
     let two = Arc::new(Services::from_config(&cfg, &macs));
     let mut c = core();
-    c.apply(ToWorker::Services(two), 0);
+    testkit::apply_at(&mut c, ToWorker::Services(two), 0);
     // Find a port whose flow lands on backend a (id 0).
     let mut sport = 41000;
     loop {
@@ -634,7 +650,7 @@ fn a_syn_on_a_closed_flow_starts_a_new_flow() {
     run(&mut c, 0, &seg(FIN | ACK), 4);
     cfg.services[0].backends[0].state = BackendState::Draining;
     let drained = Arc::new(Services::from_config(&cfg, &macs));
-    c.apply(ToWorker::Services(drained), 5);
+    testkit::apply_at(&mut c, ToWorker::Services(drained), 5);
     // Closing, a late ACK still goes to the old backend...
     let (_, out) = run(&mut c, 0, &seg(ACK), 6);
     assert_eq!(
@@ -663,9 +679,9 @@ fn link_down_moves_flows_to_their_backup_path() {
         }
         sport += 1;
     };
-    let rec = *c.table.peek(&key).unwrap();
+    let rec = *c.state.table.peek(&key).unwrap();
     assert_eq!((rec.primary_path, rec.backup_path), (0, 1));
-    c.apply(ToWorker::Link { port: 1, up: false }, 2);
+    testkit::apply_at(&mut c, ToWorker::Link { port: 1, up: false }, 2);
     let ack = testkit::tcp(
         FRONT_MAC,
         CLIENT_MAC,
@@ -684,7 +700,7 @@ fn link_down_moves_flows_to_their_backup_path() {
         ipv4::Packet::new_checked(&out[14..]).unwrap().dst(),
         Ipv4Addr::new(10, 1, 0, 11)
     );
-    c.apply(ToWorker::Link { port: 2, up: false }, 4);
+    testkit::apply_at(&mut c, ToWorker::Link { port: 2, up: false }, 4);
     assert_eq!(run(&mut c, 0, &ack, 5).0, Verdict::Drop(DropReason::NoPath));
 }
 
@@ -757,7 +773,7 @@ proptest! {
         }
         f.truncate(cut.max(1));
         let mut c = core();
-        c.apply(ToWorker::Neighbor { port: 1, ip: crate::flow::key::addr_bytes(ip("10.1.0.13")), mac: [2, 0, 0, 0, 1, 0x13] }, 0);
+        testkit::apply_at(&mut c, ToWorker::Neighbor { port: 1, ip: crate::flow::key::addr_bytes(ip("10.1.0.13")), mac: [2, 0, 0, 0, 1, 0x13] }, 0);
         let _ = run(&mut c, 0, &f, 1);
         let _ = run(&mut c, 1, &f, 1);
     }
@@ -880,9 +896,9 @@ fn every_frame_lands_in_exactly_one_counter() {
     let mut deferred = 0u64;
     let frames = mixed_capture();
     for (i, (port, f)) in frames.iter().enumerate() {
-        let before = landed(&c.counters);
+        let before = landed(&c.state.counters);
         let (v, _) = run(&mut c, *port, f, 1);
-        let moved = landed(&c.counters) - before;
+        let moved = landed(&c.state.counters) - before;
         match v {
             Verdict::Defer(_) | Verdict::Hold(_) => {
                 assert_eq!(moved, 0, "frame {i}: {v:?} counted");
@@ -891,7 +907,7 @@ fn every_frame_lands_in_exactly_one_counter() {
             _ => assert_eq!(moved, 1, "frame {i} ({v:?}) moved {moved} counters"),
         }
     }
-    let cs = &c.counters;
+    let cs = &c.state.counters;
     assert_eq!(frames.len() as u64, landed(cs) + deferred);
     assert_eq!(deferred, 5, "the replies with no flow");
     assert!(cs.absorbed[crate::counters::Absorbed::Arp as usize].get() >= 2);
@@ -928,9 +944,9 @@ proptest! {
         for sport in 1000..1010 {
             run(&mut c, 0, &client_syn(sport), 1);
         }
-        let before = landed(&c.counters);
+        let before = landed(&c.state.counters);
         let (v, _) = run(&mut c, port, &f, 1);
-        let moved = landed(&c.counters) - before;
+        let moved = landed(&c.state.counters) - before;
         let want = u64::from(!matches!(v, Verdict::Defer(_) | Verdict::Hold(_)));
         prop_assert_eq!(moved, want, "{:?}", v);
     }

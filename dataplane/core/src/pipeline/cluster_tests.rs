@@ -3,8 +3,16 @@
 //! flow's primary, failover to the backup with a replicated record, and the hop limit.
 
 use super::*;
+use crate::cluster::{rank, Membership, MAX_HOPS};
+use crate::counters::DropReason;
+use crate::flow::{FlowKey, FlowRecord, FlowState};
+use crate::messages::{FromWorker, ToWorker};
+use crate::services::Services;
 use crate::testkit;
+use crate::wire::ethernet::{self, Mac};
+use crate::wire::l4::PROTO_UDP;
 use crate::wire::l4::{ACK, SYN};
+use crate::wire::{ipv4, ipv6, tunnel};
 use std::net::IpAddr;
 use tandem_config::Config;
 
@@ -83,7 +91,7 @@ fn node(id: u16) -> Core {
         Arc::new(WorkerCounters::default()),
         7,
     );
-    c.apply(ToWorker::Nodes(ALL), 0);
+    testkit::apply_at(&mut c, ToWorker::Nodes(ALL), 0);
     c
 }
 
@@ -151,10 +159,10 @@ fn new_flow_is_sent_to_its_primary_and_served_there() {
     let h = outer_header(&out);
     assert_eq!((h.primary, h.backup, h.hops), (2, 3, 1));
     testkit::verify_checksums(&out).unwrap();
-    assert_eq!(n1.counters.node_forwarded.get(), 1);
+    assert_eq!(n1.state.counters.node_forwarded.get(), 1);
     // Node 1 remembers the ranking (no backend yet) and tells only its own workers.
     let k = FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], sport, 80, 6);
-    assert!(n1.table.peek(&k).is_some_and(|r| !r.bound()));
+    assert!(n1.state.table.peek(&k).is_some_and(|r| !r.bound()));
     let f = flows_out(&mut n1);
     assert_eq!(f.len(), 1);
     assert!(!f[0].0.bound() && !f[0].1);
@@ -205,7 +213,8 @@ fn reply_during_handshake_goes_to_the_primary_and_ranks_like_its_request() {
     let h = outer_header(&out);
     assert_eq!((h.primary, h.flags), (2, tunnel::FLAG_REPLY));
     // Node 2 rewrites it back to the VIP and sends it to the client's router.
-    n2.apply(
+    testkit::apply_at(
+        &mut n2,
         ToWorker::Neighbor {
             port: 0,
             ip: {
@@ -237,8 +246,8 @@ fn dead_primary_fails_over_to_the_backup_with_the_replicated_record() {
     for (rec, peers) in flows_out(&mut n2) {
         if peers {
             let key = FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], sport, 80, 6);
-            n1.apply(ToWorker::Flow { key, rec }, 3);
-            n3.apply(ToWorker::Flow { key, rec }, 3);
+            testkit::apply_at(&mut n1, ToWorker::Flow { key, rec }, 3);
+            testkit::apply_at(&mut n3, ToWorker::Flow { key, rec }, 3);
         }
     }
     // While node 2 serves, node 3 (receiving) sends the flow's packets to it.
@@ -250,8 +259,8 @@ fn dead_primary_fails_over_to_the_backup_with_the_replicated_record() {
         serving: 0b101,
         eligible: 0b101,
     };
-    n3.apply(ToWorker::Nodes(without2), 5);
-    n1.apply(ToWorker::Nodes(without2), 5);
+    testkit::apply_at(&mut n3, ToWorker::Nodes(without2), 5);
+    testkit::apply_at(&mut n1, ToWorker::Nodes(without2), 5);
     let (v, out) = testkit::run(&mut n3, 0, &client(3, sport, ACK), 6);
     assert_eq!(v, Verdict::Tx(0));
     assert_eq!(&out[0..6], &node_mac(1));
@@ -260,7 +269,7 @@ fn dead_primary_fails_over_to_the_backup_with_the_replicated_record() {
     assert_eq!(v, Verdict::Tx(1));
     let p = ipv4::Packet::new_checked(&to_backend[14..]).unwrap();
     assert_eq!(p.dst_bytes(), [10, 1, 0, 11]);
-    assert_eq!(n1.counters.node_failovers.get(), 1);
+    assert_eq!(n1.state.counters.node_failovers.get(), 1);
     // Node 1 also rewrites the backend's replies from the replicated record.
     let reply = testkit::tcp(
         back_mac(1),
@@ -279,7 +288,7 @@ fn dead_primary_fails_over_to_the_backup_with_the_replicated_record() {
         serving: 0b100,
         eligible: 0b100,
     };
-    n3.apply(ToWorker::Nodes(only3), 9);
+    testkit::apply_at(&mut n3, ToWorker::Nodes(only3), 9);
     let (v, _) = testkit::run(&mut n3, 0, &client(3, sport, ACK), 10);
     assert_eq!(v, Verdict::Tx(1));
 }
@@ -289,7 +298,8 @@ fn a_node_not_eligible_takes_no_new_flows_and_none_at_all_drops() {
     let sport = port_ranked(1, 2);
     let mut n1 = node(1);
     // Node 1 is draining (or still taking its snapshot): its flow goes to the next, node 2.
-    n1.apply(
+    testkit::apply_at(
+        &mut n1,
         ToWorker::Nodes(Membership {
             serving: 0b111,
             eligible: 0b110,
@@ -299,7 +309,7 @@ fn a_node_not_eligible_takes_no_new_flows_and_none_at_all_drops() {
     let (v, out) = testkit::run(&mut n1, 0, &client(1, sport, SYN), 1);
     assert_eq!(v, Verdict::Tx(0));
     assert_eq!(outer_header(&out).primary, 2);
-    n1.apply(ToWorker::Nodes(Membership::default()), 2);
+    testkit::apply_at(&mut n1, ToWorker::Nodes(Membership::default()), 2);
     let (v, _) = testkit::run(&mut n1, 0, &client(1, sport + 1, SYN), 3);
     assert_eq!(v, Verdict::Drop(DropReason::NoNode));
 }
@@ -340,7 +350,8 @@ fn forwarded_packets_are_never_forwarded_again() {
     assert_eq!(v, Verdict::Drop(DropReason::Malformed));
     // Even when node 2's own view would rank the flow elsewhere, a forwarded packet is
     // served where it lands.
-    n2.apply(
+    testkit::apply_at(
+        &mut n2,
         ToWorker::Nodes(Membership {
             serving: 0b101,
             eligible: 0b101,
@@ -371,7 +382,7 @@ proptest::proptest! {
             client(1, sport, SYN)
         };
         // Node 1 forwards to whichever node ranks first; feed the result to node 2.
-        n1.apply(ToWorker::Nodes(Membership { serving: 0b111, eligible: 0b110 }), 0);
+        testkit::apply_at(&mut n1, ToWorker::Nodes(Membership { serving: 0b111, eligible: 0b110 }), 0);
         let (_, out) = testkit::run(&mut n1, if reply { 1 } else { 0 }, &frame, 1);
         let mut f = out.clone();
         for (at, b) in flips {
@@ -411,7 +422,7 @@ fn nodes_over_ipv6_carry_ipv4_flows() {
             Arc::new(WorkerCounters::default()),
             7,
         );
-        core.apply(ToWorker::Nodes(ALL), 0);
+        testkit::apply_at(&mut core, ToWorker::Nodes(ALL), 0);
         core
     };
     let sport = port_ranked(2, 3);
@@ -464,9 +475,9 @@ fn the_tunnel_port_takes_packets_only_from_cluster_nodes_naming_real_nodes() {
             "{primary}/{backup}"
         );
     }
-    assert_eq!(n2.counters.dropped(DropReason::NotFromNode), 2);
-    assert_eq!(n2.counters.node_received.get(), 0);
+    assert_eq!(n2.state.counters.dropped(DropReason::NotFromNode), 2);
+    assert_eq!(n2.state.counters.node_received.get(), 0);
     // The genuine one is served.
     assert_eq!(testkit::run(&mut n2, 0, &good, 3).0, Verdict::Tx(1));
-    assert_eq!(n2.counters.node_received.get(), 1);
+    assert_eq!(n2.state.counters.node_received.get(), 1);
 }

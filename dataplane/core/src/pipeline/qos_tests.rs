@@ -3,9 +3,17 @@
 //! and the two-choice selections.
 
 use super::*;
+use crate::counters::DropReason;
+use crate::flow::FlowKey;
+use crate::messages::{FromWorker, ToWorker};
+use crate::qos::admission::Waiting;
 use crate::qos::hist::Kind;
+use crate::qos::probe;
 use crate::services::{BackendLive, Options};
+use crate::services::{PortInfo, Services};
 use crate::testkit::{self, run};
+use crate::wire::ethernet::Mac;
+use crate::wire::ipv4;
 use crate::wire::l4::{ACK, FIN, RST, SYN};
 use std::net::{IpAddr, Ipv4Addr};
 use tandem_config::{Config, Selection};
@@ -143,7 +151,7 @@ fn samples(c: &Core, b: u16, kind: Kind) -> (u64, u64, u32, u32) {
     let mut max = 0;
     let (mut t, mut r) = (0, 0);
     for p in 0..4 {
-        if let Some(s) = c.hist.series(b, p, kind) {
+        if let Some(s) = c.state.hist.series(b, p, kind) {
             n += s.hist.len();
             max = max.max(s.hist.max());
             t += s.timeouts;
@@ -193,7 +201,7 @@ fn nat_handshakes_and_responses_are_timed_on_the_packet_path() {
     let (n, max, _, _) = samples(&c, b, Kind::Response);
     assert_eq!(n, 1);
     assert!((49_500..=50_500).contains(&max), "{max}");
-    assert_eq!(c.counters.passive_samples.get(), 2);
+    assert_eq!(c.state.counters.passive_samples.get(), 2);
     // A request left unanswered past qos.timeout counts as a timeout at the timeout value.
     run(
         &mut c,
@@ -242,7 +250,7 @@ fn probes_go_out_of_their_path_and_synacks_are_answered_with_a_reset() {
     let mut c = core();
     let a = c.services.backend_by_name("web", "a").unwrap().clone();
     let mut buf = [0u8; 256];
-    c.set_now_us(5_000);
+    c.set_now(Now::from_us(5_000));
     let (port, len) = c
         .build_probe(a.id, 1, 3, probe::Method::Tcp, &mut buf)
         .unwrap();
@@ -273,16 +281,17 @@ fn probes_go_out_of_their_path_and_synacks_are_answered_with_a_reset() {
         buf: &mut frame,
         start: 128,
         len: synack.len(),
+        handle: 0,
     };
-    c.set_now_us(5_700);
-    assert_eq!(c.process(2, &mut pkt, 5), Verdict::Tx(2));
+    c.set_now(Now::from_us(5_700));
+    assert_eq!(c.process(2, &mut pkt), Verdict::Tx(2));
     let rst = pkt.frame().to_vec();
     testkit::verify_checksums(&rst).unwrap();
     assert_eq!(rst[47], RST);
-    let s = c.hist.series(a.id, 1, Kind::Probe).unwrap();
+    let s = c.state.hist.series(a.id, 1, Kind::Probe).unwrap();
     assert_eq!(s.hist.len(), 1);
     assert!((690..=710).contains(&s.hist.max()), "{}", s.hist.max());
-    assert!(c.outbox.iter().any(|m| matches!(
+    assert!(c.state.outbox.iter().any(|m| matches!(
         m,
         FromWorker::Probe { backend, path: 1, round: 3, outcome: probe::Outcome::Answered(700) } if *backend == a.id
     )));
@@ -318,18 +327,23 @@ fn full_backends_queue_new_flows_and_release_them_in_order() {
     assert_ne!(out[0], out[1]);
     let a = c.services.backend_by_name("web", "a").unwrap().id;
     let b = c.services.backend_by_name("web", "b").unwrap().id;
-    assert_eq!((c.load.active(a), c.load.active(b)), (1, 1));
+    assert_eq!((c.state.load.active(a), c.state.load.active(b)), (1, 1));
     // The next two wait; the fifth finds the queue full; a retransmitted SYN of a waiting
     // flow is not queued twice.
     for (i, f) in frames.iter().enumerate().skip(2) {
-        let (v, _) = run(&mut c, 0, f, 2);
-        assert_eq!(v, Verdict::Hold(0), "flow {i}");
-        let r = c.hold(0, i, 0);
-        assert_eq!(r.is_ok(), i < 4, "flow {i}: {r:?}");
+        let (v, _) = testkit::run_as(&mut c, 0, f, 2, i);
+        let want = if i < 4 {
+            Verdict::Hold(0)
+        } else {
+            Verdict::Drop(DropReason::QueueFull)
+        };
+        assert_eq!(v, want, "flow {i}");
     }
-    assert_eq!(run(&mut c, 0, &frames[2], 3).0, Verdict::Hold(0));
-    assert_eq!(c.hold(0, 2, 0), Err(DropReason::QueueDuplicate));
-    assert_eq!(c.counters.dropped(DropReason::QueueFull), 1);
+    assert_eq!(
+        testkit::run_as(&mut c, 0, &frames[2], 3, 2).0,
+        Verdict::Drop(DropReason::QueueDuplicate)
+    );
+    assert_eq!(c.state.counters.dropped(DropReason::QueueFull), 1);
     fn rerun(
         c: &mut Core,
         w: &Waiting,
@@ -348,7 +362,7 @@ fn full_backends_queue_new_flows_and_release_them_in_order() {
         }
     }
     let mut released = Vec::new();
-    c.set_now_us(4_000);
+    c.set_now(Now::from_us(4_000));
     c.release_queued(
         |c, w| rerun(c, w, 4, &frames, &mut released),
         |_| panic!("none expired"),
@@ -356,14 +370,14 @@ fn full_backends_queue_new_flows_and_release_them_in_order() {
     assert!(released.is_empty(), "no slot is free yet");
     // The first flow ends: its slot goes to the head of the queue, on that backend.
     run(&mut c, 0, &client(41000, FIN | ACK, b""), 5);
-    assert_eq!(c.load.active(a) + c.load.active(b), 1);
-    c.set_now_us(5_000);
+    assert_eq!(c.state.load.active(a) + c.state.load.active(b), 1);
+    c.set_now(Now::from_us(5_000));
     c.release_queued(
         |c, w| rerun(c, w, 5, &frames, &mut released),
         |_| panic!("none expired"),
     );
     assert_eq!(released, vec![(2, out[0])]);
-    let qc = &c.counters.queues[0];
+    let qc = &c.state.counters.queues[0];
     assert_eq!(
         (qc.queued.get(), qc.released.get(), qc.length.get()),
         (2, 1, 1)
@@ -371,13 +385,13 @@ fn full_backends_queue_new_flows_and_release_them_in_order() {
     assert_eq!(qc.max_wait_us.get(), 3_000);
     // The other waits past max_wait and is dropped.
     let mut expired = Vec::new();
-    c.set_now_us(1_002_001);
+    c.set_now(Now::from_us(1_002_001));
     c.release_queued(
         |c, w| rerun(c, w, 1002, &frames, &mut released),
         |w| expired.push(w.handle),
     );
     assert_eq!(expired, vec![3]);
-    assert_eq!(c.counters.dropped(DropReason::QueueTimeout), 1);
+    assert_eq!(c.state.counters.dropped(DropReason::QueueTimeout), 1);
     assert!(!c.has_queued());
 }
 
@@ -390,13 +404,14 @@ fn admitted_slots_come_back_when_flows_expire() {
         c.services
             .backends
             .iter()
-            .map(|b| c.load.active(b.id))
+            .map(|b| c.state.load.active(b.id))
             .sum::<u32>()
     };
     assert_eq!(total(&c), 2);
     // Half-open flows expire after tcp_syn_timeout (10 s); the sweep gives their slots back.
     for _ in 0..64 {
-        c.housekeeping(20_000, 1 << 12);
+        c.set_now(Now::from_ms(20_000));
+        c.housekeeping(1 << 12);
     }
     assert_eq!(total(&c), 0);
 }
@@ -412,7 +427,7 @@ fn a_path_whose_probes_fail_sends_its_flows_over_the_backup() {
         let f = client(sport, SYN, b"");
         let (_, o) = run(&mut c, 0, &f, 1);
         let k = FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], sport, 80, 6);
-        let r = *c.table.peek(&k).unwrap();
+        let r = *c.state.table.peek(&k).unwrap();
         if dst_of(&o) == Ipv4Addr::new(10, 1, 0, 11) && r.primary_path == 0 {
             break (r, k);
         }
@@ -423,11 +438,11 @@ fn a_path_whose_probes_fail_sends_its_flows_over_the_backup() {
     let _ = key;
     let mut live = vec![BackendLive::default(); 4];
     live[0].path_up = vec![false, true];
-    c.apply(ToWorker::Services(snapshot(&c0, &live, opts)), 2);
+    testkit::apply_at(&mut c, ToWorker::Services(snapshot(&c0, &live, opts)), 2);
     let (v, o) = run(&mut c, 0, &client(sport, ACK, b""), 3);
     assert_eq!(v, Verdict::Tx(2), "over back2");
     assert_eq!(&o[0..6], &[2, 0, 0, 0, 2, 0x11]);
-    assert_eq!(c.counters.path_failovers.get(), 1);
+    assert_eq!(c.state.counters.path_failovers.get(), 1);
 }
 
 #[test]
@@ -459,7 +474,7 @@ fn udp_flows_move_off_a_down_backend_when_configured() {
     let mut live = vec![BackendLive::default(); 4];
     live[usize::from(down)].up = false;
     live[usize::from(down)].path_up = vec![false];
-    c.apply(ToWorker::Services(snapshot(&c0, &live, opts)), 2);
+    testkit::apply_at(&mut c, ToWorker::Services(snapshot(&c0, &live, opts)), 2);
     let (_, o) = run(&mut c, 0, &q(5000), 3);
     assert_ne!(dst_of(&o), first, "moved to the other backend");
     // With `keep` (the default) the flow stays on its backend.
@@ -467,7 +482,7 @@ fn udp_flows_move_off_a_down_backend_when_configured() {
     let mut c = core_with(&[], keep);
     let (_, o) = run(&mut c, 0, &q(5000), 1);
     assert_eq!(dst_of(&o), first, "the same hash picks the same backend");
-    c.apply(ToWorker::Services(snapshot(&cfg(), &live, keep)), 2);
+    testkit::apply_at(&mut c, ToWorker::Services(snapshot(&cfg(), &live, keep)), 2);
     let (_, o) = run(&mut c, 0, &q(5000), 3);
     assert_eq!(dst_of(&o), first);
 }
@@ -498,7 +513,7 @@ fn least_flows_picks_the_less_loaded_of_two() {
         let (v, _) = run(&mut c, 0, &client(44000 + i, SYN, b""), 1);
         assert!(matches!(v, Verdict::Tx(_)));
     }
-    let (a, b) = (c.load.active(0), c.load.active(1));
+    let (a, b) = (c.state.load.active(0), c.state.load.active(1));
     assert_eq!(a + b, 200);
     assert!(a.abs_diff(b) <= 1, "{a} vs {b}");
 }
@@ -536,7 +551,7 @@ fn qos_selection_follows_weights_at_low_load() {
     let share = f64::from(to_a) / f64::from(n);
     assert!((share - 0.75).abs() < 0.03, "a took {share}");
     assert_eq!(
-        c.load.active(0) + c.load.active(1),
+        c.state.load.active(0) + c.state.load.active(1),
         0,
         "every slot given back"
     );

@@ -1,0 +1,199 @@
+//! Cluster routing: which node serves a flow (its primary, or its backup when the primary
+//! is gone, ranked by rendezvous hashing), sending a packet on to that node, and taking
+//! the packets other nodes send on.
+
+use super::context::{Rx, Segment, Via};
+use super::demux::{inner_l2, wire_drop};
+use super::xmit::node::ToNode;
+use super::xmit::{Egress, Transmit};
+use super::{PacketBuf, State, Verdict};
+use crate::cluster::{self, rank, ClusterView, MAX_HOPS, NO_NODE};
+use crate::counters::DropReason;
+use crate::flow::FlowRecord;
+use crate::services::Services;
+use crate::wire::{l4, tunnel};
+
+impl State {
+    /// The node that serves a known flow arriving from the network, when it is not this
+    /// one (its primary, or its backup while the primary is not serving).
+    #[inline]
+    pub(super) fn owner_elsewhere(
+        &self,
+        cl: &ClusterView,
+        seg: &Segment,
+        rec: &FlowRecord,
+    ) -> Option<u8> {
+        if seg.rx.via != Via::Direct {
+            return None;
+        }
+        let h = rank::of_request(&seg.key);
+        match cluster::owner(cl, &self.membership, rec.primary_node, rec.backup_node, h) {
+            Some(n) if n != cl.me => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Ranks a new flow's nodes into `rec`: as the node that sent it on ranked them, or
+    /// afresh (the top two eligible nodes by rendezvous score) when it came from the
+    /// network; then the node to send it on to, when that is its primary and not this one.
+    /// No eligible node: dropped.
+    #[inline]
+    pub(super) fn rank_new(
+        &self,
+        cl: &ClusterView,
+        seg: &Segment,
+        rec: &mut FlowRecord,
+    ) -> Result<Option<u8>, Verdict> {
+        match seg.rx.via {
+            Via::Node(h) => {
+                rec.primary_node = cl.index_of(h.primary).unwrap_or(cl.me);
+                rec.backup_node = cl.index_of(h.backup).unwrap_or(NO_NODE);
+                Ok(None)
+            }
+            Via::Direct => {
+                let h = rank::of_request(&seg.key);
+                let (p, b) = rank::top2(h, &cl.nodes, self.membership.eligible);
+                let Some(p) = p else {
+                    return Err(Verdict::Drop(DropReason::NoNode));
+                };
+                rec.primary_node = p;
+                rec.backup_node = b.unwrap_or(NO_NODE);
+                Ok((p != cl.me).then_some(p))
+            }
+        }
+    }
+
+    /// A nat reply this node has no record for, from the network: the roles of the node
+    /// that has it (its flow's primary, ranked by the reply's client side) when that is
+    /// another node.
+    pub(super) fn reply_owner(&self, cl: &ClusterView, seg: &Segment) -> Option<FlowRecord> {
+        if seg.rx.via != Via::Direct {
+            return None;
+        }
+        let h = rank::of_reply(&seg.key);
+        match rank::top2(h, &cl.nodes, self.membership.eligible) {
+            (Some(p), b) if p != cl.me => Some(FlowRecord {
+                primary_node: p,
+                backup_node: b.unwrap_or(NO_NODE),
+                ..FlowRecord::default()
+            }),
+            _ => None,
+        }
+    }
+
+    /// Sends the packet (its IP packet, unchanged) on to cluster node `node`, in UDP with
+    /// the node header naming the flow's primary and backup.
+    pub(super) fn send_to_node(
+        &mut self,
+        s: &Services,
+        pkt: &mut PacketBuf,
+        seg: &Segment,
+        node: u8,
+        rec: &FlowRecord,
+        flags: u8,
+    ) -> Verdict {
+        let Some(cl) = s.cluster.as_ref() else {
+            return Verdict::Drop(DropReason::NoNode);
+        };
+        let Some(n) = cl.nodes.get(usize::from(node)) else {
+            return Verdict::Drop(DropReason::NoNode);
+        };
+        let Some(out) = s.ports.get(usize::from(n.port)) else {
+            return Verdict::Drop(DropReason::NoPath);
+        };
+        if !self.link_up[usize::from(n.port)] {
+            return Verdict::Drop(DropReason::NoPath);
+        }
+        let next_mac = match n.mac {
+            Some(m) => m,
+            None => match self.resolve(n.port, out, &n.addr, n.v6) {
+                Some(m) => m,
+                None => return Verdict::Drop(DropReason::NoNeighbor),
+            },
+        };
+        let mode = ToNode {
+            header: tunnel::Header {
+                flags,
+                hops: 1,
+                primary: cl.id_of(rec.primary_node),
+                backup: cl.id_of(rec.backup_node),
+            },
+        };
+        let to = Egress {
+            port: n.port,
+            out,
+            next_mac,
+            addr: n.addr,
+            v6: n.v6,
+            dport: cl.forward_port,
+        };
+        let v = mode.transmit(pkt, seg, &to);
+        if let Verdict::Tx(_) = v {
+            self.counters.node_forwarded.inc();
+        }
+        v
+    }
+
+    /// A packet another node sent on (UDP to the forwarding port at `udp_at`): check the
+    /// node header and serve the packet inside.
+    pub(super) fn take_from_node(
+        &mut self,
+        s: &Services,
+        rx: &Rx,
+        pkt: &mut PacketBuf,
+        udp_at: usize,
+    ) -> Verdict {
+        if rx.via != Via::Direct {
+            return Verdict::Drop(DropReason::HopLimit);
+        }
+        let at = udp_at + l4::UDP_LEN;
+        let h = match tunnel::parse(pkt.frame().get(at..).unwrap_or(&[])) {
+            Ok(h) => h,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        if h.hops > MAX_HOPS {
+            return Verdict::Drop(DropReason::HopLimit);
+        }
+        // Only the cluster's nodes send on the tunnel port, and name nodes that exist:
+        // anyone else could otherwise reach a backend with whatever roles they claim.
+        let Some(cl) = s.cluster.as_ref() else {
+            return Verdict::Drop(DropReason::NotFromNode);
+        };
+        let l3 = rx.l3();
+        let f = pkt.frame();
+        let src: &[u8] = match f.get(l3).map(|b| b >> 4) {
+            Some(4) => f.get(l3 + 12..l3 + 16).unwrap_or(&[]),
+            Some(6) => f.get(l3 + 8..l3 + 24).unwrap_or(&[]),
+            _ => &[],
+        };
+        let from = cl.nodes.iter().position(|n| {
+            let a: &[u8] = if n.v6 { &n.addr } else { &n.addr[..4] };
+            a == src
+        });
+        match from {
+            Some(i) if i != usize::from(cl.me) => {}
+            _ => return Verdict::Drop(DropReason::NotFromNode),
+        }
+        let known = |id: u16| cl.nodes.iter().any(|n| n.id == id);
+        if !known(h.primary) || (h.backup != 0 && (!known(h.backup) || h.backup == h.primary)) {
+            return Verdict::Drop(DropReason::BadNodeHeader);
+        }
+        let inner = at + tunnel::HEADER_LEN;
+        let Some(&first) = pkt.frame().get(inner) else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        if !self.again {
+            self.counters.node_received.inc();
+        }
+        let inner_rx = Rx {
+            in_port: rx.in_port,
+            l2: inner_l2(&rx.l2, inner),
+            via: Via::Node(h),
+        };
+        match first >> 4 {
+            4 => self.ipv4(s, &inner_rx, pkt),
+            6 => self.ipv6(s, &inner_rx, pkt),
+            _ => Verdict::Drop(DropReason::Malformed),
+        }
+    }
+}

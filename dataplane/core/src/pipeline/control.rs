@@ -1,0 +1,89 @@
+//! What the control thread hands a worker between bursts (replicated flows, snapshots,
+//! neighbors, membership, links, fresh histograms) and the table's housekeeping.
+
+use super::{Core, State};
+use crate::flow::{FlowKey, FlowRecord, FlowState, Mark};
+use crate::messages::{FromWorker, ToWorker};
+
+impl Core {
+    /// Applies one message from the control thread. `Solicit` and `Probe` are the port
+    /// layer's to carry out (they need a fresh buffer); they are handed back.
+    pub fn apply(&mut self, msg: ToWorker) -> Option<ToWorker> {
+        let st = &mut self.state;
+        match msg {
+            ToWorker::Flow { key, mut rec } => {
+                st.counters.flows_replicated_in.inc();
+                st.merge_local(&key, &mut rec);
+                st.store(key, rec);
+                st.give_back_released();
+            }
+            ToWorker::Measure(fresh) => {
+                let old = std::mem::replace(&mut st.hist, fresh);
+                let worker = st.worker;
+                st.emit(FromWorker::Measured { worker, hist: old });
+            }
+            ToWorker::Services(s) => {
+                let old = std::mem::replace(&mut self.services, s);
+                st.emit(FromWorker::Retired(old));
+            }
+            ToWorker::Neighbor { port, ip, mac } => {
+                st.neighbors.set(port, ip, mac, st.now.ms);
+            }
+            ToWorker::Nodes(m) => st.membership = m,
+            ToWorker::Link { port, up } => {
+                if let Some(l) = st.link_up.get_mut(usize::from(port)) {
+                    *l = up;
+                }
+            }
+            m @ (ToWorker::Solicit { .. } | ToWorker::Probe { .. }) => return Some(m),
+        }
+        None
+    }
+
+    /// Removes expired flows from a slice of the table; call between bursts.
+    pub fn housekeeping(&mut self, buckets: usize) {
+        let n = self.state.table.sweep(self.state.now.ms, buckets);
+        self.state.swept(n);
+    }
+
+    /// Removes expired flows at the table's own pace (`FlowTable::sweep_paced`); call
+    /// between bursts, as often as you like.
+    pub fn housekeeping_paced(&mut self) {
+        let n = self.state.table.sweep_paced(self.state.now.ms);
+        self.state.swept(n);
+    }
+}
+
+impl State {
+    fn swept(&mut self, n: usize) {
+        if n > 0 {
+            self.counters.flows_expired.add(n as u64);
+            self.counters.flows_in_table.set(self.table.len() as u64);
+        }
+        self.give_back_released();
+    }
+
+    /// A record from another worker replaces this worker's copy: the copy's admission slot
+    /// and its passive measurement under way are this worker's and stay with it (the slot is
+    /// given back if the flow closed or moved to another backend).
+    fn merge_local(&mut self, key: &FlowKey, rec: &mut FlowRecord) {
+        rec.admitted = false;
+        let Some(old) = self.table.peek(key).copied() else {
+            rec.mark = Mark::None;
+            return;
+        };
+        if old.admitted {
+            if rec.state == FlowState::Closing || old.backend != rec.backend {
+                self.load.release(old.backend);
+            } else {
+                rec.admitted = true;
+            }
+        }
+        if old.backend == rec.backend {
+            rec.mark = old.mark;
+            rec.mark_us = old.mark_us;
+        } else {
+            rec.mark = Mark::None;
+        }
+    }
+}

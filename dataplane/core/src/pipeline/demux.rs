@@ -1,0 +1,232 @@
+//! Parsing and demultiplexing: the link layer, then IPv4 or IPv6, then by destination and
+//! protocol to the stage that serves the packet (the node's own traffic, a packet from
+//! another node, or a flow of a service).
+
+use super::context::{Rx, Segment, Via};
+use super::{State, Verdict};
+use crate::counters::DropReason;
+use crate::flow::FlowKey;
+use crate::qos::probe;
+use crate::services::Services;
+use crate::wire::ethernet::{self, L2};
+use crate::wire::ipv4::{self, Ipv4Error};
+use crate::wire::ipv6;
+use crate::wire::l4::{self, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::wire::WireError;
+
+/// The drop a malformed header earns.
+#[inline]
+pub(super) fn wire_drop(e: WireError) -> DropReason {
+    match e {
+        WireError::Truncated => DropReason::Truncated,
+        WireError::Malformed => DropReason::Malformed,
+    }
+}
+
+/// The flow key of a TCP or UDP frame, or None (what the port layer prefetches by).
+#[inline]
+pub(super) fn flow_key(frame: &[u8]) -> Option<FlowKey> {
+    let l2 = ethernet::parse(frame).ok()?;
+    let l3 = frame.get(l2.l3_offset..)?;
+    match l2.ethertype {
+        ethernet::ETHERTYPE_IPV4 => {
+            let ip = ipv4::Packet::new_checked(l3).ok()?;
+            let p = l4::parse(ip.protocol(), ip.payload()).ok()?;
+            Some(FlowKey::v4(
+                ip.src_bytes(),
+                ip.dst_bytes(),
+                p.src,
+                p.dst,
+                ip.protocol(),
+            ))
+        }
+        ethernet::ETHERTYPE_IPV6 => {
+            let ip = ipv6::Packet::new_checked(l3).ok()?;
+            let p = l4::parse(ip.next_header(), ip.payload()).ok()?;
+            Some(FlowKey::v6(
+                ip.src_bytes(),
+                ip.dst_bytes(),
+                p.src,
+                p.dst,
+                ip.next_header(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The ports of a TCP or UDP packet to `dst`; any other protocol is not one tandem balances
+/// (and a VIP's, or someone else's, is said apart in the counters).
+#[inline]
+fn transport(
+    s: &Services,
+    dst: &[u8; 16],
+    proto: u8,
+    payload: &[u8],
+) -> Result<l4::Ports, Verdict> {
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return Err(Verdict::Drop(if s.is_vip(dst) {
+            DropReason::UnsupportedProtocol
+        } else {
+            DropReason::NotForUs
+        }));
+    }
+    l4::parse(proto, payload).map_err(|e| Verdict::Drop(wire_drop(e)))
+}
+
+impl State {
+    /// A frame from the wire: for this port's MAC (or multicast), then by ethertype.
+    pub(super) fn frame(
+        &mut self,
+        s: &Services,
+        in_port: u8,
+        pkt: &mut super::PacketBuf,
+    ) -> Verdict {
+        let l2 = match ethernet::parse(pkt.frame()) {
+            Ok(l2) => l2,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        let Some(port) = s.ports.get(usize::from(in_port)) else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        if l2.dst != port.mac && !ethernet::is_multicast(&l2.dst) {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        let rx = Rx {
+            in_port,
+            l2,
+            via: Via::Direct,
+        };
+        match l2.ethertype {
+            ethernet::ETHERTYPE_ARP => self.arp(s, &rx, pkt),
+            ethernet::ETHERTYPE_IPV4 => self.ipv4(s, &rx, pkt),
+            ethernet::ETHERTYPE_IPV6 => self.ipv6(s, &rx, pkt),
+            _ => Verdict::Drop(DropReason::UnsupportedEthertype),
+        }
+    }
+
+    pub(super) fn ipv4(&mut self, s: &Services, rx: &Rx, pkt: &mut super::PacketBuf) -> Verdict {
+        let l3 = rx.l3();
+        let ip = match ipv4::Packet::new_checked(&pkt.frame()[l3..]) {
+            Ok(p) => p,
+            Err(Ipv4Error::Wire(e)) => return Verdict::Drop(wire_drop(e)),
+            Err(Ipv4Error::BadIhl) => return Verdict::Drop(DropReason::BadIhl),
+            Err(Ipv4Error::Fragment) => return Verdict::Drop(DropReason::Ipv4Fragment),
+        };
+        let proto = ip.protocol();
+        let (src4, dst4) = (ip.src_bytes(), ip.dst_bytes());
+        let hl = ip.header_len();
+        let mut dst16 = [0u8; 16];
+        dst16[..4].copy_from_slice(&dst4);
+        let to_port = s.ports[usize::from(rx.in_port)]
+            .ipv4
+            .is_some_and(|(a, _)| a == dst4);
+        if to_port && proto == PROTO_UDP {
+            if let Some(cl) = &s.cluster {
+                if l4::parse(proto, ip.payload()).is_ok_and(|p| p.dst == cl.forward_port) {
+                    return self.take_from_node(s, rx, pkt, l3 + hl);
+                }
+            }
+        }
+        if to_port && rx.via == Via::Direct {
+            let mut src16 = [0u8; 16];
+            src16[..4].copy_from_slice(&src4);
+            let reply = match proto {
+                PROTO_TCP => probe::tcp_reply(ip.payload(), src16, self.now.us),
+                PROTO_ICMP => probe::echo_reply(ip.payload(), false, src16, self.now.us),
+                _ => None,
+            };
+            if let Some(r) = reply {
+                return self.probe_reply(s, rx, pkt, l3 + hl, proto, r);
+            }
+        }
+        if proto == PROTO_ICMP && rx.via == Via::Direct {
+            if to_port || s.is_vip(&dst16) {
+                return self.icmp4_echo(s, rx, pkt, hl);
+            }
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        let ports = match transport(s, &dst16, proto, ip.payload()) {
+            Ok(p) => p,
+            Err(v) => return v,
+        };
+        let seg = Segment {
+            rx: *rx,
+            ip_len: hl,
+            key: FlowKey::v4(src4, dst4, ports.src, ports.dst, proto),
+            l4: ports,
+        };
+        self.segment(s, &seg, pkt)
+    }
+
+    pub(super) fn ipv6(&mut self, s: &Services, rx: &Rx, pkt: &mut super::PacketBuf) -> Verdict {
+        let l3 = rx.l3();
+        let ip = match ipv6::Packet::new_checked(&pkt.frame()[l3..]) {
+            Ok(p) => p,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        let nh = ip.next_header();
+        let (src, dst) = (ip.src_bytes(), ip.dst_bytes());
+        let to_port = s.ports[usize::from(rx.in_port)]
+            .ipv6
+            .is_some_and(|(a, _)| a == dst);
+        if to_port && rx.via == Via::Direct {
+            let reply = match nh {
+                PROTO_TCP => probe::tcp_reply(ip.payload(), src, self.now.us),
+                PROTO_ICMPV6 => probe::echo_reply(ip.payload(), true, src, self.now.us),
+                _ => None,
+            };
+            if let Some(r) = reply {
+                let at = l3 + ipv6::HEADER_LEN;
+                return self.probe_reply(s, rx, pkt, at, nh, r);
+            }
+        }
+        if nh == PROTO_ICMPV6 && rx.via == Via::Direct {
+            return self.icmp6(s, rx, pkt);
+        }
+        if nh == PROTO_UDP && to_port {
+            if let Some(cl) = &s.cluster {
+                if l4::parse(nh, ip.payload()).is_ok_and(|p| p.dst == cl.forward_port) {
+                    return self.take_from_node(s, rx, pkt, l3 + ipv6::HEADER_LEN);
+                }
+            }
+        }
+        let ports = match transport(s, &dst, nh, ip.payload()) {
+            Ok(p) => p,
+            Err(v) => return v,
+        };
+        let seg = Segment {
+            rx: *rx,
+            ip_len: ipv6::HEADER_LEN,
+            key: FlowKey::v6(src, dst, ports.src, ports.dst, nh),
+            l4: ports,
+        };
+        self.segment(s, &seg, pkt)
+    }
+
+    /// TCP or UDP: to a service, or a nat reply from a backend.
+    #[inline]
+    fn segment(&mut self, s: &Services, seg: &Segment, pkt: &mut super::PacketBuf) -> Verdict {
+        let key = &seg.key;
+        if let Some(svc) = s.lookup(&key.dst, key.dport, key.proto) {
+            if svc.v6 != key.v6 {
+                return Verdict::Drop(DropReason::UnknownService);
+            }
+            return self.serve(s, svc, seg, pkt);
+        }
+        if s.is_vip(&key.dst) {
+            return Verdict::Drop(DropReason::UnknownService);
+        }
+        self.backend_reply(s, seg, pkt)
+    }
+}
+
+/// The L2 header of a packet that came inside another node's encapsulation: the outer
+/// frame's, with the inner IP header's offset.
+#[inline]
+pub(super) fn inner_l2(l2: &L2, inner: usize) -> L2 {
+    L2 {
+        l3_offset: inner,
+        ..*l2
+    }
+}

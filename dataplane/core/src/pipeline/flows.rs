@@ -1,0 +1,438 @@
+//! Flows: a service's packet finds its flow's record or makes one (choosing the backend and
+//! paths, `select`), keeps it current (state, liveness, replication), and leaves by the
+//! service's mode; a nat backend's reply finds the flow it answers and goes back to the
+//! client. The cluster, admission and timing stages are called from here.
+
+use super::admission::release_if_closed;
+use super::context::Segment;
+use super::xmit::{self, nat, Egress};
+use super::{timing, PacketBuf, State, Verdict, LISTED_PER_MS};
+use crate::counters::DropReason;
+use crate::flow::{FlowKey, FlowRecord, FlowState, Insert, Mark, Timeouts, UNBOUND};
+use crate::messages::FromWorker;
+use crate::select::{self, path};
+use crate::services::{self, Service, Services, SELECTION_SEED};
+use crate::wire::l4::{ACK, FIN, PROTO_TCP, PROTO_UDP, RST, SYN};
+use crate::wire::tunnel;
+use tandem_config::{Mode, OnBackendDown};
+
+/// How often a live flow is re-announced to the control thread: a quarter of its timeout,
+/// within [250ms, 30s].
+#[inline]
+fn sync_interval(t: &Timeouts, s: FlowState) -> u32 {
+    (t.for_state(s) / 4).clamp(250, 30_000)
+}
+
+/// A packet of a known flow was seen: advance its state and liveness. True when the control
+/// thread should hear of it (the state changed, or it is due for a refresh).
+#[inline]
+fn touch(r: &mut FlowRecord, flags: u8, now_ms: u32, t: &Timeouts) -> bool {
+    let before = r.state;
+    r.state = r.state.next(flags);
+    r.last_seen_ms = now_ms;
+    let announce =
+        r.state != before || now_ms.wrapping_sub(r.last_sync_ms) >= sync_interval(t, r.state);
+    if announce {
+        r.last_sync_ms = now_ms;
+    }
+    announce
+}
+
+/// True when other nodes should store this record: the flow is bound to a backend and past
+/// its handshake (a SYN flood fills only the receiving and primary nodes' tables).
+#[inline]
+fn for_peers(r: &FlowRecord) -> bool {
+    r.bound() && r.state != FlowState::SynSeen
+}
+
+/// A nat reply with no record yet: parked with the hint of its client side (off the hot
+/// path: kept out of line so the established-flow path stays as the compiler had it).
+#[cold]
+#[inline(never)]
+fn defer(reply: &FlowKey) -> Verdict {
+    Verdict::Defer(crate::parking::hint(&reply.dst, reply.dport, reply.proto))
+}
+
+impl State {
+    /// A packet to a service's VIP:port: its flow's record (found, or made), then out to
+    /// the backend by the service's mode.
+    pub(super) fn serve(
+        &mut self,
+        s: &Services,
+        svc: &Service,
+        seg: &Segment,
+        pkt: &mut PacketBuf,
+    ) -> Verdict {
+        let found = self.known_flow(s, svc, seg, pkt);
+        let rec = match found {
+            Some(Ok(rec)) => rec,
+            Some(Err(v)) => return v,
+            None => match self.new_flow(s, svc, seg, pkt) {
+                Ok(rec) => rec,
+                Err(v) => return v,
+            },
+        };
+        self.forward(s, svc, seg, &rec, pkt)
+    }
+
+    /// The record of a flow the table holds, brought up to date (None: no such flow). Err
+    /// when the packet goes no further here: sent on to the node that serves it, waiting
+    /// for a slot, or dropped.
+    #[inline(always)]
+    fn known_flow(
+        &mut self,
+        s: &Services,
+        svc: &Service,
+        seg: &Segment,
+        pkt: &mut PacketBuf,
+    ) -> Option<Result<FlowRecord, Verdict>> {
+        let key = seg.key;
+        let flags = seg.l4.flags;
+        let now = self.now;
+        let timeouts = *self.table.timeouts();
+        let syn_only = key.proto == PROTO_TCP && flags & (SYN | ACK | RST | FIN) == SYN;
+        let r = match self.table.get_mut(&key, now.ms) {
+            // A client's SYN on a flow that has closed: the client reused its port for a
+            // new connection (HTTP/1.0 servers close first, so clients keep no TIME_WAIT
+            // and reuse ports at once). The old record goes, and the SYN starts a new flow,
+            // chosen afresh, as IPVS's `conn_reuse_mode` does; otherwise it would follow
+            // the old flow to a backend that may be draining or gone.
+            Some(r) if syn_only && r.state == FlowState::Closing => {
+                self.table.remove(&key);
+                return None;
+            }
+            Some(r) => r,
+            None => return None,
+        };
+        let mut announce = touch(r, flags, now.ms, &timeouts);
+        release_if_closed(&self.load, r);
+        if svc.mode == Mode::Nat && r.bound() {
+            timing::request(r, seg.l4, now.us, &mut self.hist, s.options.qos_timeout_us);
+        }
+        let mut rec = *r;
+        let cl = s.cluster.as_ref();
+        if let Some(n) = cl.and_then(|cl| self.owner_elsewhere(cl, seg, &rec)) {
+            if announce {
+                self.announce(key, rec, false);
+            }
+            return Some(Err(self.send_to_node(s, pkt, seg, n, &rec, 0)));
+        }
+        let moved = rec.bound()
+            && key.proto == PROTO_UDP
+            && s.options.on_backend_down == OnBackendDown::Move
+            && s.backends
+                .get(usize::from(rec.backend))
+                .is_some_and(|b| !b.up);
+        if !rec.bound() || moved {
+            // Served here although its primary took the first packet (that node died
+            // during the handshake): chosen by the same hash (with `weights`, the same
+            // backend; with two choices, possibly the other candidate). Or a UDP flow whose
+            // backend went down, moved as configured.
+            if rec.admitted {
+                self.load.release(rec.backend);
+                rec.admitted = false;
+            }
+            rec.mark = Mark::None;
+            if let Err(v) = self.bind(s, svc, &key, &mut rec) {
+                return Some(Err(self.held_or(v, seg, pkt)));
+            }
+            self.store(key, rec);
+            announce = true;
+        }
+        if cl.is_some_and(|c| rec.primary_node != c.me) {
+            self.counters.node_failovers.inc();
+        }
+        if announce {
+            self.announce(key, rec, for_peers(&rec));
+        }
+        Some(Ok(rec))
+    }
+
+    /// A flow the table does not hold: ranked (in a cluster, and sent on when another node
+    /// is its primary), admitted, bound to a backend and paths, timed, stored, announced.
+    #[inline(always)]
+    fn new_flow(
+        &mut self,
+        s: &Services,
+        svc: &Service,
+        seg: &Segment,
+        pkt: &mut PacketBuf,
+    ) -> Result<FlowRecord, Verdict> {
+        let key = seg.key;
+        let now = self.now;
+        let mut rec = FlowRecord {
+            service: svc.id,
+            backend: UNBOUND,
+            state: FlowState::initial(key.proto, seg.l4.flags),
+            ingress_port: seg.rx.in_port,
+            client_mac: seg.rx.l2.src,
+            last_seen_ms: now.ms,
+            last_sync_ms: now.ms,
+            ..FlowRecord::default()
+        };
+        if let Some(cl) = s.cluster.as_ref() {
+            if let Some(primary) = self.rank_new(cl, seg, &mut rec)? {
+                // Remember the ranking, so the flow's next packets go to the same node
+                // whatever joins or leaves meanwhile.
+                if self.store(key, rec) == Insert::Refused {
+                    return Err(Verdict::Drop(DropReason::TableFull));
+                }
+                self.announce(key, rec, false);
+                return Err(self.send_to_node(s, pkt, seg, primary, &rec, 0));
+            }
+        }
+        // First come, first served: while others wait, a new flow waits behind them.
+        if self.must_wait(svc) {
+            return Err(self.hold(svc.id, seg, pkt));
+        }
+        if let Err(v) = self.bind(s, svc, &key, &mut rec) {
+            return Err(self.held_or(v, seg, pkt));
+        }
+        if svc.mode == Mode::Nat {
+            timing::start(&mut rec, seg, now);
+        }
+        if self.store_new(key, rec) == Insert::Refused {
+            if rec.admitted {
+                self.load.release(rec.backend);
+            }
+            return Err(Verdict::Drop(DropReason::TableFull));
+        }
+        self.counters.flows_created.inc();
+        self.counters.backend_new_flows[usize::from(rec.backend)].inc();
+        self.announce(key, rec, for_peers(&rec));
+        Ok(rec)
+    }
+
+    /// A `Hold` from binding puts the frame in its service's queue; other verdicts pass.
+    #[inline]
+    fn held_or(&mut self, v: Verdict, seg: &Segment, pkt: &PacketBuf) -> Verdict {
+        match v {
+            Verdict::Hold(service) => self.hold(service, seg, pkt),
+            v => v,
+        }
+    }
+
+    /// Out to the flow's backend: over its primary path, or the backup when the primary's
+    /// port is down or its probes fail (a path whose probes fail is still used when it is
+    /// the only one left), to the next hop, by the service's mode.
+    #[inline(always)]
+    fn forward(
+        &mut self,
+        s: &Services,
+        svc: &Service,
+        seg: &Segment,
+        rec: &FlowRecord,
+        pkt: &mut PacketBuf,
+    ) -> Verdict {
+        let Some(backend) = s.backends.get(usize::from(rec.backend)) else {
+            return Verdict::Drop(DropReason::NoBackend);
+        };
+        let link = &self.link_up;
+        let usable = |p: &&services::Path| link[usize::from(p.port)] && p.up;
+        let linked = |p: &&services::Path| link[usize::from(p.port)];
+        let primary = backend.paths.get(usize::from(rec.primary_path));
+        let backup = backend.paths.get(usize::from(rec.backup_path));
+        let p = if primary.filter(usable).is_some() {
+            primary
+        } else if let Some(b) = backup.filter(usable) {
+            self.counters.path_failovers.inc();
+            Some(b)
+        } else if primary.filter(linked).is_some() {
+            primary
+        } else {
+            self.counters.path_failovers.inc();
+            backup.filter(linked)
+        };
+        let Some(path) = p.copied() else {
+            return Verdict::Drop(DropReason::NoPath);
+        };
+        let out = &s.ports[usize::from(path.port)];
+        let next_mac = match path.mac {
+            Some(m) => m,
+            None => match self.resolve(path.port, out, &backend.addr, backend.v6) {
+                Some(m) => m,
+                None => return Verdict::Drop(DropReason::NoNeighbor),
+            },
+        };
+        let to = Egress {
+            port: path.port,
+            out,
+            next_mac,
+            addr: backend.addr,
+            v6: backend.v6,
+            dport: backend.port,
+        };
+        xmit::to_backend(svc.mode, pkt, seg, &to)
+    }
+
+    /// Picks a new flow's backend (by the configured selection, `select`), takes its slot
+    /// when the service counts flows (`admission`), and picks the paths: a primary by share
+    /// among the backend's healthy paths, the best other one as backup.
+    #[inline]
+    fn bind(
+        &self,
+        s: &Services,
+        svc: &Service,
+        key: &FlowKey,
+        rec: &mut FlowRecord,
+    ) -> Result<(), Verdict> {
+        let h = key.hash(SELECTION_SEED);
+        let chosen = select::pick(s.options.selection, svc, &s.backends, &self.load, h);
+        let Some(mut backend) = chosen else {
+            return Err(Verdict::Drop(DropReason::NoBackend));
+        };
+        if svc.counts_flows {
+            backend = self.admit(s, svc, backend, h)?;
+            rec.admitted = true;
+        }
+        let paths = &s.backends[usize::from(backend)].paths;
+        let mut avail = [(false, 0u16); path::MAX_PATHS];
+        let n = paths.len().min(path::MAX_PATHS);
+        for (a, p) in avail.iter_mut().zip(paths.iter()) {
+            *a = (p.up && self.link_up[usize::from(p.port)], p.share);
+        }
+        let (primary_path, backup_path) = path::choose(h, &avail[..n]);
+        rec.backend = backend;
+        rec.primary_path = primary_path;
+        rec.backup_path = backup_path;
+        Ok(())
+    }
+
+    /// A reply from a nat backend: back to VIP:port, out of the port the request came in on.
+    pub(super) fn backend_reply(
+        &mut self,
+        s: &Services,
+        seg: &Segment,
+        pkt: &mut PacketBuf,
+    ) -> Verdict {
+        let key = seg.key;
+        let now = self.now;
+        let from = s.nat_services_of(&key.src, key.sport, key.proto);
+        if from.is_empty() {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        let Some(fkey) = self.reply_flow(s, from, &key) else {
+            // No record here yet. In a cluster, the flow's primary node has it (a reply
+            // during the handshake, before the record is replicated); on this node, another
+            // worker may have made it a moment ago.
+            if let Some(cl) = s.cluster.as_ref() {
+                if let Some(roles) = self.reply_owner(cl, seg) {
+                    let p = roles.primary_node;
+                    return self.send_to_node(s, pkt, seg, p, &roles, tunnel::FLAG_REPLY);
+                }
+            }
+            return defer(&key);
+        };
+        let timeouts = *self.table.timeouts();
+        let Some(fwd) = self.table.get_mut(&fkey, now.ms) else {
+            return Verdict::Drop(DropReason::NotForUs); // reply_flow found it live
+        };
+        let announce = touch(fwd, seg.l4.flags, now.ms, &timeouts);
+        release_if_closed(&self.load, fwd);
+        if timing::reply(
+            fwd,
+            seg.l4,
+            now.us,
+            &mut self.hist,
+            s.options.qos_timeout_us,
+        ) {
+            self.counters.passive_samples.inc();
+        }
+        let rec = *fwd;
+        if announce {
+            self.announce(fkey, rec, for_peers(&rec));
+        }
+        let egress = rec.ingress_port;
+        let Some(out) = s.ports.get(usize::from(egress)) else {
+            return Verdict::Drop(DropReason::NoPath);
+        };
+        if !self.link_up[usize::from(egress)] {
+            return Verdict::Drop(DropReason::NoPath);
+        }
+        let next_mac = self
+            .resolve(egress, out, &key.dst, key.v6)
+            .unwrap_or(rec.client_mac);
+        nat::reply(pkt, seg, &fkey.dst, fkey.dport, egress, &out.mac, &next_mac)
+    }
+
+    /// The key of the flow a nat reply `key` belongs to: the reply's client side to the VIP
+    /// of one of the nat services (`from`) its source serves, whose record names that very
+    /// backend. None when this node has no such record (yet).
+    fn reply_flow(&self, s: &Services, from: &[u16], key: &FlowKey) -> Option<FlowKey> {
+        from.iter().find_map(|&id| {
+            let svc = s.services.get(usize::from(id))?;
+            let fkey = FlowKey {
+                src: key.dst,
+                dst: svc.vip,
+                sport: key.dport,
+                dport: svc.port,
+                proto: key.proto,
+                v6: key.v6,
+            };
+            // An expired record is as good as none: the reply goes where a reply without
+            // a record here goes (the flow's primary node), not to the bin.
+            let rec = self.table.peek_live(&fkey, self.now.ms)?;
+            let b = s.backends.get(usize::from(rec.backend))?;
+            (b.addr == key.src && b.port == key.sport).then_some(fkey)
+        })
+    }
+
+    /// Stores a flow's record (nat replies find it too: see `reply_flow`).
+    pub(super) fn store(&mut self, key: FlowKey, rec: FlowRecord) -> Insert {
+        self.store_as(key, rec, false)
+    }
+
+    /// Stores the record of a flow the table was just asked for and does not hold, without
+    /// looking for it again.
+    fn store_new(&mut self, key: FlowKey, rec: FlowRecord) -> Insert {
+        self.store_as(key, rec, true)
+    }
+
+    #[inline(always)]
+    fn store_as(&mut self, key: FlowKey, mut rec: FlowRecord, absent: bool) -> Insert {
+        let now_ms = self.now.ms;
+        // Replicated records carry the sender's clock fields; ours restart them.
+        rec.last_seen_ms = now_ms;
+        rec.last_sync_ms = now_ms;
+        let r = if absent {
+            self.table.insert_absent(key, rec, now_ms)
+        } else {
+            self.table.insert(key, rec, now_ms)
+        };
+        match r {
+            Insert::Refused => self.counters.flows_refused.inc(),
+            Insert::Evicted => self.counters.flows_evicted.inc(),
+            _ => {}
+        }
+        self.counters.flows_in_table.set(self.table.len() as u64);
+        r
+    }
+
+    /// Tells the control thread of a flow: it hands the record to this node's other workers
+    /// and (`peers`) to the other nodes, and lists it (`show flow`). When only the listing
+    /// needs it (one worker, and either no cluster or a flow the peers do not get yet: a
+    /// half-open one), at most `LISTED_PER_MS` go a millisecond and the rest are counted:
+    /// a flood of new flows then costs the control thread next to nothing, where a message
+    /// and a map insert per flow saturated it near a million a second.
+    #[inline]
+    fn announce(&mut self, key: FlowKey, rec: FlowRecord, peers: bool) {
+        if !self.siblings && (!peers || !self.clustered) {
+            let ms = self.now.ms;
+            if ms != self.listing_ms {
+                self.listing_ms = ms;
+                self.listing_left = LISTED_PER_MS;
+            }
+            if self.listing_left == 0 {
+                self.counters.flows_unlisted.inc();
+                return;
+            }
+            self.listing_left -= 1;
+        }
+        self.emit(FromWorker::Flow {
+            worker: self.worker,
+            key,
+            rec,
+            peers,
+        });
+    }
+}

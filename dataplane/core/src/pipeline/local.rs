@@ -1,0 +1,345 @@
+//! The node's own traffic: ARP and neighbor discovery (answered, and learned from), ICMP
+//! echo to the node's addresses and VIPs, replies to its health probes; and the frames it
+//! writes itself (ARP requests and neighbor solicitations, probes).
+
+use super::context::Rx;
+use super::demux::wire_drop;
+use super::xmit::swap_l2;
+use super::{Core, PacketBuf, State, Verdict};
+use crate::counters::{Absorbed, DropReason};
+use crate::messages::FromWorker;
+use crate::qos::hist::Kind;
+use crate::qos::probe;
+use crate::services::{PortInfo, Services};
+use crate::wire::ethernet::{self, Mac};
+use crate::wire::l4::{PROTO_ICMPV6, PROTO_TCP};
+use crate::wire::{arp, icmp, ipv4, ipv6};
+use std::sync::Arc;
+
+impl State {
+    /// Remembers a neighbor's MAC and tells the control thread when it is news.
+    fn learn(&mut self, port: u8, ip: [u8; 16], mac: Mac) {
+        if ip == [0; 16] || ethernet::is_multicast(&mac) {
+            return;
+        }
+        if self.neighbors.set(port, ip, mac, self.now.ms) {
+            self.emit(FromWorker::Neighbor { port, ip, mac });
+        }
+    }
+
+    /// The MAC of the next hop toward `addr` out of `port`, asking the control thread to
+    /// resolve it when unknown (at most once per millisecond per worker).
+    pub(super) fn resolve(
+        &mut self,
+        port: u8,
+        info: &PortInfo,
+        addr: &[u8; 16],
+        v6: bool,
+    ) -> Option<Mac> {
+        let hop = info.next_hop(addr, v6)?;
+        if let Some(m) = self.neighbors.get(port, &hop) {
+            return Some(m);
+        }
+        if self.last_need_ms != self.now.ms {
+            self.last_need_ms = self.now.ms;
+            self.emit(FromWorker::NeedNeighbor { port, ip: hop, v6 });
+        }
+        None
+    }
+
+    pub(super) fn arp(&mut self, s: &Services, rx: &Rx, pkt: &mut PacketBuf) -> Verdict {
+        let l2 = &rx.l2;
+        let a = match arp::parse(&pkt.frame()[l2.l3_offset..]) {
+            Ok(a) => a,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        let port = &s.ports[usize::from(rx.in_port)];
+        let port_mac = port.mac;
+        let sender = a.sender_ip.octets();
+        let mut sender16 = [0u8; 16];
+        sender16[..4].copy_from_slice(&sender);
+        let on_link = port.on_link(&sender);
+        let target = a.target_ip.octets();
+        let mut target16 = [0u8; 16];
+        target16[..4].copy_from_slice(&target);
+        let ours = port.ipv4.is_some_and(|(ip, _)| ip == target) || s.is_vip(&target16);
+        if on_link {
+            self.learn(rx.in_port, sender16, a.sender_mac);
+        }
+        if a.op == arp::OP_REQUEST && ours {
+            let reply = arp::Arp {
+                op: arp::OP_REPLY,
+                sender_mac: port_mac,
+                sender_ip: a.target_ip,
+                target_mac: a.sender_mac,
+                target_ip: a.sender_ip,
+            };
+            let f = pkt.frame_mut();
+            f[0..6].copy_from_slice(&l2.src);
+            f[6..12].copy_from_slice(&port_mac);
+            arp::emit(&mut f[l2.l3_offset..], &reply);
+            self.counters.arp_replies.inc();
+            return Verdict::Tx(rx.in_port);
+        }
+        if on_link {
+            Verdict::Consumed(Absorbed::Arp)
+        } else {
+            Verdict::Drop(DropReason::NotForUs)
+        }
+    }
+
+    /// A reply to one of this node's health probes: recorded, reported to the control
+    /// thread, and a SYN-ACK answered with the reset that closes the half-open connection.
+    pub(super) fn probe_reply(
+        &mut self,
+        s: &Services,
+        rx: &Rx,
+        pkt: &mut PacketBuf,
+        l4_at: usize,
+        proto: u8,
+        r: probe::Reply,
+    ) -> Verdict {
+        let v6 = rx.l2.ethertype == ethernet::ETHERTYPE_IPV6;
+        let Some(&(backend, path)) = s.series.get(usize::from(r.series)) else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        let b = &s.backends[usize::from(backend)];
+        if b.addr != r.from || b.v6 != v6 {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        self.counters.probe_replies.inc();
+        match r.outcome {
+            probe::Outcome::Answered(us) => {
+                self.hist.record(backend, path, Kind::Probe, u64::from(us))
+            }
+            probe::Outcome::Refused => {
+                self.hist
+                    .record_reset(backend, path, Kind::Probe, s.options.probe_timeout_us)
+            }
+        }
+        self.emit(FromWorker::Probe {
+            backend,
+            path,
+            round: r.round,
+            outcome: r.outcome,
+        });
+        if proto == PROTO_TCP && matches!(r.outcome, probe::Outcome::Answered(_)) {
+            let mac = s.ports[usize::from(rx.in_port)].mac;
+            let room = pkt.buf.len() - pkt.start;
+            let f = &mut pkt.buf[pkt.start..pkt.start + room];
+            pkt.len = probe::synack_to_rst(f, rx.l3(), l4_at, v6, &mac);
+            self.counters.probe_resets.inc();
+            return Verdict::Tx(rx.in_port);
+        }
+        Verdict::Consumed(Absorbed::ProbeReply)
+    }
+
+    pub(super) fn icmp4_echo(
+        &mut self,
+        s: &Services,
+        rx: &Rx,
+        pkt: &mut PacketBuf,
+        hl: usize,
+    ) -> Verdict {
+        let l3 = rx.l3();
+        let port_mac = s.ports[usize::from(rx.in_port)].mac;
+        let f = pkt.frame_mut();
+        let total = usize::from(u16::from_be_bytes([f[l3 + 2], f[l3 + 3]]));
+        let body = &mut f[l3 + hl..l3 + total];
+        match icmp::message_type(body) {
+            Ok(icmp::ECHO_REQUEST) => {}
+            Ok(_) => return Verdict::Drop(DropReason::NotForUs),
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        }
+        icmp::echo_to_reply_v4(body);
+        let mut ip = ipv4::Packet::new_unchecked(&mut f[l3..]);
+        ip.swap_addresses();
+        f[l3 + 8] = 64;
+        ipv4::fill_checksum(&mut f[l3..]);
+        swap_l2(f, &port_mac);
+        self.counters.icmp_replies.inc();
+        Verdict::Tx(rx.in_port)
+    }
+
+    pub(super) fn icmp6(&mut self, s: &Services, rx: &Rx, pkt: &mut PacketBuf) -> Verdict {
+        let l3 = rx.l3();
+        let in_port = rx.in_port;
+        let port = &s.ports[usize::from(in_port)];
+        let (src, dst, plen) = {
+            let ip = ipv6::Packet::new_unchecked(&pkt.frame()[l3..]);
+            (ip.src_bytes(), ip.dst_bytes(), ip.payload_len())
+        };
+        let body_at = l3 + ipv6::HEADER_LEN;
+        let kind = match icmp::message_type(&pkt.frame()[body_at..body_at + plen]) {
+            Ok(k) => k,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        let ours =
+            |a: &[u8; 16], s: &Services| port.ipv6.is_some_and(|(x, _)| x == *a) || s.is_vip(a);
+        match kind {
+            icmp::V6_ECHO_REQUEST if ours(&dst, s) => {
+                let f = pkt.frame_mut();
+                icmp::echo_to_reply_v6(&mut f[body_at..body_at + plen]);
+                let mut ip = ipv6::Packet::new_unchecked(&mut f[l3..]);
+                ip.set_src(dst);
+                ip.set_dst(src);
+                ip.set_hop_limit(64);
+                swap_l2(f, &port.mac);
+                self.counters.icmp_replies.inc();
+                Verdict::Tx(in_port)
+            }
+            icmp::V6_NEIGHBOR_SOLICIT | icmp::V6_NEIGHBOR_ADVERT => {
+                let nd = match icmp::parse_nd(&pkt.frame()[body_at..body_at + plen]) {
+                    Ok(n) => n,
+                    Err(e) => return Verdict::Drop(wire_drop(e)),
+                };
+                if kind == icmp::V6_NEIGHBOR_ADVERT {
+                    if let Some(m) = nd.lladdr {
+                        self.learn(in_port, nd.target, m);
+                    }
+                    return Verdict::Consumed(Absorbed::NeighborAdvert);
+                }
+                if let Some(m) = nd.lladdr {
+                    if port.on_link(&src) {
+                        self.learn(in_port, src, m);
+                    }
+                }
+                if !ours(&nd.target, s) {
+                    return Verdict::Drop(DropReason::NotForUs);
+                }
+                let reply_dst = if src == [0; 16] {
+                    let mut all = [0u8; 16];
+                    all[0] = 0xff;
+                    all[1] = 0x02;
+                    all[15] = 1;
+                    all
+                } else {
+                    src
+                };
+                let need = l3 + ipv6::HEADER_LEN + icmp::ND_LEN;
+                if pkt.start + need > pkt.buf.len() {
+                    return Verdict::Drop(DropReason::NoHeadroom);
+                }
+                pkt.len = need;
+                let f = pkt.frame_mut();
+                swap_l2(f, &port.mac);
+                ipv6::emit(
+                    &mut f[l3..],
+                    nd.target,
+                    reply_dst,
+                    PROTO_ICMPV6,
+                    icmp::ND_LEN,
+                    255,
+                );
+                let b = &mut f[body_at..body_at + icmp::ND_LEN];
+                icmp::emit_nd(b, icmp::V6_NEIGHBOR_ADVERT, &nd.target, &port.mac);
+                icmp::fill_checksum_v6(&nd.target, &reply_dst, b);
+                self.counters.nd_replies.inc();
+                Verdict::Tx(in_port)
+            }
+            _ => Verdict::Drop(DropReason::NotForUs),
+        }
+    }
+}
+
+impl Core {
+    /// Writes a health probe for (backend, path) into `buf`: returns the port to send it on
+    /// and its length, or None when it cannot go (no address of the backend's family on the
+    /// port, the next hop not resolved yet, or no such series).
+    pub fn build_probe(
+        &mut self,
+        backend: u16,
+        path: u8,
+        round: u8,
+        method: probe::Method,
+        buf: &mut [u8],
+    ) -> Option<(u8, usize)> {
+        let s = Arc::clone(&self.services);
+        let b = s.backends.get(usize::from(backend))?;
+        let p = *b.paths.get(usize::from(path))?;
+        let series = b.series.checked_add(u16::from(path))?;
+        if usize::from(series) >= probe::MAX_SERIES {
+            return None;
+        }
+        let out = s.ports.get(usize::from(p.port))?;
+        let src = if b.v6 {
+            out.ipv6?.0
+        } else {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&out.ipv4?.0);
+            a
+        };
+        let dst_mac = match p.mac {
+            Some(m) => m,
+            None => self.state.resolve(p.port, out, &b.addr, b.v6)?,
+        };
+        let pr = probe::Probe {
+            method,
+            src_mac: out.mac,
+            dst_mac,
+            src,
+            dst: b.addr,
+            v6: b.v6,
+            series,
+            dport: b.port,
+            round,
+        };
+        let len = probe::write(buf, &pr, self.state.now.us)?;
+        self.state.counters.probes_sent.inc();
+        Some((p.port, len))
+    }
+
+    /// Writes an ARP request or neighbor solicitation for `ip` out of `port` into `buf`;
+    /// returns its length, or None when the port has no address of that family.
+    pub fn build_solicit(
+        &self,
+        port: u8,
+        ip: &[u8; 16],
+        v6: bool,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let info = self.services.ports.get(usize::from(port))?;
+        if v6 {
+            let (src, _) = info.ipv6?;
+            let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp::ND_LEN;
+            if buf.len() < len {
+                return None;
+            }
+            let mut dst = [0u8; 16];
+            dst[0] = 0xff;
+            dst[1] = 0x02;
+            dst[11] = 1;
+            dst[12] = 0xff;
+            dst[13..].copy_from_slice(&ip[13..]);
+            let mac = [0x33, 0x33, dst[12], dst[13], dst[14], dst[15]];
+            ethernet::write_header(buf, &mac, &info.mac, ethernet::ETHERTYPE_IPV6);
+            ipv6::emit(&mut buf[14..], src, dst, PROTO_ICMPV6, icmp::ND_LEN, 255);
+            let b = &mut buf[54..54 + icmp::ND_LEN];
+            icmp::emit_nd(b, icmp::V6_NEIGHBOR_SOLICIT, ip, &info.mac);
+            icmp::fill_checksum_v6(&src, &dst, b);
+            Some(len)
+        } else {
+            let (src, _) = info.ipv4?;
+            let len = 60; // 42 bytes padded to the Ethernet minimum
+            if buf.len() < len {
+                return None;
+            }
+            buf[..len].fill(0);
+            ethernet::write_header(
+                buf,
+                &ethernet::BROADCAST,
+                &info.mac,
+                ethernet::ETHERTYPE_ARP,
+            );
+            let a = arp::Arp {
+                op: arp::OP_REQUEST,
+                sender_mac: info.mac,
+                sender_ip: src.into(),
+                target_mac: [0; 6],
+                target_ip: [ip[0], ip[1], ip[2], ip[3]].into(),
+            };
+            arp::emit(&mut buf[14..], &a);
+            Some(len)
+        }
+    }
+}

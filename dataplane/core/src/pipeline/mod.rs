@@ -1,0 +1,287 @@
+//! The packet core: one frame in, a verdict out, with every rewrite done in place. No DPDK,
+//! no clock, no allocation: the port layer hands in the bytes, the input port and the node's
+//! clock (`Now`, once per burst), and carries out the verdict. Everything the control thread
+//! must hear about (new flows, learned neighbors) goes into a preallocated outbox drained
+//! after each burst.
+//!
+//! A frame goes through the stages in this order, one file each:
+//!
+//! ```text
+//!  demux      Ethernet, ARP / IPv4 / IPv6, then by destination and protocol:
+//!   ├─ local      the node's own traffic: ARP, ND, ICMP echo, probe replies
+//!   ├─ cluster    a packet another node sent on (node header checked, then served)
+//!   └─ flows      TCP/UDP to a service: flow lookup or binding (select/), admission
+//!       │         (admission), passive timing (timing), cluster routing (cluster)
+//!       └─ xmit   out by the service's forwarding mode: nat, dsr, gue, or to a node
+//! ```
+//!
+//! `Core` is what the port layer holds: the services snapshot it reads and the `State` it
+//! changes. They are separate fields so the packet path can borrow the snapshot while it
+//! changes the state, without touching the `Arc`'s reference count per packet.
+
+mod admission;
+mod cluster;
+mod context;
+mod control;
+mod demux;
+mod flows;
+mod local;
+mod timing;
+mod xmit;
+
+pub use timing::hist_for;
+pub use xmit::{GUE_MAX_IP_LEN, NODE_MAX_IP_LEN};
+
+use crate::cluster::Membership;
+use crate::counters::{Absorbed, DropReason, WorkerCounters, MAX_PORTS};
+use crate::flow::table::Lookahead;
+use crate::flow::{Capacity, FlowTable, Timeouts};
+use crate::messages::FromWorker;
+use crate::neighbor::Neighbors;
+use crate::qos::admission::{Load, Queue};
+use crate::qos::hist::HistSet;
+use crate::services::Services;
+use std::sync::Arc;
+
+/// A frame inside its buffer: `buf` is the whole data room (headroom included) so a verdict
+/// may move `start` back to prepend headers, or forward to strip a VLAN tag. `handle` is
+/// the port layer's name for the buffer (an mbuf's address): a frame the core holds in an
+/// admission queue is handed back by it.
+pub struct PacketBuf<'a> {
+    pub buf: &'a mut [u8],
+    pub start: usize,
+    pub len: usize,
+    pub handle: usize,
+}
+
+impl PacketBuf<'_> {
+    #[inline]
+    pub fn frame(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+    #[inline]
+    pub fn frame_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the (rewritten) frame out of this port.
+    Tx(u8),
+    /// Absorbed by the node (an ARP reply it learned from, say); free it, not a drop.
+    Consumed(Absorbed),
+    /// A nat backend's reply whose flow record has not reached this worker yet (it was
+    /// created on another worker a moment ago): park the frame and process it again when a
+    /// record with this hint of its client side (`parking::hint`) arrives. Nothing in the
+    /// frame was changed.
+    Defer(u16),
+    /// A new flow of this service found every backend at its limit (or others waiting
+    /// before it): the core holds the frame (its `handle`) in the service's queue, and
+    /// hands it back through `Core::release_queued` or `Core::drain_queued`. The port layer
+    /// neither sends nor frees it. Nothing in the frame was changed.
+    Hold(u16),
+    Drop(DropReason),
+}
+
+/// The node's clock as the core reads it, handed in once per burst (`Core::set_now`):
+/// milliseconds for the flow tables, microseconds for latency.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Now {
+    pub ms: u32,
+    pub us: u64,
+}
+
+impl Now {
+    /// The clock at `us` microseconds since the node started.
+    #[inline]
+    pub fn from_us(us: u64) -> Now {
+        Now {
+            ms: (us / 1000) as u32,
+            us,
+        }
+    }
+
+    /// The clock at the start of millisecond `ms`.
+    #[inline]
+    pub fn from_ms(ms: u32) -> Now {
+        Now {
+            ms,
+            us: u64::from(ms) * 1000,
+        }
+    }
+}
+
+/// Capacity of the outbox to the control thread, per burst.
+pub const OUTBOX_CAP: usize = 8192;
+/// Flows a one-worker node lists per millisecond when only the listing needs them (100 000
+/// a second, well within the control thread's means); beyond, a flood, they are served but
+/// not listed.
+pub const LISTED_PER_MS: u32 = 100;
+
+/// One worker's packet core: the services snapshot it reads and the state it changes.
+pub struct Core {
+    pub services: Arc<Services>,
+    pub state: State,
+}
+
+/// Everything a worker's packet path changes.
+pub struct State {
+    pub worker: u16,
+    pub table: FlowTable,
+    pub neighbors: Neighbors,
+    pub link_up: [bool; MAX_PORTS],
+    /// Which cluster nodes serve and take new flows (unused on a node on its own).
+    pub membership: Membership,
+    pub counters: Arc<WorkerCounters>,
+    pub outbox: Vec<FromWorker>,
+    /// Flows admitted per backend, shared by the node's workers.
+    pub load: Arc<Load>,
+    /// This period's latency histograms.
+    pub hist: Box<HistSet>,
+    /// The node's clock (set by the port layer per burst).
+    pub now: Now,
+    /// Per service: new flows waiting for a slot (sized at start; see `admission`).
+    pub queues: Vec<Queue>,
+    /// The service whose queue's head is being run again (it must not queue behind itself).
+    releasing: Option<u16>,
+    /// The millisecond this worker last asked the control thread to resolve a neighbor.
+    last_need_ms: u32,
+    /// Other workers on this node (`Options::siblings`), fixed at start.
+    siblings: bool,
+    /// Part of a cluster (peers get flows once their handshake completes).
+    clustered: bool,
+    /// Half-open flows still to be listed in millisecond `listing_ms` (see `announce`).
+    listing_left: u32,
+    listing_ms: u32,
+    /// The frame being processed was processed before (see `Core::process_again`).
+    again: bool,
+}
+
+impl Core {
+    pub fn new(
+        worker: u16,
+        capacity: impl Into<Capacity>,
+        timeouts: Timeouts,
+        services: Arc<Services>,
+        counters: Arc<WorkerCounters>,
+        table_seed: u64,
+    ) -> Core {
+        let hist = Box::new(hist_for(&services));
+        let siblings = services.options.siblings;
+        let clustered = services.cluster.is_some();
+        let queues = admission::queues_for(&services);
+        Core {
+            services,
+            state: State {
+                worker,
+                table: FlowTable::new(capacity, timeouts, table_seed),
+                neighbors: Neighbors::default(),
+                link_up: [true; MAX_PORTS],
+                membership: Membership::default(),
+                counters,
+                outbox: Vec::with_capacity(OUTBOX_CAP),
+                load: Arc::new(Load::default()),
+                hist,
+                now: Now::default(),
+                queues,
+                releasing: None,
+                last_need_ms: u32::MAX,
+                siblings,
+                clustered,
+                listing_left: LISTED_PER_MS,
+                listing_ms: 0,
+                again: false,
+            },
+        }
+    }
+
+    /// Shares the node's admission counts with this core (every worker gets the same).
+    pub fn with_load(mut self, load: Arc<Load>) -> Core {
+        self.state.load = load;
+        self
+    }
+
+    /// The node's clock for what follows (the next burst, messages, housekeeping).
+    #[inline]
+    pub fn set_now(&mut self, now: Now) {
+        self.state.now = now;
+    }
+
+    /// This worker's counters.
+    #[inline]
+    pub fn counters(&self) -> &Arc<WorkerCounters> {
+        &self.state.counters
+    }
+
+    /// Hands an event to the control thread (after the burst, like the core's own).
+    pub fn report(&mut self, m: FromWorker) {
+        self.state.emit(m);
+    }
+
+    /// Processes one frame that arrived on `in_port`.
+    pub fn process(&mut self, in_port: u8, pkt: &mut PacketBuf) -> Verdict {
+        let v = self.state.frame(&self.services, in_port, pkt);
+        let c = &self.state.counters;
+        match v {
+            Verdict::Tx(_) => c.sent.inc(),
+            Verdict::Drop(r) => c.count_drop(r),
+            Verdict::Consumed(k) => c.count_absorbed(k),
+            Verdict::Defer(_) | Verdict::Hold(_) => {}
+        }
+        self.state.give_back_released();
+        v
+    }
+
+    /// Processes a frame again: one that was parked (Defer) or queued (Hold) the first
+    /// time. What counts a frame once on arrival (`node_received`) is not counted again.
+    pub fn process_again(&mut self, in_port: u8, pkt: &mut PacketBuf) -> Verdict {
+        self.state.again = true;
+        let v = self.process(in_port, pkt);
+        self.state.again = false;
+        v
+    }
+
+    /// Where in the flow table this frame's lookup will land, for the port layer to
+    /// prefetch in passes over a burst before processing it (l3fwd's prefetch-ahead,
+    /// applied to the table, whose lines are the cache misses that dominate once flows
+    /// outgrow the cache): [`Core::tags_addr`] first, then [`Core::entry_addr`].
+    #[inline]
+    pub fn lookahead(&self, frame: &[u8]) -> Option<Lookahead> {
+        let key = demux::flow_key(frame)?;
+        Some(self.state.table.lookahead(&key))
+    }
+
+    /// The first line a lookup reads (its bucket's tags).
+    #[inline]
+    pub fn tags_addr(&self, la: Lookahead) -> *const u8 {
+        self.state.table.tags_addr(la)
+    }
+
+    /// The entry a lookup will find, once its tags are in cache.
+    #[inline]
+    pub fn entry_addr(&self, la: Lookahead) -> Option<*const u8> {
+        self.state.table.entry_addr(la)
+    }
+}
+
+impl State {
+    /// Queues an event for the control thread; counted and lost when the outbox is full.
+    #[inline]
+    fn emit(&mut self, m: FromWorker) {
+        if self.outbox.len() < OUTBOX_CAP {
+            self.outbox.push(m);
+        } else {
+            self.counters.outbox_overflow.inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod cluster_tests;
+
+#[cfg(test)]
+mod qos_tests;

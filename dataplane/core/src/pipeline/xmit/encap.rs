@@ -1,0 +1,112 @@
+//! UDP encapsulation, shared by GUE to backends and forwarding between nodes: the IP packet
+//! moves into the headroom behind fresh Ethernet + IP + UDP headers; nothing is copied.
+
+use super::Egress;
+use crate::counters::DropReason;
+use crate::pipeline::{PacketBuf, Verdict};
+use crate::wire::l4::{self, PROTO_UDP};
+use crate::wire::{ethernet, ipv4, ipv6, tunnel};
+
+/// Largest outer IP packet a GUE encapsulation may produce (the backend link's MTU).
+pub const GUE_MAX_IP_LEN: usize = 1500;
+
+/// Largest outer IP packet sent to another node. Links between nodes need an MTU above
+/// the clients' by the 36 (IPv4) or 56 (IPv6) bytes of encapsulation, as with GLB or Katran.
+pub const NODE_MAX_IP_LEN: usize = 9000;
+
+/// The outer UDP header's source port, and the node header when going to a node.
+pub(super) struct Outer<'a> {
+    pub sport: u16,
+    pub node_header: Option<&'a tunnel::Header>,
+}
+
+/// Puts the IP packet at `l3` inside Ethernet + IP + UDP (+ the node header) to `to`,
+/// from the egress port's own address of `to`'s family.
+pub(super) fn udp(
+    pkt: &mut PacketBuf,
+    l3: usize,
+    inner_v6: bool,
+    to: &Egress,
+    outer: &Outer,
+) -> Verdict {
+    let outer_v6 = to.v6;
+    // The inner packet is the IP packet alone (no Ethernet padding).
+    let inner_len = {
+        let f = &pkt.frame()[l3..];
+        if inner_v6 {
+            ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([f[4], f[5]]))
+        } else {
+            usize::from(u16::from_be_bytes([f[2], f[3]]))
+        }
+    };
+    let ip_hdr = if outer_v6 {
+        ipv6::HEADER_LEN
+    } else {
+        ipv4::MIN_HEADER_LEN
+    };
+    let extra = if outer.node_header.is_some() {
+        tunnel::HEADER_LEN
+    } else {
+        0
+    };
+    let head = ethernet::HEADER_LEN + ip_hdr + l4::UDP_LEN + extra;
+    let outer_ip_len = ip_hdr + l4::UDP_LEN + extra + inner_len;
+    let max = if outer.node_header.is_some() {
+        NODE_MAX_IP_LEN
+    } else {
+        GUE_MAX_IP_LEN
+    };
+    if outer_ip_len > max {
+        return Verdict::Drop(DropReason::TooBig);
+    }
+    let inner_start = pkt.start + l3;
+    if inner_start < head || inner_start + inner_len > pkt.buf.len() {
+        return Verdict::Drop(DropReason::NoHeadroom);
+    }
+    let start = inner_start - head;
+    let b = &mut pkt.buf[start..inner_start + inner_len];
+    let ethertype = if outer_v6 {
+        ethernet::ETHERTYPE_IPV6
+    } else {
+        ethernet::ETHERTYPE_IPV4
+    };
+    ethernet::write_header(b, &to.next_mac, &to.out.mac, ethertype);
+    let udp_len = (l4::UDP_LEN + extra + inner_len) as u16;
+    let u = ethernet::HEADER_LEN + ip_hdr;
+    l4::emit_udp_header(&mut b[u..], outer.sport, to.dport, udp_len);
+    if let Some(h) = outer.node_header {
+        tunnel::emit(&mut b[u + l4::UDP_LEN..], h);
+    }
+    if outer_v6 {
+        let Some((src, _)) = to.out.ipv6 else {
+            return Verdict::Drop(DropReason::NoPath);
+        };
+        ipv6::emit(
+            &mut b[ethernet::HEADER_LEN..],
+            src,
+            to.addr,
+            PROTO_UDP,
+            usize::from(udp_len),
+            64,
+        );
+        // IPv6 requires a UDP checksum.
+        l4::fill_checksum(PROTO_UDP, &src, &to.addr, &mut b[u..]);
+    } else {
+        let Some((src, _)) = to.out.ipv4 else {
+            return Verdict::Drop(DropReason::NoPath);
+        };
+        let mut d = [0u8; 4];
+        d.copy_from_slice(&to.addr[..4]);
+        ipv4::emit(
+            &mut b[ethernet::HEADER_LEN..],
+            src,
+            d,
+            PROTO_UDP,
+            usize::from(udp_len),
+            64,
+        );
+    }
+    pkt.start = start;
+    pkt.len = head + inner_len;
+    Verdict::Tx(to.port)
+}

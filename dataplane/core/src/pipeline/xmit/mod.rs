@@ -1,0 +1,75 @@
+//! Transmit: the packet leaves toward a backend (or another node) by the service's
+//! forwarding mode, one file per mode behind one interface, as IPVS keeps its transmit
+//! methods side by side in `ip_vs_xmit.c`. Adding a mode is a file here implementing
+//! `Transmit` and its line in `to_backend` (its name in config's `Mode` aside).
+
+mod dsr;
+mod encap;
+mod gue;
+pub(super) mod nat;
+pub(super) mod node;
+
+pub use encap::{GUE_MAX_IP_LEN, NODE_MAX_IP_LEN};
+
+use super::context::Segment;
+use super::{PacketBuf, Verdict};
+use crate::services::PortInfo;
+use crate::wire::ethernet::{self, Mac};
+use tandem_config::Mode;
+
+/// Where a packet goes: out of `port` (described by `out`) to the next hop `next_mac`,
+/// for the far end `addr`:`dport` (a backend, or another node's forwarding port).
+pub(super) struct Egress<'a> {
+    pub port: u8,
+    pub out: &'a PortInfo,
+    pub next_mac: Mac,
+    pub addr: [u8; 16],
+    /// The far end's address family.
+    pub v6: bool,
+    pub dport: u16,
+}
+
+/// A forwarding mode: what it does to the packet of `seg` in `pkt` so it reaches `to`.
+/// Returns `Tx(to.port)` or why it cannot go.
+pub(super) trait Transmit {
+    fn transmit(&self, pkt: &mut PacketBuf, seg: &Segment, to: &Egress) -> Verdict;
+}
+
+/// The packet of a flow of a service in `mode`, to its backend.
+#[inline(always)]
+pub(super) fn to_backend(mode: Mode, pkt: &mut PacketBuf, seg: &Segment, to: &Egress) -> Verdict {
+    match mode {
+        Mode::Nat => nat::Nat.transmit(pkt, seg, to),
+        Mode::Dsr => dsr::Dsr.transmit(pkt, seg, to),
+        Mode::Gue => gue::Gue.transmit(pkt, seg, to),
+    }
+}
+
+/// Writes a fresh untagged Ethernet header in front of the L3 header at `l3` (stripping a
+/// VLAN tag if there was one).
+#[inline(always)]
+pub(super) fn set_l2(pkt: &mut PacketBuf, l3: usize, dst: &Mac, src: &Mac, v6: bool) {
+    let strip = l3 - ethernet::HEADER_LEN;
+    pkt.start += strip;
+    pkt.len -= strip;
+    let t = if v6 {
+        ethernet::ETHERTYPE_IPV6
+    } else {
+        ethernet::ETHERTYPE_IPV4
+    };
+    ethernet::write_header(pkt.frame_mut(), dst, src, t);
+}
+
+/// Turns the frame around: the sender becomes the destination, the port the source.
+pub(super) fn swap_l2(f: &mut [u8], port_mac: &Mac) {
+    let mut src = [0u8; 6];
+    src.copy_from_slice(&f[6..12]);
+    f[0..6].copy_from_slice(&src);
+    f[6..12].copy_from_slice(port_mac);
+}
+
+/// Entropy for the fabric's ECMP in an encapsulation's UDP source port: the flow's hash.
+#[inline]
+fn entropy_port(seg: &Segment) -> u16 {
+    0xc000 | (seg.key.hash(crate::services::SELECTION_SEED) as u16 & 0x3fff)
+}
