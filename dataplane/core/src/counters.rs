@@ -130,92 +130,84 @@ pub struct PortCounters {
     pub tx_bytes: Counter,
 }
 
-/// Everything one worker counts. Shared (read-only) with the control thread.
-#[derive(Debug)]
-pub struct WorkerCounters {
-    pub ports: [PortCounters; MAX_PORTS],
-    pub drops: [Counter; NUM_DROP_REASONS],
+/// Everything one worker counts, shared (read-only) with the control thread: the counters
+/// by port, reason, kind, backend and service, then the single ones listed in
+/// `worker_counters!` below, which `show stats` lists by name (`WorkerCounters::each`).
+/// Adding a counter is one line there and the place that counts it.
+macro_rules! worker_counters {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        #[derive(Debug)]
+        pub struct WorkerCounters {
+            pub ports: [PortCounters; MAX_PORTS],
+            pub drops: [Counter; NUM_DROP_REASONS],
+            pub absorbed: [Counter; NUM_ABSORBED],
+            /// New flows per backend id, for the control thread's rate and totals.
+            pub backend_new_flows: Box<[Counter]>,
+            pub queues: Box<[QueueCounters]>,
+            $($(#[doc = $doc])* pub $name: Counter,)*
+        }
+
+        impl Default for WorkerCounters {
+            fn default() -> Self {
+                WorkerCounters {
+                    ports: Default::default(),
+                    drops: Default::default(),
+                    absorbed: Default::default(),
+                    backend_new_flows: (0..MAX_BACKENDS).map(|_| Counter::default()).collect(),
+                    queues: (0..MAX_SERVICES).map(|_| QueueCounters::default()).collect(),
+                    $($name: Counter::default(),)*
+                }
+            }
+        }
+
+        impl WorkerCounters {
+            /// Every single counter with its name, in the order listed.
+            pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
+                $(f(stringify!($name), self.$name.get());)*
+            }
+        }
+    };
+}
+
+worker_counters! {
     /// Frames the core handed back to be sent: forwarded packets and the node's replies
     /// (ARP, ICMP echo, neighbor advertisements, resets to probe answers). Every frame
     /// received is, once, either sent, absorbed, dropped, or waiting (parked or queued).
-    pub sent: Counter,
-    pub absorbed: [Counter; NUM_ABSORBED],
+    sent,
     /// Nat replies parked until their flow record arrives (each at most once).
-    pub deferred: Counter,
+    deferred,
     /// Frames parked or queued now (set by the worker each loop).
-    pub waiting: Counter,
-    pub arp_replies: Counter,
-    pub icmp_replies: Counter,
-    pub nd_replies: Counter,
-    pub flows_created: Counter,
-    pub flows_replicated_in: Counter,
-    pub flows_evicted: Counter,
-    pub flows_refused: Counter,
-    pub flows_expired: Counter,
-    pub flows_in_table: Counter,
-    pub path_failovers: Counter,
+    waiting,
+    arp_replies,
+    icmp_replies,
+    nd_replies,
+    flows_created,
+    flows_replicated_in,
+    flows_evicted,
+    flows_refused,
+    flows_expired,
+    flows_in_table,
+    path_failovers,
     /// Packets sent on to another node (encapsulated).
-    pub node_forwarded: Counter,
+    node_forwarded,
     /// Encapsulated packets received from other nodes.
-    pub node_received: Counter,
+    node_received,
     /// Packets of flows served here because their primary node does not serve.
-    pub node_failovers: Counter,
-    pub outbox_overflow: Counter,
+    node_failovers,
+    outbox_overflow,
     /// Announcements past `pipeline::LISTED_PER_MS` that only the control thread's listing
     /// needed, left out (a flood of new flows): this worker serves those flows all the
     /// same; `show flow` lists them when they next change or are refreshed.
-    pub flows_unlisted: Counter,
-    /// Poll loops run, and those that found every RX queue empty (`show stats` loops and
-    /// idle_loops: how busy the worker is).
-    pub bursts: Counter,
-    pub idle_polls: Counter,
-    /// New flows per backend id, for the control thread's rate and totals.
-    pub backend_new_flows: Box<[Counter]>,
-    pub queues: Box<[QueueCounters]>,
-    pub probes_sent: Counter,
-    pub probe_replies: Counter,
+    flows_unlisted,
+    /// Poll loops run, and those that found every RX queue empty (how busy the worker is).
+    loops,
+    idle_loops,
+    probes_sent,
+    probe_replies,
     /// Resets sent to close the handshake a TCP probe's answer opened (replies, in `sent`).
-    pub probe_resets: Counter,
+    probe_resets,
     /// Passive samples recorded (handshakes and responses timed).
-    pub passive_samples: Counter,
-}
-
-impl Default for WorkerCounters {
-    fn default() -> Self {
-        WorkerCounters {
-            ports: Default::default(),
-            drops: Default::default(),
-            sent: Counter::default(),
-            absorbed: Default::default(),
-            deferred: Counter::default(),
-            waiting: Counter::default(),
-            arp_replies: Counter::default(),
-            icmp_replies: Counter::default(),
-            nd_replies: Counter::default(),
-            flows_created: Counter::default(),
-            flows_replicated_in: Counter::default(),
-            flows_evicted: Counter::default(),
-            flows_refused: Counter::default(),
-            flows_expired: Counter::default(),
-            flows_in_table: Counter::default(),
-            path_failovers: Counter::default(),
-            node_forwarded: Counter::default(),
-            node_received: Counter::default(),
-            node_failovers: Counter::default(),
-            outbox_overflow: Counter::default(),
-            flows_unlisted: Counter::default(),
-            bursts: Counter::default(),
-            idle_polls: Counter::default(),
-            backend_new_flows: (0..MAX_BACKENDS).map(|_| Counter::default()).collect(),
-            queues: (0..MAX_SERVICES)
-                .map(|_| QueueCounters::default())
-                .collect(),
-            probes_sent: Counter::default(),
-            probe_replies: Counter::default(),
-            probe_resets: Counter::default(),
-            passive_samples: Counter::default(),
-        }
-    }
+    passive_samples,
 }
 
 impl WorkerCounters {

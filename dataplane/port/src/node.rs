@@ -268,12 +268,12 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     };
     println!(
         "tandem: node {} running; control socket {}",
-        ctl.cfg.node_id,
+        ctl.config().node_id,
         socket_path.display()
     );
 
     let ifaces: Vec<Option<String>> = ctl
-        .cfg
+        .config()
         .ports
         .iter()
         .map(|p| af_packet_iface(&p.devargs).map(String::from))
@@ -314,15 +314,18 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
             for (i, p) in eth.iter().enumerate() {
                 let s = p.stats();
                 kernel_drops[i] += packet_sockets[i].as_ref().map_or(0, |p| p.take_drops());
-                ctl.device_stats[i] = DeviceStats {
-                    kernel_drops: kernel_drops[i],
-                    ipackets: s.ipackets,
-                    opackets: s.opackets,
-                    imissed: s.imissed,
-                    ierrors: s.ierrors,
-                    oerrors: s.oerrors,
-                    rx_nombuf: s.rx_nombuf,
-                };
+                ctl.set_device_stats(
+                    i,
+                    DeviceStats {
+                        kernel_drops: kernel_drops[i],
+                        ipackets: s.ipackets,
+                        opackets: s.opackets,
+                        imissed: s.imissed,
+                        ierrors: s.ierrors,
+                        oerrors: s.oerrors,
+                        rx_nombuf: s.rx_nombuf,
+                    },
+                );
             }
             ctl.sample_rates(now);
             ctl.expire_flows(now);

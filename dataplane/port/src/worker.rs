@@ -156,12 +156,12 @@ impl Worker {
                 }
             }
             self.core.housekeeping_paced();
-            counters.bursts.inc();
+            counters.loops.inc();
             counters
                 .waiting
                 .set((self.parked.len() + self.core.queued_len()) as u64);
             if got == 0 {
-                counters.idle_polls.inc();
+                counters.idle_loops.inc();
                 if !self.idle_sleep.is_zero() {
                     std::thread::sleep(self.idle_sleep);
                 }

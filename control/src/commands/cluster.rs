@@ -1,0 +1,152 @@
+//! The cluster: `show nodes`, and `node drain|enable` for this node.
+
+use super::{err, no_args, ok, Command, Spec};
+use crate::state::Control;
+use serde_json::{json, Map, Value};
+use std::time::{Duration, Instant};
+use tandem_dataplane::flow::key::bytes_addr;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cmd {
+    Nodes,
+    Drain { deadline: Option<Duration> },
+    Enable,
+}
+
+pub(super) const COMMANDS: &[Spec] = &[
+    Spec {
+        name: "show nodes",
+        args: "",
+        about: "cluster nodes: alive, heartbeat age, readiness, flows, sync traffic, lag",
+        parse: |a| no_args(a, Command::Cluster(Cmd::Nodes)),
+    },
+    Spec {
+        name: "node drain",
+        args: "[DURATION]",
+        about: "this node takes no new flows; serves its own until they end or DURATION passes",
+        parse: |a| match a {
+            [] => Ok(Command::Cluster(Cmd::Drain { deadline: None })),
+            [d] => tandem_config::units::parse_duration(d)
+                .map(|d| Command::Cluster(Cmd::Drain { deadline: Some(d) }))
+                .map_err(|e| format!("node drain: {e}")),
+            _ => Err("usage: node drain [DURATION]".into()),
+        },
+    },
+    Spec {
+        name: "node enable",
+        args: "",
+        about: "this node takes new flows again",
+        parse: |a| no_args(a, Command::Cluster(Cmd::Enable)),
+    },
+];
+
+const NOT_CLUSTERED: &str = "this node is not part of a cluster (no [cluster] in its config)";
+
+pub(super) fn run(ctl: &mut Control, c: Cmd) -> Value {
+    match c {
+        Cmd::Nodes => show_nodes(ctl),
+        Cmd::Drain { deadline } => node_drain(ctl, deadline),
+        Cmd::Enable => match ctl.cluster_mut() {
+            Some(c) => {
+                c.undrain();
+                ok("node enable", Map::new())
+            }
+            None => err(NOT_CLUSTERED),
+        },
+    }
+}
+
+fn node_drain(ctl: &mut Control, deadline: Option<Duration>) -> Value {
+    let Some(c) = ctl.cluster_mut() else {
+        return err(NOT_CLUSTERED);
+    };
+    let now = Instant::now();
+    let until = c.drain(deadline, now);
+    ok(
+        "node drain",
+        Map::from_iter([(
+            "serves_own_flows_for_s".into(),
+            json!(until.duration_since(now).as_secs_f64()),
+        )]),
+    )
+}
+
+fn show_nodes(ctl: &Control) -> Value {
+    let Some(c) = ctl.cluster() else {
+        return err(NOT_CLUSTERED);
+    };
+    let now = Instant::now();
+    let mut nodes = Vec::new();
+    for (i, n) in c.view.nodes.iter().enumerate() {
+        let addr = bytes_addr(&n.addr, n.v6).to_string();
+        if i == usize::from(c.view.me) {
+            nodes.push(json!({
+                "id": n.id,
+                "self": true,
+                "address": addr,
+                "alive": true,
+                "heartbeat_age_ms": Value::Null,
+                "status": c.status(now),
+                "serving": c.membership.serves(c.view.me),
+                "flows": ctl.flows().len(),
+                "datagrams_in": c.peers.iter().map(|p| p.stats.datagrams_in).sum::<u64>(),
+                "datagrams_out": c.peers.iter().map(|p| p.stats.datagrams_out).sum::<u64>(),
+                "records_in": c.peers.iter().map(|p| p.stats.records_in).sum::<u64>(),
+                "records_out": c.peers.iter().map(|p| p.stats.records_out).sum::<u64>(),
+                "auth_failures": c.peers.iter().map(|p| p.stats.auth_failures).sum::<u64>(),
+                "replays": c.peers.iter().map(|p| p.stats.replays).sum::<u64>(),
+                "lag_ms": Value::Null,
+            }));
+            continue;
+        }
+        let Some(p) = c.peers.iter().find(|p| p.cfg.id == n.id) else {
+            continue;
+        };
+        nodes.push(json!({
+            "id": n.id,
+            "self": false,
+            "address": addr,
+            "alive": p.alive,
+            "heartbeat_age_ms": p.last_heard.map(|t| now.duration_since(t).as_millis() as u64),
+            "status": crate::cluster::Cluster::peer_status(p),
+            "serving": c.membership.serves(p.index),
+            "flows": p.flows,
+            "datagrams_in": p.stats.datagrams_in,
+            "datagrams_out": p.stats.datagrams_out + c.heartbeats_sent(p.cfg.id),
+            "records_in": p.stats.records_in,
+            "records_out": p.stats.records_out,
+            "auth_failures": p.stats.auth_failures,
+            "replays": p.stats.replays,
+            "snapshot_requests_refused": p.stats.snapshot_requests_refused,
+            "lag_ms": c.lag(p, now).as_millis() as u64,
+        }));
+    }
+    let mut refused = Map::new();
+    for (r, n) in crate::cluster::REFUSALS.iter().zip(c.refused) {
+        refused.insert(r.name().into(), json!(n));
+    }
+    // Records from authentic datagrams that were not applied, in all and by reason.
+    refused.insert(
+        "invalid_records".into(),
+        json!(c.records_invalid.iter().sum::<u64>()),
+    );
+    let mut invalid = Map::new();
+    for (r, n) in crate::cluster::RecordRefusal::ALL
+        .iter()
+        .zip(c.records_invalid)
+    {
+        invalid.insert(r.name().into(), json!(n));
+    }
+    refused.insert("invalid_records_by_reason".into(), Value::Object(invalid));
+    ok(
+        "show nodes",
+        Map::from_iter([
+            ("node".into(), json!(c.me)),
+            ("status".into(), json!(c.status(now))),
+            ("sync".into(), json!(c.local_addr().to_string())),
+            ("snapshot_records".into(), json!(c.snapshot_records)),
+            ("refused".into(), Value::Object(refused)),
+            ("nodes".into(), Value::Array(nodes)),
+        ]),
+    )
+}

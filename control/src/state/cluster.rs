@@ -1,0 +1,152 @@
+//! The cluster as the control thread sees it: the sync channel read each tick (peers'
+//! records checked and stored on every worker, snapshot requests answered from the master
+//! view), membership changes handed to the workers.
+
+use super::flows::MasterFlow;
+use super::Control;
+use crate::cluster::codec::WireRecord;
+use crate::cluster::{Cluster, Inbound, RecordRefusal};
+use std::time::Instant;
+use tandem_dataplane::cluster::NO_NODE;
+use tandem_dataplane::flow::{FlowRecord, FlowState, Mark};
+use tandem_dataplane::messages::ToWorker;
+
+impl Control {
+    /// Joins the cluster: records go to peers from now on.
+    pub fn attach_cluster(&mut self, c: Cluster) {
+        self.cluster = Some(c);
+    }
+
+    /// Reads the sync channel and runs the cluster's timers; tells the workers when the
+    /// membership changes. Returns how many datagrams were handled.
+    pub fn poll_cluster(&mut self, now: Instant) -> usize {
+        let Some(c) = self.cluster.as_mut() else {
+            return 0;
+        };
+        let inbound = c.receive(now, 4096);
+        let n = inbound.len();
+        for i in inbound {
+            match i {
+                Inbound::Records { from, records } => {
+                    for w in &records {
+                        self.take_peer_record(from, w, now);
+                    }
+                }
+                Inbound::SnapshotRequest { from } => {
+                    let Some(c) = self.cluster.as_mut() else {
+                        break;
+                    };
+                    if !c.may_answer_snapshot(from, now) {
+                        continue;
+                    }
+                    let view = &c.view;
+                    let recs: Vec<WireRecord> = self
+                        .flows
+                        .map
+                        .iter()
+                        .filter(|(_, f)| f.rec.bound())
+                        .map(|(k, f)| WireRecord::from_record(*k, &f.rec, |i| view.id_of(i)))
+                        .collect();
+                    if let Some(c) = self.cluster.as_mut() {
+                        c.answer_snapshot(from, &recs);
+                    }
+                }
+            }
+        }
+        let flows = self.flows.map.len() as u32;
+        let Some(c) = self.cluster.as_mut() else {
+            return n;
+        };
+        c.local_flows = flows;
+        if let Some(m) = c.tick(now) {
+            self.broadcast(None, || ToWorker::Nodes(m));
+        }
+        n
+    }
+
+    /// A record from a peer: checked against our services, then stored on every worker.
+    pub(super) fn take_peer_record(&mut self, from: u16, w: &WireRecord, now: Instant) {
+        let rec = match self.record_from_wire(w) {
+            Ok(rec) => rec,
+            Err(why) => {
+                if let Some(c) = self.cluster.as_mut() {
+                    c.records_invalid[why.index()] += 1;
+                }
+                return;
+            }
+        };
+        let key = w.key;
+        let e = self.flows.map.entry(key).or_insert(MasterFlow {
+            rec,
+            worker: 0,
+            node: from,
+            created: now,
+            updated: now,
+        });
+        e.rec = rec;
+        e.node = from;
+        e.updated = now;
+        self.broadcast(None, || ToWorker::Flow { key, rec });
+    }
+
+    /// A wire record as this node stores it, or why not: it names a service, backend, path,
+    /// port or node this node does not have, or holds what no node would send.
+    pub fn record_from_wire(&self, w: &WireRecord) -> Result<FlowRecord, RecordRefusal> {
+        let s = &self.snapshot;
+        let view = &self
+            .cluster
+            .as_ref()
+            .ok_or(RecordRefusal::UnknownService)?
+            .view;
+        let svc = s
+            .services
+            .get(usize::from(w.service))
+            .ok_or(RecordRefusal::UnknownService)?;
+        let b = s
+            .backends
+            .get(usize::from(w.backend))
+            .ok_or(RecordRefusal::BadIndex)?;
+        let k = &w.key;
+        if k.proto != svc.proto || k.dst != svc.vip || k.dport != svc.port || k.v6 != svc.v6 {
+            return Err(RecordRefusal::KeyMismatch);
+        }
+        if b.service != svc.id
+            || usize::from(w.primary_path) >= b.paths.len()
+            || usize::from(w.backup_path) >= b.paths.len()
+            || usize::from(w.ingress_port) >= self.ports.len()
+        {
+            return Err(RecordRefusal::BadIndex);
+        }
+        let udp_state = w.state == FlowState::Udp;
+        if udp_state != (k.proto == 17) {
+            return Err(RecordRefusal::StateForProtocol);
+        }
+        let primary_node = view
+            .index_of(w.primary_node)
+            .ok_or(RecordRefusal::BadNodes)?;
+        let backup_node = match w.backup_node {
+            0 => NO_NODE,
+            id => view.index_of(id).ok_or(RecordRefusal::BadNodes)?,
+        };
+        if backup_node == primary_node {
+            return Err(RecordRefusal::BadNodes);
+        }
+        let now_ms = 0;
+        Ok(FlowRecord {
+            service: w.service,
+            backend: w.backend,
+            primary_path: w.primary_path,
+            backup_path: w.backup_path,
+            state: w.state,
+            ingress_port: w.ingress_port,
+            primary_node,
+            backup_node,
+            client_mac: w.client_mac,
+            last_seen_ms: now_ms,
+            last_sync_ms: now_ms,
+            admitted: false,
+            mark: Mark::None,
+            mark_us: 0,
+        })
+    }
+}

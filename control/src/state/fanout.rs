@@ -1,0 +1,171 @@
+//! Fan-out to the workers: each worker's channels with a backlog for when its inbox is
+//! full, and the worker events the control thread acts on (flows listed and replicated to
+//! the other workers and the peers, neighbors shared, histograms and probe results to QoS).
+
+use super::flows::MasterFlow;
+use super::Control;
+use crate::cluster::codec::WireRecord;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+use tandem_dataplane::counters::WorkerCounters;
+use tandem_dataplane::messages::{FromWorker, ToWorker};
+
+/// The control thread's end of one worker's channels.
+pub struct WorkerLink {
+    pub tx: Sender<ToWorker>,
+    pub rx: Receiver<FromWorker>,
+    pub counters: Arc<WorkerCounters>,
+    /// Messages that found the worker's inbox full, sent first on the next tick.
+    pub(super) pending: VecDeque<ToWorker>,
+}
+
+impl WorkerLink {
+    pub fn new(
+        tx: Sender<ToWorker>,
+        rx: Receiver<FromWorker>,
+        counters: Arc<WorkerCounters>,
+    ) -> Self {
+        WorkerLink {
+            tx,
+            rx,
+            counters,
+            pending: VecDeque::new(),
+        }
+    }
+
+    pub(super) fn send(&mut self, m: ToWorker) {
+        if !self.pending.is_empty() {
+            self.pending.push_back(m);
+            return;
+        }
+        match self.tx.try_send(m) {
+            Ok(()) => {}
+            Err(TrySendError::Full(m)) => self.pending.push_back(m),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some(m) = self.pending.pop_front() {
+            match self.tx.try_send(m) {
+                Ok(()) => {}
+                Err(TrySendError::Full(m)) => {
+                    self.pending.push_front(m);
+                    return;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.pending.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Control {
+    /// Sends a message to every worker but `except`.
+    pub(super) fn broadcast(&mut self, except: Option<u16>, make: impl Fn() -> ToWorker) {
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            if Some(i as u16) != except {
+                w.send(make());
+            }
+        }
+    }
+
+    /// Drains every worker's events and acts on them. Returns how many were handled.
+    pub fn poll_workers(&mut self, now: Instant) -> usize {
+        let mut handled = 0;
+        for w in &mut self.workers {
+            w.flush();
+        }
+        for wi in 0..self.workers.len() {
+            // Bounded per tick so one busy worker cannot starve the socket.
+            for _ in 0..65_536 {
+                let Ok(ev) = self.workers[wi].rx.try_recv() else {
+                    break;
+                };
+                handled += 1;
+                self.handle(ev, now);
+            }
+        }
+        handled
+    }
+
+    fn handle(&mut self, ev: FromWorker, now: Instant) {
+        match ev {
+            FromWorker::Flow {
+                worker,
+                key,
+                rec,
+                peers,
+            } => {
+                let e = self.flows.map.entry(key).or_insert(MasterFlow {
+                    rec,
+                    worker,
+                    node: 0,
+                    created: now,
+                    updated: now,
+                });
+                e.rec = rec;
+                e.worker = worker;
+                e.node = 0;
+                e.updated = now;
+                if peers {
+                    if let Some(c) = self.cluster.as_mut() {
+                        let view = &c.view;
+                        let w = WireRecord::from_record(key, &rec, |i| view.id_of(i));
+                        c.queue_record(&w, now);
+                    }
+                }
+                if self.workers.len() > 1 {
+                    self.flows.replicated += 1;
+                    self.broadcast(Some(worker), || ToWorker::Flow { key, rec });
+                }
+            }
+            FromWorker::Neighbor { port, ip, mac } => {
+                self.net.neighbors.insert((port, ip), (mac, now));
+                self.broadcast(None, || ToWorker::Neighbor { port, ip, mac });
+            }
+            FromWorker::NeedNeighbor { port, ip, v6 } => self.solicit(port, ip, v6, now),
+            FromWorker::Retired(old) => drop(old),
+            FromWorker::Measured { hist, .. } => {
+                self.qos.windows.merge(&hist);
+                let mut hist = hist;
+                hist.clear();
+                self.measure.spare.push(hist);
+                if self.measure.outstanding > 0 {
+                    self.measure.outstanding -= 1;
+                    if self.measure.outstanding == 0 {
+                        self.recompute_qos(now);
+                    }
+                }
+            }
+            FromWorker::Probe {
+                backend,
+                path,
+                round,
+                outcome,
+            } => {
+                let cfgs = &self.services_cfg;
+                if self
+                    .qos
+                    .probe_result(now, cfgs, backend, path, round, Some(outcome))
+                {
+                    self.recompute_qos(now);
+                }
+            }
+            FromWorker::ProbeUnsent {
+                backend,
+                path,
+                round,
+            } => {
+                let cfgs = &self.services_cfg;
+                if self.qos.probe_result(now, cfgs, backend, path, round, None) {
+                    self.recompute_qos(now);
+                }
+            }
+        }
+    }
+}

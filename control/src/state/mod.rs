@@ -1,0 +1,262 @@
+//! The control thread's state, in small units: fan-out to the workers (`fanout`), the master
+//! flow view (`flows`), neighbors and links (`neighbors`), rates (`rates`), QoS duties
+//! (`qos`) and the cluster (`cluster`); here, what ties them: the running services and their
+//! snapshot. Owns no DPDK handle, so it is tested without an EAL. Commands read it through
+//! the accessors below and change it through its methods.
+
+mod cluster;
+mod fanout;
+mod flows;
+mod neighbors;
+mod qos;
+mod rates;
+
+pub use fanout::WorkerLink;
+pub use flows::MasterFlow;
+pub use neighbors::{NEIGHBOR_REFRESH, SOLICIT_INTERVAL};
+pub use rates::{DeviceStats, Rates};
+
+use crate::cluster::Cluster;
+use crate::flowmap::{self, FlowMap};
+use crate::qos::Qos;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tandem_config::{BackendState, Config, Mode, ServiceConfig};
+use tandem_dataplane::cluster::ClusterView;
+use tandem_dataplane::flow::Timeouts;
+use tandem_dataplane::messages::ToWorker;
+use tandem_dataplane::qos::admission::Load;
+use tandem_dataplane::services::{BackendLive, Options, PortInfo, Services};
+use tandem_dataplane::wire::ethernet::Mac;
+
+pub struct Control {
+    cfg: Config,
+    /// The services as they stand now (states and weights changed at run time).
+    services_cfg: Vec<ServiceConfig>,
+    ports: Vec<PortInfo>,
+    snapshot: Arc<Services>,
+    started: Instant,
+    timeouts: Timeouts,
+    /// Flows admitted per backend (shared with the workers).
+    load: Arc<Load>,
+    workers: Vec<WorkerLink>,
+    flows: flows::FlowView,
+    net: neighbors::Neighborhood,
+    meter: rates::RateMeter,
+    /// Health, latency windows, QoS factors, standbys.
+    qos: Qos,
+    measure: qos::Measuring,
+    /// Membership and the sync channel, when this node is part of a cluster.
+    cluster: Option<Cluster>,
+}
+
+/// The services snapshot, with what QoS has learned of each backend (`live`, empty at
+/// start: all healthy at full share) and the cluster's nodes when there is a cluster.
+pub fn build_snapshot(
+    generation: u64,
+    cfg: &Config,
+    ports: &[PortInfo],
+    services: &[ServiceConfig],
+    live: &[BackendLive],
+) -> Services {
+    let view = cfg
+        .cluster
+        .as_ref()
+        .and_then(|c| ClusterView::new(c, cfg.node_id as u16, ports));
+    Services::build_with(
+        generation,
+        ports.to_vec(),
+        services,
+        live,
+        Options::from_config(cfg),
+    )
+    .with_cluster(view)
+}
+
+impl Control {
+    pub fn new(cfg: Config, ports: Vec<PortInfo>, workers: Vec<WorkerLink>) -> Control {
+        let services_cfg = cfg.services.clone();
+        let snapshot = Arc::new(build_snapshot(1, &cfg, &ports, &services_cfg, &[]));
+        let now = Instant::now();
+        let qos = Qos::new(&cfg, now);
+        let f = &cfg.flows;
+        let timeouts = Timeouts::new(
+            f.tcp_syn_timeout,
+            f.tcp_established_timeout,
+            f.tcp_closing_timeout,
+            f.udp_timeout,
+        );
+        let nports = ports.len();
+        let room = ((f.capacity + f.capacity_v6) as usize).min(1 << 20);
+        Control {
+            cfg,
+            services_cfg,
+            ports,
+            snapshot,
+            workers,
+            flows: flows::FlowView {
+                // Room for a million before the first rehash (a pause for the control thread).
+                map: flowmap::with_capacity(room),
+                replicated: 0,
+            },
+            net: neighbors::Neighborhood {
+                neighbors: HashMap::new(),
+                solicited: HashMap::new(),
+                link_up: vec![true; nports],
+            },
+            meter: rates::RateMeter::new(nports),
+            started: Instant::now(),
+            timeouts,
+            cluster: None,
+            measure: qos::Measuring {
+                spare: Vec::new(),
+                outstanding: 0,
+                last_period: now,
+                published_live: qos.live.clone(),
+                hooks: Vec::new(),
+            },
+            qos,
+            load: Arc::new(Load::default()),
+        }
+    }
+
+    /// Shares the node's admission counts (the workers' cores hold the same).
+    pub fn with_load(mut self, load: Arc<Load>) -> Control {
+        self.load = load;
+        self
+    }
+
+    /// Changes a backend's state or weight and hands every worker a new snapshot.
+    pub fn update_backend(
+        &mut self,
+        service: &str,
+        backend: &str,
+        state: Option<BackendState>,
+        weight: Option<u32>,
+    ) -> Result<(), String> {
+        let svc = self
+            .services_cfg
+            .iter_mut()
+            .find(|s| s.name == service)
+            .ok_or_else(|| format!("no service named \"{service}\""))?;
+        let b = svc
+            .backends
+            .iter_mut()
+            .find(|b| b.name == backend)
+            .ok_or_else(|| format!("service \"{service}\" has no backend named \"{backend}\""))?;
+        if let Some(s) = state {
+            b.state = s;
+        }
+        if let Some(w) = weight {
+            if w > tandem_config::MAX_WEIGHT {
+                return Err(format!(
+                    "weight {w} is above the maximum {}",
+                    tandem_config::MAX_WEIGHT
+                ));
+            }
+            b.weight = w;
+        }
+        self.publish_services();
+        Ok(())
+    }
+
+    fn publish_services(&mut self) {
+        let gen = self.snapshot.generation + 1;
+        let snap = Arc::new(build_snapshot(
+            gen,
+            &self.cfg,
+            &self.ports,
+            &self.services_cfg,
+            &self.qos.live,
+        ));
+        self.snapshot = Arc::clone(&snap);
+        self.broadcast(None, || ToWorker::Services(Arc::clone(&snap)));
+    }
+
+    pub fn service_mode(&self, service: u16) -> Option<Mode> {
+        self.snapshot
+            .services
+            .get(usize::from(service))
+            .map(|s| s.mode)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn ports(&self) -> &[PortInfo] {
+        &self.ports
+    }
+
+    /// The services snapshot the workers run.
+    pub fn snapshot(&self) -> &Arc<Services> {
+        &self.snapshot
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Flows admitted per backend.
+    pub fn load(&self) -> &Load {
+        &self.load
+    }
+
+    pub fn workers(&self) -> &[WorkerLink] {
+        &self.workers
+    }
+
+    /// The master flow view.
+    pub fn flows(&self) -> &FlowMap<MasterFlow> {
+        &self.flows.map
+    }
+
+    /// Records handed from one worker to the others.
+    pub fn flows_replicated(&self) -> u64 {
+        self.flows.replicated
+    }
+
+    pub fn neighbors(&self) -> &HashMap<(u8, [u8; 16]), (Mac, Instant)> {
+        &self.net.neighbors
+    }
+
+    pub fn link_up(&self) -> &[bool] {
+        &self.net.link_up
+    }
+
+    pub fn rates(&self) -> &Rates {
+        &self.meter.rates
+    }
+
+    pub fn device_stats(&self) -> &[DeviceStats] {
+        &self.meter.device_stats
+    }
+
+    /// The port layer's latest reading of port `i`'s device counters.
+    pub fn set_device_stats(&mut self, i: usize, d: DeviceStats) {
+        if let Some(s) = self.meter.device_stats.get_mut(i) {
+            *s = d;
+        }
+    }
+
+    pub fn qos(&self) -> &Qos {
+        &self.qos
+    }
+
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+
+    pub fn cluster_mut(&mut self) -> Option<&mut Cluster> {
+        self.cluster.as_mut()
+    }
+
+    /// Pending messages to workers (for tests and `show stats`).
+    pub fn pending_to_workers(&self) -> usize {
+        self.workers.iter().map(|w| w.pending.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,434 @@
+//! The control thread with real packet cores on its channels: replication between
+//! workers, the master flow view, records from peers, commands.
+
+use super::*;
+use crossbeam_channel::{Receiver, Sender};
+use std::net::IpAddr;
+use std::time::Duration;
+use tandem_dataplane::counters::WorkerCounters;
+use tandem_dataplane::flow::{FlowRecord, FlowState};
+use tandem_dataplane::messages::FromWorker;
+use tandem_dataplane::pipeline::{Core, Verdict};
+use tandem_dataplane::testkit::{self, run};
+use tandem_dataplane::wire::l4::{ACK, SYN};
+
+const CONFIG: &str = r#"
+[node]
+id = 1
+[eal]
+args = []
+[[port]]
+name = "front"
+devargs = "net_null0"
+ipv4 = "10.0.0.1/24"
+[[port]]
+name = "back"
+devargs = "net_null1"
+ipv4 = "10.1.0.1/24"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "nat"
+[[service.backend]]
+name = "a"
+address = "10.1.0.11"
+port = 8080
+paths = [{ port = "back", mac = "02:00:00:00:01:11" }]
+[[service.backend]]
+name = "b"
+address = "10.1.0.12"
+port = 8080
+paths = [{ port = "back" }]
+"#;
+const MACS: [Mac; 2] = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]];
+
+fn node(workers: usize) -> (Control, Vec<Core>) {
+    let cfg = Config::from_toml(CONFIG).unwrap();
+    let ports: Vec<PortInfo> = cfg
+        .ports
+        .iter()
+        .zip(MACS)
+        .map(|(p, m)| PortInfo::from_config(p, m))
+        .collect();
+    let mut links = Vec::new();
+    let mut cores = Vec::new();
+    let snap = Arc::new(Services::build(1, ports.clone(), &cfg.services));
+    for i in 0..workers {
+        let (to_tx, to_rx) = crossbeam_channel::bounded(1024);
+        let (from_tx, from_rx) = crossbeam_channel::bounded(1024);
+        let counters = Arc::new(WorkerCounters::default());
+        let core = Core::new(
+            i as u16,
+            1024,
+            Timeouts::default(),
+            Arc::clone(&snap),
+            Arc::clone(&counters),
+            5,
+        );
+        cores.push(core);
+        links.push(WorkerLink::new(to_tx, from_rx, counters));
+        // The test moves messages itself: keep the worker ends alive in a side list.
+        WORKER_ENDS.with(|w| w.borrow_mut().push((to_rx, from_tx)));
+    }
+    (Control::new(cfg, ports, links), cores)
+}
+
+thread_local! {
+    static WORKER_ENDS: std::cell::RefCell<Vec<(Receiver<ToWorker>, Sender<FromWorker>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// What the port layer does between bursts: outbox to control, inbox into the core.
+fn exchange(ctl: &mut Control, cores: &mut [Core], now_ms: u32) {
+    for (i, c) in cores.iter_mut().enumerate() {
+        WORKER_ENDS.with(|w| {
+            for ev in c.state.outbox.drain(..) {
+                w.borrow()[i].1.send(ev).unwrap();
+            }
+        });
+    }
+    ctl.poll_workers(Instant::now());
+    for (i, c) in cores.iter_mut().enumerate() {
+        WORKER_ENDS.with(|w| {
+            while let Ok(m) = w.borrow()[i].0.try_recv() {
+                c.set_now(tandem_dataplane::pipeline::Now::from_ms(now_ms));
+                c.apply(m);
+            }
+        });
+    }
+}
+
+/// A nat flow created on worker 0 whose reply arrives on worker 1: the record reaches
+/// worker 1 through the control thread and the reply is rewritten to the VIP.
+#[test]
+fn nat_reply_on_another_worker_finds_the_record() {
+    WORKER_ENDS.with(|w| w.borrow_mut().clear());
+    let (mut ctl, mut cores) = node(2);
+    let client: IpAddr = "198.51.100.7".parse().unwrap();
+    let vip: IpAddr = "192.0.2.10".parse().unwrap();
+    // Backend b has no MAC: teach both workers its neighbor first.
+    let arp = testkit::arp_request(
+        [2, 0, 0, 0, 1, 0x12],
+        "10.1.0.12".parse().unwrap(),
+        "10.1.0.1".parse().unwrap(),
+    );
+    run(&mut cores[0], 1, &arp, 1);
+    exchange(&mut ctl, &mut cores, 1);
+    let syn = testkit::tcp(
+        MACS[0],
+        [2, 0, 0, 0, 0xc, 1],
+        client,
+        40000,
+        vip,
+        80,
+        SYN,
+        b"",
+    );
+    let (v, out) = run(&mut cores[0], 0, &syn, 2);
+    assert_eq!(v, Verdict::Tx(1));
+    let backend = tandem_dataplane::wire::ipv4::Packet::new_checked(&out[14..])
+        .unwrap()
+        .dst();
+    // Before replication worker 1 does not know the flow.
+    let reply = testkit::tcp(
+        MACS[1],
+        [2, 0, 0, 0, 1, 0x11],
+        IpAddr::V4(backend),
+        8080,
+        client,
+        40000,
+        SYN | ACK,
+        b"",
+    );
+    // (the port layer holds such a reply back for a moment instead of dropping it).
+    assert!(matches!(
+        run(&mut cores[1], 1, &reply, 3).0,
+        Verdict::Defer(_)
+    ));
+    exchange(&mut ctl, &mut cores, 3);
+    let (v, out) = run(&mut cores[1], 1, &reply, 4);
+    assert_eq!(v, Verdict::Tx(0));
+    let p = tandem_dataplane::wire::ipv4::Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(IpAddr::V4(p.src()), vip);
+    testkit::verify_checksums(&out).unwrap();
+    // The control thread's master view has it, for show flow.
+    assert_eq!(ctl.flows.map.len(), 1);
+    let shown =
+        crate::commands::execute(&mut ctl, "show flow tcp 198.51.100.7:40000 192.0.2.10:80");
+    assert_eq!(shown["ok"], true, "{shown}");
+    let by_reply = crate::commands::execute(
+        &mut ctl,
+        &format!("show flow tcp {backend}:8080 198.51.100.7:40000"),
+    );
+    assert_eq!(by_reply["flow"], shown["flow"]);
+    // The client's ACK on worker 1 finds the replicated forward record too.
+    let ack = testkit::tcp(
+        MACS[0],
+        [2, 0, 0, 0, 0xc, 1],
+        client,
+        40000,
+        vip,
+        80,
+        ACK,
+        b"",
+    );
+    assert_eq!(run(&mut cores[1], 0, &ack, 5).0, Verdict::Tx(1));
+    assert_eq!(cores[1].state.counters.flows_created.get(), 0);
+}
+
+#[test]
+fn records_no_node_would_send_are_refused_by_reason() {
+    use crate::cluster::codec::WireRecord;
+    use crate::cluster::RecordRefusal as R;
+    let sync: Vec<u16> = (0..2)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|u| u.local_addr().unwrap().port())
+        .collect();
+    let text = format!(
+        "{CONFIG}[cluster]\nsecret_file = \"/dev/null\"\n\
+         [[cluster.node]]\nid = 1\naddress = \"10.0.0.1\"\nsync = \"127.0.0.1:{}\"\n\
+         [[cluster.node]]\nid = 2\naddress = \"10.0.0.2\"\nsync = \"127.0.0.1:{}\"\n",
+        sync[0], sync[1]
+    );
+    let cfg = Config::from_toml(&text).unwrap();
+    let ports: Vec<PortInfo> = cfg
+        .ports
+        .iter()
+        .zip(MACS)
+        .map(|(p, m)| PortInfo::from_config(p, m))
+        .collect();
+    let mut ctl = Control::new(cfg.clone(), ports, Vec::new());
+    let view = ctl.snapshot.cluster.clone().unwrap();
+    let cluster = Cluster::new(
+        cfg.cluster.as_ref().unwrap(),
+        1,
+        view,
+        b"0123456789abcdef-secret",
+        1,
+        1,
+        Instant::now(),
+    )
+    .unwrap();
+    ctl.attach_cluster(cluster);
+    let good = WireRecord {
+        key: tandem_dataplane::flow::FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], 4000, 80, 6),
+        service: 0,
+        backend: 1,
+        primary_path: 0,
+        backup_path: 0,
+        state: FlowState::Established,
+        ingress_port: 0,
+        primary_node: 2,
+        backup_node: 1,
+        client_mac: [2, 0, 0, 0, 0xc, 1],
+    };
+    assert!(ctl.record_from_wire(&good).is_ok());
+    let no_backup = WireRecord {
+        backup_node: 0,
+        ..good
+    };
+    assert!(ctl.record_from_wire(&no_backup).is_ok());
+    let mut udp_key = good.key;
+    udp_key.proto = 17;
+    for (bad, why) in [
+        (WireRecord { service: 9, ..good }, R::UnknownService),
+        (
+            WireRecord {
+                backend: 99,
+                ..good
+            },
+            R::BadIndex,
+        ),
+        (
+            WireRecord {
+                primary_path: 3,
+                ..good
+            },
+            R::BadIndex,
+        ),
+        (
+            WireRecord {
+                ingress_port: 7,
+                ..good
+            },
+            R::BadIndex,
+        ),
+        (
+            WireRecord {
+                key: tandem_dataplane::flow::FlowKey {
+                    dport: 81,
+                    ..good.key
+                },
+                ..good
+            },
+            R::KeyMismatch,
+        ),
+        (
+            WireRecord {
+                key: udp_key,
+                ..good
+            },
+            R::KeyMismatch,
+        ),
+        (
+            WireRecord {
+                state: FlowState::Udp,
+                ..good
+            },
+            R::StateForProtocol,
+        ),
+        (
+            WireRecord {
+                primary_node: 7,
+                ..good
+            },
+            R::BadNodes,
+        ),
+        (
+            WireRecord {
+                backup_node: 7,
+                ..good
+            },
+            R::BadNodes,
+        ),
+        (
+            WireRecord {
+                backup_node: 2,
+                ..good
+            },
+            R::BadNodes,
+        ),
+    ] {
+        assert_eq!(ctl.record_from_wire(&bad).err(), Some(why), "{bad:?}");
+        ctl.take_peer_record(2, &bad, Instant::now());
+    }
+    let c = ctl.cluster.as_ref().unwrap();
+    assert_eq!(c.records_invalid[R::BadIndex.index()], 3);
+    assert_eq!(c.records_invalid[R::BadNodes.index()], 3);
+    assert_eq!(c.records_invalid.iter().sum::<u64>(), 10);
+    assert!(ctl.flows.map.is_empty(), "nothing refused was stored");
+}
+
+#[test]
+fn show_flows_pages_through_every_flow_once_and_caps_a_page() {
+    WORKER_ENDS.with(|w| w.borrow_mut().clear());
+    let (mut ctl, _cores) = node(1);
+    let t0 = Instant::now();
+    let n = 25_000u32;
+    for i in 0..n {
+        let key = tandem_dataplane::flow::FlowKey::v4(
+            (0x0a00_0000 + i).to_be_bytes(),
+            [192, 0, 2, 10],
+            1024 + (i % 50_000) as u16,
+            80,
+            6,
+        );
+        // Some flows share an update time: the cursor orders them by key hash.
+        let at = t0 + Duration::from_micros(u64::from(i / 3));
+        ctl.flows.map.insert(
+            key,
+            MasterFlow {
+                rec: FlowRecord::default(),
+                worker: 0,
+                node: 0,
+                created: at,
+                updated: at,
+            },
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut cmd = "show flows --limit 1000".to_string();
+    let mut pages = 0;
+    loop {
+        let started = Instant::now();
+        let v = crate::commands::execute(&mut ctl, &cmd);
+        let took = started.elapsed();
+        pages += 1;
+        assert_eq!(v["ok"], true, "{v}");
+        let flows = v["flows"].as_array().unwrap();
+        assert!(flows.len() <= 1_000);
+        for f in flows {
+            let id = format!("{}:{}", f["client"], f["client_port"]);
+            assert!(seen.insert(format!("{f}")), "listed twice: {id}");
+        }
+        if pages == 1 {
+            println!("a page of {} flows of {n} in {took:?}", flows.len());
+        }
+        match v["next"].as_str() {
+            Some(next) => cmd = format!("show flows --after {next} --limit 1000"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 25);
+    assert_eq!(seen.len(), n as usize);
+    // The newest first.
+    let v = crate::commands::execute(&mut ctl, "show flows --limit 1");
+    let newest = ctl
+        .flows
+        .map
+        .values()
+        .map(|f| f.updated)
+        .max()
+        .unwrap()
+        .duration_since(t0);
+    assert!(newest.as_micros() >= u128::from(n / 3 - 1), "{v}");
+    for bad in [
+        "show flows --limit 100000000",
+        "show flows --limit 1001",
+        "show flows --limit 0",
+        "show flows --after x",
+        "show flows --what 1",
+    ] {
+        let v = crate::commands::execute(&mut ctl, bad);
+        assert_eq!(v["ok"], false, "{bad}: {v}");
+    }
+}
+
+#[test]
+fn commands_answer_errors_and_change_backends() {
+    WORKER_ENDS.with(|w| w.borrow_mut().clear());
+    let (mut ctl, _cores) = node(1);
+    for bad in [
+        "",
+        "show",
+        "show nothing",
+        "backend drain web",
+        "backend drain web zz",
+        "backend weight web a x",
+        "show flows --limit x",
+        "show flow tcp 1.2.3.4 5.6.7.8:80",
+        "\u{0}\u{1}",
+    ] {
+        let v = crate::commands::execute(&mut ctl, bad);
+        assert_eq!(v["ok"], false, "{bad:?} -> {v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    let v = crate::commands::execute(&mut ctl, "backend drain web a");
+    assert_eq!(v["ok"], true);
+    assert_eq!(
+        ctl.snapshot.backend_by_name("web", "a").unwrap().state,
+        BackendState::Draining
+    );
+    let v = crate::commands::execute(&mut ctl, "backend weight web b 7");
+    assert_eq!(v["ok"], true);
+    let v = crate::commands::execute(&mut ctl, "show backends web");
+    assert_eq!(v["backends"][1]["weight"], 7);
+    assert_eq!(v["backends"][0]["state"], "draining");
+    let help = crate::commands::execute(&mut ctl, "help");
+    assert!(help["commands"].as_array().unwrap().len() >= 8);
+    // Every snapshot change reaches the worker.
+    WORKER_ENDS.with(|w| assert_eq!(w.borrow()[0].0.len(), 2));
+}
+
+#[test]
+fn next_hops_wanted_include_arp_paths() {
+    WORKER_ENDS.with(|w| w.borrow_mut().clear());
+    let (ctl, _c) = node(1);
+    let hops = ctl.wanted_next_hops();
+    assert_eq!(hops.len(), 1);
+    assert_eq!(&hops[0].1[..4], &[10, 1, 0, 12]);
+}
