@@ -48,7 +48,7 @@ pub(super) fn run(ctl: &mut Control, c: Cmd) -> Value {
         Cmd::Drain { deadline } => node_drain(ctl, deadline),
         Cmd::Enable => match ctl.cluster_mut() {
             Some(c) => {
-                c.undrain();
+                c.sync.undrain();
                 ok("node enable", Map::new())
             }
             None => err(NOT_CLUSTERED),
@@ -61,7 +61,7 @@ fn node_drain(ctl: &mut Control, deadline: Option<Duration>) -> Value {
         return err(NOT_CLUSTERED);
     };
     let now = Instant::now();
-    let until = c.drain(deadline, now);
+    let until = c.sync.drain(deadline, now);
     ok(
         "node drain",
         Map::from_iter([(
@@ -77,29 +77,29 @@ fn show_nodes(ctl: &Control) -> Value {
     };
     let now = Instant::now();
     let mut nodes = Vec::new();
-    for (i, n) in c.view.nodes.iter().enumerate() {
+    for (i, n) in c.sync.view.nodes.iter().enumerate() {
         let addr = bytes_addr(&n.addr, n.v6).to_string();
-        if i == usize::from(c.view.me) {
+        if i == usize::from(c.sync.view.me) {
             nodes.push(json!({
                 "id": n.id,
                 "self": true,
                 "address": addr,
                 "alive": true,
                 "heartbeat_age_ms": Value::Null,
-                "status": c.status(now),
-                "serving": c.membership.serves(c.view.me),
+                "status": c.sync.status(now),
+                "serving": c.sync.membership.serves(c.sync.view.me),
                 "flows": ctl.flows().len(),
-                "datagrams_in": c.peers.iter().map(|p| p.stats.datagrams_in).sum::<u64>(),
-                "datagrams_out": c.peers.iter().map(|p| p.stats.datagrams_out).sum::<u64>(),
-                "records_in": c.peers.iter().map(|p| p.stats.records_in).sum::<u64>(),
-                "records_out": c.peers.iter().map(|p| p.stats.records_out).sum::<u64>(),
-                "auth_failures": c.peers.iter().map(|p| p.stats.auth_failures).sum::<u64>(),
-                "replays": c.peers.iter().map(|p| p.stats.replays).sum::<u64>(),
+                "datagrams_in": c.sync.peers.iter().map(|p| p.stats.datagrams_in).sum::<u64>(),
+                "datagrams_out": c.sync.peers.iter().map(|p| p.stats.datagrams_out).sum::<u64>(),
+                "records_in": c.sync.peers.iter().map(|p| p.stats.records_in).sum::<u64>(),
+                "records_out": c.sync.peers.iter().map(|p| p.stats.records_out).sum::<u64>(),
+                "auth_failures": c.sync.peers.iter().map(|p| p.stats.auth_failures).sum::<u64>(),
+                "replays": c.sync.peers.iter().map(|p| p.stats.replays).sum::<u64>(),
                 "lag_ms": Value::Null,
             }));
             continue;
         }
-        let Some(p) = c.peers.iter().find(|p| p.cfg.id == n.id) else {
+        let Some(p) = c.sync.peers.iter().find(|p| p.cfg.id == n.id) else {
             continue;
         };
         nodes.push(json!({
@@ -108,8 +108,8 @@ fn show_nodes(ctl: &Control) -> Value {
             "address": addr,
             "alive": p.alive,
             "heartbeat_age_ms": p.last_heard.map(|t| now.duration_since(t).as_millis() as u64),
-            "status": crate::cluster::Cluster::peer_status(p),
-            "serving": c.membership.serves(p.index),
+            "status": crate::cluster::Endpoint::peer_status(p),
+            "serving": c.sync.membership.serves(p.index),
             "flows": p.flows,
             "datagrams_in": p.stats.datagrams_in,
             "datagrams_out": p.stats.datagrams_out + c.heartbeats_sent(p.cfg.id),
@@ -118,22 +118,22 @@ fn show_nodes(ctl: &Control) -> Value {
             "auth_failures": p.stats.auth_failures,
             "replays": p.stats.replays,
             "snapshot_requests_refused": p.stats.snapshot_requests_refused,
-            "lag_ms": c.lag(p, now).as_millis() as u64,
+            "lag_ms": c.sync.lag(p, now).as_millis() as u64,
         }));
     }
     let mut refused = Map::new();
-    for (r, n) in crate::cluster::REFUSALS.iter().zip(c.refused) {
+    for (r, n) in crate::cluster::REFUSALS.iter().zip(c.sync.refused) {
         refused.insert(r.name().into(), json!(n));
     }
     // Records from authentic datagrams that were not applied, in all and by reason.
     refused.insert(
         "invalid_records".into(),
-        json!(c.records_invalid.iter().sum::<u64>()),
+        json!(c.sync.records_invalid.iter().sum::<u64>()),
     );
     let mut invalid = Map::new();
     for (r, n) in crate::cluster::RecordRefusal::ALL
         .iter()
-        .zip(c.records_invalid)
+        .zip(c.sync.records_invalid)
     {
         invalid.insert(r.name().into(), json!(n));
     }
@@ -141,10 +141,10 @@ fn show_nodes(ctl: &Control) -> Value {
     ok(
         "show nodes",
         Map::from_iter([
-            ("node".into(), json!(c.me)),
-            ("status".into(), json!(c.status(now))),
+            ("node".into(), json!(c.sync.me)),
+            ("status".into(), json!(c.sync.status(now))),
             ("sync".into(), json!(c.local_addr().to_string())),
-            ("snapshot_records".into(), json!(c.snapshot_records)),
+            ("snapshot_records".into(), json!(c.sync.snapshot_records)),
             ("refused".into(), Value::Object(refused)),
             ("nodes".into(), Value::Array(nodes)),
         ]),

@@ -36,10 +36,10 @@ impl Control {
                     let Some(c) = self.cluster.as_mut() else {
                         break;
                     };
-                    if !c.may_answer_snapshot(from, now) {
+                    if !c.sync.may_answer_snapshot(from, now) {
                         continue;
                     }
-                    let view = &c.view;
+                    let view = &c.sync.view;
                     let recs: Vec<WireRecord> = self
                         .flows
                         .map
@@ -48,7 +48,7 @@ impl Control {
                         .map(|(k, f)| WireRecord::from_record(*k, &f.rec, |i| view.id_of(i)))
                         .collect();
                     if let Some(c) = self.cluster.as_mut() {
-                        c.answer_snapshot(from, &recs);
+                        c.sync.answer_snapshot(from, &recs);
                     }
                 }
             }
@@ -57,7 +57,7 @@ impl Control {
         let Some(c) = self.cluster.as_mut() else {
             return n;
         };
-        c.local_flows = flows;
+        c.sync.local_flows = flows;
         if let Some(m) = c.tick(now) {
             self.broadcast(None, || ToWorker::Nodes(m));
         }
@@ -70,7 +70,7 @@ impl Control {
             Ok(rec) => rec,
             Err(why) => {
                 if let Some(c) = self.cluster.as_mut() {
-                    c.records_invalid[why.index()] += 1;
+                    c.sync.records_invalid[why.index()] += 1;
                 }
                 return;
             }
@@ -97,6 +97,7 @@ impl Control {
             .cluster
             .as_ref()
             .ok_or(RecordRefusal::UnknownService)?
+            .sync
             .view;
         let svc = s
             .services

@@ -114,7 +114,7 @@ impl Control {
                 e.updated = now;
                 if peers {
                     if let Some(c) = self.cluster.as_mut() {
-                        let view = &c.view;
+                        let view = &c.sync.view;
                         let w = WireRecord::from_record(key, &rec, |i| view.id_of(i));
                         c.queue_record(&w, now);
                     }

@@ -307,9 +307,9 @@ fn records_no_node_would_send_are_refused_by_reason() {
         ctl.take_peer_record(2, &bad, Instant::now());
     }
     let c = ctl.cluster.as_ref().unwrap();
-    assert_eq!(c.records_invalid[R::BadIndex.index()], 3);
-    assert_eq!(c.records_invalid[R::BadNodes.index()], 3);
-    assert_eq!(c.records_invalid.iter().sum::<u64>(), 10);
+    assert_eq!(c.sync.records_invalid[R::BadIndex.index()], 3);
+    assert_eq!(c.sync.records_invalid[R::BadNodes.index()], 3);
+    assert_eq!(c.sync.records_invalid.iter().sum::<u64>(), 10);
     assert!(ctl.flows.map.is_empty(), "nothing refused was stored");
 }
 

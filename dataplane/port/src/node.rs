@@ -252,7 +252,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     let socket_path = cfg.control_socket.clone();
     let mut ctl = Control::new(cfg, infos, links).with_load(load);
     if let Some(mut c) = cluster {
-        tracing::info!(sync = %c.local_addr(), nodes = c.view.nodes.len(), "cluster sync channel open");
+        tracing::info!(sync = %c.local_addr(), nodes = c.sync.view.nodes.len(), "cluster sync channel open");
         c.start_heartbeat_thread(Instant::now())?;
         ctl.attach_cluster(c);
     }
