@@ -1,15 +1,15 @@
-//! tandem's configuration: the TOML schema (`schema`), the value parsers (`units`) and the
-//! validation that turns a file into a [`Config`] or into the full list of its problems,
-//! each naming its key and why.
+//! tandem's configuration, in the order a file goes through it: `schema` (the TOML as
+//! written, serde types), `load` (text to schema, every value of the wrong type reported
+//! with its key), `validate` (one file per section: schema to model, every problem with
+//! its key and why), `model` (the checked [`Config`] a node runs from). `units` parses
+//! durations, addresses and MACs; `problem` is what a check reports.
 
-pub mod cluster;
-pub mod qos;
+mod load;
+pub mod model;
+mod problem;
 pub mod schema;
 pub mod units;
 mod validate;
 
-pub use cluster::{ClusterConfig, NodeConfig};
-pub use qos::{
-    HealthConfig, OnBackendDown, ProbeMethod, QosConfig, QueueConfig, Selection, StandbyConfig,
-};
-pub use validate::*;
+pub use model::*;
+pub use problem::Problem;

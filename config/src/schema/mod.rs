@@ -21,8 +21,8 @@ pub struct File {
     #[serde(default)]
     pub service: Vec<Service>,
     pub cluster: Option<Cluster>,
-    pub health: Option<crate::qos::HealthFile>,
-    pub qos: Option<crate::qos::QosFile>,
+    pub health: Option<HealthFile>,
+    pub qos: Option<QosFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,8 +135,8 @@ pub struct Service {
     pub protocol: String,
     #[serde(default)]
     pub mode: String,
-    pub queue: Option<crate::qos::QueueFile>,
-    pub standby: Option<crate::qos::StandbyFile>,
+    pub queue: Option<QueueFile>,
+    pub standby: Option<StandbyFile>,
     #[serde(default)]
     pub backend: Vec<Backend>,
 }
@@ -191,4 +191,54 @@ pub struct ClusterNode {
     pub mac: Option<String>,
     #[serde(default)]
     pub sync: String,
+}
+
+/// `[health]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct HealthFile {
+    pub probe: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub down_after: Option<u32>,
+    pub up_after: Option<u32>,
+    pub on_backend_down: Option<String>,
+}
+
+/// `[qos]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct QosFile {
+    pub window: Option<String>,
+    pub period: Option<String>,
+    pub selection: Option<String>,
+    pub quantile: Option<f64>,
+    pub exponent: Option<f64>,
+    pub tolerance: Option<f64>,
+    pub slack: Option<String>,
+    pub min_factor: Option<f64>,
+    pub min_samples: Option<u32>,
+    pub timeout: Option<String>,
+    pub slow_start: Option<String>,
+    pub decay: Option<String>,
+    pub probation: Option<String>,
+}
+
+/// A service's `queue = { ... }` as written.
+#[derive(Debug, Deserialize)]
+pub struct QueueFile {
+    pub max_len: Option<u32>,
+    pub max_wait: Option<String>,
+}
+
+/// A service's `standby = { ... }` as written.
+#[derive(Debug, Deserialize)]
+pub struct StandbyFile {
+    pub p99_above: Option<String>,
+    #[serde(rename = "for")]
+    pub for_: Option<String>,
+    pub recover_for: Option<String>,
+    pub cooldown: Option<String>,
+    pub healthy_below: Option<u32>,
+    pub hook: Option<String>,
 }

@@ -1,0 +1,230 @@
+//! The validated configuration: what a node runs from, every value checked and every
+//! default filled in (`crate::load` makes one from a file).
+
+mod cluster;
+mod qos;
+
+pub use cluster::*;
+pub use qos::*;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// Forwarding modes by the name `mode` gives them: the one list of them.
+macro_rules! modes {
+    ($($variant:ident => $name:literal,)*) => {
+        /// How a service's packets reach its backends (the packet core's `pipeline::xmit`
+        /// has one file per mode).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Mode { $($variant,)* }
+
+        impl Mode {
+            pub const ALL: &'static [Mode] = &[$(Mode::$variant,)*];
+            pub fn name(self) -> &'static str {
+                match self { $(Mode::$variant => $name,)* }
+            }
+            pub fn parse(s: &str) -> Option<Mode> {
+                match s { $($name => Some(Mode::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+modes! {
+    Nat => "nat",
+    Dsr => "dsr",
+    Gue => "gue",
+}
+
+impl Mode {
+    /// "nat, dsr or gue".
+    pub fn names() -> String {
+        let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+        match names.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendState {
+    Active,
+    Draining,
+    Standby,
+    Down,
+}
+
+impl BackendState {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendState::Active => "active",
+            BackendState::Draining => "draining",
+            BackendState::Standby => "standby",
+            BackendState::Down => "down",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => BackendState::Active,
+            "draining" => BackendState::Draining,
+            "standby" => BackendState::Standby,
+            "down" => BackendState::Down,
+            _ => return None,
+        })
+    }
+}
+
+/// The UDP port a GUE backend listens on when its `port` is left out.
+pub const DEFAULT_GUE_PORT: u16 = 6080;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_id: u32,
+    pub eal_args: Vec<String>,
+    pub ports: Vec<PortConfig>,
+    pub mempool_mbufs: u32,
+    pub mempool_cache: u32,
+    pub workers: WorkersConfig,
+    pub flows: FlowsConfig,
+    pub control_socket: PathBuf,
+    pub services: Vec<ServiceConfig>,
+    /// `None` for a node on its own.
+    pub cluster: Option<ClusterConfig>,
+    pub health: HealthConfig,
+    pub qos: QosConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct PortConfig {
+    pub name: String,
+    pub devargs: String,
+    pub ipv4: Option<(Ipv4Addr, u8)>,
+    pub ipv6: Option<(Ipv6Addr, u8)>,
+    pub gateway: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
+    pub mac: Option<[u8; 6]>,
+    pub rx_descriptors: u16,
+    pub tx_descriptors: u16,
+}
+
+impl PortConfig {
+    /// The DPDK device name: the devargs up to the first comma (`net_pcap0`).
+    pub fn device_name(&self) -> &str {
+        self.devargs.split(',').next().unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkersConfig {
+    pub cores: Vec<usize>,
+    pub burst: usize,
+    pub idle_sleep: Duration,
+}
+
+/// `flows.capacity_v6` when not given: a quarter of `flows.capacity` (at least 16).
+pub fn default_capacity_v6(capacity: u32) -> u32 {
+    (capacity / 4).max(16)
+}
+
+#[derive(Debug, Clone)]
+pub struct FlowsConfig {
+    /// IPv4 flows per worker.
+    pub capacity: u32,
+    /// IPv6 flows per worker (kept apart: their keys are 24 bytes longer).
+    pub capacity_v6: u32,
+    pub tcp_syn_timeout: Duration,
+    pub tcp_established_timeout: Duration,
+    pub tcp_closing_timeout: Duration,
+    pub udp_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub mode: Mode,
+    pub backends: Vec<BackendConfig>,
+    /// Where new flows wait when every backend is at its `max_flows`.
+    pub queue: QueueConfig,
+    pub standby: Option<StandbyConfig>,
+}
+
+impl ServiceConfig {
+    /// True when some backend has an admission limit (so flows are counted and may wait).
+    pub fn admission(&self) -> bool {
+        self.backends.iter().any(|b| b.max_flows > 0)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub weight: u32,
+    pub state: BackendState,
+    /// Most flows at once (0: no limit).
+    pub max_flows: u32,
+    pub paths: Vec<PathConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PathConfig {
+    /// Index into [`Config::ports`].
+    pub port: usize,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// Largest weight a backend may have (selection tables are built from weights).
+pub const MAX_WEIGHT: u32 = 10_000;
+/// CPU ids a worker may name (the system DPDK's RTE_MAX_LCORE).
+pub const MAX_CPU: usize = 128;
+/// Longest flow timeout: the flow table's clock is in milliseconds and wraps at 2^31.
+pub const MAX_FLOW_TIMEOUT: Duration = Duration::from_secs(24 * 24 * 3600);
+/// Most mbufs a mempool may be asked for.
+pub const MAX_MBUFS: u32 = 1 << 24;
+/// Most backends a node can hold over all services.
+pub const MAX_BACKENDS: usize = 1024;
+/// Most services a node can hold.
+pub const MAX_SERVICES: usize = 256;
+/// Most paths one backend may have.
+pub const MAX_PATHS: usize = 8;
+
+impl Config {
+    pub fn port_index(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|p| p.name == name)
+    }
+}

@@ -1,0 +1,386 @@
+//! Whole config files through `Config::from_toml`: every problem with its key, in one run.
+
+use super::*;
+use crate::model::*;
+use std::time::Duration;
+
+const GOOD: &str = r#"
+[node]
+id = 1
+[eal]
+args = ["--no-huge"]
+[[port]]
+name = "front"
+devargs = "net_null0"
+ipv4 = "10.0.0.1/24"
+gateway = "10.0.0.254"
+[[port]]
+name = "back"
+devargs = "net_null1"
+ipv4 = "10.1.0.1/24"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "nat"
+[[service.backend]]
+name = "a"
+address = "10.1.0.11"
+port = 8080
+weight = 2
+paths = [{ port = "back", mac = "02:00:00:00:01:11" }]
+"#;
+
+#[test]
+fn good_config_parses_with_defaults() {
+    let c = Config::from_toml(GOOD).unwrap();
+    assert_eq!(c.workers.burst, 32);
+    assert_eq!(c.services[0].backends[0].paths[0].port, 1);
+    assert_eq!(c.flows.udp_timeout, Duration::from_secs(300));
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    Config::from_toml(text).unwrap_err()
+}
+
+#[test]
+fn every_problem_is_listed_with_its_key() {
+    let bad = GOOD
+        .replace(
+            "gateway = \"10.0.0.254\"",
+            "gateway = \"10.0.0.254\"\ncolour = \"red\"",
+        )
+        .replace("vip = \"192.0.2.10\"", "vip = \"192.0.2.300\"")
+        .replace("{ port = \"back\", mac", "{ port = \"nowhere\", mac");
+    let p = problems(&bad);
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"port[0].colour"), "{p:?}");
+    assert!(keys.contains(&"service[0].vip"), "{p:?}");
+    assert!(
+        keys.contains(&"service[0].backend[0].paths[0].port"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn duplicate_vip_and_pathless_backend() {
+    let mut text = GOOD.to_string();
+    text.push_str(
+        r#"
+[[service]]
+name = "web2"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "dsr"
+[[service.backend]]
+name = "b"
+address = "10.1.0.12"
+"#,
+    );
+    let p = problems(&text);
+    assert!(
+        p.iter()
+            .any(|p| p.key == "service[1].vip" && p.why.contains("duplicate VIP")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|p| p.key == "service[1].backend[0].paths"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn qos_sections_as_written_and_their_problems() {
+    let text = GOOD.to_string()
+        + r#"
+[health]
+probe = "tcp"
+interval = "500ms"
+timeout = "1s"
+down_after = 3
+up_after = 2
+[qos]
+window = "10s"
+"#;
+    let text = text.replace(
+        "mode = \"nat\"\n",
+        "mode = \"nat\"\nqueue = { max_len = 1024, max_wait = \"2s\" }\n\
+         standby = { p99_above = \"50ms\", for = \"5s\", recover_for = \"30s\", hook = \"/usr/local/bin/provision\" }\n",
+    ) + r#"
+[[service.backend]]
+name = "spare"
+address = "10.1.0.19"
+max_flows = 4
+standby = true
+paths = [{ port = "back" }]
+"#;
+    let c = Config::from_toml(&text).unwrap();
+    assert_eq!(c.health.probe, crate::ProbeMethod::Tcp);
+    assert_eq!(c.health.down_after, 3);
+    assert_eq!(c.qos.window, Duration::from_secs(10));
+    assert_eq!(c.qos.slots(), 20);
+    let s = &c.services[0];
+    assert_eq!(s.queue.max_len, 1024);
+    assert_eq!(s.queue.max_wait, Duration::from_secs(2));
+    let sb = s.standby.as_ref().unwrap();
+    assert_eq!(sb.p99_above, Some(Duration::from_millis(50)));
+    assert_eq!(sb.recover_for, Duration::from_secs(30));
+    assert_eq!(s.backends[1].state, BackendState::Standby);
+    assert_eq!(s.backends[1].max_flows, 4);
+    assert!(s.admission());
+    // No [health]: no probes.
+    assert_eq!(
+        Config::from_toml(GOOD).unwrap().health.probe,
+        crate::ProbeMethod::None
+    );
+    let bad = text
+        .replace("probe = \"tcp\"", "probe = \"udp\"")
+        .replace(
+            "window = \"10s\"",
+            "window = \"10s\"\nselection = \"random\"\nquantile = 2.0",
+        )
+        .replace("max_len = 1024", "max_len = 0")
+        .replace("max_flows = 4", "max_flows = 0")
+        .replace("for = \"5s\"", "for = \"soon\"");
+    let p = problems(&bad);
+    for key in [
+        "health.probe",
+        "qos.selection",
+        "qos.quantile",
+        "service[0].queue.max_len",
+        "service[0].standby.for",
+        "service[0].backend[1].max_flows",
+    ] {
+        assert!(p.iter().any(|x| x.key == key), "{key}: {p:?}");
+    }
+    // A standby section with no standby backend says so.
+    let lonely = text.replace("standby = true\n", "");
+    assert!(problems(&lonely)
+        .iter()
+        .any(|x| x.key == "service[0].standby" && x.why.contains("no backend")));
+}
+
+#[test]
+fn type_errors_are_each_reported_with_the_rest_of_the_file() {
+    let bad = GOOD
+        .replace("id = 1", "id = \"one\"")
+        .replace("port = 80\n", "port = \"http\"\n")
+        .replace("weight = 2", "weight = -2\nflavour = 1")
+        .replace("vip = \"192.0.2.10\"", "vip = \"192.0.2.300\"");
+    let p = problems(&bad);
+    for key in [
+        "node.id",
+        "service[0].port",
+        "service[0].backend[0].weight",
+        "service[0].backend[0].flavour",
+        "service[0].vip",
+    ] {
+        assert!(p.iter().any(|x| x.key == key), "{key} missing from {p:?}");
+    }
+    assert!(p.iter().all(|x| x.key != "(file)"), "{p:?}");
+    // An element of the wrong type in an array keeps the indexes of the others.
+    let bad = GOOD.replace(
+        "paths = [{ port = \"back\", mac = \"02:00:00:00:01:11\" }]",
+        "paths = [7, { port = \"nowhere\" }]",
+    );
+    let p = problems(&bad);
+    assert!(
+        p.iter().any(|x| x.key == "service[0].backend[0].paths[0]"),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|x| x.key == "service[0].backend[0].paths[1].port"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn missing_keys_are_named() {
+    let bad = GOOD
+        .replace("id = 1\n", "")
+        .replace("address = \"10.1.0.11\"\n", "")
+        .replace("devargs = \"net_null1\"\n", "");
+    let p = problems(&bad);
+    for key in [
+        "node.id",
+        "service[0].backend[0].address",
+        "port[1].devargs",
+    ] {
+        assert!(p.iter().any(|x| x.key == key), "{key} missing from {p:?}");
+    }
+}
+
+#[test]
+fn huge_and_tiny_values_are_refused_with_their_range() {
+    for (from, to, key) in [
+        (
+            "[[port]]\nname = \"front\"",
+            "[flows]\ntcp_established_timeout = \"99999999h\"\n[[port]]\nname = \"front\"",
+            "flows.tcp_established_timeout",
+        ),
+        (
+            "[[port]]\nname = \"front\"",
+            "[flows]\nudp_timeout = \"25d\"\n[[port]]\nname = \"front\"",
+            "flows.udp_timeout",
+        ),
+        (
+            "[[port]]\nname = \"front\"",
+            "[health]\ninterval = \"99999999999999999h\"\n[[port]]\nname = \"front\"",
+            "health.interval",
+        ),
+        (
+            "[[port]]\nname = \"front\"",
+            "[workers]\nidle_sleep = \"2h\"\n[[port]]\nname = \"front\"",
+            "workers.idle_sleep",
+        ),
+        (
+            "[[port]]\nname = \"front\"",
+            "[qos]\nperiod = \"18446744073709551615s\"\n[[port]]\nname = \"front\"",
+            "qos.period",
+        ),
+    ] {
+        let p = problems(&GOOD.replacen(from, to, 1));
+        assert!(p.iter().any(|x| x.key == key), "{key}: {p:?}");
+    }
+    let p = problems(&GOOD.replacen(
+        "[[port]]\nname = \"front\"",
+        "[flows]\nudp_timeout = \"30d\"\n[[port]]\nname = \"front\"",
+        1,
+    ));
+    let why = &p.iter().find(|x| x.key == "flows.udp_timeout").unwrap().why;
+    assert!(why.contains("from 100ms to 24d"), "{why}");
+}
+
+#[test]
+fn nonsense_addresses_are_refused() {
+    for (from, to, key) in [
+        (
+            "address = \"10.1.0.11\"",
+            "address = \"0.0.0.0\"",
+            "service[0].backend[0].address",
+        ),
+        (
+            "address = \"10.1.0.11\"",
+            "address = \"127.0.0.1\"",
+            "service[0].backend[0].address",
+        ),
+        (
+            "address = \"10.1.0.11\"",
+            "address = \"192.0.2.10\"",
+            "service[0].backend[0].address",
+        ),
+        (
+            "address = \"10.1.0.11\"",
+            "address = \"10.1.0.1\"",
+            "service[0].backend[0].address",
+        ),
+        (
+            "ipv4 = \"10.1.0.1/24\"",
+            "ipv4 = \"10.1.0.1/0\"",
+            "port[1].ipv4",
+        ),
+        (
+            "mac = \"02:00:00:00:01:11\"",
+            "mac = \"00:00:00:00:00:00\"",
+            "service[0].backend[0].paths[0].mac",
+        ),
+        (
+            "mac = \"02:00:00:00:01:11\"",
+            "mac = \"ff:ff:ff:ff:ff:ff\"",
+            "service[0].backend[0].paths[0].mac",
+        ),
+        (
+            "vip = \"192.0.2.10\"",
+            "vip = \"127.0.0.5\"",
+            "service[0].vip",
+        ),
+    ] {
+        let p = problems(&GOOD.replace(from, to));
+        assert!(p.iter().any(|x| x.key == key), "{to}: {p:?}");
+    }
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    let p = problems("[node\nid = 1");
+    assert_eq!(p.len(), 1);
+}
+
+use proptest::prelude::*;
+
+/// Values a careless operator or a fuzzer puts where a config value goes.
+fn wild_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("\"18446744073709551615s\"".to_string()),
+        Just("\"99999999999999999h\"".to_string()),
+        Just("\"0us\"".to_string()),
+        Just("\"1us\"".to_string()),
+        Just("18446744073709551615".to_string()),
+        Just("-1".to_string()),
+        Just("0".to_string()),
+        Just("4294967296".to_string()),
+        Just("\"\"".to_string()),
+        Just("[]".to_string()),
+        Just("{}".to_string()),
+        Just("1e308".to_string()),
+        Just("nan".to_string()),
+        Just("\"0.0.0.0\"".to_string()),
+        Just("\"::/0\"".to_string()),
+        Just("\"00:00:00:00:00:00\"".to_string()),
+        (0u64..u64::MAX).prop_map(|n| n.to_string()),
+        (
+            0u64..100_000,
+            prop_oneof![Just("us"), Just("ms"), Just("s"), Just("m"), Just("h")]
+        )
+            .prop_map(|(n, u)| format!("\"{n}{u}\"")),
+        "[ -~]{0,12}".prop_map(|s| format!("{s:?}")),
+    ]
+}
+
+fn example(name: &str) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/");
+    std::fs::read_to_string(format!("{dir}{name}")).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any value in place of any value of an example config, or a line dropped: the
+    /// checker answers (Ok or keyed problems), never panics.
+    #[test]
+    fn mutated_example_configs_never_panic(
+        which in 0usize..5,
+        line in 0usize..200,
+        value in wild_value(),
+        drop_line in any::<bool>(),
+    ) {
+        let names = ["design-brief.toml", "cluster-node1.toml", "dsr-gue-ipv6.toml",
+            "pcap-replay.toml", "qos.toml"];
+        let text = example(names[which]);
+        let lines: Vec<&str> = text.lines().collect();
+        let i = line % lines.len().max(1);
+        let mut out = Vec::new();
+        for (j, l) in lines.iter().enumerate() {
+            if j != i {
+                out.push(l.to_string());
+            } else if !drop_line {
+                match l.split_once('=') {
+                    Some((k, _)) if !l.trim_start().starts_with('#') => {
+                        out.push(format!("{k}= {value}"))
+                    }
+                    _ => out.push(l.to_string()),
+                }
+            }
+        }
+        let text = out.join("\n");
+        if let Err(p) = Config::from_toml(&text) {
+            prop_assert!(!p.is_empty());
+            for x in p {
+                prop_assert!(!x.key.is_empty() && !x.why.is_empty());
+            }
+        }
+    }
+}
