@@ -1,0 +1,230 @@
+//! Writes the seed corpus: `cargo run --bin seeds` in fuzz/ (scripts/fuzz --seeds). Each
+//! target gets inputs that reach its interesting paths at once: frames of every kind the
+//! core serves, signed datagrams of every kind, every command in help, the example configs.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use tandem_control::cluster::codec::{Header, Heartbeat, Key, Kind, WireRecord, Writer};
+use tandem_dataplane::flow::{FlowKey, FlowState};
+use tandem_dataplane::testkit;
+use tandem_dataplane::wire::l4::{ACK, FIN, SYN};
+
+fn write(target: &str, name: &str, data: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), data).unwrap();
+}
+
+fn ip4(s: &str) -> IpAddr {
+    IpAddr::V4(s.parse::<Ipv4Addr>().unwrap())
+}
+
+fn ip6(s: &str) -> IpAddr {
+    IpAddr::V6(s.parse::<Ipv6Addr>().unwrap())
+}
+
+/// Frames as the packet_core target reads them: `[port][flags][len lo][len hi]` + frame.
+fn frames(list: &[(u8, u8, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (port, flags, f) in list {
+        out.push(*port);
+        out.push(*flags);
+        out.extend_from_slice(&(f.len() as u16).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+fn packet_core() {
+    let [front, back] = tandem_fuzz::PORT_MACS;
+    let client = [2, 0, 0, 0, 0xc, 1];
+    let router = [2, 0, 0, 0, 0, 0xfe];
+    let be = [2, 0, 0, 0, 1, 0x11];
+    let (c4, vip) = (ip4("198.51.100.7"), ip4("192.0.2.10"));
+    let syn = testkit::tcp(front, router, c4, 40000, vip, 80, SYN, b"");
+    let ack = testkit::tcp(
+        front,
+        router,
+        c4,
+        40000,
+        vip,
+        80,
+        ACK,
+        b"GET / HTTP/1.0\r\n\r\n",
+    );
+    let fin = testkit::tcp(front, router, c4, 40000, vip, 80, FIN | ACK, b"");
+    let reply = testkit::tcp(back, be, ip4("10.1.0.11"), 8080, c4, 40000, SYN | ACK, b"");
+    let dns = testkit::udp(front, router, c4, 5353, ip4("192.0.2.20"), 53, b"query");
+    let v6 = testkit::tcp(
+        front,
+        router,
+        ip6("2001:db8::77"),
+        40001,
+        ip6("2001:db8::10"),
+        443,
+        SYN,
+        b"",
+    );
+    let arp = testkit::arp_request(
+        client,
+        "10.0.0.9".parse().unwrap(),
+        "10.0.0.1".parse().unwrap(),
+    );
+    let ping = testkit::icmp_echo(front, client, ip4("10.0.0.9"), vip, 7, 1);
+    let ns = testkit::neighbor_solicit(
+        client,
+        "fd00::9".parse().unwrap(),
+        "fd00::1".parse().unwrap(),
+    );
+    let tagged = testkit::tag(&syn, 7);
+    // A packet another node sent on: UDP to the forwarding port with the node header.
+    let mut tunnel = vec![0u8; 8];
+    tandem_dataplane::wire::tunnel::emit(
+        &mut tunnel,
+        &tandem_dataplane::wire::tunnel::Header {
+            flags: 0,
+            hops: 1,
+            primary: 1,
+            backup: 3,
+        },
+    );
+    tunnel.truncate(tandem_dataplane::wire::tunnel::HEADER_LEN);
+    tunnel.extend_from_slice(&syn[14..]);
+    let from_node = testkit::udp(
+        front,
+        [2, 0, 0, 0, 0, 0x22],
+        ip4("10.0.0.2"),
+        49152,
+        ip4("10.0.0.1"),
+        6070,
+        &tunnel,
+    );
+    write(
+        "packet_core",
+        "handshake",
+        &frames(&[(0, 0, syn.clone()), (1, 2, reply), (0, 2, ack), (0, 2, fin)]),
+    );
+    write("packet_core", "udp_dsr", &frames(&[(0, 0, dns)]));
+    write("packet_core", "gue_v6", &frames(&[(0, 0, v6)]));
+    write(
+        "packet_core",
+        "own_traffic",
+        &frames(&[(0, 0, arp), (0, 0, ping), (0, 0, ns)]),
+    );
+    write("packet_core", "vlan", &frames(&[(0, 0, tagged)]));
+    write(
+        "packet_core",
+        "cluster",
+        &frames(&[(0, 1, syn.clone()), (0, 1, from_node)]),
+    );
+    write(
+        "packet_core",
+        "truncated",
+        &frames(&[(0, 0, syn[..40].to_vec())]),
+    );
+}
+
+fn sync_codec() {
+    let key = Key::derive(b"0123456789abcdef-fuzz-secret");
+    let header = |kind, seq| Header {
+        kind,
+        sender: 2,
+        epoch: 5,
+        seq,
+        count: 0,
+        fingerprint: 42,
+    };
+    let rec = WireRecord {
+        key: FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], 40000, 80, 6),
+        service: 0,
+        backend: 0,
+        primary_path: 0,
+        backup_path: 0,
+        state: FlowState::Established,
+        ingress_port: 0,
+        primary_node: 2,
+        backup_node: 1,
+        client_mac: [2, 0, 0, 0, 0xc, 1],
+    };
+    let mut w = Writer::new(&header(Kind::Heartbeat, 1));
+    w.heartbeat(&Heartbeat {
+        flags: 1,
+        flows: 3,
+        ack: 0,
+        total: 0,
+    });
+    write("sync_codec", "heartbeat", &w.finish(&key));
+    let mut w = Writer::new(&header(Kind::Records, 2));
+    w.record(&rec);
+    w.record(&WireRecord {
+        key: FlowKey::v4([198, 51, 100, 8], [192, 0, 2, 10], 40001, 80, 6),
+        ..rec
+    });
+    write("sync_codec", "records", &w.finish(&key));
+    write(
+        "sync_codec",
+        "snapshot_request",
+        &Writer::new(&header(Kind::SnapshotRequest, 3)).finish(&key),
+    );
+    let mut w = Writer::new(&header(Kind::SnapshotRecords, 4));
+    w.record(&rec);
+    write("sync_codec", "snapshot_records", &w.finish(&key));
+    let mut w = Writer::new(&header(Kind::SnapshotEnd, 5));
+    w.heartbeat(&Heartbeat {
+        flags: 0,
+        flows: 0,
+        ack: 0,
+        total: 1,
+    });
+    write("sync_codec", "snapshot_end", &w.finish(&key));
+}
+
+fn command_parser() {
+    let lines = [
+        "help",
+        "show stats",
+        "show neighbors",
+        "show services",
+        "show backends",
+        "show backends web",
+        "show latency web/a",
+        "show latency a 1",
+        "backend drain web a",
+        "backend enable web a",
+        "backend weight web b 3",
+        "show flows --limit 5",
+        "show flows --after 1f.2a",
+        "show flow tcp 198.51.100.7:40000 192.0.2.10:80",
+        "show nodes",
+        "node drain 10s",
+        "node enable",
+    ];
+    for (i, l) in lines.iter().enumerate() {
+        write("command_parser", &format!("cmd{i:02}"), l.as_bytes());
+    }
+}
+
+fn config_loader() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
+    for e in std::fs::read_dir(examples).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_stem().unwrap().to_string_lossy().to_string();
+        write("config_loader", &name, &std::fs::read(&p).unwrap());
+    }
+    write("config_loader", "fuzz_node", tandem_fuzz::NODE.as_bytes());
+    write(
+        "config_loader",
+        "fuzz_cluster",
+        format!("{}{}", tandem_fuzz::NODE, tandem_fuzz::CLUSTER).as_bytes(),
+    );
+}
+
+fn main() {
+    packet_core();
+    sync_codec();
+    command_parser();
+    config_loader();
+    println!("seed corpus written to fuzz/corpus/");
+}
