@@ -11,7 +11,7 @@ use crate::cluster::{self, rank, ClusterView, MAX_HOPS, NO_NODE};
 use crate::counters::DropReason;
 use crate::flow::FlowRecord;
 use crate::services::Services;
-use crate::wire::{l4, tunnel};
+use crate::wire::{ethernet, ipv4, ipv6, l4, tunnel};
 
 impl State {
     /// The node that serves a known flow arriving from the network, when it is not this
@@ -159,17 +159,17 @@ impl State {
         let Some(cl) = s.cluster.as_ref() else {
             return Verdict::Drop(DropReason::NotFromNode);
         };
-        let l3 = rx.l3();
-        let f = pkt.frame();
-        let src: &[u8] = match f.get(l3).map(|b| b >> 4) {
-            Some(4) => f.get(l3 + 12..l3 + 16).unwrap_or(&[]),
-            Some(6) => f.get(l3 + 8..l3 + 24).unwrap_or(&[]),
-            _ => &[],
+        // The outer IP header, checked by the IP stage that called this one.
+        let ip = &pkt.frame()[rx.l3()..];
+        let v6 = rx.l2.ethertype == ethernet::ETHERTYPE_IPV6;
+        let src = if v6 {
+            ipv6::Packet::new_unchecked(ip).src_bytes()
+        } else {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&ipv4::Packet::new_unchecked(ip).src_bytes());
+            a
         };
-        let from = cl.nodes.iter().position(|n| {
-            let a: &[u8] = if n.v6 { &n.addr } else { &n.addr[..4] };
-            a == src
-        });
+        let from = cl.nodes.iter().position(|n| n.v6 == v6 && n.addr == src);
         match from {
             Some(i) if i != usize::from(cl.me) => {}
             _ => return Verdict::Drop(DropReason::NotFromNode),

@@ -75,9 +75,8 @@ impl State {
                 target_ip: a.sender_ip,
             };
             let f = pkt.frame_mut();
-            f[0..6].copy_from_slice(&l2.src);
-            f[6..12].copy_from_slice(&port_mac);
-            arp::emit(&mut f[l2.l3_offset..], &reply);
+            ethernet::Frame::new_unchecked(&mut *f).reply_from(&port_mac);
+            reply.emit(&mut f[l2.l3_offset..]);
             self.counters.arp_replies.inc();
             return Verdict::Tx(rx.in_port);
         }
@@ -144,7 +143,8 @@ impl State {
         let l3 = rx.l3();
         let port_mac = s.ports[usize::from(rx.in_port)].mac;
         let f = pkt.frame_mut();
-        let total = usize::from(u16::from_be_bytes([f[l3 + 2], f[l3 + 3]]));
+        // Checked by the IPv4 stage.
+        let total = ipv4::Packet::new_unchecked(&f[l3..]).total_len();
         let body = &mut f[l3 + hl..l3 + total];
         match icmp::message_type(body) {
             Ok(icmp::ECHO_REQUEST) => {}
@@ -154,7 +154,8 @@ impl State {
         icmp::echo_to_reply_v4(body);
         let mut ip = ipv4::Packet::new_unchecked(&mut f[l3..]);
         ip.swap_addresses();
-        f[l3 + 8] = 64;
+        ip.set_ttl(64);
+        // From scratch: a request whose header sum was wrong gets a reply whose sum is right.
         ipv4::fill_checksum(&mut f[l3..]);
         swap_l2(f, &port_mac);
         self.counters.icmp_replies.inc();

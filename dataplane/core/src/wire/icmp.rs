@@ -10,34 +10,95 @@ pub const V6_ECHO_REPLY: u8 = 129;
 pub const V6_NEIGHBOR_SOLICIT: u8 = 135;
 pub const V6_NEIGHBOR_ADVERT: u8 = 136;
 
+/// A checked view of an ICMP or ICMPv6 message: its 8-byte header is there.
+pub struct Packet<T: AsRef<[u8]>> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    pub fn new_unchecked(buf: T) -> Self {
+        Packet { buf }
+    }
+    pub fn new_checked(buf: T) -> Result<Self, WireError> {
+        if buf.as_ref().len() < 8 {
+            return Err(WireError::Truncated);
+        }
+        Ok(Packet { buf })
+    }
+    pub fn msg_type(&self) -> u8 {
+        self.buf.as_ref()[0]
+    }
+    pub fn code(&self) -> u8 {
+        self.buf.as_ref()[1]
+    }
+    pub fn checksum(&self) -> u16 {
+        get_u16(self.buf.as_ref(), 2)
+    }
+    /// An echo's identifier and sequence number.
+    pub fn echo_ident(&self) -> u16 {
+        get_u16(self.buf.as_ref(), 4)
+    }
+    pub fn echo_seq(&self) -> u16 {
+        get_u16(self.buf.as_ref(), 6)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Sets the message type and patches the checksum (an echo request into its reply: for
+    /// ICMPv6 the pseudo header is unchanged when the addresses are swapped).
+    pub fn set_msg_type(&mut self, t: u8) {
+        let b = self.buf.as_mut();
+        let old = get_u16(b, 0);
+        b[0] = t;
+        let new = get_u16(b, 0);
+        let c = checksum::update16(get_u16(b, 2), old, new);
+        set_u16(b, 2, c);
+    }
+}
+
+/// An echo request or reply (the owned form of an echo `Packet`; the data is not kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Echo {
+    pub msg_type: u8,
+    pub ident: u16,
+    pub seq: u16,
+}
+
+impl Echo {
+    pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Echo {
+        Echo {
+            msg_type: p.msg_type(),
+            ident: p.echo_ident(),
+            seq: p.echo_seq(),
+        }
+    }
+    /// Writes the 8-byte header; the checksum is left zero (the caller sums the data).
+    pub fn emit(&self, b: &mut [u8]) {
+        b[0] = self.msg_type;
+        b[1] = 0;
+        set_u16(b, 2, 0);
+        set_u16(b, 4, self.ident);
+        set_u16(b, 6, self.seq);
+    }
+}
+
 /// The message type, after checking the 8-byte header is there.
 pub fn message_type(b: &[u8]) -> Result<u8, WireError> {
-    if b.len() < 8 {
-        return Err(WireError::Truncated);
-    }
-    Ok(b[0])
+    Packet::new_checked(b).map(|p| p.msg_type())
 }
 
 /// Turns an ICMPv4 echo request into its reply in place (type 8 -> 0), checksum patched.
 pub fn echo_to_reply_v4(b: &mut [u8]) {
-    let old = get_u16(b, 0);
-    b[0] = ECHO_REPLY;
-    let new = get_u16(b, 0);
-    let c = checksum::update16(get_u16(b, 2), old, new);
-    set_u16(b, 2, c);
+    Packet::new_unchecked(b).set_msg_type(ECHO_REPLY)
 }
 
-/// Turns an ICMPv6 echo request into its reply in place; the pseudo header is unchanged
-/// when the addresses are swapped, so only the type word changes the sum.
+/// Turns an ICMPv6 echo request into its reply in place.
 pub fn echo_to_reply_v6(b: &mut [u8]) {
-    let old = get_u16(b, 0);
-    b[0] = V6_ECHO_REPLY;
-    let new = get_u16(b, 0);
-    let c = checksum::update16(get_u16(b, 2), old, new);
-    set_u16(b, 2, c);
+    Packet::new_unchecked(b).set_msg_type(V6_ECHO_REPLY)
 }
 
-/// A neighbor solicitation or advertisement: its target and the link-layer address option.
+/// A neighbor solicitation or advertisement (the owned form of an ND message): its target and
+/// the link-layer address option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Nd {
     pub kind: u8,
@@ -100,4 +161,49 @@ pub fn fill_checksum_v6(src: &[u8; 16], dst: &[u8; 16], b: &mut [u8]) {
     let sum = checksum::pseudo_header_sum(src, dst, super::l4::PROTO_ICMPV6, b.len() as u32);
     let c = !checksum::fold(checksum::sum_words(sum, b));
     set_u16(b, 2, c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn echo_round_trip(request in any::<bool>(), ident in any::<u16>(), seq in any::<u16>()) {
+            let e = Echo { msg_type: if request { ECHO_REQUEST } else { ECHO_REPLY }, ident, seq };
+            let mut b = [0u8; 8];
+            e.emit(&mut b);
+            prop_assert_eq!(Echo::parse(&Packet::new_checked(&b[..]).unwrap()), e);
+        }
+        #[test]
+        fn nd_round_trip(advert in any::<bool>(), target in any::<[u8; 16]>(), mac in any::<[u8; 6]>()) {
+            let kind = if advert { V6_NEIGHBOR_ADVERT } else { V6_NEIGHBOR_SOLICIT };
+            let mut b = [0u8; ND_LEN];
+            emit_nd(&mut b, kind, &target, &mac);
+            prop_assert_eq!(parse_nd(&b), Ok(Nd { kind, target, lladdr: Some(mac) }));
+        }
+        #[test]
+        fn never_panics(b in proptest::collection::vec(any::<u8>(), 0..48)) {
+            let _ = message_type(&b);
+            let _ = parse_nd(&b);
+        }
+    }
+
+    #[test]
+    fn an_echo_reply_keeps_a_valid_checksum() {
+        let mut b = [0u8; 16];
+        Echo {
+            msg_type: ECHO_REQUEST,
+            ident: 7,
+            seq: 9,
+        }
+        .emit(&mut b);
+        b[8..].copy_from_slice(b"payload!");
+        let c = checksum::checksum(&b);
+        set_u16(&mut b, 2, c);
+        echo_to_reply_v4(&mut b);
+        assert_eq!(b[0], ECHO_REPLY);
+        assert_eq!(checksum::checksum(&b), 0);
+    }
 }

@@ -128,6 +128,16 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let c = checksum::update_bytes(get_u16(b, field::CHECKSUM), &old, &a);
         set_u16(b, field::CHECKSUM, c);
     }
+    /// Sets the TTL and patches the checksum.
+    pub fn set_ttl(&mut self, ttl: u8) {
+        let b = self.buf.as_mut();
+        let old = get_u16(b, field::TTL);
+        b[field::TTL] = ttl;
+        let new = get_u16(b, field::TTL);
+        let c = checksum::update16(get_u16(b, field::CHECKSUM), old, new);
+        set_u16(b, field::CHECKSUM, c);
+    }
+    /// Swaps source and destination (the checksum does not change: the same words, moved).
     pub fn swap_addresses(&mut self) {
         let b = self.buf.as_mut();
         for i in 0..4 {
@@ -137,6 +147,40 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (h, t) = (self.header_len(), self.total_len());
         &mut self.buf.as_mut()[h..t]
+    }
+}
+
+/// What an IPv4 header says (the owned form of a `Packet`; options are not kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub protocol: u8,
+    pub ttl: u8,
+    pub payload_len: usize,
+}
+
+impl Repr {
+    pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Repr {
+        Repr {
+            src: p.src_bytes(),
+            dst: p.dst_bytes(),
+            protocol: p.protocol(),
+            ttl: p.ttl(),
+            payload_len: p.total_len() - p.header_len(),
+        }
+    }
+
+    /// Writes a 20-byte header (no options, don't fragment) with its checksum.
+    pub fn emit(&self, b: &mut [u8]) {
+        emit(
+            b,
+            self.src,
+            self.dst,
+            self.protocol,
+            self.payload_len,
+            self.ttl,
+        )
     }
 }
 
@@ -162,4 +206,28 @@ pub fn fill_checksum(b: &mut [u8]) {
     set_u16(b, field::CHECKSUM, 0);
     let c = checksum::checksum(&b[..hl]);
     set_u16(b, field::CHECKSUM, c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn repr_round_trip(src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(), protocol in any::<u8>(), ttl in any::<u8>(), payload_len in 0usize..1480) {
+            let r = Repr { src, dst, protocol, ttl, payload_len };
+            let mut b = vec![0u8; 20 + payload_len];
+            r.emit(&mut b);
+            let mut p = Packet::new_checked(&mut b[..]).unwrap();
+            prop_assert!(p.verify_checksum());
+            prop_assert_eq!(Repr::parse(&p), r);
+            p.set_ttl(ttl.wrapping_add(1));
+            prop_assert!(p.verify_checksum());
+        }
+        #[test]
+        fn never_panics(b in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Packet::new_checked(&b[..]);
+        }
+    }
 }

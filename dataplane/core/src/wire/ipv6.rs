@@ -79,6 +79,39 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// What an IPv6 fixed header says (the owned form of a `Packet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub next_header: u8,
+    pub hop_limit: u8,
+    pub payload_len: usize,
+}
+
+impl Repr {
+    pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Repr {
+        Repr {
+            src: p.src_bytes(),
+            dst: p.dst_bytes(),
+            next_header: p.next_header(),
+            hop_limit: p.hop_limit(),
+            payload_len: p.payload_len(),
+        }
+    }
+
+    pub fn emit(&self, b: &mut [u8]) {
+        emit(
+            b,
+            self.src,
+            self.dst,
+            self.next_header,
+            self.payload_len,
+            self.hop_limit,
+        )
+    }
+}
+
 /// Writes a 40-byte IPv6 header.
 pub fn emit(b: &mut [u8], src: [u8; 16], dst: [u8; 16], next: u8, payload_len: usize, hop: u8) {
     b[0] = 0x60;
@@ -90,4 +123,24 @@ pub fn emit(b: &mut [u8], src: [u8; 16], dst: [u8; 16], next: u8, payload_len: u
     b[7] = hop;
     b[8..24].copy_from_slice(&src);
     b[24..40].copy_from_slice(&dst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn repr_round_trip(src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(), next_header in any::<u8>(), hop_limit in any::<u8>(), payload_len in 0usize..1460) {
+            let r = Repr { src, dst, next_header, hop_limit, payload_len };
+            let mut b = vec![0u8; HEADER_LEN + payload_len];
+            r.emit(&mut b);
+            prop_assert_eq!(Repr::parse(&Packet::new_checked(&b[..]).unwrap()), r);
+        }
+        #[test]
+        fn never_panics(b in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = Packet::new_checked(&b[..]);
+        }
+    }
 }

@@ -29,44 +29,113 @@ pub struct Ports {
     pub payload_len: u16,
 }
 
-/// Checks the L4 header is complete and reads its ports (and TCP flags).
-pub fn parse(proto: u8, b: &[u8]) -> Result<Ports, WireError> {
-    match proto {
-        PROTO_TCP => {
-            if b.len() < TCP_MIN_LEN {
-                return Err(WireError::Truncated);
+/// A checked view of a TCP or UDP header: the TCP header with its options, or the UDP
+/// header and the length it states, is known to be present.
+pub struct Segment<T: AsRef<[u8]>> {
+    buf: T,
+    proto: u8,
+}
+
+impl<T: AsRef<[u8]>> Segment<T> {
+    /// Proves the header of protocol `proto` (TCP or UDP) is complete.
+    #[inline]
+    pub fn new_checked(proto: u8, buf: T) -> Result<Self, WireError> {
+        let b = buf.as_ref();
+        match proto {
+            PROTO_TCP => {
+                if b.len() < TCP_MIN_LEN {
+                    return Err(WireError::Truncated);
+                }
+                let off = usize::from(b[12] >> 4) * 4;
+                if off < TCP_MIN_LEN {
+                    return Err(WireError::Malformed);
+                }
+                if b.len() < off {
+                    return Err(WireError::Truncated);
+                }
             }
-            let off = usize::from(b[12] >> 4) * 4;
-            if off < TCP_MIN_LEN {
-                return Err(WireError::Malformed);
+            PROTO_UDP => {
+                if b.len() < UDP_LEN {
+                    return Err(WireError::Truncated);
+                }
+                let len = usize::from(get_u16(b, 4));
+                if len < UDP_LEN || len > b.len() {
+                    return Err(WireError::Malformed);
+                }
             }
-            if b.len() < off {
-                return Err(WireError::Truncated);
-            }
-            Ok(Ports {
-                src: get_u16(b, 0),
-                dst: get_u16(b, 2),
-                flags: b[13],
-                payload_len: (b.len() - off).min(usize::from(u16::MAX)) as u16,
-            })
+            _ => return Err(WireError::Malformed),
         }
-        PROTO_UDP => {
-            if b.len() < UDP_LEN {
-                return Err(WireError::Truncated);
-            }
-            let len = usize::from(get_u16(b, 4));
-            if len < UDP_LEN || len > b.len() {
-                return Err(WireError::Malformed);
-            }
-            Ok(Ports {
-                src: get_u16(b, 0),
-                dst: get_u16(b, 2),
-                flags: 0,
-                payload_len: (len - UDP_LEN) as u16,
-            })
-        }
-        _ => Err(WireError::Malformed),
+        Ok(Segment { buf, proto })
     }
+
+    #[inline]
+    pub fn src_port(&self) -> u16 {
+        get_u16(self.buf.as_ref(), 0)
+    }
+    #[inline]
+    pub fn dst_port(&self) -> u16 {
+        get_u16(self.buf.as_ref(), 2)
+    }
+    /// TCP flags; 0 for UDP.
+    #[inline]
+    pub fn flags(&self) -> u8 {
+        if self.proto == PROTO_TCP {
+            self.buf.as_ref()[13]
+        } else {
+            0
+        }
+    }
+    /// Bytes after the header: to the end of the buffer for TCP (the IP layer bounds it),
+    /// to the stated length for UDP.
+    #[inline]
+    pub fn payload_len(&self) -> usize {
+        let b = self.buf.as_ref();
+        if self.proto == PROTO_TCP {
+            b.len() - usize::from(b[12] >> 4) * 4
+        } else {
+            usize::from(get_u16(b, 4)) - UDP_LEN
+        }
+    }
+}
+
+impl Ports {
+    /// What a checked header says (the protocol looked at once).
+    #[inline]
+    pub fn parse<T: AsRef<[u8]>>(s: &Segment<T>) -> Ports {
+        let b = s.buf.as_ref();
+        let (flags, payload_len) = if s.proto == PROTO_TCP {
+            (b[13], b.len() - usize::from(b[12] >> 4) * 4)
+        } else {
+            (0, usize::from(get_u16(b, 4)) - UDP_LEN)
+        };
+        Ports {
+            src: get_u16(b, 0),
+            dst: get_u16(b, 2),
+            flags,
+            payload_len: payload_len.min(usize::from(u16::MAX)) as u16,
+        }
+    }
+
+    /// Writes a header of protocol `proto` with these ports and flags (TCP: no options;
+    /// UDP: its length covers `payload_len` bytes after it), checksum zero.
+    pub fn emit(&self, proto: u8, b: &mut [u8]) {
+        set_u16(b, 0, self.src);
+        set_u16(b, 2, self.dst);
+        if proto == PROTO_TCP {
+            b[4..TCP_MIN_LEN].fill(0);
+            b[12] = 5 << 4;
+            b[13] = self.flags;
+        } else {
+            set_u16(b, 4, UDP_LEN as u16 + self.payload_len);
+            set_u16(b, 6, 0);
+        }
+    }
+}
+
+/// Checks the L4 header is complete and reads its ports (and TCP flags).
+#[inline]
+pub fn parse(proto: u8, b: &[u8]) -> Result<Ports, WireError> {
+    Segment::new_checked(proto, b).map(|s| Ports::parse(&s))
 }
 
 /// Writes a UDP header with a zero checksum (IPv4's "none"; `fill_checksum` after it for
@@ -134,4 +203,26 @@ pub fn verify_checksum(proto: u8, src: &[u8], dst: &[u8], l4: &[u8]) -> bool {
     }
     let sum = checksum::pseudo_header_sum(src, dst, proto, l4.len() as u32);
     checksum::fold(checksum::sum_words(sum, l4)) == 0xffff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(src in any::<u16>(), dst in any::<u16>(), flags in any::<u8>(), tcp in any::<bool>(), payload_len in 0u16..1400) {
+            let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
+            let p = Ports { src, dst, flags: if tcp { flags } else { 0 }, payload_len };
+            let hl = if tcp { TCP_MIN_LEN } else { UDP_LEN };
+            let mut b = vec![0u8; hl + usize::from(payload_len)];
+            p.emit(proto, &mut b);
+            prop_assert_eq!(parse(proto, &b), Ok(p));
+        }
+        #[test]
+        fn never_panics(proto in any::<u8>(), b in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = parse(proto, &b);
+        }
+    }
 }

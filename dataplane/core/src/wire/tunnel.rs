@@ -28,28 +28,65 @@ pub struct Header {
     pub backup: u16,
 }
 
+/// A checked view of the node header: 8 bytes of the version tandem speaks.
+pub struct Packet<T: AsRef<[u8]>> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    pub fn new_unchecked(buf: T) -> Self {
+        Packet { buf }
+    }
+    pub fn new_checked(buf: T) -> Result<Self, WireError> {
+        let b = buf.as_ref();
+        if b.len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        if b[0] != VERSION || b[3] != 0 {
+            return Err(WireError::Malformed);
+        }
+        Ok(Packet { buf })
+    }
+    pub fn flags(&self) -> u8 {
+        self.buf.as_ref()[1]
+    }
+    pub fn hops(&self) -> u8 {
+        self.buf.as_ref()[2]
+    }
+    pub fn primary(&self) -> u16 {
+        get_u16(self.buf.as_ref(), 4)
+    }
+    pub fn backup(&self) -> u16 {
+        get_u16(self.buf.as_ref(), 6)
+    }
+}
+
+impl Header {
+    pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Header {
+        Header {
+            flags: p.flags(),
+            hops: p.hops(),
+            primary: p.primary(),
+            backup: p.backup(),
+        }
+    }
+    pub fn emit(&self, b: &mut [u8]) {
+        b[0] = VERSION;
+        b[1] = self.flags;
+        b[2] = self.hops;
+        b[3] = 0;
+        set_u16(b, 4, self.primary);
+        set_u16(b, 6, self.backup);
+    }
+}
+
+/// The header at the start of `b`, checked.
 pub fn parse(b: &[u8]) -> Result<Header, WireError> {
-    if b.len() < HEADER_LEN {
-        return Err(WireError::Truncated);
-    }
-    if b[0] != VERSION || b[3] != 0 {
-        return Err(WireError::Malformed);
-    }
-    Ok(Header {
-        flags: b[1],
-        hops: b[2],
-        primary: get_u16(b, 4),
-        backup: get_u16(b, 6),
-    })
+    Packet::new_checked(b).map(|p| Header::parse(&p))
 }
 
 pub fn emit(b: &mut [u8], h: &Header) {
-    b[0] = VERSION;
-    b[1] = h.flags;
-    b[2] = h.hops;
-    b[3] = 0;
-    set_u16(b, 4, h.primary);
-    set_u16(b, 6, h.backup);
+    h.emit(b)
 }
 
 #[cfg(test)]

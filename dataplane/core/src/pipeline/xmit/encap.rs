@@ -31,12 +31,13 @@ pub(super) fn udp(
 ) -> Verdict {
     let outer_v6 = to.v6;
     // The inner packet is the IP packet alone (no Ethernet padding).
+    // (Its header was checked by the IP stage.)
     let inner_len = {
         let f = &pkt.frame()[l3..];
         if inner_v6 {
-            ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([f[4], f[5]]))
+            ipv6::HEADER_LEN + ipv6::Packet::new_unchecked(f).payload_len()
         } else {
-            usize::from(u16::from_be_bytes([f[2], f[3]]))
+            ipv4::Packet::new_unchecked(f).total_len()
         }
     };
     let ip_hdr = if outer_v6 {

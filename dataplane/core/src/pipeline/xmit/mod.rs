@@ -62,10 +62,7 @@ pub(super) fn set_l2(pkt: &mut PacketBuf, l3: usize, dst: &Mac, src: &Mac, v6: b
 
 /// Turns the frame around: the sender becomes the destination, the port the source.
 pub(super) fn swap_l2(f: &mut [u8], port_mac: &Mac) {
-    let mut src = [0u8; 6];
-    src.copy_from_slice(&f[6..12]);
-    f[0..6].copy_from_slice(&src);
-    f[6..12].copy_from_slice(port_mac);
+    ethernet::Frame::new_unchecked(f).reply_from(port_mac);
 }
 
 /// Entropy for the fabric's ECMP in an encapsulation's UDP source port: the flow's hash.

@@ -90,11 +90,18 @@ fn rewrite(
             return Err(DropReason::TtlExpired);
         }
         ip.decrement_hop_limit();
-        let (old, at) = match which {
-            Rewrite::Src => (ip.src_bytes(), 8),
-            Rewrite::Dst => (ip.dst_bytes(), 24),
+        let old = match which {
+            Rewrite::Src => {
+                let o = ip.src_bytes();
+                ip.set_src(*addr);
+                o
+            }
+            Rewrite::Dst => {
+                let o = ip.dst_bytes();
+                ip.set_dst(*addr);
+                o
+            }
         };
-        ipb[at..at + 16].copy_from_slice(addr);
         l4::rewrite(proto, &mut ipb[hl..], &old, addr, port_at, port);
     } else {
         let mut ip = ipv4::Packet::new_unchecked(&mut *ipb);
