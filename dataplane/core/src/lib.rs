@@ -16,6 +16,7 @@ pub mod messages;
 pub mod neighbor;
 pub mod parking;
 pub mod pipeline;
+pub mod ports;
 pub mod qos;
 pub mod select;
 pub mod services;

@@ -3,84 +3,18 @@
 //! snapshot on every change (drain, weight, reload) and hands it to each worker, which swaps
 //! it in between bursts and hands the old one back to be freed off the packet path.
 
+pub use crate::ports::PortInfo;
+pub use crate::qos::live::BackendLive;
+
 use crate::cluster::ClusterView;
 use crate::fasthash::{FastHasher, FastMap};
 use crate::flow::key::addr_bytes;
 use crate::select::maglev::{Candidate, Maglev};
+use crate::select::Inputs;
 use crate::wire::ethernet::Mac;
 use std::hash::Hasher;
 use std::net::IpAddr;
-use tandem_config::{
-    BackendState, Config, Mode, OnBackendDown, PortConfig, Selection, ServiceConfig,
-};
-
-/// A port as the packet core sees it.
-#[derive(Debug, Clone)]
-pub struct PortInfo {
-    pub name: String,
-    pub mac: Mac,
-    pub ipv4: Option<([u8; 4], u8)>,
-    pub ipv6: Option<([u8; 16], u8)>,
-    pub gateway: Option<[u8; 4]>,
-    pub gateway6: Option<[u8; 16]>,
-}
-
-impl PortInfo {
-    pub fn from_config(p: &PortConfig, mac: Mac) -> Self {
-        PortInfo {
-            name: p.name.clone(),
-            mac,
-            ipv4: p.ipv4.map(|(a, l)| (a.octets(), l)),
-            ipv6: p.ipv6.map(|(a, l)| (a.octets(), l)),
-            gateway: p.gateway.map(|g| g.octets()),
-            gateway6: p.gateway6.map(|g| g.octets()),
-        }
-    }
-
-    /// True when `addr` (4 or 16 bytes) is on this port's subnet of its family.
-    pub fn on_link(&self, addr: &[u8]) -> bool {
-        match addr.len() {
-            4 => self.ipv4.is_some_and(|(a, l)| {
-                let m = if l == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(l))
-                };
-                let x = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]);
-                x & m == u32::from_be_bytes(a) & m
-            }),
-            16 => self.ipv6.is_some_and(|(a, l)| {
-                let m = if l == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(l))
-                };
-                let mut b = [0u8; 16];
-                b.copy_from_slice(addr);
-                u128::from_be_bytes(b) & m == u128::from_be_bytes(a) & m
-            }),
-            _ => false,
-        }
-    }
-
-    /// The next hop for `addr` out of this port: the address itself on the subnet, else
-    /// the port's gateway (None when there is neither).
-    pub fn next_hop(&self, addr: &[u8; 16], v6: bool) -> Option<[u8; 16]> {
-        let a = if v6 { &addr[..] } else { &addr[..4] };
-        if self.on_link(a) {
-            return Some(*addr);
-        }
-        if v6 {
-            self.gateway6
-        } else {
-            self.gateway.map(|g| {
-                let mut b = [0u8; 16];
-                b[..4].copy_from_slice(&g);
-                b
-            })
-        }
-    }
-}
+use tandem_config::{BackendState, Config, Mode, OnBackendDown, Selection, ServiceConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Path {
@@ -110,43 +44,8 @@ pub struct Backend {
     pub eligible: bool,
     /// Admission limit (0: none).
     pub max_flows: u32,
-    /// Weight x QoS factor x ramp: the capacity the `qos` selection compares flows against.
-    pub qos_weight: f64,
-    /// peak_ewma selection: the backend's latency estimate in microseconds.
-    pub ewma_us: u32,
     /// Probe series number of the first path (the others follow).
     pub series: u16,
-}
-
-/// What the control thread has learned about a backend since the config was read: health,
-/// QoS factor, ramp-up, path health and shares. Default: healthy, full share.
-#[derive(Debug, Clone)]
-pub struct BackendLive {
-    pub up: bool,
-    /// In (0, 1]: the share of its weight the QoS selection gives it.
-    pub factor: f64,
-    /// In (0, 1]: slow start after coming up or being activated.
-    pub ramp: f64,
-    /// A standby the control thread activated.
-    pub standby_active: bool,
-    pub path_up: Vec<bool>,
-    /// Relative path shares, 1..=1000 (empty: equal).
-    pub path_share: Vec<u16>,
-    pub ewma_us: u32,
-}
-
-impl Default for BackendLive {
-    fn default() -> Self {
-        BackendLive {
-            up: true,
-            factor: 1.0,
-            ramp: 1.0,
-            standby_active: false,
-            path_up: Vec::new(),
-            path_share: Vec::new(),
-            ewma_us: 0,
-        }
-    }
 }
 
 /// Node-wide settings the packet path needs.
@@ -227,6 +126,9 @@ pub struct Services {
     pub services: Vec<Service>,
     /// Indexed by global backend id.
     pub backends: Vec<Backend>,
+    /// What selection reads of each backend, by the same ids (kept apart so that `select`
+    /// needs nothing of the snapshot).
+    pub inputs: Vec<Inputs>,
     by_key: FastMap<ServiceKey, u16>,
     vips: FastMap<[u8; 16], ()>,
     /// (address, port, protocol) of every nat backend: where nat replies come from, and
@@ -281,6 +183,7 @@ impl Services {
             ports,
             services: Vec::new(),
             backends: Vec::new(),
+            inputs: Vec::new(),
             by_key: FastMap::default(),
             vips: FastMap::default(),
             nat_sources: FastMap::default(),
@@ -329,6 +232,11 @@ impl Services {
                 for pi in 0..b.paths.len() {
                     out.series.push((id, pi as u8));
                 }
+                out.inputs.push(Inputs {
+                    weight: b.weight,
+                    qos_weight: f64::from(b.weight) * (lv.factor * lv.ramp).clamp(0.0, 1.0),
+                    ewma_us: lv.ewma_us,
+                });
                 out.backends.push(Backend {
                     id,
                     service: sid,
@@ -352,8 +260,6 @@ impl Services {
                     up: lv.up,
                     eligible,
                     max_flows: b.max_flows,
-                    qos_weight: f64::from(b.weight) * (lv.factor * lv.ramp).clamp(0.0, 1.0),
-                    ewma_us: lv.ewma_us,
                     series,
                 });
             }

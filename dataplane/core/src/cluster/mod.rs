@@ -5,12 +5,11 @@
 
 pub mod rank;
 
-use crate::services::PortInfo;
+use crate::ports::PortInfo;
 use crate::wire::ethernet::Mac;
 use tandem_config::ClusterConfig;
 
-/// "No node": a record of a node on its own, or a backup that does not exist.
-pub const NO_NODE: u8 = u8::MAX;
+pub use crate::flow::record::NO_NODE;
 
 /// How many times a packet may be forwarded between nodes. One: the receiving node
 /// forwards, the node that gets it serves it.

@@ -1,8 +1,10 @@
 //! What a flow table stores for a flow, and the TCP state machine that picks its timeout.
 
-use crate::cluster::NO_NODE;
 use crate::wire::l4::{ACK, FIN, RST, SYN};
 use std::time::Duration;
+
+/// "No node": a record of a node on its own, or a backup that does not exist.
+pub const NO_NODE: u8 = u8::MAX;
 
 /// Where a flow is in its life; each state has its own idle timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -277,7 +277,7 @@ impl State {
         rec: &mut FlowRecord,
     ) -> Result<(), Verdict> {
         let h = key.hash(SELECTION_SEED);
-        let chosen = select::pick(s.options.selection, svc, &s.backends, &self.load, h);
+        let chosen = select::pick(s.options.selection, &svc.maglev, &s.inputs, &self.load, h);
         let Some(mut backend) = chosen else {
             return Err(Verdict::Drop(DropReason::NoBackend));
         };

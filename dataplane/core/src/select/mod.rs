@@ -13,15 +13,27 @@ mod qos;
 mod weights;
 
 use crate::qos::admission::Load;
-use crate::services::{Backend, BackendLive, Service};
+use crate::qos::live::BackendLive;
+use maglev::Maglev;
 use tandem_config::Selection;
+
+/// What selection reads of a backend (the snapshot keeps one per backend id).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Inputs {
+    /// The configured weight.
+    pub weight: u32,
+    /// Weight x QoS factor x ramp: the capacity the `qos` selection compares flows against.
+    pub qos_weight: f64,
+    /// The backend's peak-EWMA latency estimate in microseconds (`peak_ewma`).
+    pub ewma_us: u32,
+}
 
 /// A backend selection algorithm.
 pub trait Algorithm {
-    /// The backend a new flow of `svc` with flow hash `hash` goes to, among `backends` (the
-    /// snapshot's, indexed by id) and their active flow counts `load`. None: the service
-    /// has no backend taking flows.
-    fn pick(&self, svc: &Service, backends: &[Backend], load: &Load, hash: u64) -> Option<u16>;
+    /// The backend a new flow with flow hash `hash` goes to: drawn from the service's
+    /// `table`, weighed by what is known of each backend (`inputs`, by id) and its active
+    /// flows (`load`). None: the service has no backend taking flows.
+    fn pick(&self, table: &Maglev, inputs: &[Inputs], load: &Load, hash: u64) -> Option<u16>;
 
     /// A backend's weight in the service's table, from its configured weight and what the
     /// control thread has measured of it (`live`); 0 takes no new flows.
@@ -49,13 +61,13 @@ macro_rules! algorithms {
         #[inline]
         pub fn pick(
             sel: Selection,
-            svc: &Service,
-            backends: &[Backend],
+            table: &Maglev,
+            inputs: &[Inputs],
             load: &Load,
             hash: u64,
         ) -> Option<u16> {
             match sel {
-                $(Selection::$sel => $alg.pick(svc, backends, load, hash),)*
+                $(Selection::$sel => $alg.pick(table, inputs, load, hash),)*
             }
         }
 
@@ -77,6 +89,6 @@ algorithms! {
 
 /// A backend's configured weight as a cost divisor (never zero).
 #[inline]
-fn weight_of(backends: &[Backend], b: u16) -> f64 {
-    f64::from(backends[usize::from(b)].weight.max(1))
+fn weight_of(inputs: &[Inputs], b: u16) -> f64 {
+    f64::from(inputs[usize::from(b)].weight.max(1))
 }

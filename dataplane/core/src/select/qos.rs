@@ -2,20 +2,21 @@
 //! x slow-start ramp, the one with fewer active flows per unit of that winning (README,
 //! "Quality of service").
 
-use super::{p2c, Algorithm};
+use super::maglev::Maglev;
+use super::{p2c, Algorithm, Inputs};
 use crate::qos::admission::Load;
-use crate::services::{Backend, BackendLive, Service};
+use crate::qos::live::BackendLive;
 
 pub(super) struct Qos;
 
 impl Algorithm for Qos {
     #[inline]
-    fn pick(&self, svc: &Service, backends: &[Backend], load: &Load, hash: u64) -> Option<u16> {
+    fn pick(&self, table: &Maglev, inputs: &[Inputs], load: &Load, hash: u64) -> Option<u16> {
         // Load per unit of weight: with no flows anywhere both candidates tie and the first
         // draw (already in proportion to the weights) wins, so shares follow the weights at
         // low load; an (active + 1) numerator would hand every tie to the heavier backend.
-        p2c::pick(&svc.maglev, hash, |b| {
-            f64::from(load.active(b)) / backends[usize::from(b)].qos_weight.max(1e-6)
+        p2c::pick(table, hash, |b| {
+            f64::from(load.active(b)) / inputs[usize::from(b)].qos_weight.max(1e-6)
         })
     }
 

@@ -1,16 +1,16 @@
 //! `weights`: plain weighted consistent hashing (Maglev), no feedback: the flow's hash
 //! picks its backend from the service's table.
 
-use super::Algorithm;
+use super::maglev::Maglev;
+use super::{Algorithm, Inputs};
 use crate::qos::admission::Load;
-use crate::services::{Backend, Service};
 
 pub(super) struct Weights;
 
 impl Algorithm for Weights {
     #[inline]
-    fn pick(&self, svc: &Service, _: &[Backend], _: &Load, hash: u64) -> Option<u16> {
-        svc.maglev.lookup(hash)
+    fn pick(&self, table: &Maglev, _: &[Inputs], _: &Load, hash: u64) -> Option<u16> {
+        table.lookup(hash)
     }
 
     fn counts_flows(&self) -> bool {
