@@ -172,119 +172,225 @@ fn print(v: &Value, json_out: bool, header: &mut bool) {
     );
 }
 
+/// What the arguments ask for, checked.
+struct Plan {
+    spec: Spec,
+    /// Packets per second, or None for as fast as the ring takes them.
+    rate: Option<f64>,
+    duration: Duration,
+    warmup: Duration,
+    settle: Duration,
+}
+
+impl Plan {
+    fn of(a: &GenArgs) -> anyhow::Result<Plan> {
+        let proto = match a.proto.as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            p => anyhow::bail!("--proto: \"{p}\" is not tcp or udp"),
+        };
+        let proto = if a.mode == Mode::New { 6 } else { proto };
+        let spec = Spec {
+            proto,
+            size: a.size,
+            src_mac: [2, 0, 0, 0, 0, 0x47],
+            dst_mac: tandem_config::units::parse_mac(&a.dst_mac)
+                .map_err(|e| anyhow::anyhow!("--dst-mac: {e}"))?,
+            src_ip: a.src_ip.octets(),
+            dst_ip: a.dst_ip.octets(),
+            dst_port: a.dst_port,
+        };
+        if a.size < spec.min_size() || a.size > 1500 {
+            anyhow::bail!(
+                "--size: from {} to 1500 bytes for this protocol",
+                spec.min_size()
+            );
+        }
+        if a.flows == 0 {
+            anyhow::bail!("--flows: at least 1");
+        }
+        let rate: Option<f64> = match a.rate.as_str() {
+            "max" => None,
+            r => Some(r.parse::<f64>().ok().filter(|x| *x > 0.0).ok_or_else(|| {
+                anyhow::anyhow!("--rate: \"{r}\" is not a number of packets per second or max")
+            })?),
+        };
+        if !(0.0..=1.0).contains(&a.new_share) {
+            anyhow::bail!("--new-share: from 0 to 1");
+        }
+        let duration = |key: &str, s: &str| {
+            tandem_config::units::parse_duration(s).map_err(|e| anyhow::anyhow!("--{key}: {e}"))
+        };
+        Ok(Plan {
+            spec,
+            rate,
+            duration: duration("duration", &a.duration)?,
+            warmup: duration("warmup", &a.warmup)?,
+            settle: duration("settle", &a.settle)?,
+        })
+    }
+}
+
+/// The EAL and the generator's ports (one, or a TX and an RX port), links up.
+struct Ports {
+    eal: Eal,
+    pool: Mempool,
+    tx: EthPort,
+    rx: EthPort,
+    separate: bool,
+}
+
+impl Ports {
+    fn start(a: &GenArgs, settle: Duration) -> anyhow::Result<Ports> {
+        let mut args = if a.eal.is_empty() {
+            vec![
+                "--no-huge".into(),
+                "-m".into(),
+                "512".into(),
+                "--no-pci".into(),
+                "--file-prefix".into(),
+                format!("tandem-gen-{}", std::process::id()),
+                "--log-level".into(),
+                "lib.eal:warning".into(),
+            ]
+        } else {
+            a.eal.clone()
+        };
+        args.push(format!("--lcores=0@{}", a.core));
+        args.extend(vdev_arg(&a.tx));
+        let rx_devargs = a.rx.clone().unwrap_or_else(|| a.tx.clone());
+        let separate = device(&rx_devargs) != device(&a.tx);
+        if separate {
+            args.extend(vdev_arg(&rx_devargs));
+        }
+        let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let pool =
+            Mempool::new("tandem_gen", a.mbufs, 256, -1).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let open = |d: &str| -> anyhow::Result<EthPort> {
+            let id = EthPort::by_name(device(d)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            EthPort::start(id, 1, 1024, 1024, &pool, None)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", device(d)))
+        };
+        let tx = open(&a.tx)?;
+        let rx = if separate { open(&rx_devargs)? } else { tx };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !(tx.link().up && rx.link().up) {
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "the ports' links did not come up within 10 s (is the peer running?)"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(settle);
+        Ok(Ports {
+            eal,
+            pool,
+            tx,
+            rx,
+            separate,
+        })
+    }
+
+    fn close(self) {
+        self.tx.stop_and_close();
+        if self.separate {
+            self.rx.stop_and_close();
+        }
+        self.eal.cleanup();
+    }
+}
+
+/// The frames the generator sends, in order: established flows round and round, a new flow
+/// every `new_every` frames (or only new ones), each stamped with its sequence number.
+struct Frames<'a> {
+    spec: &'a Spec,
+    mode: Mode,
+    flows: u64,
+    /// Established flows' frames, built once (up to a million; beyond, built as sent).
+    templates: Vec<Vec<u8>>,
+    flow: u64,
+    /// New flows' numbers start past the established ones.
+    fresh: u64,
+    new_every: u64,
+    seq: u32,
+    /// Every established flow sent at least once (the warm-up waits for it).
+    cycled: bool,
+}
+
+impl<'a> Frames<'a> {
+    fn new(a: &GenArgs, spec: &'a Spec) -> Frames<'a> {
+        let templates = if a.mode != Mode::New && a.flows <= 1 << 20 {
+            (0..a.flows)
+                .map(|n| {
+                    let mut b = vec![0u8; spec.size];
+                    gen::write_frame(&mut b, spec, n, false);
+                    b
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Frames {
+            spec,
+            mode: a.mode,
+            flows: a.flows,
+            templates,
+            flow: 0,
+            fresh: a.flows,
+            new_every: if a.new_share > 0.0 {
+                (1.0 / a.new_share).round().max(1.0) as u64
+            } else {
+                u64::MAX
+            },
+            seq: 0,
+            cycled: false,
+        }
+    }
+
+    /// Writes the next frame into `f`, stamped at `now32`.
+    fn next(&mut self, f: &mut [u8], now32: u32) {
+        let is_new = match self.mode {
+            Mode::New => true,
+            Mode::Mix => u64::from(self.seq).is_multiple_of(self.new_every),
+            Mode::Established => false,
+        };
+        if is_new {
+            gen::write_frame(f, self.spec, self.fresh, true);
+            self.fresh += 1;
+        } else {
+            match self.templates.get(self.flow as usize) {
+                Some(t) => f.copy_from_slice(t),
+                None => {
+                    gen::write_frame(f, self.spec, self.flow, false);
+                }
+            }
+            self.flow += 1;
+            if self.flow == self.flows {
+                self.flow = 0;
+                self.cycled = true;
+            }
+        }
+        gen::stamp(f, self.spec, self.seq, now32);
+        self.seq = self.seq.wrapping_add(1);
+    }
+}
+
 /// Runs the generator; returns the final report.
 pub fn run(a: &GenArgs) -> anyhow::Result<Value> {
-    let proto = match a.proto.as_str() {
-        "tcp" => 6,
-        "udp" => 17,
-        p => anyhow::bail!("--proto: \"{p}\" is not tcp or udp"),
-    };
-    let proto = if a.mode == Mode::New { 6 } else { proto };
-    let spec = Spec {
-        proto,
-        size: a.size,
-        src_mac: [2, 0, 0, 0, 0, 0x47],
-        dst_mac: tandem_config::units::parse_mac(&a.dst_mac)
-            .map_err(|e| anyhow::anyhow!("--dst-mac: {e}"))?,
-        src_ip: a.src_ip.octets(),
-        dst_ip: a.dst_ip.octets(),
-        dst_port: a.dst_port,
-    };
-    if a.size < spec.min_size() || a.size > 1500 {
-        anyhow::bail!(
-            "--size: from {} to 1500 bytes for this protocol",
-            spec.min_size()
-        );
-    }
-    if a.flows == 0 {
-        anyhow::bail!("--flows: at least 1");
-    }
-    let rate: Option<f64> = match a.rate.as_str() {
-        "max" => None,
-        r => Some(r.parse::<f64>().ok().filter(|x| *x > 0.0).ok_or_else(|| {
-            anyhow::anyhow!("--rate: \"{r}\" is not a number of packets per second or max")
-        })?),
-    };
-    let duration = tandem_config::units::parse_duration(&a.duration)
-        .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
-    if !(0.0..=1.0).contains(&a.new_share) {
-        anyhow::bail!("--new-share: from 0 to 1");
-    }
-
-    let mut args = if a.eal.is_empty() {
-        vec![
-            "--no-huge".into(),
-            "-m".into(),
-            "512".into(),
-            "--no-pci".into(),
-            "--file-prefix".into(),
-            format!("tandem-gen-{}", std::process::id()),
-            "--log-level".into(),
-            "lib.eal:warning".into(),
-        ]
-    } else {
-        a.eal.clone()
-    };
-    args.push(format!("--lcores=0@{}", a.core));
-    args.extend(vdev_arg(&a.tx));
-    let rx_devargs = a.rx.clone().unwrap_or_else(|| a.tx.clone());
-    let separate = device(&rx_devargs) != device(&a.tx);
-    if separate {
-        args.extend(vdev_arg(&rx_devargs));
-    }
-    let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let pool = Mempool::new("tandem_gen", a.mbufs, 256, -1).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let open = |d: &str| -> anyhow::Result<EthPort> {
-        let id = EthPort::by_name(device(d)).map_err(|e| anyhow::anyhow!("{e}"))?;
-        EthPort::start(id, 1, 1024, 1024, &pool, None)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", device(d)))
-    };
-    let txp = open(&a.tx)?;
-    let rxp = if separate { open(&rx_devargs)? } else { txp };
-    let settle = tandem_config::units::parse_duration(&a.settle)
-        .map_err(|e| anyhow::anyhow!("--settle: {e}"))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !(txp.link().up && rxp.link().up) {
-        if std::time::Instant::now() > deadline {
-            anyhow::bail!("the ports' links did not come up within 10 s (is the peer running?)");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(settle);
-
-    // Established flows' frames, built once (up to a million; beyond, built as sent).
-    let templates: Vec<Vec<u8>> = if a.mode != Mode::New && a.flows <= 1 << 20 {
-        (0..a.flows)
-            .map(|n| {
-                let mut b = vec![0u8; spec.size];
-                gen::write_frame(&mut b, &spec, n, false);
-                b
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let warmup = tandem_config::units::parse_duration(&a.warmup)
-        .map_err(|e| anyhow::anyhow!("--warmup: {e}"))?;
-    let hz = eal.tsc_hz().max(1);
+    let plan = Plan::of(a)?;
+    let ports = Ports::start(a, plan.settle)?;
+    let spec = &plan.spec;
+    let mut frames = Frames::new(a, spec);
+    let hz = ports.eal.tsc_hz().max(1);
     let t0 = rdtsc();
     // Start of the measured phase on that clock (after the warm-up).
     let mut base = 0u64;
-    let mut warming = !warmup.is_zero();
+    let mut warming = !plan.warmup.is_zero();
     let ns_of = |t: u64| (u128::from(t.wrapping_sub(t0)) * 1_000_000_000 / u128::from(hz)) as u64;
-    let end_ns = duration.as_nanos() as u64;
+    let end_ns = plan.duration.as_nanos() as u64;
     let mut rx = Rx::default();
     let mut tx: u64 = 0;
-    let mut seq: u32 = 0;
-    let mut flow: u64 = 0;
-    // Every established flow sent at least once (the warm-up waits for it).
-    let mut cycled = false;
-    let mut fresh: u64 = a.flows; // new flows' numbers start past the established ones
-    let new_every = if a.new_share > 0.0 {
-        (1.0 / a.new_share).round().max(1.0) as u64
-    } else {
-        u64::MAX
-    };
     let mut pkts: [RawMbuf; BURST] = [std::ptr::null_mut(); BURST];
     // Frames built but refused by the TX ring, offered again first.
     let mut pending = 0usize;
@@ -299,7 +405,8 @@ pub fn run(a: &GenArgs) -> anyhow::Result<Value> {
     let mut stop_at = u64::MAX;
     loop {
         let mut now = ns_of(rdtsc()) - base;
-        if warming && now >= warmup.as_nanos() as u64 && (a.mode == Mode::New || cycled) {
+        if warming && now >= plan.warmup.as_nanos() as u64 && (a.mode == Mode::New || frames.cycled)
+        {
             // Measuring starts now: a fresh clock, counts and histograms; frames stamped
             // before this sequence number are the warm-up's.
             warming = false;
@@ -308,7 +415,7 @@ pub fn run(a: &GenArgs) -> anyhow::Result<Value> {
             last_ns = 0;
             tx = 0;
             rx = Rx::default();
-            rx.start_seq = Some(seq);
+            rx.start_seq = Some(frames.seq);
             next_report = 1_000_000_000;
             prev = (0, 0);
         }
@@ -326,7 +433,7 @@ pub fn run(a: &GenArgs) -> anyhow::Result<Value> {
             break;
         }
         if sending {
-            let allowed = match rate {
+            let allowed = match plan.rate {
                 None => BURST,
                 Some(r) => {
                     credit = (credit + (now - last_ns) as f64 * r / 1e9).min(BURST as f64);
@@ -340,46 +447,23 @@ pub fn run(a: &GenArgs) -> anyhow::Result<Value> {
             };
             let mut n = pending;
             while n < allowed {
-                let Some(m) = pool.alloc() else { break };
+                let Some(m) = ports.pool.alloc() else { break };
                 // SAFETY: a fresh mbuf from our pool, owned here until sent or freed.
                 let (room, start, _) = unsafe { mbuf::data_room(m) };
-                let f = &mut room[start..start + spec.size];
-                let is_new = match a.mode {
-                    Mode::New => true,
-                    Mode::Mix => u64::from(seq).is_multiple_of(new_every),
-                    Mode::Established => false,
-                };
-                if is_new {
-                    gen::write_frame(f, &spec, fresh, true);
-                    fresh += 1;
-                } else {
-                    match templates.get(flow as usize) {
-                        Some(t) => f.copy_from_slice(t),
-                        None => {
-                            gen::write_frame(f, &spec, flow, false);
-                        }
-                    }
-                    flow += 1;
-                    if flow == a.flows {
-                        flow = 0;
-                        cycled = true;
-                    }
-                }
-                gen::stamp(f, &spec, seq, ns_of(rdtsc()) as u32);
-                seq = seq.wrapping_add(1);
+                frames.next(&mut room[start..start + spec.size], ns_of(rdtsc()) as u32);
                 // SAFETY: the frame was written within the data room.
                 unsafe { mbuf::set_frame(m, start, spec.size) };
                 pkts[n] = m;
                 n += 1;
             }
-            let sent = txp.tx_burst(0, &mut pkts[..n]);
+            let sent = ports.tx.tx_burst(0, &mut pkts[..n]);
             tx += sent as u64;
             credit = (credit - sent as f64).max(0.0);
             // The refused ones move to the front, to be offered again next time round.
             pkts.copy_within(sent..n, 0);
             pending = n - sent;
         }
-        let got = rxp.rx_burst(0, &mut rxb);
+        let got = ports.rx.rx_burst(0, &mut rxb);
         if got > 0 {
             let now32 = ns_of(rdtsc()) as u32;
             for &m in &rxb[..got] {
@@ -401,10 +485,6 @@ pub fn run(a: &GenArgs) -> anyhow::Result<Value> {
     let secs = (stop_at as f64 / 1e9).max(1e-9);
     let v = report(secs, secs, tx, &rx, prev, true);
     print(&v, a.json, &mut header);
-    txp.stop_and_close();
-    if separate {
-        rxp.stop_and_close();
-    }
-    eal.cleanup();
+    ports.close();
     Ok(v)
 }

@@ -98,37 +98,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         signal_hook::flag::register_conditional_default(sig, Arc::clone(&in_eal_init))?;
         signal_hook::flag::register(sig, Arc::clone(&term))?;
     }
-
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    if let Some((i, c)) = cfg
-        .workers
-        .cores
-        .iter()
-        .enumerate()
-        .find(|(_, c)| **c >= ncpu)
-    {
-        anyhow::bail!("workers.cores[{i}]: CPU {c} does not exist on this machine ({ncpu} CPUs)");
-    }
-    // The flow tables are allocated and touched at start: refuse, naming the keys, what this
-    // machine cannot hold (instead of an allocation failure or the OOM killer).
-    let capacity = Capacity {
-        v4: cfg.flows.capacity as usize,
-        v6: cfg.flows.capacity_v6 as usize,
-    };
-    let tables = FlowTable::bytes_for(capacity) as u64 * cfg.workers.cores.len() as u64;
-    if let Some(avail) = memory_available() {
-        if tables > avail {
-            anyhow::bail!(
-                "flows.capacity, flows.capacity_v6: the flow tables need {} MiB ({} workers), \
-                 more than the {} MiB this machine has available",
-                tables >> 20,
-                cfg.workers.cores.len(),
-                avail >> 20
-            );
-        }
-    }
+    let (ncpu, capacity) = fits_this_machine(&cfg)?;
     // The cluster secret is checked before anything starts: a readable secret is refused.
     let secret = match &cfg.cluster {
         Some(c) => Some(tandem_control::cluster::read_secret(&c.secret_file)?),
@@ -148,27 +118,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         Mempool::new("tandem_mbufs", cfg.mempool_mbufs, cfg.mempool_cache, -1)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-
-    let mut eth = Vec::new();
-    let mut infos = Vec::new();
-    for p in &cfg.ports {
-        let id = EthPort::by_name(p.device_name())
-            .map_err(|e| anyhow::anyhow!("port {}: {e}", p.name))?;
-        let port = EthPort::start(
-            id,
-            nworkers,
-            p.rx_descriptors,
-            p.tx_descriptors,
-            &pool,
-            p.mac,
-        )
-        .map_err(|e| anyhow::anyhow!("port {}: {e}", p.name))?;
-        let mac = p.mac.unwrap_or_else(|| port.mac());
-        tracing::info!(port = %p.name, id, mac = %tandem_config::units::format_mac(&mac), "port started");
-        infos.push(PortInfo::from_config(p, mac));
-        eth.push(port);
-    }
-
+    let (eth, infos) = start_ports(&cfg, nworkers, &pool)?;
     if term.load(Ordering::SeqCst) {
         println!("tandem: stopped during start-up");
         for p in &eth {
@@ -177,13 +127,6 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         eal.cleanup();
         return Ok(());
     }
-    let f = &cfg.flows;
-    let timeouts = Timeouts::new(
-        f.tcp_syn_timeout,
-        f.tcp_established_timeout,
-        f.tcp_closing_timeout,
-        f.udp_timeout,
-    );
     let snapshot = Arc::new(build_snapshot(1, &cfg, &infos, &cfg.services, &[]));
     let load = Arc::new(tandem_dataplane::qos::admission::Load::default());
     let cluster = match (&cfg.cluster, &snapshot.cluster, &secret) {
@@ -199,54 +142,15 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         _ => None,
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let tsc_per_ms = (eal.tsc_hz() / 1000).max(1);
-    let tsc0 = rdtsc();
-    let seed = random_seed();
-    tandem_dataplane::flow::table::on_allocate(crate::memory::advise_huge_pages);
-    let mut links = Vec::new();
-    for (i, _cpu) in cfg.workers.cores.iter().enumerate() {
-        let (to_tx, to_rx) = bounded(CHANNEL_CAP);
-        let (from_tx, from_rx) = bounded(CHANNEL_CAP);
-        let counters = Arc::new(WorkerCounters::default());
-        let core = Core::new(
-            i as u16,
-            capacity,
-            timeouts,
-            Arc::clone(&snapshot),
-            Arc::clone(&counters),
-            seed,
-        )
-        .with_load(Arc::clone(&load));
-        let w = Worker {
-            core,
-            ports: eth.clone(),
-            queue: i as u16,
-            burst: cfg.workers.burst,
-            idle_sleep: cfg.workers.idle_sleep,
-            inbox: to_rx,
-            outbox: from_tx,
-            stop: Arc::clone(&stop),
-            pool: Arc::clone(&pool),
-            tsc_per_ms,
-            tsc0,
-            parked: tandem_dataplane::parking::Parking::with_capacity(crate::worker::MAX_PARKED),
-            due: Vec::with_capacity(crate::worker::MAX_PARKED),
-        };
-        eal.launch(i as u32 + 1, move || w.run())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        links.push(WorkerLink::new(to_tx, from_rx, counters));
-    }
-    let table_bytes = FlowTable::bytes_for(capacity);
-    let (v4_bytes, v6_bytes) = FlowTable::bytes_per_flow(capacity);
-    tracing::info!(
-        workers = nworkers,
-        capacity = cfg.flows.capacity,
-        capacity_v6 = cfg.flows.capacity_v6,
-        table_mib_per_worker = table_bytes >> 20,
-        bytes_per_ipv4_flow = v4_bytes,
-        bytes_per_ipv6_flow = v6_bytes,
-        "workers started"
-    );
+    let shared = Shared {
+        eal: &eal,
+        eth: &eth,
+        pool: &pool,
+        snapshot: &snapshot,
+        load: &load,
+        stop: &stop,
+    };
+    let links = start_workers(&cfg, capacity, &shared)?;
 
     let (req_tx, req_rx) = bounded::<Request>(64);
     let socket_path = cfg.control_socket.clone();
@@ -271,70 +175,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         ctl.config().node_id,
         socket_path.display()
     );
-
-    let ifaces: Vec<Option<String>> = ctl
-        .config()
-        .ports
-        .iter()
-        .map(|p| af_packet_iface(&p.devargs).map(String::from))
-        .collect();
-    // net_af_packet's ring losses, read from the kernel (the PMD reports none).
-    let packet_sockets: Vec<Option<PacketSockets>> = ifaces
-        .iter()
-        .map(|i| i.as_deref().map(PacketSockets::of))
-        .collect();
-    let mut kernel_drops = vec![0u64; eth.len()];
-    let mut last_link = Instant::now() - Duration::from_secs(1);
-    let mut last_second = Instant::now();
-    ctl.refresh_neighbors(Instant::now());
-    while !term.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        let busy = ctl.poll_workers(now) + ctl.poll_cluster(now);
-        ctl.qos_tick(now);
-        let started = Instant::now();
-        while let Ok(r) = req_rx.try_recv() {
-            let answer = commands::execute(&mut ctl, &r.line);
-            let _ = r.reply.send(answer);
-            if started.elapsed() >= COMMAND_BUDGET {
-                break;
-            }
-        }
-        if now.duration_since(last_link) >= Duration::from_millis(100) {
-            last_link = now;
-            for (i, p) in eth.iter().enumerate() {
-                let kernel = ifaces[i]
-                    .as_deref()
-                    .and_then(kernel_link_up)
-                    .unwrap_or(true);
-                ctl.set_link(i, p.link().up && kernel);
-            }
-        }
-        if now.duration_since(last_second) >= Duration::from_secs(1) {
-            last_second = now;
-            for (i, p) in eth.iter().enumerate() {
-                let s = p.stats();
-                kernel_drops[i] += packet_sockets[i].as_ref().map_or(0, |p| p.take_drops());
-                ctl.set_device_stats(
-                    i,
-                    DeviceStats {
-                        kernel_drops: kernel_drops[i],
-                        ipackets: s.ipackets,
-                        opackets: s.opackets,
-                        imissed: s.imissed,
-                        ierrors: s.ierrors,
-                        oerrors: s.oerrors,
-                        rx_nombuf: s.rx_nombuf,
-                    },
-                );
-            }
-            ctl.sample_rates(now);
-            ctl.expire_flows(now);
-            ctl.refresh_neighbors(now);
-        }
-        if busy == 0 && req_rx.is_empty() {
-            std::thread::sleep(TICK);
-        }
-    }
+    control_loop(&mut ctl, &eth, &req_rx, &term);
 
     println!("tandem: stopping");
     stop.store(true, Ordering::SeqCst);
@@ -362,4 +203,243 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         anyhow::bail!("{failed} worker(s) failed");
     }
     Ok(())
+}
+
+/// Refuses, naming the keys, what this machine cannot run: a worker CPU it does not have,
+/// flow tables larger than its available memory (they are allocated and touched at start:
+/// otherwise an allocation failure or the OOM killer). The machine's CPUs and the tables'
+/// capacity.
+fn fits_this_machine(cfg: &Config) -> anyhow::Result<(usize, Capacity)> {
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if let Some((i, c)) = cfg
+        .workers
+        .cores
+        .iter()
+        .enumerate()
+        .find(|(_, c)| **c >= ncpu)
+    {
+        anyhow::bail!("workers.cores[{i}]: CPU {c} does not exist on this machine ({ncpu} CPUs)");
+    }
+    let capacity = Capacity {
+        v4: cfg.flows.capacity as usize,
+        v6: cfg.flows.capacity_v6 as usize,
+    };
+    let tables = FlowTable::bytes_for(capacity) as u64 * cfg.workers.cores.len() as u64;
+    if let Some(avail) = memory_available() {
+        if tables > avail {
+            anyhow::bail!(
+                "flows.capacity, flows.capacity_v6: the flow tables need {} MiB ({} workers), \
+                 more than the {} MiB this machine has available",
+                tables >> 20,
+                cfg.workers.cores.len(),
+                avail >> 20
+            );
+        }
+    }
+    Ok((ncpu, capacity))
+}
+
+/// Starts every port with a queue pair per worker; the ports and the core's view of them.
+fn start_ports(
+    cfg: &Config,
+    nworkers: u16,
+    pool: &Arc<Mempool>,
+) -> anyhow::Result<(Vec<EthPort>, Vec<PortInfo>)> {
+    let mut eth = Vec::new();
+    let mut infos = Vec::new();
+    for p in &cfg.ports {
+        let id = EthPort::by_name(p.device_name())
+            .map_err(|e| anyhow::anyhow!("port {}: {e}", p.name))?;
+        let port = EthPort::start(
+            id,
+            nworkers,
+            p.rx_descriptors,
+            p.tx_descriptors,
+            pool,
+            p.mac,
+        )
+        .map_err(|e| anyhow::anyhow!("port {}: {e}", p.name))?;
+        let mac = p.mac.unwrap_or_else(|| port.mac());
+        tracing::info!(port = %p.name, id, mac = %tandem_config::units::format_mac(&mac), "port started");
+        infos.push(PortInfo::from_config(p, mac));
+        eth.push(port);
+    }
+    Ok((eth, infos))
+}
+
+/// What every worker is started with.
+struct Shared<'a> {
+    eal: &'a Eal,
+    eth: &'a [EthPort],
+    pool: &'a Arc<Mempool>,
+    snapshot: &'a Arc<tandem_dataplane::services::Services>,
+    load: &'a Arc<tandem_dataplane::qos::admission::Load>,
+    stop: &'a Arc<AtomicBool>,
+}
+
+/// Launches a pinned worker per `[workers] cores` entry (lcore i+1); the control thread's
+/// end of each one's channels.
+fn start_workers(cfg: &Config, capacity: Capacity, sh: &Shared) -> anyhow::Result<Vec<WorkerLink>> {
+    let f = &cfg.flows;
+    let timeouts = Timeouts::new(
+        f.tcp_syn_timeout,
+        f.tcp_established_timeout,
+        f.tcp_closing_timeout,
+        f.udp_timeout,
+    );
+    let tsc_per_ms = (sh.eal.tsc_hz() / 1000).max(1);
+    let tsc0 = rdtsc();
+    let seed = random_seed();
+    tandem_dataplane::flow::table::on_allocate(crate::memory::advise_huge_pages);
+    let mut links = Vec::new();
+    for i in 0..cfg.workers.cores.len() {
+        let (to_tx, to_rx) = bounded(CHANNEL_CAP);
+        let (from_tx, from_rx) = bounded(CHANNEL_CAP);
+        let counters = Arc::new(WorkerCounters::default());
+        let core = Core::new(
+            i as u16,
+            capacity,
+            timeouts,
+            Arc::clone(sh.snapshot),
+            Arc::clone(&counters),
+            seed,
+        )
+        .with_load(Arc::clone(sh.load));
+        let w = Worker {
+            core,
+            ports: sh.eth.to_vec(),
+            queue: i as u16,
+            burst: cfg.workers.burst,
+            idle_sleep: cfg.workers.idle_sleep,
+            inbox: to_rx,
+            outbox: from_tx,
+            stop: Arc::clone(sh.stop),
+            pool: Arc::clone(sh.pool),
+            tsc_per_ms,
+            tsc0,
+            parked: tandem_dataplane::parking::Parking::with_capacity(crate::worker::MAX_PARKED),
+            due: Vec::with_capacity(crate::worker::MAX_PARKED),
+        };
+        sh.eal
+            .launch(i as u32 + 1, move || w.run())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        links.push(WorkerLink::new(to_tx, from_rx, counters));
+    }
+    let (v4_bytes, v6_bytes) = FlowTable::bytes_per_flow(capacity);
+    tracing::info!(
+        workers = links.len(),
+        capacity = cfg.flows.capacity,
+        capacity_v6 = cfg.flows.capacity_v6,
+        table_mib_per_worker = FlowTable::bytes_for(capacity) >> 20,
+        bytes_per_ipv4_flow = v4_bytes,
+        bytes_per_ipv6_flow = v6_bytes,
+        "workers started"
+    );
+    Ok(links)
+}
+
+/// The control thread's loop until SIGINT or SIGTERM: workers' events and the sync channel
+/// each tick, then QoS, then commands (within their budget); links every 100 ms; device
+/// counters, rates, flow expiry and neighbors every second.
+fn control_loop(
+    ctl: &mut Control,
+    eth: &[EthPort],
+    requests: &crossbeam_channel::Receiver<Request>,
+    term: &AtomicBool,
+) {
+    let mut devices = Devices::new(ctl, eth);
+    let mut last_link = Instant::now() - Duration::from_secs(1);
+    let mut last_second = Instant::now();
+    ctl.refresh_neighbors(Instant::now());
+    while !term.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let busy = ctl.poll_workers(now) + ctl.poll_cluster(now);
+        ctl.qos_tick(now);
+        let started = Instant::now();
+        while let Ok(r) = requests.try_recv() {
+            let answer = commands::execute(ctl, &r.line);
+            let _ = r.reply.send(answer);
+            if started.elapsed() >= COMMAND_BUDGET {
+                break;
+            }
+        }
+        if now.duration_since(last_link) >= Duration::from_millis(100) {
+            last_link = now;
+            devices.links(ctl);
+        }
+        if now.duration_since(last_second) >= Duration::from_secs(1) {
+            last_second = now;
+            devices.stats(ctl);
+            ctl.sample_rates(now);
+            ctl.expire_flows(now);
+            ctl.refresh_neighbors(now);
+        }
+        if busy == 0 && requests.is_empty() {
+            std::thread::sleep(TICK);
+        }
+    }
+}
+
+/// The ports as the control loop reads them: link state (the PMD's, and the kernel
+/// interface's for an af_packet port) and device counters (with net_af_packet's ring losses,
+/// read from the kernel: the PMD reports none).
+struct Devices<'a> {
+    eth: &'a [EthPort],
+    ifaces: Vec<Option<String>>,
+    packet_sockets: Vec<Option<PacketSockets>>,
+    kernel_drops: Vec<u64>,
+}
+
+impl<'a> Devices<'a> {
+    fn new(ctl: &Control, eth: &'a [EthPort]) -> Devices<'a> {
+        let ifaces: Vec<Option<String>> = ctl
+            .config()
+            .ports
+            .iter()
+            .map(|p| af_packet_iface(&p.devargs).map(String::from))
+            .collect();
+        let packet_sockets = ifaces
+            .iter()
+            .map(|i| i.as_deref().map(PacketSockets::of))
+            .collect();
+        Devices {
+            eth,
+            ifaces,
+            packet_sockets,
+            kernel_drops: vec![0; eth.len()],
+        }
+    }
+
+    fn links(&self, ctl: &mut Control) {
+        for (i, p) in self.eth.iter().enumerate() {
+            let kernel = self.ifaces[i]
+                .as_deref()
+                .and_then(kernel_link_up)
+                .unwrap_or(true);
+            ctl.set_link(i, p.link().up && kernel);
+        }
+    }
+
+    fn stats(&mut self, ctl: &mut Control) {
+        for (i, p) in self.eth.iter().enumerate() {
+            let s = p.stats();
+            self.kernel_drops[i] += self.packet_sockets[i]
+                .as_ref()
+                .map_or(0, |p| p.take_drops());
+            ctl.set_device_stats(
+                i,
+                DeviceStats {
+                    kernel_drops: self.kernel_drops[i],
+                    ipackets: s.ipackets,
+                    opackets: s.opackets,
+                    imissed: s.imissed,
+                    ierrors: s.ierrors,
+                    oerrors: s.oerrors,
+                    rx_nombuf: s.rx_nombuf,
+                },
+            );
+        }
+    }
 }
