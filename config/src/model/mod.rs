@@ -39,41 +39,58 @@ impl Protocol {
     }
 }
 
-/// Forwarding modes by the name `mode` gives them: the one list of them.
-macro_rules! modes {
-    ($($variant:ident => $name:literal,)*) => {
-        /// How a service's packets reach its backends (the packet core's `pipeline::xmit`
-        /// has one file per mode).
+/// Every forwarding mode: the name a service's `mode` gives it, and the packet core's file
+/// that implements it (`dataplane/core/src/pipeline/xmit/FILE.rs`, a `Transmit`). The one
+/// list of them: this crate makes the `Mode` enum of it, the packet core its dispatch, so
+/// adding a mode is a line here and its file.
+#[macro_export]
+macro_rules! for_each_mode {
+    ($then:ident) => {
+        $then! {
+            /// The destination rewritten to the backend; replies come back through the node.
+            Nat => "nat" => nat::Nat,
+            /// Direct server return: the frame to the backend's MAC, unchanged at L3.
+            Dsr => "dsr" => dsr::Dsr,
+            /// The client's packet inside UDP to the backend, which answers the client itself.
+            Gue => "gue" => gue::Gue,
+        }
+    };
+}
+
+macro_rules! mode_enum {
+    ($($(#[doc = $doc:literal])* $v:ident => $name:literal => $m:ident :: $t:ident,)*) => {
+        /// How a service's packets reach its backends.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Mode { $($variant,)* }
+        pub enum Mode { $($(#[doc = $doc])* $v,)* }
 
         impl Mode {
-            pub const ALL: &'static [Mode] = &[$(Mode::$variant,)*];
+            pub const ALL: &'static [Mode] = &[$(Mode::$v,)*];
             pub fn name(self) -> &'static str {
-                match self { $(Mode::$variant => $name,)* }
+                match self { $(Mode::$v => $name,)* }
             }
             pub fn parse(s: &str) -> Option<Mode> {
-                match s { $($name => Some(Mode::$variant),)* _ => None }
+                match s { $($name => Some(Mode::$v),)* _ => None }
             }
         }
     };
 }
 
-modes! {
-    Nat => "nat",
-    Dsr => "dsr",
-    Gue => "gue",
-}
+for_each_mode!(mode_enum);
 
 impl Mode {
     /// "nat, dsr or gue".
     pub fn names() -> String {
-        let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
-        match names.split_last() {
-            Some((last, [])) => last.to_string(),
-            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-            None => String::new(),
-        }
+        one_of(Mode::ALL.iter().map(|m| m.name()))
+    }
+}
+
+/// "a, b or c".
+pub(crate) fn one_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 

@@ -50,41 +50,52 @@ impl Default for HealthConfig {
     }
 }
 
-/// How a new flow's backend is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Selection {
-    /// Two candidates drawn by weight times a QoS factor from the measured latency, the one
-    /// with fewer active flows per unit of that wins (the default; see README).
-    Qos,
-    /// Plain weights (Maglev), no feedback.
-    Weights,
-    /// Power of two choices on active flows per unit of weight.
-    LeastFlows,
-    /// Power of two choices on peak-EWMA latency times (active flows + 1) (Finagle/Linkerd).
-    PeakEwma,
+/// Every backend selection: the name `[qos] selection` gives it, and the packet core's file
+/// that implements it (`dataplane/core/src/select/FILE.rs`, an `Algorithm`). The one list
+/// of them: this crate makes the `Selection` enum of it, the packet core its registry, so
+/// adding an algorithm is a line here and its file.
+#[macro_export]
+macro_rules! for_each_selection {
+    ($then:ident) => {
+        $then! {
+            /// Two candidates drawn by weight times a QoS factor from the measured latency,
+            /// the one with fewer active flows per unit of that wins (the default; README).
+            Qos => "qos" => qos::Qos,
+            /// Plain weights (Maglev), no feedback.
+            Weights => "weights" => weights::Weights,
+            /// Power of two choices on active flows per unit of weight.
+            LeastFlows => "least_flows" => least_flows::LeastFlows,
+            /// Power of two choices on peak-EWMA latency times (active flows + 1)
+            /// (Finagle/Linkerd).
+            PeakEwma => "peak_ewma" => peak_ewma::PeakEwma,
+        }
+    };
 }
 
-impl Selection {
-    pub fn name(self) -> &'static str {
-        match self {
-            Selection::Qos => "qos",
-            Selection::Weights => "weights",
-            Selection::LeastFlows => "least_flows",
-            Selection::PeakEwma => "peak_ewma",
+macro_rules! selection_enum {
+    ($($(#[doc = $doc:literal])* $v:ident => $name:literal => $m:ident :: $t:ident,)*) => {
+        /// How a new flow's backend is chosen.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Selection { $($(#[doc = $doc])* $v,)* }
+
+        impl Selection {
+            pub const ALL: &'static [Selection] = &[$(Selection::$v,)*];
+            pub fn name(self) -> &'static str {
+                match self { $(Selection::$v => $name,)* }
+            }
+            pub fn parse(s: &str) -> Option<Selection> {
+                match s { $($name => Some(Selection::$v),)* _ => None }
+            }
         }
-    }
-    pub fn parse(s: &str) -> Option<Selection> {
-        Some(match s {
-            "qos" => Selection::Qos,
-            "weights" => Selection::Weights,
-            "least_flows" => Selection::LeastFlows,
-            "peak_ewma" => Selection::PeakEwma,
-            _ => return None,
-        })
-    }
-    /// True when selection reads live flow counts (so every new flow is counted).
-    pub fn counts_flows(self) -> bool {
-        !matches!(self, Selection::Weights)
+    };
+}
+
+for_each_selection!(selection_enum);
+
+impl Selection {
+    /// "qos, weights, least_flows or peak_ewma".
+    pub fn names() -> String {
+        super::one_of(Selection::ALL.iter().map(|s| s.name()))
     }
 }
 

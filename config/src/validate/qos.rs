@@ -92,7 +92,7 @@ pub(super) fn qos(f: Option<&QosFile>, problems: &mut Vec<Problem>) -> QosConfig
         Some(s) => Selection::parse(s).unwrap_or_else(|| {
             c.bad(
                 "qos.selection",
-                format!("\"{s}\" is not qos, weights, least_flows or peak_ewma"),
+                format!("\"{s}\" is not {}", Selection::names()),
             );
             d.selection
         }),

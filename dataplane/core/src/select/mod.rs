@@ -1,16 +1,12 @@
 //! Selection: which backend a new flow goes to, and over which paths (`path`). Each
-//! algorithm is one file behind `Algorithm`, registered once in `algorithms!` below, as
-//! pingora's `selection/` does: adding one is a new file and one line here (and its name
-//! in config's `Selection`). `maglev` (the weighted table every algorithm draws from) and
-//! `p2c` (two choices) are the pieces they are built of.
+//! algorithm is one file here behind `Algorithm`, as pingora's `selection/` does; the
+//! algorithms are the ones config's `for_each_selection!` lists, each with its file, so
+//! adding one is its line there and its file here. `maglev` (the weighted table every
+//! algorithm draws from) and `p2c` (two choices) are the pieces they are built of.
 
-mod least_flows;
 pub mod maglev;
 pub mod p2c;
 pub mod path;
-mod peak_ewma;
-mod qos;
-mod weights;
 
 use crate::qos::admission::Load;
 use crate::qos::live::BackendLive;
@@ -53,10 +49,12 @@ pub trait Algorithm {
     }
 }
 
-/// The registry: each `Selection` and the algorithm that serves it. Generates `pick` (the
-/// per-flow call, dispatched statically so it inlines) and `algorithm` (the rest).
+/// The registry, from config's list: each algorithm's file, `pick` (the per-flow call,
+/// dispatched statically so it inlines) and `algorithm` (the rest).
 macro_rules! algorithms {
-    ($($sel:ident => $alg:expr,)*) => {
+    ($($(#[doc = $doc:literal])* $v:ident => $name:literal => $m:ident :: $t:ident,)*) => {
+        $(mod $m;)*
+
         /// The backend a new flow goes to, by the configured selection.
         #[inline]
         pub fn pick(
@@ -67,25 +65,20 @@ macro_rules! algorithms {
             hash: u64,
         ) -> Option<u16> {
             match sel {
-                $(Selection::$sel => $alg.pick(table, inputs, load, hash),)*
+                $(Selection::$v => $m::$t.pick(table, inputs, load, hash),)*
             }
         }
 
         /// The algorithm behind a selection.
         pub fn algorithm(sel: Selection) -> &'static dyn Algorithm {
             match sel {
-                $(Selection::$sel => &$alg,)*
+                $(Selection::$v => &$m::$t,)*
             }
         }
     };
 }
 
-algorithms! {
-    Qos => qos::Qos,
-    Weights => weights::Weights,
-    LeastFlows => least_flows::LeastFlows,
-    PeakEwma => peak_ewma::PeakEwma,
-}
+tandem_config::for_each_selection!(algorithms);
 
 /// A backend's configured weight as a cost divisor (never zero).
 #[inline]

@@ -5,7 +5,7 @@ use super::{set_l2, Egress, Transmit};
 use crate::pipeline::context::Segment;
 use crate::pipeline::{PacketBuf, Verdict};
 
-pub(super) struct Dsr;
+pub(in crate::pipeline) struct Dsr;
 
 impl Transmit for Dsr {
     #[inline(always)]

@@ -7,7 +7,7 @@ use super::{entropy_port, Egress, Transmit};
 use crate::pipeline::context::Segment;
 use crate::pipeline::{PacketBuf, Verdict};
 
-pub(super) struct Gue;
+pub(in crate::pipeline) struct Gue;
 
 impl Transmit for Gue {
     #[inline(always)]

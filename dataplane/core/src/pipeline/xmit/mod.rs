@@ -1,12 +1,11 @@
 //! Transmit: the packet leaves toward a backend (or another node) by the service's
 //! forwarding mode, one file per mode behind one interface, as IPVS keeps its transmit
-//! methods side by side in `ip_vs_xmit.c`. Adding a mode is a file here implementing
-//! `Transmit` and its line in `to_backend` (its name in config's `Mode` aside).
+//! methods side by side in `ip_vs_xmit.c`. The modes are the ones config's
+//! `for_each_mode!` lists, each with the file here that implements it: adding a mode is its
+//! line there and its file here (a `Transmit`). `node` (to another cluster node) is the
+//! same interface, used by the cluster stage.
 
-mod dsr;
 mod encap;
-mod gue;
-pub(super) mod nat;
 pub(super) mod node;
 
 pub use encap::{GUE_MAX_IP_LEN, NODE_MAX_IP_LEN};
@@ -35,15 +34,27 @@ pub(super) trait Transmit {
     fn transmit(&self, pkt: &mut PacketBuf, seg: &Segment, to: &Egress) -> Verdict;
 }
 
-/// The packet of a flow of a service in `mode`, to its backend.
-#[inline(always)]
-pub(super) fn to_backend(mode: Mode, pkt: &mut PacketBuf, seg: &Segment, to: &Egress) -> Verdict {
-    match mode {
-        Mode::Nat => nat::Nat.transmit(pkt, seg, to),
-        Mode::Dsr => dsr::Dsr.transmit(pkt, seg, to),
-        Mode::Gue => gue::Gue.transmit(pkt, seg, to),
-    }
+/// Declares each mode's file and dispatches to it.
+macro_rules! modes {
+    ($($(#[doc = $doc:literal])* $v:ident => $name:literal => $m:ident :: $t:ident,)*) => {
+        $(pub(super) mod $m;)*
+
+        /// The packet of a flow of a service in `mode`, to its backend.
+        #[inline(always)]
+        pub(super) fn to_backend(
+            mode: Mode,
+            pkt: &mut PacketBuf,
+            seg: &Segment,
+            to: &Egress,
+        ) -> Verdict {
+            match mode {
+                $(Mode::$v => $m::$t.transmit(pkt, seg, to),)*
+            }
+        }
+    };
 }
+
+tandem_config::for_each_mode!(modes);
 
 /// Writes a fresh untagged Ethernet header in front of the L3 header at `l3` (stripping a
 /// VLAN tag if there was one).

@@ -9,7 +9,7 @@ use crate::pipeline::{PacketBuf, Verdict};
 use crate::wire::ethernet::Mac;
 use crate::wire::{ipv4, ipv6, l4};
 
-pub(super) struct Nat;
+pub(in crate::pipeline) struct Nat;
 
 impl Transmit for Nat {
     #[inline(always)]
