@@ -107,13 +107,7 @@ pub fn core(clustered: bool) -> Core {
         }
         None => services,
     };
-    let f = &cfg.flows;
-    let timeouts = Timeouts::new(
-        f.tcp_syn_timeout,
-        f.tcp_established_timeout,
-        f.tcp_closing_timeout,
-        f.udp_timeout,
-    );
+    let timeouts = Timeouts::of(&cfg.flows);
     let mut c = Core::new(
         0,
         1024,

@@ -182,26 +182,7 @@ fn sync_codec() {
 }
 
 fn command_parser() {
-    let lines = [
-        "help",
-        "show stats",
-        "show neighbors",
-        "show services",
-        "show backends",
-        "show backends web",
-        "show latency web/a",
-        "show latency a 1",
-        "backend drain web a",
-        "backend enable web a",
-        "backend weight web b 3",
-        "show flows --limit 5",
-        "show flows --after 1f.2a",
-        "show flow tcp 198.51.100.7:40000 192.0.2.10:80",
-        "show nodes",
-        "node drain 10s",
-        "node enable",
-    ];
-    for (i, l) in lines.iter().enumerate() {
+    for (i, l) in tandem_control::commands::examples().enumerate() {
         write("command_parser", &format!("cmd{i:02}"), l.as_bytes());
     }
 }

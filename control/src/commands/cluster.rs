@@ -16,12 +16,14 @@ pub enum Cmd {
 pub(super) const COMMANDS: &[Spec] = &[
     Spec {
         name: "show nodes",
+        example: "show nodes",
         args: "",
         about: "cluster nodes: alive, heartbeat age, readiness, flows, sync traffic, lag",
         parse: |a| no_args(a, Command::Cluster(Cmd::Nodes)),
     },
     Spec {
         name: "node drain",
+        example: "node drain 10s",
         args: "[DURATION]",
         about: "this node takes no new flows; serves its own until they end or DURATION passes",
         parse: |a| match a {
@@ -34,6 +36,7 @@ pub(super) const COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "node enable",
+        example: "node enable",
         args: "",
         about: "this node takes new flows again",
         parse: |a| no_args(a, Command::Cluster(Cmd::Enable)),

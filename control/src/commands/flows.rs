@@ -22,6 +22,7 @@ pub enum Cmd {
 pub(super) const COMMANDS: &[Spec] = &[
     Spec {
         name: "show flows",
+        example: "show flows --limit 5 --after 1f.2a",
         args: "[--limit N] [--after NEXT]",
         about: "flows this node knows, most recent first: N of them (default 100, at most 1000); \
                 an answer's \"next\" pages on",
@@ -29,6 +30,7 @@ pub(super) const COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "show flow",
+        example: "show flow tcp 198.51.100.7:40000 192.0.2.10:80",
         args: "PROTO SRC:PORT DST:PORT",
         about: "one flow's record (client to VIP, or a nat reply's 5-tuple)",
         parse: parse_one,

@@ -34,12 +34,14 @@ pub enum Cmd {
 pub(super) const COMMANDS: &[Spec] = &[
     Spec {
         name: "show services",
+        example: "show services",
         args: "",
         about: "services: VIP, port, protocol, mode, backends, admission queue; recent QoS events",
         parse: |a| no_args(a, Command::Services(Cmd::Services)),
     },
     Spec {
         name: "show backends",
+        example: "show backends web",
         args: "[SERVICE]",
         about:
             "backends: state, health, weight, QoS factor, latency, admitted/max flows, new flows/s",
@@ -53,6 +55,7 @@ pub(super) const COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "show latency",
+        example: "show latency web/a 0",
         args: "BACKEND [PATH]",
         about:
             "latency windows of a backend (SERVICE/BACKEND, or a unique name), all paths or one \
@@ -71,18 +74,21 @@ pub(super) const COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "backend drain",
+        example: "backend drain web a",
         args: "SERVICE BACKEND",
         about: "no new flows to the backend; existing flows stay",
         parse: |a| set_state(a, BackendState::Draining, "drain"),
     },
     Spec {
         name: "backend enable",
+        example: "backend enable web a",
         args: "SERVICE BACKEND",
         about: "make the backend active again",
         parse: |a| set_state(a, BackendState::Active, "enable"),
     },
     Spec {
         name: "backend weight",
+        example: "backend weight web a 3",
         args: "SERVICE BACKEND W",
         about: "set the backend's weight (0 takes no new flows)",
         parse: |a| match a {

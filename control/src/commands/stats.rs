@@ -18,12 +18,14 @@ pub enum Cmd {
 pub(super) const COMMANDS: &[Spec] = &[
     Spec {
         name: "show stats",
+        example: "show stats",
         args: "",
         about: "per port and per worker: rx, tx, drops by reason, Mpps; where every frame went",
         parse: |a| no_args(a, Command::Stats(Cmd::Stats)),
     },
     Spec {
         name: "show neighbors",
+        example: "show neighbors",
         args: "",
         about: "resolved next hops per port",
         parse: |a| no_args(a, Command::Stats(Cmd::Neighbors)),

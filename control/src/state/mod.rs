@@ -81,12 +81,7 @@ impl Control {
         let now = Instant::now();
         let qos = Qos::new(&cfg, now);
         let f = &cfg.flows;
-        let timeouts = Timeouts::new(
-            f.tcp_syn_timeout,
-            f.tcp_established_timeout,
-            f.tcp_closing_timeout,
-            f.udp_timeout,
-        );
+        let timeouts = Timeouts::of(f);
         let nports = ports.len();
         let room = ((f.capacity + f.capacity_v6) as usize).min(1 << 20);
         Control {

@@ -282,13 +282,7 @@ struct Shared<'a> {
 /// Launches a pinned worker per `[workers] cores` entry (lcore i+1); the control thread's
 /// end of each one's channels.
 fn start_workers(cfg: &Config, capacity: Capacity, sh: &Shared) -> anyhow::Result<Vec<WorkerLink>> {
-    let f = &cfg.flows;
-    let timeouts = Timeouts::new(
-        f.tcp_syn_timeout,
-        f.tcp_established_timeout,
-        f.tcp_closing_timeout,
-        f.udp_timeout,
-    );
+    let timeouts = Timeouts::of(&cfg.flows);
     let tsc_per_ms = (sh.eal.tsc_hz() / 1000).max(1);
     let tsc0 = rdtsc();
     let seed = random_seed();

@@ -83,6 +83,15 @@ impl Timeouts {
             udp_ms: ms(udp),
         }
     }
+    /// The timeouts `[flows]` gives.
+    pub fn of(f: &tandem_config::FlowsConfig) -> Self {
+        Timeouts::new(
+            f.tcp_syn_timeout,
+            f.tcp_established_timeout,
+            f.tcp_closing_timeout,
+            f.udp_timeout,
+        )
+    }
     #[inline]
     pub fn for_state(&self, s: FlowState) -> u32 {
         match s {
