@@ -239,9 +239,3 @@ pub const MAX_BACKENDS: usize = 1024;
 pub const MAX_SERVICES: usize = 256;
 /// Most paths one backend may have.
 pub const MAX_PATHS: usize = 8;
-
-impl Config {
-    pub fn port_index(&self, name: &str) -> Option<usize> {
-        self.ports.iter().position(|p| p.name == name)
-    }
-}

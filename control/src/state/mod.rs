@@ -22,7 +22,7 @@ use crate::qos::Qos;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use tandem_config::{BackendState, Config, Mode, ServiceConfig};
+use tandem_config::{BackendState, Config, ServiceConfig};
 use tandem_dataplane::cluster::ClusterView;
 use tandem_dataplane::flow::Timeouts;
 use tandem_dataplane::messages::ToWorker;
@@ -169,13 +169,6 @@ impl Control {
         self.broadcast(None, || ToWorker::Services(Arc::clone(&snap)));
     }
 
-    pub fn service_mode(&self, service: u16) -> Option<Mode> {
-        self.snapshot
-            .services
-            .get(usize::from(service))
-            .map(|s| s.mode)
-    }
-
     pub fn config(&self) -> &Config {
         &self.cfg
     }
@@ -245,11 +238,6 @@ impl Control {
 
     pub fn cluster_mut(&mut self) -> Option<&mut Cluster> {
         self.cluster.as_mut()
-    }
-
-    /// Pending messages to workers (for tests and `show stats`).
-    pub fn pending_to_workers(&self) -> usize {
-        self.workers.iter().map(|w| w.pending.len()).sum()
     }
 }
 

@@ -352,17 +352,6 @@ impl Services {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// The port whose own address `addr` is.
-    pub fn port_with_addr(&self, addr: &[u8; 16], v6: bool) -> Option<usize> {
-        self.ports.iter().position(|p| {
-            if v6 {
-                p.ipv6.is_some_and(|(a, _)| a == *addr)
-            } else {
-                p.ipv4.is_some_and(|(a, _)| a[..] == addr[..4])
-            }
-        })
-    }
-
     pub fn backend_by_name(&self, service: &str, backend: &str) -> Option<&Backend> {
         let s = self.services.iter().find(|s| s.name == service)?;
         s.backends

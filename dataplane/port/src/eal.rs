@@ -75,11 +75,6 @@ impl Eal {
         unsafe { ffi::rte_get_tsc_hz() }
     }
 
-    pub fn main_lcore(&self) -> u32 {
-        // SAFETY: valid after EAL init.
-        unsafe { ffi::rte_get_main_lcore() }
-    }
-
     /// Runs `f` on EAL lcore `lcore`. A panic in `f` is caught and reported as exit code -1
     /// (unwinding across the C frame would be undefined behaviour).
     pub fn launch<F: FnOnce() -> i32 + Send + 'static>(

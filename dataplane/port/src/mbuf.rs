@@ -49,10 +49,6 @@ impl Mempool {
         (!m.is_null()).then_some(m)
     }
 
-    pub fn in_use(&self) -> u32 {
-        // SAFETY: read-only query on a valid pool.
-        unsafe { ffi::rte_mempool_in_use_count(self.ptr) }
-    }
     pub fn available(&self) -> u32 {
         // SAFETY: read-only query on a valid pool.
         unsafe { ffi::rte_mempool_avail_count(self.ptr) }

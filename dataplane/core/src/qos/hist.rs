@@ -158,11 +158,6 @@ impl HistSet {
             .map(|i| &self.series[i][kind as usize])
     }
 
-    pub fn series_mut(&mut self, backend: u16, path: u8, kind: Kind) -> Option<&mut Series> {
-        self.index(backend, path)
-            .map(|i| &mut self.series[i][kind as usize])
-    }
-
     /// Number of backends and of each one's paths.
     pub fn shape(&self) -> impl Iterator<Item = (u16, u8)> + '_ {
         self.paths.iter().enumerate().map(|(b, &p)| (b as u16, p))

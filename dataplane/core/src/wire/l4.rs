@@ -219,6 +219,9 @@ mod tests {
             let mut b = vec![0u8; hl + usize::from(payload_len)];
             p.emit(proto, &mut b);
             prop_assert_eq!(parse(proto, &b), Ok(p));
+            let v = Segment::new_checked(proto, &b[..]).unwrap();
+            prop_assert_eq!((v.src_port(), v.dst_port(), v.flags()), (src, dst, p.flags));
+            prop_assert_eq!(v.payload_len(), usize::from(payload_len));
         }
         #[test]
         fn never_panics(proto in any::<u8>(), b in proptest::collection::vec(any::<u8>(), 0..64)) {
