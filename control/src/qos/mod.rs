@@ -238,174 +238,223 @@ impl Qos {
             slack_us: self.cfg.slack.as_secs_f64() * 1e6,
             min_factor: self.cfg.min_factor,
         };
-        let q = self.cfg.quantile;
-        let min = u64::from(self.cfg.min_samples);
         let mut hooks = Vec::new();
         let mut first = 0usize;
         for (si, s) in services.iter().enumerate() {
             let ids: Vec<usize> = (first..first + s.backends.len()).collect();
             first += s.backends.len();
-            // Health, per path and per backend; slow start for one that comes back.
-            for &b in &ids {
-                let up_paths: Vec<bool> = self.health[b].iter().map(|h| h.up).collect();
-                let up = up_paths.iter().any(|u| *u);
-                let lv = &mut self.live[b];
-                if up && !lv.up {
-                    self.came_up[b] = Some(now);
-                }
-                lv.up = up;
-                lv.path_up = up_paths;
-            }
-            // The kind compared in this pool: the most direct one that has samples.
-            let taking: Vec<usize> = ids
-                .iter()
-                .copied()
-                .filter(|&b| self.live[b].up && self.takes_flows(s, b - ids[0], b))
-                .collect();
-            let kind = [Kind::Response, Kind::Handshake, Kind::Probe]
-                .into_iter()
-                .find(|k| {
-                    taking
-                        .iter()
-                        .any(|&b| self.windows.quantile(b as u16, None, *k, usize::MAX, q).0 >= min)
-                })
-                .unwrap_or(Kind::Probe);
-            let keep_for = self.cfg.probation;
-            let lat: Vec<Option<f64>> = ids
-                .iter()
-                .map(|&b| {
-                    let (n, whole) = self.windows.quantile(b as u16, None, kind, usize::MAX, q);
-                    // A backend already penalised gets few flows or none: judge it on
-                    // whatever samples it has, and keep its estimate through windows with
-                    // none for `probation`; then it is tried again at full share.
-                    let penalised = self.live[b].factor < 1.0;
-                    let prev = &self.estimates[b];
-                    if n >= min || (penalised && n > 0) {
-                        let (_, recent) = self.windows.latest(b as u16, None, kind, min, q);
-                        return Some(whole.max(recent) as f64);
-                    }
-                    match (penalised, prev.latency_us, prev.at) {
-                        (true, Some(l), Some(at)) if now.duration_since(at) < keep_for => {
-                            Some(l as f64)
-                        }
-                        _ => None,
-                    }
-                })
-                .collect();
+            self.update_health(&ids, now);
+            let (taking, kind) = self.pool_kind(s, &ids);
+            let lat = self.latencies(&ids, kind, now);
             let f = factor::factors(&lat, &params);
             for (i, &b) in ids.iter().enumerate() {
-                let old = self.live[b].factor;
-                self.live[b].factor = f[i];
-                // Samples in the period just ended: the estimate rests on fresh data.
-                let fresh = self.windows.quantile(b as u16, None, kind, 1, q).0 > 0;
-                let at = if fresh {
-                    Some(now)
-                } else {
-                    self.estimates[b].at
-                };
-                self.estimates[b] = Estimate {
-                    latency_us: lat[i].map(|x| x as u64),
-                    kind: Some(kind),
-                    at: lat[i].and(at),
-                };
-                if (old - f[i]).abs() > f64::EPSILON && self.cfg.selection == Selection::Qos {
-                    let name = &s.backends[i].name;
-                    self.event(
-                        now,
-                        format!("backend {name} qos factor {old:.3} -> {:.3}", f[i]),
-                    );
-                }
-                // peak EWMA of the period's mean (the anchor selection reads it).
-                // With no sample the cost decays toward zero, as Finagle's does when read.
-                let last = self.windows.summary(b as u16, None, kind, 1);
-                let sample = if last.count > 0 { last.mean_us } else { 0.0 };
-                let e = factor::peak_ewma(
-                    f64::from(self.live[b].ewma_us),
-                    sample,
-                    dt,
-                    self.cfg.decay.as_secs_f64(),
-                );
-                self.live[b].ewma_us = e.clamp(1.0, f64::from(u32::MAX)) as u32;
-                // Path shares from each path's probe round trips.
-                let np = self.health[b].len();
-                if np > 1 {
-                    let pl: Vec<Option<f64>> = (0..np)
-                        .map(|p| {
-                            let (n, v) = self.windows.quantile(
-                                b as u16,
-                                Some(p),
-                                Kind::Probe,
-                                usize::MAX,
-                                q,
-                            );
-                            (n >= min).then_some(v as f64)
-                        })
-                        .collect();
-                    let pf = factor::factors(&pl, &params);
-                    self.live[b].path_share = pf
-                        .iter()
-                        .map(|x| (x * 1000.0).round().max(1.0) as u16)
-                        .collect();
-                }
-                self.live[b].ramp = match self.came_up[b] {
-                    Some(t) => factor::ramp(
-                        now.duration_since(t).as_secs_f64(),
-                        self.cfg.slow_start.as_secs_f64(),
-                    ),
-                    None => 1.0,
-                };
+                self.set_factor(s, i, b, (f[i], lat[i]), kind, now);
+                self.update_backend(b, kind, dt, &params, now);
             }
-            // Standbys.
-            if let Some(mut sb) = self.standby[si].take() {
-                let pool: Vec<u16> = taking.iter().map(|&b| b as u16).collect();
-                let (n, p99) = self.windows.pool_quantile(&pool, kind, 0.99);
-                let state = PoolState {
-                    p99: (n >= min).then(|| Duration::from_micros(p99)),
-                    healthy: taking.len() as u32,
-                };
-                let candidates: Vec<u16> = ids
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, &b)| {
-                        s.backends[*i].state == BackendState::Standby
-                            && !self.live[b].standby_active
-                            && self.live[b].up
-                    })
-                    .map(|(_, &b)| b as u16)
-                    .collect();
-                if let Some(a) = sb.step(now, &state, &candidates) {
-                    let (b, active, event) = match a {
-                        Action::Activate(b) => (b, true, "activate"),
-                        Action::Release(b) => (b, false, "release"),
-                    };
-                    let bi = usize::from(b);
-                    self.live[bi].standby_active = active;
-                    if active {
-                        self.came_up[bi] = Some(now);
-                        self.live[bi].ramp = 0.1;
-                    }
-                    let name = s.backends[bi - ids[0]].name.clone();
-                    let p99 = state.p99.map_or("-".to_string(), |d| format!("{d:?}"));
-                    self.event(
-                        now,
-                        format!(
-                            "service {}: standby {name} {}d (pool p99 {p99}, {} healthy)",
-                            s.name, event, state.healthy
-                        ),
-                    );
-                    if let Some(h) = &sb.cfg.hook {
-                        hooks.push(HookRun {
-                            hook: h.clone(),
-                            event,
-                            service: s.name.clone(),
-                            backend: name,
-                        });
-                    }
-                }
-                self.standby[si] = Some(sb);
-            }
+            hooks.extend(self.step_standby(si, s, &ids, &taking, kind, now));
         }
         hooks
+    }
+
+    /// Health, per path and per backend; slow start for one that comes back.
+    fn update_health(&mut self, ids: &[usize], now: Instant) {
+        for &b in ids {
+            let up_paths: Vec<bool> = self.health[b].iter().map(|h| h.up).collect();
+            let up = up_paths.iter().any(|u| *u);
+            let lv = &mut self.live[b];
+            if up && !lv.up {
+                self.came_up[b] = Some(now);
+            }
+            lv.up = up;
+            lv.path_up = up_paths;
+        }
+    }
+
+    /// The pool's backends taking flows, and the kind of latency compared in it: the most
+    /// direct one that has samples.
+    fn pool_kind(&self, s: &ServiceConfig, ids: &[usize]) -> (Vec<usize>, Kind) {
+        let (q, min) = (self.cfg.quantile, u64::from(self.cfg.min_samples));
+        let taking: Vec<usize> = ids
+            .iter()
+            .copied()
+            .filter(|&b| self.live[b].up && self.takes_flows(s, b - ids[0], b))
+            .collect();
+        let kind = [Kind::Response, Kind::Handshake, Kind::Probe]
+            .into_iter()
+            .find(|k| {
+                taking
+                    .iter()
+                    .any(|&b| self.windows.quantile(b as u16, None, *k, usize::MAX, q).0 >= min)
+            })
+            .unwrap_or(Kind::Probe);
+        (taking, kind)
+    }
+
+    /// Each backend's latency of `kind` (None: too few samples to judge).
+    fn latencies(&self, ids: &[usize], kind: Kind, now: Instant) -> Vec<Option<f64>> {
+        let (q, min) = (self.cfg.quantile, u64::from(self.cfg.min_samples));
+        let keep_for = self.cfg.probation;
+        ids.iter()
+            .map(|&b| {
+                let (n, whole) = self.windows.quantile(b as u16, None, kind, usize::MAX, q);
+                // A backend already penalised gets few flows or none: judge it on
+                // whatever samples it has, and keep its estimate through windows with
+                // none for `probation`; then it is tried again at full share.
+                let penalised = self.live[b].factor < 1.0;
+                let prev = &self.estimates[b];
+                if n >= min || (penalised && n > 0) {
+                    let (_, recent) = self.windows.latest(b as u16, None, kind, min, q);
+                    return Some(whole.max(recent) as f64);
+                }
+                match (penalised, prev.latency_us, prev.at) {
+                    (true, Some(l), Some(at)) if now.duration_since(at) < keep_for => {
+                        Some(l as f64)
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Backend `b` (the `i`th of `s`) gets its new factor and estimate (the factor and the
+    /// latency estimate); a change is an event.
+    fn set_factor(
+        &mut self,
+        s: &ServiceConfig,
+        i: usize,
+        b: usize,
+        (f, lat): (f64, Option<f64>),
+        kind: Kind,
+        now: Instant,
+    ) {
+        let q = self.cfg.quantile;
+        let old = self.live[b].factor;
+        self.live[b].factor = f;
+        // Samples in the period just ended: the estimate rests on fresh data.
+        let fresh = self.windows.quantile(b as u16, None, kind, 1, q).0 > 0;
+        let at = if fresh {
+            Some(now)
+        } else {
+            self.estimates[b].at
+        };
+        self.estimates[b] = Estimate {
+            latency_us: lat.map(|x| x as u64),
+            kind: Some(kind),
+            at: lat.and(at),
+        };
+        if (old - f).abs() > f64::EPSILON && self.cfg.selection == Selection::Qos {
+            let name = &s.backends[i].name;
+            self.event(now, format!("backend {name} qos factor {old:.3} -> {f:.3}"));
+        }
+    }
+
+    /// The rest of what selection reads of backend `b`: its peak EWMA, its path shares,
+    /// its slow-start ramp.
+    fn update_backend(
+        &mut self,
+        b: usize,
+        kind: Kind,
+        dt: f64,
+        params: &factor::Params,
+        now: Instant,
+    ) {
+        let (q, min) = (self.cfg.quantile, u64::from(self.cfg.min_samples));
+        // peak EWMA of the period's mean (the anchor selection reads it).
+        // With no sample the cost decays toward zero, as Finagle's does when read.
+        let last = self.windows.summary(b as u16, None, kind, 1);
+        let sample = if last.count > 0 { last.mean_us } else { 0.0 };
+        let e = factor::peak_ewma(
+            f64::from(self.live[b].ewma_us),
+            sample,
+            dt,
+            self.cfg.decay.as_secs_f64(),
+        );
+        self.live[b].ewma_us = e.clamp(1.0, f64::from(u32::MAX)) as u32;
+        // Path shares from each path's probe round trips.
+        let np = self.health[b].len();
+        if np > 1 {
+            let pl: Vec<Option<f64>> = (0..np)
+                .map(|p| {
+                    let (n, v) =
+                        self.windows
+                            .quantile(b as u16, Some(p), Kind::Probe, usize::MAX, q);
+                    (n >= min).then_some(v as f64)
+                })
+                .collect();
+            let pf = factor::factors(&pl, params);
+            self.live[b].path_share = pf
+                .iter()
+                .map(|x| (x * 1000.0).round().max(1.0) as u16)
+                .collect();
+        }
+        self.live[b].ramp = match self.came_up[b] {
+            Some(t) => factor::ramp(
+                now.duration_since(t).as_secs_f64(),
+                self.cfg.slow_start.as_secs_f64(),
+            ),
+            None => 1.0,
+        };
+    }
+
+    /// The service's standby machine, one step: a standby activated or released (an event,
+    /// and its hook to run).
+    fn step_standby(
+        &mut self,
+        si: usize,
+        s: &ServiceConfig,
+        ids: &[usize],
+        taking: &[usize],
+        kind: Kind,
+        now: Instant,
+    ) -> Option<HookRun> {
+        let mut sb = self.standby[si].take()?;
+        let min = u64::from(self.cfg.min_samples);
+        let pool: Vec<u16> = taking.iter().map(|&b| b as u16).collect();
+        let (n, p99) = self.windows.pool_quantile(&pool, kind, 0.99);
+        let state = PoolState {
+            p99: (n >= min).then(|| Duration::from_micros(p99)),
+            healthy: taking.len() as u32,
+        };
+        let candidates: Vec<u16> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, &b)| {
+                s.backends[*i].state == BackendState::Standby
+                    && !self.live[b].standby_active
+                    && self.live[b].up
+            })
+            .map(|(_, &b)| b as u16)
+            .collect();
+        let mut hook = None;
+        if let Some(a) = sb.step(now, &state, &candidates) {
+            let (b, active, event) = match a {
+                Action::Activate(b) => (b, true, "activate"),
+                Action::Release(b) => (b, false, "release"),
+            };
+            let bi = usize::from(b);
+            self.live[bi].standby_active = active;
+            if active {
+                self.came_up[bi] = Some(now);
+                self.live[bi].ramp = 0.1;
+            }
+            let name = s.backends[bi - ids[0]].name.clone();
+            let p99 = state.p99.map_or("-".to_string(), |d| format!("{d:?}"));
+            self.event(
+                now,
+                format!(
+                    "service {}: standby {name} {}d (pool p99 {p99}, {} healthy)",
+                    s.name, event, state.healthy
+                ),
+            );
+            hook = sb.cfg.hook.as_ref().map(|h| HookRun {
+                hook: h.clone(),
+                event,
+                service: s.name.clone(),
+                backend: name,
+            });
+        }
+        self.standby[si] = Some(sb);
+        hook
     }
 
     /// True when backend `b` (the `i`th of service `s`) takes new flows by its state.
