@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 pub const WAYS: usize = 8;
 
 /// What to do with a table's memory before it is first touched: the daemon hands in the
-/// port layer's huge-page hint (`port::memory::advise_huge_pages`), keeping this module free
+/// port layer's huge-page hint (`tandem_port::memory::advise_huge_pages`), keeping this module free
 /// of syscalls and `unsafe`.
 static ON_ALLOCATE: OnceLock<fn(*mut u8, usize)> = OnceLock::new();
 
