@@ -23,9 +23,9 @@ use std::sync::OnceLock;
 
 pub const WAYS: usize = 8;
 
-/// What to do with a table's memory before it is first touched: the daemon hands in the
-/// port layer's huge-page hint (`tandem_port::memory::advise_huge_pages`), keeping this module free
-/// of syscalls and `unsafe`.
+/// What to do with a table's memory before it is first touched: the port layer hands in its
+/// huge-page hint (`tandem_port::memory::advise_huge_pages`), keeping this module free of
+/// syscalls and `unsafe`.
 static ON_ALLOCATE: OnceLock<fn(*mut u8, usize)> = OnceLock::new();
 
 /// Sets the hook every table created after this call runs on its fresh memory (once per
