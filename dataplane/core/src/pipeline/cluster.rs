@@ -3,7 +3,7 @@
 //! the packets other nodes send on.
 
 use super::context::{Rx, Segment, Via};
-use super::demux::{inner_l2, wire_drop};
+use super::demux::wire_drop;
 use super::xmit::node::ToNode;
 use super::xmit::{Egress, Transmit};
 use super::{PacketBuf, State, Verdict};
@@ -187,7 +187,11 @@ impl State {
         }
         let inner_rx = Rx {
             in_port: rx.in_port,
-            l2: inner_l2(&rx.l2, inner),
+            // The outer frame's link header, with the inner IP header's offset.
+            l2: ethernet::L2 {
+                l3_offset: inner,
+                ..rx.l2
+            },
             via: Via::Node(h),
         };
         match first >> 4 {

@@ -8,7 +8,7 @@ use crate::counters::DropReason;
 use crate::flow::FlowKey;
 use crate::qos::probe;
 use crate::services::Services;
-use crate::wire::ethernet::{self, L2};
+use crate::wire::ethernet;
 use crate::wire::ipv4::{self, Ipv4Error};
 use crate::wire::ipv6;
 use crate::wire::l4::{self, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
@@ -218,15 +218,5 @@ impl State {
             return Verdict::Drop(DropReason::UnknownService);
         }
         self.backend_reply(s, seg, pkt)
-    }
-}
-
-/// The L2 header of a packet that came inside another node's encapsulation: the outer
-/// frame's, with the inner IP header's offset.
-#[inline]
-pub(super) fn inner_l2(l2: &L2, inner: usize) -> L2 {
-    L2 {
-        l3_offset: inner,
-        ..*l2
     }
 }

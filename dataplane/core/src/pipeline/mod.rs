@@ -208,12 +208,6 @@ impl Core {
         self.state.now = now;
     }
 
-    /// This worker's counters.
-    #[inline]
-    pub fn counters(&self) -> &Arc<WorkerCounters> {
-        &self.state.counters
-    }
-
     /// Hands an event to the control thread (after the burst, like the core's own).
     pub fn report(&mut self, m: FromWorker) {
         self.state.emit(m);

@@ -123,17 +123,17 @@ impl L2 {
     /// Writes this header (tagged when `vlan` is set) at the start of `buf`; returns its
     /// length (`l3_offset` is not read: it follows from the tag).
     pub fn emit(&self, buf: &mut [u8]) -> usize {
-        buf[0..6].copy_from_slice(&self.dst);
-        buf[6..12].copy_from_slice(&self.src);
         match self.vlan {
             Some(tci) => {
+                buf[0..6].copy_from_slice(&self.dst);
+                buf[6..12].copy_from_slice(&self.src);
                 buf[12..14].copy_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
                 buf[14..16].copy_from_slice(&tci.to_be_bytes());
                 buf[16..18].copy_from_slice(&self.ethertype.to_be_bytes());
                 HEADER_LEN + 4
             }
             None => {
-                buf[12..14].copy_from_slice(&self.ethertype.to_be_bytes());
+                write_header(buf, &self.dst, &self.src, self.ethertype);
                 HEADER_LEN
             }
         }

@@ -119,15 +119,14 @@ impl Ports {
     /// Writes a header of protocol `proto` with these ports and flags (TCP: no options;
     /// UDP: its length covers `payload_len` bytes after it), checksum zero.
     pub fn emit(&self, proto: u8, b: &mut [u8]) {
-        set_u16(b, 0, self.src);
-        set_u16(b, 2, self.dst);
         if proto == PROTO_TCP {
+            set_u16(b, 0, self.src);
+            set_u16(b, 2, self.dst);
             b[4..TCP_MIN_LEN].fill(0);
             b[12] = 5 << 4;
             b[13] = self.flags;
         } else {
-            set_u16(b, 4, UDP_LEN as u16 + self.payload_len);
-            set_u16(b, 6, 0);
+            emit_udp_header(b, self.src, self.dst, UDP_LEN as u16 + self.payload_len);
         }
     }
 }
