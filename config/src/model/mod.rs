@@ -153,7 +153,19 @@ pub struct PortConfig {
     pub mac: Option<[u8; 6]>,
     pub rx_descriptors: u16,
     pub tx_descriptors: u16,
+    /// The largest IP packet the port sends: what encapsulation must fit in, and the MTU
+    /// tandem's "too big" answers name.
+    pub mtu: u16,
 }
+
+/// A port's MTU unless configured.
+pub const DEFAULT_MTU: u16 = 1500;
+/// The smallest MTU a port may have: IPv6's minimum link MTU (RFC 8200), so every port can
+/// carry either family.
+pub const MIN_MTU: u16 = 1280;
+/// The largest: what one mbuf holds (2048 bytes of data room) with the link header and a
+/// VLAN tag; a frame in more than one mbuf is dropped (`too_big`).
+pub const MAX_MTU: u16 = 2000;
 
 impl PortConfig {
     /// The DPDK device name: the devargs up to the first comma (`net_pcap0`).
@@ -197,6 +209,9 @@ pub struct ServiceConfig {
     /// Where new flows wait when every backend is at its `max_flows`.
     pub queue: QueueConfig,
     pub standby: Option<StandbyConfig>,
+    /// Lower the MSS of TCP SYNs this service's packets carry encapsulated (gue mode, or
+    /// between cluster nodes) so the segments fit the encapsulation.
+    pub clamp_mss: bool,
 }
 
 impl ServiceConfig {

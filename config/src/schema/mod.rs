@@ -49,6 +49,7 @@ pub struct Port {
     pub mac: Option<String>,
     pub rx_descriptors: Option<u16>,
     pub tx_descriptors: Option<u16>,
+    pub mtu: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +138,7 @@ pub struct Service {
     pub mode: String,
     pub queue: Option<QueueFile>,
     pub standby: Option<StandbyFile>,
+    pub clamp_mss: Option<bool>,
     #[serde(default)]
     pub backend: Vec<Backend>,
 }

@@ -1,7 +1,7 @@
 //! `[[port]]`: names and devices unique, addresses that are a host's with a real prefix,
 //! gateways on the port's subnet, a station MAC, descriptor counts DPDK takes.
 
-use crate::model::PortConfig;
+use crate::model::{PortConfig, DEFAULT_MTU, MAX_MTU, MIN_MTU};
 use crate::problem::Checker;
 use crate::schema;
 use crate::units::*;
@@ -88,6 +88,15 @@ fn port(c: &mut Checker, k: &str, p: &schema::Port) -> PortConfig {
     };
     let rx_descriptors = desc("rx_descriptors", p.rx_descriptors);
     let tx_descriptors = desc("tx_descriptors", p.tx_descriptors);
+    let mtu = p.mtu.unwrap_or(DEFAULT_MTU);
+    if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+        c.bad(
+            format!("{k}.mtu"),
+            format!(
+                "must be from {MIN_MTU} (IPv6's minimum) to {MAX_MTU} (what one buffer holds)"
+            ),
+        );
+    }
     PortConfig {
         name: p.name.clone(),
         devargs: p.devargs.clone(),
@@ -98,6 +107,7 @@ fn port(c: &mut Checker, k: &str, p: &schema::Port) -> PortConfig {
         mac,
         rx_descriptors,
         tx_descriptors,
+        mtu,
     }
 }
 

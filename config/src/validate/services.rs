@@ -142,6 +142,7 @@ fn service(
         backends,
         queue,
         standby,
+        clamp_mss: s.clamp_mss.unwrap_or(true),
     }
 }
 

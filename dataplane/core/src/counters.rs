@@ -45,7 +45,6 @@ drop_reasons! {
     Malformed => "malformed",
     Truncated => "truncated",
     BadIhl => "bad_ihl",
-    Ipv4Fragment => "ipv4_fragment",
     UnsupportedEthertype => "unsupported_ethertype",
     UnsupportedProtocol => "unsupported_protocol",
     UnknownService => "unknown_service",
@@ -65,6 +64,31 @@ drop_reasons! {
     QueueFull => "queue_full",
     QueueTimeout => "queue_timeout",
     QueueDuplicate => "queue_duplicate",
+    // A first fragment without the whole transport header (RFC 1858's tiny fragment).
+    FragmentTiny => "fragment_tiny",
+    // A later TCP fragment whose data starts inside the TCP header (RFC 1858's overlap).
+    FragmentOverlap => "fragment_overlap",
+    // A later fragment whose first did not come within `parking::MAX_WAIT_MS`.
+    FragmentTimeout => "fragment_timeout",
+    // A fragment of the node's own traffic, or of a protocol other than TCP and UDP.
+    FragmentUnsupported => "fragment_unsupported",
+    Ipv6Ah => "ipv6_ah",
+    Ipv6Esp => "ipv6_esp",
+    // No next header, or an extension header tandem does not walk.
+    Ipv6UnknownHeader => "ipv6_unknown_header",
+    // Too many extension headers, too long, or hop-by-hop options out of place.
+    Ipv6HeaderChain => "ipv6_header_chain",
+    // A routing header with segments left.
+    Ipv6Routing => "ipv6_routing",
+    // An ICMP error whose quote is truncated, of the wrong version, or names no TCP/UDP.
+    IcmpBadQuote => "icmp_bad_quote",
+    // An ICMP error about an ICMP message (an error about an error, or about an echo).
+    IcmpAboutIcmp => "icmp_about_icmp",
+    // An ICMP error whose quote names no flow this node knows.
+    IcmpNoFlow => "icmp_no_flow",
+    // Too big to encapsulate and the sender not answered: IPv4 without DF, or past the
+    // rate limit of the answers.
+    TooBigUnanswered => "too_big_unanswered",
 }
 
 pub const NUM_DROP_REASONS: usize = DropReason::ALL.len();
@@ -151,8 +175,8 @@ macro_rules! worker_counters {
             fn default() -> Self {
                 WorkerCounters {
                     ports: Default::default(),
-                    drops: Default::default(),
-                    absorbed: Default::default(),
+                    drops: std::array::from_fn(|_| Counter::default()),
+                    absorbed: std::array::from_fn(|_| Counter::default()),
                     backend_new_flows: (0..MAX_BACKENDS).map(|_| Counter::default()).collect(),
                     queues: (0..MAX_SERVICES).map(|_| QueueCounters::default()).collect(),
                     $($name: Counter::default(),)*
@@ -208,6 +232,27 @@ worker_counters! {
     probe_resets,
     /// Passive samples recorded (handshakes and responses timed).
     passive_samples,
+    /// Fragments served: first fragments (they carry the ports), and later ones that found
+    /// their first's.
+    fragments_first,
+    fragments_later,
+    /// Later fragments that came before their first, and waited for it.
+    fragments_early,
+    /// First fragments' entries pushed out of a full bucket of the fragment table.
+    fragments_evicted,
+    /// ICMP errors about a flow, by kind, sent where the flow's packets go.
+    icmp_unreachable,
+    icmp_frag_needed,
+    icmp_time_exceeded,
+    icmp6_unreachable,
+    icmp6_too_big,
+    icmp6_time_exceeded,
+    /// ICMP errors from the backend side about nat flows, rewritten and sent to the client.
+    icmp_to_clients,
+    /// Packets too big to encapsulate, answered with fragmentation needed / packet too big.
+    too_big_answered,
+    /// TCP SYNs whose MSS was lowered to fit an encapsulation.
+    mss_clamped,
 }
 
 impl WorkerCounters {

@@ -56,6 +56,9 @@ pub struct Parked<H> {
     pub retries: u8,
     /// A record with its hint came while the loop's retries were used up: retry it next.
     pub due: bool,
+    /// What it is counted as when it is dropped unserved (`no_flow` for a nat reply,
+    /// `fragment_timeout` for a fragment).
+    pub expired: crate::counters::DropReason,
 }
 
 /// What to do with a frame taken out of the lot.
@@ -105,9 +108,16 @@ impl<H: Copy> Parking<H> {
 
     /// Parks a frame seen for the first time; when the lot is full, the oldest frame makes
     /// room and is given back, to be dropped.
-    pub fn park(&mut self, handle: H, port: u8, now_ms: u32, hint: u16) -> Option<H> {
+    pub fn park(
+        &mut self,
+        handle: H,
+        port: u8,
+        now_ms: u32,
+        wait: crate::pipeline::Wait,
+    ) -> Option<Parked<H>> {
+        let hint = wait.hint;
         let out = if self.frames.len() >= self.cap {
-            self.frames.pop_front().map(|p| p.handle)
+            self.frames.pop_front()
         } else {
             None
         };
@@ -119,10 +129,19 @@ impl<H: Copy> Parking<H> {
                 hint,
                 retries: 0,
                 due: false,
+                expired: wait.expired,
             });
             out
         } else {
-            Some(handle)
+            Some(Parked {
+                handle,
+                port,
+                since_ms: now_ms,
+                hint,
+                retries: 0,
+                due: false,
+                expired: wait.expired,
+            })
         }
     }
 
@@ -213,6 +232,15 @@ impl<H: Copy> Parking<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::DropReason;
+    use crate::pipeline::Wait;
+
+    fn reply(hint: u16) -> Wait {
+        Wait {
+            hint,
+            expired: DropReason::NoFlow,
+        }
+    }
 
     fn client(i: u32) -> [u8; 16] {
         let mut a = [0u8; 16];
@@ -245,9 +273,9 @@ mod tests {
                     real.insert(id);
                     pending.push((now + 1 + id % 3, id));
                 }
-                if let Some(old) = lot.park(id, 0, now, hint(&client(id), 53, 17)) {
+                if let Some(old) = lot.park(id, 0, now, reply(hint(&client(id), 53, 17))) {
                     dropped += 1;
-                    real_lost += u64::from(real.contains(&old));
+                    real_lost += u64::from(real.contains(&old.handle));
                 }
             }
             // Records: the real replies' when due, and 300 of flows no frame waits for.
@@ -313,10 +341,10 @@ mod tests {
         let mut lot: Parking<u8> = Parking::with_capacity(2);
         let (h1, h2) = (hint(&client(1), 53, 17), hint(&client(2), 53, 17));
         assert_ne!(h1, h2);
-        assert_eq!(lot.park(9, 0, 99, h1), None);
-        assert_eq!(lot.park(1, 0, 100, h1), None);
+        assert_eq!(lot.park(9, 0, 99, reply(h1)), None);
+        assert_eq!(lot.park(1, 0, 100, reply(h1)), None);
         assert_eq!(
-            lot.park(2, 0, 101, h2),
+            lot.park(2, 0, 101, reply(h2)).map(|p| p.handle),
             Some(9),
             "full: the oldest makes room"
         );

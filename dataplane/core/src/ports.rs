@@ -13,6 +13,8 @@ pub struct PortInfo {
     pub ipv6: Option<([u8; 16], u8)>,
     pub gateway: Option<[u8; 4]>,
     pub gateway6: Option<[u8; 16]>,
+    /// The largest IP packet the port sends (`[[port]] mtu`).
+    pub mtu: u16,
 }
 
 impl PortInfo {
@@ -24,6 +26,7 @@ impl PortInfo {
             ipv6: p.ipv6.map(|(a, l)| (a.octets(), l)),
             gateway: p.gateway.map(|g| g.octets()),
             gateway6: p.gateway6.map(|g| g.octets()),
+            mtu: p.mtu,
         }
     }
 

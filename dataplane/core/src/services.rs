@@ -107,6 +107,8 @@ pub struct Service {
     pub counts_flows: bool,
     pub queue_max_len: usize,
     pub queue_max_wait_us: u64,
+    /// Lower the MSS of SYNs carried encapsulated (`ServiceConfig::clamp_mss`).
+    pub clamp_mss: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -287,6 +289,7 @@ impl Services {
                 counts_flows: s.admission() || algorithm.counts_flows(),
                 queue_max_len: s.queue.max_len as usize,
                 queue_max_wait_us: s.queue.max_wait.as_micros().min(u128::from(u64::MAX)) as u64,
+                clamp_mss: s.clamp_mss,
             });
         }
         out

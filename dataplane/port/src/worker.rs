@@ -146,6 +146,8 @@ impl Worker {
                 free.clear();
             }
             self.control(&mut tx);
+            let parked = &mut self.parked;
+            self.core.take_arrivals(|hint| parked.record_arrived(hint));
             self.retry_parked(now.ms, &mut tx, &mut free, burst);
             if self.core.has_queued() {
                 self.release_queued(&mut tx, burst);
@@ -234,18 +236,18 @@ impl Worker {
             }
             // The core holds it in the service's admission queue.
             Verdict::Hold(_) => {}
-            Verdict::Defer(hint) => {
+            Verdict::Defer(wait) => {
                 let dropped = match parked {
-                    Some(p) => self.parked.repark(p).err().map(|h| h.0),
+                    Some(p) => self.parked.repark(p).err().map(|h| (h.0, p.expired)),
                     None => {
                         self.core.state.counters.deferred.inc();
                         self.parked
-                            .park(ParkedMbuf(m), port, now, hint)
-                            .map(|h| h.0)
+                            .park(ParkedMbuf(m), port, now, wait)
+                            .map(|p| (p.handle.0, p.expired))
                     }
                 };
-                if let Some(d) = dropped {
-                    self.core.state.counters.count_drop(DropReason::NoFlow);
+                if let Some((d, why)) = dropped {
+                    self.core.state.counters.count_drop(why);
                     free.push(d);
                 }
             }
@@ -270,7 +272,7 @@ impl Worker {
         for d in due.drain(..) {
             match d {
                 Due::Expired(p) => {
-                    self.core.state.counters.count_drop(DropReason::NoFlow);
+                    self.core.state.counters.count_drop(p.expired);
                     free.push(p.handle.0);
                 }
                 Due::Retry(p) => self.dispatch(p.handle.0, p.port, now, tx, free, burst, Some(p)),

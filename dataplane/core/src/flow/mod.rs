@@ -1,5 +1,6 @@
 //! Flows: the key, the record, and the per-worker table.
 
+pub mod fragments;
 pub mod key;
 pub mod record;
 pub mod table;

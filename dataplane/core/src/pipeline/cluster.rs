@@ -5,7 +5,7 @@
 use super::context::{Rx, Segment, Via};
 use super::demux::wire_drop;
 use super::xmit::node::ToNode;
-use super::xmit::{Egress, Transmit};
+use super::xmit::{self, Egress, Transmit};
 use super::{PacketBuf, State, Verdict};
 use crate::cluster::{self, rank, ClusterView, MAX_HOPS, NO_NODE};
 use crate::counters::DropReason;
@@ -127,7 +127,16 @@ impl State {
             v6: n.v6,
             dport: cl.forward_port,
         };
+        let fits = usize::from(out.mtu).saturating_sub(xmit::overhead(n.v6, true));
+        let clamp = s
+            .services
+            .get(usize::from(rec.service))
+            .is_some_and(|v| v.clamp_mss);
+        if flags == 0 && clamp {
+            self.clamp_syn(seg, pkt, fits);
+        }
         let v = mode.transmit(pkt, seg, &to);
+        let v = self.after_encap(v, s, seg, pkt, fits);
         if let Verdict::Tx(_) = v {
             self.counters.node_forwarded.inc();
         }

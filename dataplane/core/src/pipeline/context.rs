@@ -31,15 +31,28 @@ impl Rx {
     }
 }
 
-/// A TCP or UDP packet of some flow: the arrival, the IP header's length, the flow's key
-/// (as the packet names it: a nat reply's is the backend-to-client direction) and the
-/// transport header's ports and flags.
+/// Which part of its IP datagram a packet is. Only a whole datagram or its first fragment
+/// holds the transport header; a later fragment's ports come from the first's
+/// (`pipeline::fragments`), and nothing after its IP header may be rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part {
+    Whole,
+    First,
+    Later,
+}
+
+/// A TCP or UDP packet of some flow (or an ICMP error about one): the arrival, the length of
+/// the IP header and its extension headers (where the transport header, a later fragment's
+/// data or the ICMP message starts), the flow's key (as the packet names it: a nat reply's
+/// is the backend-to-client direction), the transport header's ports and flags, and the
+/// part of the datagram it is.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Segment {
     pub rx: Rx,
     pub ip_len: usize,
     pub key: FlowKey,
     pub l4: l4::Ports,
+    pub part: Part,
 }
 
 impl Segment {

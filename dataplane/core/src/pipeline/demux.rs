@@ -1,16 +1,20 @@
-//! Parsing and demultiplexing: the link layer, then IPv4 or IPv6, then by destination and
-//! protocol to the stage that serves the packet (the node's own traffic, a packet from
-//! another node, or a flow of a service).
+//! Parsing and demultiplexing: the link layer, then IPv4 or IPv6 (with its extension
+//! headers walked), then by destination and protocol to the stage that serves the packet
+//! (the node's own traffic, a packet from another node, an ICMP error about a flow, a
+//! fragment, or a flow of a service).
 
-use super::context::{Rx, Segment, Via};
+use super::context::{Part, Rx, Segment, Via};
+use super::fragments::Datagram;
+use super::icmp_errors::Error;
 use super::{State, Verdict};
 use crate::counters::DropReason;
 use crate::flow::FlowKey;
 use crate::qos::probe;
 use crate::services::Services;
 use crate::wire::ethernet;
+use crate::wire::icmp;
 use crate::wire::ipv4::{self, Ipv4Error};
-use crate::wire::ipv6;
+use crate::wire::ipv6::{self, ExtError};
 use crate::wire::l4::{self, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::wire::WireError;
 
@@ -23,6 +27,24 @@ pub(super) fn wire_drop(e: WireError) -> DropReason {
     }
 }
 
+/// The drop an IPv6 header chain the walk refuses earns.
+fn ext_drop(e: ExtError) -> DropReason {
+    match e {
+        ExtError::Wire(w) => wire_drop(w),
+        ExtError::Ah => DropReason::Ipv6Ah,
+        ExtError::Esp => DropReason::Ipv6Esp,
+        ExtError::Unknown => DropReason::Ipv6UnknownHeader,
+        ExtError::Chain => DropReason::Ipv6HeaderChain,
+        ExtError::Routing => DropReason::Ipv6Routing,
+    }
+}
+
+/// The type and code of an ICMP message, and its kind when it is an error about a flow.
+fn icmp_kind(body: &[u8], v6: bool) -> Result<Option<icmp::ErrorKind>, WireError> {
+    let m = icmp::Packet::new_checked(body)?;
+    Ok(icmp::error_kind(m.msg_type(), m.code(), v6))
+}
+
 /// The flow key of a TCP or UDP frame, or None (what the port layer prefetches by).
 #[inline]
 pub(super) fn flow_key(frame: &[u8]) -> Option<FlowKey> {
@@ -31,6 +53,9 @@ pub(super) fn flow_key(frame: &[u8]) -> Option<FlowKey> {
     match l2.ethertype {
         ethernet::ETHERTYPE_IPV4 => {
             let ip = ipv4::Packet::new_checked(l3).ok()?;
+            if ip.is_fragment() {
+                return None;
+            }
             let p = l4::parse(ip.protocol(), ip.payload()).ok()?;
             Some(FlowKey::v4(
                 ip.src_bytes(),
@@ -111,7 +136,6 @@ impl State {
             Ok(p) => p,
             Err(Ipv4Error::Wire(e)) => return Verdict::Drop(wire_drop(e)),
             Err(Ipv4Error::BadIhl) => return Verdict::Drop(DropReason::BadIhl),
-            Err(Ipv4Error::Fragment) => return Verdict::Drop(DropReason::Ipv4Fragment),
         };
         let proto = ip.protocol();
         let (src4, dst4) = (ip.src_bytes(), ip.dst_bytes());
@@ -121,6 +145,22 @@ impl State {
         let to_port = s.ports[usize::from(rx.in_port)]
             .ipv4
             .is_some_and(|(a, _)| a == dst4);
+        if ip.is_fragment() {
+            let mut src16 = [0u8; 16];
+            src16[..4].copy_from_slice(&src4);
+            let d = Datagram {
+                src: src16,
+                dst: dst16,
+                proto,
+                ident: u32::from(ip.ident()),
+                offset: ip.frag_offset(),
+                l4_at: hl,
+                end: ip.total_len(),
+                v6: false,
+                to_port,
+            };
+            return self.fragment(s, rx, pkt, &d);
+        }
         if to_port && proto == PROTO_UDP {
             if let Some(cl) = &s.cluster {
                 if l4::parse(proto, ip.payload()).is_ok_and(|p| p.dst == cl.forward_port) {
@@ -140,8 +180,21 @@ impl State {
                 return self.probe_reply(s, rx, pkt, l3 + hl, proto, r);
             }
         }
-        if proto == PROTO_ICMP && rx.via == Via::Direct {
-            if to_port || s.is_vip(&dst16) {
+        if proto == PROTO_ICMP {
+            let kind = match icmp_kind(ip.payload(), false) {
+                Ok(k) => k,
+                Err(e) => return Verdict::Drop(wire_drop(e)),
+            };
+            if let Some(kind) = kind {
+                let e = Error {
+                    at: hl,
+                    end: ip.total_len(),
+                    kind,
+                    to_port,
+                };
+                return self.icmp_error(s, rx, pkt, &e);
+            }
+            if rx.via == Via::Direct && (to_port || s.is_vip(&dst16)) {
                 return self.icmp4_echo(s, rx, pkt, hl);
             }
             return Verdict::Drop(DropReason::NotForUs);
@@ -155,6 +208,7 @@ impl State {
             ip_len: hl,
             key: FlowKey::v4(src4, dst4, ports.src, ports.dst, proto),
             l4: ports,
+            part: Part::Whole,
         };
         self.segment(s, &seg, pkt)
     }
@@ -165,48 +219,93 @@ impl State {
             Ok(p) => p,
             Err(e) => return Verdict::Drop(wire_drop(e)),
         };
-        let nh = ip.next_header();
+        let first = ip.next_header();
+        let up = if first == PROTO_TCP || first == PROTO_UDP || first == PROTO_ICMPV6 {
+            ipv6::Upper {
+                proto: first,
+                offset: ipv6::HEADER_LEN,
+                fragment: None,
+            }
+        } else {
+            match ipv6::upper_layer(first, ip.payload()) {
+                Ok(u) => u,
+                Err(e) => return Verdict::Drop(ext_drop(e)),
+            }
+        };
+        let nh = up.proto;
         let (src, dst) = (ip.src_bytes(), ip.dst_bytes());
+        let end = ipv6::HEADER_LEN + ip.payload_len();
         let to_port = s.ports[usize::from(rx.in_port)]
             .ipv6
             .is_some_and(|(a, _)| a == dst);
+        if let Some(f) = up.fragment {
+            let d = Datagram {
+                src,
+                dst,
+                proto: nh,
+                ident: f.ident,
+                offset: f.offset,
+                l4_at: up.offset,
+                end,
+                v6: true,
+                to_port,
+            };
+            return self.fragment(s, rx, pkt, &d);
+        }
+        let l4b = &pkt.frame()[l3 + up.offset..l3 + end];
         if to_port && rx.via == Via::Direct {
             let reply = match nh {
-                PROTO_TCP => probe::tcp_reply(ip.payload(), src, self.now.us),
-                PROTO_ICMPV6 => probe::echo_reply(ip.payload(), true, src, self.now.us),
+                PROTO_TCP => probe::tcp_reply(l4b, src, self.now.us),
+                PROTO_ICMPV6 => probe::echo_reply(l4b, true, src, self.now.us),
                 _ => None,
             };
             if let Some(r) = reply {
-                let at = l3 + ipv6::HEADER_LEN;
-                return self.probe_reply(s, rx, pkt, at, nh, r);
+                return self.probe_reply(s, rx, pkt, l3 + up.offset, nh, r);
             }
         }
-        if nh == PROTO_ICMPV6 && rx.via == Via::Direct {
-            return self.icmp6(s, rx, pkt);
+        if nh == PROTO_ICMPV6 {
+            let kind = match icmp_kind(l4b, true) {
+                Ok(k) => k,
+                Err(e) => return Verdict::Drop(wire_drop(e)),
+            };
+            if let Some(kind) = kind {
+                let e = Error {
+                    at: up.offset,
+                    end,
+                    kind,
+                    to_port,
+                };
+                return self.icmp_error(s, rx, pkt, &e);
+            }
+            if rx.via == Via::Direct {
+                return self.icmp6(s, rx, pkt, up.offset);
+            }
+            return Verdict::Drop(DropReason::NotForUs);
         }
         if nh == PROTO_UDP && to_port {
             if let Some(cl) = &s.cluster {
-                if l4::parse(nh, ip.payload()).is_ok_and(|p| p.dst == cl.forward_port) {
-                    return self.take_from_node(s, rx, pkt, l3 + ipv6::HEADER_LEN);
+                if l4::parse(nh, l4b).is_ok_and(|p| p.dst == cl.forward_port) {
+                    return self.take_from_node(s, rx, pkt, l3 + up.offset);
                 }
             }
         }
-        let ports = match transport(s, &dst, nh, ip.payload()) {
+        let ports = match transport(s, &dst, nh, l4b) {
             Ok(p) => p,
             Err(v) => return v,
         };
         let seg = Segment {
             rx: *rx,
-            ip_len: ipv6::HEADER_LEN,
+            ip_len: up.offset,
             key: FlowKey::v6(src, dst, ports.src, ports.dst, nh),
             l4: ports,
+            part: Part::Whole,
         };
         self.segment(s, &seg, pkt)
     }
 
     /// TCP or UDP: to a service, or a nat reply from a backend.
     #[inline]
-    fn segment(&mut self, s: &Services, seg: &Segment, pkt: &mut super::PacketBuf) -> Verdict {
+    pub(super) fn segment(&mut self, s: &Services, seg: &Segment, pkt: &mut super::PacketBuf) -> Verdict {
         let key = &seg.key;
         if let Some(svc) = s.lookup(&key.dst, key.dport, key.proto) {
             if svc.v6 != key.v6 {

@@ -50,7 +50,10 @@ fn for_peers(r: &FlowRecord) -> bool {
 #[cold]
 #[inline(never)]
 fn defer(reply: &FlowKey) -> Verdict {
-    Verdict::Defer(crate::parking::hint(&reply.dst, reply.dport, reply.proto))
+    Verdict::Defer(super::Wait {
+        hint: crate::parking::hint(&reply.dst, reply.dport, reply.proto),
+        expired: DropReason::NoFlow,
+    })
 }
 
 impl State {
@@ -212,9 +215,8 @@ impl State {
         }
     }
 
-    /// Out to the flow's backend: over its primary path, or the backup when the primary's
-    /// port is down or its probes fail (a path whose probes fail is still used when it is
-    /// the only one left), to the next hop, by the service's mode.
+    /// Out to the flow's backend, by the service's mode (an encapsulating mode's SYNs
+    /// clamped, its packets too big for the egress port answered: `mtu`).
     #[inline(always)]
     fn forward(
         &mut self,
@@ -224,8 +226,32 @@ impl State {
         rec: &FlowRecord,
         pkt: &mut PacketBuf,
     ) -> Verdict {
+        let to = match self.egress(s, rec) {
+            Ok(to) => to,
+            Err(v) => return v,
+        };
+        if !xmit::encapsulates(svc.mode) {
+            return xmit::to_backend(svc.mode, pkt, seg, &to);
+        }
+        let fits = usize::from(to.out.mtu).saturating_sub(xmit::overhead(to.v6, false));
+        if svc.clamp_mss {
+            self.clamp_syn(seg, pkt, fits);
+        }
+        let v = xmit::to_backend(svc.mode, pkt, seg, &to);
+        self.after_encap(v, s, seg, pkt, fits)
+    }
+
+    /// Where a flow's packets leave for its backend: over its primary path, or the backup
+    /// when the primary's port is down or its probes fail (a path whose probes fail is
+    /// still used when it is the only one left), to the next hop.
+    #[inline(always)]
+    pub(super) fn egress<'s>(
+        &mut self,
+        s: &'s Services,
+        rec: &FlowRecord,
+    ) -> Result<Egress<'s>, Verdict> {
         let Some(backend) = s.backends.get(usize::from(rec.backend)) else {
-            return Verdict::Drop(DropReason::NoBackend);
+            return Err(Verdict::Drop(DropReason::NoBackend));
         };
         let link = &self.link_up;
         let usable = |p: &&services::Path| link[usize::from(p.port)] && p.up;
@@ -244,25 +270,24 @@ impl State {
             backup.filter(linked)
         };
         let Some(path) = p.copied() else {
-            return Verdict::Drop(DropReason::NoPath);
+            return Err(Verdict::Drop(DropReason::NoPath));
         };
         let out = &s.ports[usize::from(path.port)];
         let next_mac = match path.mac {
             Some(m) => m,
             None => match self.resolve(path.port, out, &backend.addr, backend.v6) {
                 Some(m) => m,
-                None => return Verdict::Drop(DropReason::NoNeighbor),
+                None => return Err(Verdict::Drop(DropReason::NoNeighbor)),
             },
         };
-        let to = Egress {
+        Ok(Egress {
             port: path.port,
             out,
             next_mac,
             addr: backend.addr,
             v6: backend.v6,
             dport: backend.port,
-        };
-        xmit::to_backend(svc.mode, pkt, seg, &to)
+        })
     }
 
     /// Picks a new flow's backend (by the configured selection, `select`), takes its slot
@@ -352,13 +377,24 @@ impl State {
         let next_mac = self
             .resolve(egress, out, &key.dst, key.v6)
             .unwrap_or(rec.client_mac);
+        // In a cluster the client's segments may cross to another node encapsulated: its
+        // SYN-ACK's MSS is lowered to fit.
+        if seg.l4.flags & (SYN | ACK) == SYN | ACK
+            && s.services
+                .get(usize::from(rec.service))
+                .is_some_and(|v| v.clamp_mss)
+        {
+            if let Some(fits) = super::mtu::node_fit(s) {
+                self.clamp_syn(seg, pkt, fits);
+            }
+        }
         nat::reply(pkt, seg, &fkey.dst, fkey.dport, egress, &out.mac, &next_mac)
     }
 
     /// The key of the flow a nat reply `key` belongs to: the reply's client side to the VIP
     /// of one of the nat services (`from`) its source serves, whose record names that very
     /// backend. None when this node has no such record (yet).
-    fn reply_flow(&self, s: &Services, from: &[u16], key: &FlowKey) -> Option<FlowKey> {
+    pub(super) fn reply_flow(&self, s: &Services, from: &[u16], key: &FlowKey) -> Option<FlowKey> {
         from.iter().find_map(|&id| {
             let svc = s.services.get(usize::from(id))?;
             let fkey = FlowKey {

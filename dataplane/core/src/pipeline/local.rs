@@ -162,7 +162,15 @@ impl State {
         Verdict::Tx(rx.in_port)
     }
 
-    pub(super) fn icmp6(&mut self, s: &Services, rx: &Rx, pkt: &mut PacketBuf) -> Verdict {
+    /// An ICMPv6 message at `at` (from the IP header: after any extension headers) that is
+    /// not an error: echo requests to the node and its VIPs, neighbor discovery.
+    pub(super) fn icmp6(
+        &mut self,
+        s: &Services,
+        rx: &Rx,
+        pkt: &mut PacketBuf,
+        at: usize,
+    ) -> Verdict {
         let l3 = rx.l3();
         let in_port = rx.in_port;
         let port = &s.ports[usize::from(in_port)];
@@ -170,8 +178,8 @@ impl State {
             let ip = ipv6::Packet::new_unchecked(&pkt.frame()[l3..]);
             (ip.src_bytes(), ip.dst_bytes(), ip.payload_len())
         };
-        let body_at = l3 + ipv6::HEADER_LEN;
-        let kind = match icmp::message_type(&pkt.frame()[body_at..body_at + plen]) {
+        let (body_at, body_end) = (l3 + at, l3 + ipv6::HEADER_LEN + plen);
+        let kind = match icmp::message_type(&pkt.frame()[body_at..body_end]) {
             Ok(k) => k,
             Err(e) => return Verdict::Drop(wire_drop(e)),
         };
@@ -180,7 +188,7 @@ impl State {
         match kind {
             icmp::V6_ECHO_REQUEST if ours(&dst, s) => {
                 let f = pkt.frame_mut();
-                icmp::echo_to_reply_v6(&mut f[body_at..body_at + plen]);
+                icmp::echo_to_reply_v6(&mut f[body_at..body_end]);
                 let mut ip = ipv6::Packet::new_unchecked(&mut f[l3..]);
                 ip.set_src(dst);
                 ip.set_dst(src);
@@ -190,7 +198,7 @@ impl State {
                 Verdict::Tx(in_port)
             }
             icmp::V6_NEIGHBOR_SOLICIT | icmp::V6_NEIGHBOR_ADVERT => {
-                let nd = match icmp::parse_nd(&pkt.frame()[body_at..body_at + plen]) {
+                let nd = match icmp::parse_nd(&pkt.frame()[body_at..body_end]) {
                     Ok(n) => n,
                     Err(e) => return Verdict::Drop(wire_drop(e)),
                 };
@@ -232,7 +240,9 @@ impl State {
                     icmp::ND_LEN,
                     255,
                 );
-                let b = &mut f[body_at..body_at + icmp::ND_LEN];
+                // A fresh header, without the request's extension headers.
+                let nd_at = l3 + ipv6::HEADER_LEN;
+                let b = &mut f[nd_at..nd_at + icmp::ND_LEN];
                 icmp::emit_nd(b, icmp::V6_NEIGHBOR_ADVERT, &nd.target, &port.mac);
                 icmp::fill_checksum_v6(&nd.target, &reply_dst, b);
                 self.counters.nd_replies.inc();

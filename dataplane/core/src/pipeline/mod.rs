@@ -25,15 +25,18 @@ mod context;
 mod control;
 mod demux;
 mod flows;
+mod fragments;
+mod icmp_errors;
 mod local;
+mod mtu;
 mod timing;
 mod xmit;
 
 pub use timing::hist_for;
-pub use xmit::{GUE_MAX_IP_LEN, NODE_MAX_IP_LEN};
 
 use crate::cluster::Membership;
 use crate::counters::{Absorbed, DropReason, WorkerCounters, MAX_PORTS};
+use crate::flow::fragments::Fragments as FragmentTable;
 use crate::flow::table::Lookahead;
 use crate::flow::{Capacity, FlowTable, Timeouts};
 use crate::messages::FromWorker;
@@ -72,16 +75,25 @@ pub enum Verdict {
     /// Absorbed by the node (an ARP reply it learned from, say); free it, not a drop.
     Consumed(Absorbed),
     /// A nat backend's reply whose flow record has not reached this worker yet (it was
-    /// created on another worker a moment ago): park the frame and process it again when a
-    /// record with this hint of its client side (`parking::hint`) arrives. Nothing in the
-    /// frame was changed.
-    Defer(u16),
+    /// created on another worker a moment ago), or a fragment that came before its first:
+    /// park the frame and process it again when what it waits for arrives (a record with
+    /// this hint of its client side, `parking::hint`; or its first fragment, announced by
+    /// `Core::take_arrivals`). Nothing in the frame was changed.
+    Defer(Wait),
     /// A new flow of this service found every backend at its limit (or others waiting
     /// before it): the core holds the frame (its `handle`) in the service's queue, and
     /// hands it back through `Core::release_queued` or `Core::drain_queued`. The port layer
     /// neither sends nor frees it. Nothing in the frame was changed.
     Hold(u16),
     Drop(DropReason),
+}
+
+/// What a deferred frame waits for (`parking::hint`), and what it is counted as when it
+/// is dropped unserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    pub hint: u16,
+    pub expired: DropReason,
 }
 
 /// The node's clock as the core reads it, handed in once per burst (`Core::set_now`):
@@ -156,6 +168,12 @@ pub struct State {
     listing_ms: u32,
     /// The frame being processed was processed before (see `Core::process_again`).
     again: bool,
+    /// First fragments' ports, for the later fragments (`fragments`).
+    fragments: FragmentTable,
+    /// First fragments that came since the port layer last looked.
+    arrivals: fragments::Arrivals,
+    /// "Too big" answers left (`mtu`).
+    answers: mtu::Answers,
 }
 
 impl Core {
@@ -192,6 +210,9 @@ impl Core {
                 listing_left: LISTED_PER_MS,
                 listing_ms: 0,
                 again: false,
+                fragments: FragmentTable::new(table_seed ^ 0x6672_6167),
+                arrivals: fragments::Arrivals::default(),
+                answers: mtu::Answers::default(),
             },
         }
     }
@@ -206,6 +227,12 @@ impl Core {
     #[inline]
     pub fn set_now(&mut self, now: Now) {
         self.state.now = now;
+    }
+
+    /// Hands `f` the parking hints of the first fragments that came since it was last
+    /// called (the port layer retries the later fragments parked under them).
+    pub fn take_arrivals(&mut self, f: impl FnMut(u16)) {
+        self.state.arrivals.take(f);
     }
 
     /// Hands an event to the control thread (after the burst, like the core's own).

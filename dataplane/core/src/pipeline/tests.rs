@@ -514,10 +514,10 @@ fn bad_frames_are_dropped_by_reason() {
         (
             {
                 let mut f = good.clone();
-                f[20] = 0x20; // more fragments
+                f[21] = 0x01; // a later fragment, its data 8 bytes into the TCP header
                 f
             },
-            DropReason::Ipv4Fragment,
+            DropReason::FragmentOverlap,
         ),
         (
             {

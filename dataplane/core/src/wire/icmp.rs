@@ -1,7 +1,10 @@
 //! ICMP echo (RFC 792) and ICMPv6 echo and neighbor discovery (RFC 4443, RFC 4861): the
-//! messages a node answers for its own addresses and VIPs.
+//! messages a node answers for its own addresses and VIPs; and the errors (destination
+//! unreachable, fragmentation needed / packet too big, time exceeded) whose quote of the
+//! packet that caused them names a flow.
 
-use super::{checksum, get_u16, set_u16, WireError};
+use super::l4::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use super::{checksum, get_u16, ipv4, ipv6, set_u16, WireError};
 
 pub const ECHO_REQUEST: u8 = 8;
 pub const ECHO_REPLY: u8 = 0;
@@ -9,6 +12,119 @@ pub const V6_ECHO_REQUEST: u8 = 128;
 pub const V6_ECHO_REPLY: u8 = 129;
 pub const V6_NEIGHBOR_SOLICIT: u8 = 135;
 pub const V6_NEIGHBOR_ADVERT: u8 = 136;
+pub const DEST_UNREACHABLE: u8 = 3;
+pub const TIME_EXCEEDED: u8 = 11;
+/// Destination unreachable's code for "fragmentation needed and DF set" (RFC 1191).
+pub const CODE_FRAG_NEEDED: u8 = 4;
+pub const V6_DEST_UNREACHABLE: u8 = 1;
+pub const V6_PACKET_TOO_BIG: u8 = 2;
+pub const V6_TIME_EXCEEDED: u8 = 3;
+/// The header of an error message: type, code, checksum, four bytes (unused, or the MTU),
+/// then the quote.
+pub const ERROR_HEADER_LEN: usize = 8;
+/// Bytes of the transport header an error must quote to name a flow: RFC 792 promises 8.
+pub const QUOTED_L4_LEN: usize = 8;
+
+/// An ICMP error that names a flow by its quote, by kind (each is counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Unreachable,
+    FragNeeded,
+    TimeExceeded,
+    V6Unreachable,
+    V6TooBig,
+    V6TimeExceeded,
+}
+
+/// The kind of error an ICMP (`v6` false) or ICMPv6 message of this type and code is, or
+/// None when it is not one that quotes a packet of a flow.
+pub fn error_kind(msg_type: u8, code: u8, v6: bool) -> Option<ErrorKind> {
+    match (v6, msg_type) {
+        (false, DEST_UNREACHABLE) if code == CODE_FRAG_NEEDED => Some(ErrorKind::FragNeeded),
+        (false, DEST_UNREACHABLE) => Some(ErrorKind::Unreachable),
+        (false, TIME_EXCEEDED) => Some(ErrorKind::TimeExceeded),
+        (true, V6_DEST_UNREACHABLE) => Some(ErrorKind::V6Unreachable),
+        (true, V6_PACKET_TOO_BIG) => Some(ErrorKind::V6TooBig),
+        (true, V6_TIME_EXCEEDED) => Some(ErrorKind::V6TimeExceeded),
+        _ => None,
+    }
+}
+
+/// The packet an error quotes, as far as naming its flow goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub v6: bool,
+    /// Offset of the quoted transport header in the ICMP message.
+    pub l4_at: usize,
+}
+
+/// Why an error's quote names no flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuoteError {
+    /// Too short for the quoted IP header and 8 bytes after it, a quoted IP header of the
+    /// other version or an impossible one, a quote of a later fragment (no ports in it), of
+    /// a protocol other than TCP and UDP, or of a header chain the walk refuses.
+    Bad,
+    /// The quoted packet is itself ICMP: an error about an error (RFC 1122 forbids sending
+    /// one) or about an echo, neither of them a flow.
+    AboutIcmp,
+}
+
+/// Reads the quote of an ICMP error message `msg` (from its type byte on): the quoted IP
+/// header must be of the error's own version (`v6`).
+pub fn quote(msg: &[u8], v6: bool) -> Result<Quote, QuoteError> {
+    let q = msg.get(ERROR_HEADER_LEN..).ok_or(QuoteError::Bad)?;
+    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+    let (proto, l4_at) = if v6 {
+        let ip = ipv6::Packet::new_quoted(q).map_err(|_| QuoteError::Bad)?;
+        let up = ipv6::upper_layer(ip.next_header(), ip.quoted_payload())
+            .map_err(|_| QuoteError::Bad)?;
+        if up.fragment.is_some_and(|f| f.offset != 0) {
+            return Err(QuoteError::Bad);
+        }
+        src = ip.src_bytes();
+        dst = ip.dst_bytes();
+        (up.proto, up.offset)
+    } else {
+        let ip = ipv4::Packet::new_quoted(q).map_err(|_| QuoteError::Bad)?;
+        if ip.frag_offset() != 0 {
+            return Err(QuoteError::Bad);
+        }
+        src[..4].copy_from_slice(&ip.src_bytes());
+        dst[..4].copy_from_slice(&ip.dst_bytes());
+        (ip.protocol(), ip.header_len())
+    };
+    if proto == PROTO_ICMP || proto == PROTO_ICMPV6 {
+        return Err(QuoteError::AboutIcmp);
+    }
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return Err(QuoteError::Bad);
+    }
+    let l4 = q
+        .get(l4_at..l4_at + QUOTED_L4_LEN)
+        .ok_or(QuoteError::Bad)?;
+    Ok(Quote {
+        src,
+        dst,
+        proto,
+        sport: get_u16(l4, 0),
+        dport: get_u16(l4, 2),
+        v6,
+        l4_at: ERROR_HEADER_LEN + l4_at,
+    })
+}
+
+/// Fills an ICMP (IPv4) message's checksum, computed over all of it.
+pub fn fill_checksum_v4(b: &mut [u8]) {
+    set_u16(b, 2, 0);
+    let c = checksum::checksum(b);
+    set_u16(b, 2, c);
+}
 
 /// A checked view of an ICMP or ICMPv6 message: its 8-byte header is there.
 pub struct Packet<T: AsRef<[u8]>> {
@@ -187,7 +303,41 @@ mod tests {
         fn never_panics(b in proptest::collection::vec(any::<u8>(), 0..48)) {
             let _ = message_type(&b);
             let _ = parse_nd(&b);
+            let _ = quote(&b, false);
+            let _ = quote(&b, true);
         }
+        #[test]
+        fn a_quote_names_its_packet(v6 in any::<bool>(), tcp in any::<bool>(), sport in any::<u16>(), dport in any::<u16>(), extra in 0usize..40) {
+            let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
+            let ip_len = if v6 { ipv6::HEADER_LEN } else { ipv4::MIN_HEADER_LEN };
+            let mut m = vec![0u8; ERROR_HEADER_LEN + ip_len + QUOTED_L4_LEN + extra];
+            let (src, dst) = ([0x11u8; 16], [0x22u8; 16]);
+            let q = &mut m[ERROR_HEADER_LEN..];
+            if v6 {
+                ipv6::emit(q, src, dst, proto, 1400, 64);
+            } else {
+                ipv4::emit(q, [0x11; 4], [0x22; 4], proto, 1400, 64);
+            }
+            set_u16(q, ip_len, sport);
+            set_u16(q, ip_len + 2, dport);
+            let got = quote(&m, v6).unwrap();
+            prop_assert_eq!((got.proto, got.sport, got.dport, got.v6), (proto, sport, dport, v6));
+            prop_assert_eq!(got.l4_at, ERROR_HEADER_LEN + ip_len);
+            prop_assert_eq!(&got.src[..if v6 { 16 } else { 4 }], &src[..if v6 { 16 } else { 4 }]);
+            // Cut short of the 8 transport bytes, or quoted by the other version: no flow.
+            prop_assert_eq!(quote(&m[..ERROR_HEADER_LEN + ip_len + 7], v6), Err(QuoteError::Bad));
+            prop_assert_eq!(quote(&m, !v6), Err(QuoteError::Bad));
+        }
+    }
+
+    #[test]
+    fn an_error_about_an_error_names_no_flow() {
+        let mut m = vec![0u8; ERROR_HEADER_LEN + 20 + 8];
+        ipv4::emit(&mut m[ERROR_HEADER_LEN..], [1; 4], [2; 4], PROTO_ICMP, 36, 64);
+        assert_eq!(quote(&m, false), Err(QuoteError::AboutIcmp));
+        assert_eq!(error_kind(3, 4, false), Some(ErrorKind::FragNeeded));
+        assert_eq!(error_kind(2, 0, true), Some(ErrorKind::V6TooBig));
+        assert_eq!(error_kind(ECHO_REQUEST, 0, false), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! IPv4 headers (RFC 791). The view checks version, IHL and total length once; the rest
-//! reads fixed offsets.
+//! reads fixed offsets. A fragment is a packet like any other here: what it belongs to is
+//! the pipeline's question (`pipeline::fragments`).
 
 use super::checksum;
 use super::{get_u16, set_u16, WireError};
@@ -10,6 +11,7 @@ pub const MIN_HEADER_LEN: usize = 20;
 mod field {
     pub const VER_IHL: usize = 0;
     pub const TOTAL_LEN: usize = 2;
+    pub const IDENT: usize = 4;
     pub const FLAGS_FRAG: usize = 6;
     pub const TTL: usize = 8;
     pub const PROTO: usize = 9;
@@ -22,8 +24,12 @@ mod field {
 pub enum Ipv4Error {
     Wire(super::WireError),
     BadIhl,
-    Fragment,
 }
+
+/// The flags-and-offset word: more fragments follow, and the offset (in 8-byte units).
+const MORE_FRAGMENTS: u16 = 0x2000;
+const DONT_FRAGMENT: u16 = 0x4000;
+const OFFSET_MASK: u16 = 0x1fff;
 
 /// A checked view: `header_len()` and `total_len()` bytes are known to be present.
 pub struct Packet<T: AsRef<[u8]>> {
@@ -35,8 +41,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Packet { buf }
     }
 
-    /// Proves the header and the stated total length fit in the buffer, and that the packet
-    /// is not a fragment (an L4 balancer cannot place non-first fragments).
+    /// Proves the header and the stated total length fit in the buffer.
     pub fn new_checked(buf: T) -> Result<Self, Ipv4Error> {
         let b = buf.as_ref();
         if b.len() < MIN_HEADER_LEN {
@@ -56,9 +61,25 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if b.len() < total || b.len() < ihl {
             return Err(Ipv4Error::Wire(WireError::Truncated));
         }
-        let ff = get_u16(b, field::FLAGS_FRAG);
-        if ff & 0x3fff != 0 {
-            return Err(Ipv4Error::Fragment);
+        Ok(Packet { buf })
+    }
+
+    /// Proves only the header is there: the packet quoted in an ICMP error, of which the
+    /// error carries the header and the first bytes after it, whatever its total length says.
+    pub fn new_quoted(buf: T) -> Result<Self, Ipv4Error> {
+        let b = buf.as_ref();
+        if b.len() < MIN_HEADER_LEN {
+            return Err(Ipv4Error::Wire(WireError::Truncated));
+        }
+        if b[field::VER_IHL] >> 4 != 4 {
+            return Err(Ipv4Error::Wire(WireError::Malformed));
+        }
+        let ihl = usize::from(b[field::VER_IHL] & 0x0f) * 4;
+        if ihl < MIN_HEADER_LEN {
+            return Err(Ipv4Error::BadIhl);
+        }
+        if b.len() < ihl {
+            return Err(Ipv4Error::Wire(WireError::Truncated));
         }
         Ok(Packet { buf })
     }
@@ -68,6 +89,25 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     pub fn total_len(&self) -> usize {
         usize::from(get_u16(self.buf.as_ref(), field::TOTAL_LEN))
+    }
+    /// The identification shared by the fragments of one datagram.
+    pub fn ident(&self) -> u16 {
+        get_u16(self.buf.as_ref(), field::IDENT)
+    }
+    /// True for any fragment: more follow, or this one is not the first.
+    #[inline]
+    pub fn is_fragment(&self) -> bool {
+        get_u16(self.buf.as_ref(), field::FLAGS_FRAG) & (MORE_FRAGMENTS | OFFSET_MASK) != 0
+    }
+    /// Where this fragment's data starts in the datagram, in bytes.
+    pub fn frag_offset(&self) -> usize {
+        usize::from(get_u16(self.buf.as_ref(), field::FLAGS_FRAG) & OFFSET_MASK) * 8
+    }
+    pub fn more_fragments(&self) -> bool {
+        get_u16(self.buf.as_ref(), field::FLAGS_FRAG) & MORE_FRAGMENTS != 0
+    }
+    pub fn dont_fragment(&self) -> bool {
+        get_u16(self.buf.as_ref(), field::FLAGS_FRAG) & DONT_FRAGMENT != 0
     }
     pub fn ttl(&self) -> u8 {
         self.buf.as_ref()[field::TTL]
@@ -97,6 +137,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The L4 bytes (after the options, up to the total length).
     pub fn payload(&self) -> &[u8] {
         &self.buf.as_ref()[self.header_len()..self.total_len()]
+    }
+    /// What follows the header of a quoted packet: as much as the quote holds, up to the
+    /// total length.
+    pub fn quoted_payload(&self) -> &[u8] {
+        let b = self.buf.as_ref();
+        let end = self.total_len().clamp(self.header_len(), b.len());
+        &b[self.header_len()..end]
     }
     pub fn verify_checksum(&self) -> bool {
         checksum::checksum(&self.buf.as_ref()[..self.header_len()]) == 0
@@ -190,7 +237,7 @@ pub fn emit(b: &mut [u8], src: [u8; 4], dst: [u8; 4], proto: u8, payload_len: us
     b[1] = 0;
     set_u16(b, field::TOTAL_LEN, (MIN_HEADER_LEN + payload_len) as u16);
     set_u16(b, 4, 0);
-    set_u16(b, field::FLAGS_FRAG, 0x4000); // DF
+    set_u16(b, field::FLAGS_FRAG, DONT_FRAGMENT);
     b[field::TTL] = ttl;
     b[field::PROTO] = proto;
     set_u16(b, field::CHECKSUM, 0);
@@ -227,7 +274,24 @@ mod tests {
         }
         #[test]
         fn never_panics(b in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = Packet::new_checked(&b[..]);
+            if let Ok(p) = Packet::new_checked(&b[..]) {
+                let _ = (p.payload(), p.frag_offset(), p.is_fragment());
+            }
+            if let Ok(p) = Packet::new_quoted(&b[..]) {
+                let _ = p.quoted_payload();
+            }
+        }
+        #[test]
+        fn fragment_fields(ident in any::<u16>(), offset8 in 0u16..0x2000, more in any::<bool>()) {
+            let mut b = [0u8; 28];
+            emit(&mut b, [1; 4], [2; 4], 17, 8, 64);
+            set_u16(&mut b, field::IDENT, ident);
+            set_u16(&mut b, field::FLAGS_FRAG, offset8 | if more { MORE_FRAGMENTS } else { 0 });
+            let p = Packet::new_checked(&b[..]).unwrap();
+            prop_assert_eq!(p.ident(), ident);
+            prop_assert_eq!(p.frag_offset(), usize::from(offset8) * 8);
+            prop_assert_eq!(p.more_fragments(), more);
+            prop_assert_eq!(p.is_fragment(), more || offset8 != 0);
         }
     }
 }

@@ -137,6 +137,89 @@ pub fn parse(proto: u8, b: &[u8]) -> Result<Ports, WireError> {
     Segment::new_checked(proto, b).map(|s| Ports::parse(&s))
 }
 
+/// Reads the ports (and TCP flags) of a datagram's first fragment, which holds the
+/// transport header but not the whole datagram: the TCP header with its options must be
+/// there, or UDP's 8 bytes (whose length field counts the whole datagram, not this part).
+#[inline]
+pub fn parse_first_fragment(proto: u8, b: &[u8]) -> Result<Ports, WireError> {
+    let need = match proto {
+        PROTO_TCP if b.len() >= TCP_MIN_LEN => usize::from(b[12] >> 4) * 4,
+        PROTO_TCP => return Err(WireError::Truncated),
+        PROTO_UDP => UDP_LEN,
+        _ => return Err(WireError::Malformed),
+    };
+    if need < if proto == PROTO_TCP { TCP_MIN_LEN } else { UDP_LEN } {
+        return Err(WireError::Malformed);
+    }
+    if b.len() < need {
+        return Err(WireError::Truncated);
+    }
+    let (flags, payload_len) = if proto == PROTO_TCP {
+        (b[13], b.len() - need)
+    } else {
+        (0, usize::from(get_u16(b, 4)).saturating_sub(UDP_LEN))
+    };
+    Ok(Ports {
+        src: get_u16(b, 0),
+        dst: get_u16(b, 2),
+        flags,
+        payload_len: payload_len.min(usize::from(u16::MAX)) as u16,
+    })
+}
+
+/// TCP option kinds.
+const OPT_END: u8 = 0;
+const OPT_NOP: u8 = 1;
+const OPT_MSS: u8 = 2;
+
+/// Lowers the MSS option of a TCP header `b` (its options included) to `max`, patching
+/// the checksum; true when it changed. A header with no MSS option, or a smaller one, is
+/// left as it is (a SYN without the option means 536 to the peer, RFC 9293, less than any
+/// clamp here).
+pub fn clamp_mss(b: &mut [u8], max: u16) -> bool {
+    if b.len() < TCP_MIN_LEN {
+        return false;
+    }
+    let end = (usize::from(b[12] >> 4) * 4).min(b.len());
+    let mut at = TCP_MIN_LEN;
+    while at < end {
+        match b[at] {
+            OPT_END => return false,
+            OPT_NOP => at += 1,
+            kind => {
+                let Some(&len) = b.get(at + 1) else {
+                    return false;
+                };
+                let len = usize::from(len);
+                if len < 2 || at + len > end {
+                    return false;
+                }
+                if kind == OPT_MSS && len == 4 {
+                    let mss = get_u16(b, at + 2);
+                    if mss <= max {
+                        return false;
+                    }
+                    // The checksum covers 16-bit words from the header's start: the
+                    // value's two bytes lie in one word, or across two when `at` is odd.
+                    let (w0, w1) = ((at + 2) & !1, (at + 5) & !1);
+                    if w1 > b.len() {
+                        return false;
+                    }
+                    let mut old = [0u8; 4];
+                    let n = w1 - w0;
+                    old[..n].copy_from_slice(&b[w0..w1]);
+                    set_u16(b, at + 2, max);
+                    let c = checksum::update_bytes(get_u16(b, 16), &old[..n], &b[w0..w1]);
+                    set_u16(b, 16, c);
+                    return true;
+                }
+                at += len;
+            }
+        }
+    }
+    false
+}
+
 /// Writes a UDP header with a zero checksum (IPv4's "none"; `fill_checksum` after it for
 /// IPv6, which requires one).
 #[inline]
@@ -223,8 +306,39 @@ mod tests {
             prop_assert_eq!(v.payload_len(), usize::from(payload_len));
         }
         #[test]
-        fn never_panics(proto in any::<u8>(), b in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn never_panics(proto in any::<u8>(), b in proptest::collection::vec(any::<u8>(), 0..64), max in any::<u16>()) {
             let _ = parse(proto, &b);
+            let _ = parse_first_fragment(proto, &b);
+            let mut b = b;
+            let _ = clamp_mss(&mut b, max);
+        }
+        #[test]
+        fn a_clamped_mss_keeps_the_checksum_right(nops in 0usize..3, mss in any::<u16>(), max in any::<u16>()) {
+            // A SYN with `nops` NOPs, then MSS, padded to a multiple of 4.
+            let opts_len = (nops + 4).div_ceil(4) * 4;
+            let mut b = vec![0u8; TCP_MIN_LEN + opts_len + 5];
+            Ports { src: 1, dst: 2, flags: SYN, payload_len: 0 }.emit(PROTO_TCP, &mut b);
+            b[12] = (((TCP_MIN_LEN + opts_len) / 4) as u8) << 4;
+            for i in 0..nops { b[TCP_MIN_LEN + i] = OPT_NOP; }
+            let at = TCP_MIN_LEN + nops;
+            b[at..at + 4].copy_from_slice(&[OPT_MSS, 4, (mss >> 8) as u8, mss as u8]);
+            b[TCP_MIN_LEN + opts_len..].copy_from_slice(b"hello");
+            let (src, dst) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+            fill_checksum(PROTO_TCP, &src, &dst, &mut b);
+            let changed = clamp_mss(&mut b, max);
+            prop_assert_eq!(changed, mss > max);
+            prop_assert_eq!(get_u16(&b, at + 2), mss.min(max));
+            prop_assert!(verify_checksum(PROTO_TCP, &src, &dst, &b));
+        }
+        #[test]
+        fn a_first_fragment_needs_only_its_header(tcp in any::<bool>(), sport in any::<u16>(), dport in any::<u16>(), stated in 0u16..9000) {
+            let proto = if tcp { PROTO_TCP } else { PROTO_UDP };
+            let hl = if tcp { TCP_MIN_LEN } else { UDP_LEN };
+            let mut b = vec![0u8; hl + 16];
+            Ports { src: sport, dst: dport, flags: 0, payload_len: stated }.emit(proto, &mut b);
+            let p = parse_first_fragment(proto, &b).unwrap();
+            prop_assert_eq!((p.src, p.dst), (sport, dport));
+            prop_assert!(parse_first_fragment(proto, &b[..hl - 1]).is_err());
         }
     }
 }

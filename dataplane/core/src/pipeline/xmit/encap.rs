@@ -7,12 +7,17 @@ use crate::pipeline::{PacketBuf, Verdict};
 use crate::wire::l4::{self, PROTO_UDP};
 use crate::wire::{ethernet, ipv4, ipv6, tunnel};
 
-/// Largest outer IP packet a GUE encapsulation may produce (the backend link's MTU).
-pub const GUE_MAX_IP_LEN: usize = 1500;
-
-/// Largest outer IP packet sent to another node. Links between nodes need an MTU above
-/// the clients' by the 36 (IPv4) or 56 (IPv6) bytes of encapsulation, as with GLB or Katran.
-pub const NODE_MAX_IP_LEN: usize = 9000;
+/// Bytes an encapsulation puts in front of the inner IP packet, past the link header: the
+/// outer IP header, UDP, and the node header when going to another node (36 or 56 bytes
+/// to a backend, 44 or 64 to a node).
+pub fn overhead(outer_v6: bool, to_node: bool) -> usize {
+    let ip = if outer_v6 {
+        ipv6::HEADER_LEN
+    } else {
+        ipv4::MIN_HEADER_LEN
+    };
+    ip + l4::UDP_LEN + if to_node { tunnel::HEADER_LEN } else { 0 }
+}
 
 /// The outer UDP header's source port, and the node header when going to a node.
 pub(super) struct Outer<'a> {
@@ -21,7 +26,8 @@ pub(super) struct Outer<'a> {
 }
 
 /// Puts the IP packet at `l3` inside Ethernet + IP + UDP (+ the node header) to `to`,
-/// from the egress port's own address of `to`'s family.
+/// from the egress port's own address of `to`'s family. An outer packet past the egress
+/// port's MTU is `too_big` (nothing changed: the caller answers the sender).
 pub(super) fn udp(
     pkt: &mut PacketBuf,
     l3: usize,
@@ -52,12 +58,7 @@ pub(super) fn udp(
     };
     let head = ethernet::HEADER_LEN + ip_hdr + l4::UDP_LEN + extra;
     let outer_ip_len = ip_hdr + l4::UDP_LEN + extra + inner_len;
-    let max = if outer.node_header.is_some() {
-        NODE_MAX_IP_LEN
-    } else {
-        GUE_MAX_IP_LEN
-    };
-    if outer_ip_len > max {
+    if outer_ip_len > usize::from(to.out.mtu) {
         return Verdict::Drop(DropReason::TooBig);
     }
     let inner_start = pkt.start + l3;

@@ -8,7 +8,7 @@
 mod encap;
 pub(super) mod node;
 
-pub use encap::{GUE_MAX_IP_LEN, NODE_MAX_IP_LEN};
+pub(super) use encap::overhead;
 
 use super::context::Segment;
 use super::{PacketBuf, Verdict};
@@ -55,6 +55,13 @@ macro_rules! modes {
 }
 
 tandem_config::for_each_mode!(modes);
+
+/// True for the modes that put the packet inside another (its MTU is the egress port's
+/// less the encapsulation: `pipeline::mtu`).
+#[inline(always)]
+pub(super) fn encapsulates(mode: Mode) -> bool {
+    mode == Mode::Gue
+}
 
 /// Writes a fresh untagged Ethernet header in front of the L3 header at `l3` (stripping a
 /// VLAN tag if there was one).
