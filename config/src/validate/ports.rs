@@ -92,9 +92,7 @@ fn port(c: &mut Checker, k: &str, p: &schema::Port) -> PortConfig {
     if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
         c.bad(
             format!("{k}.mtu"),
-            format!(
-                "must be from {MIN_MTU} (IPv6's minimum) to {MAX_MTU} (what one buffer holds)"
-            ),
+            format!("must be from {MIN_MTU} (IPv6's minimum) to {MAX_MTU} (what one buffer holds)"),
         );
     }
     PortConfig {

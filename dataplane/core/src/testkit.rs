@@ -201,16 +201,25 @@ pub fn neighbor_solicit(
     )
 }
 
-/// Recomputes every checksum of the IP packet in `frame` (IPv4 header, TCP/UDP/ICMP) and
-/// says whether each stored one is right. Errors name the first wrong one.
+/// Recomputes every checksum of the IP packet in `frame` (IPv4 header, TCP/UDP/ICMP, and
+/// the IPv4 header an ICMP error quotes) and says whether each stored one is right. Errors
+/// name the first wrong one. A fragment's transport checksum covers the whole datagram:
+/// only its IP header is checked here (see `reassemble`).
 pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
     let l2 = ethernet::parse(frame).map_err(|e| format!("{e:?}"))?;
-    let ip = &frame[l2.l3_offset..];
-    match l2.ethertype {
-        ethernet::ETHERTYPE_IPV4 => {
+    verify_ip_checksums(&frame[l2.l3_offset..])
+}
+
+/// `verify_checksums` on an IP packet.
+pub fn verify_ip_checksums(ip: &[u8]) -> Result<(), String> {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => {
             let p = ipv4::Packet::new_checked(ip).map_err(|e| format!("{e:?}"))?;
             if !p.verify_checksum() {
                 return Err("IPv4 header checksum".into());
+            }
+            if p.is_fragment() {
+                return Ok(());
             }
             let (s, d) = (p.src_bytes(), p.dst_bytes());
             let body = p.payload();
@@ -219,14 +228,20 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
                     Err(format!("L4 checksum (proto {})", p.protocol()))
                 }
                 PROTO_ICMP if checksum::checksum(body) != 0 => Err("ICMP checksum".into()),
+                PROTO_ICMP => verify_quoted_header(body),
                 _ => Ok(()),
             }
         }
-        ethernet::ETHERTYPE_IPV6 => {
+        Some(6) => {
             let p = ipv6::Packet::new_checked(ip).map_err(|e| format!("{e:?}"))?;
             let (s, d) = (p.src_bytes(), p.dst_bytes());
-            let nh = p.next_header();
-            let body = p.payload();
+            let up = ipv6::upper_layer(p.next_header(), p.payload())
+                .map_err(|e| format!("extension headers: {e:?}"))?;
+            if up.fragment.is_some() {
+                return Ok(());
+            }
+            let nh = up.proto;
+            let body = &ip[up.offset..ipv6::HEADER_LEN + p.payload_len()];
             let ok = match nh {
                 PROTO_TCP | PROTO_UDP => l4::verify_checksum(nh, &s, &d, body),
                 PROTO_ICMPV6 => {
@@ -241,8 +256,191 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
                 Err(format!("IPv6 L4 checksum (next header {nh})"))
             }
         }
+        _ => Err("not an IP packet".into()),
+    }
+}
+
+/// The quoted IPv4 header of an ICMP error message, when there is one, has a right sum.
+fn verify_quoted_header(msg: &[u8]) -> Result<(), String> {
+    if icmp::error_kind(msg[0], msg[1], false).is_none() {
+        return Ok(());
+    }
+    let q = &msg[icmp::ERROR_HEADER_LEN..];
+    match ipv4::Packet::new_quoted(q) {
+        Ok(p) if !p.verify_checksum() => Err("quoted IPv4 header checksum".into()),
         _ => Ok(()),
     }
+}
+
+/// Splits the IP packet of an Ethernet frame into fragments carrying at most `size` bytes
+/// of data each (a multiple of 8), as a sender does: IPv4 fragments with identification
+/// `ident`, or IPv6 ones with a fragment header (the packet must have no extension
+/// headers). Returned in order.
+pub fn fragment(frame: &[u8], size: usize, ident: u32) -> Vec<Vec<u8>> {
+    assert!(size.is_multiple_of(8) && size > 0);
+    let l2 = ethernet::parse(frame).unwrap();
+    let (mac, ip) = (&frame[..l2.l3_offset], &frame[l2.l3_offset..]);
+    let v6 = ip[0] >> 4 == 6;
+    let (hl, total) = if v6 {
+        let p = ipv6::Packet::new_checked(ip).unwrap();
+        (ipv6::HEADER_LEN, ipv6::HEADER_LEN + p.payload_len())
+    } else {
+        let p = ipv4::Packet::new_checked(ip).unwrap();
+        (p.header_len(), p.total_len())
+    };
+    let data = &ip[hl..total];
+    let mut out = Vec::new();
+    for (i, chunk) in data.chunks(size).enumerate() {
+        let offset = i * size;
+        let more = offset + chunk.len() < data.len();
+        let mut f = mac.to_vec();
+        if v6 {
+            let mut h = ip[..ipv6::HEADER_LEN].to_vec();
+            let nh = h[6];
+            h[6] = ipv6::NH_FRAGMENT;
+            h[4..6].copy_from_slice(&((8 + chunk.len()) as u16).to_be_bytes());
+            f.extend_from_slice(&h);
+            f.extend_from_slice(&[nh, 0]);
+            f.extend_from_slice(&((offset as u16) | u16::from(more)).to_be_bytes());
+            f.extend_from_slice(&ident.to_be_bytes());
+        } else {
+            let mut h = ip[..hl].to_vec();
+            h[2..4].copy_from_slice(&((hl + chunk.len()) as u16).to_be_bytes());
+            h[4..6].copy_from_slice(&(ident as u16).to_be_bytes());
+            let word = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+            h[6..8].copy_from_slice(&word.to_be_bytes());
+            ipv4::fill_checksum(&mut h);
+            f.extend_from_slice(&h);
+        }
+        f.extend_from_slice(chunk);
+        if f.len() < 60 {
+            f.resize(60, 0);
+        }
+        out.push(f);
+    }
+    out
+}
+
+/// The IP datagram the fragment frames `frames` (any order, IPv4 or IPv6 with a fragment
+/// header right after the fixed one) make whole, as the receiver reassembles it.
+pub fn reassemble(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut parts: Vec<(usize, Vec<u8>, Vec<u8>)> = frames
+        .iter()
+        .map(|f| {
+            let l2 = ethernet::parse(f).unwrap();
+            let ip = &f[l2.l3_offset..];
+            if ip[0] >> 4 == 6 {
+                let p = ipv6::Packet::new_checked(ip).unwrap();
+                let up = ipv6::upper_layer(p.next_header(), p.payload()).unwrap();
+                let fr = up.fragment.expect("an IPv6 fragment");
+                let mut h = ip[..ipv6::HEADER_LEN].to_vec();
+                h[6] = ip[ipv6::HEADER_LEN];
+                let end = ipv6::HEADER_LEN + p.payload_len();
+                (fr.offset, h, ip[up.offset..end].to_vec())
+            } else {
+                let p = ipv4::Packet::new_checked(ip).unwrap();
+                let h = ip[..p.header_len()].to_vec();
+                (p.frag_offset(), h, p.payload().to_vec())
+            }
+        })
+        .collect();
+    parts.sort_by_key(|p| p.0);
+    let mut ip = parts[0].1.clone();
+    let data: Vec<u8> = parts.iter().flat_map(|p| p.2.clone()).collect();
+    if ip[0] >> 4 == 6 {
+        ip[4..6].copy_from_slice(&(data.len() as u16).to_be_bytes());
+    } else {
+        let hl = ip.len();
+        ip[2..4].copy_from_slice(&((hl + data.len()) as u16).to_be_bytes());
+        ip[6..8].copy_from_slice(&[0, 0]);
+        ipv4::fill_checksum(&mut ip);
+    }
+    ip.extend_from_slice(&data);
+    ip
+}
+
+/// Inserts IPv6 extension headers before the transport header of an IPv6 frame (without
+/// extension headers): each `(kind, length)` a hop-by-hop, routing (segments left 0) or
+/// destination options header of `length` bytes (a multiple of 8), padded with PadN.
+pub fn with_ext_headers(frame: &[u8], headers: &[(u8, usize)]) -> Vec<u8> {
+    let l3 = ethernet::parse(frame).unwrap().l3_offset;
+    let ip = &frame[l3..];
+    let p = ipv6::Packet::new_checked(ip).unwrap();
+    let upper = p.next_header();
+    let rest = &ip[ipv6::HEADER_LEN..ipv6::HEADER_LEN + p.payload_len()];
+    let mut ext = Vec::new();
+    for (i, &(kind, len)) in headers.iter().enumerate() {
+        assert!(len.is_multiple_of(8) && len >= 8);
+        let next = headers.get(i + 1).map_or(upper, |h| h.0);
+        let mut h = vec![0u8; len];
+        h[0] = next;
+        h[1] = (len / 8 - 1) as u8;
+        if kind == ipv6::NH_ROUTING {
+            h[2] = 4; // segment routing; segments left (h[3]) 0
+        } else {
+            h[2] = 1; // PadN over the rest
+            h[3] = (len - 4) as u8;
+        }
+        ext.extend_from_slice(&h);
+    }
+    let mut out = frame[..l3].to_vec();
+    let mut fixed = ip[..ipv6::HEADER_LEN].to_vec();
+    fixed[6] = headers.first().map_or(upper, |h| h.0);
+    fixed[4..6].copy_from_slice(&((ext.len() + rest.len()) as u16).to_be_bytes());
+    out.extend_from_slice(&fixed);
+    out.extend_from_slice(&ext);
+    out.extend_from_slice(rest);
+    out
+}
+
+/// An ICMP error from `from` to `to` (ICMP for IPv4 addresses, ICMPv6 for IPv6), of
+/// `msg_type` and `code`, with `info` in its second word (the MTU of fragmentation needed
+/// or packet too big), quoting the IP packet `quoted` (cut by the caller to what it
+/// quotes), checksum filled.
+#[allow(clippy::too_many_arguments)]
+pub fn icmp_error(
+    dst_mac: Mac,
+    src_mac: Mac,
+    from: IpAddr,
+    to: IpAddr,
+    msg_type: u8,
+    code: u8,
+    info: u32,
+    quoted: &[u8],
+) -> Vec<u8> {
+    let mut m = vec![msg_type, code, 0, 0];
+    m.extend_from_slice(&info.to_be_bytes());
+    m.extend_from_slice(quoted);
+    let ip = match (from, to) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            icmp::fill_checksum_v4(&mut m);
+            let mut p = vec![0u8; 20];
+            ipv4::emit(&mut p, s.octets(), d.octets(), PROTO_ICMP, m.len(), 64);
+            p.extend_from_slice(&m);
+            p
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            icmp::fill_checksum_v6(&s.octets(), &d.octets(), &mut m);
+            let mut p = vec![0u8; 40];
+            ipv6::emit(&mut p, s.octets(), d.octets(), PROTO_ICMPV6, m.len(), 64);
+            p.extend_from_slice(&m);
+            p
+        }
+        _ => panic!("mixed address families"),
+    };
+    eth(dst_mac, src_mac, ethertype_of(from), &ip)
+}
+
+/// The IP packet of an Ethernet frame (without its link header or padding).
+pub fn ip_of(frame: &[u8]) -> Vec<u8> {
+    let l3 = ethernet::parse(frame).unwrap().l3_offset;
+    let ip = &frame[l3..];
+    let len = if ip[0] >> 4 == 6 {
+        ipv6::HEADER_LEN + ipv6::Packet::new_checked(ip).unwrap().payload_len()
+    } else {
+        ipv4::Packet::new_checked(ip).unwrap().total_len()
+    };
+    ip[..len].to_vec()
 }
 
 /// Runs a frame through a core with headroom in front of it, as an mbuf has; returns the

@@ -481,3 +481,46 @@ fn the_tunnel_port_takes_packets_only_from_cluster_nodes_naming_real_nodes() {
     assert_eq!(testkit::run(&mut n2, 0, &good, 3).0, Verdict::Tx(1));
     assert_eq!(n2.state.counters.node_received.get(), 1);
 }
+
+#[test]
+fn an_icmp_error_reaches_the_flows_primary_and_its_backend() {
+    let sport = port_ranked(2, 3);
+    let (mut n1, mut n2) = (node(1), node(2));
+    let (_, out) = testkit::run(&mut n1, 0, &client(1, sport, SYN), 1);
+    assert_eq!(testkit::run(&mut n2, 0, &out, 2).0, Verdict::Tx(1));
+    // A router's fragmentation needed for the VIP's answer to the client reaches node 1.
+    let answer = testkit::tcp(
+        ROUTER_MAC,
+        node_mac(2),
+        ip("192.0.2.10"),
+        80,
+        ip("198.51.100.7"),
+        sport,
+        ACK,
+        &[0u8; 64],
+    );
+    let err = testkit::icmp_error(
+        node_mac(1),
+        ROUTER_MAC,
+        ip("10.0.0.254"),
+        ip("192.0.2.10"),
+        crate::wire::icmp::DEST_UNREACHABLE,
+        crate::wire::icmp::CODE_FRAG_NEEDED,
+        1400,
+        &testkit::ip_of(&answer),
+    );
+    let (v, out) = testkit::run(&mut n1, 0, &err, 3);
+    assert_eq!(v, Verdict::Tx(0), "on to the flow's primary");
+    assert_eq!(&out[0..6], &node_mac(2));
+    assert_eq!(outer_header(&out).primary, 2);
+    // The primary sends it to the backend, rewritten as the flow's packets are.
+    let (v, out) = testkit::run(&mut n2, 0, &out, 4);
+    assert_eq!(v, Verdict::Tx(1));
+    assert_eq!(&out[0..6], &A_MAC);
+    testkit::verify_checksums(&out).unwrap();
+    let p = ipv4::Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(p.dst_bytes(), [10, 1, 0, 11]);
+    let q = ipv4::Packet::new_checked(&p.payload()[8..]).unwrap();
+    assert_eq!(q.src_bytes(), [10, 1, 0, 11]);
+    assert_eq!(n2.state.counters.icmp_frag_needed.get(), 1);
+}

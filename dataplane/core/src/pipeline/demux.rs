@@ -305,7 +305,12 @@ impl State {
 
     /// TCP or UDP: to a service, or a nat reply from a backend.
     #[inline]
-    pub(super) fn segment(&mut self, s: &Services, seg: &Segment, pkt: &mut super::PacketBuf) -> Verdict {
+    pub(super) fn segment(
+        &mut self,
+        s: &Services,
+        seg: &Segment,
+        pkt: &mut super::PacketBuf,
+    ) -> Verdict {
         let key = &seg.key;
         if let Some(svc) = s.lookup(&key.dst, key.dport, key.proto) {
             if svc.v6 != key.v6 {

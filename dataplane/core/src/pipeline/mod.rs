@@ -306,3 +306,6 @@ mod cluster_tests;
 
 #[cfg(test)]
 mod qos_tests;
+
+#[cfg(test)]
+mod network_tests;

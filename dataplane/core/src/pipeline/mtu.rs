@@ -1,5 +1,5 @@
-//! Path MTU through encapsulation. gue to a backend and forwarding between nodes put 36 to
-//! 64 bytes in front of the client's packet, so a packet that fits the client's path may
+//! Path MTU through encapsulation. gue to a backend and forwarding between nodes put 28 to
+//! 56 bytes in front of the client's packet, so a packet that fits the client's path may
 //! not fit the egress port's MTU (`[[port]] mtu`). Such a packet is answered as a router
 //! answers one it cannot forward: fragmentation needed (IPv4 with DF) or packet too big
 //! (IPv6), naming the inner size that fits, so the sender's path MTU discovery shrinks its

@@ -105,9 +105,7 @@ pub fn quote(msg: &[u8], v6: bool) -> Result<Quote, QuoteError> {
     if proto != PROTO_TCP && proto != PROTO_UDP {
         return Err(QuoteError::Bad);
     }
-    let l4 = q
-        .get(l4_at..l4_at + QUOTED_L4_LEN)
-        .ok_or(QuoteError::Bad)?;
+    let l4 = q.get(l4_at..l4_at + QUOTED_L4_LEN).ok_or(QuoteError::Bad)?;
     Ok(Quote {
         src,
         dst,
@@ -333,7 +331,14 @@ mod tests {
     #[test]
     fn an_error_about_an_error_names_no_flow() {
         let mut m = vec![0u8; ERROR_HEADER_LEN + 20 + 8];
-        ipv4::emit(&mut m[ERROR_HEADER_LEN..], [1; 4], [2; 4], PROTO_ICMP, 36, 64);
+        ipv4::emit(
+            &mut m[ERROR_HEADER_LEN..],
+            [1; 4],
+            [2; 4],
+            PROTO_ICMP,
+            36,
+            64,
+        );
         assert_eq!(quote(&m, false), Err(QuoteError::AboutIcmp));
         assert_eq!(error_kind(3, 4, false), Some(ErrorKind::FragNeeded));
         assert_eq!(error_kind(2, 0, true), Some(ErrorKind::V6TooBig));

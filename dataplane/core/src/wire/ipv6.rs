@@ -334,7 +334,10 @@ mod tests {
         assert_eq!(upper_layer(NH_AH, &[0; 16]), Err(ExtError::Ah));
         assert_eq!(upper_layer(NH_DEST_OPTS, &dest(NH_ESP)), Err(ExtError::Esp));
         assert_eq!(upper_layer(NH_NONE, &[]), Err(ExtError::Unknown));
-        assert_eq!(upper_layer(NH_DEST_OPTS, &dest(NH_HOP_BY_HOP)), Err(ExtError::Chain));
+        assert_eq!(
+            upper_layer(NH_DEST_OPTS, &dest(NH_HOP_BY_HOP)),
+            Err(ExtError::Chain)
+        );
         let routing = [17, 0, 0, 1, 0, 0, 0, 0];
         assert_eq!(upper_layer(NH_ROUTING, &routing), Err(ExtError::Routing));
         let chain: Vec<u8> = (0..7).flat_map(|_| dest(NH_DEST_OPTS)).collect();

@@ -148,7 +148,13 @@ pub fn parse_first_fragment(proto: u8, b: &[u8]) -> Result<Ports, WireError> {
         PROTO_UDP => UDP_LEN,
         _ => return Err(WireError::Malformed),
     };
-    if need < if proto == PROTO_TCP { TCP_MIN_LEN } else { UDP_LEN } {
+    if need
+        < if proto == PROTO_TCP {
+            TCP_MIN_LEN
+        } else {
+            UDP_LEN
+        }
+    {
         return Err(WireError::Malformed);
     }
     if b.len() < need {

@@ -8,8 +8,8 @@ use crate::wire::l4::{self, PROTO_UDP};
 use crate::wire::{ethernet, ipv4, ipv6, tunnel};
 
 /// Bytes an encapsulation puts in front of the inner IP packet, past the link header: the
-/// outer IP header, UDP, and the node header when going to another node (36 or 56 bytes
-/// to a backend, 44 or 64 to a node).
+/// outer IP header, UDP, and the node header when going to another node (28 bytes to a
+/// backend over IPv4, 48 over IPv6; 36 or 56 to a node).
 pub fn overhead(outer_v6: bool, to_node: bool) -> usize {
     let ip = if outer_v6 {
         ipv6::HEADER_LEN
