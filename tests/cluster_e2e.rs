@@ -65,11 +65,13 @@ devargs = "net_af_packet0,iface=n{id}f"
 ipv4 = "10.0.0.{id}/24"
 gateway = "10.0.0.254"
 mac = "02:00:00:00:01:0{id}"
+mtu = 1600
 [[port]]
 name = "back"
 devargs = "net_af_packet1,iface=n{id}b"
 ipv4 = "10.1.0.{id}/24"
 mac = "02:00:00:00:02:0{id}"
+mtu = 1600
 [mempool]
 mbufs = 8191
 [workers]

@@ -241,6 +241,16 @@ fn huge_and_tiny_values_are_refused_with_their_range() {
             "[qos]\nperiod = \"18446744073709551615s\"\n[[port]]\nname = \"front\"",
             "qos.period",
         ),
+        (
+            "devargs = \"net_null0\"",
+            "devargs = \"net_null0\"\nmtu = 576",
+            "port[0].mtu",
+        ),
+        (
+            "devargs = \"net_null1\"",
+            "devargs = \"net_null1\"\nmtu = 9000",
+            "port[1].mtu",
+        ),
     ] {
         let p = problems(&GOOD.replacen(from, to, 1));
         assert!(p.iter().any(|x| x.key == key), "{key}: {p:?}");
@@ -252,6 +262,25 @@ fn huge_and_tiny_values_are_refused_with_their_range() {
     ));
     let why = &p.iter().find(|x| x.key == "flows.udp_timeout").unwrap().why;
     assert!(why.contains("from 100ms to 24d"), "{why}");
+}
+
+#[test]
+fn mtu_and_mss_clamp_default_and_parse() {
+    let c = Config::from_toml(GOOD).unwrap();
+    assert_eq!(c.ports[0].mtu, DEFAULT_MTU);
+    assert!(c.services[0].clamp_mss, "on unless turned off");
+    let t = GOOD
+        .replacen(
+            "devargs = \"net_null1\"",
+            "devargs = \"net_null1\"\nmtu = 1600",
+            1,
+        )
+        .replacen("mode = \"nat\"", "mode = \"nat\"\nclamp_mss = false", 1);
+    let c = Config::from_toml(&t).unwrap();
+    assert_eq!(c.ports[1].mtu, 1600);
+    assert!(!c.services[0].clamp_mss);
+    let p = problems(&GOOD.replacen("mode = \"nat\"", "mode = \"nat\"\nclamp_mss = 3", 1));
+    assert!(p.iter().any(|x| x.key.contains("clamp_mss")), "{p:?}");
 }
 
 #[test]
