@@ -181,23 +181,7 @@ impl State {
             }
         }
         if proto == PROTO_ICMP {
-            let kind = match icmp_kind(ip.payload(), false) {
-                Ok(k) => k,
-                Err(e) => return Verdict::Drop(wire_drop(e)),
-            };
-            if let Some(kind) = kind {
-                let e = Error {
-                    at: hl,
-                    end: ip.total_len(),
-                    kind,
-                    to_port,
-                };
-                return self.icmp_error(s, rx, pkt, &e);
-            }
-            if rx.via == Via::Direct && (to_port || s.is_vip(&dst16)) {
-                return self.icmp4_echo(s, rx, pkt, hl);
-            }
-            return Verdict::Drop(DropReason::NotForUs);
+            return self.icmp4(s, rx, pkt, hl, to_port);
         }
         let ports = match transport(s, &dst16, proto, ip.payload()) {
             Ok(p) => p,
@@ -211,6 +195,40 @@ impl State {
             part: Part::Whole,
         };
         self.segment(s, &seg, pkt)
+    }
+
+    /// ICMP: an error about a flow, or an echo request to the node or a VIP (off the
+    /// TCP/UDP path, out of line).
+    #[inline(never)]
+    fn icmp4(
+        &mut self,
+        s: &Services,
+        rx: &Rx,
+        pkt: &mut super::PacketBuf,
+        hl: usize,
+        to_port: bool,
+    ) -> Verdict {
+        // Checked by the IPv4 stage.
+        let ip = ipv4::Packet::new_unchecked(&pkt.frame()[rx.l3()..]);
+        let kind = match icmp_kind(ip.payload(), false) {
+            Ok(k) => k,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        if let Some(kind) = kind {
+            let e = Error {
+                at: hl,
+                end: ip.total_len(),
+                kind,
+                to_port,
+            };
+            return self.icmp_error(s, rx, pkt, &e);
+        }
+        let mut dst16 = [0u8; 16];
+        dst16[..4].copy_from_slice(&ip.dst_bytes());
+        if rx.via == Via::Direct && (to_port || s.is_vip(&dst16)) {
+            return self.icmp4_echo(s, rx, pkt, hl);
+        }
+        Verdict::Drop(DropReason::NotForUs)
     }
 
     pub(super) fn ipv6(&mut self, s: &Services, rx: &Rx, pkt: &mut super::PacketBuf) -> Verdict {

@@ -152,6 +152,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Decrements the TTL and patches the checksum (RFC 1624).
+    #[inline]
     pub fn decrement_ttl(&mut self) {
         let b = self.buf.as_mut();
         let old = get_u16(b, field::TTL);
@@ -161,12 +162,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u16(b, field::CHECKSUM, c);
     }
     /// Rewrites the source address and patches the header checksum.
+    #[inline]
     pub fn set_src(&mut self, a: [u8; 4]) {
         self.set_addr(field::SRC, a)
     }
+    #[inline]
     pub fn set_dst(&mut self, a: [u8; 4]) {
         self.set_addr(field::DST, a)
     }
+    #[inline]
     fn set_addr(&mut self, at: usize, a: [u8; 4]) {
         let b = self.buf.as_mut();
         let mut old = [0u8; 4];
