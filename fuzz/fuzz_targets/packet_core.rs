@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(p.start + p.len <= p.buf.len());
                 assert!(p.len >= 14, "a frame sent is at least an Ethernet header");
             }
+            core.take_arrivals(|_| {});
             core.release_queued(|_, _| true, |_| {});
             core.housekeeping_paced();
             core.state.outbox.clear();

@@ -107,7 +107,7 @@ fn packet_core() {
         &frames(&[(0, 0, syn.clone()), (1, 2, reply), (0, 2, ack), (0, 2, fin)]),
     );
     write("packet_core", "udp_dsr", &frames(&[(0, 0, dns)]));
-    write("packet_core", "gue_v6", &frames(&[(0, 0, v6)]));
+    write("packet_core", "gue_v6", &frames(&[(0, 0, v6.clone())]));
     write(
         "packet_core",
         "own_traffic",
@@ -123,6 +123,88 @@ fn packet_core() {
         "packet_core",
         "truncated",
         &frames(&[(0, 0, syn[..40].to_vec())]),
+    );
+    // Fragments of a datagram, in order and last first.
+    let big = testkit::udp(front, router, c4, 5354, ip4("192.0.2.20"), 53, &[9u8; 3000]);
+    let frags = testkit::fragment(&big, 1480, 77);
+    let mut reversed = frags.clone();
+    reversed.reverse();
+    let list: Vec<(u8, u8, Vec<u8>)> = frags
+        .iter()
+        .chain(&reversed)
+        .map(|f| (0, 0, f.clone()))
+        .collect();
+    write("packet_core", "fragments", &frames(&list));
+    // ICMP errors: a router's fragmentation needed about the VIP's answer, a backend's
+    // refusal of a nat request, packet too big for an IPv6 VIP.
+    let answer = testkit::tcp(router, front, vip, 80, c4, 40000, ACK, &[1u8; 100]);
+    let frag_needed = testkit::icmp_error(
+        front,
+        router,
+        ip4("203.0.113.1"),
+        vip,
+        3,
+        4,
+        1280,
+        &testkit::ip_of(&answer),
+    );
+    let request = testkit::tcp(be, back, c4, 40000, ip4("10.1.0.11"), 8080, SYN, b"");
+    let refusal = testkit::icmp_error(
+        back,
+        be,
+        ip4("10.1.0.11"),
+        c4,
+        3,
+        3,
+        0,
+        &testkit::ip_of(&request),
+    );
+    let answer6 = testkit::tcp(
+        router,
+        front,
+        ip6("2001:db8::10"),
+        443,
+        ip6("2001:db8::77"),
+        40001,
+        ACK,
+        &[2u8; 200],
+    );
+    let too_big6 = testkit::icmp_error(
+        front,
+        router,
+        ip6("2001:db8::fe"),
+        ip6("2001:db8::10"),
+        2,
+        0,
+        1280,
+        &testkit::ip_of(&answer6),
+    );
+    write(
+        "packet_core",
+        "icmp_errors",
+        &frames(&[
+            (0, 0, syn.clone()),
+            (0, 0, frag_needed),
+            (1, 0, refusal),
+            (0, 0, too_big6),
+        ]),
+    );
+    // IPv6 extension headers before the transport header; a packet too big for GUE.
+    let chained = testkit::with_ext_headers(&v6, &[(0, 8), (60, 16), (43, 24)]);
+    let oversize = testkit::tcp(
+        front,
+        router,
+        ip6("2001:db8::77"),
+        40002,
+        ip6("2001:db8::10"),
+        443,
+        ACK,
+        &[3u8; 1440],
+    );
+    write(
+        "packet_core",
+        "ipv6_chains_and_mtu",
+        &frames(&[(0, 0, chained), (0, 0, oversize)]),
     );
 }
 
