@@ -46,6 +46,14 @@ pub fn hint(client: &[u8; 16], port: u16, proto: u8) -> u16 {
     (h >> (64 - HINT_BITS)) as u16
 }
 
+/// What a deferred frame waits for (a `hint`), and what it is counted as when it is dropped
+/// unserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    pub hint: u16,
+    pub expired: crate::counters::DropReason,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parked<H> {
     pub handle: H,
@@ -108,13 +116,7 @@ impl<H: Copy> Parking<H> {
 
     /// Parks a frame seen for the first time; when the lot is full, the oldest frame makes
     /// room and is given back, to be dropped.
-    pub fn park(
-        &mut self,
-        handle: H,
-        port: u8,
-        now_ms: u32,
-        wait: crate::pipeline::Wait,
-    ) -> Option<Parked<H>> {
+    pub fn park(&mut self, handle: H, port: u8, now_ms: u32, wait: Wait) -> Option<Parked<H>> {
         let hint = wait.hint;
         let out = if self.frames.len() >= self.cap {
             self.frames.pop_front()
@@ -233,7 +235,6 @@ impl<H: Copy> Parking<H> {
 mod tests {
     use super::*;
     use crate::counters::DropReason;
-    use crate::pipeline::Wait;
 
     fn reply(hint: u16) -> Wait {
         Wait {

@@ -32,6 +32,7 @@ mod mtu;
 mod timing;
 mod xmit;
 
+pub use crate::parking::Wait;
 pub use timing::hist_for;
 
 use crate::cluster::Membership;
@@ -86,14 +87,6 @@ pub enum Verdict {
     /// neither sends nor frees it. Nothing in the frame was changed.
     Hold(u16),
     Drop(DropReason),
-}
-
-/// What a deferred frame waits for (`parking::hint`), and what it is counted as when it
-/// is dropped unserved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Wait {
-    pub hint: u16,
-    pub expired: DropReason,
 }
 
 /// The node's clock as the core reads it, handed in once per burst (`Core::set_now`):
