@@ -117,34 +117,25 @@ impl<H: Copy> Parking<H> {
     /// Parks a frame seen for the first time; when the lot is full, the oldest frame makes
     /// room and is given back, to be dropped.
     pub fn park(&mut self, handle: H, port: u8, now_ms: u32, wait: Wait) -> Option<Parked<H>> {
-        let hint = wait.hint;
+        let p = Parked {
+            handle,
+            port,
+            since_ms: now_ms,
+            hint: wait.hint,
+            retries: 0,
+            due: false,
+            expired: wait.expired,
+        };
+        if self.cap == 0 {
+            return Some(p);
+        }
         let out = if self.frames.len() >= self.cap {
             self.frames.pop_front()
         } else {
             None
         };
-        if self.cap > 0 {
-            self.frames.push_back(Parked {
-                handle,
-                port,
-                since_ms: now_ms,
-                hint,
-                retries: 0,
-                due: false,
-                expired: wait.expired,
-            });
-            out
-        } else {
-            Some(Parked {
-                handle,
-                port,
-                since_ms: now_ms,
-                hint,
-                retries: 0,
-                due: false,
-                expired: wait.expired,
-            })
-        }
+        self.frames.push_back(p);
+        out
     }
 
     /// Puts back a frame whose retry found nothing: it waits on, from when it first came.

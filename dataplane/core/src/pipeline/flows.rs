@@ -11,7 +11,7 @@ use crate::counters::DropReason;
 use crate::flow::{FlowKey, FlowRecord, FlowState, Insert, Mark, Timeouts, UNBOUND};
 use crate::messages::FromWorker;
 use crate::select::{self, path};
-use crate::services::{self, Service, Services, SELECTION_SEED};
+use crate::services::{self, PortInfo, Service, Services, SELECTION_SEED};
 use crate::wire::l4::{ACK, FIN, PROTO_TCP, PROTO_UDP, RST, SYN};
 use crate::wire::tunnel;
 use tandem_config::{Mode, OnBackendDown};
@@ -337,16 +337,11 @@ impl State {
             return Verdict::Drop(DropReason::NotForUs);
         }
         let Some(fkey) = self.reply_flow(s, from, &key) else {
-            // No record here yet. In a cluster, the flow's primary node has it (a reply
-            // during the handshake, before the record is replicated); on this node, another
-            // worker may have made it a moment ago.
-            if let Some(cl) = s.cluster.as_ref() {
-                if let Some(roles) = self.reply_owner(cl, seg) {
-                    let p = roles.primary_node;
-                    return self.send_to_node(s, pkt, seg, p, &roles, tunnel::FLAG_REPLY);
-                }
-            }
-            return defer(&key);
+            // No record here yet: on this node, another worker may have made it a moment
+            // ago.
+            return self
+                .reply_to_owner(s, seg, pkt)
+                .unwrap_or_else(|| defer(&key));
         };
         let timeouts = *self.table.timeouts();
         let Some(fwd) = self.table.get_mut(&fkey, now.ms) else {
@@ -368,12 +363,11 @@ impl State {
             self.announce(fkey, rec, for_peers(&rec));
         }
         let egress = rec.ingress_port;
-        let Some(out) = s.ports.get(usize::from(egress)) else {
+        let Some(out) = self.client_port(s, &rec) else {
             return Verdict::Drop(DropReason::NoPath);
         };
-        if !self.link_up[usize::from(egress)] {
-            return Verdict::Drop(DropReason::NoPath);
-        }
+        // Until the next hop toward the client is resolved, the client's own MAC as the
+        // flow's first packet gave it.
         let next_mac = self
             .resolve(egress, out, &key.dst, key.v6)
             .unwrap_or(rec.client_mac);
@@ -389,6 +383,33 @@ impl State {
             }
         }
         nat::reply(pkt, seg, &fkey.dst, fkey.dport, egress, &out.mac, &next_mac)
+    }
+
+    /// A nat reply (or an error about a nat request) with no record here, from the network,
+    /// in a cluster: on to the flow's primary node, which has it (a reply during the
+    /// handshake, before the record is replicated). None when this node is that primary,
+    /// or on its own.
+    pub(super) fn reply_to_owner(
+        &mut self,
+        s: &Services,
+        seg: &Segment,
+        pkt: &mut PacketBuf,
+    ) -> Option<Verdict> {
+        let roles = self.reply_owner(s.cluster.as_ref()?, seg)?;
+        let p = roles.primary_node;
+        Some(self.send_to_node(s, pkt, seg, p, &roles, tunnel::FLAG_REPLY))
+    }
+
+    /// The port a nat flow's packets toward its client leave by (the one the flow came in
+    /// on), while its link is up.
+    #[inline(always)]
+    pub(super) fn client_port<'s>(
+        &self,
+        s: &'s Services,
+        rec: &FlowRecord,
+    ) -> Option<&'s PortInfo> {
+        let out = s.ports.get(usize::from(rec.ingress_port))?;
+        self.link_up[usize::from(rec.ingress_port)].then_some(out)
     }
 
     /// The key of the flow a nat reply `key` belongs to: the reply's client side to the VIP

@@ -22,7 +22,7 @@ use crate::counters::DropReason;
 use crate::flow::{FlowKey, FlowRecord};
 use crate::services::Services;
 use crate::wire::icmp::{self, ErrorKind, QuoteError};
-use crate::wire::{ipv4, ipv6, l4, tunnel};
+use crate::wire::{ipv4, ipv6, l4};
 use tandem_config::Mode;
 
 /// What the IP stage read of an ICMP error.
@@ -162,24 +162,17 @@ impl State {
             return Verdict::Drop(DropReason::NotForUs);
         }
         let Some(fkey) = self.reply_flow(s, from, &reply) else {
-            if let Some(cl) = s.cluster.as_ref() {
-                if let Some(roles) = self.reply_owner(cl, seg) {
-                    let p = roles.primary_node;
-                    return self.send_to_node(s, pkt, seg, p, &roles, tunnel::FLAG_REPLY);
-                }
-            }
-            return Verdict::Drop(DropReason::IcmpNoFlow);
+            return self
+                .reply_to_owner(s, seg, pkt)
+                .unwrap_or(Verdict::Drop(DropReason::IcmpNoFlow));
         };
         let Some(rec) = self.table.peek_live(&fkey, self.now.ms).copied() else {
             return Verdict::Drop(DropReason::IcmpNoFlow);
         };
         let egress = rec.ingress_port;
-        let Some(out) = s.ports.get(usize::from(egress)) else {
+        let Some(out) = self.client_port(s, &rec) else {
             return Verdict::Drop(DropReason::NoPath);
         };
-        if !self.link_up[usize::from(egress)] {
-            return Verdict::Drop(DropReason::NoPath);
-        }
         let next_mac = self
             .resolve(egress, out, &reply.dst, reply.v6)
             .unwrap_or(rec.client_mac);

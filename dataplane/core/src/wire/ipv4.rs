@@ -31,6 +31,22 @@ const MORE_FRAGMENTS: u16 = 0x2000;
 const DONT_FRAGMENT: u16 = 0x4000;
 const OFFSET_MASK: u16 = 0x1fff;
 
+/// The version and IHL of the header at the start of `b`, checked: its length.
+#[inline(always)]
+fn header_len_checked(b: &[u8]) -> Result<usize, Ipv4Error> {
+    if b.len() < MIN_HEADER_LEN {
+        return Err(Ipv4Error::Wire(WireError::Truncated));
+    }
+    if b[field::VER_IHL] >> 4 != 4 {
+        return Err(Ipv4Error::Wire(WireError::Malformed));
+    }
+    let ihl = usize::from(b[field::VER_IHL] & 0x0f) * 4;
+    if ihl < MIN_HEADER_LEN {
+        return Err(Ipv4Error::BadIhl);
+    }
+    Ok(ihl)
+}
+
 /// A checked view: `header_len()` and `total_len()` bytes are known to be present.
 pub struct Packet<T: AsRef<[u8]>> {
     buf: T,
@@ -44,16 +60,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Proves the header and the stated total length fit in the buffer.
     pub fn new_checked(buf: T) -> Result<Self, Ipv4Error> {
         let b = buf.as_ref();
-        if b.len() < MIN_HEADER_LEN {
-            return Err(Ipv4Error::Wire(WireError::Truncated));
-        }
-        if b[field::VER_IHL] >> 4 != 4 {
-            return Err(Ipv4Error::Wire(WireError::Malformed));
-        }
-        let ihl = usize::from(b[field::VER_IHL] & 0x0f) * 4;
-        if ihl < MIN_HEADER_LEN {
-            return Err(Ipv4Error::BadIhl);
-        }
+        let ihl = header_len_checked(b)?;
         let total = usize::from(get_u16(b, field::TOTAL_LEN));
         if total < ihl {
             return Err(Ipv4Error::Wire(WireError::Malformed));
@@ -68,16 +75,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// error carries the header and the first bytes after it, whatever its total length says.
     pub fn new_quoted(buf: T) -> Result<Self, Ipv4Error> {
         let b = buf.as_ref();
-        if b.len() < MIN_HEADER_LEN {
-            return Err(Ipv4Error::Wire(WireError::Truncated));
-        }
-        if b[field::VER_IHL] >> 4 != 4 {
-            return Err(Ipv4Error::Wire(WireError::Malformed));
-        }
-        let ihl = usize::from(b[field::VER_IHL] & 0x0f) * 4;
-        if ihl < MIN_HEADER_LEN {
-            return Err(Ipv4Error::BadIhl);
-        }
+        let ihl = header_len_checked(b)?;
         if b.len() < ihl {
             return Err(Ipv4Error::Wire(WireError::Truncated));
         }
