@@ -491,3 +491,141 @@ fn pcap_network_icmp_fragments_extension_headers_and_mtu() {
         assert_eq!(drops[reason].as_u64(), Some(n), "{reason}: {drops}");
     }
 }
+
+/// The far side of "across two nodes": node 1 (not running here) took a flow's SYN and a
+/// router's fragmentation needed for it, and sent both on to the flow's primary, node 2,
+/// encapsulated with the node header. Node 2, on net_pcap, serves the SYN and steers the
+/// error to the flow's backend, rewritten as in nat. (Node 1's side, sending the error on
+/// to the primary, is `an_icmp_error_reaches_the_flows_primary_and_its_backend` in the
+/// packet core: through net_pcap, a node ranks peers only once their heartbeats come,
+/// after the capture has been read.)
+#[test]
+fn pcap_network_an_icmp_error_sent_on_by_another_node() {
+    use tandem_dataplane::wire::tunnel;
+    let s = Scratch::new("pcapnet2");
+    let secret = write_secret(&s);
+    let sync = loopback_sync(2);
+    let node1 = [2, 0, 0, 0, 1, 1];
+    let node2 = [2, 0, 0, 0, 1, 2];
+    let from_node1 = |inner: &[u8]| {
+        let mut body = vec![0u8; tunnel::HEADER_LEN];
+        tunnel::emit(
+            &mut body,
+            &tunnel::Header {
+                flags: 0,
+                hops: 1,
+                primary: 2,
+                backup: 1,
+            },
+        );
+        body.extend_from_slice(inner);
+        testkit::udp(
+            node2,
+            node1,
+            ip("10.0.0.1"),
+            49152,
+            ip("10.0.0.2"),
+            6070,
+            &body,
+        )
+    };
+    let syn = testkit::ip_of(&tcp_to("192.0.2.10", 80, 40000, SYN, b""));
+    let err = testkit::ip_of(&error_to(
+        "192.0.2.10",
+        icmp::DEST_UNREACHABLE,
+        icmp::CODE_FRAG_NEEDED,
+        1280,
+        &answer("192.0.2.10", 80, 40000, PROTO_TCP, 200),
+    ));
+    write_pcap(
+        &s.path("front-in.pcap"),
+        &[from_node1(&syn), from_node1(&err)],
+    );
+    write_pcap(&s.path("back-in.pcap"), &[]);
+    let cfg = format!(
+        r#"
+[node]
+id = 2
+[eal]
+args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
+[[port]]
+name = "front"
+devargs = "net_pcap0,rx_pcap={fin},tx_pcap={fout}"
+mac = "02:00:00:00:01:02"
+ipv4 = "10.0.0.2/24"
+mtu = 1600
+[[port]]
+name = "back"
+devargs = "net_pcap1,rx_pcap={bin},tx_pcap={bout}"
+mac = "02:00:00:00:02:02"
+ipv4 = "10.1.0.2/24"
+[workers]
+cores = [1]
+idle_sleep = "100us"
+[control]
+socket = "{sock}"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "nat"
+[[service.backend]]
+name = "a"
+address = "10.1.0.11"
+port = 8080
+paths = [{{ port = "back", mac = "02:00:00:00:01:11" }}]
+[cluster]
+secret_file = "{secret}"
+[[cluster.node]]
+id = 1
+address = "10.0.0.1"
+mac = "02:00:00:00:01:01"
+sync = "{sync1}"
+[[cluster.node]]
+id = 2
+address = "10.0.0.2"
+mac = "02:00:00:00:01:02"
+sync = "{sync2}"
+"#,
+        prefix = unique("tpnet2"),
+        fin = s.path("front-in.pcap").display(),
+        fout = s.path("front-out.pcap").display(),
+        bin = s.path("back-in.pcap").display(),
+        bout = s.path("back-out.pcap").display(),
+        sock = s.path("ctl.sock").display(),
+        secret = secret.display(),
+        sync1 = sync[0],
+        sync2 = sync[1],
+    );
+    let path = s.path("tandem.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let mut node = Node::start(&path, &s.path("ctl.sock"), None);
+    node.wait_stats("both frames read", Duration::from_secs(30), |st| {
+        st["ports"][0]["rx"].as_u64() == Some(2)
+    });
+    let stats = node.stop();
+    let back_out = read_pcap(&s.path("back-out.pcap"));
+    let to_a: Vec<&Vec<u8>> = back_out.iter().filter(|f| f[0..6] == A).collect();
+    assert_eq!(to_a.len(), 2, "the SYN and the error to backend a: {stats}");
+    for f in &to_a {
+        testkit::verify_checksums(f).unwrap();
+    }
+    let e = ipv4::Packet::new_checked(&to_a[1][14..]).unwrap();
+    assert_eq!((e.protocol(), e.dst_bytes()), (PROTO_ICMP, [10, 1, 0, 11]));
+    let q = ipv4::Packet::new_checked(&e.payload()[8..]).unwrap();
+    assert!(q.verify_checksum());
+    assert_eq!(
+        (q.src_bytes(), &q.payload()[0..2]),
+        ([10, 1, 0, 11], &8080u16.to_be_bytes()[..])
+    );
+    assert!(l4::verify_checksum(
+        PROTO_TCP,
+        &q.src_bytes(),
+        &q.dst_bytes(),
+        q.payload()
+    ));
+    let w = &stats["workers"][0];
+    assert_eq!(w["node_received"].as_u64(), Some(2), "{w}");
+    assert_eq!(w["icmp_frag_needed"].as_u64(), Some(1), "{w}");
+}
