@@ -125,6 +125,17 @@ name = "a6"
 address = "fd01::11"
 port = 8080
 paths = [{{ port = "back", mac = "02:00:00:00:01:11" }}]
+[[service]]
+name = "tunnel6"
+vip = "fd00::30"
+port = 53
+protocol = "udp"
+mode = "gue"
+[[service.backend]]
+name = "c6"
+address = "fd01::13"
+port = 6080
+paths = [{{ port = "back", mac = "02:00:00:00:01:13" }}]
 "#,
         fin = s.path("front-in.pcap").display(),
         fout = s.path("front-out.pcap").display(),
@@ -227,6 +238,7 @@ fn pcap_network_icmp_fragments_extension_headers_and_mtu() {
         &[0; 1472],
     );
     oversize[20] |= 0x40; // DF (already set by the builder; said for the reader)
+    let oversize6 = testkit::udp(FRONT, CLIENT, ip(CL6), 5353, ip("fd00::30"), 53, &[0; 1452]);
     let tiny = testkit::fragment(&tcp_to("192.0.2.10", 80, 40009, ACK, &[1; 100]), 8, 0x3333);
     let nat_answer = answer("192.0.2.10", 80, 40000, PROTO_TCP, 200);
     let front_in: Vec<Vec<u8>> = vec![
@@ -273,7 +285,8 @@ fn pcap_network_icmp_fragments_extension_headers_and_mtu() {
         chain6,                    // 16
         oversize.clone(),          // 17: too big for GUE
         syn_with_mss(40008, 1460), // 18: clamped
-        // Hostile: 19 on.
+        oversize6.clone(),         // 19: too big for GUE over IPv6
+        // Hostile: 20 on.
         with(&one_opt, 54, NH_AH),
         with(&one_opt, 54, NH_ESP),
         with(&one_opt, 54, 135),
@@ -452,6 +465,13 @@ fn pcap_network_icmp_fragments_extension_headers_and_mtu() {
     assert_eq!(&a.payload()[6..8], &1472u16.to_be_bytes());
     assert_eq!(&a.payload()[8..28], &testkit::ip_of(&oversize)[..20]);
     assert_eq!(a.total_len(), 576);
+    // Over IPv6: packet too big, naming 1500 - 48, the error 1280 bytes.
+    let ptb6 = select(&front_out, |p| p[0] >> 4 == 6 && p[6] == 58 && p[40] == 2);
+    assert_eq!(ptb6.len(), 1);
+    let a6 = ipv6::Packet::new_checked(&ptb6[0][14..]).unwrap();
+    assert_eq!(a6.src().to_string(), "fd00::30");
+    assert_eq!(&a6.payload()[4..8], &1452u32.to_be_bytes());
+    assert_eq!(40 + a6.payload_len(), 1280);
     // The SYN carried in GUE, its MSS lowered to 1432.
     let syn = select(&back_out, |p| v4_dst(p) == Some([10, 1, 0, 13]))
         .into_iter()
@@ -472,7 +492,7 @@ fn pcap_network_icmp_fragments_extension_headers_and_mtu() {
         ("fragments_first", 3),
         ("fragments_later", 5),
         ("fragments_early", 2),
-        ("too_big_answered", 1),
+        ("too_big_answered", 2),
         ("mss_clamped", 1),
     ] {
         assert_eq!(w[counter].as_u64(), Some(n), "{counter}: {w}");

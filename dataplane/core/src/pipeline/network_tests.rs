@@ -108,6 +108,17 @@ address = "10.1.0.14"
 port = 5300
 paths = [{ port = "back", mac = "02:00:00:00:01:14" }]
 [[service]]
+name = "tunnel6"
+vip = "fd00::30"
+port = 53
+protocol = "udp"
+mode = "gue"
+[[service.backend]]
+name = "c6"
+address = "fd01::13"
+port = 6080
+paths = [{ port = "back", mac = "02:00:00:00:01:13" }]
+[[service]]
 name = "web6"
 vip = "fd00::10"
 port = 80
@@ -703,6 +714,53 @@ fn too_big_to_encapsulate_is_answered_with_the_mtu_that_fits() {
     assert_eq!(answered, 49, "the burst, less the first answer");
     assert_eq!(run(&mut c, 0, &big, 2).0, Verdict::Tx(0));
     assert_eq!(c.state.counters.too_big_answered.get(), 51);
+}
+
+#[test]
+fn too_big_for_gue_over_ipv6_is_answered_with_packet_too_big() {
+    let mut c = core();
+    // 1452 bytes of UDP payload: a 1500-byte IPv6 packet, 1548 in GUE over IPv6.
+    let big = testkit::udp(
+        FRONT_MAC,
+        CLIENT_MAC,
+        ip(CLIENT6),
+        5353,
+        ip("fd00::30"),
+        53,
+        &[0u8; 1452],
+    );
+    let (v, out) = run(&mut c, 0, &big, 1);
+    assert_eq!(v, Verdict::Tx(0));
+    testkit::verify_checksums(&out).unwrap();
+    let ans = ipv6::Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(
+        (ans.src().to_string(), ans.dst().to_string()),
+        ("fd00::30".into(), CLIENT6.into())
+    );
+    assert_eq!(ans.next_header(), crate::wire::l4::PROTO_ICMPV6);
+    assert_eq!(
+        40 + ans.payload_len(),
+        1280,
+        "an IPv6 error is at most 1280 bytes"
+    );
+    let m = ans.payload();
+    assert_eq!(m[0], icmp::V6_PACKET_TOO_BIG);
+    assert_eq!(
+        &m[4..8],
+        &1452u32.to_be_bytes(),
+        "1500 less 48 bytes of GUE over IPv6"
+    );
+    assert_eq!(&m[8..48], &testkit::ip_of(&big)[..40]);
+    let fits = testkit::udp(
+        FRONT_MAC,
+        CLIENT_MAC,
+        ip(CLIENT6),
+        5353,
+        ip("fd00::30"),
+        53,
+        &[0u8; 1404],
+    );
+    assert_eq!(run(&mut c, 0, &fits, 1).0, Verdict::Tx(1));
 }
 
 /// A SYN with an MSS option of `mss` from the client to `vip:port`.
