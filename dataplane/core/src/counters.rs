@@ -195,7 +195,7 @@ macro_rules! worker_counters {
 
 worker_counters! {
     /// Frames the core handed back to be sent: forwarded packets and the node's replies
-    /// (ARP, ICMP echo, neighbor advertisements, resets to probe answers). Every frame
+    /// (ARP, ICMP echo, neighbor advertisements, resets to probe answers, "too big"). Every frame
     /// received is, once, either sent, absorbed, dropped, or waiting (parked or queued).
     sent,
     /// Nat replies parked until their flow record arrives (each at most once).
@@ -267,12 +267,13 @@ impl WorkerCounters {
     pub fn count_absorbed(&self, k: Absorbed) {
         self.absorbed[k as usize].inc();
     }
-    /// The node's own replies among the frames sent.
+    /// The node's own replies among the frames sent (a "too big" answer is one).
     pub fn replies(&self) -> u64 {
         self.arp_replies.get()
             + self.icmp_replies.get()
             + self.nd_replies.get()
             + self.probe_resets.get()
+            + self.too_big_answered.get()
     }
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().map(Counter::get).sum()
