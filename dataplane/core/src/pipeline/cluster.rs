@@ -128,11 +128,7 @@ impl State {
             dport: cl.forward_port,
         };
         let fits = usize::from(out.mtu).saturating_sub(xmit::overhead(n.v6, true));
-        let clamp = s
-            .services
-            .get(usize::from(rec.service))
-            .is_some_and(|v| v.clamp_mss);
-        if flags == 0 && clamp {
+        if flags == 0 && super::mtu::clamps_mss(s, rec.service) {
             self.clamp_syn(seg, pkt, fits);
         }
         let v = mode.transmit(pkt, seg, &to);

@@ -39,12 +39,6 @@ fn ext_drop(e: ExtError) -> DropReason {
     }
 }
 
-/// The type and code of an ICMP message, and its kind when it is an error about a flow.
-fn icmp_kind(body: &[u8], v6: bool) -> Result<Option<icmp::ErrorKind>, WireError> {
-    let m = icmp::Packet::new_checked(body)?;
-    Ok(icmp::error_kind(m.msg_type(), m.code(), v6))
-}
-
 /// The flow key of a TCP or UDP frame, or None (what the port layer prefetches by).
 #[inline]
 pub(super) fn flow_key(frame: &[u8]) -> Option<FlowKey> {
@@ -210,25 +204,44 @@ impl State {
     ) -> Verdict {
         // Checked by the IPv4 stage.
         let ip = ipv4::Packet::new_unchecked(&pkt.frame()[rx.l3()..]);
-        let kind = match icmp_kind(ip.payload(), false) {
-            Ok(k) => k,
-            Err(e) => return Verdict::Drop(wire_drop(e)),
-        };
-        if let Some(kind) = kind {
-            let e = Error {
-                at: hl,
-                end: ip.total_len(),
-                kind,
-                to_port,
-            };
-            return self.icmp_error(s, rx, pkt, &e);
+        let (end, dst4) = (ip.total_len(), ip.dst_bytes());
+        if let Some(v) = self.if_icmp_error(s, rx, pkt, (hl, end), false, to_port) {
+            return v;
         }
         let mut dst16 = [0u8; 16];
-        dst16[..4].copy_from_slice(&ip.dst_bytes());
+        dst16[..4].copy_from_slice(&dst4);
         if rx.via == Via::Direct && (to_port || s.is_vip(&dst16)) {
             return self.icmp4_echo(s, rx, pkt, hl);
         }
         Verdict::Drop(DropReason::NotForUs)
+    }
+
+    /// The ICMP (`v6` false) or ICMPv6 message from `at` to `end` (offsets from the IP
+    /// header): when it is an error about a flow (or too short to say), its verdict; None
+    /// for the others (echo, neighbor discovery), which the caller serves. (`v6` is the
+    /// packet's own family: a packet from another node may differ from the outer frame's.)
+    fn if_icmp_error(
+        &mut self,
+        s: &Services,
+        rx: &Rx,
+        pkt: &mut super::PacketBuf,
+        (at, end): (usize, usize),
+        v6: bool,
+        to_port: bool,
+    ) -> Option<Verdict> {
+        let l3 = rx.l3();
+        let m = match icmp::Packet::new_checked(&pkt.frame()[l3 + at..l3 + end]) {
+            Ok(m) => m,
+            Err(e) => return Some(Verdict::Drop(wire_drop(e))),
+        };
+        let kind = icmp::error_kind(m.msg_type(), m.code(), v6)?;
+        let e = Error {
+            at,
+            end,
+            kind,
+            to_port,
+        };
+        Some(self.icmp_error(s, rx, pkt, &e))
     }
 
     pub(super) fn ipv6(&mut self, s: &Services, rx: &Rx, pkt: &mut super::PacketBuf) -> Verdict {
@@ -282,18 +295,8 @@ impl State {
             }
         }
         if nh == PROTO_ICMPV6 {
-            let kind = match icmp_kind(l4b, true) {
-                Ok(k) => k,
-                Err(e) => return Verdict::Drop(wire_drop(e)),
-            };
-            if let Some(kind) = kind {
-                let e = Error {
-                    at: up.offset,
-                    end,
-                    kind,
-                    to_port,
-                };
-                return self.icmp_error(s, rx, pkt, &e);
+            if let Some(v) = self.if_icmp_error(s, rx, pkt, (up.offset, end), true, to_port) {
+                return v;
             }
             if rx.via == Via::Direct {
                 return self.icmp6(s, rx, pkt, up.offset);

@@ -373,11 +373,7 @@ impl State {
             .unwrap_or(rec.client_mac);
         // In a cluster the client's segments may cross to another node encapsulated: its
         // SYN-ACK's MSS is lowered to fit.
-        if seg.l4.flags & (SYN | ACK) == SYN | ACK
-            && s.services
-                .get(usize::from(rec.service))
-                .is_some_and(|v| v.clamp_mss)
-        {
+        if seg.l4.flags & (SYN | ACK) == SYN | ACK && super::mtu::clamps_mss(s, rec.service) {
             if let Some(fits) = super::mtu::node_fit(s) {
                 self.clamp_syn(seg, pkt, fits);
             }

@@ -57,6 +57,12 @@ impl Answers {
     }
 }
 
+/// True when the service `id` has its SYNs' MSS clamped (`clamp_mss`).
+#[inline]
+pub(super) fn clamps_mss(s: &Services, id: u16) -> bool {
+    s.services.get(usize::from(id)).is_some_and(|v| v.clamp_mss)
+}
+
 /// The largest inner IP packet the links to the other nodes carry (the smallest over
 /// them), or None on a node on its own.
 pub(super) fn node_fit(s: &Services) -> Option<usize> {

@@ -10,6 +10,7 @@ use crate::wire::{ethernet, ipv4, ipv6, tunnel};
 /// Bytes an encapsulation puts in front of the inner IP packet, past the link header: the
 /// outer IP header, UDP, and the node header when going to another node (28 bytes to a
 /// backend over IPv4, 48 over IPv6; 36 or 56 to a node).
+#[inline(always)]
 pub fn overhead(outer_v6: bool, to_node: bool) -> usize {
     let ip = if outer_v6 {
         ipv6::HEADER_LEN
@@ -51,14 +52,9 @@ pub(super) fn udp(
     } else {
         ipv4::MIN_HEADER_LEN
     };
-    let extra = if outer.node_header.is_some() {
-        tunnel::HEADER_LEN
-    } else {
-        0
-    };
-    let head = ethernet::HEADER_LEN + ip_hdr + l4::UDP_LEN + extra;
-    let outer_ip_len = ip_hdr + l4::UDP_LEN + extra + inner_len;
-    if outer_ip_len > usize::from(to.out.mtu) {
+    let over = overhead(outer_v6, outer.node_header.is_some());
+    let head = ethernet::HEADER_LEN + over;
+    if over + inner_len > usize::from(to.out.mtu) {
         return Verdict::Drop(DropReason::TooBig);
     }
     let inner_start = pkt.start + l3;
@@ -73,7 +69,7 @@ pub(super) fn udp(
         ethernet::ETHERTYPE_IPV4
     };
     ethernet::write_header(b, &to.next_mac, &to.out.mac, ethertype);
-    let udp_len = (l4::UDP_LEN + extra + inner_len) as u16;
+    let udp_len = (over - ip_hdr + inner_len) as u16;
     let u = ethernet::HEADER_LEN + ip_hdr;
     l4::emit_udp_header(&mut b[u..], outer.sport, to.dport, udp_len);
     if let Some(h) = outer.node_header {
