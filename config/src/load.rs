@@ -92,24 +92,42 @@ fn read_schema(
     }
     let mut unknown = Vec::new();
     let _: Result<schema::File, _> =
-        serde_ignored::deserialize(value, |path| unknown.push(dotted_key(&path.to_string())));
+        serde_ignored::deserialize(value, |path| unknown.push(dotted_key(&path)));
     (file, unknown)
 }
 
-/// serde_ignored's `service.0.backend.1.colour` as validation writes keys.
-fn dotted_key(path: &str) -> String {
-    let mut key = String::new();
-    for part in path.split('.') {
-        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
-            key.push_str(&format!("[{part}]"));
-        } else {
+/// serde_ignored's path as validation writes keys: `service[0].backend[1].colour` (an
+/// optional section's `Some` and newtype wrappers are not keys, and are left out).
+fn dotted_key(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    let mut key = match path {
+        Path::Root => return String::new(),
+        Path::Seq { parent, .. }
+        | Path::Map { parent, .. }
+        | Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => dotted_key(parent),
+    };
+    match path {
+        Path::Seq { index, .. } => key.push_str(&format!("[{index}]")),
+        Path::Map { key: k, .. } => {
             if !key.is_empty() {
                 key.push('.');
             }
-            key.push_str(part);
+            key.push_str(segment(k));
         }
+        _ => {}
     }
     key
+}
+
+/// A key's name as TOML writes it: an empty key is `''` (so a problem always names one).
+fn segment(k: &str) -> &str {
+    if k.is_empty() {
+        "''"
+    } else {
+        k
+    }
 }
 
 /// A serde path as validation writes keys: `service[0].backend[1].port`.
@@ -123,7 +141,7 @@ fn key_of(path: &serde_path_to_error::Path) -> String {
                 if !key.is_empty() {
                     key.push('.');
                 }
-                key.push_str(k);
+                key.push_str(segment(k));
             }
             Segment::Unknown => {}
         }

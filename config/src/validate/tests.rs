@@ -265,6 +265,31 @@ fn huge_and_tiny_values_are_refused_with_their_range() {
 }
 
 #[test]
+fn an_empty_key_is_named_as_toml_writes_it() {
+    // Found by the config_loader fuzzer: a problem named no key.
+    let p = problems(&format!("'' = ''\n{GOOD}"));
+    assert!(
+        p.iter().any(|x| x.key == "''" && x.why == "unknown key"),
+        "{p:?}"
+    );
+    let p = problems(&GOOD.replacen("[node]", "[node]\n'' = 1", 1));
+    assert!(p.iter().any(|x| x.key == "node.''"), "{p:?}");
+}
+
+#[test]
+fn unknown_keys_of_optional_sections_are_named_plainly() {
+    // Was `node.?.colour`: serde_ignored's mark for an optional section leaked into keys.
+    let p =
+        problems(&format!("{GOOD}[health]\nfoo = 1\n").replacen("[node]", "[node]\ncolour = 1", 1));
+    for key in ["node.colour", "health.foo"] {
+        assert!(
+            p.iter().any(|x| x.key == key && x.why == "unknown key"),
+            "{key}: {p:?}"
+        );
+    }
+}
+
+#[test]
 fn mtu_and_mss_clamp_default_and_parse() {
     let c = Config::from_toml(GOOD).unwrap();
     assert_eq!(c.ports[0].mtu, DEFAULT_MTU);
