@@ -16,10 +16,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tandem_config::{
     BackendState, Config, HealthConfig, Mode, ProbeMethod, QosConfig, Selection, ServiceConfig,
+    StandbyConfig,
 };
 use tandem_dataplane::qos::hist::Kind;
 use tandem_dataplane::qos::probe::{self, Method, Outcome};
-use tandem_dataplane::services::BackendLive;
+use tandem_dataplane::services::{name_identity, BackendLive, Layout};
 use window::Windows;
 
 /// How many changes `show services` keeps.
@@ -65,7 +66,12 @@ pub struct Qos {
     pub estimates: Vec<Estimate>,
     /// When a backend last started taking flows (for slow start).
     came_up: Vec<Option<Instant>>,
+    /// By service id.
     pub standby: Vec<Option<Standby>>,
+    /// What each service's standby pool was made from.
+    standby_cfg: Vec<Option<StandbyConfig>>,
+    /// By backend id: the backend there (its name's identity) and its number of paths.
+    shape: Vec<Option<(u64, usize)>>,
     pub events: VecDeque<(Instant, String)>,
     pub probes_timed_out: u64,
     last_recompute: Option<Instant>,
@@ -82,53 +88,121 @@ fn probe_method(cfg: &HealthConfig, mode: Mode) -> Option<Method> {
 }
 
 impl Qos {
-    pub fn new(cfg: &Config, now: Instant) -> Qos {
-        let backends: Vec<(usize, &ServiceConfig)> = cfg
-            .services
-            .iter()
-            .flat_map(|s| s.backends.iter().map(move |b| (b.paths.len(), s)))
-            .collect();
-        let paths: Vec<usize> = backends.iter().map(|(p, _)| *p).collect();
-        let total: usize = paths.iter().sum();
-        let interval = cfg.health.interval;
-        let mut k = 0;
-        let schedules = paths
-            .iter()
-            .map(|&n| {
-                (0..n)
-                    .map(|_| {
-                        k += 1;
-                        Schedule::new(now, interval, k - 1, total)
-                    })
-                    .collect()
-            })
-            .collect();
-        let live = paths
-            .iter()
-            .map(|&n| BackendLive {
-                path_up: vec![true; n],
-                path_share: vec![1000; n],
-                ..BackendLive::default()
-            })
-            .collect();
-        Qos {
+    pub fn new(cfg: &Config, layout: &Layout, now: Instant) -> Qos {
+        let mut q = Qos {
             health_cfg: cfg.health.clone(),
             cfg: cfg.qos.clone(),
-            windows: Windows::new(cfg.qos.slots(), &paths),
-            health: paths.iter().map(|&n| vec![Health::default(); n]).collect(),
-            schedules,
-            live,
-            estimates: vec![Estimate::default(); paths.len()],
-            came_up: vec![None; paths.len()],
-            standby: cfg
-                .services
-                .iter()
-                .map(|s| s.standby.clone().map(Standby::new))
-                .collect(),
+            windows: Windows::new(cfg.qos.slots(), &[]),
+            health: Vec::new(),
+            schedules: Vec::new(),
+            live: Vec::new(),
+            estimates: Vec::new(),
+            came_up: Vec::new(),
+            standby: Vec::new(),
+            standby_cfg: Vec::new(),
+            shape: Vec::new(),
             events: VecDeque::new(),
             probes_timed_out: 0,
             last_recompute: None,
+        };
+        q.reshape(layout, now);
+        q
+    }
+
+    /// Follows a change of the services: a backend new at its id (or whose number of paths
+    /// changed) starts afresh, healthy at full share with empty windows; the others keep
+    /// what was learned of them. A service whose standby settings changed starts its
+    /// standby pool afresh.
+    pub fn reshape(&mut self, layout: &Layout, now: Instant) {
+        let n = layout.backend_slots();
+        let mut want: Vec<Option<(u64, usize)>> = vec![None; n];
+        for (p, seat) in layout.seats() {
+            want[usize::from(seat.id)] = Some((
+                name_identity(&p.cfg.name, &seat.cfg.name),
+                seat.cfg.paths.len(),
+            ));
         }
+        self.health.resize_with(n, Vec::new);
+        self.schedules.resize_with(n, Vec::new);
+        self.live.resize_with(n, BackendLive::default);
+        self.estimates.resize_with(n, Estimate::default);
+        self.came_up.resize(n, None);
+        self.shape.resize(n, None);
+        let total: usize = want.iter().flatten().map(|w| w.1).sum();
+        let interval = self.health_cfg.interval;
+        let mut fresh = vec![false; n];
+        let mut k = 0;
+        for id in 0..n {
+            let np = want[id].map_or(0, |w| w.1);
+            if want[id] != self.shape[id] {
+                fresh[id] = true;
+                self.health[id] = vec![Health::default(); np];
+                self.schedules[id] = (0..np)
+                    .map(|j| Schedule::new(now, interval, k + j, total))
+                    .collect();
+                self.live[id] = BackendLive {
+                    path_up: vec![true; np],
+                    path_share: vec![1000; np],
+                    ..BackendLive::default()
+                };
+                self.estimates[id] = Estimate::default();
+                self.came_up[id] = None;
+                self.shape[id] = want[id];
+            }
+            k += np;
+        }
+        let paths: Vec<usize> = want.iter().map(|w| w.map_or(0, |w| w.1)).collect();
+        self.windows.reshape(&paths, &fresh);
+        let ns = layout.service_slots();
+        self.standby.resize_with(ns, || None);
+        self.standby_cfg.resize(ns, None);
+        let mut seen = vec![false; ns];
+        for p in &layout.services {
+            let i = usize::from(p.id);
+            seen[i] = true;
+            if self.standby_cfg[i] != p.cfg.standby {
+                self.standby_cfg[i] = p.cfg.standby.clone();
+                self.standby[i] = p.cfg.standby.clone().map(Standby::new);
+            }
+        }
+        for (i, s) in seen.iter().enumerate() {
+            if !s {
+                self.standby[i] = None;
+                self.standby_cfg[i] = None;
+            }
+        }
+    }
+
+    /// New `[health]` and `[qos]` settings (a reload): probe schedules restart at the new
+    /// interval; the latency windows restart when their number of periods changes.
+    pub fn set_config(
+        &mut self,
+        health: HealthConfig,
+        qos: QosConfig,
+        layout: &Layout,
+        now: Instant,
+    ) {
+        let slots = qos.slots();
+        let restart_schedules = health.interval != self.health_cfg.interval;
+        self.health_cfg = health;
+        if slots != self.windows.slots() {
+            let paths: Vec<usize> = self.shape.iter().map(|w| w.map_or(0, |w| w.1)).collect();
+            self.windows = Windows::new(slots, &paths);
+        }
+        self.cfg = qos;
+        if restart_schedules {
+            let interval = self.health_cfg.interval;
+            let total: usize = self.schedules.iter().map(Vec::len).sum();
+            let mut k = 0;
+            for s in &mut self.schedules {
+                let np = s.len();
+                *s = (0..np)
+                    .map(|j| Schedule::new(now, interval, k + j, total))
+                    .collect();
+                k += np;
+            }
+        }
+        self.reshape(layout, now);
     }
 
     fn event(&mut self, now: Instant, what: String) {
@@ -141,28 +215,31 @@ impl Qos {
 
     /// Probes due now; probes out past the timeout count as failures. Returns the orders
     /// and whether health changed.
-    pub fn probes(&mut self, now: Instant, services: &[ServiceConfig]) -> (Vec<ProbeOrder>, bool) {
+    pub fn probes(&mut self, now: Instant, layout: &Layout) -> (Vec<ProbeOrder>, bool) {
         let mut orders = Vec::new();
         let mut changed = false;
         let hc = self.health_cfg.clone();
-        let mut b = 0usize;
         // Series are numbered over every backend's paths in order, as the workers number
         // them (`Services::series`).
         let mut series = 0usize;
-        for s in services {
-            let method = probe_method(&hc, s.mode);
-            for bc in &s.backends {
-                for p in 0..bc.paths.len() {
+        for s in &layout.services {
+            let method = probe_method(&hc, s.cfg.mode);
+            for seat in &s.seats {
+                let b = usize::from(seat.id);
+                for p in 0..seat.cfg.paths.len() {
                     series += 1;
                     let (Some(m), true) = (method, series <= probe::MAX_SERIES) else {
                         continue;
                     };
-                    let lost = self.schedules[b][p].timed_out(now, hc.timeout);
+                    let Some(sched) = self.schedules.get_mut(b).and_then(|v| v.get_mut(p)) else {
+                        continue;
+                    };
+                    let lost = sched.timed_out(now, hc.timeout);
                     for _ in 0..lost {
                         self.probes_timed_out += 1;
                         let us = hc.timeout.as_micros() as u64;
                         self.windows.record_timeout(b as u16, p, Kind::Probe, us);
-                        changed |= self.observe(now, services, b, p, false);
+                        changed |= self.observe(now, layout, b, p, false);
                     }
                     if let Some(round) = self.schedules[b][p].due(now, hc.interval) {
                         orders.push(ProbeOrder {
@@ -173,7 +250,6 @@ impl Qos {
                         });
                     }
                 }
-                b += 1;
             }
         }
         (orders, changed)
@@ -183,7 +259,7 @@ impl Qos {
     pub fn probe_result(
         &mut self,
         now: Instant,
-        services: &[ServiceConfig],
+        layout: &Layout,
         backend: u16,
         path: u8,
         round: u8,
@@ -197,22 +273,18 @@ impl Qos {
             return false;
         }
         let ok = matches!(outcome, Some(Outcome::Answered(_)));
-        self.observe(now, services, b, p, ok)
+        self.observe(now, layout, b, p, ok)
     }
 
-    fn observe(
-        &mut self,
-        now: Instant,
-        services: &[ServiceConfig],
-        b: usize,
-        p: usize,
-        ok: bool,
-    ) -> bool {
+    fn observe(&mut self, now: Instant, layout: &Layout, b: usize, p: usize, ok: bool) -> bool {
         let (down, up) = (self.health_cfg.down_after, self.health_cfg.up_after);
-        let Some(change) = self.health[b][p].observe(ok, down, up) else {
+        let Some(h) = self.health.get_mut(b).and_then(|v| v.get_mut(p)) else {
             return false;
         };
-        let name = backend_name(services, b);
+        let Some(change) = h.observe(ok, down, up) else {
+            return false;
+        };
+        let name = backend_name(layout, b);
         self.event(
             now,
             format!(
@@ -226,7 +298,7 @@ impl Qos {
     /// Recomputes health, factors, path shares, ramps and standbys from the windows (after
     /// the workers' histograms of the period that just ended were merged). Returns the hook
     /// runs to carry out; `self.live` holds the result.
-    pub fn recompute(&mut self, now: Instant, services: &[ServiceConfig]) -> Vec<HookRun> {
+    pub fn recompute(&mut self, now: Instant, layout: &Layout) -> Vec<HookRun> {
         let dt = self
             .last_recompute
             .map_or(self.cfg.period, |t| now.duration_since(t))
@@ -239,10 +311,16 @@ impl Qos {
             min_factor: self.cfg.min_factor,
         };
         let mut hooks = Vec::new();
-        let mut first = 0usize;
-        for (si, s) in services.iter().enumerate() {
-            let ids: Vec<usize> = (first..first + s.backends.len()).collect();
-            first += s.backends.len();
+        for placed in &layout.services {
+            let si = usize::from(placed.id);
+            // Removed backends as the snapshot runs them: draining.
+            let mut s = placed.cfg.clone();
+            s.backends = placed.running().map(|(_, b)| b).collect();
+            let s = &s;
+            let ids: Vec<usize> = placed.seats.iter().map(|x| usize::from(x.id)).collect();
+            if ids.iter().any(|&b| b >= self.live.len()) {
+                continue;
+            }
             self.update_health(&ids, now);
             let (taking, kind) = self.pool_kind(s, &ids);
             let lat = self.latencies(&ids, kind, now);
@@ -276,8 +354,9 @@ impl Qos {
         let (q, min) = (self.cfg.quantile, u64::from(self.cfg.min_samples));
         let taking: Vec<usize> = ids
             .iter()
-            .copied()
-            .filter(|&b| self.live[b].up && self.takes_flows(s, b - ids[0], b))
+            .enumerate()
+            .filter(|&(i, &b)| self.live[b].up && self.takes_flows(s, i, b))
+            .map(|(_, &b)| b)
             .collect();
         let kind = [Kind::Response, Kind::Handshake, Kind::Probe]
             .into_iter()
@@ -407,7 +486,7 @@ impl Qos {
         kind: Kind,
         now: Instant,
     ) -> Option<HookRun> {
-        let mut sb = self.standby[si].take()?;
+        let mut sb = self.standby.get_mut(si)?.take()?;
         let min = u64::from(self.cfg.min_samples);
         let pool: Vec<u16> = taking.iter().map(|&b| b as u16).collect();
         let (n, p99) = self.windows.pool_quantile(&pool, kind, 0.99);
@@ -437,7 +516,11 @@ impl Qos {
                 self.came_up[bi] = Some(now);
                 self.live[bi].ramp = 0.1;
             }
-            let name = s.backends[bi - ids[0]].name.clone();
+            let at = ids.iter().position(|&x| x == bi).unwrap_or(0);
+            let name = s
+                .backends
+                .get(at)
+                .map_or_else(String::new, |b| b.name.clone());
             let p99 = state.p99.map_or("-".to_string(), |d| format!("{d:?}"));
             self.event(
                 now,
@@ -467,15 +550,11 @@ impl Qos {
     }
 }
 
-fn backend_name(services: &[ServiceConfig], b: usize) -> String {
-    let mut i = b;
-    for s in services {
-        if i < s.backends.len() {
-            return format!("{}/{}", s.name, s.backends[i].name);
-        }
-        i -= s.backends.len();
+fn backend_name(layout: &Layout, b: usize) -> String {
+    match layout.seat_of(b as u16) {
+        Some((p, s)) => format!("{}/{}", p.cfg.name, s.cfg.name),
+        None => format!("#{b}"),
     }
-    format!("#{b}")
 }
 
 #[cfg(test)]

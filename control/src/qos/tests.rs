@@ -49,7 +49,7 @@ paths = [{ port = "back", mac = "02:00:00:00:01:14" }]
 "#;
 
 struct Sim {
-    cfg: Config,
+    layout: Layout,
     qos: Qos,
     t0: Instant,
     now: Instant,
@@ -59,9 +59,10 @@ impl Sim {
     fn new() -> Sim {
         let cfg = Config::from_toml(CONFIG).unwrap();
         let t0 = Instant::now();
+        let layout = Layout::new(&cfg.services);
         Sim {
-            qos: Qos::new(&cfg, t0),
-            cfg,
+            qos: Qos::new(&cfg, &layout, t0),
+            layout,
             t0,
             now: t0,
         }
@@ -80,7 +81,7 @@ impl Sim {
             }
         }
         self.qos.windows.merge(&h);
-        self.qos.recompute(self.now, &self.cfg.services)
+        self.qos.recompute(self.now, &self.layout)
     }
 
     fn secs(&self) -> f64 {
@@ -145,7 +146,7 @@ fn timeouts_and_resets_make_a_backend_look_slow() {
             h.record_timeout(2, 0, Kind::Response, 1_000_000);
         }
         s.qos.windows.merge(&h);
-        s.qos.recompute(s.now, &s.cfg.services);
+        s.qos.recompute(s.now, &s.layout);
     }
     assert!(s.qos.live[2].factor <= 0.02, "{}", s.qos.live[2].factor);
 }
@@ -153,7 +154,7 @@ fn timeouts_and_resets_make_a_backend_look_slow() {
 #[test]
 fn probes_time_out_into_health_and_answers_bring_it_back() {
     let mut s = Sim::new();
-    let services = s.cfg.services.clone();
+    let services = s.layout.clone();
     let mut sent = Vec::new();
     // Five seconds of probes that never come back.
     for _ in 0..100 {

@@ -98,6 +98,28 @@ impl Windows {
         self.slots
     }
 
+    /// The windows for a new set of backends (paths per id): a backend `fresh` at its id, or
+    /// whose number of paths changed, starts empty; the others keep their rings.
+    pub fn reshape(&mut self, paths_per_backend: &[usize], fresh: &[bool]) {
+        let mut next = Windows::new(self.slots, paths_per_backend);
+        next.current = self.current;
+        for (b, &np) in paths_per_backend.iter().enumerate() {
+            let kept =
+                !fresh.get(b).copied().unwrap_or(true) && self.paths.get(b).copied() == Some(np);
+            if !kept {
+                continue;
+            }
+            for p in 0..np {
+                let (Some(from), Some(to)) = (self.index(b as u16, p), next.index(b as u16, p))
+                else {
+                    continue;
+                };
+                next.rings[to] = std::mem::take(&mut self.rings[from]);
+            }
+        }
+        *self = next;
+    }
+
     fn index(&self, backend: u16, path: usize) -> Option<usize> {
         let b = usize::from(backend);
         (path < *self.paths.get(b)?).then(|| self.first[b] + path)

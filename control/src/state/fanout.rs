@@ -148,7 +148,7 @@ impl Control {
                 round,
                 outcome,
             } => {
-                let cfgs = &self.services_cfg;
+                let cfgs = &self.layout;
                 if self
                     .qos
                     .probe_result(now, cfgs, backend, path, round, Some(outcome))
@@ -161,7 +161,7 @@ impl Control {
                 path,
                 round,
             } => {
-                let cfgs = &self.services_cfg;
+                let cfgs = &self.layout;
                 if self.qos.probe_result(now, cfgs, backend, path, round, None) {
                     self.recompute_qos(now);
                 }

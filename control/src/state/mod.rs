@@ -22,18 +22,18 @@ use crate::qos::Qos;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use tandem_config::{BackendState, Config, ServiceConfig};
+use tandem_config::{BackendState, Config};
 use tandem_dataplane::cluster::ClusterView;
 use tandem_dataplane::flow::Timeouts;
 use tandem_dataplane::messages::ToWorker;
 use tandem_dataplane::qos::admission::Load;
-use tandem_dataplane::services::{BackendLive, Options, PortInfo, Services};
+use tandem_dataplane::services::{BackendLive, Layout, Options, PortInfo, Services};
 use tandem_dataplane::wire::ethernet::Mac;
 
 pub struct Control {
     cfg: Config,
-    /// The services as they stand now (states and weights changed at run time).
-    services_cfg: Vec<ServiceConfig>,
+    /// The services as they stand now (changed at run time and by reloads), at their ids.
+    layout: Layout,
     ports: Vec<PortInfo>,
     snapshot: Arc<Services>,
     started: Instant,
@@ -57,17 +57,17 @@ pub fn build_snapshot(
     generation: u64,
     cfg: &Config,
     ports: &[PortInfo],
-    services: &[ServiceConfig],
+    layout: &Layout,
     live: &[BackendLive],
 ) -> Services {
     let view = cfg
         .cluster
         .as_ref()
         .and_then(|c| ClusterView::new(c, cfg.node_id as u16, ports));
-    Services::build_with(
+    Services::build_placed(
         generation,
         ports.to_vec(),
-        services,
+        layout,
         live,
         Options::from_config(cfg),
     )
@@ -76,17 +76,17 @@ pub fn build_snapshot(
 
 impl Control {
     pub fn new(cfg: Config, ports: Vec<PortInfo>, workers: Vec<WorkerLink>) -> Control {
-        let services_cfg = cfg.services.clone();
-        let snapshot = Arc::new(build_snapshot(1, &cfg, &ports, &services_cfg, &[]));
+        let layout = Layout::new(&cfg.services);
+        let snapshot = Arc::new(build_snapshot(1, &cfg, &ports, &layout, &[]));
         let now = Instant::now();
-        let qos = Qos::new(&cfg, now);
+        let qos = Qos::new(&cfg, &layout, now);
         let f = &cfg.flows;
         let timeouts = Timeouts::of(f);
         let nports = ports.len();
         let room = ((f.capacity + f.capacity_v6) as usize).min(1 << 20);
         Control {
             cfg,
-            services_cfg,
+            layout,
             ports,
             snapshot,
             workers,
@@ -131,15 +131,21 @@ impl Control {
         weight: Option<u32>,
     ) -> Result<(), String> {
         let svc = self
-            .services_cfg
-            .iter_mut()
-            .find(|s| s.name == service)
+            .layout
+            .service_mut(service)
+            .filter(|s| !s.removing)
             .ok_or_else(|| format!("no service named \"{service}\""))?;
-        let b = svc
-            .backends
+        let seat = svc
+            .seats
             .iter_mut()
-            .find(|b| b.name == backend)
+            .find(|b| b.cfg.name == backend)
             .ok_or_else(|| format!("service \"{service}\" has no backend named \"{backend}\""))?;
+        if seat.removing {
+            return Err(format!(
+                "backend \"{backend}\" of service \"{service}\" is being removed"
+            ));
+        }
+        let b = &mut seat.cfg;
         if let Some(s) = state {
             b.state = s;
         }
@@ -156,21 +162,28 @@ impl Control {
         Ok(())
     }
 
-    fn publish_services(&mut self) {
+    pub(crate) fn publish_services(&mut self) {
         let gen = self.snapshot.generation + 1;
         let snap = Arc::new(build_snapshot(
             gen,
             &self.cfg,
             &self.ports,
-            &self.services_cfg,
+            &self.layout,
             &self.qos.live,
         ));
         self.snapshot = Arc::clone(&snap);
         self.broadcast(None, || ToWorker::Services(Arc::clone(&snap)));
     }
 
+    /// The configuration the node started from, with every change since (`show config`
+    /// prints it; the services as they stand now).
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// The services at their ids, removed ones included until vacated.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     pub fn ports(&self) -> &[PortInfo] {

@@ -28,7 +28,7 @@ impl Control {
     /// QoS duties between ticks: probes due and timed out, and once per period the
     /// workers' histograms (a fresh set out, the filled one back), then new factors.
     pub fn qos_tick(&mut self, now: Instant) {
-        let (orders, health_changed) = self.qos.probes(now, &self.services_cfg);
+        let (orders, health_changed) = self.qos.probes(now, &self.layout);
         let n = self.workers.len().max(1);
         for o in orders {
             let w = usize::from(o.backend) % n;
@@ -67,7 +67,7 @@ impl Control {
     /// New factors, health and standbys into a new snapshot when anything changed.
     pub(super) fn recompute_qos(&mut self, now: Instant) {
         self.measure.outstanding = 0;
-        for h in self.qos.recompute(now, &self.services_cfg) {
+        for h in self.qos.recompute(now, &self.layout) {
             self.run_hook(&h);
         }
         let changed = self.qos.live.len() != self.measure.published_live.len()

@@ -127,7 +127,13 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         eal.cleanup();
         return Ok(());
     }
-    let snapshot = Arc::new(build_snapshot(1, &cfg, &infos, &cfg.services, &[]));
+    let snapshot = Arc::new(build_snapshot(
+        1,
+        &cfg,
+        &infos,
+        &tandem_dataplane::services::Layout::new(&cfg.services),
+        &[],
+    ));
     let load = Arc::new(tandem_dataplane::qos::admission::Load::default());
     let cluster = match (&cfg.cluster, &snapshot.cluster, &secret) {
         (Some(c), Some(view), Some(secret)) => Some(Cluster::new(

@@ -14,7 +14,7 @@ use maglev::Maglev;
 use tandem_config::Selection;
 
 /// What selection reads of a backend (the snapshot keeps one per backend id).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Inputs {
     /// The configured weight.
     pub weight: u32,

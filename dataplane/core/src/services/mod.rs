@@ -1,7 +1,13 @@
 //! The services snapshot: everything a worker needs to place a new flow (VIPs, backends,
 //! their paths and selection tables, the node's own ports). The control thread builds a new
-//! snapshot on every change (drain, weight, reload) and hands it to each worker, which swaps
-//! it in between bursts and hands the old one back to be freed off the packet path.
+//! snapshot on every change (drain, weight, add, remove, reload) and hands it to each
+//! worker, which swaps it in between bursts and hands the old one back to be freed off the
+//! packet path. Services and backends sit at the ids their `Layout` gives them; an id with
+//! nothing at it (vacated) holds a placeholder that matches no packet and takes no flow.
+
+mod layout;
+
+pub use layout::{Layout, Placed, Seat};
 
 pub use crate::ports::PortInfo;
 pub use crate::qos::live::BackendLive;
@@ -46,6 +52,39 @@ pub struct Backend {
     pub max_flows: u32,
     /// Probe series number of the first path (the others follow).
     pub series: u16,
+    /// Removed: draining until its flows end, then vacated.
+    pub removing: bool,
+    /// Names the backend to other nodes (whose ids may differ): from the service's and the
+    /// backend's names.
+    pub tag: u32,
+}
+
+impl Backend {
+    /// The placeholder at a vacated id.
+    fn vacant(id: u16) -> Backend {
+        Backend {
+            id,
+            service: u16::MAX,
+            name: String::new(),
+            addr: [0; 16],
+            v6: false,
+            port: 0,
+            weight: 0,
+            state: BackendState::Down,
+            paths: Vec::new(),
+            up: false,
+            eligible: false,
+            max_flows: 0,
+            series: 0,
+            removing: false,
+            tag: 0,
+        }
+    }
+
+    /// A placeholder at an id nothing holds.
+    pub fn is_vacant(&self) -> bool {
+        self.service == u16::MAX
+    }
 }
 
 /// Node-wide settings the packet path needs.
@@ -109,6 +148,35 @@ pub struct Service {
     pub queue_max_wait_us: u64,
     /// Lower the MSS of SYNs carried encapsulated (`ServiceConfig::clamp_mss`).
     pub clamp_mss: bool,
+    /// Removed: no new flows, vacated when its flows end.
+    pub removing: bool,
+}
+
+impl Service {
+    /// The placeholder at a vacated id: protocol 0 matches no packet.
+    fn vacant(id: u16) -> Service {
+        Service {
+            id,
+            name: String::new(),
+            vip: [0; 16],
+            v6: false,
+            port: 0,
+            proto: 0,
+            mode: Mode::Nat,
+            backends: Vec::new(),
+            maglev: Maglev::build(&[]),
+            admission: false,
+            counts_flows: false,
+            queue_max_len: 0,
+            queue_max_wait_us: 0,
+            clamp_mss: false,
+            removing: false,
+        }
+    }
+
+    pub fn is_vacant(&self) -> bool {
+        self.proto == 0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -154,7 +222,9 @@ impl std::fmt::Debug for Services {
     }
 }
 
-fn name_identity(service: &str, backend: &str) -> u64 {
+/// A backend's identity from its names: where Maglev places it, and (its low half) how
+/// nodes name it to each other (`Backend::tag`).
+pub fn name_identity(service: &str, backend: &str) -> u64 {
     let mut h = FastHasher::with_seed(0x1234_5678);
     h.write(service.as_bytes());
     h.write(&[0xff]);
@@ -170,11 +240,23 @@ impl Services {
     }
 
     /// Builds a snapshot with what the control thread has learned of each backend (`live`,
-    /// indexed by global backend id; missing entries are healthy at full share).
+    /// indexed by global backend id; missing entries are healthy at full share), ids in
+    /// order (`Layout::new`).
     pub fn build_with(
         generation: u64,
         ports: Vec<PortInfo>,
         services: &[ServiceConfig],
+        live: &[BackendLive],
+        options: Options,
+    ) -> Services {
+        Services::build_placed(generation, ports, &Layout::new(services), live, options)
+    }
+
+    /// Builds a snapshot of the services at the ids `layout` gives them.
+    pub fn build_placed(
+        generation: u64,
+        ports: Vec<PortInfo>,
+        layout: &Layout,
         live: &[BackendLive],
         options: Options,
     ) -> Services {
@@ -183,9 +265,13 @@ impl Services {
         let mut out = Services {
             generation,
             ports,
-            services: Vec::new(),
-            backends: Vec::new(),
-            inputs: Vec::new(),
+            services: (0..layout.service_slots() as u16)
+                .map(Service::vacant)
+                .collect(),
+            backends: (0..layout.backend_slots() as u16)
+                .map(Backend::vacant)
+                .collect(),
+            inputs: vec![Inputs::default(); layout.backend_slots()],
             by_key: FastMap::default(),
             vips: FastMap::default(),
             nat_sources: FastMap::default(),
@@ -193,12 +279,12 @@ impl Services {
             options,
             series: Vec::new(),
         };
-        for (si, s) in services.iter().enumerate() {
-            let sid = si as u16;
+        for placed in &layout.services {
+            let s = &placed.cfg;
+            let sid = placed.id;
             let mut ids = Vec::new();
             let mut cands = Vec::new();
-            for b in &s.backends {
-                let id = out.backends.len() as u16;
+            for (id, b) in placed.running() {
                 ids.push(id);
                 let lv = live.get(usize::from(id)).unwrap_or(&dflt);
                 let taking = match b.state {
@@ -225,21 +311,24 @@ impl Services {
                         of.push(sid);
                     }
                 }
+                let identity = name_identity(&s.name, &b.name);
                 cands.push(Candidate {
                     id,
                     weight,
-                    identity: name_identity(&s.name, &b.name),
+                    identity,
                 });
                 let series = out.series.len() as u16;
                 for pi in 0..b.paths.len() {
                     out.series.push((id, pi as u8));
                 }
-                out.inputs.push(Inputs {
+                out.inputs[usize::from(id)] = Inputs {
                     weight: b.weight,
                     qos_weight: f64::from(b.weight) * (lv.factor * lv.ramp).clamp(0.0, 1.0),
                     ewma_us: lv.ewma_us,
-                });
-                out.backends.push(Backend {
+                };
+                let removing =
+                    placed.removing || placed.seats.iter().any(|x| x.id == id && x.removing);
+                out.backends[usize::from(id)] = Backend {
                     id,
                     service: sid,
                     name: b.name.clone(),
@@ -263,7 +352,9 @@ impl Services {
                     eligible,
                     max_flows: b.max_flows,
                     series,
-                });
+                    removing,
+                    tag: identity as u32,
+                };
             }
             let vip = addr_bytes(s.vip);
             out.by_key.insert(
@@ -275,7 +366,8 @@ impl Services {
                 sid,
             );
             out.vips.insert(vip, ());
-            out.services.push(Service {
+            let admission = placed.seats.iter().any(|x| x.cfg.max_flows > 0);
+            out.services[usize::from(sid)] = Service {
                 id: sid,
                 name: s.name.clone(),
                 vip,
@@ -285,12 +377,13 @@ impl Services {
                 mode: s.mode,
                 backends: ids,
                 maglev: Maglev::build(&cands),
-                admission: s.admission(),
-                counts_flows: s.admission() || algorithm.counts_flows(),
+                admission,
+                counts_flows: admission || algorithm.counts_flows(),
                 queue_max_len: s.queue.max_len as usize,
                 queue_max_wait_us: s.queue.max_wait.as_micros().min(u128::from(u64::MAX)) as u64,
                 clamp_mss: s.clamp_mss,
-            });
+                removing: placed.removing,
+            };
         }
         out
     }
@@ -336,7 +429,10 @@ impl Services {
     #[inline]
     pub fn is_vip(&self, addr: &[u8; 16]) -> bool {
         if self.services.len() <= 4 {
-            return self.services.iter().any(|s| s.vip == *addr);
+            return self
+                .services
+                .iter()
+                .any(|s| s.vip == *addr && !s.is_vacant());
         }
         self.vips.contains_key(addr)
     }
