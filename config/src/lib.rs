@@ -10,6 +10,7 @@ mod problem;
 pub mod schema;
 pub mod units;
 mod validate;
+pub mod write;
 
 pub use model::*;
 pub use problem::Problem;

@@ -7,7 +7,7 @@ mod qos;
 pub use cluster::*;
 pub use qos::*;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -140,6 +140,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     pub health: HealthConfig,
     pub qos: QosConfig,
+    /// Where Prometheus scrapes `/metrics` (`[metrics] listen`), when it does.
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

@@ -23,6 +23,13 @@ pub struct File {
     pub cluster: Option<Cluster>,
     pub health: Option<HealthFile>,
     pub qos: Option<QosFile>,
+    pub metrics: Option<Metrics>,
+}
+
+/// `[metrics]`: the Prometheus endpoint, when wanted.
+#[derive(Debug, Deserialize)]
+pub struct Metrics {
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,6 +30,7 @@ pub(crate) fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Confi
         .map(|cl| cluster::cluster(cl, node_id, &ports, c.problems));
     let health = qos::health(file.health.as_ref(), c.problems);
     let qos = qos::qos(file.qos.as_ref(), c.problems);
+    let metrics = file.metrics.as_ref().and_then(|m| node::metrics(&mut c, m));
     Config {
         node_id,
         eal_args,
@@ -43,6 +44,7 @@ pub(crate) fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Confi
         cluster,
         health,
         qos,
+        metrics,
     }
 }
 

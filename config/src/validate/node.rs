@@ -132,3 +132,30 @@ pub(super) fn control(c: &mut Checker, ctl: &schema::Control) {
         c.bad("control.socket", "must be a path");
     }
 }
+
+/// `[metrics]`: the address the Prometheus endpoint listens on.
+pub(super) fn metrics(c: &mut Checker, m: &schema::Metrics) -> Option<std::net::SocketAddr> {
+    match m.listen.as_deref() {
+        None => {
+            c.bad(
+                "metrics.listen",
+                "is required: ADDRESS:PORT to serve /metrics on (leave [metrics] out for none)",
+            );
+            None
+        }
+        Some(s) => match s.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.port() == 0 => {
+                c.bad("metrics.listen", "needs a port other than 0");
+                None
+            }
+            Ok(a) => Some(a),
+            Err(_) => {
+                c.bad(
+                    "metrics.listen",
+                    format!("\"{s}\" is not ADDRESS:PORT (\"127.0.0.1:9091\", \"[::1]:9091\")"),
+                );
+                None
+            }
+        },
+    }
+}

@@ -12,13 +12,15 @@
 //! The MAC is BLAKE3 in keyed mode over header and body, with a key derived from the
 //! cluster secret, truncated to 16 bytes. `epoch` is the sender's start time, so a restarted
 //! node starts a fresh sequence and a datagram from an earlier life is refused as a replay.
-//! `fprint` is a fingerprint of the sender's services (names, addresses, backends, paths):
-//! records name backends by index, so two nodes must agree on the list to share records.
+//! `fprint` is a fingerprint of the sender's ports: records name ports by index, so two
+//! nodes must agree on them to share records. A record names its service by its key (the
+//! VIP, port and protocol) and its backend by a tag of the names (`Backend::tag`), never by
+//! index, so nodes whose services differ share the records of the services both have.
 
 use tandem_dataplane::flow::{FlowKey, FlowRecord, FlowState};
 
 pub const MAGIC: [u8; 4] = *b"TNDS";
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 34;
 pub const MAC_LEN: usize = 16;
 /// Largest datagram: one Ethernet MTU of UDP payload over IPv4.
@@ -84,8 +86,8 @@ pub const HEARTBEAT_LEN: usize = 1 + 4 + 8 + 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireRecord {
     pub key: FlowKey,
-    pub service: u16,
-    pub backend: u16,
+    /// The backend's tag (from its service's name and its own): ids differ between nodes.
+    pub backend: u32,
     pub primary_path: u8,
     pub backup_path: u8,
     pub state: FlowState,
@@ -197,7 +199,6 @@ impl Writer {
         self.buf.extend_from_slice(&k.dst[..alen]);
         self.buf.extend_from_slice(&k.sport.to_be_bytes());
         self.buf.extend_from_slice(&k.dport.to_be_bytes());
-        self.buf.extend_from_slice(&r.service.to_be_bytes());
         self.buf.extend_from_slice(&r.backend.to_be_bytes());
         self.buf.push(r.primary_path);
         self.buf.push(r.backup_path);
@@ -326,9 +327,9 @@ fn read_record(b: &[u8]) -> Option<(WireRecord, &[u8])> {
     };
     key.sport = u16_next();
     key.dport = u16_next();
-    let service = u16_next();
-    let backend = u16_next();
-    let at = 2 + 2 * alen + 8;
+    let at = 2 + 2 * alen + 4;
+    let backend = u32::from_be_bytes([r[at], r[at + 1], r[at + 2], r[at + 3]]);
+    let at = at + 4;
     let state = FlowState::from_u8(r[at + 2])?;
     let primary_node = u16::from_be_bytes([r[at + 4], r[at + 5]]);
     let backup_node = u16::from_be_bytes([r[at + 6], r[at + 7]]);
@@ -337,7 +338,6 @@ fn read_record(b: &[u8]) -> Option<(WireRecord, &[u8])> {
     Some((
         WireRecord {
             key,
-            service,
             backend,
             primary_path: r[at],
             backup_path: r[at + 1],
@@ -352,12 +352,17 @@ fn read_record(b: &[u8]) -> Option<(WireRecord, &[u8])> {
 }
 
 impl WireRecord {
-    /// The record as it travels; `id_of` turns node indices into ids.
-    pub fn from_record(key: FlowKey, r: &FlowRecord, id_of: impl Fn(u8) -> u16) -> WireRecord {
+    /// The record as it travels: `tag` names its backend (`Backend::tag`), `id_of` turns
+    /// node indices into ids.
+    pub fn from_record(
+        key: FlowKey,
+        r: &FlowRecord,
+        tag: u32,
+        id_of: impl Fn(u8) -> u16,
+    ) -> WireRecord {
         WireRecord {
             key,
-            service: r.service,
-            backend: r.backend,
+            backend: tag,
             primary_path: r.primary_path,
             backup_path: r.backup_path,
             state: r.state,
@@ -449,7 +454,7 @@ mod tests {
             any::<bool>(),
             any::<[u8; 16]>(),
             any::<[u8; 16]>(),
-            any::<(u16, u16, u16, u16)>(),
+            any::<(u16, u16, u32)>(),
             any::<(u8, u8, u8)>(),
             0u8..4,
             any::<(u16, u16)>(),
@@ -469,8 +474,7 @@ mod tests {
                         proto: q.2,
                         v6,
                     },
-                    service: p.2,
-                    backend: p.3,
+                    backend: p.2,
                     primary_path: q.0,
                     backup_path: q.1,
                     state: FlowState::from_u8(st).unwrap(),

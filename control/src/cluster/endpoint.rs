@@ -142,11 +142,14 @@ pub struct Endpoint {
 /// node would send, or that name what this node does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordRefusal {
-    /// The service index, or the backend or path indexes within it, do not exist here.
+    /// No service here serves the flow's VIP, port and protocol (a rolling reload where
+    /// the sender has a service this node does not, or not yet).
     UnknownService,
-    /// The flow's key is not the service's VIP, port, protocol or address family.
+    /// The flow's key is not of the service's address family.
     KeyMismatch,
-    /// The backend is not one of the service's, or a path or ingress port is out of range.
+    /// The service here has no backend of the name the record gives.
+    UnknownBackend,
+    /// The ingress port is out of range.
     BadIndex,
     /// The primary or backup node is not in the cluster, or they are the same node.
     BadNodes,
@@ -155,9 +158,10 @@ pub enum RecordRefusal {
 }
 
 impl RecordRefusal {
-    pub const ALL: [RecordRefusal; 5] = [
+    pub const ALL: [RecordRefusal; 6] = [
         RecordRefusal::UnknownService,
         RecordRefusal::KeyMismatch,
+        RecordRefusal::UnknownBackend,
         RecordRefusal::BadIndex,
         RecordRefusal::BadNodes,
         RecordRefusal::StateForProtocol,
@@ -166,6 +170,7 @@ impl RecordRefusal {
         match self {
             RecordRefusal::UnknownService => "unknown_service",
             RecordRefusal::KeyMismatch => "key_mismatch",
+            RecordRefusal::UnknownBackend => "unknown_backend",
             RecordRefusal::BadIndex => "bad_index",
             RecordRefusal::BadNodes => "bad_nodes",
             RecordRefusal::StateForProtocol => "state_for_protocol",

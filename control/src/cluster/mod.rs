@@ -114,6 +114,15 @@ impl Cluster {
         })
     }
 
+    /// New node weights (a reload): the same nodes, as the config's checks ensure.
+    pub fn set_weights(&mut self, cfg: &ClusterConfig) {
+        for n in &mut self.sync.view.nodes {
+            if let Some(c) = cfg.nodes.iter().find(|c| c.id == n.id) {
+                n.weight = c.weight;
+            }
+        }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.socket
             .local_addr()
@@ -245,30 +254,14 @@ impl Cluster {
 #[cfg(test)]
 mod tests;
 
-/// A fingerprint of what flow records refer to by index (ports, services, backends, paths):
-/// nodes whose fingerprints differ must not share records. Weights and states are left
-/// out, so draining a backend on one node does not cut it off from the others.
+/// A fingerprint of what flow records refer to by index: the ports, by name in order (a
+/// record's ingress port and paths are port indices). Services and backends are not in it:
+/// records name them by VIP and by name (`WireRecord::backend`), so nodes whose services
+/// differ (a rolling reload) go on sharing the records of the services both have.
 pub fn fingerprint(cfg: &tandem_config::Config) -> u64 {
     let mut h = blake3::Hasher::new();
     for p in &cfg.ports {
         h.update(format!("port {}\n", p.name).as_bytes());
-    }
-    for s in &cfg.services {
-        h.update(
-            format!(
-                "service {} {} {} {} {}\n",
-                s.name,
-                s.vip,
-                s.port,
-                s.protocol.name(),
-                s.mode.name()
-            )
-            .as_bytes(),
-        );
-        for b in &s.backends {
-            let paths: Vec<usize> = b.paths.iter().map(|p| p.port).collect();
-            h.update(format!("backend {} {} {} {paths:?}\n", b.name, b.address, b.port).as_bytes());
-        }
     }
     let mut x = [0u8; 8];
     x.copy_from_slice(&h.finalize().as_bytes()[..8]);

@@ -132,7 +132,6 @@ fn record(i: u32) -> WireRecord {
             80,
             6,
         ),
-        service: 0,
         backend: 0,
         primary_path: 0,
         backup_path: 0,

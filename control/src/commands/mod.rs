@@ -8,10 +8,12 @@
 //! Adding a command is a line in its group's table, its variant and its arm there.
 
 mod cluster;
+mod config;
 mod flows;
 mod services;
 mod stats;
 
+pub use config::reload;
 pub use flows::MAX_FLOWS_LISTED;
 
 use crate::state::Control;
@@ -38,6 +40,7 @@ pub enum Command {
     Services(services::Cmd),
     Flows(flows::Cmd),
     Cluster(cluster::Cmd),
+    Config(config::Cmd),
 }
 
 const HELP: &[Spec] = &[Spec {
@@ -55,6 +58,7 @@ const TABLES: &[&[Spec]] = &[
     services::COMMANDS,
     flows::COMMANDS,
     cluster::COMMANDS,
+    config::COMMANDS,
 ];
 
 fn specs() -> impl Iterator<Item = &'static Spec> {
@@ -106,6 +110,7 @@ pub fn run(ctl: &mut Control, cmd: Command) -> Value {
         Command::Services(c) => services::run(ctl, c),
         Command::Flows(c) => flows::run(ctl, c),
         Command::Cluster(c) => cluster::run(ctl, c),
+        Command::Config(c) => config::run(ctl, c),
     }
 }
 

@@ -166,9 +166,10 @@ fn show_services(ctl: &Control) -> Value {
     let list: Vec<Value> = s
         .services
         .iter()
+        .filter(|svc| !svc.is_vacant())
         .map(|svc| {
             json!({
-                "service": svc.name,
+                "service": if svc.removing { format!("{} (removing)", svc.name) } else { svc.name.clone() },
                 "vip": s.vip_addr(svc).to_string(),
                 "port": svc.port,
                 "protocol": if svc.proto == 6 { "tcp" } else { "udp" },
@@ -243,15 +244,10 @@ fn show_backends(ctl: &Control, only: Option<&str>) -> Value {
         }
     }
     let active = ctl.active_flows_by_backend();
-    let mut total_new = vec![0u64; s.backends.len()];
-    for w in ctl.workers() {
-        for (i, t) in total_new.iter_mut().enumerate() {
-            *t += w.counters.backend_new_flows[i].get();
-        }
-    }
     let list: Vec<Value> = s
         .backends
         .iter()
+        .filter(|b| !b.is_vacant())
         .filter(|b| only.is_none_or(|n| s.services[usize::from(b.service)].name == n))
         .map(|b| {
             let i = usize::from(b.id);
@@ -271,6 +267,7 @@ fn show_backends(ctl: &Control, only: Option<&str>) -> Value {
             let live = ctl.qos().live.get(i);
             let est = ctl.qos().estimates.get(i);
             let state = match (b.state, live.is_some_and(|l| l.standby_active)) {
+                _ if b.removing => "removing",
                 (BackendState::Standby, true) => "standby (active)",
                 (st, _) => st.name(),
             };
@@ -290,7 +287,7 @@ fn show_backends(ctl: &Control, only: Option<&str>) -> Value {
                 "max_flows": if b.max_flows == 0 { json!("-") } else { json!(b.max_flows) },
                 "active_flows": active.get(i).copied().unwrap_or(0),
                 "new_flows_per_s": ctl.rates().backend_new_per_s.get(i).copied().unwrap_or(0.0),
-                "total_flows": total_new[i],
+                "total_flows": ctl.backend_new_flows(b.id),
                 "paths": paths.join(","),
             })
         })
@@ -312,7 +309,10 @@ fn find_backend<'a>(
             .backend_by_name(svc, b)
             .ok_or_else(|| format!("no backend \"{b}\" in service \"{svc}\""));
     }
-    let mut found = s.backends.iter().filter(|b| b.name == name);
+    let mut found = s
+        .backends
+        .iter()
+        .filter(|b| !b.is_vacant() && b.name == name);
     match (found.next(), found.next()) {
         (Some(b), None) => Ok(b),
         (Some(_), Some(_)) => Err(format!(

@@ -40,12 +40,16 @@ impl Control {
                         continue;
                     }
                     let view = &c.sync.view;
+                    let snap = &self.snapshot;
                     let recs: Vec<WireRecord> = self
                         .flows
                         .map
                         .iter()
                         .filter(|(_, f)| f.rec.bound())
-                        .map(|(k, f)| WireRecord::from_record(*k, &f.rec, |i| view.id_of(i)))
+                        .map(|(k, f)| {
+                            let tag = snap.tag_of(f.rec.backend);
+                            WireRecord::from_record(*k, &f.rec, tag, |i| view.id_of(i))
+                        })
                         .collect();
                     if let Some(c) = self.cluster.as_mut() {
                         c.sync.answer_snapshot(from, &recs);
@@ -99,25 +103,25 @@ impl Control {
             .ok_or(RecordRefusal::UnknownService)?
             .sync
             .view;
-        let svc = s
-            .services
-            .get(usize::from(w.service))
-            .ok_or(RecordRefusal::UnknownService)?;
-        let b = s
-            .backends
-            .get(usize::from(w.backend))
-            .ok_or(RecordRefusal::BadIndex)?;
         let k = &w.key;
-        if k.proto != svc.proto || k.dst != svc.vip || k.dport != svc.port || k.v6 != svc.v6 {
+        let svc = s
+            .lookup(&k.dst, k.dport, k.proto)
+            .ok_or(RecordRefusal::UnknownService)?;
+        if k.v6 != svc.v6 {
             return Err(RecordRefusal::KeyMismatch);
         }
-        if b.service != svc.id
-            || usize::from(w.primary_path) >= b.paths.len()
-            || usize::from(w.backup_path) >= b.paths.len()
-            || usize::from(w.ingress_port) >= self.ports.len()
-        {
+        let b = svc
+            .backends
+            .iter()
+            .map(|&id| &s.backends[usize::from(id)])
+            .find(|b| b.tag == w.backend)
+            .ok_or(RecordRefusal::UnknownBackend)?;
+        if usize::from(w.ingress_port) >= self.ports.len() {
             return Err(RecordRefusal::BadIndex);
         }
+        // The sender's path list may differ from ours (a reload between): a path we do not
+        // have is our first.
+        let path = |p: u8| if usize::from(p) < b.paths.len() { p } else { 0 };
         let udp_state = w.state == FlowState::Udp;
         if udp_state != (k.proto == 17) {
             return Err(RecordRefusal::StateForProtocol);
@@ -134,10 +138,10 @@ impl Control {
         }
         let now_ms = 0;
         Ok(FlowRecord {
-            service: w.service,
-            backend: w.backend,
-            primary_path: w.primary_path,
-            backup_path: w.backup_path,
+            service: svc.id,
+            backend: b.id,
+            primary_path: path(w.primary_path),
+            backup_path: path(w.backup_path),
             state: w.state,
             ingress_port: w.ingress_port,
             primary_node,

@@ -115,7 +115,8 @@ impl Control {
                 if peers {
                     if let Some(c) = self.cluster.as_mut() {
                         let view = &c.sync.view;
-                        let w = WireRecord::from_record(key, &rec, |i| view.id_of(i));
+                        let tag = self.snapshot.tag_of(rec.backend);
+                        let w = WireRecord::from_record(key, &rec, tag, |i| view.id_of(i));
                         c.queue_record(&w, now);
                     }
                 }

@@ -4,6 +4,7 @@
 //! snapshot. Owns no DPDK handle, so it is tested without an EAL. Commands read it through
 //! the accessors below and change it through its methods.
 
+mod changes;
 mod cluster;
 mod fanout;
 mod flows;
@@ -11,6 +12,7 @@ mod neighbors;
 mod qos;
 mod rates;
 
+pub use changes::{restart_only, Changes};
 pub use fanout::WorkerLink;
 pub use flows::MasterFlow;
 pub use neighbors::{NEIGHBOR_REFRESH, SOLICIT_INTERVAL};
@@ -49,6 +51,11 @@ pub struct Control {
     measure: qos::Measuring,
     /// Membership and the sync channel, when this node is part of a cluster.
     cluster: Option<Cluster>,
+    /// Per backend id, the workers' new-flow count when its id was last vacated: what a
+    /// backend that takes the id next counts from.
+    new_flows_base: Vec<u64>,
+    /// The file `reload` reads (none for a node started from text).
+    config_path: Option<std::path::PathBuf>,
 }
 
 /// The services snapshot, with what QoS has learned of each backend (`live`, empty at
@@ -113,7 +120,31 @@ impl Control {
             },
             qos,
             load: Arc::new(Load::default()),
+            new_flows_base: vec![0; tandem_dataplane::counters::MAX_BACKENDS],
+            config_path: None,
         }
+    }
+
+    /// The file `reload` and SIGHUP read again.
+    pub fn with_config_path(mut self, path: std::path::PathBuf) -> Control {
+        self.config_path = Some(path);
+        self
+    }
+
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config_path.as_deref()
+    }
+
+    /// New flows a backend id has taken since its backend got it (over every worker).
+    pub fn backend_new_flows(&self, id: u16) -> u64 {
+        let i = usize::from(id);
+        let total: u64 = self
+            .workers
+            .iter()
+            .filter_map(|w| w.counters.backend_new_flows.get(i))
+            .map(|c| c.get())
+            .sum();
+        total.saturating_sub(self.new_flows_base.get(i).copied().unwrap_or(0))
     }
 
     /// Shares the node's admission counts (the workers' cores hold the same).
@@ -133,14 +164,14 @@ impl Control {
         let svc = self
             .layout
             .service_mut(service)
-            .filter(|s| !s.removing)
+            .filter(|s| s.removed.is_none())
             .ok_or_else(|| format!("no service named \"{service}\""))?;
         let seat = svc
             .seats
             .iter_mut()
             .find(|b| b.cfg.name == backend)
             .ok_or_else(|| format!("service \"{service}\" has no backend named \"{backend}\""))?;
-        if seat.removing {
+        if seat.removed.is_some() {
             return Err(format!(
                 "backend \"{backend}\" of service \"{service}\" is being removed"
             ));
@@ -256,3 +287,6 @@ impl Control {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod change_tests;

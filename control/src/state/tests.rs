@@ -12,7 +12,7 @@ use tandem_dataplane::pipeline::{Core, Verdict};
 use tandem_dataplane::testkit::{self, run};
 use tandem_dataplane::wire::l4::{ACK, SYN};
 
-const CONFIG: &str = r#"
+pub(super) const CONFIG: &str = r#"
 [node]
 id = 1
 [eal]
@@ -42,9 +42,9 @@ address = "10.1.0.12"
 port = 8080
 paths = [{ port = "back" }]
 "#;
-const MACS: [Mac; 2] = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]];
+pub(super) const MACS: [Mac; 2] = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]];
 
-fn node(workers: usize) -> (Control, Vec<Core>) {
+pub(super) fn node(workers: usize) -> (Control, Vec<Core>) {
     let cfg = Config::from_toml(CONFIG).unwrap();
     let ports: Vec<PortInfo> = cfg
         .ports
@@ -75,13 +75,63 @@ fn node(workers: usize) -> (Control, Vec<Core>) {
     (Control::new(cfg, ports, links), cores)
 }
 
+pub(super) fn reset_worker_ends() {
+    WORKER_ENDS.with(|w| w.borrow_mut().clear());
+}
+
+/// Two nodes of one cluster (ids 1 and 2, sync on loopback), each from its own services
+/// (`one` and `two`: configs without `[cluster]`), with no workers.
+pub(super) fn cluster_pair(one: &str, two: &str) -> (Control, Control) {
+    let sync: Vec<u16> = (0..2)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|u| u.local_addr().unwrap().port())
+        .collect();
+    let make = |text: &str, id: u16| {
+        let text = format!(
+            "{text}[cluster]\nsecret_file = \"/dev/null\"\n\
+             [[cluster.node]]\nid = 1\naddress = \"10.0.0.1\"\nsync = \"127.0.0.1:{}\"\n\
+             [[cluster.node]]\nid = 2\naddress = \"10.0.0.2\"\nsync = \"127.0.0.1:{}\"\n",
+            sync[0], sync[1]
+        )
+        .replace("[node]\nid = 1", &format!("[node]\nid = {id}"))
+        .replace(
+            "ipv4 = \"10.0.0.1/24\"",
+            &format!("ipv4 = \"10.0.0.{id}/24\""),
+        );
+        let cfg = Config::from_toml(&text).unwrap();
+        let ports: Vec<PortInfo> = cfg
+            .ports
+            .iter()
+            .zip(MACS)
+            .map(|(p, m)| PortInfo::from_config(p, m))
+            .collect();
+        let mut ctl = Control::new(cfg.clone(), ports, Vec::new());
+        let view = ctl.snapshot.cluster.clone().unwrap();
+        let cluster = Cluster::new(
+            cfg.cluster.as_ref().unwrap(),
+            id,
+            view,
+            b"0123456789abcdef-secret",
+            1,
+            1,
+            Instant::now(),
+        )
+        .unwrap();
+        ctl.attach_cluster(cluster);
+        ctl
+    };
+    (make(one, 1), make(two, 2))
+}
+
 thread_local! {
     static WORKER_ENDS: std::cell::RefCell<Vec<(Receiver<ToWorker>, Sender<FromWorker>)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// What the port layer does between bursts: outbox to control, inbox into the core.
-fn exchange(ctl: &mut Control, cores: &mut [Core], now_ms: u32) {
+pub(super) fn exchange(ctl: &mut Control, cores: &mut [Core], now_ms: u32) {
     for (i, c) in cores.iter_mut().enumerate() {
         WORKER_ENDS.with(|w| {
             for ev in c.state.outbox.drain(..) {
@@ -216,8 +266,7 @@ fn records_no_node_would_send_are_refused_by_reason() {
     ctl.attach_cluster(cluster);
     let good = WireRecord {
         key: tandem_dataplane::flow::FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], 4000, 80, 6),
-        service: 0,
-        backend: 1,
+        backend: ctl.snapshot.tag_of(1),
         primary_path: 0,
         backup_path: 0,
         state: FlowState::Established,
@@ -232,23 +281,22 @@ fn records_no_node_would_send_are_refused_by_reason() {
         ..good
     };
     assert!(ctl.record_from_wire(&no_backup).is_ok());
+    // A path the sender has and we do not: our first.
+    let far_path = WireRecord {
+        primary_path: 3,
+        ..good
+    };
+    assert_eq!(ctl.record_from_wire(&far_path).unwrap().primary_path, 0);
+    assert_eq!(ctl.record_from_wire(&good).unwrap().backend, 1);
     let mut udp_key = good.key;
     udp_key.proto = 17;
     for (bad, why) in [
-        (WireRecord { service: 9, ..good }, R::UnknownService),
         (
             WireRecord {
-                backend: 99,
+                backend: good.backend ^ 1,
                 ..good
             },
-            R::BadIndex,
-        ),
-        (
-            WireRecord {
-                primary_path: 3,
-                ..good
-            },
-            R::BadIndex,
+            R::UnknownBackend,
         ),
         (
             WireRecord {
@@ -265,14 +313,14 @@ fn records_no_node_would_send_are_refused_by_reason() {
                 },
                 ..good
             },
-            R::KeyMismatch,
+            R::UnknownService,
         ),
         (
             WireRecord {
                 key: udp_key,
                 ..good
             },
-            R::KeyMismatch,
+            R::UnknownService,
         ),
         (
             WireRecord {
@@ -307,9 +355,10 @@ fn records_no_node_would_send_are_refused_by_reason() {
         ctl.take_peer_record(2, &bad, Instant::now());
     }
     let c = ctl.cluster.as_ref().unwrap();
-    assert_eq!(c.sync.records_invalid[R::BadIndex.index()], 3);
+    assert_eq!(c.sync.records_invalid[R::BadIndex.index()], 1);
+    assert_eq!(c.sync.records_invalid[R::UnknownService.index()], 2);
     assert_eq!(c.sync.records_invalid[R::BadNodes.index()], 3);
-    assert_eq!(c.sync.records_invalid.iter().sum::<u64>(), 10);
+    assert_eq!(c.sync.records_invalid.iter().sum::<u64>(), 8);
     assert!(ctl.flows.map.is_empty(), "nothing refused was stored");
 }
 

@@ -88,8 +88,15 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
-pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
+pub fn run(
+    cfg: Config,
+    path: Option<std::path::PathBuf>,
+    overrides: &[String],
+) -> anyhow::Result<()> {
     let term = Arc::new(AtomicBool::new(false));
+    // SIGHUP: read the config file again (`reload`), from the control loop.
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))?;
     // While the EAL initialises (which can take seconds and cannot be interrupted), SIGTERM
     // and SIGINT end the process at once, as by default; from then on they stop it cleanly,
     // also part way through start-up.
@@ -161,6 +168,9 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
     let (req_tx, req_rx) = bounded::<Request>(64);
     let socket_path = cfg.control_socket.clone();
     let mut ctl = Control::new(cfg, infos, links).with_load(load);
+    if let Some(p) = path {
+        ctl = ctl.with_config_path(p);
+    }
     if let Some(mut c) = cluster {
         tracing::info!(sync = %c.local_addr(), nodes = c.sync.view.nodes.len(), "cluster sync channel open");
         c.start_heartbeat_thread(Instant::now())?;
@@ -181,7 +191,7 @@ pub fn run(cfg: Config, overrides: &[String]) -> anyhow::Result<()> {
         ctl.config().node_id,
         socket_path.display()
     );
-    control_loop(&mut ctl, &eth, &req_rx, &term);
+    control_loop(&mut ctl, &eth, &req_rx, &term, &hup);
 
     println!("tandem: stopping");
     stop.store(true, Ordering::SeqCst);
@@ -348,6 +358,7 @@ fn control_loop(
     eth: &[EthPort],
     requests: &crossbeam_channel::Receiver<Request>,
     term: &AtomicBool,
+    hup: &AtomicBool,
 ) {
     let mut devices = Devices::new(ctl, eth);
     let mut last_link = Instant::now() - Duration::from_secs(1);
@@ -365,6 +376,11 @@ fn control_loop(
                 break;
             }
         }
+        if hup.swap(false, Ordering::Relaxed) {
+            let answer = commands::reload(ctl, now);
+            let line = tandem_control::client::render(&answer);
+            println!("tandem: SIGHUP: {}", line.trim_end());
+        }
         if now.duration_since(last_link) >= Duration::from_millis(100) {
             last_link = now;
             devices.links(ctl);
@@ -374,6 +390,7 @@ fn control_loop(
             devices.stats(ctl);
             ctl.sample_rates(now);
             ctl.expire_flows(now);
+            ctl.reap_removed(now);
             ctl.refresh_neighbors(now);
         }
         if busy == 0 && requests.is_empty() {

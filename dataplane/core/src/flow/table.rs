@@ -537,6 +537,11 @@ impl FlowTable {
         &self.sh.timeouts
     }
 
+    /// New idle timeouts (a reload): every flow's expiry is judged by them from now on.
+    pub fn set_timeouts(&mut self, t: Timeouts) {
+        self.sh.timeouts = t;
+    }
+
     /// Where `key`'s lookup starts, for prefetching over a burst before the lookups run
     /// (DPDK's bulk cuckoo lookup does the same in stages): see [`Lookahead`].
     #[inline]

@@ -23,6 +23,7 @@ impl Core {
                 st.emit(FromWorker::Measured { worker, hist: old });
             }
             ToWorker::Services(s) => {
+                st.table.set_timeouts(s.options.timeouts);
                 let old = std::mem::replace(&mut self.services, s);
                 st.emit(FromWorker::Retired(old));
             }

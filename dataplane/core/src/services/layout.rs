@@ -6,14 +6,15 @@
 //! reference to it is as unlikely as the id space allows.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 use tandem_config::{BackendConfig, BackendState, ServiceConfig, MAX_BACKENDS, MAX_SERVICES};
 
 /// A backend in its service, with its id.
 #[derive(Debug, Clone)]
 pub struct Seat {
     pub id: u16,
-    /// Removed: drains, then is vacated (`Layout::vacate_backend`).
-    pub removing: bool,
+    /// Removed (when): drains, then is vacated (`Layout::vacate_backend`).
+    pub removed: Option<Instant>,
     pub cfg: BackendConfig,
 }
 
@@ -21,8 +22,8 @@ pub struct Seat {
 #[derive(Debug, Clone)]
 pub struct Placed {
     pub id: u16,
-    /// Removed: every backend drains, then the service is vacated.
-    pub removing: bool,
+    /// Removed (when): every backend drains, then the service is vacated.
+    pub removed: Option<Instant>,
     pub cfg: ServiceConfig,
     /// The service's backends, in order (`cfg.backends` is left empty: these hold them).
     pub seats: Vec<Seat>,
@@ -39,7 +40,7 @@ impl Placed {
         c.backends = self
             .seats
             .iter()
-            .filter(|s| !s.removing)
+            .filter(|s| s.removed.is_none())
             .map(|s| s.cfg.clone())
             .collect();
         c
@@ -50,7 +51,7 @@ impl Placed {
     pub fn running(&self) -> impl Iterator<Item = (u16, BackendConfig)> + '_ {
         self.seats.iter().map(|s| {
             let mut b = s.cfg.clone();
-            if s.removing || self.removing {
+            if s.removed.is_some() || self.removed.is_some() {
                 b.state = BackendState::Draining;
             }
             (s.id, b)
@@ -147,7 +148,7 @@ impl Layout {
     pub fn config(&self) -> Vec<ServiceConfig> {
         self.services
             .iter()
-            .filter(|p| !p.removing)
+            .filter(|p| p.removed.is_none())
             .map(Placed::config)
             .collect()
     }
@@ -165,7 +166,7 @@ impl Layout {
             .ok_or_else(|| format!("at most {MAX_SERVICES} services"))?;
         let mut placed = Placed {
             id,
-            removing: false,
+            removed: None,
             cfg,
             seats: Vec::new(),
         };
@@ -179,7 +180,7 @@ impl Layout {
             };
             placed.seats.push(Seat {
                 id: bid,
-                removing: false,
+                removed: None,
                 cfg: b,
             });
         }
@@ -198,7 +199,7 @@ impl Layout {
             .ok_or_else(|| format!("at most {MAX_BACKENDS} backends over all services"))?;
         self.services[i].seats.push(Seat {
             id,
-            removing: false,
+            removed: None,
             cfg,
         });
         Ok(id)
@@ -277,8 +278,8 @@ mod tests {
     #[test]
     fn config_leaves_out_what_is_being_removed() {
         let mut l = layout();
-        l.services[0].seats[0].removing = true;
-        l.services[1].removing = true;
+        l.services[0].seats[0].removed = Some(Instant::now());
+        l.services[1].removed = Some(Instant::now());
         let c = l.config();
         assert_eq!(c.len(), l.services.len() - 1);
         assert_eq!(c[0].backends.len(), l.services[0].seats.len() - 1);

@@ -100,6 +100,9 @@ pub struct Options {
     /// reply may reach any of them). A node with one worker keeps half-open flows to
     /// itself: see `State::announce`.
     pub siblings: bool,
+    /// The flow table's idle timeouts (`[flows]`): a worker takes them with the snapshot,
+    /// so a reload changes them.
+    pub timeouts: crate::flow::Timeouts,
 }
 
 impl Default for Options {
@@ -110,6 +113,7 @@ impl Default for Options {
             probe_timeout_us: 1_000_000,
             on_backend_down: OnBackendDown::Keep,
             siblings: true,
+            timeouts: crate::flow::Timeouts::default(),
         }
     }
 }
@@ -122,6 +126,7 @@ impl Options {
             probe_timeout_us: cfg.health.timeout.as_micros().min(u128::from(u64::MAX)) as u64,
             on_backend_down: cfg.health.on_backend_down,
             siblings: cfg.workers.cores.len() > 1,
+            timeouts: crate::flow::Timeouts::of(&cfg.flows),
         }
     }
 }
@@ -326,8 +331,11 @@ impl Services {
                     qos_weight: f64::from(b.weight) * (lv.factor * lv.ramp).clamp(0.0, 1.0),
                     ewma_us: lv.ewma_us,
                 };
-                let removing =
-                    placed.removing || placed.seats.iter().any(|x| x.id == id && x.removing);
+                let removing = placed.removed.is_some()
+                    || placed
+                        .seats
+                        .iter()
+                        .any(|x| x.id == id && x.removed.is_some());
                 out.backends[usize::from(id)] = Backend {
                     id,
                     service: sid,
@@ -382,7 +390,7 @@ impl Services {
                 queue_max_len: s.queue.max_len as usize,
                 queue_max_wait_us: s.queue.max_wait.as_micros().min(u128::from(u64::MAX)) as u64,
                 clamp_mss: s.clamp_mss,
-                removing: placed.removing,
+                removing: placed.removed.is_some(),
             };
         }
         out
@@ -458,6 +466,11 @@ impl Services {
             .iter()
             .map(|&id| &self.backends[usize::from(id)])
             .find(|b| b.name == backend)
+    }
+
+    /// How other nodes know backend `id` (0 for none).
+    pub fn tag_of(&self, id: u16) -> u32 {
+        self.backends.get(usize::from(id)).map_or(0, |b| b.tag)
     }
 
     pub fn vip_addr(&self, s: &Service) -> IpAddr {
