@@ -276,6 +276,13 @@ impl Control {
         &self.qos
     }
 
+    /// Serving: on its own from the start; in a cluster once its snapshot is complete.
+    pub fn is_ready(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|c| c.sync.readiness == crate::cluster::Readiness::Ready)
+    }
+
     pub fn cluster(&self) -> Option<&Cluster> {
         self.cluster.as_ref()
     }
@@ -287,6 +294,8 @@ impl Control {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) use tests::{node as test_node, traffic as test_traffic};
 
 #[cfg(test)]
 mod change_tests;

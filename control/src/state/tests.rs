@@ -44,7 +44,7 @@ paths = [{ port = "back" }]
 "#;
 pub(super) const MACS: [Mac; 2] = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]];
 
-pub(super) fn node(workers: usize) -> (Control, Vec<Core>) {
+pub(crate) fn node(workers: usize) -> (Control, Vec<Core>) {
     let cfg = Config::from_toml(CONFIG).unwrap();
     let ports: Vec<PortInfo> = cfg
         .ports
@@ -73,6 +73,36 @@ pub(super) fn node(workers: usize) -> (Control, Vec<Core>) {
         WORKER_ENDS.with(|w| w.borrow_mut().push((to_rx, from_tx)));
     }
     (Control::new(cfg, ports, links), cores)
+}
+
+/// Some traffic through worker 0: backend b learned by ARP, 20 flows opened, one frame that
+/// is dropped; every event handed to the control thread.
+pub(crate) fn traffic(ctl: &mut Control, cores: &mut [Core]) {
+    let arp = testkit::arp_request(
+        [2, 0, 0, 0, 1, 0x12],
+        "10.1.0.12".parse().unwrap(),
+        "10.1.0.1".parse().unwrap(),
+    );
+    run(&mut cores[0], 1, &arp, 1);
+    exchange(ctl, cores, 1);
+    for sport in 30000..30020 {
+        for flags in [SYN, ACK] {
+            let f = testkit::tcp(
+                MACS[0],
+                [2, 0, 0, 0, 0xc, 1],
+                "198.51.100.9".parse().unwrap(),
+                sport,
+                "192.0.2.10".parse().unwrap(),
+                80,
+                flags,
+                b"",
+            );
+            run(&mut cores[0], 0, &f, 2);
+        }
+    }
+    run(&mut cores[0], 0, &[0u8; 20], 2);
+    exchange(ctl, cores, 2);
+    ctl.sample_rates(Instant::now());
 }
 
 pub(super) fn reset_worker_ends() {

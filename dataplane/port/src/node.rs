@@ -15,13 +15,15 @@ use std::time::{Duration, Instant};
 use tandem_config::Config;
 use tandem_control::cluster::Cluster;
 use tandem_control::commands;
+use tandem_control::metrics::{MetricsServer, Page};
 use tandem_control::socket::{Request, SocketServer};
 use tandem_control::state::{build_snapshot, Control, DeviceStats, WorkerLink};
+use tandem_control::systemd::Notifier;
 use tandem_dataplane::counters::WorkerCounters;
 use tandem_dataplane::flow::Timeouts;
 use tandem_dataplane::flow::{Capacity, FlowTable};
 use tandem_dataplane::pipeline::Core;
-use tandem_dataplane::services::PortInfo;
+use tandem_dataplane::services::{Layout, PortInfo};
 
 /// Capacity of each worker's inbox and outbox.
 pub const CHANNEL_CAP: usize = 65_536;
@@ -138,7 +140,7 @@ pub fn run(
         1,
         &cfg,
         &infos,
-        &tandem_dataplane::services::Layout::new(&cfg.services),
+        &Layout::new(&cfg.services),
         &[],
     ));
     let load = Arc::new(tandem_dataplane::qos::admission::Load::default());
@@ -186,13 +188,39 @@ pub fn run(
             return Err(e);
         }
     };
+    let metrics = match ctl.config().metrics {
+        Some(addr) => {
+            let page = Arc::new(Page::default());
+            match MetricsServer::start(addr, Arc::clone(&page)) {
+                Ok(s) => Some((s, page)),
+                Err(e) => {
+                    stop.store(true, Ordering::SeqCst);
+                    for i in 0..nworkers {
+                        eal.wait(u32::from(i) + 1);
+                    }
+                    return Err(anyhow::anyhow!("metrics.listen {addr}: {e}"));
+                }
+            }
+        }
+        None => None,
+    };
     println!(
         "tandem: node {} running; control socket {}",
         ctl.config().node_id,
         socket_path.display()
     );
-    control_loop(&mut ctl, &eth, &req_rx, &term, &hup);
+    let mut around = Around {
+        notifier: Notifier::from_env(),
+        metrics: metrics.as_ref().map(|(_, p)| Arc::clone(p)),
+        hup: &hup,
+    };
+    if let Some(w) = around.notifier.watchdog() {
+        tracing::info!(every = ?w, "pinging the service manager's watchdog");
+    }
+    control_loop(&mut ctl, &eth, &req_rx, &term, &mut around);
 
+    around.notifier.stopping();
+    drop(metrics);
     println!("tandem: stopping");
     stop.store(true, Ordering::SeqCst);
     let mut failed = 0;
@@ -358,7 +386,7 @@ fn control_loop(
     eth: &[EthPort],
     requests: &crossbeam_channel::Receiver<Request>,
     term: &AtomicBool,
-    hup: &AtomicBool,
+    around: &mut Around,
 ) {
     let mut devices = Devices::new(ctl, eth);
     let mut last_link = Instant::now() - Duration::from_secs(1);
@@ -376,10 +404,22 @@ fn control_loop(
                 break;
             }
         }
-        if hup.swap(false, Ordering::Relaxed) {
+        around.notifier.tick(now);
+        if !around.notifier.is_ready() && ctl.is_ready() {
+            around.notifier.ready("serving");
+            tracing::info!("ready: serving");
+        }
+        if around.hup.swap(false, Ordering::Relaxed) {
+            around.notifier.reloading();
             let answer = commands::reload(ctl, now);
             let line = tandem_control::client::render(&answer);
             println!("tandem: SIGHUP: {}", line.trim_end());
+            let status = if answer["ok"] == true {
+                "serving (reloaded)"
+            } else {
+                "serving (reload refused: see the log)"
+            };
+            around.notifier.reloaded(status);
         }
         if now.duration_since(last_link) >= Duration::from_millis(100) {
             last_link = now;
@@ -391,12 +431,25 @@ fn control_loop(
             ctl.sample_rates(now);
             ctl.expire_flows(now);
             ctl.reap_removed(now);
+            if let Some(page) = &around.metrics {
+                if page.wanted() {
+                    page.set(tandem_control::metrics::render(ctl));
+                }
+            }
             ctl.refresh_neighbors(now);
         }
         if busy == 0 && requests.is_empty() {
             std::thread::sleep(TICK);
         }
     }
+}
+
+/// What the control loop serves besides the node: the service manager (notify, watchdog),
+/// the metrics page, and SIGHUP's reload.
+struct Around<'a> {
+    notifier: Notifier,
+    metrics: Option<Arc<Page>>,
+    hup: &'a AtomicBool,
 }
 
 /// The ports as the control loop reads them: link state (the PMD's, and the kernel

@@ -1,0 +1,479 @@
+//! Prometheus metrics: the node's counters as the text exposition format, served at
+//! `/metrics` by a thread of its own (`server`). The control thread renders the page (it owns
+//! what the page reads) about once a second while someone scrapes, and the server hands out
+//! the latest page, so a slow or stuck scraper never reaches the control loop. Values are
+//! those `show stats`, `show backends`, `show latency` and `show nodes` give, in base units
+//! (seconds, bytes), counters named `_total`. The `prometheus` crate writes the format.
+
+mod server;
+
+pub use server::{MetricsServer, Page};
+
+use crate::state::Control;
+use prometheus::proto::{
+    Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType, Quantile, Summary,
+};
+use prometheus::Encoder;
+use std::time::Instant;
+use tandem_dataplane::counters::DropReason;
+use tandem_dataplane::qos::hist::Kind;
+
+/// The families of one page, in the order first named.
+#[derive(Default)]
+struct Families {
+    families: Vec<MetricFamily>,
+}
+
+fn labels(ls: &[(&str, &str)]) -> Vec<LabelPair> {
+    ls.iter()
+        .map(|(k, v)| {
+            let mut l = LabelPair::default();
+            l.set_name(k.to_string());
+            l.set_value(v.to_string());
+            l
+        })
+        .collect()
+}
+
+impl Families {
+    fn family(&mut self, name: &str, help: &str, ty: MetricType) -> &mut MetricFamily {
+        let i = match self.families.iter().position(|f| f.get_name() == name) {
+            Some(i) => i,
+            None => {
+                let mut f = MetricFamily::default();
+                f.set_name(name.to_string());
+                f.set_help(help.to_string());
+                f.set_field_type(ty);
+                self.families.push(f);
+                self.families.len() - 1
+            }
+        };
+        &mut self.families[i]
+    }
+
+    fn counter(&mut self, name: &str, help: &str, ls: &[(&str, &str)], v: u64) {
+        let mut m = Metric::default();
+        m.set_label(labels(ls));
+        let mut c = Counter::default();
+        c.set_value(v as f64);
+        m.set_counter(c);
+        self.family(name, help, MetricType::COUNTER)
+            .mut_metric()
+            .push(m);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, ls: &[(&str, &str)], v: f64) {
+        let mut m = Metric::default();
+        m.set_label(labels(ls));
+        let mut g = Gauge::default();
+        g.set_value(v);
+        m.set_gauge(g);
+        self.family(name, help, MetricType::GAUGE)
+            .mut_metric()
+            .push(m);
+    }
+
+    fn summary(
+        &mut self,
+        name: &str,
+        help: &str,
+        ls: &[(&str, &str)],
+        quantiles: &[(f64, f64)],
+        (count, sum): (u64, f64),
+    ) {
+        let mut m = Metric::default();
+        m.set_label(labels(ls));
+        let mut s = Summary::default();
+        s.set_sample_count(count);
+        s.set_sample_sum(sum);
+        s.set_quantile(
+            quantiles
+                .iter()
+                .map(|&(q, v)| {
+                    let mut x = Quantile::default();
+                    x.set_quantile(q);
+                    x.set_value(v);
+                    x
+                })
+                .collect(),
+        );
+        m.set_summary(s);
+        self.family(name, help, MetricType::SUMMARY)
+            .mut_metric()
+            .push(m);
+    }
+
+    fn text(&self) -> String {
+        let mut out = Vec::new();
+        // Only an I/O error of the writer fails it; a Vec has none.
+        let _ = prometheus::TextEncoder::new().encode(&self.families, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The page's content type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The node's metrics as a page of the text format.
+pub fn render(ctl: &Control) -> String {
+    let mut p = Families::default();
+    let node = ctl.config().node_id.to_string();
+    p.gauge(
+        "tandem_info",
+        "The node: its id and tandem's version (value 1).",
+        &[("node", &node), ("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+    p.gauge(
+        "tandem_uptime_seconds",
+        "Seconds since the node started.",
+        &[],
+        ctl.started().elapsed().as_secs_f64(),
+    );
+    ports(ctl, &mut p);
+    workers(ctl, &mut p);
+    backends(ctl, &mut p);
+    services(ctl, &mut p);
+    cluster(ctl, &mut p);
+    p.text()
+}
+
+fn ports(ctl: &Control, p: &mut Families) {
+    for (i, port) in ctl.ports().iter().enumerate() {
+        let sum = |f: fn(&tandem_dataplane::counters::PortCounters) -> u64| -> u64 {
+            ctl.workers().iter().map(|w| f(&w.counters.ports[i])).sum()
+        };
+        let l = [("port", port.name.as_str())];
+        p.counter(
+            "tandem_port_received_packets_total",
+            "Frames received on the port.",
+            &l,
+            sum(|c| c.rx_packets.get()),
+        );
+        p.counter(
+            "tandem_port_received_bytes_total",
+            "Bytes received on the port.",
+            &l,
+            sum(|c| c.rx_bytes.get()),
+        );
+        p.counter(
+            "tandem_port_sent_packets_total",
+            "Frames sent on the port.",
+            &l,
+            sum(|c| c.tx_packets.get()),
+        );
+        p.counter(
+            "tandem_port_sent_bytes_total",
+            "Bytes sent on the port.",
+            &l,
+            sum(|c| c.tx_bytes.get()),
+        );
+        let d = ctl.device_stats().get(i).copied().unwrap_or_default();
+        p.counter(
+            "tandem_port_missed_packets_total",
+            "Frames the device dropped for want of room in the receive ring (imissed).",
+            &l,
+            d.imissed,
+        );
+        p.gauge(
+            "tandem_port_link_up",
+            "1 while the port's link is up.",
+            &l,
+            f64::from(u8::from(ctl.link_up().get(i).copied().unwrap_or(true))),
+        );
+    }
+}
+
+fn workers(ctl: &Control, p: &mut Families) {
+    for (i, w) in ctl.workers().iter().enumerate() {
+        let c = &w.counters;
+        let wk = i.to_string();
+        let l = [("worker", wk.as_str())];
+        for r in DropReason::ALL {
+            let n = c.dropped(*r);
+            if n > 0 {
+                p.counter(
+                    "tandem_dropped_packets_total",
+                    "Frames dropped, by worker and reason (show stats' drops).",
+                    &[("worker", &wk), ("reason", r.name())],
+                    n,
+                );
+            }
+        }
+        p.gauge(
+            "tandem_worker_flows",
+            "Flows in the worker's table.",
+            &l,
+            c.flows_in_table.get() as f64,
+        );
+        for (name, help, v) in [
+            (
+                "tandem_worker_flows_created_total",
+                "Flows the worker created.",
+                c.flows_created.get(),
+            ),
+            (
+                "tandem_worker_flows_refused_total",
+                "New flows refused: the table was full.",
+                c.flows_refused.get(),
+            ),
+            (
+                "tandem_worker_flows_evicted_total",
+                "Flows evicted to make room.",
+                c.flows_evicted.get(),
+            ),
+            (
+                "tandem_worker_flows_expired_total",
+                "Flows that timed out.",
+                c.flows_expired.get(),
+            ),
+        ] {
+            p.counter(name, help, &l, v);
+        }
+    }
+}
+
+fn backends(ctl: &Control, p: &mut Families) {
+    let s = ctl.snapshot();
+    let active = ctl.active_flows_by_backend();
+    let w = &ctl.qos().windows;
+    let slots = w.slots();
+    for b in s.backends.iter().filter(|b| !b.is_vacant()) {
+        let svc = &s.services[usize::from(b.service)].name;
+        let l = [("service", svc.as_str()), ("backend", b.name.as_str())];
+        let i = usize::from(b.id);
+        p.gauge(
+            "tandem_backend_flows",
+            "Live flows on the backend (the node's view).",
+            &l,
+            active.get(i).copied().unwrap_or(0) as f64,
+        );
+        p.counter(
+            "tandem_backend_new_flows_total",
+            "New flows the backend took.",
+            &l,
+            ctl.backend_new_flows(b.id),
+        );
+        p.gauge(
+            "tandem_backend_up",
+            "1 while the backend's probes pass (health).",
+            &l,
+            f64::from(u8::from(b.up)),
+        );
+        p.gauge(
+            "tandem_backend_eligible",
+            "1 while the backend takes new flows (active or an activated standby, and up).",
+            &l,
+            f64::from(u8::from(b.eligible)),
+        );
+        p.gauge(
+            "tandem_backend_removing",
+            "1 while a removed backend drains.",
+            &l,
+            f64::from(u8::from(b.removing)),
+        );
+        p.gauge(
+            "tandem_backend_weight",
+            "The backend's configured weight.",
+            &l,
+            f64::from(b.weight),
+        );
+        p.gauge(
+            "tandem_backend_qos_factor",
+            "The backend's QoS factor (1: full share).",
+            &l,
+            ctl.qos().live.get(i).map_or(1.0, |x| x.factor),
+        );
+        p.gauge(
+            "tandem_backend_admitted_flows",
+            "Flows holding one of the backend's admission slots.",
+            &l,
+            f64::from(ctl.load().active(b.id)),
+        );
+        if b.max_flows > 0 {
+            p.gauge(
+                "tandem_backend_max_flows",
+                "The backend's admission limit.",
+                &l,
+                f64::from(b.max_flows),
+            );
+        }
+        for kind in Kind::ALL {
+            let x = w.summary(b.id, None, kind, slots);
+            if x.count == 0 {
+                continue;
+            }
+            let sec = |us: u64| us as f64 / 1e6;
+            p.summary(
+                "tandem_backend_latency_seconds",
+                "Latency to the backend over the QoS window (show latency), by kind: \
+                 probe, handshake or response.",
+                &[l[0], l[1], ("kind", kind.name())],
+                &[
+                    (0.5, sec(x.p50_us)),
+                    (0.9, sec(x.p90_us)),
+                    (0.99, sec(x.p99_us)),
+                ],
+                (x.count, x.mean_us * x.count as f64 / 1e6),
+            );
+        }
+    }
+}
+
+fn services(ctl: &Control, p: &mut Families) {
+    let s = ctl.snapshot();
+    for svc in s.services.iter().filter(|x| !x.is_vacant() && x.admission) {
+        let i = usize::from(svc.id);
+        let sum = |f: fn(&tandem_dataplane::counters::QueueCounters) -> u64| -> u64 {
+            ctl.workers()
+                .iter()
+                .filter_map(|w| w.counters.queues.get(i))
+                .map(f)
+                .sum()
+        };
+        let l = [("service", svc.name.as_str())];
+        p.gauge(
+            "tandem_service_queue_length",
+            "New flows waiting in the admission queue.",
+            &l,
+            sum(|q| q.length.get()) as f64,
+        );
+        p.gauge(
+            "tandem_service_queue_limit",
+            "The admission queue's length limit.",
+            &l,
+            svc.queue_max_len as f64,
+        );
+        p.counter(
+            "tandem_service_queue_waits_total",
+            "New flows that waited in the admission queue.",
+            &l,
+            sum(|q| q.queued.get()),
+        );
+        p.counter(
+            "tandem_service_queue_released_total",
+            "Waiting flows that got a slot and went on.",
+            &l,
+            sum(|q| q.released.get()),
+        );
+        p.counter(
+            "tandem_service_queue_timed_out_total",
+            "Waiting flows dropped after the queue's max_wait.",
+            &l,
+            sum(|q| q.timed_out.get()),
+        );
+        p.counter(
+            "tandem_service_queue_full_total",
+            "New flows refused: the queue was full.",
+            &l,
+            sum(|q| q.full.get()),
+        );
+        p.counter(
+            "tandem_service_queue_wait_seconds_total",
+            "Seconds the released flows waited, in all.",
+            &l,
+            sum(|q| q.wait_us.get()) / 1_000_000,
+        );
+    }
+}
+
+fn cluster(ctl: &Control, p: &mut Families) {
+    let Some(c) = ctl.cluster() else {
+        return;
+    };
+    let now = Instant::now();
+    let sync = &c.sync;
+    p.gauge(
+        "tandem_node_ready",
+        "1 once this node's snapshot of the cluster's flows is complete.",
+        &[],
+        f64::from(u8::from(sync.readiness == crate::cluster::Readiness::Ready)),
+    );
+    for n in &sync.view.nodes {
+        let id = n.id.to_string();
+        let l = [("node", id.as_str())];
+        if n.id == sync.me {
+            p.gauge(
+                "tandem_node_alive",
+                "1 while the node is heard from (this node: always).",
+                &l,
+                1.0,
+            );
+            p.gauge(
+                "tandem_node_serving",
+                "1 while the node serves new flows.",
+                &l,
+                f64::from(u8::from(sync.membership.serves(sync.view.me))),
+            );
+            continue;
+        }
+        let Some(peer) = sync.peers.iter().find(|x| x.cfg.id == n.id) else {
+            continue;
+        };
+        p.gauge(
+            "tandem_node_alive",
+            "1 while the node is heard from (this node: always).",
+            &l,
+            f64::from(u8::from(peer.alive)),
+        );
+        p.gauge(
+            "tandem_node_serving",
+            "1 while the node serves new flows.",
+            &l,
+            f64::from(u8::from(sync.membership.serves(peer.index))),
+        );
+        let st = &peer.stats;
+        for (name, help, v) in [
+            (
+                "tandem_sync_datagrams_received_total",
+                "Sync datagrams accepted from the node.",
+                st.datagrams_in,
+            ),
+            (
+                "tandem_sync_datagrams_sent_total",
+                "Sync datagrams sent to the node (heartbeats included).",
+                st.datagrams_out + c.heartbeats_sent(n.id),
+            ),
+            (
+                "tandem_sync_records_received_total",
+                "Flow records received from the node.",
+                st.records_in,
+            ),
+            (
+                "tandem_sync_records_sent_total",
+                "Flow records sent to the node.",
+                st.records_out,
+            ),
+        ] {
+            p.counter(name, help, &l, v);
+        }
+        p.gauge(
+            "tandem_sync_lag_seconds",
+            "How far behind the node's acknowledgements are.",
+            &l,
+            sync.lag(peer, now).as_secs_f64(),
+        );
+    }
+    for (r, n) in crate::cluster::REFUSALS.iter().zip(sync.refused) {
+        p.counter(
+            "tandem_sync_refused_datagrams_total",
+            "Sync datagrams refused, by reason (forged, replayed, malformed, ...).",
+            &[("reason", r.name())],
+            n,
+        );
+    }
+    for (r, n) in crate::cluster::RecordRefusal::ALL
+        .iter()
+        .zip(sync.records_invalid)
+    {
+        p.counter(
+            "tandem_sync_refused_records_total",
+            "Records from authentic datagrams that were not applied, by reason.",
+            &[("reason", r.name())],
+            n,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+//! The `/metrics` endpoint: a listener thread of its own and a thread per connection, at
+//! most `MAX_CONNECTIONS` at once (past that a connection is answered 503 at once), each
+//! with read and write timeouts: a slow or stuck client holds only its own thread, for a
+//! few seconds, while other scrapes are answered beside it; and none of them ever waits on
+//! the control thread: each gets the latest page the control thread left (`Page`). Requests are parsed by `httparse`; anything but `GET /metrics` is answered
+//! 404 (another path) or 405 (another method), and every answer closes the connection.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its request, and to take the answer.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest request head read.
+const MAX_REQUEST: usize = 8192;
+
+/// The latest page, shared by the control thread (which renders it) and the server.
+#[derive(Default)]
+pub struct Page {
+    text: Mutex<Arc<String>>,
+    /// Milliseconds since `epoch` of the last scrape (0: never): the control thread renders
+    /// only while someone is scraping.
+    scraped_ms: AtomicU64,
+    epoch: OnceInstant,
+    pub requests: AtomicU64,
+}
+
+/// An `Instant` fixed when first read.
+#[derive(Default)]
+struct OnceInstant(std::sync::OnceLock<Instant>);
+
+impl OnceInstant {
+    fn get(&self) -> Instant {
+        *self.0.get_or_init(Instant::now)
+    }
+}
+
+impl Page {
+    pub fn set(&self, text: String) {
+        let text = Arc::new(text);
+        if let Ok(mut t) = self.text.lock() {
+            *t = text;
+        }
+    }
+
+    pub fn get(&self) -> Arc<String> {
+        self.text.lock().map(|t| Arc::clone(&t)).unwrap_or_default()
+    }
+
+    fn scraped(&self) {
+        let ms = self.epoch.get().elapsed().as_millis() as u64;
+        self.scraped_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    /// True when the page is worth rendering now: nothing rendered yet, or a scrape within
+    /// the last minute.
+    pub fn wanted(&self) -> bool {
+        let last = self.scraped_ms.load(Ordering::Relaxed);
+        let now = self.epoch.get().elapsed().as_millis() as u64;
+        self.get().is_empty() || (last > 0 && now.saturating_sub(last) < 60_000)
+    }
+}
+
+/// The running endpoint; dropping it stops its threads.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    pub fn start(addr: SocketAddr, page: Arc<Page>) -> std::io::Result<MetricsServer> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = Arc::clone(&stop);
+        let threads = vec![std::thread::Builder::new()
+            .name("tandem-metrics".into())
+            .spawn(move || accept_loop(&listener, &page, &st))?];
+        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        Ok(MetricsServer {
+            addr,
+            stop,
+            threads,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept call; connection threads end within their timeouts.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, page: &Arc<Page>, stop: &AtomicBool) {
+    let active = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((mut conn, _)) => {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    let _ = conn.set_write_timeout(Some(Duration::from_millis(100)));
+                    let _ = respond(&mut conn, 503, "Service Unavailable", &[], b"busy\n");
+                    continue;
+                }
+                let (page, n) = (Arc::clone(page), Arc::clone(&active));
+                let spawned = std::thread::Builder::new()
+                    .name("tandem-metrics-conn".into())
+                    .stack_size(256 * 1024)
+                    .spawn(move || {
+                        serve(conn, &page);
+                        n.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            // Out of descriptors, a connection reset before it was taken: go on.
+            Err(e) => {
+                tracing::debug!(error = %e, "metrics accept");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+fn respond(
+    conn: &mut TcpStream,
+    code: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    head += "\r\n";
+    conn.write_all(head.as_bytes())?;
+    conn.write_all(body)?;
+    conn.flush()
+}
+
+/// One connection: one request, one answer.
+fn serve(mut conn: TcpStream, page: &Page) {
+    let _ = conn.set_read_timeout(Some(READ_TIMEOUT));
+    let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let mut buf = vec![0u8; MAX_REQUEST];
+    let mut len = 0;
+    let (method, path) = loop {
+        if Instant::now() > deadline || len == buf.len() {
+            let _ = respond(&mut conn, 400, "Bad Request", &[], b"bad request\n");
+            return;
+        }
+        match conn.read(&mut buf[len..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => len += n,
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[..len]) {
+            Ok(httparse::Status::Complete(_)) => {
+                break (
+                    req.method.unwrap_or("").to_string(),
+                    req.path.unwrap_or("").to_string(),
+                )
+            }
+            Ok(httparse::Status::Partial) => continue,
+            Err(_) => {
+                let _ = respond(&mut conn, 400, "Bad Request", &[], b"bad request\n");
+                return;
+            }
+        }
+    };
+    page.requests.fetch_add(1, Ordering::Relaxed);
+    let path = path.split('?').next().unwrap_or("");
+    let _ = match (method.as_str(), path) {
+        ("GET", "/metrics") => {
+            page.scraped();
+            let text = page.get();
+            respond(
+                &mut conn,
+                200,
+                "OK",
+                &[("Content-Type", super::CONTENT_TYPE)],
+                text.as_bytes(),
+            )
+        }
+        (_, "/metrics") => respond(
+            &mut conn,
+            405,
+            "Method Not Allowed",
+            &[("Allow", "GET")],
+            b"only GET /metrics\n",
+        ),
+        _ => respond(&mut conn, 404, "Not Found", &[], b"see /metrics\n"),
+    };
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+}

@@ -1,0 +1,131 @@
+//! The page against the commands' answers, and the endpoint's answers to good, bad and slow
+//! clients.
+
+use super::*;
+use crate::commands::execute;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The value of the series `name{labels}` on a page (labels as written, in order).
+fn value(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn the_page_says_what_the_commands_say() {
+    let (mut ctl, mut cores) = crate::state::test_node(1);
+    crate::state::test_traffic(&mut ctl, &mut cores);
+    let page = render(&ctl);
+    let stats = execute(&mut ctl, "show stats");
+    let port = &stats["ports"][0];
+    assert_eq!(
+        value(&page, "tandem_port_received_packets_total{port=\"front\"}"),
+        port["rx"].as_f64(),
+        "{page}"
+    );
+    assert_eq!(
+        value(&page, "tandem_port_sent_packets_total{port=\"back\"}"),
+        stats["ports"][1]["tx"].as_f64()
+    );
+    let w = &stats["workers"][0];
+    assert_eq!(
+        value(&page, "tandem_worker_flows_created_total{worker=\"0\"}"),
+        w["flows_created"].as_f64()
+    );
+    for (reason, n) in w["drops"].as_object().unwrap() {
+        let series = format!("tandem_dropped_packets_total{{worker=\"0\",reason=\"{reason}\"}}");
+        assert_eq!(value(&page, &series), n.as_f64(), "{series}");
+    }
+    let backends = execute(&mut ctl, "show backends");
+    for b in backends["backends"].as_array().unwrap() {
+        let l = format!(
+            "{{service=\"{}\",backend=\"{}\"}}",
+            b["service"].as_str().unwrap(),
+            b["backend"].as_str().unwrap()
+        );
+        assert_eq!(
+            value(&page, &format!("tandem_backend_new_flows_total{l}")),
+            b["total_flows"].as_f64()
+        );
+        assert_eq!(
+            value(&page, &format!("tandem_backend_weight{l}")),
+            b["weight"].as_f64()
+        );
+        assert_eq!(
+            value(&page, &format!("tandem_backend_flows{l}")),
+            b["active_flows"].as_f64()
+        );
+    }
+    assert!(page.contains("# TYPE tandem_backend_new_flows_total counter"));
+    assert!(page.contains("# TYPE tandem_worker_flows gauge"));
+}
+
+fn ask(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(request).unwrap();
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn the_endpoint_answers_get_metrics_and_nothing_else_and_slow_clients_do_not_hold_it() {
+    let page = Arc::new(Page::default());
+    page.set("tandem_up 1\n".into());
+    let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&page)).unwrap();
+    let addr = srv.local_addr();
+    let ok = ask(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+    assert!(
+        ok.contains("Content-Type: text/plain; version=0.0.4"),
+        "{ok}"
+    );
+    assert!(ok.ends_with("\r\n\r\ntandem_up 1\n"), "{ok}");
+    assert!(page.wanted(), "scraped just now");
+    let q = ask(addr, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n");
+    assert!(q.starts_with("HTTP/1.1 200"), "{q}");
+    let post = ask(addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    assert!(post.contains("Allow: GET"), "{post}");
+    let other = ask(addr, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    let junk = ask(addr, b"\x00\x01 not http\r\n\r\n");
+    assert!(junk.starts_with("HTTP/1.1 400"), "{junk}");
+    // Slow clients: many connections that send half a request and wait.
+    let slow: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /metr").unwrap();
+            c
+        })
+        .collect();
+    let t0 = Instant::now();
+    let ok = ask(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    // Each slow client holds only its own thread: the scrape is answered beside them.
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    // Past the limit a connection is told so at once.
+    let more: Vec<TcpStream> = (0..30)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /metr").unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let busy = ask(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    drop(more);
+    drop(slow);
+    let ok = ask(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    drop(srv);
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err(),
+        "stopped"
+    );
+}
