@@ -59,6 +59,11 @@ impl Node {
     /// Starts `tandem run --config cfg`, optionally inside network namespace `netns`, and
     /// waits for its control socket.
     pub fn start(cfg: &Path, socket: &Path, netns: Option<&str>) -> Node {
+        Node::start_env(cfg, socket, netns, &[])
+    }
+
+    /// `start` with these environment variables set for the node.
+    pub fn start_env(cfg: &Path, socket: &Path, netns: Option<&str>, env: &[(&str, &str)]) -> Node {
         let out = cfg.with_extension("stdout");
         let err = cfg.with_extension("stderr");
         let mut cmd = match netns {
@@ -69,6 +74,7 @@ impl Node {
             }
             None => Command::new(tandem_bin()),
         };
+        cmd.envs(env.iter().copied());
         cmd.arg("run")
             .arg("--config")
             .arg(cfg)
@@ -105,6 +111,11 @@ impl Node {
 
     pub fn ctl(&self, line: &str) -> Result<serde_json::Value, String> {
         ctl_at(&self.socket, line)
+    }
+
+    /// The node's pid (the `ip netns exec` wrapper execs it, so the child's own).
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
     }
 
     /// Waits until `f(show stats)` holds.
