@@ -95,3 +95,54 @@ impl Notifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    fn received(sock: &UnixDatagram) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = sock.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+
+    /// The only test that sets these variables (they are the process's).
+    #[test]
+    fn ready_once_then_watchdog_pings_at_half_its_timeout() {
+        let path = std::env::temp_dir().join(format!("tandem-notify-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        std::env::set_var("NOTIFY_SOCKET", &path);
+        std::env::set_var("WATCHDOG_USEC", "200000");
+        std::env::set_var("WATCHDOG_PID", std::process::id().to_string());
+        let mut n = Notifier::from_env();
+        assert_eq!(n.watchdog(), Some(Duration::from_millis(100)));
+        n.ready("serving");
+        n.ready("serving");
+        assert_eq!(received(&sock), ["READY=1\nSTATUS=serving\n"]);
+        let t0 = Instant::now();
+        n.tick(t0);
+        assert!(received(&sock).is_empty(), "not due yet");
+        n.tick(t0 + Duration::from_millis(150));
+        assert_eq!(received(&sock), ["WATCHDOG=1\n"]);
+        n.reloading();
+        n.reloaded("serving (reloaded)");
+        n.stopping();
+        let got = received(&sock);
+        assert!(
+            got[0].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+            "{got:?}"
+        );
+        assert_eq!(got[1], "READY=1\nSTATUS=serving (reloaded)\n");
+        assert_eq!(got[2], "STOPPING=1\nSTATUS=stopping\n");
+        std::env::remove_var("NOTIFY_SOCKET");
+        std::env::remove_var("WATCHDOG_USEC");
+        std::env::remove_var("WATCHDOG_PID");
+        let _ = std::fs::remove_file(&path);
+    }
+}
