@@ -1,5 +1,6 @@
 //! The config loader against arbitrary text: a config or a list of problems, each naming
-//! a key and saying why, never a panic.
+//! a key and saying why, never a panic; and a config that loads prints (`show config`) as
+//! text that loads back to the same config.
 
 #![no_main]
 
@@ -10,7 +11,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     match tandem_config::Config::from_toml(text) {
-        Ok(cfg) => assert!(!cfg.ports.is_empty()),
+        Ok(cfg) => {
+            assert!(!cfg.ports.is_empty());
+            let printed = cfg.to_toml();
+            let again = tandem_config::Config::from_toml(&printed)
+                .unwrap_or_else(|p| panic!("{p:?}\n{printed}"));
+            assert_eq!(format!("{again:?}"), format!("{cfg:?}"), "{printed}");
+        }
         Err(problems) => {
             assert!(!problems.is_empty());
             for p in problems {

@@ -220,7 +220,6 @@ fn sync_codec() {
     };
     let rec = WireRecord {
         key: FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], 40000, 80, 6),
-        service: 0,
         backend: 0,
         primary_path: 0,
         backup_path: 0,
