@@ -395,6 +395,186 @@ fn three_nodes_survive_a_killed_node_nat_and_dsr() {
     drop(backends);
 }
 
+/// A rolling reload under load: node 1 reloads (b1's weight up, a dsr backend removed, a
+/// new service), then node 2 is killed while the nodes' configurations differ, then node 3
+/// reloads by SIGHUP. Records of the services both sides know keep flowing, the survivors
+/// take over node 2's flows, and no download or new connection is lost.
+#[test]
+fn a_rolling_reload_under_load_loses_no_connection() {
+    let sx = unique("r");
+    let t = Testbed::up("scripts/cluster-topology", &sx, "");
+    let s = Scratch::new("rolling");
+    let mut backends = Procs(Vec::new());
+    for i in 1..=2 {
+        backends.0.push(
+            in_ns(
+                &t.ns(&format!("kb{i}")),
+                &format!(
+                    "exec python3 {} --name b{i} --port 8080 --port 80",
+                    script("tests/e2e/backend.py").display()
+                ),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        );
+    }
+    let sync: Vec<String> = (1..=3).map(|id| format!("10.255.0.{id}:7001")).collect();
+    let secret = write_secret(&s);
+    let cluster = cluster_section(&secret, &sync, |id| format!("10.0.0.{id}"));
+    let prefix = unique("tclr");
+    let cfgs: Vec<String> = (1..=3)
+        .map(|id| node_config(&s, id, &prefix, &cluster))
+        .collect();
+    let next = |c: &str| {
+        c.replace(
+            "name = \"b1\"\naddress = \"10.1.0.11\"\nport = 8080\n",
+            "name = \"b1\"\naddress = \"10.1.0.11\"\nport = 8080\nweight = 3\n",
+        )
+        .replace(
+            "[[service.backend]]\nname = \"d2\"\naddress = \"10.1.0.12\"\npaths = [{ port = \"back\" }]\n",
+            "",
+        )
+        .replace(
+            "[cluster]",
+            &format!(
+                "[[service]]\nname = \"alt\"\nvip = \"{NAT_VIP}\"\nport = 8080\nprotocol = \"tcp\"\n\
+                 mode = \"nat\"\n[[service.backend]]\nname = \"b1\"\naddress = \"10.1.0.11\"\n\
+                 port = 80\npaths = [{{ port = \"back\" }}]\n[cluster]"
+            ),
+        )
+    };
+    let mut nodes: Vec<Option<Node>> = (1..=3)
+        .map(|id| Some(start_node(&s, &t, id, &cfgs[usize::from(id) - 1])))
+        .collect();
+    for n in nodes.iter().flatten() {
+        wait_serving(n, 3, Duration::from_secs(20));
+    }
+    let warm = in_ns(
+        &t.ns("kc"),
+        &format!("curl -s -m 10 --retry 3 http://{NAT_VIP}/id"),
+    )
+    .output()
+    .unwrap();
+    assert!(warm.status.success(), "first request failed");
+    let fetch = script("tests/e2e/fetch.py");
+    let mut downloads = Procs(Vec::new());
+    for i in 0..DOWNLOADS {
+        downloads.0.push(
+            in_ns(
+                &t.ns("kc"),
+                &format!(
+                    "python3 {} download {NAT_VIP} '{BLOB}' {}",
+                    fetch.display(),
+                    44000 + i
+                ),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        );
+    }
+    let probe = in_ns(
+        &t.ns("kc"),
+        &format!("python3 {} probe {NAT_VIP} /id 12", fetch.display()),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut probe = Procs(vec![probe]);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Node 1 first.
+    std::fs::write(s.path("node1.toml"), next(&cfgs[0])).unwrap();
+    let r = nodes[0].as_ref().unwrap().ctl("reload").unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    println!("  node 1 reloaded: {}", r["changes"]);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Node 2 dies while node 1's services differ from node 3's.
+    let mut victim = nodes[1].take().unwrap();
+    let mut child = victim.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    t.run("withdraw", "2");
+    for n in [0, 2] {
+        wait_serving(nodes[n].as_ref().unwrap(), 2, Duration::from_secs(5));
+    }
+    println!("  node 2 killed and withdrawn");
+    std::thread::sleep(Duration::from_secs(2));
+    let (a, b) = (nodes[0].as_ref().unwrap(), nodes[2].as_ref().unwrap());
+    for i in 0..DOWNLOADS {
+        let fa = flow_on(a, 44000 + i, NAT_VIP).expect("node 1 lost a flow");
+        let fb = flow_on(b, 44000 + i, NAT_VIP).expect("node 3 lost a flow");
+        assert_eq!(fa["backend"], fb["backend"], "{fa} {fb}");
+    }
+    println!("  nodes 1 and 3 agree on every download's backend");
+
+    // Node 3 by SIGHUP; then the new service answers through both.
+    std::fs::write(s.path("node3.toml"), next(&cfgs[2])).unwrap();
+    let n3 = nodes[2].as_ref().unwrap();
+    unsafe_kill(n3.pid(), libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !n3
+        .ctl("show services")
+        .unwrap()
+        .to_string()
+        .contains("\"alt\"")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload node 3\n{}",
+            n3.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let alt = in_ns(
+        &t.ns("kc"),
+        &format!("curl -s -m 10 --retry 2 http://{NAT_VIP}:8080/id"),
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&alt.stdout).trim(),
+        "b1",
+        "the new service"
+    );
+
+    let mut worst_gap = 0.0f64;
+    for (i, c) in downloads.0.drain(..).enumerate() {
+        let out = wait_output(c, Duration::from_secs(60));
+        let v: Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("download {i}: {e}: {out:?}"));
+        assert_eq!(v["ok"], true, "download {i} failed: {v}");
+        worst_gap = worst_gap.max(v["max_gap_ms"].as_f64().unwrap_or(0.0));
+    }
+    let p = wait_output(probe.0.remove(0), Duration::from_secs(40));
+    let pv: Value = serde_json::from_str(p.trim()).unwrap();
+    for (i, n) in [(1, 0), (3, 2)] {
+        let d = nodes_doc(nodes[n].as_ref().unwrap());
+        println!(
+            "  node {i} refused records: {}",
+            d["refused"]["invalid_records_by_reason"]
+        );
+        assert_eq!(
+            d["refused"]["invalid_records_by_reason"]["unknown_backend"], 0,
+            "{d}"
+        );
+    }
+    println!(
+        "  all {DOWNLOADS} downloads intact; longest pause {worst_gap:.0} ms; new connections: {} ok, {} failed",
+        pv["ok"], pv["failed"]
+    );
+    assert_eq!(pv["failed"], 0, "new connections failed: {pv}");
+    for n in nodes.iter_mut().flatten() {
+        n.stop_with(libc::SIGTERM);
+    }
+    drop(victim);
+    drop(backends);
+}
+
 #[test]
 fn sync_channel_refuses_replayed_forged_and_stranger_datagrams() {
     let s = Scratch::new("sync");
