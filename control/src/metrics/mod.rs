@@ -1,7 +1,8 @@
 //! Prometheus metrics: the node's counters as the text exposition format, served at
 //! `/metrics` by a thread of its own (`server`). The control thread renders the page (it owns
-//! what the page reads) about once a second while someone scrapes, and the server hands out
-//! the latest page, so a slow or stuck scraper never reaches the control loop. Values are
+//! what the page reads) when a scrape finds it more than a second old, and every second
+//! while someone scrapes; the server hands out the latest page, so a slow or stuck scraper
+//! never reaches the control loop. Values are
 //! those `show stats`, `show backends`, `show latency` and `show nodes` give, in base units
 //! (seconds, bytes), counters named `_total`. The `prometheus` crate writes the format.
 

@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,16 +20,30 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest request head read.
 const MAX_REQUEST: usize = 8192;
 
-/// The latest page, shared by the control thread (which renders it) and the server.
+/// The latest page, shared by the control thread (which renders it) and the server. A
+/// scrape that finds the page older than `FRESH` asks for a new one and waits for it at most
+/// `FRESH_WAIT`, then serves what there is: the control thread renders between its other
+/// duties, never waiting on a client.
 #[derive(Default)]
 pub struct Page {
     text: Mutex<Arc<String>>,
-    /// Milliseconds since `epoch` of the last scrape (0: never): the control thread renders
-    /// only while someone is scraping.
+    rendered: Condvar,
+    /// Milliseconds since `epoch` when the page was last rendered (0: never).
+    rendered_ms: AtomicU64,
+    /// A scrape found the page stale.
+    asked: AtomicBool,
+    /// Milliseconds since `epoch` of the last scrape (0: never).
     scraped_ms: AtomicU64,
     epoch: OnceInstant,
     pub requests: AtomicU64,
 }
+
+/// A page this old is rendered again for the next scrape.
+const FRESH: u64 = 1000;
+/// How long a scrape waits for a fresh page.
+const FRESH_WAIT: Duration = Duration::from_millis(500);
+/// While scraped this recently, the page is rendered every second without being asked.
+const SCRAPED_LATELY: u64 = 60_000;
 
 /// An `Instant` fixed when first read.
 #[derive(Default)]
@@ -42,28 +56,63 @@ impl OnceInstant {
 }
 
 impl Page {
+    fn now_ms(&self) -> u64 {
+        (self.epoch.get().elapsed().as_millis() as u64).max(1)
+    }
+
     pub fn set(&self, text: String) {
         let text = Arc::new(text);
         if let Ok(mut t) = self.text.lock() {
             *t = text;
         }
+        self.rendered_ms.store(self.now_ms(), Ordering::SeqCst);
+        self.rendered.notify_all();
     }
 
     pub fn get(&self) -> Arc<String> {
         self.text.lock().map(|t| Arc::clone(&t)).unwrap_or_default()
     }
 
-    fn scraped(&self) {
-        let ms = self.epoch.get().elapsed().as_millis() as u64;
-        self.scraped_ms.store(ms.max(1), Ordering::Relaxed);
+    /// The page for a scrape: fresh, or as fresh as the control thread made it in time.
+    fn for_scrape(&self) -> Arc<String> {
+        let now = self.now_ms();
+        self.scraped_ms.store(now, Ordering::Relaxed);
+        let at = self.rendered_ms.load(Ordering::SeqCst);
+        if at > 0 && now.saturating_sub(at) <= FRESH {
+            return self.get();
+        }
+        self.asked.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + FRESH_WAIT;
+        let Ok(mut guard) = self.text.lock() else {
+            return Arc::default();
+        };
+        while self.rendered_ms.load(Ordering::SeqCst) == at {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.rendered.wait_timeout(guard, left) {
+                Ok((g, _)) => guard = g,
+                Err(_) => return Arc::default(),
+            }
+        }
+        Arc::clone(&guard)
     }
 
-    /// True when the page is worth rendering now: nothing rendered yet, or a scrape within
-    /// the last minute.
+    /// True when the control thread should render the page now: a scrape asked for it,
+    /// or it was scraped lately and is a second old, or it was never rendered. Cheap: the
+    /// control loop asks every turn.
     pub fn wanted(&self) -> bool {
-        let last = self.scraped_ms.load(Ordering::Relaxed);
-        let now = self.epoch.get().elapsed().as_millis() as u64;
-        self.get().is_empty() || (last > 0 && now.saturating_sub(last) < 60_000)
+        if self.asked.swap(false, Ordering::SeqCst) {
+            return true;
+        }
+        let at = self.rendered_ms.load(Ordering::SeqCst);
+        if at == 0 {
+            return true;
+        }
+        let now = self.now_ms();
+        let scraped = self.scraped_ms.load(Ordering::Relaxed);
+        scraped > 0 && now.saturating_sub(scraped) < SCRAPED_LATELY && now - at >= FRESH
     }
 }
 
@@ -198,8 +247,7 @@ fn serve(mut conn: TcpStream, page: &Page) {
     let path = path.split('?').next().unwrap_or("");
     let _ = match (method.as_str(), path) {
         ("GET", "/metrics") => {
-            page.scraped();
-            let text = page.get();
+            let text = page.for_scrape();
             respond(
                 &mut conn,
                 200,

@@ -76,6 +76,7 @@ fn ask(addr: std::net::SocketAddr, request: &[u8]) -> String {
 fn the_endpoint_answers_get_metrics_and_nothing_else_and_slow_clients_do_not_hold_it() {
     let page = Arc::new(Page::default());
     page.set("tandem_up 1\n".into());
+    assert!(!page.wanted(), "just rendered, not scraped");
     let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&page)).unwrap();
     let addr = srv.local_addr();
     let ok = ask(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -85,7 +86,29 @@ fn the_endpoint_answers_get_metrics_and_nothing_else_and_slow_clients_do_not_hol
         "{ok}"
     );
     assert!(ok.ends_with("\r\n\r\ntandem_up 1\n"), "{ok}");
-    assert!(page.wanted(), "scraped just now");
+    // A stale page: the scrape asks for a fresh one, and gets it when it comes in time.
+    std::thread::sleep(Duration::from_millis(1100));
+    let renderer = {
+        let page = Arc::clone(&page);
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !page.wanted() {
+                assert!(t0.elapsed() < Duration::from_secs(5), "never asked");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            page.set("tandem_up 2\n".into());
+        })
+    };
+    let fresh = ask(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    renderer.join().unwrap();
+    assert!(fresh.ends_with("\r\n\r\ntandem_up 2\n"), "{fresh}");
+    // Stale and nobody renders: the old page, after at most half a second.
+    std::thread::sleep(Duration::from_millis(1100));
+    let t0 = Instant::now();
+    let stale = ask(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(stale.ends_with("tandem_up 2\n"), "{stale}");
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert!(page.wanted(), "the scrape asked");
     let q = ask(addr, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n");
     assert!(q.starts_with("HTTP/1.1 200"), "{q}");
     let post = ask(addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");

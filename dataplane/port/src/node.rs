@@ -405,6 +405,11 @@ fn control_loop(
             }
         }
         around.notifier.tick(now);
+        if let Some(page) = &around.metrics {
+            if page.wanted() {
+                page.set(tandem_control::metrics::render(ctl));
+            }
+        }
         if !around.notifier.is_ready() && ctl.is_ready() {
             around.notifier.ready("serving");
             tracing::info!("ready: serving");
@@ -431,11 +436,6 @@ fn control_loop(
             ctl.sample_rates(now);
             ctl.expire_flows(now);
             ctl.reap_removed(now);
-            if let Some(page) = &around.metrics {
-                if page.wanted() {
-                    page.set(tandem_control::metrics::render(ctl));
-                }
-            }
             ctl.refresh_neighbors(now);
         }
         if busy == 0 && requests.is_empty() {
