@@ -152,3 +152,33 @@ fn the_endpoint_answers_get_metrics_and_nothing_else_and_slow_clients_do_not_hol
         "stopped"
     );
 }
+
+#[test]
+fn a_cluster_node_pages_its_peers_and_the_records_it_refused() {
+    let (n1, _n2) =
+        crate::state::test_cluster_pair(crate::state::TEST_CONFIG, crate::state::TEST_CONFIG);
+    let page = render(&n1);
+    assert_eq!(
+        value(&page, "tandem_node_alive{node=\"1\"}"),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        value(&page, "tandem_node_alive{node=\"2\"}"),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(value(&page, "tandem_node_ready"), Some(0.0), "{page}");
+    assert_eq!(
+        value(&page, "tandem_sync_records_received_total{node=\"2\"}"),
+        Some(0.0)
+    );
+    for r in crate::cluster::RecordRefusal::ALL {
+        let series = format!(
+            "tandem_sync_refused_records_total{{reason=\"{}\"}}",
+            r.name()
+        );
+        assert_eq!(value(&page, &series), Some(0.0), "{series}");
+    }
+    assert!(page.contains("# TYPE tandem_sync_lag_seconds gauge"));
+}

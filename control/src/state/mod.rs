@@ -295,7 +295,10 @@ impl Control {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-pub(crate) use tests::{node as test_node, traffic as test_traffic};
+pub(crate) use tests::{
+    cluster_pair as test_cluster_pair, node as test_node, traffic as test_traffic,
+    CONFIG as TEST_CONFIG,
+};
 
 #[cfg(test)]
 mod change_tests;

@@ -12,7 +12,7 @@ use tandem_dataplane::pipeline::{Core, Verdict};
 use tandem_dataplane::testkit::{self, run};
 use tandem_dataplane::wire::l4::{ACK, SYN};
 
-pub(super) const CONFIG: &str = r#"
+pub(crate) const CONFIG: &str = r#"
 [node]
 id = 1
 [eal]
@@ -111,7 +111,7 @@ pub(super) fn reset_worker_ends() {
 
 /// Two nodes of one cluster (ids 1 and 2, sync on loopback), each from its own services
 /// (`one` and `two`: configs without `[cluster]`), with no workers.
-pub(super) fn cluster_pair(one: &str, two: &str) -> (Control, Control) {
+pub(crate) fn cluster_pair(one: &str, two: &str) -> (Control, Control) {
     let sync: Vec<u16> = (0..2)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect::<Vec<_>>()
