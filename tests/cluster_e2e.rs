@@ -142,6 +142,52 @@ fn flow_on(n: &Node, client_port: u16, vip: &str) -> Option<Value> {
     (d["ok"] == true).then_some(d)
 }
 
+/// The load of the failover tests: `DOWNLOADS` downloads from ports `port_base`.. and a new
+/// connection every 100 ms for `probe_secs`, all from the client namespace.
+fn start_load(t: &Testbed, vip: &str, port_base: u16, probe_secs: u32) -> (Procs, Procs) {
+    let fetch = script("tests/e2e/fetch.py");
+    let mut downloads = Procs(Vec::new());
+    for i in 0..DOWNLOADS {
+        let c = in_ns(
+            &t.ns("kc"),
+            &format!(
+                "python3 {} download {vip} '{BLOB}' {}",
+                fetch.display(),
+                port_base + i
+            ),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        downloads.0.push(c);
+    }
+    let probe = in_ns(
+        &t.ns("kc"),
+        &format!("python3 {} probe {vip} /id {probe_secs}", fetch.display()),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    (downloads, Procs(vec![probe]))
+}
+
+/// Every download's result (each must be whole and intact) and the probe's: the longest
+/// pause a download saw, and the probe's report.
+fn finish_load(mut downloads: Procs, mut probe: Procs) -> (f64, Value) {
+    let mut worst_gap = 0.0f64;
+    for (i, c) in downloads.0.drain(..).enumerate() {
+        let out = wait_output(c, Duration::from_secs(60));
+        let v: Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("download {i}: {e}: {out:?}"));
+        assert_eq!(v["ok"], true, "download {i} failed: {v}");
+        worst_gap = worst_gap.max(v["max_gap_ms"].as_f64().unwrap_or(0.0));
+    }
+    let p = wait_output(probe.0.remove(0), Duration::from_secs(40));
+    (worst_gap, serde_json::from_str(p.trim()).unwrap())
+}
+
 fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     println!("== {mode}: three nodes, {DOWNLOADS} downloads, node 2 killed and restarted");
     // Each node in its own namespace, the sync channel on the management network.
@@ -167,32 +213,7 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     .unwrap();
     assert!(warm.status.success(), "first request through {vip} failed");
 
-    let fetch = script("tests/e2e/fetch.py");
-    let mut downloads = Procs(Vec::new());
-    for i in 0..DOWNLOADS {
-        let c = in_ns(
-            &t.ns("kc"),
-            &format!(
-                "python3 {} download {vip} '{BLOB}' {}",
-                fetch.display(),
-                port_base + i
-            ),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-        downloads.0.push(c);
-    }
-    let probe = in_ns(
-        &t.ns("kc"),
-        &format!("python3 {} probe {vip} /id 16", fetch.display()),
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut probe = Procs(vec![probe]);
+    let (downloads, probe) = start_load(t, vip, port_base, 16);
 
     // Let the downloads settle, then see who serves what.
     std::thread::sleep(Duration::from_secs(3));
@@ -312,16 +333,7 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     assert_eq!(n3.ctl("node enable").unwrap()["ok"], true);
 
     // Every download completes with the right bytes.
-    let mut worst_gap = 0.0f64;
-    for (i, c) in downloads.0.drain(..).enumerate() {
-        let out = wait_output(c, Duration::from_secs(60));
-        let v: Value = serde_json::from_str(out.trim())
-            .unwrap_or_else(|e| panic!("download {i}: {e}: {out:?}"));
-        assert_eq!(v["ok"], true, "download {i} failed: {v}");
-        worst_gap = worst_gap.max(v["max_gap_ms"].as_f64().unwrap_or(0.0));
-    }
-    let p = wait_output(probe.0.remove(0), Duration::from_secs(40));
-    let pv: Value = serde_json::from_str(p.trim()).unwrap();
+    let (worst_gap, pv) = finish_load(downloads, probe);
     println!(
         "  all {DOWNLOADS} downloads complete and intact; longest pause seen by a client {worst_gap:.0} ms; new connections: {} ok, {} failed, slowest {} ms",
         pv["ok"], pv["failed"], pv["slowest_ms"]
@@ -457,33 +469,7 @@ fn a_rolling_reload_under_load_loses_no_connection() {
     .output()
     .unwrap();
     assert!(warm.status.success(), "first request failed");
-    let fetch = script("tests/e2e/fetch.py");
-    let mut downloads = Procs(Vec::new());
-    for i in 0..DOWNLOADS {
-        downloads.0.push(
-            in_ns(
-                &t.ns("kc"),
-                &format!(
-                    "python3 {} download {NAT_VIP} '{BLOB}' {}",
-                    fetch.display(),
-                    44000 + i
-                ),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        );
-    }
-    let probe = in_ns(
-        &t.ns("kc"),
-        &format!("python3 {} probe {NAT_VIP} /id 12", fetch.display()),
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut probe = Procs(vec![probe]);
+    let (downloads, probe) = start_load(&t, NAT_VIP, 44000, 12);
     std::thread::sleep(Duration::from_secs(2));
 
     // Node 1 first.
@@ -542,16 +528,7 @@ fn a_rolling_reload_under_load_loses_no_connection() {
         "the new service"
     );
 
-    let mut worst_gap = 0.0f64;
-    for (i, c) in downloads.0.drain(..).enumerate() {
-        let out = wait_output(c, Duration::from_secs(60));
-        let v: Value = serde_json::from_str(out.trim())
-            .unwrap_or_else(|e| panic!("download {i}: {e}: {out:?}"));
-        assert_eq!(v["ok"], true, "download {i} failed: {v}");
-        worst_gap = worst_gap.max(v["max_gap_ms"].as_f64().unwrap_or(0.0));
-    }
-    let p = wait_output(probe.0.remove(0), Duration::from_secs(40));
-    let pv: Value = serde_json::from_str(p.trim()).unwrap();
+    let (worst_gap, pv) = finish_load(downloads, probe);
     for (i, n) in [(1, 0), (3, 2)] {
         let d = nodes_doc(nodes[n].as_ref().unwrap());
         println!(

@@ -7,8 +7,7 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tandem_dataplane::flow::FlowKey;
 use tandem_dataplane::select::path;
@@ -149,42 +148,6 @@ fn assert_follows_weights(counts: &HashMap<String, usize>, weights: &[(&str, f64
     }
 }
 
-/// A rate-limited download through the nat VIP from a fixed client port.
-fn start_download(t: &Testbed, file: &Path, local_port: u16, size: usize, rate: usize) -> Child {
-    in_ns(
-        &t.ns("tc"),
-        &format!(
-            "exec curl -s -m 120 --local-port {local_port} -o {} 'http://{NAT_VIP}/blob?size={size}&rate={rate}'",
-            file.display()
-        ),
-    )
-    .stdin(Stdio::null())
-    .spawn()
-    .unwrap()
-}
-
-fn finish_download(mut c: Child, file: &Path, size: usize, within: Duration) {
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(s) = c.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "download did not finish in {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success(), "curl exited {status}");
-    let data = std::fs::read(file).unwrap();
-    assert_eq!(data.len(), size, "download length");
-    let bad = data
-        .iter()
-        .enumerate()
-        .position(|(i, b)| usize::from(*b) != i % 251);
-    assert_eq!(bad, None, "download corrupted at byte {bad:?}");
-}
-
 fn wait_flow(node: &Node, local_port: u16) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -227,20 +190,7 @@ fn namespace_end_to_end_nat_and_dsr() {
     std::fs::write(&cfg, config(&s, &t, &unique("te2e"))).unwrap();
     let mut node = Node::start(&cfg, &s.path("ctl.sock"), Some(&t.ns("tl")));
     // Backends up and reachable through the VIP.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !in_ns(&t.ns("tc"), &format!("curl -s -m 2 http://{NAT_VIP}/id"))
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no answer through the VIP:\n{}",
-            node.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_answer(&t.ns("tc"), &format!("http://{NAT_VIP}/id"), &node);
 
     println!("nat spread over weights 3:2:1:");
     let n = 600;
@@ -315,7 +265,7 @@ for k, v in sorted(c.items()):
     // Drain: the backend of a long download gets no new flows; the download completes.
     let size = 3_000_000;
     let file = s.path("drain.bin");
-    let dl = start_download(&t, &file, 45001, size, 600_000);
+    let dl = start_download(&t.ns("tc"), NAT_VIP, &file, 45001, size, 600_000);
     let flow = wait_flow(&node, 45001);
     let busy = flow["backend"].as_str().unwrap().to_string();
     let r = node.ctl(&format!("backend drain web {busy}")).unwrap();
@@ -357,7 +307,7 @@ for k, v in sorted(c.items()):
         })
         .unwrap();
     let file = s.path("path.bin");
-    let dl = start_download(&t, &file, port, size, 600_000);
+    let dl = start_download(&t.ns("tc"), NAT_VIP, &file, port, size, 600_000);
     let flow = wait_flow(&node, port);
     assert_eq!(flow["primary_path"], "back", "{flow}");
     assert_eq!(flow["backup_path"], "back2", "{flow}");

@@ -11,8 +11,7 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const VIP: &str = "192.0.2.10";
@@ -85,38 +84,6 @@ fn spread(t: &Testbed, n: usize) -> HashMap<String, usize> {
     }
     assert_eq!(counts.values().sum::<usize>(), n, "{counts:?}");
     counts
-}
-
-fn start_download(t: &Testbed, file: &Path, port: u16, size: usize, rate: usize) -> Child {
-    in_ns(
-        &t.ns("tc"),
-        &format!(
-            "exec curl -s -m 120 --local-port {port} -o {} 'http://{VIP}/blob?size={size}&rate={rate}'",
-            file.display()
-        ),
-    )
-    .stdin(Stdio::null())
-    .spawn()
-    .unwrap()
-}
-
-fn finish_download(mut c: Child, file: &Path, size: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = c.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "download did not finish");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success(), "curl exited {status}");
-    let data = std::fs::read(file).unwrap();
-    assert_eq!(data.len(), size, "download length");
-    let bad = data
-        .iter()
-        .enumerate()
-        .position(|(i, b)| usize::from(*b) != i % 251);
-    assert_eq!(bad, None, "download corrupted at byte {bad:?}");
 }
 
 fn backends(node: &Node) -> HashMap<String, serde_json::Value> {
@@ -225,7 +192,7 @@ fn a_live_node_changed_reloaded_and_watched() {
     // A download of 1.5 MB at 300 kB/s: it outlives the changes below.
     let size = 1_500_000;
     let file = s.path("download");
-    let dl = start_download(&t, &file, 45001, size, 300_000);
+    let dl = start_download(&t.ns("tc"), VIP, &file, 45001, size, 300_000);
     let deadline = Instant::now() + Duration::from_secs(10);
     let on = loop {
         let f = node
@@ -266,7 +233,7 @@ fn a_live_node_changed_reloaded_and_watched() {
     assert!(mixed.get("b3").copied().unwrap_or(0) >= 15, "{mixed:?}");
     assert!(mixed.get(other).copied().unwrap_or(0) >= 15, "{mixed:?}");
 
-    finish_download(dl, &file, size);
+    finish_download(dl, &file, size, Duration::from_secs(60));
     println!("the download on the removed backend completed intact");
     // Its last flow ended: within a few seconds the backend is gone.
     let deadline = Instant::now() + Duration::from_secs(30);

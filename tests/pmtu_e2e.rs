@@ -13,7 +13,7 @@ mod common;
 
 use common::*;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const SIZE: usize = 1_000_000;
 
@@ -164,20 +164,7 @@ fn path_mtu_discovery_works_through_nat_dsr_and_gue() {
     let node = Node::start(&cfg, &s.path("ctl.sock"), Some(&t.ns("pl")));
     t.run("attach", "");
     for vip in ["192.0.2.10", "192.0.2.20", "192.0.2.30"] {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !in_ns(&t.ns("pc"), &format!("curl -s -m 2 http://{vip}/id"))
-            .output()
-            .unwrap()
-            .status
-            .success()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "no answer through {vip}:\n{}",
-                node.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_for_answer(&t.ns("pc"), &format!("http://{vip}/id"), &node);
     }
 
     // The ICMP lost: the download hangs at its first full-size segment.

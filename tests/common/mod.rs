@@ -333,3 +333,66 @@ pub fn write_secret(s: &Scratch) -> PathBuf {
     sh(&format!("chmod 600 {}", p.display()));
     p
 }
+
+/// A rate-limited HTTP download (the test backend's `/blob`, byte i is i % 251) from a
+/// fixed client port, from namespace `ns`, into `file`.
+pub fn start_download(
+    ns: &str,
+    vip: &str,
+    file: &Path,
+    local_port: u16,
+    size: usize,
+    rate: usize,
+) -> Child {
+    in_ns(
+        ns,
+        &format!(
+            "exec curl -s -m 120 --local-port {local_port} -o {} 'http://{vip}/blob?size={size}&rate={rate}'",
+            file.display()
+        ),
+    )
+    .stdin(Stdio::null())
+    .spawn()
+    .unwrap()
+}
+
+/// Waits for a download to end and checks it whole, byte for byte.
+pub fn finish_download(mut c: Child, file: &Path, size: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "download did not finish in {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "curl exited {status}");
+    let data = std::fs::read(file).unwrap();
+    assert_eq!(data.len(), size, "download length");
+    let bad = data
+        .iter()
+        .enumerate()
+        .position(|(i, b)| usize::from(*b) != i % 251);
+    assert_eq!(bad, None, "download corrupted at byte {bad:?}");
+}
+
+/// Waits until `url` answers from namespace `ns` (the node has learned its next hops).
+pub fn wait_for_answer(ns: &str, url: &str, node: &Node) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !in_ns(ns, &format!("curl -g -s -m 2 {url}"))
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no answer from {url}:\n{}",
+            node.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

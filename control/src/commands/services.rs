@@ -207,13 +207,7 @@ fn queue_json(ctl: &Control, svc: &tandem_dataplane::services::Service) -> Value
         return Value::String("-".into());
     }
     let i = usize::from(svc.id);
-    let sum = |f: fn(&tandem_dataplane::counters::QueueCounters) -> u64| -> u64 {
-        ctl.workers()
-            .iter()
-            .filter_map(|w| w.counters.queues.get(i))
-            .map(f)
-            .sum()
-    };
+    let sum = |f| ctl.queue_total(svc.id, f);
     let released = sum(|q| q.released.get());
     let wait = sum(|q| q.wait_us.get());
     let max_wait = ctl

@@ -324,14 +324,7 @@ fn backends(ctl: &Control, p: &mut Families) {
 fn services(ctl: &Control, p: &mut Families) {
     let s = ctl.snapshot();
     for svc in s.services.iter().filter(|x| !x.is_vacant() && x.admission) {
-        let i = usize::from(svc.id);
-        let sum = |f: fn(&tandem_dataplane::counters::QueueCounters) -> u64| -> u64 {
-            ctl.workers()
-                .iter()
-                .filter_map(|w| w.counters.queues.get(i))
-                .map(f)
-                .sum()
-        };
+        let sum = |f| ctl.queue_total(svc.id, f);
         let l = [("service", svc.name.as_str())];
         p.gauge(
             "tandem_service_queue_length",

@@ -330,3 +330,41 @@ fn records_name_backends_by_name_across_nodes_whose_services_differ() {
     };
     assert_eq!(n2.record_from_wire(&rec_x).err(), Some(R::UnknownService));
 }
+
+#[test]
+fn what_needs_a_restart_is_named_once_by_its_key() {
+    let old = Config::from_toml(CONFIG).unwrap();
+    let keys = |text: &str| -> Vec<String> {
+        let new = Config::from_toml(text).unwrap();
+        restart_only(&old, &new)
+            .into_iter()
+            .map(|p| p.key)
+            .collect()
+    };
+    assert!(keys(CONFIG).is_empty());
+    let third_port = CONFIG.replace(
+        "[[service]]",
+        "[[port]]\nname = \"extra\"\ndevargs = \"net_null2\"\nipv4 = \"10.2.0.1/24\"\n[[service]]",
+    );
+    assert_eq!(keys(&third_port), ["port"]);
+    let moved = CONFIG.replace("ipv4 = \"10.1.0.1/24\"", "ipv4 = \"10.1.0.2/24\"");
+    assert_eq!(keys(&moved), ["port[1]"]);
+    let more = CONFIG.replace("[eal]\nargs = []", "[eal]\nargs = [\"--no-huge\"]\n[mempool]\nmbufs = 4095\n[control]\nsocket = \"/tmp/x.sock\"\n[metrics]\nlisten = \"127.0.0.1:9999\"");
+    assert_eq!(
+        keys(&more),
+        [
+            "eal.args",
+            "mempool.mbufs",
+            "control.socket",
+            "metrics.listen"
+        ]
+    );
+    let (one, _) = super::tests::cluster_pair(CONFIG, CONFIG);
+    assert_eq!(
+        restart_only(&old, one.config())
+            .into_iter()
+            .map(|p| p.key)
+            .collect::<Vec<_>>(),
+        ["cluster"]
+    );
+}

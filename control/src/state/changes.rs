@@ -23,113 +23,75 @@ const RESTART: &str = "takes a restart to change (the running value is kept)";
 
 /// The keys whose change needs a restart, each named.
 pub fn restart_only(old: &Config, new: &Config) -> Vec<Problem> {
-    let mut p = Vec::new();
-    let mut differs = |key: &str, a: String, b: String| {
-        if a != b {
-            p.push(problem(key, RESTART));
+    // Each key with its value in the old and the new config, written out to compare.
+    let show = |c: &Config| -> Vec<(String, String)> {
+        let mut v = vec![
+            ("node.id".into(), c.node_id.to_string()),
+            ("eal.args".into(), format!("{:?}", c.eal_args)),
+            ("port".into(), c.ports.len().to_string()),
+        ];
+        for (i, p) in c.ports.iter().enumerate() {
+            v.push((format!("port[{i}]"), format!("{p:?}")));
         }
-    };
-    differs("node.id", old.node_id.to_string(), new.node_id.to_string());
-    differs(
-        "eal.args",
-        format!("{:?}", old.eal_args),
-        format!("{:?}", new.eal_args),
-    );
-    if old.ports.len() != new.ports.len() {
-        differs(
-            "port",
-            old.ports.len().to_string(),
-            new.ports.len().to_string(),
-        );
-    } else {
-        for (i, (a, b)) in old.ports.iter().zip(&new.ports).enumerate() {
-            differs(&format!("port[{i}]"), format!("{a:?}"), format!("{b:?}"));
-        }
-    }
-    differs(
-        "mempool.mbufs",
-        old.mempool_mbufs.to_string(),
-        new.mempool_mbufs.to_string(),
-    );
-    differs(
-        "mempool.cache",
-        old.mempool_cache.to_string(),
-        new.mempool_cache.to_string(),
-    );
-    let (ow, nw) = (&old.workers, &new.workers);
-    differs(
-        "workers.cores",
-        format!("{:?}", ow.cores),
-        format!("{:?}", nw.cores),
-    );
-    differs("workers.burst", ow.burst.to_string(), nw.burst.to_string());
-    differs(
-        "workers.idle_sleep",
-        format!("{:?}", ow.idle_sleep),
-        format!("{:?}", nw.idle_sleep),
-    );
-    differs(
-        "flows.capacity",
-        old.flows.capacity.to_string(),
-        new.flows.capacity.to_string(),
-    );
-    differs(
-        "flows.capacity_v6",
-        old.flows.capacity_v6.to_string(),
-        new.flows.capacity_v6.to_string(),
-    );
-    differs(
-        "control.socket",
-        old.control_socket.display().to_string(),
-        new.control_socket.display().to_string(),
-    );
-    differs(
-        "metrics.listen",
-        format!("{:?}", old.metrics),
-        format!("{:?}", new.metrics),
-    );
-    match (&old.cluster, &new.cluster) {
-        (None, None) => {}
-        (Some(a), Some(b)) => {
-            differs(
-                "cluster.secret_file",
-                a.secret_file.display().to_string(),
-                b.secret_file.display().to_string(),
-            );
-            differs(
-                "cluster.heartbeat",
-                format!("{:?}", a.heartbeat),
-                format!("{:?}", b.heartbeat),
-            );
-            differs(
-                "cluster.dead_after",
-                format!("{:?}", a.dead_after),
-                format!("{:?}", b.dead_after),
-            );
-            differs(
-                "cluster.forward_port",
-                a.forward_port.to_string(),
-                b.forward_port.to_string(),
-            );
-            differs(
-                "cluster.drain_deadline",
-                format!("{:?}", a.drain_deadline),
-                format!("{:?}", b.drain_deadline),
-            );
+        v.extend([
+            ("mempool.mbufs".into(), c.mempool_mbufs.to_string()),
+            ("mempool.cache".into(), c.mempool_cache.to_string()),
+            ("workers.cores".into(), format!("{:?}", c.workers.cores)),
+            ("workers.burst".into(), c.workers.burst.to_string()),
+            (
+                "workers.idle_sleep".into(),
+                format!("{:?}", c.workers.idle_sleep),
+            ),
+            ("flows.capacity".into(), c.flows.capacity.to_string()),
+            ("flows.capacity_v6".into(), c.flows.capacity_v6.to_string()),
+            (
+                "control.socket".into(),
+                c.control_socket.display().to_string(),
+            ),
+            ("metrics.listen".into(), format!("{:?}", c.metrics)),
+            ("cluster".into(), c.cluster.is_some().to_string()),
+        ]);
+        if let Some(cl) = &c.cluster {
+            v.extend([
+                (
+                    "cluster.secret_file".into(),
+                    cl.secret_file.display().to_string(),
+                ),
+                ("cluster.heartbeat".into(), format!("{:?}", cl.heartbeat)),
+                ("cluster.dead_after".into(), format!("{:?}", cl.dead_after)),
+                ("cluster.forward_port".into(), cl.forward_port.to_string()),
+                (
+                    "cluster.drain_deadline".into(),
+                    format!("{:?}", cl.drain_deadline),
+                ),
+            ]);
             // Nodes by id: only their weights may change.
-            let who = |c: &tandem_config::ClusterConfig| -> Vec<String> {
-                c.nodes
-                    .iter()
-                    .map(|n| format!("{} {} {:?} {}", n.id, n.address, n.mac, n.sync))
-                    .collect()
-            };
-            differs(
-                "cluster.node",
-                format!("{:?}", who(a)),
-                format!("{:?}", who(b)),
-            );
+            let who: Vec<String> = cl
+                .nodes
+                .iter()
+                .map(|n| format!("{} {} {:?} {}", n.id, n.address, n.mac, n.sync))
+                .collect();
+            v.push(("cluster.node".into(), format!("{who:?}")));
         }
-        _ => p.push(problem("cluster", RESTART)),
+        v
+    };
+    let (a, b) = (show(old), show(new));
+    let keys = a.iter().chain(&b).map(|(k, _)| k);
+    let mut seen = std::collections::HashSet::new();
+    let value = |list: &[(String, String)], k: &String| {
+        list.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone())
+    };
+    let mut p = Vec::new();
+    for k in keys {
+        if seen.insert(k.clone()) && value(&a, k) != value(&b, k) {
+            // A different number of ports, or a cluster added or taken away, is named once.
+            let under_whole = (k.starts_with("port[")
+                && value(&a, &"port".into()) != value(&b, &"port".into()))
+                || (k.starts_with("cluster.") && old.cluster.is_some() != new.cluster.is_some());
+            if !under_whole {
+                p.push(problem(k.as_str(), RESTART));
+            }
+        }
     }
     p
 }

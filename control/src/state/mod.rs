@@ -147,6 +147,19 @@ impl Control {
         total.saturating_sub(self.new_flows_base.get(i).copied().unwrap_or(0))
     }
 
+    /// One count of a service's admission queue, over every worker.
+    pub fn queue_total(
+        &self,
+        service: u16,
+        count: fn(&tandem_dataplane::counters::QueueCounters) -> u64,
+    ) -> u64 {
+        self.workers
+            .iter()
+            .filter_map(|w| w.counters.queues.get(usize::from(service)))
+            .map(count)
+            .sum()
+    }
+
     /// Shares the node's admission counts (the workers' cores hold the same).
     pub fn with_load(mut self, load: Arc<Load>) -> Control {
         self.load = load;

@@ -262,38 +262,7 @@ fn nat_reply_on_another_worker_finds_the_record() {
 fn records_no_node_would_send_are_refused_by_reason() {
     use crate::cluster::codec::WireRecord;
     use crate::cluster::RecordRefusal as R;
-    let sync: Vec<u16> = (0..2)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|u| u.local_addr().unwrap().port())
-        .collect();
-    let text = format!(
-        "{CONFIG}[cluster]\nsecret_file = \"/dev/null\"\n\
-         [[cluster.node]]\nid = 1\naddress = \"10.0.0.1\"\nsync = \"127.0.0.1:{}\"\n\
-         [[cluster.node]]\nid = 2\naddress = \"10.0.0.2\"\nsync = \"127.0.0.1:{}\"\n",
-        sync[0], sync[1]
-    );
-    let cfg = Config::from_toml(&text).unwrap();
-    let ports: Vec<PortInfo> = cfg
-        .ports
-        .iter()
-        .zip(MACS)
-        .map(|(p, m)| PortInfo::from_config(p, m))
-        .collect();
-    let mut ctl = Control::new(cfg.clone(), ports, Vec::new());
-    let view = ctl.snapshot.cluster.clone().unwrap();
-    let cluster = Cluster::new(
-        cfg.cluster.as_ref().unwrap(),
-        1,
-        view,
-        b"0123456789abcdef-secret",
-        1,
-        1,
-        Instant::now(),
-    )
-    .unwrap();
-    ctl.attach_cluster(cluster);
+    let (mut ctl, _peer) = cluster_pair(CONFIG, CONFIG);
     let good = WireRecord {
         key: tandem_dataplane::flow::FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], 4000, 80, 6),
         backend: ctl.snapshot.tag_of(1),
