@@ -113,7 +113,23 @@ pub fn render(v: &Value) -> String {
         return v.to_string();
     };
     if m.get("ok") == Some(&Value::Bool(false)) {
-        return format!("error: {}\n", cell(m.get("error").unwrap_or(&Value::Null)));
+        let mut out = format!("error: {}\n", cell(m.get("error").unwrap_or(&Value::Null)));
+        // A refused change lists every problem, key and why.
+        for p in m
+            .get("problems")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            out += &format!("  {}: {}\n", cell(&p["key"]), cell(&p["why"]));
+        }
+        return out;
+    }
+    // The running configuration as the file it can be saved as.
+    if let (Some("show config"), Some(Value::String(t))) =
+        (m.get("command").and_then(Value::as_str), m.get("toml"))
+    {
+        return t.clone();
     }
     let mut scalars = String::new();
     let mut tables = String::new();
@@ -122,6 +138,13 @@ pub fn render(v: &Value) -> String {
             continue;
         }
         match val {
+            // What a change did, a line each.
+            Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) => {
+                tables += &format!("{k}:\n");
+                for x in a {
+                    tables += &format!("  {}\n", cell(x));
+                }
+            }
             Value::Array(a) if a.iter().all(Value::is_object) => {
                 if a.is_empty() {
                     tables += &format!("{k}: none\n");
@@ -139,4 +162,28 @@ pub fn render(v: &Value) -> String {
         scalars.push('\n');
     }
     scalars + &tables
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+    use serde_json::json;
+
+    #[test]
+    fn changes_problems_and_the_config_read_as_an_operator_wants() {
+        let refused = json!({"ok": false, "error": "reload: 2 problem(s), nothing changed",
+            "problems": [{"key": "workers.cores", "why": "takes a restart"},
+                         {"key": "port[1]", "why": "takes a restart"}]});
+        assert_eq!(
+            render(&refused),
+            "error: reload: 2 problem(s), nothing changed\n  workers.cores: takes a restart\n  \
+             port[1]: takes a restart\n"
+        );
+        let done = json!({"ok": true, "command": "reload", "changes": ["a", "b"]});
+        assert_eq!(render(&done), "changes:\n  a\n  b\n");
+        let none = json!({"ok": true, "command": "reload", "changes": []});
+        assert_eq!(render(&none), "changes: none\n");
+        let cfg = json!({"ok": true, "command": "show config", "toml": "[node]\nid = 1\n"});
+        assert_eq!(render(&cfg), "[node]\nid = 1\n");
+    }
 }

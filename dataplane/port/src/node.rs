@@ -415,16 +415,7 @@ fn control_loop(
             tracing::info!("ready: serving");
         }
         if around.hup.swap(false, Ordering::Relaxed) {
-            around.notifier.reloading();
-            let answer = commands::reload(ctl, now);
-            let line = tandem_control::client::render(&answer);
-            println!("tandem: SIGHUP: {}", line.trim_end());
-            let status = if answer["ok"] == true {
-                "serving (reloaded)"
-            } else {
-                "serving (reload refused: see the log)"
-            };
-            around.notifier.reloaded(status);
+            reload_on_signal(ctl, &around.notifier, now);
         }
         if now.duration_since(last_link) >= Duration::from_millis(100) {
             last_link = now;
@@ -442,6 +433,50 @@ fn control_loop(
             std::thread::sleep(TICK);
         }
     }
+}
+
+/// SIGHUP: the config file read again and applied (`reload`), the outcome in the log and
+/// to the service manager.
+fn reload_on_signal(ctl: &mut Control, notifier: &Notifier, now: Instant) {
+    notifier.reloading();
+    let answer = commands::reload(ctl, now);
+    let list = |k: &str, f: &dyn Fn(&serde_json::Value) -> String| -> String {
+        answer[k]
+            .as_array()
+            .map(|a| a.iter().map(f).collect::<Vec<_>>().join("; "))
+            .unwrap_or_default()
+    };
+    if answer["ok"] == true {
+        let changes = list("changes", &|c| c.as_str().unwrap_or("").to_string());
+        println!(
+            "tandem: SIGHUP: reloaded: {}",
+            if changes.is_empty() {
+                "no change"
+            } else {
+                &changes
+            }
+        );
+    } else {
+        let problems = list("problems", &|p| {
+            format!(
+                "{}: {}",
+                p["key"].as_str().unwrap_or(""),
+                p["why"].as_str().unwrap_or("")
+            )
+        });
+        let why = if problems.is_empty() {
+            answer["error"].as_str().unwrap_or("").to_string()
+        } else {
+            problems
+        };
+        println!("tandem: SIGHUP: refused, nothing changed: {why}");
+    }
+    let status = if answer["ok"] == true {
+        "serving (reloaded)"
+    } else {
+        "serving (reload refused: see the log)"
+    };
+    notifier.reloaded(status);
 }
 
 /// What the control loop serves besides the node: the service manager (notify, watchdog),
