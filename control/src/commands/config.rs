@@ -199,19 +199,6 @@ fn add(ctl: &mut Control, b: NewBackend, now: Instant) -> Value {
             b.service, b.name
         ));
     }
-    if let Some(seat) = ctl
-        .layout()
-        .service(&b.service)
-        .and_then(|p| p.seat(&b.name))
-    {
-        if seat.removed.is_some() && seat.cfg.address.to_string() != b.address {
-            return err(format!(
-                "backend \"{}\" of service \"{}\" is still draining at {}: wait until it is \
-                 gone, or add this one under another name",
-                b.name, b.service, seat.cfg.address
-            ));
-        }
-    }
     // The new backend into the running config's TOML, then the whole read back and checked.
     let mut doc: toml::Table = match running.to_toml().parse() {
         Ok(t) => t,

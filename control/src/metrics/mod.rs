@@ -386,36 +386,28 @@ fn cluster(ctl: &Control, p: &mut Families) {
     for n in &sync.view.nodes {
         let id = n.id.to_string();
         let l = [("node", id.as_str())];
-        if n.id == sync.me {
-            p.gauge(
-                "tandem_node_alive",
-                "1 while the node is heard from (this node: always).",
-                &l,
-                1.0,
-            );
-            p.gauge(
-                "tandem_node_serving",
-                "1 while the node serves new flows.",
-                &l,
-                f64::from(u8::from(sync.membership.serves(sync.view.me))),
-            );
-            continue;
-        }
-        let Some(peer) = sync.peers.iter().find(|x| x.cfg.id == n.id) else {
-            continue;
+        let peer = sync.peers.iter().find(|x| x.cfg.id == n.id);
+        // This node: alive, serving as its membership says; a peer: as last heard.
+        let (alive, index) = match peer {
+            _ if n.id == sync.me => (true, sync.view.me),
+            Some(peer) => (peer.alive, peer.index),
+            None => continue,
         };
         p.gauge(
             "tandem_node_alive",
             "1 while the node is heard from (this node: always).",
             &l,
-            f64::from(u8::from(peer.alive)),
+            f64::from(u8::from(alive)),
         );
         p.gauge(
             "tandem_node_serving",
             "1 while the node serves new flows.",
             &l,
-            f64::from(u8::from(sync.membership.serves(peer.index))),
+            f64::from(u8::from(sync.membership.serves(index))),
         );
+        let Some(peer) = peer.filter(|_| n.id != sync.me) else {
+            continue;
+        };
         let st = &peer.stats;
         for (name, help, v) in [
             (

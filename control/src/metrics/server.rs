@@ -24,7 +24,6 @@ const MAX_REQUEST: usize = 8192;
 /// scrape that finds the page older than `FRESH` asks for a new one and waits for it at most
 /// `FRESH_WAIT`, then serves what there is: the control thread renders between its other
 /// duties, never waiting on a client.
-#[derive(Default)]
 pub struct Page {
     text: Mutex<Arc<String>>,
     rendered: Condvar,
@@ -34,8 +33,20 @@ pub struct Page {
     asked: AtomicBool,
     /// Milliseconds since `epoch` of the last scrape (0: never).
     scraped_ms: AtomicU64,
-    epoch: OnceInstant,
-    pub requests: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Page {
+    fn default() -> Page {
+        Page {
+            text: Mutex::default(),
+            rendered: Condvar::new(),
+            rendered_ms: AtomicU64::new(0),
+            asked: AtomicBool::new(false),
+            scraped_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 /// A page this old is rendered again for the next scrape.
@@ -45,19 +56,9 @@ const FRESH_WAIT: Duration = Duration::from_millis(500);
 /// While scraped this recently, the page is rendered every second without being asked.
 const SCRAPED_LATELY: u64 = 60_000;
 
-/// An `Instant` fixed when first read.
-#[derive(Default)]
-struct OnceInstant(std::sync::OnceLock<Instant>);
-
-impl OnceInstant {
-    fn get(&self) -> Instant {
-        *self.0.get_or_init(Instant::now)
-    }
-}
-
 impl Page {
     fn now_ms(&self) -> u64 {
-        (self.epoch.get().elapsed().as_millis() as u64).max(1)
+        (self.epoch.elapsed().as_millis() as u64).max(1)
     }
 
     pub fn set(&self, text: String) {
@@ -243,7 +244,6 @@ fn serve(mut conn: TcpStream, page: &Page) {
             }
         }
     };
-    page.requests.fetch_add(1, Ordering::Relaxed);
     let path = path.split('?').next().unwrap_or("");
     let _ = match (method.as_str(), path) {
         ("GET", "/metrics") => {

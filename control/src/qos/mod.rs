@@ -315,7 +315,7 @@ impl Qos {
             let si = usize::from(placed.id);
             // Removed backends as the snapshot runs them: draining.
             let mut s = placed.cfg.clone();
-            s.backends = placed.running().map(|(_, b)| b).collect();
+            s.backends = placed.running().map(|(_, b, _)| b).collect();
             let s = &s;
             let ids: Vec<usize> = placed.seats.iter().map(|x| usize::from(x.id)).collect();
             if ids.iter().any(|&b| b >= self.live.len()) {

@@ -86,6 +86,16 @@ fn a_removed_backend_keeps_its_flows_takes_no_new_ones_and_is_gone_when_they_end
         assert_eq!(sent_to(&mut cores[0], &to_vip(sport, SYN), 5), Some(b));
     }
     exchange(&mut ctl, &mut cores, 5);
+    // While it drains, its name cannot come back at another address.
+    let v = execute(&mut ctl, "backend add web a 10.1.0.14:8080 path back");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("is still draining at 10.1.0.11"),
+        "{v}"
+    );
     let later = Instant::now() + Duration::from_secs(120);
     assert!(!ctl.reap_removed(later), "a flow still holds it");
     assert!(backend_row(&mut ctl, "a").is_some());

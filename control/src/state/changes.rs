@@ -218,11 +218,17 @@ fn place(
             match p.seats.iter_mut().find(|x| x.cfg.name == b.name) {
                 Some(seat) => {
                     if seat.cfg.address != b.address || seat.cfg.port != b.port {
-                        problems.push(problem(
-                            format!("{bkey}.address"),
-                            "a running backend's address and port stay as they are: add \
-                             the new one under another name and remove this one",
-                        ));
+                        let why = match seat.removed {
+                            Some(_) => format!(
+                                "backend \"{}\" of service \"{}\" is still draining at {}: \
+                                 wait until it is gone, or add this one under another name",
+                                b.name, s.name, seat.cfg.address
+                            ),
+                            None => "a running backend's address and port stay as they are: \
+                                     add the new one under another name and remove this one"
+                                .into(),
+                        };
+                        problems.push(problem(format!("{bkey}.address"), why));
                         continue;
                     }
                     if seat.removed.take().is_some() {
@@ -347,12 +353,7 @@ impl Control {
     /// a live flow goes without being re-announced (a quarter of its timeout, at most 30 s),
     /// so a flow the master view has not heard of yet still holds it.
     fn vacate_after(&self) -> Duration {
-        let t = &self.timeouts;
-        let longest = [t.syn_ms, t.established_ms, t.closing_ms, t.udp_ms]
-            .into_iter()
-            .map(|ms| (ms / 4).clamp(250, 30_000))
-            .max()
-            .unwrap_or(30_000);
+        let longest = self.timeouts.longest_sync_interval();
         Duration::from_millis(u64::from(longest)) + Duration::from_secs(1)
     }
 
@@ -427,14 +428,8 @@ impl Control {
 
     /// A vacated id's counts start again from zero for whatever takes it next.
     fn reset_backend_counts(&mut self, id: u16) {
-        let i = usize::from(id);
-        let total: u64 = self
-            .workers
-            .iter()
-            .filter_map(|w| w.counters.backend_new_flows.get(i))
-            .map(|c| c.get())
-            .sum();
-        if let Some(b) = self.new_flows_base.get_mut(i) {
+        let total = self.new_flows_at(id);
+        if let Some(b) = self.new_flows_base.get_mut(usize::from(id)) {
             *b = total;
         }
     }

@@ -135,16 +135,19 @@ impl Control {
         self.config_path.as_deref()
     }
 
+    /// New flows at a backend id since the node started, over every worker.
+    fn new_flows_at(&self, id: u16) -> u64 {
+        self.workers
+            .iter()
+            .filter_map(|w| w.counters.backend_new_flows.get(usize::from(id)))
+            .map(|c| c.get())
+            .sum()
+    }
+
     /// New flows a backend id has taken since its backend got it (over every worker).
     pub fn backend_new_flows(&self, id: u16) -> u64 {
-        let i = usize::from(id);
-        let total: u64 = self
-            .workers
-            .iter()
-            .filter_map(|w| w.counters.backend_new_flows.get(i))
-            .map(|c| c.get())
-            .sum();
-        total.saturating_sub(self.new_flows_base.get(i).copied().unwrap_or(0))
+        let base = self.new_flows_base.get(usize::from(id)).copied();
+        self.new_flows_at(id).saturating_sub(base.unwrap_or(0))
     }
 
     /// One count of a service's admission queue, over every worker.

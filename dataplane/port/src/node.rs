@@ -178,8 +178,23 @@ pub fn run(
         c.start_heartbeat_thread(Instant::now())?;
         ctl.attach_cluster(c);
     }
-    let server = match SocketServer::start(&socket_path, req_tx) {
-        Ok(s) => Some(s),
+    // The control socket and the metrics endpoint: if either cannot start, the workers are
+    // stopped before the error is returned.
+    let endpoints = || -> anyhow::Result<_> {
+        let server = SocketServer::start(&socket_path, req_tx)?;
+        let metrics = match ctl.config().metrics {
+            Some(addr) => {
+                let page = Arc::new(Page::default());
+                let s = MetricsServer::start(addr, Arc::clone(&page))
+                    .map_err(|e| anyhow::anyhow!("metrics.listen {addr}: {e}"))?;
+                Some((s, page))
+            }
+            None => None,
+        };
+        Ok((server, metrics))
+    };
+    let (server, metrics) = match endpoints() {
+        Ok(x) => x,
         Err(e) => {
             stop.store(true, Ordering::SeqCst);
             for i in 0..nworkers {
@@ -187,22 +202,6 @@ pub fn run(
             }
             return Err(e);
         }
-    };
-    let metrics = match ctl.config().metrics {
-        Some(addr) => {
-            let page = Arc::new(Page::default());
-            match MetricsServer::start(addr, Arc::clone(&page)) {
-                Ok(s) => Some((s, page)),
-                Err(e) => {
-                    stop.store(true, Ordering::SeqCst);
-                    for i in 0..nworkers {
-                        eal.wait(u32::from(i) + 1);
-                    }
-                    return Err(anyhow::anyhow!("metrics.listen {addr}: {e}"));
-                }
-            }
-        }
-        None => None,
     };
     println!(
         "tandem: node {} running; control socket {}",

@@ -92,6 +92,27 @@ impl Timeouts {
             f.udp_timeout,
         )
     }
+    /// How often a live flow in state `s` is re-announced to the control thread (ms): a
+    /// quarter of its timeout, within [250ms, 30s].
+    #[inline]
+    pub fn sync_interval(&self, s: FlowState) -> u32 {
+        (self.for_state(s) / 4).clamp(250, 30_000)
+    }
+
+    /// The longest `sync_interval` of any state: a live flow is heard of at least this often.
+    pub fn longest_sync_interval(&self) -> u32 {
+        [
+            FlowState::SynSeen,
+            FlowState::Established,
+            FlowState::Closing,
+            FlowState::Udp,
+        ]
+        .into_iter()
+        .map(|s| self.sync_interval(s))
+        .max()
+        .unwrap_or(30_000)
+    }
+
     #[inline]
     pub fn for_state(&self, s: FlowState) -> u32 {
         match s {

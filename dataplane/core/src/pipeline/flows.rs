@@ -16,13 +16,6 @@ use crate::wire::l4::{ACK, FIN, PROTO_TCP, PROTO_UDP, RST, SYN};
 use crate::wire::tunnel;
 use tandem_config::{Mode, OnBackendDown};
 
-/// How often a live flow is re-announced to the control thread: a quarter of its timeout,
-/// within [250ms, 30s].
-#[inline]
-fn sync_interval(t: &Timeouts, s: FlowState) -> u32 {
-    (t.for_state(s) / 4).clamp(250, 30_000)
-}
-
 /// A packet of a known flow was seen: advance its state and liveness. True when the control
 /// thread should hear of it (the state changed, or it is due for a refresh).
 #[inline]
@@ -31,7 +24,7 @@ fn touch(r: &mut FlowRecord, flags: u8, now_ms: u32, t: &Timeouts) -> bool {
     r.state = r.state.next(flags);
     r.last_seen_ms = now_ms;
     let announce =
-        r.state != before || now_ms.wrapping_sub(r.last_sync_ms) >= sync_interval(t, r.state);
+        r.state != before || now_ms.wrapping_sub(r.last_sync_ms) >= t.sync_interval(r.state);
     if announce {
         r.last_sync_ms = now_ms;
     }

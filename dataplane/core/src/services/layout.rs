@@ -46,15 +46,16 @@ impl Placed {
         c
     }
 
-    /// The service as the snapshot builds it: every backend that still has an id, removed
-    /// ones draining.
-    pub fn running(&self) -> impl Iterator<Item = (u16, BackendConfig)> + '_ {
+    /// The service as the snapshot builds it: every backend that still has an id, with
+    /// whether it is removed (then draining).
+    pub fn running(&self) -> impl Iterator<Item = (u16, BackendConfig, bool)> + '_ {
         self.seats.iter().map(|s| {
             let mut b = s.cfg.clone();
-            if s.removed.is_some() || self.removed.is_some() {
+            let removed = s.removed.is_some() || self.removed.is_some();
+            if removed {
                 b.state = BackendState::Draining;
             }
-            (s.id, b)
+            (s.id, b, removed)
         })
     }
 }

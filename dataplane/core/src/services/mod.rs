@@ -289,7 +289,7 @@ impl Services {
             let sid = placed.id;
             let mut ids = Vec::new();
             let mut cands = Vec::new();
-            for (id, b) in placed.running() {
+            for (id, b, removing) in placed.running() {
                 ids.push(id);
                 let lv = live.get(usize::from(id)).unwrap_or(&dflt);
                 let taking = match b.state {
@@ -331,11 +331,6 @@ impl Services {
                     qos_weight: f64::from(b.weight) * (lv.factor * lv.ramp).clamp(0.0, 1.0),
                     ewma_us: lv.ewma_us,
                 };
-                let removing = placed.removed.is_some()
-                    || placed
-                        .seats
-                        .iter()
-                        .any(|x| x.id == id && x.removed.is_some());
                 out.backends[usize::from(id)] = Backend {
                     id,
                     service: sid,
