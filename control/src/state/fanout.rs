@@ -1,6 +1,7 @@
 //! Fan-out to the workers: each worker's channels with a backlog for when its inbox is
-//! full, and the worker events the control thread acts on (flows listed and replicated to
-//! the other workers and the peers, neighbors shared, histograms and probe results to QoS).
+//! full, and the worker events the control thread acts on (flows listed and sent to the
+//! peers, neighbors shared, histograms and probe results to QoS). The workers hand flow
+//! records to each other themselves (the port layer's sibling rings).
 
 use super::flows::MasterFlow;
 use super::Control;
@@ -119,10 +120,6 @@ impl Control {
                         let w = WireRecord::from_record(key, &rec, tag, |i| view.id_of(i));
                         c.queue_record(&w, now);
                     }
-                }
-                if self.workers.len() > 1 {
-                    self.flows.replicated += 1;
-                    self.broadcast(Some(worker), || ToWorker::Flow { key, rec });
                 }
             }
             FromWorker::Neighbor { port, ip, mac } => {

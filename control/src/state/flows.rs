@@ -18,10 +18,9 @@ pub struct MasterFlow {
     pub updated: Instant,
 }
 
-/// The master view and how many records went from one worker to the others.
+/// The master view.
 pub(super) struct FlowView {
     pub map: FlowMap<MasterFlow>,
-    pub replicated: u64,
 }
 
 impl Control {

@@ -100,7 +100,6 @@ impl Control {
             flows: flows::FlowView {
                 // Room for a million before the first rehash (a pause for the control thread).
                 map: flowmap::with_capacity(room),
-                replicated: 0,
             },
             net: neighbors::Neighborhood {
                 neighbors: HashMap::new(),
@@ -260,9 +259,12 @@ impl Control {
         &self.flows.map
     }
 
-    /// Records handed from one worker to the others.
+    /// Records handed from one worker to the others (the workers count them).
     pub fn flows_replicated(&self) -> u64 {
-        self.flows.replicated
+        self.workers
+            .iter()
+            .map(|w| w.counters.flows_replicated_out.get())
+            .sum()
     }
 
     pub fn neighbors(&self) -> &HashMap<(u8, [u8; 16]), (Mac, Instant)> {

@@ -162,6 +162,18 @@ thread_local! {
 
 /// What the port layer does between bursts: outbox to control, inbox into the core.
 pub(super) fn exchange(ctl: &mut Control, cores: &mut [Core], now_ms: u32) {
+    // What the port layer's sibling rings carry: each worker's records to every other.
+    for i in 0..cores.len() {
+        let out: Vec<_> = cores[i].state.replicas.drain(..).collect();
+        for (j, c) in cores.iter_mut().enumerate() {
+            if j != i {
+                c.set_now(tandem_dataplane::pipeline::Now::from_ms(now_ms));
+                for r in &out {
+                    c.apply_replica(r.key, r.rec);
+                }
+            }
+        }
+    }
     for (i, c) in cores.iter_mut().enumerate() {
         WORKER_ENDS.with(|w| {
             for ev in c.state.outbox.drain(..) {
@@ -181,7 +193,7 @@ pub(super) fn exchange(ctl: &mut Control, cores: &mut [Core], now_ms: u32) {
 }
 
 /// A nat flow created on worker 0 whose reply arrives on worker 1: the record reaches
-/// worker 1 through the control thread and the reply is rewritten to the VIP.
+/// worker 1 from worker 0 and the reply is rewritten to the VIP.
 #[test]
 fn nat_reply_on_another_worker_finds_the_record() {
     WORKER_ENDS.with(|w| w.borrow_mut().clear());

@@ -206,7 +206,14 @@ worker_counters! {
     icmp_replies,
     nd_replies,
     flows_created,
+    /// Records stored that another worker (or, through the control thread, another node)
+    /// made or changed.
     flows_replicated_in,
+    /// Records handed to this node's other workers (one per record and worker).
+    flows_replicated_out,
+    /// Times this worker waited for another worker to take its records before reading
+    /// more packets (it never drops one): a sibling that falls behind slows it down.
+    replication_waits,
     flows_evicted,
     flows_refused,
     flows_expired,

@@ -11,6 +11,7 @@ pub mod gen;
 pub mod mbuf;
 pub mod memory;
 pub mod node;
+pub mod siblings;
 pub mod worker;
 
 /// A DPDK call failed: what we were doing and DPDK's own words.

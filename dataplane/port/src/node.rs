@@ -331,6 +331,7 @@ fn start_workers(cfg: &Config, capacity: Capacity, sh: &Shared) -> anyhow::Resul
     let seed = random_seed();
     tandem_dataplane::flow::table::on_allocate(crate::memory::advise_huge_pages);
     let mut links = Vec::new();
+    let mut rings = crate::siblings::mesh(cfg.workers.cores.len()).into_iter();
     for i in 0..cfg.workers.cores.len() {
         let (to_tx, to_rx) = bounded(CHANNEL_CAP);
         let (from_tx, from_rx) = bounded(CHANNEL_CAP);
@@ -358,6 +359,7 @@ fn start_workers(cfg: &Config, capacity: Capacity, sh: &Shared) -> anyhow::Resul
             tsc0,
             parked: tandem_dataplane::parking::Parking::with_capacity(crate::worker::MAX_PARKED),
             due: Vec::with_capacity(crate::worker::MAX_PARKED),
+            siblings: rings.next().unwrap_or_default(),
         };
         sh.eal
             .launch(i as u32 + 1, move || w.run())

@@ -1,12 +1,14 @@
 //! A worker's poll loop, in the shape of DPDK's l3fwd: receive a burst from each of its
 //! queues, run every packet through the core (prefetching ahead), queue the results per
-//! output port, flush, then apply control messages and hand events to the control thread.
+//! output port, flush, then take the other workers' flow records (`siblings`), apply control
+//! messages and hand events to the control thread.
 //! Nothing on this path locks, allocates or makes a system call; the only syscall is the
 //! idle back-off sleep after a round of empty bursts.
 
 use crate::eal::rdtsc;
 use crate::ethdev::EthPort;
 use crate::mbuf::{self, Mempool, RawMbuf};
+use crate::siblings::Siblings;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub struct Worker {
     pub parked: Parking<ParkedMbuf>,
     /// Frames the lot gives back each loop (capacity MAX_PARKED, allocated by the caller).
     pub due: Vec<Due<ParkedMbuf>>,
+    /// Rings to and from the node's other workers, for flow records.
+    pub siblings: Siblings,
 }
 
 /// An mbuf in the parking lot.
@@ -98,6 +102,7 @@ impl Worker {
             self.core.set_now(now);
             let mut got = 0;
             for pi in 0..self.ports.len() {
+                self.make_replica_room(burst);
                 let port = self.ports[pi];
                 let n = port.rx_burst(self.queue, &mut rx[..burst]);
                 if n == 0 {
@@ -144,6 +149,7 @@ impl Worker {
                 }
                 mbuf::free_bulk(&mut free);
                 free.clear();
+                self.siblings.send(&mut self.core);
             }
             self.control(&mut tx);
             let parked = &mut self.parked;
@@ -164,7 +170,7 @@ impl Worker {
                 .set((self.parked.len() + self.core.queued_len()) as u64);
             if got == 0 {
                 counters.idle_loops.inc();
-                if !self.idle_sleep.is_zero() {
+                if !self.idle_sleep.is_zero() && self.siblings.idle() {
                     std::thread::sleep(self.idle_sleep);
                 }
             }
@@ -267,6 +273,7 @@ impl Worker {
         if self.parked.is_empty() {
             return;
         }
+        self.make_replica_room(MAX_PARKED);
         let mut due = std::mem::take(&mut self.due);
         self.parked.sweep(now, &mut due);
         for d in due.drain(..) {
@@ -279,6 +286,7 @@ impl Worker {
             }
         }
         self.due = due;
+        self.siblings.send(&mut self.core);
         if !free.is_empty() {
             mbuf::free_bulk(free);
             free.clear();
@@ -292,6 +300,11 @@ impl Worker {
         let queue = self.queue;
         self.core.release_queued(
             |core, w| {
+                // Each release may make a record for the other workers: released no
+                // further until they take what is there.
+                if core.replica_room() == 0 {
+                    return false;
+                }
                 let m = w.handle as RawMbuf;
                 // SAFETY: a queued mbuf is ours until sent or freed; the slice does not
                 // outlive this call.
@@ -327,10 +340,28 @@ impl Worker {
             },
             |w| mbuf::free_bulk(&mut [w.handle as RawMbuf]),
         );
+        self.siblings.send(&mut self.core);
+    }
+
+    /// Takes the other workers' records: stored, and the replies parked for them retried.
+    fn take_replicas(&mut self) {
+        let parked = &mut self.parked;
+        self.siblings
+            .receive(&mut self.core, |r| parked.record_arrived(hint_of(r)));
+    }
+
+    /// Makes room for `n` more records to the other workers before running `n` frames
+    /// (`Siblings::make_room`: reading packets waits; no record is dropped).
+    fn make_replica_room(&mut self, n: usize) {
+        let parked = &mut self.parked;
+        self.siblings.make_room(&mut self.core, n, &self.stop, |r| {
+            parked.record_arrived(hint_of(r))
+        });
     }
 
     /// Applies control messages and hands the core's events to the control thread.
     fn control(&mut self, tx: &mut [TxBuffer]) {
+        self.take_replicas();
         for _ in 0..MAX_MESSAGES_PER_LOOP {
             let Ok(msg) = self.inbox.try_recv() else {
                 break;
@@ -414,6 +445,12 @@ impl Worker {
             None => mbuf::free_bulk(&mut [m]),
         }
     }
+}
+
+/// The parking hint a replicated record answers (its client side).
+#[inline]
+fn hint_of(r: &tandem_dataplane::pipeline::Replica) -> u16 {
+    tandem_dataplane::parking::hint(&r.key.src, r.key.sport, r.key.proto)
 }
 
 /// Queues a frame for `out`'s TX buffer, flushing the buffer when it holds `burst`.

@@ -11,12 +11,7 @@ impl Core {
     pub fn apply(&mut self, msg: ToWorker) -> Option<ToWorker> {
         let st = &mut self.state;
         match msg {
-            ToWorker::Flow { key, mut rec } => {
-                st.counters.flows_replicated_in.inc();
-                st.merge_local(&key, &mut rec);
-                st.store(key, rec);
-                st.give_back_released();
-            }
+            ToWorker::Flow { key, rec } => self.apply_replica(key, rec),
             ToWorker::Measure(fresh) => {
                 let old = std::mem::replace(&mut st.hist, fresh);
                 let worker = st.worker;
@@ -39,6 +34,17 @@ impl Core {
             m @ (ToWorker::Solicit { .. } | ToWorker::Probe { .. }) => return Some(m),
         }
         None
+    }
+
+    /// Stores a record another worker (of this node, or of another node through the control
+    /// thread) made or changed, keeping what is this worker's own (`merge_local`).
+    #[inline]
+    pub fn apply_replica(&mut self, key: FlowKey, mut rec: FlowRecord) {
+        let st = &mut self.state;
+        st.counters.flows_replicated_in.inc();
+        st.merge_local(&key, &mut rec);
+        st.store(key, rec);
+        st.give_back_released();
     }
 
     /// Removes expired flows from a slice of the table; call between bursts.

@@ -454,15 +454,18 @@ impl State {
         r
     }
 
-    /// Tells the control thread of a flow: it hands the record to this node's other workers
-    /// and (`peers`) to the other nodes, and lists it (`show flow`). When only the listing
-    /// needs it (one worker, and either no cluster or a flow the peers do not get yet: a
-    /// half-open one), at most `LISTED_PER_MS` go a millisecond and the rest are counted:
-    /// a flood of new flows then costs the control thread next to nothing, where a message
-    /// and a map insert per flow saturated it near a million a second.
+    /// Tells the node's other workers of a flow (straight through `replicas`), the other
+    /// nodes when `peers` (through the control thread), and the control thread's listing
+    /// (`show flow`). When only the listing needs the message, at most `LISTED_PER_MS` go a
+    /// millisecond and the rest are counted: a flood of new flows then costs the control
+    /// thread next to nothing, where a message and a map insert per flow saturated it near
+    /// a million a second.
     #[inline]
     fn announce(&mut self, key: FlowKey, rec: FlowRecord, peers: bool) {
-        if !self.siblings && (!peers || !self.clustered) {
+        if self.siblings {
+            self.replicas.push(super::Replica { key, rec });
+        }
+        if !(peers && self.clustered) {
             let ms = self.now.ms;
             if ms != self.listing_ms {
                 self.listing_ms = ms;

@@ -2,7 +2,8 @@
 //! no clock, no allocation: the port layer hands in the bytes, the input port and the node's
 //! clock (`Now`, once per burst), and carries out the verdict. Everything the control thread
 //! must hear about (new flows, learned neighbors) goes into a preallocated outbox drained
-//! after each burst.
+//! after each burst; flow records the node's other workers must hold go into a second one,
+//! `replicas`, which the port layer hands to them directly (no control thread between).
 //!
 //! A frame goes through the stages in this order, one file each:
 //!
@@ -39,7 +40,7 @@ use crate::cluster::Membership;
 use crate::counters::{Absorbed, DropReason, WorkerCounters, MAX_PORTS};
 use crate::flow::fragments::Fragments as FragmentTable;
 use crate::flow::table::Lookahead;
-use crate::flow::{Capacity, FlowTable, Timeouts};
+use crate::flow::{Capacity, FlowKey, FlowRecord, FlowTable, Timeouts};
 use crate::messages::FromWorker;
 use crate::neighbor::Neighbors;
 use crate::qos::admission::{Load, Queue};
@@ -119,10 +120,21 @@ impl Now {
 
 /// Capacity of the outbox to the control thread, per burst.
 pub const OUTBOX_CAP: usize = 8192;
+/// Capacity of the outbox to the node's other workers. The port layer empties it after every
+/// burst and makes room before the next (`Core::replica_room`): a worker waits for its
+/// siblings rather than lose a record.
+pub const REPLICA_CAP: usize = 8192;
 /// Flows a one-worker node lists per millisecond when only the listing needs them (100 000
 /// a second, well within the control thread's means); beyond, a flood, they are served but
 /// not listed.
 pub const LISTED_PER_MS: u32 = 100;
+
+/// A flow record created or changed on one worker, for the node's others.
+#[derive(Debug, Clone, Copy)]
+pub struct Replica {
+    pub key: FlowKey,
+    pub rec: FlowRecord,
+}
 
 /// One worker's packet core: the services snapshot it reads and the state it changes.
 pub struct Core {
@@ -140,6 +152,8 @@ pub struct State {
     pub membership: Membership,
     pub counters: Arc<WorkerCounters>,
     pub outbox: Vec<FromWorker>,
+    /// Records for this node's other workers (see `REPLICA_CAP`).
+    pub replicas: Vec<Replica>,
     /// Flows admitted per backend, shared by the node's workers.
     pub load: Arc<Load>,
     /// This period's latency histograms.
@@ -192,6 +206,7 @@ impl Core {
                 membership: Membership::default(),
                 counters,
                 outbox: Vec::with_capacity(OUTBOX_CAP),
+                replicas: Vec::with_capacity(if siblings { REPLICA_CAP } else { 0 }),
                 load: Arc::new(Load::default()),
                 hist,
                 now: Now::default(),
@@ -226,6 +241,13 @@ impl Core {
     /// called (the port layer retries the later fragments parked under them).
     pub fn take_arrivals(&mut self, f: impl FnMut(u16)) {
         self.state.arrivals.take(f);
+    }
+
+    /// Room left in the outbox to the other workers: a frame adds at most one record, so the
+    /// port layer runs no more frames than this before handing the records on.
+    #[inline]
+    pub fn replica_room(&self) -> usize {
+        REPLICA_CAP.saturating_sub(self.state.replicas.len())
     }
 
     /// Hands an event to the control thread (after the burst, like the core's own).
