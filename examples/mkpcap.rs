@@ -3,10 +3,11 @@
 //! frames; or with PAYLOAD bytes of data, which nat's response timing watches), `udp` (a
 //! datagram of PAYLOAD bytes: 22 make a 64-byte frame) or `syn` (a TCP SYN: with one round,
 //! every packet a new flow). FIRST is the first flow's number (two pcaps with different
-//! FIRST hold different flows).
+//! FIRST hold different flows), STRIDE the step between flows' numbers (a pcap of every
+//! tenth flow of another's ten million touches their whole table).
 //!
 //! cargo run --release --example mkpcap -- OUT.pcap FLOWS ROUNDS [VIP] [DST_MAC] [PAYLOAD]
-//!     [KIND] [FIRST]
+//!     [KIND] [FIRST] [STRIDE]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -38,6 +39,7 @@ fn main() {
         "KIND: ack, udp or syn"
     );
     let first: u32 = a.get(8).map_or(0, |s| s.parse().expect("FIRST"));
+    let stride: u32 = a.get(9).map_or(1, |s| s.parse().expect("STRIDE"));
     let f = std::fs::File::create(&a[1]).expect("create");
     let header = pcap_file::pcap::PcapHeader {
         datalink: pcap_file::DataLink::ETHERNET,
@@ -46,7 +48,7 @@ fn main() {
     let mut w =
         pcap_file::pcap::PcapWriter::with_header(std::io::BufWriter::new(f), header).expect("pcap");
     for _ in 0..rounds {
-        for i in first..first + flows {
+        for i in (0..flows).map(|k| first + k * stride) {
             let (src, sport) = testkit::bench_client(i);
             let client = [2, 0, 0, 0, 0xc, 1];
             let frame = match kind {
