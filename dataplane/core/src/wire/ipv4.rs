@@ -159,6 +159,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let c = checksum::update16(get_u16(b, field::CHECKSUM), old, new);
         set_u16(b, field::CHECKSUM, c);
     }
+    /// Routes a nat packet: the TTL decremented and the source (`src`) or destination
+    /// address set to `a`, whose checksum change term is `addr_delta`; the header checksum
+    /// patched once for both. The caller has checked the TTL is above 1.
+    #[inline(always)]
+    pub fn rewrite_routed(&mut self, src: bool, a: [u8; 4], addr_delta: u32) {
+        let b = self.buf.as_mut();
+        let old_ttl = get_u16(b, field::TTL);
+        b[field::TTL] = b[field::TTL].wrapping_sub(1);
+        let at = if src { field::SRC } else { field::DST };
+        b[at..at + 4].copy_from_slice(&a);
+        let delta = addr_delta + checksum::delta16(old_ttl, old_ttl.wrapping_sub(0x100));
+        let c = checksum::apply(get_u16(b, field::CHECKSUM), delta);
+        set_u16(b, field::CHECKSUM, c);
+    }
     /// Rewrites the source address and patches the header checksum.
     #[inline]
     pub fn set_src(&mut self, a: [u8; 4]) {

@@ -256,6 +256,19 @@ pub fn rewrite(
     port_at: usize,
     new_port: u16,
 ) {
+    rewrite_with(
+        proto,
+        l4,
+        checksum::delta_bytes(old_addr, new_addr),
+        port_at,
+        new_port,
+    )
+}
+
+/// `rewrite`, with the address change given as its checksum change term
+/// (`checksum::delta_bytes`), already computed for the IP header.
+#[inline(always)]
+pub fn rewrite_with(proto: u8, l4: &mut [u8], addr_delta: u32, port_at: usize, new_port: u16) {
     let co = checksum_offset(proto);
     let old_csum = get_u16(l4, co);
     let old_port = get_u16(l4, port_at);
@@ -263,8 +276,7 @@ pub fn rewrite(
     if proto == PROTO_UDP && old_csum == 0 {
         return;
     }
-    let mut c = checksum::update_bytes(old_csum, old_addr, new_addr);
-    c = checksum::update16(c, old_port, new_port);
+    let mut c = checksum::apply(old_csum, addr_delta + checksum::delta16(old_port, new_port));
     if proto == PROTO_UDP && c == 0 {
         c = 0xffff;
     }

@@ -7,7 +7,7 @@ use crate::counters::DropReason;
 use crate::pipeline::context::{Part, Segment};
 use crate::pipeline::{PacketBuf, Verdict};
 use crate::wire::ethernet::Mac;
-use crate::wire::{icmp, ipv4, ipv6, l4, set_u16};
+use crate::wire::{checksum, icmp, ipv4, ipv6, l4, set_u16};
 
 pub(in crate::pipeline) struct Nat;
 
@@ -114,28 +114,22 @@ fn rewrite(
             l4::rewrite(proto, &mut ipb[hl..], &old, addr, port_at, port);
         }
     } else {
+        // One change term for the address serves the header checksum and the transport's
+        // (its pseudo header); the TTL's joins the header's: one fold each.
         let mut ip = ipv4::Packet::new_unchecked(&mut *ipb);
         if ip.ttl() <= 1 {
             return Err(DropReason::TtlExpired);
         }
-        ip.decrement_ttl();
-        let mut new = [0u8; 4];
-        new.copy_from_slice(&addr[..4]);
+        let new = [addr[0], addr[1], addr[2], addr[3]];
         let old = match which {
-            Rewrite::Src => {
-                let o = ip.src_bytes();
-                ip.set_src(new);
-                o
-            }
-            Rewrite::Dst => {
-                let o = ip.dst_bytes();
-                ip.set_dst(new);
-                o
-            }
+            Rewrite::Src => ip.src_bytes(),
+            Rewrite::Dst => ip.dst_bytes(),
         };
+        let addr_delta = checksum::delta_bytes(&old, &new);
+        ip.rewrite_routed(matches!(which, Rewrite::Src), new, addr_delta);
         let total = ip.total_len();
         if let Some(proto) = proto {
-            l4::rewrite(proto, &mut ipb[hl..total], &old, &new, port_at, port);
+            l4::rewrite_with(proto, &mut ipb[hl..total], addr_delta, port_at, port);
         }
     }
     Ok(())
