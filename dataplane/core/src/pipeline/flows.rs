@@ -38,6 +38,29 @@ fn for_peers(r: &FlowRecord) -> bool {
     r.bound() && r.state != FlowState::SynSeen
 }
 
+/// The key of the flow of nat service `id` that a reply `key` would answer: the reply's
+/// client side to the service's VIP and port.
+#[inline(always)]
+fn reply_key(s: &Services, id: u16, key: &FlowKey) -> Option<FlowKey> {
+    let svc = s.services.get(usize::from(id))?;
+    Some(FlowKey {
+        src: key.dst,
+        dst: svc.vip,
+        sport: key.dport,
+        dport: svc.port,
+        proto: key.proto,
+        v6: key.v6,
+    })
+}
+
+/// True when `rec` names the backend a reply `key` comes from.
+#[inline(always)]
+fn answers(s: &Services, rec: &FlowRecord, key: &FlowKey) -> bool {
+    s.backends
+        .get(usize::from(rec.backend))
+        .is_some_and(|b| b.addr == key.src && b.port == key.sport)
+}
+
 /// A nat reply with no record yet: parked with the hint of its client side (off the hot
 /// path: kept out of line so the established-flow path stays as the compiler had it).
 #[cold]
@@ -329,16 +352,24 @@ impl State {
         if from.is_empty() {
             return Verdict::Drop(DropReason::NotForUs);
         }
-        let Some(fkey) = self.reply_flow(s, from, &key) else {
+        // One service (the usual case): its flow's key is known without a lookup, and the
+        // one lookup finds the record and checks it names this backend. Several: the one
+        // whose record does.
+        let fkey = match from {
+            [id] => reply_key(s, *id, &key),
+            _ => self.reply_flow(s, from, &key),
+        };
+        let timeouts = *self.table.timeouts();
+        let found = fkey.and_then(|fk| {
+            let r = self.table.get_mut(&fk, now.ms)?;
+            answers(s, r, &key).then_some((fk, r))
+        });
+        let Some((fkey, fwd)) = found else {
             // No record here yet: on this node, another worker may have made it a moment
             // ago.
             return self
                 .reply_to_owner(s, seg, pkt)
                 .unwrap_or_else(|| defer(&key));
-        };
-        let timeouts = *self.table.timeouts();
-        let Some(fwd) = self.table.get_mut(&fkey, now.ms) else {
-            return Verdict::Drop(DropReason::NotForUs); // reply_flow found it live
         };
         let announce = touch(fwd, seg.l4.flags, now.ms, &timeouts);
         release_if_closed(&self.load, fwd);
@@ -406,20 +437,11 @@ impl State {
     /// backend. None when this node has no such record (yet).
     pub(super) fn reply_flow(&self, s: &Services, from: &[u16], key: &FlowKey) -> Option<FlowKey> {
         from.iter().find_map(|&id| {
-            let svc = s.services.get(usize::from(id))?;
-            let fkey = FlowKey {
-                src: key.dst,
-                dst: svc.vip,
-                sport: key.dport,
-                dport: svc.port,
-                proto: key.proto,
-                v6: key.v6,
-            };
+            let fkey = reply_key(s, id, key)?;
             // An expired record is as good as none: the reply goes where a reply without
             // a record here goes (the flow's primary node), not to the bin.
             let rec = self.table.peek_live(&fkey, self.now.ms)?;
-            let b = s.backends.get(usize::from(rec.backend))?;
-            (b.addr == key.src && b.port == key.sport).then_some(fkey)
+            answers(s, rec, key).then_some(fkey)
         })
     }
 
