@@ -111,34 +111,44 @@ impl Worker {
                 got += n;
                 let pc = &counters.ports[pi];
                 pc.rx_packets.add(n as u64);
-                // First pass: prefetch each frame's flow-table bucket tags (the frames' own
-                // first cache lines were prefetched the same way, a few ahead); second
-                // pass, the tags now in cache: the entry each frame will find. By the
-                // time a frame is processed its table lines have had a burst to arrive.
+                // Past the cache (`prefetch_pays`), first pass: prefetch each frame's
+                // flow-table bucket tags (the frames' own first cache lines were prefetched
+                // the same way, a few ahead); second pass, the tags now in cache: the entry
+                // each frame will find. By the time a frame is processed its table lines
+                // have had a burst to arrive. Below, only the frames are prefetched, a few
+                // ahead of the one processed.
                 for &m in rx.iter().take(n.min(PREFETCH_AHEAD)) {
                     // SAFETY: `m` came from rx_burst.
                     unsafe { mbuf::prefetch(m) };
                 }
+                let table_passes = self.core.prefetch_pays();
+                if table_passes {
+                    for i in 0..n {
+                        if i + PREFETCH_AHEAD < n {
+                            // SAFETY: the pointer came from rx_burst.
+                            unsafe { mbuf::prefetch(rx[i + PREFETCH_AHEAD]) };
+                        }
+                        // SAFETY: as above; the slice does not outlive this statement.
+                        let (room, start, len) = unsafe { mbuf::data_room(rx[i]) };
+                        ahead[i] = room
+                            .get(start..start + len)
+                            .and_then(|f| self.core.lookahead(f));
+                        if let Some(la) = ahead[i] {
+                            mbuf::prefetch_addr(self.core.tags_addr(la));
+                        }
+                    }
+                    for la in ahead[..n].iter().flatten() {
+                        if let Some(e) = self.core.entry_addr(*la) {
+                            mbuf::prefetch_addr(e);
+                        }
+                    }
+                }
                 for i in 0..n {
-                    if i + PREFETCH_AHEAD < n {
+                    let m = rx[i];
+                    if !table_passes && i + PREFETCH_AHEAD < n {
                         // SAFETY: the pointer came from rx_burst.
                         unsafe { mbuf::prefetch(rx[i + PREFETCH_AHEAD]) };
                     }
-                    // SAFETY: as above; the slice does not outlive this statement.
-                    let (room, start, len) = unsafe { mbuf::data_room(rx[i]) };
-                    ahead[i] = room
-                        .get(start..start + len)
-                        .and_then(|f| self.core.lookahead(f));
-                    if let Some(la) = ahead[i] {
-                        mbuf::prefetch_addr(self.core.tags_addr(la));
-                    }
-                }
-                for la in ahead[..n].iter().flatten() {
-                    if let Some(e) = self.core.entry_addr(*la) {
-                        mbuf::prefetch_addr(e);
-                    }
-                }
-                for &m in &rx[..n] {
                     // SAFETY: `m` came from rx_burst and is ours until sent or freed.
                     if unsafe { mbuf::segments(m) } != 1 {
                         counters.count_drop(DropReason::TooBig);

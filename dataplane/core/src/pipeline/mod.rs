@@ -120,6 +120,9 @@ impl Now {
 
 /// Capacity of the outbox to the control thread, per burst.
 pub const OUTBOX_CAP: usize = 8192;
+/// Flows from which the table's lines outgrow a core's L2 cache (64 bytes a flow, about a
+/// MiB): the port layer prefetches a burst's table lines from here on (`prefetch_pays`).
+pub const PREFETCH_FROM_FLOWS: usize = 16_384;
 /// Capacity of the outbox to the node's other workers. The port layer empties it after every
 /// burst and makes room before the next (`Core::replica_room`): a worker waits for its
 /// siblings rather than lose a record.
@@ -276,6 +279,14 @@ impl Core {
         let v = self.process(in_port, pkt);
         self.state.again = false;
         v
+    }
+
+    /// True when the table holds enough flows that its lines miss the cache, so a burst's
+    /// table prefetch passes (`lookahead`) pay for parsing and hashing each frame once more;
+    /// below, the lines are in cache and the passes are pure cost.
+    #[inline]
+    pub fn prefetch_pays(&self) -> bool {
+        self.state.table.len() >= PREFETCH_FROM_FLOWS
     }
 
     /// Where in the flow table this frame's lookup will land, for the port layer to
