@@ -371,6 +371,9 @@ impl Worker {
 
     /// Applies control messages and hands the core's events to the control thread.
     fn control(&mut self, tx: &mut [TxBuffer]) {
+        // Records still waiting for a sibling's ring go every loop, not only after a busy
+        // burst: the last of a flood must reach the others once the queues fall quiet.
+        self.siblings.send(&mut self.core);
         self.take_replicas();
         for _ in 0..MAX_MESSAGES_PER_LOOP {
             let Ok(msg) = self.inbox.try_recv() else {
