@@ -357,7 +357,7 @@ impl Worker {
     fn take_replicas(&mut self) {
         let parked = &mut self.parked;
         self.siblings
-            .receive(&mut self.core, |r| parked.record_arrived(hint_of(r)));
+            .receive(&mut self.core, |r| parked.record_arrived(hint_of(&r.key)));
     }
 
     /// Makes room for `n` more records to the other workers before running `n` frames
@@ -365,7 +365,7 @@ impl Worker {
     fn make_replica_room(&mut self, n: usize) {
         let parked = &mut self.parked;
         self.siblings.make_room(&mut self.core, n, &self.stop, |r| {
-            parked.record_arrived(hint_of(r))
+            parked.record_arrived(hint_of(&r.key))
         });
     }
 
@@ -380,9 +380,7 @@ impl Worker {
                 break;
             };
             if let ToWorker::Flow { key, .. } = &msg {
-                self.parked.record_arrived(tandem_dataplane::parking::hint(
-                    &key.src, key.sport, key.proto,
-                ));
+                self.parked.record_arrived(hint_of(key));
             }
             match self.core.apply(msg) {
                 Some(ToWorker::Solicit { port, ip, v6 }) => self.solicit(port, &ip, v6, tx),
@@ -460,10 +458,11 @@ impl Worker {
     }
 }
 
-/// The parking hint a replicated record answers (its client side).
+/// The parking hint a record of flow `key` answers (its client side), wherever the record
+/// came from (a sibling's ring or the control thread).
 #[inline]
-fn hint_of(r: &tandem_dataplane::pipeline::Replica) -> u16 {
-    tandem_dataplane::parking::hint(&r.key.src, r.key.sport, r.key.proto)
+fn hint_of(key: &tandem_dataplane::flow::FlowKey) -> u16 {
+    tandem_dataplane::parking::hint(&key.src, key.sport, key.proto)
 }
 
 /// Queues a frame for `out`'s TX buffer, flushing the buffer when it holds `burst`.
