@@ -14,14 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tandem_dataplane::counters::DropReason;
-use tandem_dataplane::flow::table::Lookahead;
 use tandem_dataplane::messages::{FromWorker, ToWorker};
 use tandem_dataplane::parking::{Due, Parking};
-use tandem_dataplane::pipeline::{Core, Now, PacketBuf, Verdict};
+use tandem_dataplane::pipeline::{Core, Now, PacketBuf, Verdict, MAX_BURST as CORE_BURST};
 use tandem_dataplane::qos::probe::Method;
 
-/// How far ahead of the packet being processed to prefetch.
-const PREFETCH_AHEAD: usize = 3;
 /// Control messages applied per loop, so a flood of replication cannot starve packets.
 const MAX_MESSAGES_PER_LOOP: usize = 512;
 /// Most frames held waiting for their flow record.
@@ -83,7 +80,6 @@ impl Worker {
         let burst = self.burst.clamp(1, MAX_BURST);
         let mut rx: Vec<RawMbuf> = vec![std::ptr::null_mut(); burst];
         let mut free: Vec<RawMbuf> = Vec::with_capacity(burst);
-        let mut ahead: Vec<Option<Lookahead>> = vec![None; burst];
         let mut tx: Vec<TxBuffer> = (0..self.ports.len())
             .map(|_| TxBuffer {
                 pkts: [std::ptr::null_mut(); MAX_BURST],
@@ -111,51 +107,8 @@ impl Worker {
                 got += n;
                 let pc = &counters.ports[pi];
                 pc.rx_packets.add(n as u64);
-                // Past the cache (`prefetch_pays`), first pass: prefetch each frame's
-                // flow-table bucket tags (the frames' own first cache lines were prefetched
-                // the same way, a few ahead); second pass, the tags now in cache: the entry
-                // each frame will find. By the time a frame is processed its table lines
-                // have had a burst to arrive. Below, only the frames are prefetched, a few
-                // ahead of the one processed.
-                for &m in rx.iter().take(n.min(PREFETCH_AHEAD)) {
-                    // SAFETY: `m` came from rx_burst.
-                    unsafe { mbuf::prefetch(m) };
-                }
-                let table_passes = self.core.prefetch_pays();
-                if table_passes {
-                    for i in 0..n {
-                        if i + PREFETCH_AHEAD < n {
-                            // SAFETY: the pointer came from rx_burst.
-                            unsafe { mbuf::prefetch(rx[i + PREFETCH_AHEAD]) };
-                        }
-                        // SAFETY: as above; the slice does not outlive this statement.
-                        let (room, start, len) = unsafe { mbuf::data_room(rx[i]) };
-                        ahead[i] = room
-                            .get(start..start + len)
-                            .and_then(|f| self.core.lookahead(f));
-                        if let Some(la) = ahead[i] {
-                            mbuf::prefetch_addr(self.core.tags_addr(la));
-                        }
-                    }
-                    for la in ahead[..n].iter().flatten() {
-                        if let Some(e) = self.core.entry_addr(*la) {
-                            mbuf::prefetch_addr(e);
-                        }
-                    }
-                }
-                for i in 0..n {
-                    let m = rx[i];
-                    if !table_passes && i + PREFETCH_AHEAD < n {
-                        // SAFETY: the pointer came from rx_burst.
-                        unsafe { mbuf::prefetch(rx[i + PREFETCH_AHEAD]) };
-                    }
-                    // SAFETY: `m` came from rx_burst and is ours until sent or freed.
-                    if unsafe { mbuf::segments(m) } != 1 {
-                        counters.count_drop(DropReason::TooBig);
-                        free.push(m);
-                        continue;
-                    }
-                    self.dispatch(m, pi as u8, now.ms, &mut tx, &mut free, burst, None);
+                for chunk in rx[..n].chunks(CORE_BURST) {
+                    self.run_burst(chunk, pi as u8, now.ms, &mut tx, &mut free, burst);
                 }
                 mbuf::free_bulk(&mut free);
                 free.clear();
@@ -200,55 +153,121 @@ impl Worker {
         0
     }
 
-    /// Runs one mbuf through the core and carries out the verdict. `parked` is set when the
-    /// mbuf is a parked nat reply getting another chance (it goes back if still early).
-    #[allow(clippy::too_many_arguments)]
+    /// Runs up to a core burst of fresh mbufs from `port` through the core
+    /// (`Core::process_burst`, which prefetches the frames and their table lines) and
+    /// carries out the verdicts. A frame of more than one segment is dropped here.
     #[inline(always)]
-    fn dispatch(
+    fn run_burst(
         &mut self,
-        m: RawMbuf,
+        mbufs: &[RawMbuf],
         port: u8,
         now: u32,
         tx: &mut [TxBuffer],
         free: &mut Vec<RawMbuf>,
         burst: usize,
-        parked: Option<tandem_dataplane::parking::Parked<ParkedMbuf>>,
     ) {
-        let again = parked.is_some();
-        // SAFETY: `m` is ours (from rx_burst or the parked list) until sent or freed; the
-        // slice does not outlive this call.
-        let (room, start, len) = unsafe { mbuf::data_room(m) };
-        if !again {
-            self.core.state.counters.ports[usize::from(port)]
-                .rx_bytes
-                .add(len as u64);
+        let mut held = [std::ptr::null_mut(); CORE_BURST];
+        let mut pkts: [PacketBuf; CORE_BURST] = std::array::from_fn(|_| PacketBuf {
+            buf: &mut [],
+            start: 0,
+            len: 0,
+            handle: 0,
+        });
+        let (mut k, mut bytes) = (0, 0u64);
+        for &m in mbufs.iter().take(CORE_BURST) {
+            // SAFETY: `m` came from rx_burst and is ours until sent or freed.
+            if unsafe { mbuf::segments(m) } != 1 {
+                self.core.state.counters.count_drop(DropReason::TooBig);
+                free.push(m);
+                continue;
+            }
+            // SAFETY: as above; the slice lives until the verdicts are carried out, below,
+            // and nothing else touches the mbuf meanwhile.
+            let (room, start, len) = unsafe { mbuf::data_room(m) };
+            bytes += len as u64;
+            pkts[k] = PacketBuf {
+                buf: room,
+                start,
+                len,
+                handle: m as usize,
+            };
+            held[k] = m;
+            k += 1;
         }
+        self.core.state.counters.ports[usize::from(port)]
+            .rx_bytes
+            .add(bytes);
+        let mut verdicts = [Verdict::Hold(0); CORE_BURST];
+        self.core.process_burst(
+            port,
+            &mut pkts[..k],
+            &mut verdicts[..k],
+            mbuf::prefetch_addr,
+        );
+        for i in 0..k {
+            let (start, len) = (pkts[i].start, pkts[i].len);
+            self.carry_out(
+                held[i],
+                port,
+                now,
+                verdicts[i],
+                (start, len),
+                tx,
+                free,
+                burst,
+                None,
+            );
+        }
+    }
+
+    /// Runs one parked mbuf through the core again and carries out the verdict (it goes
+    /// back to the lot if still early).
+    fn dispatch_parked(
+        &mut self,
+        p: tandem_dataplane::parking::Parked<ParkedMbuf>,
+        now: u32,
+        tx: &mut [TxBuffer],
+        free: &mut Vec<RawMbuf>,
+        burst: usize,
+    ) {
+        let m = p.handle.0;
+        // SAFETY: a parked mbuf is ours until sent or freed; the slice does not outlive
+        // this call.
+        let (room, start, len) = unsafe { mbuf::data_room(m) };
         let mut pkt = PacketBuf {
             buf: room,
             start,
             len,
             handle: m as usize,
         };
-        let verdict = if again {
-            self.core.process_again(port, &mut pkt)
-        } else {
-            self.core.process(port, &mut pkt)
-        };
+        let verdict = self.core.process_again(p.port, &mut pkt);
+        let frame = (pkt.start, pkt.len);
+        self.carry_out(m, p.port, now, verdict, frame, tx, free, burst, Some(p));
+    }
+
+    /// Carries out the core's verdict on mbuf `m` (its frame now at `frame`: start and
+    /// length in the data room). `parked` is set when the mbuf is a parked nat reply
+    /// getting another chance.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn carry_out(
+        &mut self,
+        m: RawMbuf,
+        port: u8,
+        now: u32,
+        verdict: Verdict,
+        (start, len): (usize, usize),
+        tx: &mut [TxBuffer],
+        free: &mut Vec<RawMbuf>,
+        burst: usize,
+        parked: Option<tandem_dataplane::parking::Parked<ParkedMbuf>>,
+    ) {
         match verdict {
             Verdict::Tx(out) => {
                 // SAFETY: start/len stay within the data room (the core checks).
-                unsafe { mbuf::set_frame(m, pkt.start, pkt.len) };
+                unsafe { mbuf::set_frame(m, start, len) };
                 let counters = &self.core.state.counters;
-                enqueue(
-                    &self.ports,
-                    self.queue,
-                    tx,
-                    counters,
-                    m,
-                    out,
-                    pkt.len,
-                    burst,
-                );
+                enqueue(&self.ports, self.queue, tx, counters, m, out, len, burst);
             }
             // The core holds it in the service's admission queue.
             Verdict::Hold(_) => {}
@@ -292,7 +311,7 @@ impl Worker {
                     self.core.state.counters.count_drop(p.expired);
                     free.push(p.handle.0);
                 }
-                Due::Retry(p) => self.dispatch(p.handle.0, p.port, now, tx, free, burst, Some(p)),
+                Due::Retry(p) => self.dispatch_parked(p, now, tx, free, burst),
             }
         }
         self.due = due;

@@ -35,6 +35,7 @@ pub fn bytes_addr(b: &[u8; 16], v6: bool) -> IpAddr {
 }
 
 impl FlowKey {
+    #[inline(always)]
     pub fn v4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, proto: u8) -> Self {
         let mut k = FlowKey {
             sport,
@@ -46,6 +47,7 @@ impl FlowKey {
         k.dst[..4].copy_from_slice(&dst);
         k
     }
+    #[inline(always)]
     pub fn v6(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, proto: u8) -> Self {
         FlowKey {
             src,
@@ -82,7 +84,7 @@ impl FlowKey {
     }
     /// A well-mixed 64-bit hash with a seed. Deterministic for a seed, so the same flow
     /// hashes the same on every worker (and, with the cluster's seed, every node).
-    #[inline]
+    #[inline(always)]
     pub fn hash(&self, seed: u64) -> u64 {
         let w = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
         let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;

@@ -550,6 +550,18 @@ impl FlowTable {
         Lookahead { h, v6: key.v6 }
     }
 
+    /// `key`'s hash: the one `la` carries, or computed.
+    #[inline(always)]
+    fn hash_of(&self, key: &FlowKey, la: Option<Lookahead>) -> u64 {
+        match la {
+            Some(la) => {
+                debug_assert_eq!(la.h, key.hash(self.sh.seed), "a lookahead of another key");
+                la.h
+            }
+            None => key.hash(self.sh.seed),
+        }
+    }
+
     /// Stage one: the first bucket's tags (the line every lookup reads first).
     #[inline]
     pub fn tags_addr(&self, la: Lookahead) -> *const u8 {
@@ -580,7 +592,19 @@ impl FlowTable {
     /// The live record for `key`; an expired one is removed and not returned.
     #[inline]
     pub fn get_mut(&mut self, key: &FlowKey, now_ms: u32) -> Option<&mut FlowRecord> {
-        let h = key.hash(self.sh.seed);
+        self.get_mut_hashed(key, None, now_ms)
+    }
+
+    /// `get_mut` with the key's hash when it is known already (`la`, from `lookahead`: a
+    /// burst's first pass hashed the key to prefetch by, and the lookup need not again).
+    #[inline]
+    pub fn get_mut_hashed(
+        &mut self,
+        key: &FlowKey,
+        la: Option<Lookahead>,
+        now_ms: u32,
+    ) -> Option<&mut FlowRecord> {
+        let h = self.hash_of(key, la);
         if key.v6 {
             self.v6.get_mut(&mut self.sh, h, &V6Key::pack(key), now_ms)
         } else {
@@ -625,7 +649,18 @@ impl FlowTable {
     /// `insert` for a key the caller has just looked up and not found (a new flow's first
     /// packet): it skips looking again.
     pub fn insert_absent(&mut self, key: FlowKey, rec: FlowRecord, now_ms: u32) -> Insert {
-        let h = key.hash(self.sh.seed);
+        self.insert_absent_hashed(key, None, rec, now_ms)
+    }
+
+    /// `insert_absent` with the key's hash when it is known already (see `get_mut_hashed`).
+    pub fn insert_absent_hashed(
+        &mut self,
+        key: FlowKey,
+        la: Option<Lookahead>,
+        rec: FlowRecord,
+        now_ms: u32,
+    ) -> Insert {
+        let h = self.hash_of(&key, la);
         if key.v6 {
             self.v6
                 .insert_absent(&mut self.sh, h, V6Key::pack(&key), rec, now_ms)

@@ -8,9 +8,10 @@ use super::fragments::Datagram;
 use super::icmp_errors::Error;
 use super::{State, Verdict};
 use crate::counters::DropReason;
+use crate::flow::table::Lookahead;
 use crate::flow::FlowKey;
 use crate::qos::probe;
-use crate::services::Services;
+use crate::services::{Service, Services};
 use crate::wire::ethernet;
 use crate::wire::icmp;
 use crate::wire::ipv4::{self, Ipv4Error};
@@ -36,41 +37,6 @@ fn ext_drop(e: ExtError) -> DropReason {
         ExtError::Unknown => DropReason::Ipv6UnknownHeader,
         ExtError::Chain => DropReason::Ipv6HeaderChain,
         ExtError::Routing => DropReason::Ipv6Routing,
-    }
-}
-
-/// The flow key of a TCP or UDP frame, or None (what the port layer prefetches by).
-#[inline]
-pub(super) fn flow_key(frame: &[u8]) -> Option<FlowKey> {
-    let l2 = ethernet::parse(frame).ok()?;
-    let l3 = frame.get(l2.l3_offset..)?;
-    match l2.ethertype {
-        ethernet::ETHERTYPE_IPV4 => {
-            let ip = ipv4::Packet::new_checked(l3).ok()?;
-            if ip.is_fragment() {
-                return None;
-            }
-            let p = l4::parse(ip.protocol(), ip.payload()).ok()?;
-            Some(FlowKey::v4(
-                ip.src_bytes(),
-                ip.dst_bytes(),
-                p.src,
-                p.dst,
-                ip.protocol(),
-            ))
-        }
-        ethernet::ETHERTYPE_IPV6 => {
-            let ip = ipv6::Packet::new_checked(l3).ok()?;
-            let p = l4::parse(ip.next_header(), ip.payload()).ok()?;
-            Some(FlowKey::v6(
-                ip.src_bytes(),
-                ip.dst_bytes(),
-                p.src,
-                p.dst,
-                ip.next_header(),
-            ))
-        }
-        _ => None,
     }
 }
 
@@ -332,16 +298,64 @@ impl State {
         seg: &Segment,
         pkt: &mut super::PacketBuf,
     ) -> Verdict {
-        let key = &seg.key;
-        if let Some(svc) = s.lookup(&key.dst, key.dport, key.proto) {
-            if svc.v6 != key.v6 {
-                return Verdict::Drop(DropReason::UnknownService);
+        self.segment_toward(s, seg, toward(s, &seg.key), None, pkt)
+    }
+
+    /// A segment whose stage is known (`to`), with the hash of the key that stage looks up
+    /// when a burst's first pass computed it.
+    #[inline(always)]
+    pub(super) fn segment_toward(
+        &mut self,
+        s: &Services,
+        seg: &Segment,
+        to: Toward,
+        la: Option<Lookahead>,
+        pkt: &mut super::PacketBuf,
+    ) -> Verdict {
+        match to {
+            Toward::Service(svc) => self.serve(s, svc, seg, la, pkt),
+            Toward::Reply(fkey) => self.backend_reply(s, seg, Some(fkey), la, pkt),
+            Toward::Replies(from) => {
+                let fkey = self.reply_flow(s, from, &seg.key);
+                self.backend_reply(s, seg, fkey, None, pkt)
             }
-            return self.serve(s, svc, seg, pkt);
+            Toward::Drop(r) => Verdict::Drop(r),
         }
-        if s.is_vip(&key.dst) {
-            return Verdict::Drop(DropReason::UnknownService);
+    }
+}
+
+/// Where a TCP or UDP segment goes: to a service, or, from a nat backend, back toward the
+/// client of the flow it answers; or nowhere.
+#[derive(Clone, Copy)]
+pub(super) enum Toward<'s> {
+    Service(&'s Service),
+    /// A reply from the backend of one nat service: the key of the flow it answers.
+    Reply(FlowKey),
+    /// A reply from a backend of several nat services: which flow it answers takes a
+    /// lookup per service.
+    Replies(&'s [u16]),
+    Drop(DropReason),
+}
+
+/// The stage for a segment with `key` (as the packet names it).
+#[inline(always)]
+pub(super) fn toward<'s>(s: &'s Services, key: &FlowKey) -> Toward<'s> {
+    if let Some(svc) = s.lookup(&key.dst, key.dport, key.proto) {
+        if svc.v6 != key.v6 {
+            return Toward::Drop(DropReason::UnknownService);
         }
-        self.backend_reply(s, seg, pkt)
+        return Toward::Service(svc);
+    }
+    if s.is_vip(&key.dst) {
+        return Toward::Drop(DropReason::UnknownService);
+    }
+    match s.nat_services_of(&key.src, key.sport, key.proto) {
+        [] => Toward::Drop(DropReason::NotForUs),
+        // One service (the usual case): its flow's key is known without a lookup.
+        [id] => match super::flows::reply_key(s, *id, key) {
+            Some(fkey) => Toward::Reply(fkey),
+            None => Toward::Replies(&[]),
+        },
+        from => Toward::Replies(from),
     }
 }

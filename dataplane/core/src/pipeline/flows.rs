@@ -8,6 +8,7 @@ use super::context::Segment;
 use super::xmit::{self, nat, Egress};
 use super::{timing, PacketBuf, State, Verdict, LISTED_PER_MS};
 use crate::counters::DropReason;
+use crate::flow::table::Lookahead;
 use crate::flow::{FlowKey, FlowRecord, FlowState, Insert, Mark, Timeouts, UNBOUND};
 use crate::messages::FromWorker;
 use crate::select::{self, path};
@@ -41,7 +42,7 @@ fn for_peers(r: &FlowRecord) -> bool {
 /// The key of the flow of nat service `id` that a reply `key` would answer: the reply's
 /// client side to the service's VIP and port.
 #[inline(always)]
-fn reply_key(s: &Services, id: u16, key: &FlowKey) -> Option<FlowKey> {
+pub(super) fn reply_key(s: &Services, id: u16, key: &FlowKey) -> Option<FlowKey> {
     let svc = s.services.get(usize::from(id))?;
     Some(FlowKey {
         src: key.dst,
@@ -74,19 +75,21 @@ fn defer(reply: &FlowKey) -> Verdict {
 
 impl State {
     /// A packet to a service's VIP:port: its flow's record (found, or made), then out to
-    /// the backend by the service's mode.
+    /// the backend by the service's mode. `la` is the hash of the segment's key when a
+    /// burst's first pass computed it.
     pub(super) fn serve(
         &mut self,
         s: &Services,
         svc: &Service,
         seg: &Segment,
+        la: Option<Lookahead>,
         pkt: &mut PacketBuf,
     ) -> Verdict {
-        let found = self.known_flow(s, svc, seg, pkt);
+        let found = self.known_flow(s, svc, seg, la, pkt);
         let rec = match found {
             Some(Ok(rec)) => rec,
             Some(Err(v)) => return v,
-            None => match self.new_flow(s, svc, seg, pkt) {
+            None => match self.new_flow(s, svc, seg, la, pkt) {
                 Ok(rec) => rec,
                 Err(v) => return v,
             },
@@ -103,6 +106,7 @@ impl State {
         s: &Services,
         svc: &Service,
         seg: &Segment,
+        la: Option<Lookahead>,
         pkt: &mut PacketBuf,
     ) -> Option<Result<FlowRecord, Verdict>> {
         let key = seg.key;
@@ -110,7 +114,7 @@ impl State {
         let now = self.now;
         let timeouts = *self.table.timeouts();
         let syn_only = key.proto == PROTO_TCP && flags & (SYN | ACK | RST | FIN) == SYN;
-        let r = match self.table.get_mut(&key, now.ms) {
+        let r = match self.table.get_mut_hashed(&key, la, now.ms) {
             // A client's SYN on a flow that has closed: the client reused its port for a
             // new connection (HTTP/1.0 servers close first, so clients keep no TIME_WAIT
             // and reuse ports at once). The old record goes, and the SYN starts a new flow,
@@ -175,6 +179,7 @@ impl State {
         s: &Services,
         svc: &Service,
         seg: &Segment,
+        la: Option<Lookahead>,
         pkt: &mut PacketBuf,
     ) -> Result<FlowRecord, Verdict> {
         let key = seg.key;
@@ -210,7 +215,7 @@ impl State {
         if svc.mode == Mode::Nat {
             timing::start(&mut rec, seg, now);
         }
-        if self.store_new(key, rec) == Insert::Refused {
+        if self.store_new(key, la, rec) == Insert::Refused {
             if rec.admitted {
                 self.load.release(rec.backend);
             }
@@ -340,28 +345,21 @@ impl State {
     }
 
     /// A reply from a nat backend: back to VIP:port, out of the port the request came in on.
+    /// `fkey` is the key of the flow it answers, when there is one (`demux::toward`), and
+    /// `la` its hash when known.
     pub(super) fn backend_reply(
         &mut self,
         s: &Services,
         seg: &Segment,
+        fkey: Option<FlowKey>,
+        la: Option<Lookahead>,
         pkt: &mut PacketBuf,
     ) -> Verdict {
         let key = seg.key;
         let now = self.now;
-        let from = s.nat_services_of(&key.src, key.sport, key.proto);
-        if from.is_empty() {
-            return Verdict::Drop(DropReason::NotForUs);
-        }
-        // One service (the usual case): its flow's key is known without a lookup, and the
-        // one lookup finds the record and checks it names this backend. Several: the one
-        // whose record does.
-        let fkey = match from {
-            [id] => reply_key(s, *id, &key),
-            _ => self.reply_flow(s, from, &key),
-        };
         let timeouts = *self.table.timeouts();
         let found = fkey.and_then(|fk| {
-            let r = self.table.get_mut(&fk, now.ms)?;
+            let r = self.table.get_mut_hashed(&fk, la, now.ms)?;
             answers(s, r, &key).then_some((fk, r))
         });
         let Some((fkey, fwd)) = found else {
@@ -447,25 +445,30 @@ impl State {
 
     /// Stores a flow's record (nat replies find it too: see `reply_flow`).
     pub(super) fn store(&mut self, key: FlowKey, rec: FlowRecord) -> Insert {
-        self.store_as(key, rec, false)
+        self.store_as(key, rec, None)
     }
 
     /// Stores the record of a flow the table was just asked for and does not hold, without
-    /// looking for it again.
-    fn store_new(&mut self, key: FlowKey, rec: FlowRecord) -> Insert {
-        self.store_as(key, rec, true)
+    /// looking for it again (nor hashing its key again, with `la`).
+    fn store_new(&mut self, key: FlowKey, la: Option<Lookahead>, rec: FlowRecord) -> Insert {
+        self.store_as(key, rec, Some(la))
     }
 
+    /// `absent`: the key was just looked up and not found (and its hash, if known).
     #[inline(always)]
-    fn store_as(&mut self, key: FlowKey, mut rec: FlowRecord, absent: bool) -> Insert {
+    fn store_as(
+        &mut self,
+        key: FlowKey,
+        mut rec: FlowRecord,
+        absent: Option<Option<Lookahead>>,
+    ) -> Insert {
         let now_ms = self.now.ms;
         // Replicated records carry the sender's clock fields; ours restart them.
         rec.last_seen_ms = now_ms;
         rec.last_sync_ms = now_ms;
-        let r = if absent {
-            self.table.insert_absent(key, rec, now_ms)
-        } else {
-            self.table.insert(key, rec, now_ms)
+        let r = match absent {
+            Some(la) => self.table.insert_absent_hashed(key, la, rec, now_ms),
+            None => self.table.insert(key, rec, now_ms),
         };
         match r {
             Insert::Refused => self.counters.flows_refused.inc(),

@@ -21,6 +21,7 @@
 //! changes the state, without touching the `Arc`'s reference count per packet.
 
 mod admission;
+mod burst;
 mod cluster;
 mod context;
 mod control;
@@ -34,12 +35,12 @@ mod timing;
 mod xmit;
 
 pub use crate::parking::Wait;
+pub use burst::MAX_BURST;
 pub use timing::hist_for;
 
 use crate::cluster::Membership;
 use crate::counters::{Absorbed, DropReason, WorkerCounters, MAX_PORTS};
 use crate::flow::fragments::Fragments as FragmentTable;
-use crate::flow::table::Lookahead;
 use crate::flow::{Capacity, FlowKey, FlowRecord, FlowTable, Timeouts};
 use crate::messages::FromWorker;
 use crate::neighbor::Neighbors;
@@ -258,16 +259,11 @@ impl Core {
         self.state.emit(m);
     }
 
-    /// Processes one frame that arrived on `in_port`.
+    /// Processes one frame that arrived on `in_port` (a burst's frames: `process_burst`).
     pub fn process(&mut self, in_port: u8, pkt: &mut PacketBuf) -> Verdict {
-        let v = self.state.frame(&self.services, in_port, pkt);
-        let c = &self.state.counters;
-        match v {
-            Verdict::Tx(_) => c.sent.inc(),
-            Verdict::Drop(r) => c.count_drop(r),
-            Verdict::Consumed(k) => c.count_absorbed(k),
-            Verdict::Defer(_) | Verdict::Hold(_) => {}
-        }
+        let look = self.state.first_look(&self.services, in_port, pkt.frame());
+        let v = self.state.run(&self.services, in_port, look, pkt);
+        self.state.count(v);
         self.state.give_back_released();
         v
     }
@@ -282,37 +278,27 @@ impl Core {
     }
 
     /// True when the table holds enough flows that its lines miss the cache, so a burst's
-    /// table prefetch passes (`lookahead`) pay for parsing and hashing each frame once more;
-    /// below, the lines are in cache and the passes are pure cost.
+    /// table prefetches pay for the instructions they take; below, the lines are in cache
+    /// and the prefetches are pure cost.
     #[inline]
     pub fn prefetch_pays(&self) -> bool {
         self.state.table.len() >= PREFETCH_FROM_FLOWS
     }
-
-    /// Where in the flow table this frame's lookup will land, for the port layer to
-    /// prefetch in passes over a burst before processing it (l3fwd's prefetch-ahead,
-    /// applied to the table, whose lines are the cache misses that dominate once flows
-    /// outgrow the cache): [`Core::tags_addr`] first, then [`Core::entry_addr`].
-    #[inline]
-    pub fn lookahead(&self, frame: &[u8]) -> Option<Lookahead> {
-        let key = demux::flow_key(frame)?;
-        Some(self.state.table.lookahead(&key))
-    }
-
-    /// The first line a lookup reads (its bucket's tags).
-    #[inline]
-    pub fn tags_addr(&self, la: Lookahead) -> *const u8 {
-        self.state.table.tags_addr(la)
-    }
-
-    /// The entry a lookup will find, once its tags are in cache.
-    #[inline]
-    pub fn entry_addr(&self, la: Lookahead) -> Option<*const u8> {
-        self.state.table.entry_addr(la)
-    }
 }
 
 impl State {
+    /// Counts a frame's verdict.
+    #[inline(always)]
+    fn count(&self, v: Verdict) {
+        let c = &self.counters;
+        match v {
+            Verdict::Tx(_) => c.sent.inc(),
+            Verdict::Drop(r) => c.count_drop(r),
+            Verdict::Consumed(k) => c.count_absorbed(k),
+            Verdict::Defer(_) | Verdict::Hold(_) => {}
+        }
+    }
+
     /// Queues an event for the control thread; counted and lost when the outbox is full.
     #[inline]
     fn emit(&mut self, m: FromWorker) {

@@ -31,13 +31,14 @@ pub struct Frame<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
+    #[inline(always)]
     pub fn new_unchecked(buf: T) -> Self {
         Frame { buf }
     }
 
     /// Proves the header (and the tag, when there is one) is there; a second tag (QinQ) is
     /// refused.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(buf: T) -> Result<Self, WireError> {
         let b = buf.as_ref();
         if b.len() < HEADER_LEN {
@@ -103,7 +104,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
 
 impl L2 {
     /// The header a checked frame carries (the tag read once).
-    #[inline]
+    #[inline(always)]
     pub fn parse<T: AsRef<[u8]>>(f: &Frame<T>) -> L2 {
         let b = f.buf.as_ref();
         let (vlan, ethertype, l3_offset) = if get_u16(b, 12) == ETHERTYPE_VLAN {
@@ -141,7 +142,7 @@ impl L2 {
 }
 
 /// The header of a frame, checked.
-#[inline]
+#[inline(always)]
 pub fn parse(frame: &[u8]) -> Result<L2, WireError> {
     Frame::new_checked(frame).map(|f| L2::parse(&f))
 }

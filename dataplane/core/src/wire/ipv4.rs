@@ -53,11 +53,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline(always)]
     pub fn new_unchecked(buf: T) -> Self {
         Packet { buf }
     }
 
     /// Proves the header and the stated total length fit in the buffer.
+    #[inline(always)]
     pub fn new_checked(buf: T) -> Result<Self, Ipv4Error> {
         let b = buf.as_ref();
         let ihl = header_len_checked(b)?;
@@ -82,9 +84,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(Packet { buf })
     }
 
+    #[inline(always)]
     pub fn header_len(&self) -> usize {
         usize::from(self.buf.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
+    #[inline(always)]
     pub fn total_len(&self) -> usize {
         usize::from(get_u16(self.buf.as_ref(), field::TOTAL_LEN))
     }
@@ -93,7 +97,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         get_u16(self.buf.as_ref(), field::IDENT)
     }
     /// True for any fragment: more follow, or this one is not the first.
-    #[inline]
+    #[inline(always)]
     pub fn is_fragment(&self) -> bool {
         get_u16(self.buf.as_ref(), field::FLAGS_FRAG) & (MORE_FRAGMENTS | OFFSET_MASK) != 0
     }
@@ -107,9 +111,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn dont_fragment(&self) -> bool {
         get_u16(self.buf.as_ref(), field::FLAGS_FRAG) & DONT_FRAGMENT != 0
     }
+    #[inline(always)]
     pub fn ttl(&self) -> u8 {
         self.buf.as_ref()[field::TTL]
     }
+    #[inline(always)]
     pub fn protocol(&self) -> u8 {
         self.buf.as_ref()[field::PROTO]
     }
@@ -124,15 +130,18 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let b = self.buf.as_ref();
         Ipv4Addr::new(b[16], b[17], b[18], b[19])
     }
+    #[inline(always)]
     pub fn src_bytes(&self) -> [u8; 4] {
         let b = self.buf.as_ref();
         [b[12], b[13], b[14], b[15]]
     }
+    #[inline(always)]
     pub fn dst_bytes(&self) -> [u8; 4] {
         let b = self.buf.as_ref();
         [b[16], b[17], b[18], b[19]]
     }
     /// The L4 bytes (after the options, up to the total length).
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buf.as_ref()[self.header_len()..self.total_len()]
     }

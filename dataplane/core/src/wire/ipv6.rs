@@ -137,10 +137,12 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline(always)]
     pub fn new_unchecked(buf: T) -> Self {
         Packet { buf }
     }
     /// Proves the fixed header and the stated payload length fit.
+    #[inline(always)]
     pub fn new_checked(buf: T) -> Result<Self, WireError> {
         let b = buf.as_ref();
         if b.len() < HEADER_LEN {
@@ -158,17 +160,20 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn payload_len(&self) -> usize {
         usize::from(get_u16(self.buf.as_ref(), 4))
     }
+    #[inline(always)]
     pub fn next_header(&self) -> u8 {
         self.buf.as_ref()[6]
     }
     pub fn hop_limit(&self) -> u8 {
         self.buf.as_ref()[7]
     }
+    #[inline(always)]
     pub fn src_bytes(&self) -> [u8; 16] {
         let mut a = [0u8; 16];
         a.copy_from_slice(&self.buf.as_ref()[8..24]);
         a
     }
+    #[inline(always)]
     pub fn dst_bytes(&self) -> [u8; 16] {
         let mut a = [0u8; 16];
         a.copy_from_slice(&self.buf.as_ref()[24..40]);
@@ -180,6 +185,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn dst(&self) -> Ipv6Addr {
         Ipv6Addr::from(self.dst_bytes())
     }
+    #[inline(always)]
     pub fn payload(&self) -> &[u8] {
         &self.buf.as_ref()[HEADER_LEN..HEADER_LEN + self.payload_len()]
     }

@@ -38,7 +38,7 @@ pub struct Segment<T: AsRef<[u8]>> {
 
 impl<T: AsRef<[u8]>> Segment<T> {
     /// Proves the header of protocol `proto` (TCP or UDP) is complete.
-    #[inline]
+    #[inline(always)]
     pub fn new_checked(proto: u8, buf: T) -> Result<Self, WireError> {
         let b = buf.as_ref();
         match proto {
@@ -100,7 +100,7 @@ impl<T: AsRef<[u8]>> Segment<T> {
 
 impl Ports {
     /// What a checked header says (the protocol looked at once).
-    #[inline]
+    #[inline(always)]
     pub fn parse<T: AsRef<[u8]>>(s: &Segment<T>) -> Ports {
         let b = s.buf.as_ref();
         let (flags, payload_len) = if s.proto == PROTO_TCP {
@@ -132,7 +132,7 @@ impl Ports {
 }
 
 /// Checks the L4 header is complete and reads its ports (and TCP flags).
-#[inline]
+#[inline(always)]
 pub fn parse(proto: u8, b: &[u8]) -> Result<Ports, WireError> {
     Segment::new_checked(proto, b).map(|s| Ports::parse(&s))
 }
