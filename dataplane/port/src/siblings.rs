@@ -57,11 +57,11 @@ impl Siblings {
     }
 
     /// Hands the core's replicas to every sibling as far as their rings take them; those
-    /// every ring took leave the outbox. True when the outbox is empty.
-    pub fn send(&mut self, core: &mut Core) -> bool {
+    /// every ring took leave the outbox.
+    pub fn send(&mut self, core: &mut Core) {
         let out = &mut core.state.replicas;
         if out.is_empty() {
-            return true;
+            return;
         }
         let counters = &core.state.counters;
         let mut least = out.len();
@@ -96,25 +96,20 @@ impl Siblings {
         for t in &mut self.taken {
             *t -= least;
         }
-        out.is_empty()
     }
 
     /// Stores the siblings' records (at most `BATCHES_PER_LOOP` batches from each); `each`
-    /// hears every key first (the parking lot retries the replies waiting for it). Returns
-    /// how many records were stored.
-    pub fn receive(&self, core: &mut Core, mut each: impl FnMut(&Replica)) -> usize {
-        let mut n = 0;
+    /// hears every key first (the parking lot retries the replies waiting for it), then
+    /// each batch is stored with its buckets prefetched (`Core::apply_replicas`).
+    pub fn receive(&self, core: &mut Core, mut each: impl FnMut(&Replica)) {
         for ring in &self.from {
             for _ in 0..BATCHES_PER_LOOP {
                 let Ok(b) = ring.try_recv() else { break };
-                for r in &b.items[..usize::from(b.n)] {
-                    each(r);
-                    core.apply_replica(r.key, r.rec);
-                }
-                n += usize::from(b.n);
+                let batch = &b.items[..usize::from(b.n)];
+                batch.iter().for_each(&mut each);
+                core.apply_replicas(batch, crate::mbuf::prefetch_addr);
             }
         }
-        n
     }
 
     /// Makes room in the core's outbox for `n` more records (the frames about to run make

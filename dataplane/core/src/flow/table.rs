@@ -621,7 +621,13 @@ impl FlowTable {
 
     /// Looks without expiring (for the control path and tests).
     pub fn peek(&self, key: &FlowKey) -> Option<&FlowRecord> {
-        let h = key.hash(self.sh.seed);
+        self.peek_hashed(key, None)
+    }
+
+    /// `peek` with the key's hash when it is known already (see `get_mut_hashed`).
+    #[inline]
+    pub fn peek_hashed(&self, key: &FlowKey, la: Option<Lookahead>) -> Option<&FlowRecord> {
+        let h = self.hash_of(key, la);
         if key.v6 {
             let (b, i) = self.v6.find(h, &V6Key::pack(key))?;
             Some(&self.v6.buckets[b].entries[i].rec)
@@ -636,7 +642,18 @@ impl FlowTable {
     /// too, an expired entry of either bucket is reused, else the oldest half-open one is
     /// evicted, else the insert is refused.
     pub fn insert(&mut self, key: FlowKey, rec: FlowRecord, now_ms: u32) -> Insert {
-        let h = key.hash(self.sh.seed);
+        self.insert_hashed(key, None, rec, now_ms)
+    }
+
+    /// `insert` with the key's hash when it is known already (see `get_mut_hashed`).
+    pub fn insert_hashed(
+        &mut self,
+        key: FlowKey,
+        la: Option<Lookahead>,
+        rec: FlowRecord,
+        now_ms: u32,
+    ) -> Insert {
+        let h = self.hash_of(&key, la);
         if key.v6 {
             self.v6
                 .insert(&mut self.sh, h, V6Key::pack(&key), rec, now_ms)

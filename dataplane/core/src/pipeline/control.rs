@@ -1,7 +1,8 @@
 //! What the control thread hands a worker between bursts (replicated flows, snapshots,
 //! neighbors, membership, links, fresh histograms) and the table's housekeeping.
 
-use super::{Core, State};
+use super::{Core, Replica, State};
+use crate::flow::table::Lookahead;
 use crate::flow::{FlowKey, FlowRecord, FlowState, Mark};
 use crate::messages::{FromWorker, ToWorker};
 
@@ -39,12 +40,27 @@ impl Core {
     /// Stores a record another worker (of this node, or of another node through the control
     /// thread) made or changed, keeping what is this worker's own (`merge_local`).
     #[inline]
-    pub fn apply_replica(&mut self, key: FlowKey, mut rec: FlowRecord) {
+    pub fn apply_replica(&mut self, key: FlowKey, rec: FlowRecord) {
+        self.state.apply_replica(key, None, rec);
+    }
+
+    /// Stores a batch of another worker's records (`apply_replica` each), hashing each key
+    /// once and prefetching (`prefetch`, as for `process_burst`) every record's bucket
+    /// before storing the first: a sibling's flood of new flows lands in a table past the
+    /// cache, where each insert's bucket is a miss.
+    pub fn apply_replicas(&mut self, batch: &[Replica], prefetch: impl Fn(*const u8)) {
         let st = &mut self.state;
-        st.counters.flows_replicated_in.inc();
-        st.merge_local(&key, &mut rec);
-        st.store(key, rec);
-        st.give_back_released();
+        let mut la = [None; super::MAX_BURST];
+        for chunk in batch.chunks(super::MAX_BURST) {
+            for (l, r) in la.iter_mut().zip(chunk) {
+                let h = st.table.lookahead(&r.key);
+                prefetch(st.table.tags_addr(h));
+                *l = Some(h);
+            }
+            for (l, r) in la.iter().zip(chunk) {
+                st.apply_replica(r.key, *l, r.rec);
+            }
+        }
     }
 
     /// Removes expired flows from a slice of the table; call between bursts.
@@ -73,9 +89,18 @@ impl State {
     /// A record from another worker replaces this worker's copy: the copy's admission slot
     /// and its passive measurement under way are this worker's and stay with it (the slot is
     /// given back if the flow closed or moved to another backend).
-    fn merge_local(&mut self, key: &FlowKey, rec: &mut FlowRecord) {
+    /// `la`: the key's hash, if known.
+    #[inline]
+    fn apply_replica(&mut self, key: FlowKey, la: Option<Lookahead>, mut rec: FlowRecord) {
+        self.counters.flows_replicated_in.inc();
+        self.merge_local(&key, la, &mut rec);
+        self.store_hashed(key, la, rec);
+        self.give_back_released();
+    }
+
+    fn merge_local(&mut self, key: &FlowKey, la: Option<Lookahead>, rec: &mut FlowRecord) {
         rec.admitted = false;
-        let Some(old) = self.table.peek(key).copied() else {
+        let Some(old) = self.table.peek_hashed(key, la).copied() else {
             rec.mark = Mark::None;
             return;
         };

@@ -445,30 +445,42 @@ impl State {
 
     /// Stores a flow's record (nat replies find it too: see `reply_flow`).
     pub(super) fn store(&mut self, key: FlowKey, rec: FlowRecord) -> Insert {
-        self.store_as(key, rec, None)
+        self.store_as(key, rec, None, false)
+    }
+
+    /// `store` with the key's hash when it is known already.
+    pub(super) fn store_hashed(
+        &mut self,
+        key: FlowKey,
+        la: Option<Lookahead>,
+        rec: FlowRecord,
+    ) -> Insert {
+        self.store_as(key, rec, la, false)
     }
 
     /// Stores the record of a flow the table was just asked for and does not hold, without
     /// looking for it again (nor hashing its key again, with `la`).
     fn store_new(&mut self, key: FlowKey, la: Option<Lookahead>, rec: FlowRecord) -> Insert {
-        self.store_as(key, rec, Some(la))
+        self.store_as(key, rec, la, true)
     }
 
-    /// `absent`: the key was just looked up and not found (and its hash, if known).
+    /// `la`: the key's hash, if known; `absent`: the key was just looked up and not found.
     #[inline(always)]
     fn store_as(
         &mut self,
         key: FlowKey,
         mut rec: FlowRecord,
-        absent: Option<Option<Lookahead>>,
+        la: Option<Lookahead>,
+        absent: bool,
     ) -> Insert {
         let now_ms = self.now.ms;
         // Replicated records carry the sender's clock fields; ours restart them.
         rec.last_seen_ms = now_ms;
         rec.last_sync_ms = now_ms;
-        let r = match absent {
-            Some(la) => self.table.insert_absent_hashed(key, la, rec, now_ms),
-            None => self.table.insert(key, rec, now_ms),
+        let r = if absent {
+            self.table.insert_absent_hashed(key, la, rec, now_ms)
+        } else {
+            self.table.insert_hashed(key, la, rec, now_ms)
         };
         match r {
             Insert::Refused => self.counters.flows_refused.inc(),
