@@ -136,7 +136,7 @@ impl State {
         let cl = s.cluster.as_ref();
         if let Some(n) = cl.and_then(|cl| self.owner_elsewhere(cl, seg, &rec)) {
             if announce {
-                self.announce(key, rec, false);
+                self.announce(key, rec, false, svc.mode);
             }
             return Some(Err(self.send_to_node(s, pkt, seg, n, &rec, 0)));
         }
@@ -166,7 +166,7 @@ impl State {
             self.counters.node_failovers.inc();
         }
         if announce {
-            self.announce(key, rec, for_peers(&rec));
+            self.announce(key, rec, for_peers(&rec), svc.mode);
         }
         Some(Ok(rec))
     }
@@ -201,7 +201,7 @@ impl State {
                 if self.store(key, rec) == Insert::Refused {
                     return Err(Verdict::Drop(DropReason::TableFull));
                 }
-                self.announce(key, rec, false);
+                self.announce(key, rec, false, svc.mode);
                 return Err(self.send_to_node(s, pkt, seg, primary, &rec, 0));
             }
         }
@@ -223,7 +223,7 @@ impl State {
         }
         self.counters.flows_created.inc();
         self.counters.backend_new_flows[usize::from(rec.backend)].inc();
-        self.announce(key, rec, for_peers(&rec));
+        self.announce(key, rec, for_peers(&rec), svc.mode);
         Ok(rec)
     }
 
@@ -382,7 +382,7 @@ impl State {
         }
         let rec = *fwd;
         if announce {
-            self.announce(fkey, rec, for_peers(&rec));
+            self.announce(fkey, rec, for_peers(&rec), Mode::Nat);
         }
         let egress = rec.ingress_port;
         let Some(out) = self.client_port(s, &rec) else {
@@ -497,9 +497,15 @@ impl State {
     /// millisecond and the rest are counted: a flood of new flows then costs the control
     /// thread next to nothing, where a message and a map insert per flow saturated it near
     /// a million a second.
+    ///
+    /// The other workers hear at once of what may reach them: a nat flow (its backend's
+    /// replies come in on any queue, the SYN-ACK first) and any flow past its handshake
+    /// (for failover). A half-open flow of another mode has its next packets on this
+    /// worker's queue: they hear of it once it is established (its state change announces
+    /// it again), so a SYN flood on a dsr or gue service costs each other worker nothing.
     #[inline]
-    fn announce(&mut self, key: FlowKey, rec: FlowRecord, peers: bool) {
-        if self.siblings {
+    fn announce(&mut self, key: FlowKey, rec: FlowRecord, peers: bool, mode: Mode) {
+        if self.siblings && (mode == Mode::Nat || rec.state != FlowState::SynSeen) {
             self.replicas.push(super::Replica { key, rec });
         }
         if !(peers && self.clustered) {

@@ -309,6 +309,59 @@ fn half_open_flows_reach_sibling_workers() {
     assert_eq!(listed, crate::pipeline::LISTED_PER_MS as usize);
 }
 
+/// A half-open flow of a dsr service has its next packets on the worker that made it (no
+/// reply comes back through the node): the others hear of it only once it is established.
+/// A nat flow's SYN goes to them at once (the previous test).
+#[test]
+fn half_open_dsr_flows_reach_sibling_workers_once_established() {
+    let cfg = Config::from_toml(&CONFIG.replace(
+        "[[service]]\nname = \"web\"",
+        "[workers]\ncores = [1, 1]\n[[service]]\nname = \"web\"",
+    ))
+    .unwrap();
+    let s = Arc::new(Services::from_config(
+        &cfg,
+        &[FRONT_MAC, BACK_MAC, BACK2_MAC],
+    ));
+    let mut c = Core::new(
+        0,
+        1024,
+        Timeouts::default(),
+        s,
+        Arc::new(WorkerCounters::default()),
+        99,
+    );
+    let dsr = |flags| {
+        testkit::tcp(
+            FRONT_MAC,
+            CLIENT_MAC,
+            ip("198.51.100.7"),
+            31_000,
+            ip("192.0.2.20"),
+            80,
+            flags,
+            b"",
+        )
+    };
+    let (v, _) = run(&mut c, 0, &dsr(SYN), 1);
+    assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
+    assert_eq!(c.state.table.len(), 1);
+    assert!(
+        c.state.replicas.is_empty(),
+        "a half-open dsr flow is this worker's alone"
+    );
+    let (v, _) = run(&mut c, 0, &dsr(ACK), 2);
+    assert!(matches!(v, Verdict::Tx(_)), "{v:?}");
+    assert_eq!(c.state.replicas.len(), 1);
+    assert_eq!(c.state.replicas[0].rec.state, FlowState::Established);
+    run(&mut c, 0, &client_syn(31_001), 3);
+    assert_eq!(
+        c.state.replicas.len(),
+        2,
+        "a nat SYN goes to the siblings at once"
+    );
+}
+
 #[test]
 fn nat_udp_and_payload_checksums_follow_rewrite() {
     let mut c = core();
