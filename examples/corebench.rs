@@ -210,26 +210,10 @@ fn mix(rounds: u32) {
     for i in 0..flows {
         let be = backend_of[i as usize];
         run(&mut core, 1, &from_backend(be, i, SYN | ACK, b""));
-        front.push(testkit::tcp(
-            mac,
-            client,
-            cip(i),
-            sport(i),
-            vip,
-            80,
-            ACK,
-            b"",
-        ));
-        front.push(testkit::tcp(
-            mac,
-            client,
-            cip(i),
-            sport(i),
-            vip,
-            80,
-            ACK,
-            &data,
-        ));
+        let to_vip =
+            |payload: &[u8]| testkit::tcp(mac, client, cip(i), sport(i), vip, 80, ACK, payload);
+        front.push(to_vip(b""));
+        front.push(to_vip(&data));
         back.push(from_backend(be, i, ACK, &data));
     }
     front.push(testkit::arp_request(

@@ -211,54 +211,18 @@ mod tests {
         let sport = 40_000 + c;
         let flags = [SYN, ACK, ACK | FIN, 0x18][usize::from(c % 4)];
         let client = ip("198.51.100.7");
+        let to = |mac, vip, flags, data: &[u8]| {
+            testkit::tcp(mac, CLIENT, client, sport, ip(vip), 80, flags, data)
+        };
+        let from_a = |flags, data: &[u8]| {
+            testkit::tcp(BACK, A, ip("10.1.0.11"), 8080, client, sport, flags, data)
+        };
         match kind % 12 {
-            0 => (
-                0,
-                testkit::tcp(FRONT, CLIENT, client, sport, ip("192.0.2.10"), 80, SYN, b""),
-            ),
-            1 => (
-                0,
-                testkit::tcp(
-                    FRONT,
-                    CLIENT,
-                    client,
-                    sport,
-                    ip("192.0.2.10"),
-                    80,
-                    flags,
-                    b"x",
-                ),
-            ),
-            2 => (
-                1,
-                testkit::tcp(
-                    BACK,
-                    A,
-                    ip("10.1.0.11"),
-                    8080,
-                    client,
-                    sport,
-                    SYN | ACK,
-                    b"",
-                ),
-            ),
-            3 => (
-                1,
-                testkit::tcp(BACK, A, ip("10.1.0.11"), 8080, client, sport, flags, b"y"),
-            ),
-            4 => (
-                0,
-                testkit::tcp(
-                    FRONT,
-                    CLIENT,
-                    client,
-                    sport,
-                    ip("192.0.2.20"),
-                    80,
-                    flags,
-                    b"",
-                ),
-            ),
+            0 => (0, to(FRONT, "192.0.2.10", SYN, b"")),
+            1 => (0, to(FRONT, "192.0.2.10", flags, b"x")),
+            2 => (1, from_a(SYN | ACK, b"")),
+            3 => (1, from_a(flags, b"y")),
+            4 => (0, to(FRONT, "192.0.2.20", flags, b"")),
             5 => (
                 0,
                 testkit::udp(FRONT, CLIENT, client, sport, ip("192.0.2.30"), 53, b"q"),
@@ -270,47 +234,23 @@ mod tests {
                     testkit::tcp(FRONT, CLIENT, c6, sport, ip("fd00::10"), 80, flags, b""),
                 )
             }
-            7 => (
-                0,
-                testkit::arp_request(
-                    CLIENT,
-                    "10.0.0.9".parse().unwrap(),
-                    "10.0.0.1".parse().unwrap(),
-                ),
-            ),
+            7 => {
+                let (sender, target) = ("10.0.0.9".parse().unwrap(), "10.0.0.1".parse().unwrap());
+                (0, testkit::arp_request(CLIENT, sender, target))
+            }
             8 => (
                 0,
                 testkit::icmp_echo(FRONT, CLIENT, client, ip("192.0.2.10"), c, 1),
             ),
             9 => {
-                let f = testkit::tcp(
-                    FRONT,
-                    CLIENT,
-                    client,
-                    sport,
-                    ip("192.0.2.10"),
-                    80,
-                    ACK,
-                    &[7; 64],
-                );
+                let f = to(FRONT, "192.0.2.10", ACK, &[7; 64]);
                 (
                     0,
                     testkit::fragment(&f, 32, u32::from(c)).swap_remove(usize::from(c % 2)),
                 )
             }
-            10 => (
-                0,
-                testkit::tcp(
-                    [2, 9, 9, 9, 9, 9],
-                    CLIENT,
-                    client,
-                    sport,
-                    ip("192.0.2.10"),
-                    80,
-                    ACK,
-                    b"",
-                ),
-            ),
+            // For another MAC: not this node's.
+            10 => (0, to([2, 9, 9, 9, 9, 9], "192.0.2.10", ACK, b"")),
             _ => (0, vec![0u8; usize::from(c % 40)]),
         }
     }

@@ -8,7 +8,10 @@
 //! A frame goes through the stages in this order, one file each:
 //!
 //! ```text
-//!  demux      Ethernet, ARP / IPv4 / IPv6, then by destination and protocol:
+//!  burst      a burst at a time: each frame's first look (the common TCP/UDP case parsed
+//!             and its lookup key hashed once, table lines prefetched), then each run on
+//!  demux      (the frames the first look leaves) Ethernet, ARP / IPv4 / IPv6, then by
+//!             destination and protocol:
 //!   ├─ local      the node's own traffic: ARP, ND, ICMP echo, probe replies
 //!   ├─ cluster    a packet another node sent on (node header checked, then served)
 //!   └─ flows      TCP/UDP to a service: flow lookup or binding (select/), admission
