@@ -84,6 +84,18 @@ impl Config {
         if let Some(m) = self.metrics {
             t.insert("metrics".into(), Value::Table(table([("listen", s(m))])));
         }
+        if let Some(b) = &self.bgp {
+            t.insert(
+                "bgp".into(),
+                Value::Table(table([
+                    ("bird_socket", s(b.bird_socket.display())),
+                    ("routes4", s(b.routes4.display())),
+                    ("routes6", s(b.routes6.display())),
+                    ("min_healthy", int(b.min_healthy)),
+                    ("withdraw_grace", dur(b.withdraw_grace)),
+                ])),
+            );
+        }
         t.insert("health".into(), Value::Table(health(&self.health)));
         t.insert("qos".into(), Value::Table(qos(&self.qos)));
         if let Some(c) = &self.cluster {
@@ -122,6 +134,9 @@ fn port(p: &PortConfig) -> Table {
     t.insert("rx_descriptors".into(), int(p.rx_descriptors));
     t.insert("tx_descriptors".into(), int(p.tx_descriptors));
     t.insert("mtu".into(), int(p.mtu));
+    if let Some(k) = &p.kernel {
+        t.insert("kernel".into(), s(k));
+    }
     t
 }
 

@@ -142,7 +142,28 @@ pub struct Config {
     pub qos: QosConfig,
     /// Where Prometheus scrapes `/metrics` (`[metrics] listen`), when it does.
     pub metrics: Option<SocketAddr>,
+    /// What the node's BIRD announces (`[bgp]`), when it announces.
+    pub bgp: Option<BgpConfig>,
 }
+
+/// `[bgp]`: tandem speaks no BGP; it writes the VIPs to announce into BIRD's include files
+/// and asks BIRD, over its control socket, to read them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpConfig {
+    pub bird_socket: PathBuf,
+    /// `route VIP/32 blackhole;` per announced IPv4 VIP.
+    pub routes4: PathBuf,
+    /// The same for IPv6 VIPs (/128).
+    pub routes6: PathBuf,
+    /// A VIP is announced while its service has at least this many healthy backends.
+    pub min_healthy: u32,
+    /// On SIGTERM: withdraw, keep serving this long, then stop.
+    pub withdraw_grace: Duration,
+}
+
+pub const DEFAULT_BIRD_SOCKET: &str = "/run/bird/bird.ctl";
+pub const DEFAULT_ROUTES4: &str = "/run/tandem/bird-vips4.conf";
+pub const DEFAULT_ROUTES6: &str = "/run/tandem/bird-vips6.conf";
 
 #[derive(Debug, Clone)]
 pub struct PortConfig {
@@ -158,6 +179,9 @@ pub struct PortConfig {
     /// The largest IP packet the port sends: what encapsulation must fit in, and the MTU
     /// tandem's "too big" answers name.
     pub mtu: u16,
+    /// The port's kernel twin (`kernel = "IFNAME"`): a TAP interface with the port's MAC and
+    /// addresses through which the node's own traffic reaches the kernel (BGP, BFD, SSH).
+    pub kernel: Option<String>,
 }
 
 /// A port's MTU unless configured.

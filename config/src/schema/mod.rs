@@ -24,6 +24,17 @@ pub struct File {
     pub health: Option<HealthFile>,
     pub qos: Option<QosFile>,
     pub metrics: Option<Metrics>,
+    pub bgp: Option<Bgp>,
+}
+
+/// `[bgp]`: what tandem tells the node's BIRD 2 to announce.
+#[derive(Debug, Deserialize)]
+pub struct Bgp {
+    pub bird_socket: Option<String>,
+    pub routes4: Option<String>,
+    pub routes6: Option<String>,
+    pub min_healthy: Option<u32>,
+    pub withdraw_grace: Option<String>,
 }
 
 /// `[metrics]`: the Prometheus endpoint, when wanted.
@@ -57,6 +68,7 @@ pub struct Port {
     pub rx_descriptors: Option<u16>,
     pub tx_descriptors: Option<u16>,
     pub mtu: Option<u16>,
+    pub kernel: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

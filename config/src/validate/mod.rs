@@ -3,6 +3,7 @@
 //! (`service[0].backend[1].paths[0].port`), and a default stands in for a bad value so the
 //! rest is still checked: `check-config` lists them all in one run.
 
+mod bgp;
 mod cluster;
 mod node;
 mod ports;
@@ -31,6 +32,7 @@ pub(crate) fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Confi
     let health = qos::health(file.health.as_ref(), c.problems);
     let qos = qos::qos(file.qos.as_ref(), c.problems);
     let metrics = file.metrics.as_ref().and_then(|m| node::metrics(&mut c, m));
+    let bgp = file.bgp.as_ref().map(|b| bgp::bgp(&mut c, b));
     Config {
         node_id,
         eal_args,
@@ -45,6 +47,7 @@ pub(crate) fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Confi
         health,
         qos,
         metrics,
+        bgp,
     }
 }
 

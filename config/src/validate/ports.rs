@@ -40,7 +40,39 @@ pub(super) fn ports(c: &mut Checker, list: &[schema::Port]) -> Vec<PortConfig> {
         }
         ports.push(port(c, &k, p));
     }
+    let mut twins = HashSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        if let Some(k) = &p.kernel {
+            if !twins.insert(k.clone()) {
+                c.bad(
+                    format!("port[{i}].kernel"),
+                    format!("\"{k}\" is the kernel twin of another port too"),
+                );
+            }
+        }
+    }
     ports
+}
+
+/// A kernel interface name Linux takes: 1 to 15 bytes (IFNAMSIZ less its NUL), no '/',
+/// ':', whitespace or NUL, not "." or "..".
+fn interface_name(c: &mut Checker, key: &str, name: &str) -> bool {
+    let why = if name.is_empty() || name.len() > 15 {
+        Some("must be 1 to 15 characters (a Linux interface name)")
+    } else if name == "." || name == ".." {
+        Some("is not an interface name Linux takes")
+    } else if name
+        .chars()
+        .any(|ch| ch == '/' || ch == ':' || ch.is_whitespace() || ch.is_control())
+    {
+        Some("must not hold '/', ':', spaces or control characters")
+    } else {
+        None
+    };
+    if let Some(w) = why {
+        c.bad(key, w);
+    }
+    why.is_none()
 }
 
 fn port(c: &mut Checker, k: &str, p: &schema::Port) -> PortConfig {
@@ -95,6 +127,17 @@ fn port(c: &mut Checker, k: &str, p: &schema::Port) -> PortConfig {
             format!("must be from {MIN_MTU} (IPv6's minimum) to {MAX_MTU} (what one buffer holds)"),
         );
     }
+    let kernel = p
+        .kernel
+        .as_deref()
+        .filter(|n| interface_name(c, &format!("{k}.kernel"), n))
+        .map(String::from);
+    if kernel.is_some() && ipv4.is_none() && ipv6.is_none() {
+        c.bad(
+            format!("{k}.kernel"),
+            "a kernel twin needs the port's ipv4 or ipv6 address (it is the twin's)",
+        );
+    }
     PortConfig {
         name: p.name.clone(),
         devargs: p.devargs.clone(),
@@ -106,6 +149,7 @@ fn port(c: &mut Checker, k: &str, p: &schema::Port) -> PortConfig {
         rx_descriptors,
         tx_descriptors,
         mtu,
+        kernel,
     }
 }
 

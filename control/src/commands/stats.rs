@@ -132,7 +132,8 @@ fn show_stats(ctl: &Control) -> Value {
 /// absorbed + dropped + waiting`, and `unaccounted` is what that leaves (0 when all is well;
 /// read apart from a moving node, the parts are read at slightly different moments).
 /// `tx_full` frames had been forwarded or sent as replies before the TX ring refused them,
-/// so they are among `forwarded`, `replies` (and probes), not in `dropped`.
+/// so they are among `forwarded`, `replies` (and probes), not in `dropped`; `kernel_full`
+/// frames likewise among `absorbed` (`kernel`).
 fn accounting(ctl: &Control) -> Value {
     let (mut received, mut sent, mut replies, mut dropped, mut waiting) = (0u64, 0, 0, 0, 0);
     let mut absorbed = [0u64; NUM_ABSORBED];
@@ -143,7 +144,8 @@ fn accounting(ctl: &Control) -> Value {
             .sum::<u64>();
         sent += c.sent.get();
         replies += c.replies();
-        dropped += c.total_drops() - c.dropped(DropReason::TxFull);
+        dropped +=
+            c.total_drops() - c.dropped(DropReason::TxFull) - c.dropped(DropReason::KernelFull);
         waiting += c.waiting.get();
         for (a, n) in absorbed.iter_mut().zip(&c.absorbed) {
             *a += n.get();

@@ -89,6 +89,11 @@ drop_reasons! {
     // Too big to encapsulate and the sender not answered: IPv4 without DF, or past the
     // rate limit of the answers.
     TooBigUnanswered => "too_big_unanswered",
+    // For a port's kernel twin past the worker's budget (`pipeline::KERNEL_PER_MS`).
+    KernelLimit => "kernel_limit",
+    // Handed to a kernel twin whose queue did not take it (counted by the port layer;
+    // the frame is among `absorbed.kernel` too, as `tx_full` among the sent).
+    KernelFull => "kernel_full",
 }
 
 pub const NUM_DROP_REASONS: usize = DropReason::ALL.len();
@@ -117,6 +122,8 @@ absorbed_kinds! {
     NeighborAdvert => "neighbor_advert",
     // The answer to one of our health probes (timed).
     ProbeReply => "probe_reply",
+    // Handed to the port's kernel twin (the node's own traffic: BGP, BFD, SSH, ...).
+    Kernel => "kernel",
 }
 
 pub const NUM_ABSORBED: usize = Absorbed::ALL.len();
@@ -204,6 +211,12 @@ worker_counters! {
     waiting,
     arp_replies,
     icmp_replies,
+    /// Copies of answered ARP and ND frames given to a kernel twin too, and those left out
+    /// (the copies' ring full, or too long to copy).
+    kernel_copies,
+    kernel_copies_lost,
+    /// Frames a kernel twin sent out of its port.
+    from_kernel,
     nd_replies,
     flows_created,
     /// Records stored that another worker (or, through the control thread, another node)

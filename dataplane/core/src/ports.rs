@@ -15,6 +15,9 @@ pub struct PortInfo {
     pub gateway6: Option<[u8; 16]>,
     /// The largest IP packet the port sends (`[[port]] mtu`).
     pub mtu: u16,
+    /// The port has a kernel twin (`[[port]] kernel`): the node's own traffic that tandem
+    /// does not consume goes to it (`pipeline::kernel`).
+    pub kernel: bool,
 }
 
 impl PortInfo {
@@ -27,6 +30,7 @@ impl PortInfo {
             gateway: p.gateway.map(|g| g.octets()),
             gateway6: p.gateway6.map(|g| g.octets()),
             mtu: p.mtu,
+            kernel: p.kernel.is_some(),
         }
     }
 

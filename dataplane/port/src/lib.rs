@@ -12,6 +12,7 @@ pub mod mbuf;
 pub mod memory;
 pub mod node;
 pub mod siblings;
+pub mod twin;
 pub mod worker;
 
 /// A DPDK call failed: what we were doing and DPDK's own words.

@@ -60,6 +60,11 @@ pub fn eal_args(cfg: &Config, overrides: &[String], ncpu: usize) -> Vec<String> 
             args.push(p.devargs.clone());
         }
     }
+    for (i, p) in cfg.ports.iter().enumerate() {
+        if let Some(k) = &p.kernel {
+            args.push(format!("--vdev={}", crate::twin::vdev(i, k)));
+        }
+    }
     args.extend(overrides.iter().cloned());
     args
 }
@@ -113,6 +118,15 @@ pub fn run(
         Some(c) => Some(tandem_control::cluster::read_secret(&c.secret_file)?),
         None => None,
     };
+    // A kernel twin's name must be free: net_tap would attach to an interface that exists.
+    for (i, p) in cfg.ports.iter().enumerate() {
+        if let Some(k) = p.kernel.as_deref().filter(|k| crate::twin::exists(k)) {
+            anyhow::bail!(
+                "port[{i}].kernel: an interface named \"{k}\" exists already here (another \
+                 node in this namespace, or something else owns it); name the twin another way"
+            );
+        }
+    }
     let args = eal_args(&cfg, overrides, ncpu);
     tracing::info!(?args, "initialising the EAL");
     let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -127,10 +141,10 @@ pub fn run(
         Mempool::new("tandem_mbufs", cfg.mempool_mbufs, cfg.mempool_cache, -1)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let (eth, infos) = start_ports(&cfg, nworkers, &pool)?;
+    let (eth, infos, twins) = start_ports(&cfg, nworkers, &pool)?;
     if term.load(Ordering::SeqCst) {
         println!("tandem: stopped during start-up");
-        for p in &eth {
+        for p in eth.iter().chain(twins.iter().flatten()) {
             p.stop_and_close();
         }
         eal.cleanup();
@@ -160,6 +174,7 @@ pub fn run(
     let shared = Shared {
         eal: &eal,
         eth: &eth,
+        twins: &twins,
         pool: &pool,
         snapshot: &snapshot,
         load: &load,
@@ -230,7 +245,7 @@ pub fn run(
     }
     ctl.poll_workers(Instant::now());
     ctl.sample_rates(Instant::now());
-    for p in &eth {
+    for p in eth.iter().chain(twins.iter().flatten()) {
         p.stop_and_close();
     }
     let stats = commands::execute(&mut ctl, "show stats");
@@ -284,14 +299,15 @@ fn fits_this_machine(cfg: &Config) -> anyhow::Result<(usize, Capacity)> {
     Ok((ncpu, capacity))
 }
 
-/// Starts every port with a queue pair per worker; the ports and the core's view of them.
-fn start_ports(
-    cfg: &Config,
-    nworkers: u16,
-    pool: &Arc<Mempool>,
-) -> anyhow::Result<(Vec<EthPort>, Vec<PortInfo>)> {
+/// The started ports, the core's view of them, and each port's kernel twin if it has one.
+type Started = (Vec<EthPort>, Vec<PortInfo>, Vec<Option<EthPort>>);
+
+/// Starts every port with a queue pair per worker, and each port's kernel twin (same MAC,
+/// MTU and addresses); the ports, the core's view of them, and the twins by port.
+fn start_ports(cfg: &Config, nworkers: u16, pool: &Arc<Mempool>) -> anyhow::Result<Started> {
     let mut eth = Vec::new();
     let mut infos = Vec::new();
+    let mut twins = Vec::new();
     for p in &cfg.ports {
         let id = EthPort::by_name(p.device_name())
             .map_err(|e| anyhow::anyhow!("port {}: {e}", p.name))?;
@@ -308,14 +324,39 @@ fn start_ports(
         tracing::info!(port = %p.name, id, mac = %tandem_config::units::format_mac(&mac), "port started");
         infos.push(PortInfo::from_config(p, mac));
         eth.push(port);
+        twins.push(match &p.kernel {
+            Some(k) => Some(start_twin(eth.len() - 1, p, k, mac, nworkers, pool)?),
+            None => None,
+        });
     }
-    Ok((eth, infos))
+    Ok((eth, infos, twins))
+}
+
+/// Starts port `i`'s kernel twin `ifname` (see `twin`).
+fn start_twin(
+    i: usize,
+    p: &tandem_config::PortConfig,
+    ifname: &str,
+    mac: [u8; 6],
+    nworkers: u16,
+    pool: &Arc<Mempool>,
+) -> anyhow::Result<EthPort> {
+    let key = format!("port[{i}].kernel");
+    let id = EthPort::by_name(&crate::twin::device_name(i))
+        .map_err(|e| anyhow::anyhow!("{key}: the TAP twin {ifname}: {e}"))?;
+    let twin = EthPort::start(id, nworkers, 1024, 1024, pool, Some(mac))
+        .map_err(|e| anyhow::anyhow!("{key}: the TAP twin {ifname}: {e}"))?;
+    crate::twin::configure(ifname, p.mtu, p.ipv4, p.ipv6)
+        .map_err(|e| anyhow::anyhow!("{key}: the TAP twin {ifname}: {e}"))?;
+    tracing::info!(port = %p.name, twin = ifname, "kernel twin up");
+    Ok(twin)
 }
 
 /// What every worker is started with.
 struct Shared<'a> {
     eal: &'a Eal,
     eth: &'a [EthPort],
+    twins: &'a [Option<EthPort>],
     pool: &'a Arc<Mempool>,
     snapshot: &'a Arc<tandem_dataplane::services::Services>,
     load: &'a Arc<tandem_dataplane::qos::admission::Load>,
@@ -348,6 +389,9 @@ fn start_workers(cfg: &Config, capacity: Capacity, sh: &Shared) -> anyhow::Resul
         let w = Worker {
             core,
             ports: sh.eth.to_vec(),
+            twins: sh.twins.to_vec(),
+            twin_poll_us: 0,
+            to_kernel: Vec::new(),
             queue: i as u16,
             burst: cfg.workers.burst,
             idle_sleep: cfg.workers.idle_sleep,

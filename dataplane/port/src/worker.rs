@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tandem_dataplane::counters::DropReason;
+use tandem_dataplane::counters::{Absorbed, DropReason};
 use tandem_dataplane::messages::{FromWorker, ToWorker};
 use tandem_dataplane::parking::{Due, Parking};
 use tandem_dataplane::pipeline::{Core, Now, PacketBuf, Verdict, MAX_BURST as CORE_BURST};
@@ -47,7 +47,17 @@ pub struct Worker {
     pub due: Vec<Due<ParkedMbuf>>,
     /// Rings to and from the node's other workers, for flow records.
     pub siblings: Siblings,
+    /// Each port's kernel twin, if it has one (`twin`): the worker uses queue `queue`.
+    pub twins: Vec<Option<EthPort>>,
+    /// When the twins' queues are read next (the node's microseconds).
+    pub twin_poll_us: u64,
+    /// Frames for each port's twin, sent at the end of each loop (made by `run`).
+    pub to_kernel: Vec<TxBuffer>,
 }
+
+/// How often a worker reads what the kernel twins sent (a read from a TAP is a system
+/// call; BFD's 100 ms and a TCP session's round trips do not notice 200 us).
+const TWIN_POLL_US: u64 = 200;
 
 /// An mbuf in the parking lot.
 #[derive(Clone, Copy)]
@@ -57,11 +67,15 @@ pub struct ParkedMbuf(RawMbuf);
 // while empty (when the worker is handed to its lcore).
 unsafe impl Send for ParkedMbuf {}
 
-struct TxBuffer {
+pub struct TxBuffer {
     pkts: [RawMbuf; MAX_BURST],
     lens: [u16; MAX_BURST],
     n: usize,
 }
+
+// SAFETY: a TX buffer is filled and flushed by one worker only; it crosses threads only
+// empty, when the worker is handed to its lcore.
+unsafe impl Send for TxBuffer {}
 
 impl Worker {
     /// The node's clock: milliseconds (flow tables) and microseconds (latency), from the
@@ -81,6 +95,13 @@ impl Worker {
         let mut rx: Vec<RawMbuf> = vec![std::ptr::null_mut(); burst];
         let mut free: Vec<RawMbuf> = Vec::with_capacity(burst);
         let mut tx: Vec<TxBuffer> = (0..self.ports.len())
+            .map(|_| TxBuffer {
+                pkts: [std::ptr::null_mut(); MAX_BURST],
+                lens: [0; MAX_BURST],
+                n: 0,
+            })
+            .collect();
+        self.to_kernel = (0..self.twins.len())
             .map(|_| TxBuffer {
                 pkts: [std::ptr::null_mut(); MAX_BURST],
                 lens: [0; MAX_BURST],
@@ -121,11 +142,17 @@ impl Worker {
             if self.core.has_queued() {
                 self.release_queued(&mut tx, burst);
             }
+            if now.us >= self.twin_poll_us && !self.twins.is_empty() {
+                self.twin_poll_us = now.us + TWIN_POLL_US;
+                self.kernel_sent(&mut tx, burst);
+            }
             for (o, b) in tx.iter_mut().enumerate() {
                 if b.n > 0 {
                     flush(&self.ports[o], self.queue, b, &counters, o);
                 }
             }
+            self.copies_to_kernel();
+            self.flush_kernel();
             self.core.housekeeping_paced();
             counters.loops.inc();
             counters
@@ -286,7 +313,109 @@ impl Worker {
                     free.push(d);
                 }
             }
+            Verdict::Consumed(Absorbed::Kernel) => self.kernel_bound(m, port, len, free),
             Verdict::Consumed(_) | Verdict::Drop(_) => free.push(m),
+        }
+    }
+
+    /// Queues mbuf `m` (a frame of `len` bytes from `port`) for the port's kernel twin.
+    fn kernel_bound(&mut self, m: RawMbuf, port: u8, len: usize, free: &mut Vec<RawMbuf>) {
+        let o = usize::from(port);
+        let Some(b) = self
+            .to_kernel
+            .get_mut(o)
+            .filter(|_| self.twins[o].is_some())
+        else {
+            free.push(m);
+            return;
+        };
+        b.pkts[b.n] = m;
+        b.lens[b.n] = len as u16;
+        b.n += 1;
+        if b.n == MAX_BURST {
+            self.flush_kernel();
+        }
+    }
+
+    /// Hands each twin what is queued for it; what its queue does not take is dropped
+    /// (`kernel_full`).
+    fn flush_kernel(&mut self) {
+        for (o, b) in self.to_kernel.iter_mut().enumerate() {
+            let Some(twin) = self.twins[o].filter(|_| b.n > 0) else {
+                continue;
+            };
+            let sent = twin.tx_burst(self.queue, &mut b.pkts[..b.n]);
+            let c = &self.core.state.counters;
+            for _ in sent..b.n {
+                c.count_drop(DropReason::KernelFull);
+            }
+            mbuf::free_bulk(&mut b.pkts[sent..b.n]);
+            b.n = 0;
+        }
+    }
+
+    /// The copies of ARP and ND frames tandem answered, for the twins (`pipeline::kernel`).
+    fn copies_to_kernel(&mut self) {
+        if !self.core.has_kernel_copies() {
+            return;
+        }
+        let (pool, twins, to_kernel) = (&self.pool, &self.twins, &mut self.to_kernel);
+        let counters = Arc::clone(&self.core.state.counters);
+        self.core.take_kernel_copies(|port, frame| {
+            let o = usize::from(port);
+            let room_left = to_kernel.get(o).is_some_and(|b| b.n < MAX_BURST);
+            let m = match pool.alloc() {
+                Some(m) if room_left && twins[o].is_some() => m,
+                Some(m) => {
+                    mbuf::free_bulk(&mut [m]);
+                    counters.kernel_copies_lost.inc();
+                    return;
+                }
+                None => {
+                    counters.kernel_copies_lost.inc();
+                    return;
+                }
+            };
+            // SAFETY: a fresh mbuf from our pool, owned here.
+            let (room, start, _) = unsafe { mbuf::data_room(m) };
+            room[start..start + frame.len()].copy_from_slice(frame);
+            // SAFETY: the frame was written within the data room (at most 256 bytes).
+            unsafe { mbuf::set_frame(m, start, frame.len()) };
+            let b = &mut to_kernel[o];
+            b.pkts[b.n] = m;
+            b.lens[b.n] = frame.len() as u16;
+            b.n += 1;
+            counters.kernel_copies.inc();
+        });
+    }
+
+    /// Sends what the kernel twins wrote out of their ports (a burst from each, at most).
+    fn kernel_sent(&mut self, tx: &mut [TxBuffer], burst: usize) {
+        let mut got = [std::ptr::null_mut(); CORE_BURST];
+        for o in 0..self.twins.len() {
+            let Some(twin) = self.twins[o] else { continue };
+            let n = twin.rx_burst(self.queue, &mut got);
+            let counters = &self.core.state.counters;
+            for &m in &got[..n] {
+                // SAFETY: `m` came from rx_burst and is ours until sent or freed.
+                let (segs, (_, _, len)) = unsafe { (mbuf::segments(m), mbuf::data_room(m)) };
+                if segs != 1 {
+                    counters.count_drop(DropReason::TooBig);
+                    mbuf::free_bulk(&mut [m]);
+                    continue;
+                }
+                counters.from_kernel.inc();
+                enqueue(
+                    &self.ports,
+                    self.queue,
+                    tx,
+                    counters,
+                    m,
+                    o as u8,
+                    len,
+                    burst,
+                );
+            }
         }
     }
 

@@ -145,6 +145,9 @@ impl State {
         }
         let ports = match transport(s, &dst16, proto, ip.payload()) {
             Ok(p) => p,
+            Err(Verdict::Drop(DropReason::NotForUs)) => {
+                return self.unclaimed(s, rx, &dst16, false)
+            }
             Err(v) => return v,
         };
         let seg = Segment {
@@ -179,7 +182,7 @@ impl State {
         if rx.via == Via::Direct && (to_port || s.is_vip(&dst16)) {
             return self.icmp4_echo(s, rx, pkt, hl);
         }
-        Verdict::Drop(DropReason::NotForUs)
+        self.unclaimed(s, rx, &dst16, false)
     }
 
     /// The ICMP (`v6` false) or ICMPv6 message from `at` to `end` (offsets from the IP
@@ -278,6 +281,7 @@ impl State {
         }
         let ports = match transport(s, &dst, nh, l4b) {
             Ok(p) => p,
+            Err(Verdict::Drop(DropReason::NotForUs)) => return self.unclaimed(s, rx, &dst, true),
             Err(v) => return v,
         };
         let seg = Segment {
@@ -318,6 +322,9 @@ impl State {
             Toward::Replies(from) => {
                 let fkey = self.reply_flow(s, from, &seg.key);
                 self.backend_reply(s, seg, fkey, None, pkt)
+            }
+            Toward::Drop(DropReason::NotForUs) => {
+                self.unclaimed(s, &seg.rx, &seg.key.dst, seg.key.v6)
             }
             Toward::Drop(r) => Verdict::Drop(r),
         }

@@ -56,15 +56,16 @@ impl State {
                 ErrorKind::V6TimeExceeded => c.icmp6_time_exceeded.inc(),
             }
         }
-        if e.to_port {
-            return Verdict::Drop(DropReason::NotForUs);
-        }
         let l3 = rx.l3();
         let v6 = matches!(
             e.kind,
             ErrorKind::V6Unreachable | ErrorKind::V6TooBig | ErrorKind::V6TimeExceeded
         );
         let (outer_src, outer_dst) = outer_addresses(&pkt.frame()[l3..], v6);
+        if e.to_port {
+            // About the node's own traffic: its kernel's, when the port has a twin.
+            return self.unclaimed(s, rx, &outer_dst, v6);
+        }
         let q = match icmp::quote(&pkt.frame()[l3 + e.at..l3 + e.end], v6) {
             Ok(q) => q,
             Err(QuoteError::Bad) => return Verdict::Drop(DropReason::IcmpBadQuote),

@@ -62,11 +62,15 @@ impl State {
         let target = a.target_ip.octets();
         let mut target16 = [0u8; 16];
         target16[..4].copy_from_slice(&target);
-        let ours = port.ipv4.is_some_and(|(ip, _)| ip == target) || s.is_vip(&target16);
+        let to_port = port.ipv4.is_some_and(|(ip, _)| ip == target);
+        let ours = to_port || s.is_vip(&target16);
         if on_link {
             self.learn(rx.in_port, sender16, a.sender_mac);
         }
         if a.op == arp::OP_REQUEST && ours {
+            if to_port {
+                self.copy_to_kernel(s, rx.in_port, pkt.frame());
+            }
             let reply = arp::Arp {
                 op: arp::OP_REPLY,
                 sender_mac: port_mac,
@@ -80,7 +84,9 @@ impl State {
             self.counters.arp_replies.inc();
             return Verdict::Tx(rx.in_port);
         }
-        if on_link {
+        if on_link && port.kernel {
+            self.for_kernel()
+        } else if on_link {
             Verdict::Consumed(Absorbed::Arp)
         } else {
             Verdict::Drop(DropReason::NotForUs)
@@ -144,11 +150,18 @@ impl State {
         let port_mac = s.ports[usize::from(rx.in_port)].mac;
         let f = pkt.frame_mut();
         // Checked by the IPv4 stage.
-        let total = ipv4::Packet::new_unchecked(&f[l3..]).total_len();
+        let (total, dst) = {
+            let ip = ipv4::Packet::new_unchecked(&f[l3..]);
+            (ip.total_len(), ip.dst_bytes())
+        };
         let body = &mut f[l3 + hl..l3 + total];
         match icmp::message_type(body) {
             Ok(icmp::ECHO_REQUEST) => {}
-            Ok(_) => return Verdict::Drop(DropReason::NotForUs),
+            Ok(_) => {
+                let mut dst16 = [0u8; 16];
+                dst16[..4].copy_from_slice(&dst);
+                return self.unclaimed(s, rx, &dst16, false);
+            }
             Err(e) => return Verdict::Drop(wire_drop(e)),
         }
         icmp::echo_to_reply_v4(body);
@@ -206,6 +219,9 @@ impl State {
                     if let Some(m) = nd.lladdr {
                         self.learn(in_port, nd.target, m);
                     }
+                    if port.kernel {
+                        return self.for_kernel();
+                    }
                     return Verdict::Consumed(Absorbed::NeighborAdvert);
                 }
                 if let Some(m) = nd.lladdr {
@@ -214,7 +230,10 @@ impl State {
                     }
                 }
                 if !ours(&nd.target, s) {
-                    return Verdict::Drop(DropReason::NotForUs);
+                    return self.unclaimed(s, rx, &dst, true);
+                }
+                if port.ipv6.is_some_and(|(x, _)| x == nd.target) {
+                    self.copy_to_kernel(s, in_port, pkt.frame());
                 }
                 let reply_dst = if src == [0; 16] {
                     let mut all = [0u8; 16];
@@ -248,7 +267,7 @@ impl State {
                 self.counters.nd_replies.inc();
                 Verdict::Tx(in_port)
             }
-            _ => Verdict::Drop(DropReason::NotForUs),
+            _ => self.unclaimed(s, rx, &dst, true),
         }
     }
 }

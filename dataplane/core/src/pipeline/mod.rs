@@ -32,6 +32,7 @@ mod demux;
 mod flows;
 mod fragments;
 mod icmp_errors;
+mod kernel;
 mod local;
 mod mtu;
 mod timing;
@@ -39,6 +40,7 @@ mod xmit;
 
 pub use crate::parking::Wait;
 pub use burst::MAX_BURST;
+pub use kernel::KERNEL_PER_MS;
 pub use timing::hist_for;
 
 use crate::cluster::Membership;
@@ -188,6 +190,9 @@ pub struct State {
     arrivals: fragments::Arrivals,
     /// "Too big" answers left (`mtu`).
     answers: mtu::Answers,
+    /// Frames to the kernel twins this millisecond, and copies waiting for them (`kernel`).
+    kernel_budget: kernel::Budget,
+    kernel_copies: kernel::Copies,
 }
 
 impl Core {
@@ -228,6 +233,8 @@ impl Core {
                 fragments: FragmentTable::new(table_seed ^ 0x6672_6167),
                 arrivals: fragments::Arrivals::default(),
                 answers: mtu::Answers::default(),
+                kernel_budget: kernel::Budget::default(),
+                kernel_copies: kernel::Copies::default(),
             },
         }
     }

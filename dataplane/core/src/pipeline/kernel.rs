@@ -1,0 +1,308 @@
+//! The exception path: what a port with a kernel twin (`[[port]] kernel`) hands the kernel.
+//! Frames to the node's own addresses that tandem does not consume (BGP, BFD, SSH, the
+//! kernel's ping replies), to the port's IPv6 link-local and to multicast, and ARP and
+//! neighbor discovery, which tandem answers and learns from itself and also gives the
+//! kernel (as received), so that its own stack resolves and answers as on any interface.
+//!
+//! Bounded: at most `KERNEL_PER_MS` frames a millisecond per worker go to the kernel (a
+//! write to a TAP is a system call; a flood to the node's address must not take the
+//! worker's time from the flows), the rest are dropped (`kernel_limit`). The copies of
+//! answered ARP and ND wait in a small preallocated ring for the port layer
+//! (`Core::take_kernel_copies`); when it is full a copy is left out (`kernel_copies_lost`),
+//! the frame itself still answered.
+
+use super::context::{Rx, Via};
+use super::{Core, State, Verdict};
+use crate::counters::{Absorbed, DropReason};
+use crate::ports::PortInfo;
+use crate::services::Services;
+
+/// Frames a worker hands its ports' kernel twins per millisecond, at most (100 000 a
+/// second: BGP, BFD and an SSH session need a small part of it).
+pub const KERNEL_PER_MS: u32 = 100;
+/// Copies of answered ARP and ND frames waiting for the port layer.
+const COPIES: usize = 8;
+/// Longest copy kept (an ARP frame is 60 bytes, a neighbor solicitation 86 with options).
+const COPY_MAX: usize = 256;
+
+/// The copies of answered ARP and ND frames not yet handed to the kernel.
+pub(super) struct Copies {
+    frames: Box<[[u8; COPY_MAX]; COPIES]>,
+    lens: [u16; COPIES],
+    ports: [u8; COPIES],
+    n: usize,
+}
+
+impl Default for Copies {
+    fn default() -> Self {
+        Copies {
+            frames: Box::new([[0; COPY_MAX]; COPIES]),
+            lens: [0; COPIES],
+            ports: [0; COPIES],
+            n: 0,
+        }
+    }
+}
+
+/// The per-millisecond budget of frames to the kernel.
+#[derive(Default)]
+pub(super) struct Budget {
+    ms: u32,
+    used: u32,
+}
+
+/// True when `dst` is one the kernel twin of `port` owns or listens to: the port's own
+/// address, IPv6 link-local, multicast or (IPv4) broadcast.
+pub(super) fn for_the_kernel(port: &PortInfo, dst: &[u8; 16], v6: bool) -> bool {
+    if !port.kernel {
+        return false;
+    }
+    if v6 {
+        port.ipv6.is_some_and(|(a, _)| a == *dst)
+            || (dst[0] == 0xfe && dst[1] & 0xc0 == 0x80)
+            || dst[0] == 0xff
+    } else {
+        let d = [dst[0], dst[1], dst[2], dst[3]];
+        port.ipv4.is_some_and(|(a, _)| a == d) || d[0] & 0xf0 == 0xe0 || d == [255; 4]
+    }
+}
+
+impl State {
+    /// A frame from the wire that no stage claimed, to `dst`: the kernel's when the port
+    /// has a twin that owns the address, else dropped as not for this node.
+    #[inline(never)]
+    pub(super) fn unclaimed(&mut self, s: &Services, rx: &Rx, dst: &[u8; 16], v6: bool) -> Verdict {
+        match s.ports.get(usize::from(rx.in_port)) {
+            Some(p) if rx.via == Via::Direct && for_the_kernel(p, dst, v6) => self.for_kernel(),
+            _ => Verdict::Drop(DropReason::NotForUs),
+        }
+    }
+
+    /// The frame goes to its port's kernel twin, within the budget.
+    pub(super) fn for_kernel(&mut self) -> Verdict {
+        if self.kernel_budget.ms != self.now.ms {
+            self.kernel_budget = Budget {
+                ms: self.now.ms,
+                used: 0,
+            };
+        }
+        if self.kernel_budget.used >= KERNEL_PER_MS {
+            return Verdict::Drop(DropReason::KernelLimit);
+        }
+        self.kernel_budget.used += 1;
+        Verdict::Consumed(Absorbed::Kernel)
+    }
+
+    /// Keeps a copy of `frame` (as received on `port`, before tandem answers it in place)
+    /// for the port's kernel twin; a no-op for a port without one.
+    pub(super) fn copy_to_kernel(&mut self, s: &Services, port: u8, frame: &[u8]) {
+        if !s.ports.get(usize::from(port)).is_some_and(|p| p.kernel) {
+            return;
+        }
+        let c = &mut self.kernel_copies;
+        if c.n == COPIES || frame.len() > COPY_MAX {
+            self.counters.kernel_copies_lost.inc();
+            return;
+        }
+        c.frames[c.n][..frame.len()].copy_from_slice(frame);
+        c.lens[c.n] = frame.len() as u16;
+        c.ports[c.n] = port;
+        c.n += 1;
+    }
+}
+
+impl Core {
+    /// True when copies for the kernel twins wait (see the module's doc).
+    #[inline]
+    pub fn has_kernel_copies(&self) -> bool {
+        self.state.kernel_copies.n > 0
+    }
+
+    /// Hands each waiting copy (its port and bytes) to `f`, in order, and forgets them.
+    pub fn take_kernel_copies(&mut self, mut f: impl FnMut(u8, &[u8])) {
+        let c = &mut self.state.kernel_copies;
+        for i in 0..c.n {
+            f(c.ports[i], &c.frames[i][..usize::from(c.lens[i])]);
+        }
+        c.n = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The exception path against the shared test config, its front port given a twin:
+    //! what goes to the kernel, what tandem still answers itself (and copies), the budget,
+    //! and that a port without a twin drops the same frames as before.
+    use super::super::tests::{core, CONFIG};
+    use super::*;
+    use crate::counters::WorkerCounters;
+    use crate::flow::Timeouts;
+    use crate::testkit;
+    use crate::wire::l4::{ACK, SYN};
+    use std::net::IpAddr;
+    use std::sync::Arc;
+    use tandem_config::Config;
+
+    const FRONT: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const ROUTER: [u8; 6] = [2, 0, 0, 0, 0xfe, 0xfe];
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// The test config's core, its front port with the kernel twin "tdm-front".
+    fn twinned() -> Core {
+        let text = CONFIG.replacen(
+            "name = \"front\"\n",
+            "name = \"front\"\nkernel = \"tdm-front\"\n",
+            1,
+        );
+        let cfg = Config::from_toml(&text).unwrap();
+        let s = Services::from_config(&cfg, &[FRONT, [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3]]);
+        assert!(s.ports[0].kernel && !s.ports[1].kernel);
+        Core::new(
+            0,
+            1024,
+            Timeouts::default(),
+            Arc::new(s),
+            Arc::new(WorkerCounters::default()),
+            7,
+        )
+    }
+
+    fn bgp_from_router(dst: &str) -> Vec<u8> {
+        let src = if dst.contains(':') {
+            "fd00::fe"
+        } else {
+            "10.0.0.254"
+        };
+        testkit::tcp(FRONT, ROUTER, ip(src), 40179, ip(dst), 179, SYN, b"")
+    }
+
+    const KERNEL: Verdict = Verdict::Consumed(Absorbed::Kernel);
+
+    #[test]
+    fn the_nodes_own_traffic_goes_to_the_twin_and_nowhere_without_one() {
+        let (mut with, mut without) = (twinned(), core());
+        for dst in ["10.0.0.1", "fd00::1", "fe80::1"] {
+            let f = bgp_from_router(dst);
+            assert_eq!(testkit::run(&mut with, 0, &f, 1).0, KERNEL, "{dst}");
+            assert_eq!(
+                testkit::run(&mut without, 0, &f, 1).0,
+                Verdict::Drop(DropReason::NotForUs),
+                "{dst}"
+            );
+        }
+        // Someone else's address on the link is not the kernel's either.
+        let f = bgp_from_router("10.0.0.77");
+        assert_eq!(
+            testkit::run(&mut with, 0, &f, 1).0,
+            Verdict::Drop(DropReason::NotForUs)
+        );
+        // A port without a twin (back) drops its own address's traffic as before.
+        let f = testkit::tcp(
+            [2, 0, 0, 0, 0, 2],
+            ROUTER,
+            ip("10.1.0.99"),
+            1,
+            ip("10.1.0.1"),
+            22,
+            SYN,
+            b"",
+        );
+        assert_eq!(
+            testkit::run(&mut with, 1, &f, 1).0,
+            Verdict::Drop(DropReason::NotForUs)
+        );
+        // Services are served, echo requests answered, as without a twin.
+        let syn = testkit::tcp(
+            FRONT,
+            ROUTER,
+            ip("198.51.100.7"),
+            40000,
+            ip("192.0.2.10"),
+            80,
+            SYN,
+            b"",
+        );
+        let v = testkit::run(&mut with, 0, &syn, 1).0;
+        assert!(matches!(v, Verdict::Tx(1 | 2)), "{v:?}");
+        let ping = testkit::icmp_echo(FRONT, ROUTER, ip("10.0.0.254"), ip("10.0.0.1"), 1, 1);
+        assert_eq!(testkit::run(&mut with, 0, &ping, 1).0, Verdict::Tx(0));
+        // ... and a reply to the kernel's own ping is the kernel's.
+        let mut pong = ping.clone();
+        pong[14 + 20] = 0; // echo reply
+        assert_eq!(testkit::run(&mut with, 0, &pong, 1).0, KERNEL);
+        let k = &with.state.counters;
+        assert_eq!(k.absorbed[Absorbed::Kernel as usize].get(), 4);
+    }
+
+    #[test]
+    fn arp_and_nd_for_the_port_are_answered_and_copied_to_the_kernel() {
+        let mut c = twinned();
+        let req = testkit::arp_request(
+            ROUTER,
+            "10.0.0.254".parse().unwrap(),
+            "10.0.0.1".parse().unwrap(),
+        );
+        let (v, reply) = testkit::run(&mut c, 0, &req, 1);
+        assert_eq!(v, Verdict::Tx(0));
+        assert_ne!(reply, req);
+        let ns = testkit::neighbor_solicit(
+            ROUTER,
+            "fd00::fe".parse().unwrap(),
+            "fd00::1".parse().unwrap(),
+        );
+        assert_eq!(testkit::run(&mut c, 0, &ns, 1).0, Verdict::Tx(0));
+        // A VIP's ARP is tandem's alone.
+        let vip = testkit::arp_request(
+            ROUTER,
+            "10.0.0.254".parse().unwrap(),
+            "192.0.2.10".parse().unwrap(),
+        );
+        assert_eq!(testkit::run(&mut c, 0, &vip, 1).0, Verdict::Tx(0));
+        let mut copies = Vec::new();
+        assert!(c.has_kernel_copies());
+        c.take_kernel_copies(|port, f| copies.push((port, f.to_vec())));
+        assert_eq!(copies, vec![(0, req.clone()), (0, ns)]);
+        assert!(!c.has_kernel_copies());
+        // The router's answer to the kernel's own request: learned, and the kernel's.
+        let mut answer = req.clone();
+        answer[..6].copy_from_slice(&FRONT);
+        answer[14 + 7] = 2; // ARP reply
+        assert_eq!(testkit::run(&mut c, 0, &answer, 1).0, KERNEL);
+    }
+
+    #[test]
+    fn a_flood_to_the_node_is_bounded_per_millisecond() {
+        let mut c = twinned();
+        let f = testkit::tcp(
+            FRONT,
+            ROUTER,
+            ip("203.0.113.9"),
+            5,
+            ip("10.0.0.1"),
+            22,
+            ACK,
+            b"x",
+        );
+        for _ in 0..KERNEL_PER_MS {
+            assert_eq!(testkit::run(&mut c, 0, &f, 3).0, KERNEL);
+        }
+        assert_eq!(
+            testkit::run(&mut c, 0, &f, 3).0,
+            Verdict::Drop(DropReason::KernelLimit)
+        );
+        assert_eq!(testkit::run(&mut c, 0, &f, 4).0, KERNEL);
+        // Copies past the ring's room are counted, not kept.
+        let req = testkit::arp_request(
+            ROUTER,
+            "10.0.0.254".parse().unwrap(),
+            "10.0.0.1".parse().unwrap(),
+        );
+        for _ in 0..COPIES + 3 {
+            testkit::run(&mut c, 0, &req, 5);
+        }
+        assert_eq!(c.state.counters.kernel_copies_lost.get(), 3);
+    }
+}
