@@ -4,6 +4,7 @@
 //! latency windows, QoS factors and standbys. The port layer (`tandem-port`) wires it to
 //! DPDK ports and workers.
 
+pub mod bgp;
 pub mod client;
 pub mod cluster;
 pub mod commands;

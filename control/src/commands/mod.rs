@@ -7,6 +7,7 @@
 //! tables that dispatch, so a command cannot exist without its help or the other way round.
 //! Adding a command is a line in its group's table, its variant and its arm there.
 
+mod bgp;
 mod cluster;
 mod config;
 mod flows;
@@ -40,6 +41,7 @@ pub enum Command {
     Services(services::Cmd),
     Flows(flows::Cmd),
     Cluster(cluster::Cmd),
+    Bgp(bgp::Cmd),
     Config(config::Cmd),
 }
 
@@ -58,6 +60,7 @@ const TABLES: &[&[Spec]] = &[
     services::COMMANDS,
     flows::COMMANDS,
     cluster::COMMANDS,
+    bgp::COMMANDS,
     config::COMMANDS,
 ];
 
@@ -110,6 +113,7 @@ pub fn run(ctl: &mut Control, cmd: Command) -> Value {
         Command::Services(c) => services::run(ctl, c),
         Command::Flows(c) => flows::run(ctl, c),
         Command::Cluster(c) => cluster::run(ctl, c),
+        Command::Bgp(c) => bgp::run(ctl, c),
         Command::Config(c) => config::run(ctl, c),
     }
 }

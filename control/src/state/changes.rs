@@ -49,6 +49,7 @@ pub fn restart_only(old: &Config, new: &Config) -> Vec<Problem> {
                 c.control_socket.display().to_string(),
             ),
             ("metrics.listen".into(), format!("{:?}", c.metrics)),
+            ("bgp".into(), format!("{:?}", c.bgp)),
             ("cluster".into(), c.cluster.is_some().to_string()),
         ]);
         if let Some(cl) = &c.cluster {

@@ -4,6 +4,7 @@
 //! snapshot. Owns no DPDK handle, so it is tested without an EAL. Commands read it through
 //! the accessors below and change it through its methods.
 
+mod bgp;
 mod changes;
 mod cluster;
 mod fanout;
@@ -56,6 +57,8 @@ pub struct Control {
     new_flows_base: Vec<u64>,
     /// The file `reload` reads (none for a node started from text).
     config_path: Option<std::path::PathBuf>,
+    /// What the node's BIRD announces (`[bgp]`), when it announces.
+    bgp: Option<crate::bgp::Announcer>,
 }
 
 /// The services snapshot, with what QoS has learned of each backend (`live`, empty at
@@ -121,6 +124,7 @@ impl Control {
             load: Arc::new(Load::default()),
             new_flows_base: vec![0; tandem_dataplane::counters::MAX_BACKENDS],
             config_path: None,
+            bgp: None,
         }
     }
 

@@ -127,6 +127,13 @@ pub fn run(
             );
         }
     }
+    // Before any kernel twin exists (and BIRD's sessions over it with it), BIRD is told
+    // to announce nothing: what a killed run left in the files must not be announced
+    // before this run is ready.
+    let announcer = match &cfg.bgp {
+        Some(b) => Some(tandem_control::bgp::Announcer::start(b)?),
+        None => None,
+    };
     let args = eal_args(&cfg, overrides, ncpu);
     tracing::info!(?args, "initialising the EAL");
     let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -187,6 +194,9 @@ pub fn run(
     let mut ctl = Control::new(cfg, infos, links).with_load(load);
     if let Some(p) = path {
         ctl = ctl.with_config_path(p);
+    }
+    if let Some(a) = announcer {
+        ctl.attach_bgp(a);
     }
     if let Some(mut c) = cluster {
         tracing::info!(sync = %c.local_addr(), nodes = c.sync.view.nodes.len(), "cluster sync channel open");
@@ -437,10 +447,29 @@ fn control_loop(
     let mut last_link = Instant::now() - Duration::from_secs(1);
     let mut last_second = Instant::now();
     ctl.refresh_neighbors(Instant::now());
-    while !term.load(Ordering::Relaxed) {
+    let mut stop_at: Option<Instant> = None;
+    loop {
         let now = Instant::now();
+        if term.load(Ordering::Relaxed) {
+            match stop_at {
+                None => match ctl.bgp_stop(now) {
+                    Some(grace) => {
+                        println!(
+                            "tandem: stopping: VIPs withdrawn, serving {} more",
+                            tandem_config::units::format_duration(grace)
+                        );
+                        around.notifier.stopping();
+                        stop_at = Some(now + grace);
+                    }
+                    None => break,
+                },
+                Some(t) if now >= t => break,
+                Some(_) => {}
+            }
+        }
         let busy = ctl.poll_workers(now) + ctl.poll_cluster(now);
         ctl.qos_tick(now);
+        ctl.bgp_tick(now);
         let started = Instant::now();
         while let Ok(r) = requests.try_recv() {
             let answer = commands::execute(ctl, &r.line);
