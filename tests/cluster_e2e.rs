@@ -1,7 +1,8 @@
 //! A three-node cluster end to end: separate `tandem run` processes on af_packet ports in
-//! network namespaces, behind a router namespace with a multipath route to the VIPs (see
-//! scripts/cluster-topology). Twenty rate-limited downloads through a VIP while one node is
-//! killed with SIGKILL and taken out of the routes, then started again: every download
+//! network namespaces, each with kernel twins and its own BIRD 2, behind a router namespace
+//! whose BIRD learns the VIPs by BGP with BFD and routes them by ECMP (see
+//! scripts/cluster-topology); no route is edited by the test. Twenty rate-limited downloads
+//! through a VIP while one node is killed with SIGKILL, then started again: every download
 //! completes with the right bytes, new connections succeed all along, the surviving nodes
 //! agree on every flow, and the restarted node snapshots and rejoins. Run in nat and in dsr
 //! mode. A second test attacks one node's sync channel with a replayed, a forged and a
@@ -41,7 +42,8 @@ fn cluster_section(secret: &Path, sync: &[String], addr: impl Fn(u16) -> String)
     c
 }
 
-fn node_config(s: &Scratch, id: u16, prefix: &str, cluster: &str) -> String {
+fn node_config(s: &Scratch, t: &Testbed, id: u16, prefix: &str, cluster: &str) -> String {
+    let bed = bed_dir(t);
     let mut backends = String::new();
     for i in 1..=2 {
         backends += &format!(
@@ -66,12 +68,25 @@ ipv4 = "10.0.0.{id}/24"
 gateway = "10.0.0.254"
 mac = "02:00:00:00:01:0{id}"
 mtu = 1600
+kernel = "tdm-front"
 [[port]]
 name = "back"
 devargs = "net_af_packet1,iface=n{id}b"
 ipv4 = "10.1.0.{id}/24"
 mac = "02:00:00:00:02:0{id}"
 mtu = 1600
+kernel = "tdm-back"
+[bgp]
+bird_socket = "{bed}/n{id}.ctl"
+routes4 = "{bed}/n{id}-vips4.conf"
+routes6 = "{bed}/n{id}-vips6.conf"
+withdraw_grace = "300ms"
+[health]
+probe = "tcp"
+interval = "200ms"
+timeout = "400ms"
+down_after = 3
+up_after = 2
 [mempool]
 mbufs = 8191
 [workers]
@@ -97,7 +112,52 @@ mode = "dsr"
 {dsr}
 {cluster}"#,
         sock = s.path(&format!("ctl{id}.sock")).display(),
+        bed = bed.display(),
     )
+}
+
+/// Where the test bed keeps the BIRDs' sockets and the nodes' routes files.
+fn bed_dir(t: &Testbed) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/tmp/tandem-cluster-topology-{}", t.suffix))
+}
+
+/// The nodes the router's table sends `dest` to (`ip route show`: one `via`, or a
+/// `nexthop via` per path), from its BIRD's ECMP routes; `table` 200 is the backends' side.
+fn router_hops(t: &Testbed, dest: &str, table: &str) -> Vec<u8> {
+    let out = Command::new("ip")
+        .args(["-n", &t.ns("kr"), "route", "show", "table", table, dest])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut hops: Vec<u8> = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .filter_map(|w| w[1].rsplit('.').next()?.parse().ok())
+        .collect();
+    hops.sort_unstable();
+    hops
+}
+
+/// Waits until the router sends `dest` to exactly `want`; how long that took.
+fn wait_hops(t: &Testbed, dest: &str, table: &str, want: &[u8], timeout: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let hops = router_hops(t, dest, table);
+        if hops == want {
+            return start.elapsed();
+        }
+        if start.elapsed() > timeout {
+            let log = std::fs::read_to_string(bed_dir(t).join("router.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "the router sends {dest} (table {table}) to nodes {hops:?}, not {want:?}, after {timeout:?}\nrouter.log (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn nodes_doc(n: &Node) -> Value {
@@ -196,7 +256,7 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     let cluster = cluster_section(&secret, &sync, |id| format!("10.0.0.{id}"));
     let prefix = unique(&format!("tcl{mode}"));
     let cfgs: Vec<String> = (1..=3)
-        .map(|id| node_config(s, id, &prefix, &cluster))
+        .map(|id| node_config(s, t, id, &prefix, &cluster))
         .collect();
     let mut nodes: Vec<Option<Node>> = (1..=3)
         .map(|id| Some(start_node(s, t, id, &cfgs[usize::from(id) - 1])))
@@ -204,6 +264,13 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     for n in nodes.iter().flatten() {
         wait_serving(n, 3, Duration::from_secs(20));
     }
+    // Each node's BIRD announces its VIPs and the route toward clients over its twins.
+    let took = wait_hops(t, vip, "main", &[1, 2, 3], Duration::from_secs(30));
+    wait_hops(t, "default", "200", &[1, 2, 3], Duration::from_secs(30));
+    println!(
+        "  the router has {vip} via nodes 1, 2, 3 ({} ms after all served)",
+        took.as_millis()
+    );
     // A first connection resolves every next hop.
     let warm = in_ns(
         &t.ns("kc"),
@@ -230,17 +297,24 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     );
     assert!(primaries[2] > 0, "node 2 is the primary of no download");
 
-    // kill -9 node 2 and withdraw its routes.
+    // kill -9 node 2: nothing else is done; BFD tells the router.
     let killed_at = Instant::now();
     let mut victim = nodes[1].take().unwrap();
     let mut child = victim.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    t.run("withdraw", "2");
+    let reaped = killed_at.elapsed();
+    wait_hops(t, vip, "main", &[1, 3], Duration::from_secs(5));
+    let front = killed_at.elapsed();
+    wait_hops(t, "default", "200", &[1, 3], Duration::from_secs(5));
+    let back = killed_at.elapsed();
     println!(
-        "  node 2 killed; routes withdrawn after {} ms",
-        killed_at.elapsed().as_millis()
+        "  node 2 killed (reaped after {} ms); the router dropped it (BFD 100 ms x 3) from {vip} {} ms after the kill, from the backends' side after {} ms",
+        reaped.as_millis(),
+        front.as_millis(),
+        back.as_millis()
     );
+    assert!(front < Duration::from_secs(1), "withdrawal took {front:?}");
 
     // The survivors see it dead and agree on every flow.
     for n in [0, 2] {
@@ -266,8 +340,28 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     }
     println!("  nodes 1 and 3 agree on all {DOWNLOADS} flows (backend, primary, backup, path)");
 
-    // Node 2 starts again: it asks for a snapshot, then serves.
+    // Node 2 starts again: it asks for a snapshot, then serves, and only then announces.
     let restarted = start_node(s, t, 2, &cfgs[1]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut early = 0;
+    loop {
+        let d = nodes_doc(&restarted);
+        let me = d["nodes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["self"] == true).cloned());
+        let ready = me.as_ref().is_some_and(|m| m["status"] == "ready");
+        if router_hops(t, vip, "main").contains(&2) && !ready {
+            early += 1;
+        }
+        if ready || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        early, 0,
+        "the router had node 2 for {vip} before its snapshot was complete"
+    );
     let d = wait_serving(&restarted, 3, Duration::from_secs(20));
     println!(
         "  node 2 restarted: status {}, {} records from the snapshot, after {} ms",
@@ -284,7 +378,12 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     for n in [0, 2] {
         wait_serving(nodes[n].as_ref().unwrap(), 3, Duration::from_secs(5));
     }
-    t.run("announce", "2");
+    let back_in = wait_hops(t, vip, "main", &[1, 2, 3], Duration::from_secs(20));
+    wait_hops(t, "default", "200", &[1, 2, 3], Duration::from_secs(20));
+    println!(
+        "  node 2 announced again {} ms after it was ready",
+        back_in.as_millis()
+    );
     nodes[1] = Some(restarted);
 
     // `node drain` on node 3: the others rank it out of new flows while it keeps serving
@@ -293,6 +392,18 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     let n3 = nodes[2].as_ref().unwrap();
     let d = n3.ctl("node drain 60s").unwrap();
     assert_eq!(d["ok"], true, "{d}");
+    let gone = wait_hops(t, vip, "main", &[1, 2], Duration::from_secs(5));
+    println!(
+        "  node 3 drains: the router has {vip} via two nodes {} ms after `node drain`",
+        gone.as_millis()
+    );
+    assert!(
+        gone < Duration::from_secs(1),
+        "drain withdrawal took {gone:?}"
+    );
+    let bgp = n3.ctl("show bgp").unwrap();
+    assert_eq!(bgp["vips"][0]["announced"], false, "{bgp}");
+    assert_eq!(bgp["vips"][0]["why"], "draining", "{bgp}");
     let deadline = Instant::now() + Duration::from_secs(5);
     for n in [0, 1] {
         while nodes_doc(nodes[n].as_ref().unwrap())["nodes"][2]["status"] != "draining" {
@@ -331,6 +442,7 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
         "only {seen} of 30 drain-time flows known to node 1"
     );
     assert_eq!(n3.ctl("node enable").unwrap()["ok"], true);
+    wait_hops(t, vip, "main", &[1, 2, 3], Duration::from_secs(5));
 
     // Every download completes with the right bytes.
     let (worst_gap, pv) = finish_load(downloads, probe);
@@ -356,10 +468,50 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
         .sum();
     println!("  packets served by a backup while their primary was away: {failovers}");
     assert!(failovers > 0);
+    if mode == "nat" {
+        health_gates_the_announcement(t);
+    }
     for n in nodes.iter_mut().flatten() {
         n.stop_with(libc::SIGTERM);
     }
     drop(victim);
+}
+
+/// Every backend of the nat service fails its probes (its port filtered in the backends'
+/// namespaces): every node withdraws the nat VIP and keeps the dsr one; the filter lifted,
+/// every node announces it again.
+fn health_gates_the_announcement(t: &Testbed) {
+    let nft = |ns: &str, rules: &str| {
+        let out = in_ns(ns, &format!("nft -f - <<'EOF'\n{rules}\nEOF"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft in {ns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for i in 1..=2 {
+        nft(
+            &t.ns(&format!("kb{i}")),
+            "table inet tandem_test { chain input { type filter hook input priority 0; tcp dport 8080 drop; }; }",
+        );
+    }
+    let gone = wait_hops(t, NAT_VIP, "main", &[], Duration::from_secs(10));
+    assert_eq!(
+        router_hops(t, DSR_VIP, "main"),
+        vec![1, 2, 3],
+        "the dsr VIP went too"
+    );
+    println!("  the nat service's backends fail their probes: {NAT_VIP} withdrawn by every node {} ms later, {DSR_VIP} kept", gone.as_millis());
+    for i in 1..=2 {
+        nft(&t.ns(&format!("kb{i}")), "delete table inet tandem_test");
+    }
+    let back = wait_hops(t, NAT_VIP, "main", &[1, 2, 3], Duration::from_secs(10));
+    println!(
+        "  the backends recover: {NAT_VIP} announced by every node again {} ms later",
+        back.as_millis()
+    );
 }
 
 /// Reads a child's stdout to the end, killing it past the timeout.
@@ -436,7 +588,7 @@ fn a_rolling_reload_under_load_loses_no_connection() {
     let cluster = cluster_section(&secret, &sync, |id| format!("10.0.0.{id}"));
     let prefix = unique("tclr");
     let cfgs: Vec<String> = (1..=3)
-        .map(|id| node_config(&s, id, &prefix, &cluster))
+        .map(|id| node_config(&s, &t, id, &prefix, &cluster))
         .collect();
     let next = |c: &str| {
         c.replace(
@@ -462,6 +614,8 @@ fn a_rolling_reload_under_load_loses_no_connection() {
     for n in nodes.iter().flatten() {
         wait_serving(n, 3, Duration::from_secs(20));
     }
+    wait_hops(&t, NAT_VIP, "main", &[1, 2, 3], Duration::from_secs(30));
+    wait_hops(&t, "default", "200", &[1, 2, 3], Duration::from_secs(30));
     let warm = in_ns(
         &t.ns("kc"),
         &format!("curl -s -m 10 --retry 3 http://{NAT_VIP}/id"),
@@ -484,11 +638,11 @@ fn a_rolling_reload_under_load_loses_no_connection() {
     let mut child = victim.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    t.run("withdraw", "2");
+    wait_hops(&t, NAT_VIP, "main", &[1, 3], Duration::from_secs(5));
     for n in [0, 2] {
         wait_serving(nodes[n].as_ref().unwrap(), 2, Duration::from_secs(5));
     }
-    println!("  node 2 killed and withdrawn");
+    println!("  node 2 killed, and gone from the router by BFD");
     std::thread::sleep(Duration::from_secs(2));
     let (a, b) = (nodes[0].as_ref().unwrap(), nodes[2].as_ref().unwrap());
     for i in 0..DOWNLOADS {
