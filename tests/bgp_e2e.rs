@@ -378,7 +378,10 @@ fn vips_announced_health_gated_and_withdrawn_through_birds() {
     );
 
     // A twin whose name is taken: the start stops, naming the key.
-    sh(&format!("ip -n {} link add tdm-front type bridge", bed.node));
+    sh(&format!(
+        "ip -n {} link add tdm-front type bridge",
+        bed.node
+    ));
     let out = Command::new("ip")
         .args(["netns", "exec", &bed.node])
         .arg(tandem_bin())
