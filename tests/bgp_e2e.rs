@@ -307,17 +307,7 @@ fn vips_announced_health_gated_and_withdrawn_through_birds() {
     // The IPv6 backend fails its probes; BIRD's config is broken meanwhile: it refuses,
     // the VIP stays announced, and show bgp says why.
     std::fs::write(d.join("node.conf"), node_conf(&d, true)).unwrap();
-    let nft = |rules: &str| {
-        let out = in_ns(&bed.router, &format!("nft -f - <<'EOF'\n{rules}\nEOF"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    nft("table inet tandem_test { chain input { type filter hook input priority 0; tcp dport 8081 drop; }; }");
+    nft_drop_port(&bed.router, 8081);
     let b = wait_bgp(&n, "saw BIRD refuse", |b| {
         b["bird"]["state"] == "bird_refused"
     });
@@ -350,7 +340,7 @@ fn vips_announced_health_gated_and_withdrawn_through_birds() {
         "  bird.conf mended: {VIP6} withdrawn {} ms later",
         gone.as_millis()
     );
-    nft("delete table inet tandem_test");
+    nft(&bed.router, "delete table inet tandem_test");
     let back = bed.wait_route(VIP6, true, Duration::from_secs(10));
     println!(
         "  backend healthy: {VIP6} announced again {} ms later",

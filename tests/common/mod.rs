@@ -243,6 +243,27 @@ pub fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Loads nftables `rules` (a ruleset in nft's own syntax) in namespace `ns`.
+pub fn nft(ns: &str, rules: &str) {
+    let out = in_ns(ns, &format!("nft -f - <<'EOF'\n{rules}\nEOF"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nft in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Drops TCP segments to `port` in namespace `ns` (a backend failing its probes), until
+/// `nft(ns, "delete table inet tandem_test")`.
+pub fn nft_drop_port(ns: &str, port: u16) {
+    nft(
+        ns,
+        &format!("table inet tandem_test {{ chain input {{ type filter hook input priority 0; tcp dport {port} drop; }}; }}"),
+    );
+}
+
 /// Runs a shell command and ignores failure (clean-up).
 pub fn sh_quiet(cmd: &str) {
     let _ = Command::new("bash").arg("-c").arg(cmd).output();
