@@ -428,7 +428,11 @@ fn scenario_standby(bed: &Bed) {
     let events: Vec<&str> = seen.iter().map(|(_, l)| l.as_str()).collect();
     assert_eq!(events, ["activate b3", "release b3"], "{seen:?}");
     let (on, off) = (seen[0].0, seen[1].0);
-    assert!(on > 2.0 + 2.0 && on < 2.0 + 6.0, "activated at {on}");
+    // Not before the slowdown, and within `for` plus a window of it. A slow start-up
+    // request (a SYN retransmission on a loaded machine) inside the 4 s window can start
+    // the `for` clock before 2 s, so the lower bound is the slowdown itself; `for`'s own
+    // timing is checked exactly in control/src/qos/tests.rs (simulated clock).
+    assert!(on > 2.0 && on < 2.0 + 6.0, "activated at {on}");
     assert!(off > 12.0 + 4.0, "released at {off}");
     let (sh_on, n) = share(&reqs, "b3", on + 1.0, 12.0);
     println!(

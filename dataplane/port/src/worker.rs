@@ -130,6 +130,7 @@ impl Worker {
                 pc.rx_packets.add(n as u64);
                 for chunk in rx[..n].chunks(CORE_BURST) {
                     self.run_burst(chunk, pi as u8, now.ms, &mut tx, &mut free, burst);
+                    self.copies_to_kernel();
                 }
                 mbuf::free_bulk(&mut free);
                 free.clear();
@@ -151,7 +152,6 @@ impl Worker {
                     flush(&self.ports[o], self.queue, b, &counters, o);
                 }
             }
-            self.copies_to_kernel();
             self.flush_kernel();
             self.core.housekeeping_paced();
             counters.loops.inc();
