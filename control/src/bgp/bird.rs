@@ -40,7 +40,7 @@ pub struct Reply {
     pub text: Vec<String>,
 }
 
-/// Reads one reply from `lines`; None when the stream ended first.
+/// Reads one reply from `lines`, to its last line (a code and a space, or a bare code).
 pub fn read_reply(
     lines: &mut impl Iterator<Item = std::io::Result<String>>,
 ) -> Result<Reply, String> {
@@ -51,22 +51,19 @@ pub fn read_reply(
             r.text.push(rest.to_string());
             continue;
         }
-        let code = line.get(..4).and_then(|c| c.parse::<u16>().ok());
-        let (Some(code), Some(sep)) = (code, line.as_bytes().get(4)) else {
-            // A bare code (no text) ends a reply too.
-            if let Some(code) = code.filter(|_| line.len() == 4) {
-                r.code = code;
-                return Ok(r);
-            }
-            return Err(format!("not BIRD's protocol: {line:?}"));
+        let not_bird = || format!("not BIRD's protocol: {line:?}");
+        r.code = line
+            .get(..4)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(not_bird)?;
+        let last = match line.as_bytes().get(4) {
+            None | Some(b' ') => true,
+            Some(b'-') => false,
+            Some(_) => return Err(not_bird()),
         };
-        r.code = code;
-        r.text.push(line[5..].to_string());
-        if *sep == b' ' {
+        r.text.push(line.get(5..).unwrap_or("").to_string());
+        if last {
             return Ok(r);
-        }
-        if *sep != b'-' {
-            return Err(format!("not BIRD's protocol: {line:?}"));
         }
     }
     Err("BIRD closed the connection mid-reply".into())
@@ -102,13 +99,8 @@ pub fn configure(socket: &Path) -> Result<String, BirdError> {
         )));
     }
     (&s).write_all(b"configure\n").map_err(unreachable)?;
+    // "0002-Reading configuration from ..." comes first, a line of the same reply.
     let r = read_reply(&mut lines).map_err(BirdError::Unreachable)?;
-    // 0002 "Reading configuration from ..." comes first, as a reply of its own.
-    let r = if r.code == 2 {
-        read_reply(&mut lines).map_err(BirdError::Unreachable)?
-    } else {
-        r
-    };
     configure_outcome(&r)
 }
 

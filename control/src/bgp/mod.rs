@@ -12,7 +12,7 @@ pub mod bird;
 pub mod speaker;
 
 use serde_json::{json, Value};
-use speaker::{BirdState, Files, Paths, Speaker};
+use speaker::{BirdState, Files, Speaker};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -139,19 +139,12 @@ impl Announcer {
     /// Withdraws everything (empty files, BIRD asked once) and starts the speaker thread.
     /// An error names the key whose file cannot be written.
     pub fn start(cfg: &BgpConfig) -> anyhow::Result<Announcer> {
-        let paths = Paths {
-            routes4: cfg.routes4.clone(),
-            routes6: cfg.routes6.clone(),
-            bird_socket: cfg.bird_socket.clone(),
-        };
-        let speaker = Speaker::start(paths, Files::default()).map_err(|e| {
-            let key = if e.starts_with(&cfg.routes6.display().to_string()) {
-                "bgp.routes6"
-            } else {
-                "bgp.routes4"
-            };
-            anyhow::anyhow!("{key}: cannot write the routes file: {e}")
-        })?;
+        for (key, path) in [("bgp.routes4", &cfg.routes4), ("bgp.routes6", &cfg.routes6)] {
+            speaker::write_atomically(path, "")
+                .map_err(|e| anyhow::anyhow!("{key}: cannot write the routes file: {e}"))?;
+        }
+        let speaker = Speaker::start(cfg.clone(), Files::default())
+            .map_err(|e| anyhow::anyhow!("the BGP announcer's thread: {e}"))?;
         let st = speaker.status();
         match &st.state {
             BirdState::Configured => {
@@ -197,12 +190,8 @@ impl Announcer {
         let mut next = BTreeMap::new();
         for d in decisions {
             let held = match self.vips.remove(&d.vip) {
-                Some(h) if h.d.announce == d.announce && h.d.why == d.why => Held { d, ..h },
-                Some(h) if h.d.announce == d.announce => Held {
-                    d,
-                    since: h.since,
-                    gen: h.gen,
-                },
+                // Announced or not as before (perhaps for another reason): since then.
+                Some(h) if h.d.announce == d.announce => Held { d, ..h },
                 _ => {
                     tracing::info!(vip = %d.vip, announce = d.announce, why = d.why.name(), "VIP announcement changes");
                     Held {
@@ -222,11 +211,6 @@ impl Announcer {
         self.stopping = true;
         self.last_tick = None;
         self.tick(s, NodeState::Stopping, now);
-    }
-
-    /// True once BIRD took the files of the latest decisions.
-    pub fn settled(&self) -> bool {
-        self.speaker.status().applied >= self.gen
     }
 
     /// `show bgp`.

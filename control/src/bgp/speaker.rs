@@ -5,10 +5,11 @@
 //! attempt is tried again every `RETRY`.
 
 use super::bird::{self, BirdError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tandem_config::BgpConfig;
 
 /// How soon a failed write or `configure` is tried again.
 pub const RETRY: Duration = Duration::from_secs(1);
@@ -75,14 +76,6 @@ pub struct Speaker {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Where the files go and which BIRD reads them.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    pub routes4: PathBuf,
-    pub routes6: PathBuf,
-    pub bird_socket: PathBuf,
-}
-
 /// Writes `text` to `path` whole or not at all (a temporary file renamed over it), so BIRD
 /// never reads half a file.
 pub fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
@@ -97,7 +90,7 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
 }
 
 /// One attempt: both files, then `configure`.
-fn apply(p: &Paths, f: &Files) -> Result<(), BirdState> {
+fn apply(p: &BgpConfig, f: &Files) -> Result<(), BirdState> {
     write_atomically(&p.routes4, &f.v4).map_err(BirdState::FileError)?;
     write_atomically(&p.routes6, &f.v6).map_err(BirdState::FileError)?;
     bird::configure(&p.bird_socket)
@@ -109,16 +102,12 @@ fn apply(p: &Paths, f: &Files) -> Result<(), BirdState> {
 }
 
 impl Speaker {
-    /// Writes `initial` (no VIP) and asks BIRD to take it, once, before returning: a node
-    /// that starts again must not have BIRD announce what the last run left in the files.
-    /// A file that cannot be written is an error; a BIRD that does not take it is not
-    /// (it may be starting too): the thread goes on trying.
-    pub fn start(paths: Paths, initial: Files) -> Result<Speaker, String> {
+    /// Writes `initial` and asks BIRD to take it, once, before returning (a node that
+    /// starts again must not have BIRD announce what the last run left in the files); what
+    /// did not work the thread goes on trying.
+    pub fn start(paths: BgpConfig, initial: Files) -> std::io::Result<Speaker> {
         let now = Instant::now();
         let first = apply(&paths, &initial);
-        if let Err(BirdState::FileError(w)) = &first {
-            return Err(w.clone());
-        }
         let (applied, state, configured_at) = match first {
             Ok(()) => (1, BirdState::Configured, Some(now)),
             Err(s) => (0, s, None),
@@ -139,8 +128,7 @@ impl Speaker {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("tandem-bgp".into())
-            .spawn(move || run(&s, &paths))
-            .map_err(|e| e.to_string())?;
+            .spawn(move || run(&s, &paths))?;
         Ok(Speaker {
             shared,
             thread: Some(thread),
@@ -178,45 +166,38 @@ impl Drop for Speaker {
     }
 }
 
-fn run(shared: &(Mutex<Shared>, Condvar), paths: &Paths) {
+/// Waits until there is a generation newer than BIRD's to try (and its retry is due), or
+/// a stop: that generation, and whether it is the last try (on a stop, what is wanted is
+/// tried once more: the withdrawal); None when there is nothing left to do.
+fn next_try(
+    shared: &(Mutex<Shared>, Condvar),
+    retry_at: Option<Instant>,
+) -> Option<(u64, Files, bool)> {
     let (m, cv) = shared;
-    let mut retry_at: Option<Instant> = None;
-    let mut last = false;
+    let mut s = m.lock().ok()?;
     loop {
-        if last {
-            return;
+        let newer = s.want.0 > s.status.applied;
+        if s.stop {
+            return newer.then(|| (s.want.0, s.want.1.clone(), true));
         }
-        let (gen, files) = {
-            let Ok(mut s) = m.lock() else { return };
-            loop {
-                let newer = s.want.0 > s.status.applied;
-                if s.stop {
-                    // One last try at what is wanted (the withdrawal, on a stop).
-                    if !newer {
-                        return;
-                    }
-                    last = true;
-                    break;
-                }
-                let due = retry_at.is_none_or(|t| Instant::now() >= t);
-                if newer && due {
-                    break;
-                }
-                let wait = retry_at
-                    .filter(|_| newer)
-                    .map_or(Duration::from_secs(3600), |t| {
-                        t.saturating_duration_since(Instant::now())
-                    });
-                s = match cv.wait_timeout(s, wait) {
-                    Ok((g, _)) => g,
-                    Err(_) => return,
-                };
-            }
-            s.want.clone()
+        let wait = match retry_at {
+            _ if !newer => Duration::from_secs(3600),
+            Some(t) => t.saturating_duration_since(Instant::now()),
+            None => Duration::ZERO,
         };
+        if newer && wait.is_zero() {
+            return Some((s.want.0, s.want.1.clone(), false));
+        }
+        s = cv.wait_timeout(s, wait).ok()?.0;
+    }
+}
+
+fn run(shared: &(Mutex<Shared>, Condvar), paths: &BgpConfig) {
+    let mut retry_at: Option<Instant> = None;
+    while let Some((gen, files, last)) = next_try(shared, retry_at) {
         let outcome = apply(paths, &files);
         let now = Instant::now();
-        let Ok(mut s) = m.lock() else { return };
+        let Ok(mut s) = shared.0.lock() else { return };
         let state = match outcome {
             Ok(()) => {
                 s.status.applied = s.status.applied.max(gen);
@@ -240,6 +221,9 @@ fn run(shared: &(Mutex<Shared>, Condvar), paths: &Paths) {
             }
             s.status.state = state;
             s.status.since = now;
+        }
+        if last {
+            return;
         }
     }
 }

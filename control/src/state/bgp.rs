@@ -17,18 +17,19 @@ impl Control {
 
     /// The node as the announcement sees it: snapshotting until its snapshot is complete,
     /// draining from `node drain` on.
-    fn announce_state(&self, now: Instant) -> NodeState {
+    fn announce_state(&self) -> NodeState {
         match &self.cluster {
             None => NodeState::Ready,
             Some(c) if c.sync.readiness != Readiness::Ready => NodeState::Snapshotting,
-            Some(c) if c.sync.status(now) == "ready" => NodeState::Ready,
-            Some(_) => NodeState::Draining,
+            // Draining, or drained past its deadline: no longer announced either way.
+            Some(c) if c.sync.draining.is_some() => NodeState::Draining,
+            Some(_) => NodeState::Ready,
         }
     }
 
     /// Decides the announcement again (the announcer paces itself).
     pub fn bgp_tick(&mut self, now: Instant) {
-        let node = self.announce_state(now);
+        let node = self.announce_state();
         if let Some(a) = &mut self.bgp {
             a.tick(&self.snapshot, node, now);
         }

@@ -351,13 +351,11 @@ fn start_twin(
     nworkers: u16,
     pool: &Arc<Mempool>,
 ) -> anyhow::Result<EthPort> {
-    let key = format!("port[{i}].kernel");
-    let id = EthPort::by_name(&crate::twin::device_name(i))
-        .map_err(|e| anyhow::anyhow!("{key}: the TAP twin {ifname}: {e}"))?;
-    let twin = EthPort::start(id, nworkers, 1024, 1024, pool, Some(mac))
-        .map_err(|e| anyhow::anyhow!("{key}: the TAP twin {ifname}: {e}"))?;
-    crate::twin::configure(ifname, p.mtu, p.ipv4, p.ipv6)
-        .map_err(|e| anyhow::anyhow!("{key}: the TAP twin {ifname}: {e}"))?;
+    let fail =
+        |e: &dyn std::fmt::Display| anyhow::anyhow!("port[{i}].kernel: the TAP twin {ifname}: {e}");
+    let id = EthPort::by_name(&crate::twin::device_name(i)).map_err(|e| fail(&e))?;
+    let twin = EthPort::start(id, nworkers, 1024, 1024, pool, Some(mac)).map_err(|e| fail(&e))?;
+    crate::twin::configure(ifname, p.mtu, p.ipv4, p.ipv6).map_err(|e| fail(&e))?;
     tracing::info!(port = %p.name, twin = ifname, "kernel twin up");
     Ok(twin)
 }
@@ -399,9 +397,12 @@ fn start_workers(cfg: &Config, capacity: Capacity, sh: &Shared) -> anyhow::Resul
         let w = Worker {
             core,
             ports: sh.eth.to_vec(),
-            twins: sh.twins.to_vec(),
+            twins: sh
+                .twins
+                .iter()
+                .map(|t| t.map(crate::worker::Twin::new))
+                .collect(),
             twin_poll_us: 0,
-            to_kernel: Vec::new(),
             queue: i as u16,
             burst: cfg.workers.burst,
             idle_sleep: cfg.workers.idle_sleep,

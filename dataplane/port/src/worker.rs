@@ -48,11 +48,25 @@ pub struct Worker {
     /// Rings to and from the node's other workers, for flow records.
     pub siblings: Siblings,
     /// Each port's kernel twin, if it has one (`twin`): the worker uses queue `queue`.
-    pub twins: Vec<Option<EthPort>>,
+    pub twins: Vec<Option<Twin>>,
     /// When the twins' queues are read next (the node's microseconds).
     pub twin_poll_us: u64,
-    /// Frames for each port's twin, sent at the end of each loop (made by `run`).
-    pub to_kernel: Vec<TxBuffer>,
+}
+
+/// A port's kernel twin as one worker drives it: the TAP port, and the frames for it,
+/// sent at the end of each loop.
+pub struct Twin {
+    pub port: EthPort,
+    out: TxBuffer,
+}
+
+impl Twin {
+    pub fn new(port: EthPort) -> Twin {
+        Twin {
+            port,
+            out: TxBuffer::new(),
+        }
+    }
 }
 
 /// How often a worker reads what the kernel twins sent (a read from a TAP is a system
@@ -77,6 +91,34 @@ pub struct TxBuffer {
 // empty, when the worker is handed to its lcore.
 unsafe impl Send for TxBuffer {}
 
+impl TxBuffer {
+    fn new() -> TxBuffer {
+        TxBuffer {
+            pkts: [std::ptr::null_mut(); MAX_BURST],
+            lens: [0; MAX_BURST],
+            n: 0,
+        }
+    }
+
+    /// Queues `m`, a frame of `len` bytes (the caller keeps `n` below `MAX_BURST`).
+    #[inline(always)]
+    fn push(&mut self, m: RawMbuf, len: usize) {
+        self.pkts[self.n] = m;
+        self.lens[self.n] = len as u16;
+        self.n += 1;
+    }
+
+    /// Hands what is queued to `port`'s TX queue `queue`; frees what it did not take and
+    /// returns how many it took.
+    fn send(&mut self, port: &EthPort, queue: u16) -> usize {
+        let sent = port.tx_burst(queue, &mut self.pkts[..self.n]);
+        if sent < self.n {
+            mbuf::free_bulk(&mut self.pkts[sent..self.n]);
+        }
+        sent
+    }
+}
+
 impl Worker {
     /// The node's clock: milliseconds (flow tables) and microseconds (latency), from the
     /// TSC every worker shares.
@@ -94,20 +136,7 @@ impl Worker {
         let burst = self.burst.clamp(1, MAX_BURST);
         let mut rx: Vec<RawMbuf> = vec![std::ptr::null_mut(); burst];
         let mut free: Vec<RawMbuf> = Vec::with_capacity(burst);
-        let mut tx: Vec<TxBuffer> = (0..self.ports.len())
-            .map(|_| TxBuffer {
-                pkts: [std::ptr::null_mut(); MAX_BURST],
-                lens: [0; MAX_BURST],
-                n: 0,
-            })
-            .collect();
-        self.to_kernel = (0..self.twins.len())
-            .map(|_| TxBuffer {
-                pkts: [std::ptr::null_mut(); MAX_BURST],
-                lens: [0; MAX_BURST],
-                n: 0,
-            })
-            .collect();
+        let mut tx: Vec<TxBuffer> = (0..self.ports.len()).map(|_| TxBuffer::new()).collect();
         let counters = Arc::clone(&self.core.state.counters);
         tracing::info!(
             worker = self.core.state.worker,
@@ -145,7 +174,7 @@ impl Worker {
             }
             if now.us >= self.twin_poll_us && !self.twins.is_empty() {
                 self.twin_poll_us = now.us + TWIN_POLL_US;
-                self.kernel_sent(&mut tx, burst);
+                self.forward_from_kernel(&mut tx, burst);
             }
             for (o, b) in tx.iter_mut().enumerate() {
                 if b.n > 0 {
@@ -320,19 +349,16 @@ impl Worker {
 
     /// Queues mbuf `m` (a frame of `len` bytes from `port`) for the port's kernel twin.
     fn kernel_bound(&mut self, m: RawMbuf, port: u8, len: usize, free: &mut Vec<RawMbuf>) {
-        let o = usize::from(port);
-        let Some(b) = self
-            .to_kernel
-            .get_mut(o)
-            .filter(|_| self.twins[o].is_some())
+        let Some(t) = self
+            .twins
+            .get_mut(usize::from(port))
+            .and_then(Option::as_mut)
         else {
             free.push(m);
             return;
         };
-        b.pkts[b.n] = m;
-        b.lens[b.n] = len as u16;
-        b.n += 1;
-        if b.n == MAX_BURST {
+        t.out.push(m, len);
+        if t.out.n == MAX_BURST {
             self.flush_kernel();
         }
     }
@@ -340,17 +366,12 @@ impl Worker {
     /// Hands each twin what is queued for it; what its queue does not take is dropped
     /// (`kernel_full`).
     fn flush_kernel(&mut self) {
-        for (o, b) in self.to_kernel.iter_mut().enumerate() {
-            let Some(twin) = self.twins[o].filter(|_| b.n > 0) else {
-                continue;
-            };
-            let sent = twin.tx_burst(self.queue, &mut b.pkts[..b.n]);
-            let c = &self.core.state.counters;
-            for _ in sent..b.n {
-                c.count_drop(DropReason::KernelFull);
+        for t in self.twins.iter_mut().flatten().filter(|t| t.out.n > 0) {
+            let sent = t.out.send(&t.port, self.queue);
+            for _ in sent..t.out.n {
+                self.core.state.counters.count_drop(DropReason::KernelFull);
             }
-            mbuf::free_bulk(&mut b.pkts[sent..b.n]);
-            b.n = 0;
+            t.out.n = 0;
         }
     }
 
@@ -359,41 +380,34 @@ impl Worker {
         if !self.core.has_kernel_copies() {
             return;
         }
-        let (pool, twins, to_kernel) = (&self.pool, &self.twins, &mut self.to_kernel);
+        let (pool, twins) = (&self.pool, &mut self.twins);
         let counters = Arc::clone(&self.core.state.counters);
         self.core.take_kernel_copies(|port, frame| {
-            let o = usize::from(port);
-            let room_left = to_kernel.get(o).is_some_and(|b| b.n < MAX_BURST);
-            let m = match pool.alloc() {
-                Some(m) if room_left && twins[o].is_some() => m,
-                Some(m) => {
-                    mbuf::free_bulk(&mut [m]);
-                    counters.kernel_copies_lost.inc();
-                    return;
-                }
-                None => {
-                    counters.kernel_copies_lost.inc();
-                    return;
-                }
+            let twin = twins
+                .get_mut(usize::from(port))
+                .and_then(Option::as_mut)
+                .filter(|t| t.out.n < MAX_BURST);
+            let Some((t, m)) = twin.and_then(|t| Some((t, pool.alloc()?))) else {
+                counters.kernel_copies_lost.inc();
+                return;
             };
             // SAFETY: a fresh mbuf from our pool, owned here.
             let (room, start, _) = unsafe { mbuf::data_room(m) };
             room[start..start + frame.len()].copy_from_slice(frame);
             // SAFETY: the frame was written within the data room (at most 256 bytes).
             unsafe { mbuf::set_frame(m, start, frame.len()) };
-            let b = &mut to_kernel[o];
-            b.pkts[b.n] = m;
-            b.lens[b.n] = frame.len() as u16;
-            b.n += 1;
+            t.out.push(m, frame.len());
             counters.kernel_copies.inc();
         });
     }
 
     /// Sends what the kernel twins wrote out of their ports (a burst from each, at most).
-    fn kernel_sent(&mut self, tx: &mut [TxBuffer], burst: usize) {
+    fn forward_from_kernel(&mut self, tx: &mut [TxBuffer], burst: usize) {
         let mut got = [std::ptr::null_mut(); CORE_BURST];
         for o in 0..self.twins.len() {
-            let Some(twin) = self.twins[o] else { continue };
+            let Some(twin) = self.twins[o].as_ref().map(|t| t.port) else {
+                continue;
+            };
             let n = twin.rx_burst(self.queue, &mut got);
             let counters = &self.core.state.counters;
             for &m in &got[..n] {
@@ -595,9 +609,7 @@ impl Worker {
                 // SAFETY: the frame was written within the data room.
                 unsafe { mbuf::set_frame(m, start, len) };
                 let b = &mut tx[o];
-                b.pkts[b.n] = m;
-                b.lens[b.n] = len as u16;
-                b.n += 1;
+                b.push(m, len);
                 let counters = Arc::clone(&self.core.state.counters);
                 flush(&self.ports[o], self.queue, b, &counters, o);
             }
@@ -628,9 +640,7 @@ fn enqueue(
 ) {
     let o = usize::from(out);
     let b = &mut tx[o];
-    b.pkts[b.n] = m;
-    b.lens[b.n] = len as u16;
-    b.n += 1;
+    b.push(m, len);
     if b.n >= burst {
         flush(&ports[o], queue, b, counters, o);
     }
@@ -643,16 +653,13 @@ fn flush(
     counters: &tandem_dataplane::counters::WorkerCounters,
     o: usize,
 ) {
-    let sent = port.tx_burst(queue, &mut b.pkts[..b.n]);
+    let sent = b.send(port, queue);
     let pc = &counters.ports[o];
     pc.tx_packets.add(sent as u64);
     pc.tx_bytes
         .add(b.lens[..sent].iter().map(|&l| u64::from(l)).sum());
-    if sent < b.n {
-        for _ in sent..b.n {
-            counters.count_drop(DropReason::TxFull);
-        }
-        mbuf::free_bulk(&mut b.pkts[sent..b.n]);
+    for _ in sent..b.n {
+        counters.count_drop(DropReason::TxFull);
     }
     b.n = 0;
 }

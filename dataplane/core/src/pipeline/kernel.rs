@@ -11,6 +11,7 @@
 //! (`Core::take_kernel_copies`); when it is full a copy is left out (`kernel_copies_lost`),
 //! the frame itself still answered.
 
+use super::bucket::Bucket;
 use super::context::{Rx, Via};
 use super::{Core, State, Verdict};
 use crate::counters::{Absorbed, DropReason};
@@ -44,11 +45,9 @@ impl Default for Copies {
     }
 }
 
-/// The per-millisecond budget of frames to the kernel.
-#[derive(Default)]
-pub(super) struct Budget {
-    ms: u32,
-    used: u32,
+/// The per-millisecond budget of frames to the kernel: `KERNEL_PER_MS`, none saved up.
+pub(super) fn budget() -> Bucket {
+    Bucket::new(KERNEL_PER_MS, KERNEL_PER_MS)
 }
 
 /// True when `dst` is one the kernel twin of `port` owns or listens to: the port's own
@@ -80,17 +79,11 @@ impl State {
 
     /// The frame goes to its port's kernel twin, within the budget.
     pub(super) fn for_kernel(&mut self) -> Verdict {
-        if self.kernel_budget.ms != self.now.ms {
-            self.kernel_budget = Budget {
-                ms: self.now.ms,
-                used: 0,
-            };
+        if self.kernel_budget.take(self.now.ms) {
+            Verdict::Consumed(Absorbed::Kernel)
+        } else {
+            Verdict::Drop(DropReason::KernelLimit)
         }
-        if self.kernel_budget.used >= KERNEL_PER_MS {
-            return Verdict::Drop(DropReason::KernelLimit);
-        }
-        self.kernel_budget.used += 1;
-        Verdict::Consumed(Absorbed::Kernel)
     }
 
     /// Keeps a copy of `frame` (as received on `port`, before tandem answers it in place)

@@ -24,6 +24,7 @@
 //! changes the state, without touching the `Arc`'s reference count per packet.
 
 mod admission;
+mod bucket;
 mod burst;
 mod cluster;
 mod context;
@@ -189,9 +190,10 @@ pub struct State {
     /// First fragments that came since the port layer last looked.
     arrivals: fragments::Arrivals,
     /// "Too big" answers left (`mtu`).
-    answers: mtu::Answers,
-    /// Frames to the kernel twins this millisecond, and copies waiting for them (`kernel`).
-    kernel_budget: kernel::Budget,
+    answers: bucket::Bucket,
+    /// Frames to the kernel twins left this millisecond, and copies waiting for them
+    /// (`kernel`).
+    kernel_budget: bucket::Bucket,
     kernel_copies: kernel::Copies,
 }
 
@@ -232,8 +234,8 @@ impl Core {
                 again: false,
                 fragments: FragmentTable::new(table_seed ^ 0x6672_6167),
                 arrivals: fragments::Arrivals::default(),
-                answers: mtu::Answers::default(),
-                kernel_budget: kernel::Budget::default(),
+                answers: mtu::answers(),
+                kernel_budget: kernel::budget(),
                 kernel_copies: kernel::Copies::default(),
             },
         }

@@ -10,6 +10,7 @@
 //! the size of the client's segments that cross between nodes); `clamp_mss = false` on a
 //! service turns it off.
 
+use super::bucket::Bucket;
 use super::context::{Part, Segment, Via};
 use super::xmit::overhead;
 use super::{PacketBuf, State, Verdict};
@@ -27,34 +28,9 @@ const ANSWERS_BURST: u32 = 50;
 const MAX_ERROR_V4: usize = 576;
 const MAX_ERROR_V6: usize = 1280;
 
-/// A token bucket of "too big" answers.
-pub(super) struct Answers {
-    tokens: u32,
-    ms: u32,
-}
-
-impl Default for Answers {
-    fn default() -> Self {
-        Answers {
-            tokens: ANSWERS_BURST,
-            ms: 0,
-        }
-    }
-}
-
-impl Answers {
-    fn take(&mut self, now_ms: u32) -> bool {
-        let gained = now_ms.wrapping_sub(self.ms).min(ANSWERS_BURST);
-        if gained > 0 {
-            self.tokens = (self.tokens + gained).min(ANSWERS_BURST);
-            self.ms = now_ms;
-        }
-        if self.tokens == 0 {
-            return false;
-        }
-        self.tokens -= 1;
-        true
-    }
+/// The "too big" answers' bucket: `ANSWERS_BURST` at once, then one a millisecond.
+pub(super) fn answers() -> Bucket {
+    Bucket::new(1, ANSWERS_BURST)
 }
 
 /// True when the service `id` has its SYNs' MSS clamped (`clamp_mss`).
