@@ -202,6 +202,22 @@ fn flow_on(n: &Node, client_port: u16, vip: &str) -> Option<Value> {
     (d["ok"] == true).then_some(d)
 }
 
+/// Every download's record on node `n` (ports from `port_base`), waiting up to 20 s for
+/// them: a half-open flow is known only to its receiving and primary nodes, and on a loaded
+/// machine a connection can take a SYN retransmission or two to open.
+fn wait_records(n: &Node, port_base: u16, vip: &str) -> Vec<Value> {
+    let settle = Instant::now() + Duration::from_secs(20);
+    (0..DOWNLOADS)
+        .map(|i| loop {
+            match flow_on(n, port_base + i, vip) {
+                Some(f) => break f,
+                None if Instant::now() < settle => std::thread::sleep(Duration::from_millis(200)),
+                None => panic!("the node has no record of download {i}\n{}", n.logs()),
+            }
+        })
+        .collect()
+}
+
 /// The load of the failover tests: `DOWNLOADS` downloads from ports `port_base`.. and a new
 /// connection every 100 ms for `probe_secs`, all from the client namespace.
 fn start_load(t: &Testbed, vip: &str, port_base: u16, probe_secs: u32) -> (Procs, Procs) {
@@ -287,15 +303,7 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     std::thread::sleep(Duration::from_secs(3));
     let n1 = nodes[0].as_ref().unwrap();
     let mut primaries = [0usize; 4];
-    let settle = Instant::now() + Duration::from_secs(20);
-    for i in 0..DOWNLOADS {
-        let f = loop {
-            match flow_on(n1, port_base + i, vip) {
-                Some(f) => break f,
-                None if Instant::now() < settle => std::thread::sleep(Duration::from_millis(200)),
-                None => panic!("node 1 has no record of download {i}\n{}", n1.logs()),
-            }
-        };
+    for f in wait_records(n1, port_base, vip) {
         primaries[f["primary_node"].as_u64().unwrap_or(0) as usize] += 1;
     }
     println!(
@@ -619,6 +627,8 @@ fn a_rolling_reload_under_load_loses_no_connection() {
     assert!(warm.status.success(), "first request failed");
     let (downloads, probe) = start_load(&t, NAT_VIP, 44000, 12);
     std::thread::sleep(Duration::from_secs(2));
+    // Every download open (and so known to every node) before the nodes change.
+    wait_records(nodes[0].as_ref().unwrap(), 44000, NAT_VIP);
 
     // Node 1 first.
     std::fs::write(s.path("node1.toml"), next(&cfgs[0])).unwrap();
