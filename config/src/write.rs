@@ -134,6 +134,7 @@ fn port(p: &PortConfig) -> Table {
     t.insert("rx_descriptors".into(), int(p.rx_descriptors));
     t.insert("tx_descriptors".into(), int(p.tx_descriptors));
     t.insert("mtu".into(), int(p.mtu));
+    t.insert("max_neighbors".into(), int(p.max_neighbors));
     if let Some(k) = &p.kernel {
         t.insert("kernel".into(), s(k));
     }

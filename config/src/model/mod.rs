@@ -182,7 +182,18 @@ pub struct PortConfig {
     /// The port's kernel twin (`kernel = "IFNAME"`): a TAP interface with the port's MAC and
     /// addresses through which the node's own traffic reaches the kernel (BGP, BFD, SSH).
     pub kernel: Option<String>,
+    /// Most neighbors the node keeps on this port (next hops it needs, addresses it is
+    /// resolving); past it, the oldest it is only resolving make room.
+    pub max_neighbors: u32,
 }
+
+/// Neighbors per port unless configured: a small node's next hops and on-link clients,
+/// about 100 KiB per port and worker.
+pub const DEFAULT_MAX_NEIGHBORS: u32 = 1024;
+/// The bounds of `max_neighbors`: room for a port's gateway, backends and peers, and no
+/// more than a worker's table should hold per port.
+pub const MIN_MAX_NEIGHBORS: u32 = 16;
+pub const MAX_MAX_NEIGHBORS: u32 = 65_536;
 
 /// A port's MTU unless configured.
 pub const DEFAULT_MTU: u16 = 1500;

@@ -69,6 +69,7 @@ pub struct Port {
     pub tx_descriptors: Option<u16>,
     pub mtu: Option<u16>,
     pub kernel: Option<String>,
+    pub max_neighbors: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

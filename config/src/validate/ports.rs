@@ -1,7 +1,10 @@
 //! `[[port]]`: names and devices unique, addresses that are a host's with a real prefix,
 //! gateways on the port's subnet, a station MAC, descriptor counts DPDK takes.
 
-use crate::model::{PortConfig, DEFAULT_MTU, MAX_MTU, MIN_MTU};
+use crate::model::{
+    PortConfig, DEFAULT_MAX_NEIGHBORS, DEFAULT_MTU, MAX_MAX_NEIGHBORS, MAX_MTU, MIN_MAX_NEIGHBORS,
+    MIN_MTU,
+};
 use crate::problem::Checker;
 use crate::schema;
 use crate::units::*;
@@ -127,6 +130,13 @@ fn port(c: &mut Checker, k: &str, p: &schema::Port) -> PortConfig {
             format!("must be from {MIN_MTU} (IPv6's minimum) to {MAX_MTU} (what one buffer holds)"),
         );
     }
+    let max_neighbors = p.max_neighbors.unwrap_or(DEFAULT_MAX_NEIGHBORS);
+    if !(MIN_MAX_NEIGHBORS..=MAX_MAX_NEIGHBORS).contains(&max_neighbors) {
+        c.bad(
+            format!("{k}.max_neighbors"),
+            format!("must be from {MIN_MAX_NEIGHBORS} to {MAX_MAX_NEIGHBORS}"),
+        );
+    }
     let kernel = p
         .kernel
         .as_deref()
@@ -150,6 +160,7 @@ fn port(c: &mut Checker, k: &str, p: &schema::Port) -> PortConfig {
         tx_descriptors,
         mtu,
         kernel,
+        max_neighbors,
     }
 }
 

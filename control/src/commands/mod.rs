@@ -11,6 +11,7 @@ mod bgp;
 mod cluster;
 mod config;
 mod flows;
+mod neighbors;
 mod services;
 mod stats;
 
@@ -40,6 +41,7 @@ pub enum Command {
     Stats(stats::Cmd),
     Services(services::Cmd),
     Flows(flows::Cmd),
+    Neighbors(neighbors::Cmd),
     Cluster(cluster::Cmd),
     Bgp(bgp::Cmd),
     Config(config::Cmd),
@@ -57,6 +59,7 @@ const HELP: &[Spec] = &[Spec {
 const TABLES: &[&[Spec]] = &[
     HELP,
     stats::COMMANDS,
+    neighbors::COMMANDS,
     services::COMMANDS,
     flows::COMMANDS,
     cluster::COMMANDS,
@@ -112,6 +115,7 @@ pub fn run(ctl: &mut Control, cmd: Command) -> Value {
         Command::Stats(c) => stats::run(ctl, c),
         Command::Services(c) => services::run(ctl, c),
         Command::Flows(c) => flows::run(ctl, c),
+        Command::Neighbors(c) => neighbors::run(ctl, c),
         Command::Cluster(c) => cluster::run(ctl, c),
         Command::Bgp(c) => bgp::run(ctl, c),
         Command::Config(c) => config::run(ctl, c),

@@ -1,41 +1,27 @@
-//! `show stats` (ports, workers, drops by reason, where every frame went) and
-//! `show neighbors`.
+//! `show stats`: ports, workers, drops by reason, where every frame went.
 
 use super::{no_args, ok, Command, Spec};
 use crate::state::Control;
 use serde_json::{json, Map, Value};
-use std::time::Instant;
 use tandem_config::units::format_mac;
 use tandem_dataplane::counters::{Absorbed, DropReason, NUM_ABSORBED};
-use tandem_dataplane::flow::key::bytes_addr;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
     Stats,
-    Neighbors,
 }
 
-pub(super) const COMMANDS: &[Spec] = &[
-    Spec {
-        name: "show stats",
-        example: "show stats",
-        args: "",
-        about: "per port and per worker: rx, tx, drops by reason, Mpps; where every frame went",
-        parse: |a| no_args(a, Command::Stats(Cmd::Stats)),
-    },
-    Spec {
-        name: "show neighbors",
-        example: "show neighbors",
-        args: "",
-        about: "resolved next hops per port",
-        parse: |a| no_args(a, Command::Stats(Cmd::Neighbors)),
-    },
-];
+pub(super) const COMMANDS: &[Spec] = &[Spec {
+    name: "show stats",
+    example: "show stats",
+    args: "",
+    about: "per port and per worker: rx, tx, drops by reason, Mpps; where every frame went",
+    parse: |a| no_args(a, Command::Stats(Cmd::Stats)),
+}];
 
 pub(super) fn run(ctl: &mut Control, c: Cmd) -> Value {
     match c {
         Cmd::Stats => show_stats(ctl),
-        Cmd::Neighbors => show_neighbors(ctl),
     }
 }
 
@@ -168,26 +154,4 @@ fn accounting(ctl: &Control) -> Value {
         "waiting": waiting,
         "unaccounted": received as i64 - parts as i64,
     })
-}
-
-fn show_neighbors(ctl: &Control) -> Value {
-    let now = Instant::now();
-    let mut list: Vec<Value> = ctl
-        .neighbors()
-        .iter()
-        .map(|((port, ip), (mac, t))| {
-            let v6 = ip[4..] != [0; 12];
-            json!({
-                "port": ctl.ports().get(usize::from(*port)).map(|p| p.name.clone()),
-                "address": bytes_addr(ip, v6).to_string(),
-                "mac": format_mac(mac),
-                "age_s": now.duration_since(*t).as_secs(),
-            })
-        })
-        .collect();
-    list.sort_by(|a, b| a["address"].as_str().cmp(&b["address"].as_str()));
-    ok(
-        "show neighbors",
-        Map::from_iter([("neighbors".into(), Value::Array(list))]),
-    )
 }

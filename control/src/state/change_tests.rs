@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 use tandem_dataplane::pipeline::{Core, Verdict};
 use tandem_dataplane::testkit::{self, run};
+use tandem_dataplane::wire::ethernet::Mac;
 use tandem_dataplane::wire::l4::{ACK, RST, SYN};
 
 const CLIENT_MAC: Mac = [2, 0, 0, 0, 0xc, 1];
@@ -47,6 +48,8 @@ fn backend_row(ctl: &mut Control, name: &str) -> Option<serde_json::Value> {
 
 /// Teaches the core backend b's MAC (its path has none).
 fn learn_b(ctl: &mut Control, cores: &mut [Core]) {
+    ctl.refresh_neighbors(Instant::now());
+    exchange(ctl, cores, 1);
     let arp = testkit::arp_request(
         [2, 0, 0, 0, 1, 0x12],
         "10.1.0.12".parse().unwrap(),

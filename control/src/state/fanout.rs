@@ -122,11 +122,8 @@ impl Control {
                     }
                 }
             }
-            FromWorker::Neighbor { port, ip, mac } => {
-                self.net.neighbors.insert((port, ip), (mac, now));
-                self.broadcast(None, || ToWorker::Neighbor { port, ip, mac });
-            }
-            FromWorker::NeedNeighbor { port, ip, v6 } => self.solicit(port, ip, v6, now),
+            FromWorker::Neighbor { key, mac } => self.neighbor_heard(key, mac, now),
+            FromWorker::NeedNeighbor(key) => self.need_neighbor(key, now),
             FromWorker::Retired(old) => drop(old),
             FromWorker::Measured { hist, .. } => {
                 self.qos.windows.merge(&hist);

@@ -16,7 +16,7 @@ mod rates;
 pub use changes::{restart_only, Changes};
 pub use fanout::WorkerLink;
 pub use flows::MasterFlow;
-pub use neighbors::{NEIGHBOR_REFRESH, SOLICIT_INTERVAL};
+pub use neighbors::{Known, NeighborCounts, Why, NEIGHBOR_REFRESH, SOLICIT_INTERVAL};
 pub use rates::{DeviceStats, Rates};
 
 use crate::cluster::Cluster;
@@ -29,9 +29,9 @@ use tandem_config::{BackendState, Config};
 use tandem_dataplane::cluster::ClusterView;
 use tandem_dataplane::flow::Timeouts;
 use tandem_dataplane::messages::ToWorker;
+use tandem_dataplane::neighbor::NeighborKey;
 use tandem_dataplane::qos::admission::Load;
 use tandem_dataplane::services::{BackendLive, Layout, Options, PortInfo, Services};
-use tandem_dataplane::wire::ethernet::Mac;
 
 pub struct Control {
     cfg: Config,
@@ -104,11 +104,7 @@ impl Control {
                 // Room for a million before the first rehash (a pause for the control thread).
                 map: flowmap::with_capacity(room),
             },
-            net: neighbors::Neighborhood {
-                neighbors: HashMap::new(),
-                solicited: HashMap::new(),
-                link_up: vec![true; nports],
-            },
+            net: neighbors::Neighborhood::new(nports),
             meter: rates::RateMeter::new(nports),
             started: Instant::now(),
             timeouts,
@@ -271,8 +267,14 @@ impl Control {
             .sum()
     }
 
-    pub fn neighbors(&self) -> &HashMap<(u8, [u8; 16]), (Mac, Instant)> {
-        &self.net.neighbors
+    /// The neighbor table (`neighbors`).
+    pub fn neighbors(&self) -> &HashMap<NeighborKey, Known> {
+        &self.net.table
+    }
+
+    /// What the neighbor table refused or dropped.
+    pub fn neighbor_counts(&self) -> NeighborCounts {
+        self.net.counts
     }
 
     pub fn link_up(&self) -> &[bool] {

@@ -10,6 +10,7 @@ use tandem_dataplane::flow::{FlowRecord, FlowState};
 use tandem_dataplane::messages::FromWorker;
 use tandem_dataplane::pipeline::{Core, Verdict};
 use tandem_dataplane::testkit::{self, run};
+use tandem_dataplane::wire::ethernet::Mac;
 use tandem_dataplane::wire::l4::{ACK, SYN};
 
 pub(crate) const CONFIG: &str = r#"
@@ -78,6 +79,8 @@ pub(crate) fn node(workers: usize) -> (Control, Vec<Core>) {
 /// Some traffic through worker 0: backend b learned by ARP, 20 flows opened, one frame that
 /// is dropped; every event handed to the control thread.
 pub(crate) fn traffic(ctl: &mut Control, cores: &mut [Core]) {
+    ctl.refresh_neighbors(Instant::now());
+    exchange(ctl, cores, 1);
     let arp = testkit::arp_request(
         [2, 0, 0, 0, 1, 0x12],
         "10.1.0.12".parse().unwrap(),
@@ -200,7 +203,10 @@ fn nat_reply_on_another_worker_finds_the_record() {
     let (mut ctl, mut cores) = node(2);
     let client: IpAddr = "198.51.100.7".parse().unwrap();
     let vip: IpAddr = "192.0.2.10".parse().unwrap();
-    // Backend b has no MAC: teach both workers its neighbor first.
+    // Backend b has no MAC: teach both workers its neighbor first (the control thread
+    // wants it resolved; an ARP from it answers).
+    ctl.refresh_neighbors(Instant::now());
+    exchange(&mut ctl, &mut cores, 1);
     let arp = testkit::arp_request(
         [2, 0, 0, 0, 1, 0x12],
         "10.1.0.12".parse().unwrap(),
@@ -490,5 +496,5 @@ fn next_hops_wanted_include_arp_paths() {
     let (ctl, _c) = node(1);
     let hops = ctl.wanted_next_hops();
     assert_eq!(hops.len(), 1);
-    assert_eq!(&hops[0].1[..4], &[10, 1, 0, 12]);
+    assert_eq!(&hops[0].ip[..4], &[10, 1, 0, 12]);
 }

@@ -76,7 +76,8 @@ drop_reasons! {
     Ipv6Esp => "ipv6_esp",
     // No next header, or an extension header tandem does not walk.
     Ipv6UnknownHeader => "ipv6_unknown_header",
-    // Too many extension headers, too long, or hop-by-hop options out of place.
+    // Too many extension headers, too long, hop-by-hop options out of place, or two
+    // fragment headers.
     Ipv6HeaderChain => "ipv6_header_chain",
     // A routing header with segments left.
     Ipv6Routing => "ipv6_routing",
@@ -94,6 +95,23 @@ drop_reasons! {
     // Handed to a kernel twin whose queue did not take it (counted by the port layer;
     // the frame is among `absorbed.kernel` too, as `tx_full` among the sent).
     KernelFull => "kernel_full",
+    // Neighbor discovery (RS, RA, NS, NA, redirect) with a hop limit below 255: routed
+    // from off the link (RFC 4861).
+    NdHopLimit => "nd_hop_limit",
+    // Neighbor discovery from a source, or an advertisement for a target, off the port's
+    // link.
+    NdOffLink => "nd_off_link",
+    // A source no client may have (loopback, unspecified, multicast, broadcast,
+    // link-local, the node's own, a VIP, v4-mapped): no flow, no answer.
+    MartianSource => "martian_source",
+    // A "fragmentation needed" with a next-hop MTU below 68, or a "packet too big" below
+    // 1280: no link has them (RFC 791, RFC 8200), so they only shrink segments.
+    IcmpBadMtu => "icmp_bad_mtu",
+    // An ICMP error about a flow that came from the other side of it (an error about a
+    // nat request from the client's side, say).
+    IcmpWrongSide => "icmp_wrong_side",
+    // A fragment whose data would end past 65,535 bytes (no datagram is that long).
+    FragmentOversize => "fragment_oversize",
 }
 
 pub const NUM_DROP_REASONS: usize = DropReason::ALL.len();
@@ -239,6 +257,13 @@ worker_counters! {
     /// Packets of flows served here because their primary node does not serve.
     node_failovers,
     outbox_overflow,
+    /// Neighbor news held back because the outbox to the control thread was half full
+    /// (flow records first); reported on the neighbor's next answer.
+    neighbor_reports_deferred,
+    /// ARP and ND naming an address the node neither needs nor resolves: not learned.
+    neighbors_unwanted,
+    /// ARP and ND that would have changed a MAC the config fixes: ignored.
+    neighbors_fixed_kept,
     /// Announcements past `pipeline::LISTED_PER_MS` that only the control thread's listing
     /// needed, left out (a flood of new flows): this worker serves those flows all the
     /// same; `show flow` lists them when they next change or are refreshed.

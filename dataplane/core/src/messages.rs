@@ -3,6 +3,7 @@
 
 use crate::cluster::Membership;
 use crate::flow::{FlowKey, FlowRecord};
+use crate::neighbor::{Entry, NeighborKey};
 use crate::qos::hist::HistSet;
 use crate::qos::probe::{Method, Outcome};
 use crate::services::Services;
@@ -16,8 +17,10 @@ pub enum ToWorker {
     Flow { key: FlowKey, rec: FlowRecord },
     /// A new services snapshot to swap in.
     Services(Arc<Services>),
-    /// A resolved next hop.
-    Neighbor { port: u8, ip: [u8; 16], mac: Mac },
+    /// A neighbor the node needs (resolved or not yet), or a MAC the config fixes.
+    Neighbor { key: NeighborKey, entry: Entry },
+    /// A neighbor the node no longer needs, or that stopped answering.
+    ForgetNeighbor(NeighborKey),
     /// Which cluster nodes serve and which take new flows.
     Nodes(Membership),
     /// A port's link went up or down.
@@ -47,10 +50,10 @@ pub enum FromWorker {
         /// (or it is UDP). Otherwise only this node's other workers hear of it.
         peers: bool,
     },
-    /// A neighbor learned from ARP or ND.
-    Neighbor { port: u8, ip: [u8; 16], mac: Mac },
+    /// A MAC heard (ARP or ND) for a neighbor the worker's table holds: new or changed.
+    Neighbor { key: NeighborKey, mac: Mac },
     /// A next hop the worker needed and did not know.
-    NeedNeighbor { port: u8, ip: [u8; 16], v6: bool },
+    NeedNeighbor(NeighborKey),
     /// A snapshot the worker no longer uses, to be freed off the packet path.
     Retired(Arc<Services>),
     /// The histograms this worker filled during the last period.

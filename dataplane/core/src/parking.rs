@@ -10,10 +10,12 @@
 //!   since (so a spoofed reply, whose record never comes, is retried only on a hint
 //!   collision), at most `RETRY_PER_LOOP` a loop; one that still finds nothing keeps
 //!   waiting;
-//! - the lot holds `CAPACITY` frames: when it is full the oldest (the likeliest to be
-//!   spoofed, and the one its record is least likely to reach still) makes room; a frame
-//!   pushed out, or that waits `MAX_WAIT_MS`, is dropped as `no_flow`. Under a flood every
-//!   frame so still gets a share of waiting, rather than the flood holding the lot.
+//! - each kind of frame has a lot of its own (`Lot`: early nat replies, fragments that came
+//!   before their first), of `CAPACITY` frames each, so a flood of one kind cannot push out
+//!   the other; when a lot is full its oldest (the likeliest to be spoofed, and the one its
+//!   record is least likely to reach still) makes room; a frame pushed out, or that waits
+//!   `MAX_WAIT_MS`, is dropped (`no_flow`, `fragment_timeout`). Under a flood every frame
+//!   of that kind so still gets a share of waiting, rather than the flood holding the lot.
 //!
 //! A flood of spoofed replies so costs each frame about one pass through the core, instead
 //! of a pass on every loop for 20 ms.
@@ -22,8 +24,10 @@
 pub const MAX_WAIT_MS: u32 = 20;
 /// Frames retried per loop.
 pub const RETRY_PER_LOOP: usize = 64;
-/// Frames parked at once.
+/// Frames parked at once, per lot.
 pub const CAPACITY: usize = 256;
+/// Lots: one per kind of frame that waits (`Lot`).
+pub const LOTS: usize = 2;
 /// Bits of the hint: records arrived in one loop are noted in a bitmap this wide (8 KiB),
 /// so that a loop's few hundred records rarely hit a spoofed frame's hint.
 const HINT_BITS: u32 = 16;
@@ -46,11 +50,21 @@ pub fn hint(client: &[u8; 16], port: u16, proto: u8) -> u16 {
     (h >> (64 - HINT_BITS)) as u16
 }
 
-/// What a deferred frame waits for (a `hint`), and what it is counted as when it is dropped
-/// unserved.
+/// Which lot a frame waits in: each kind has its own quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lot {
+    /// A nat reply whose flow record has not reached the worker yet.
+    Replies = 0,
+    /// A later fragment that came before its first.
+    Fragments = 1,
+}
+
+/// What a deferred frame waits for (a `hint`), in which lot, and what it is counted as when
+/// it is dropped unserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wait {
     pub hint: u16,
+    pub lot: Lot,
     pub expired: crate::counters::DropReason,
 }
 
@@ -60,6 +74,7 @@ pub struct Parked<H> {
     pub port: u8,
     pub since_ms: u32,
     pub hint: u16,
+    pub lot: Lot,
     /// Retries it has had.
     pub retries: u8,
     /// A record with its hint came while the loop's retries were used up: retry it next.
@@ -82,7 +97,8 @@ pub enum Due<H> {
 /// The parked frames of one worker. Preallocated: parking allocates nothing.
 #[derive(Debug)]
 pub struct Parking<H> {
-    frames: std::collections::VecDeque<Parked<H>>,
+    lots: [std::collections::VecDeque<Parked<H>>; LOTS],
+    /// Frames per lot.
     cap: usize,
     /// Hints of the records that arrived since the last sweep: a bitmap, and the hints
     /// noted (to clear just those bits).
@@ -94,9 +110,10 @@ pub struct Parking<H> {
 }
 
 impl<H: Copy> Parking<H> {
+    /// Lots of `cap` frames each.
     pub fn with_capacity(cap: usize) -> Self {
         Parking {
-            frames: std::collections::VecDeque::with_capacity(cap),
+            lots: std::array::from_fn(|_| std::collections::VecDeque::with_capacity(cap)),
             cap,
             arrived: Box::new([0; 1 << (HINT_BITS - 6)]),
             noted: [0; NOTED_MAX],
@@ -107,21 +124,27 @@ impl<H: Copy> Parking<H> {
     }
 
     pub fn len(&self) -> usize {
-        self.frames.len()
+        self.lots.iter().map(|l| l.len()).sum()
+    }
+
+    /// Frames waiting in one lot.
+    pub fn len_of(&self, lot: Lot) -> usize {
+        self.lots[lot as usize].len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+        self.lots.iter().all(|l| l.is_empty())
     }
 
-    /// Parks a frame seen for the first time; when the lot is full, the oldest frame makes
-    /// room and is given back, to be dropped.
+    /// Parks a frame seen for the first time; when its lot is full, that lot's oldest frame
+    /// makes room and is given back, to be dropped.
     pub fn park(&mut self, handle: H, port: u8, now_ms: u32, wait: Wait) -> Option<Parked<H>> {
         let p = Parked {
             handle,
             port,
             since_ms: now_ms,
             hint: wait.hint,
+            lot: wait.lot,
             retries: 0,
             due: false,
             expired: wait.expired,
@@ -129,28 +152,30 @@ impl<H: Copy> Parking<H> {
         if self.cap == 0 {
             return Some(p);
         }
-        let out = if self.frames.len() >= self.cap {
-            self.frames.pop_front()
+        let lot = &mut self.lots[wait.lot as usize];
+        let out = if lot.len() >= self.cap {
+            lot.pop_front()
         } else {
             None
         };
-        self.frames.push_back(p);
+        lot.push_back(p);
         out
     }
 
     /// Puts back a frame whose retry found nothing: it waits on, from when it first came.
     pub fn repark(&mut self, p: Parked<H>) -> Result<(), H> {
-        if self.frames.len() >= self.cap {
+        let lot = &mut self.lots[p.lot as usize];
+        if lot.len() >= self.cap {
             return Err(p.handle);
         }
-        self.frames.push_back(p);
+        lot.push_back(p);
         Ok(())
     }
 
     /// A flow record with this hint has reached the worker.
     #[inline]
     pub fn record_arrived(&mut self, hint: u16) {
-        if self.frames.is_empty() {
+        if self.is_empty() {
             return;
         }
         let h = usize::from(hint);
@@ -178,7 +203,7 @@ impl<H: Copy> Parking<H> {
     /// record may have arrived; the rest keep waiting in order. Scans the lot only when
     /// records arrived or once a millisecond (for expiry).
     pub fn sweep(&mut self, now_ms: u32, out: &mut Vec<Due<H>>) {
-        if self.frames.is_empty() {
+        if self.is_empty() {
             if self.any_arrived {
                 self.forget_arrivals();
             }
@@ -189,8 +214,17 @@ impl<H: Copy> Parking<H> {
         }
         self.last_sweep_ms = now_ms;
         let mut retries = 0;
-        for _ in 0..self.frames.len() {
-            let Some(mut p) = self.frames.pop_front() else {
+        for li in 0..LOTS {
+            self.sweep_lot(li, now_ms, &mut retries, out);
+        }
+        if self.any_arrived {
+            self.forget_arrivals();
+        }
+    }
+
+    fn sweep_lot(&mut self, li: usize, now_ms: u32, retries: &mut usize, out: &mut Vec<Due<H>>) {
+        for _ in 0..self.lots[li].len() {
+            let Some(mut p) = self.lots[li].pop_front() else {
                 break;
             };
             let h = usize::from(p.hint);
@@ -198,8 +232,8 @@ impl<H: Copy> Parking<H> {
             let hinted = p.due || noted;
             if now_ms.wrapping_sub(p.since_ms) as i32 >= MAX_WAIT_MS as i32 {
                 out.push(Due::Expired(p));
-            } else if hinted && p.retries < MAX_RETRIES && retries < RETRY_PER_LOOP {
-                retries += 1;
+            } else if hinted && p.retries < MAX_RETRIES && *retries < RETRY_PER_LOOP {
+                *retries += 1;
                 out.push(Due::Retry(Parked {
                     retries: p.retries + 1,
                     due: false,
@@ -208,17 +242,14 @@ impl<H: Copy> Parking<H> {
             } else {
                 // Hinted but over this loop's cap: it goes first next loop.
                 p.due = hinted && p.retries < MAX_RETRIES;
-                self.frames.push_back(p);
+                self.lots[li].push_back(p);
             }
-        }
-        if self.any_arrived {
-            self.forget_arrivals();
         }
     }
 
     /// Every frame still parked (at shutdown).
     pub fn drain(&mut self) -> impl Iterator<Item = Parked<H>> + '_ {
-        self.frames.drain(..)
+        self.lots.iter_mut().flat_map(|l| l.drain(..))
     }
 }
 
@@ -230,6 +261,7 @@ mod tests {
     fn reply(hint: u16) -> Wait {
         Wait {
             hint,
+            lot: Lot::Replies,
             expired: DropReason::NoFlow,
         }
     }

@@ -18,6 +18,8 @@ pub struct PortInfo {
     /// The port has a kernel twin (`[[port]] kernel`): the node's own traffic that tandem
     /// does not consume goes to it (`pipeline::kernel`).
     pub kernel: bool,
+    /// Most neighbors the node keeps on this port (`[[port]] max_neighbors`).
+    pub max_neighbors: u32,
 }
 
 impl PortInfo {
@@ -31,6 +33,7 @@ impl PortInfo {
             gateway6: p.gateway6.map(|g| g.octets()),
             mtu: p.mtu,
             kernel: p.kernel.is_some(),
+            max_neighbors: p.max_neighbors,
         }
     }
 

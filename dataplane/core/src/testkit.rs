@@ -3,6 +3,7 @@
 //! every checksum in a frame to compare incremental updates against.
 
 use crate::messages::ToWorker;
+use crate::neighbor::{Entry, NeighborKey};
 use crate::pipeline::{Core, Now, PacketBuf, Verdict};
 use crate::wire::ethernet::{self, Mac};
 use crate::wire::l4::{self, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
@@ -486,4 +487,21 @@ pub fn bench_client(i: u32) -> (IpAddr, u16) {
 pub fn apply_at(core: &mut Core, msg: ToWorker, now_ms: u32) -> Option<ToWorker> {
     core.set_now(Now::from_ms(now_ms));
     core.apply(msg)
+}
+
+/// The control thread's message that `ip` is reached at `mac` on `port` (a learned entry).
+pub fn neighbor(port: u8, ip: IpAddr, mac: Mac) -> ToWorker {
+    ToWorker::Neighbor {
+        key: NeighborKey::new(port, ip.is_ipv6(), crate::flow::key::addr_bytes(ip)),
+        entry: Entry::Learned(mac),
+    }
+}
+
+/// The control thread's message that the node wants `ip` on `port` resolved (an
+/// incomplete entry, which what a worker hears fills in).
+pub fn wanted_neighbor(port: u8, ip: IpAddr) -> ToWorker {
+    ToWorker::Neighbor {
+        key: NeighborKey::new(port, ip.is_ipv6(), crate::flow::key::addr_bytes(ip)),
+        entry: Entry::Incomplete,
+    }
 }

@@ -412,7 +412,9 @@ fn start_workers(cfg: &Config, capacity: Capacity, sh: &Shared) -> anyhow::Resul
             pool: Arc::clone(sh.pool),
             tsc_per_ms,
             tsc0,
-            parked: tandem_dataplane::parking::Parking::with_capacity(crate::worker::MAX_PARKED),
+            parked: tandem_dataplane::parking::Parking::with_capacity(
+                tandem_dataplane::parking::CAPACITY,
+            ),
             due: Vec::with_capacity(crate::worker::MAX_PARKED),
             siblings: rings.next().unwrap_or_default(),
         };

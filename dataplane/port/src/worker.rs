@@ -22,7 +22,7 @@ use tandem_dataplane::qos::probe::Method;
 /// Control messages applied per loop, so a flood of replication cannot starve packets.
 const MAX_MESSAGES_PER_LOOP: usize = 512;
 /// Most frames held waiting for their flow record.
-pub const MAX_PARKED: usize = tandem_dataplane::parking::CAPACITY;
+pub const MAX_PARKED: usize = tandem_dataplane::parking::CAPACITY * tandem_dataplane::parking::LOTS;
 /// Largest burst the loop supports.
 pub const MAX_BURST: usize = 512;
 

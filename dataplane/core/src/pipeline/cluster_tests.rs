@@ -215,15 +215,7 @@ fn reply_during_handshake_goes_to_the_primary_and_ranks_like_its_request() {
     // Node 2 rewrites it back to the VIP and sends it to the client's router.
     testkit::apply_at(
         &mut n2,
-        ToWorker::Neighbor {
-            port: 0,
-            ip: {
-                let mut a = [0u8; 16];
-                a[..4].copy_from_slice(&[10, 0, 0, 254]);
-                a
-            },
-            mac: ROUTER_MAC,
-        },
+        testkit::neighbor(0, "10.0.0.254".parse().unwrap(), ROUTER_MAC),
         2,
     );
     let (v, back) = testkit::run(&mut n2, 0, &out, 3);

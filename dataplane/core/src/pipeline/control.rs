@@ -23,9 +23,8 @@ impl Core {
                 let old = std::mem::replace(&mut self.services, s);
                 st.emit(FromWorker::Retired(old));
             }
-            ToWorker::Neighbor { port, ip, mac } => {
-                st.neighbors.set(port, ip, mac, st.now.ms);
-            }
+            ToWorker::Neighbor { key, entry } => st.neighbors.install(key, entry, st.now.ms),
+            ToWorker::ForgetNeighbor(key) => st.neighbors.forget(&key),
             ToWorker::Nodes(m) => st.membership = m,
             ToWorker::Link { port, up } => {
                 if let Some(l) = st.link_up.get_mut(usize::from(port)) {

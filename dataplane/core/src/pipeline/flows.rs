@@ -5,6 +5,7 @@
 
 use super::admission::release_if_closed;
 use super::context::Segment;
+use super::martian;
 use super::xmit::{self, nat, Egress};
 use super::{timing, PacketBuf, State, Verdict, LISTED_PER_MS};
 use crate::counters::DropReason;
@@ -68,6 +69,7 @@ fn answers(s: &Services, rec: &FlowRecord, key: &FlowKey) -> bool {
 #[inline(never)]
 fn defer(reply: &FlowKey) -> Verdict {
     Verdict::Defer(super::Wait {
+        lot: crate::parking::Lot::Replies,
         hint: crate::parking::hint(&reply.dst, reply.dport, reply.proto),
         expired: DropReason::NoFlow,
     })
@@ -183,6 +185,9 @@ impl State {
         pkt: &mut PacketBuf,
     ) -> Result<FlowRecord, Verdict> {
         let key = seg.key;
+        if martian::is_martian(s, &key.src, key.v6) {
+            return Err(Verdict::Drop(DropReason::MartianSource));
+        }
         let now = self.now;
         let mut rec = FlowRecord {
             service: svc.id,

@@ -38,6 +38,10 @@ pub(super) struct Datagram {
     pub to_port: bool,
 }
 
+/// The longest datagram fragments may make: IPv4's total length field (IPv6's payload
+/// length is as wide, jumbograms aside, which are never fragmented).
+const MAX_DATAGRAM: usize = 65_535;
+
 /// Most first fragments noted between two looks of the port layer (`Core::take_arrivals`):
 /// a burst and the parked frames retried in a loop.
 pub(super) const MAX_ARRIVALS: usize = 128;
@@ -94,6 +98,10 @@ impl State {
         if d.to_port || (d.proto != PROTO_TCP && d.proto != PROTO_UDP) {
             return Verdict::Drop(DropReason::FragmentUnsupported);
         }
+        // No datagram is longer than 65,535 bytes (a "ping of death" fragment says it is).
+        if d.offset + d.end.saturating_sub(d.l4_at) > MAX_DATAGRAM {
+            return Verdict::Drop(DropReason::FragmentOversize);
+        }
         let key = FragmentKey::new(d.src, d.dst, d.proto, d.ident, d.v6);
         let now_ms = self.now.ms;
         let (ports, part) = if d.offset == 0 {
@@ -118,6 +126,7 @@ impl State {
                     self.counters.fragments_early.inc();
                 }
                 return Verdict::Defer(Wait {
+                    lot: parking::Lot::Fragments,
                     hint: hint(d),
                     expired: DropReason::FragmentTimeout,
                 });

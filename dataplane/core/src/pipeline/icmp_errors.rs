@@ -11,19 +11,50 @@
 //!   a nat request it could not take) goes to the client rewritten back to the VIP, as
 //!   conntrack does for related ICMP.
 //!
-//! Errors are not rate-limited here (the peers that sent them were), only counted by kind.
-//! A quote that names no flow, is malformed, or quotes ICMP (errors about errors) is dropped
-//! and counted by reason.
+//! Errors are counted by kind. What is refused, and counted by reason:
+//!
+//! - a quote that is malformed or quotes ICMP (errors about errors);
+//! - an MTU no link has (below 68 for IPv4, 1280 for IPv6): it would only shrink the
+//!   backend's segments (Linux clamps such values to its floor instead; dropping keeps the
+//!   backend's own floor in charge);
+//! - an error from the wrong side of its flow: one to a VIP that comes in by a port of the
+//!   flow's backend side (and not the client's), one toward a client that comes in by a
+//!   port that is not the flow's backend side;
+//! - an error naming no flow here. In a cluster it may be about a flow still in its
+//!   handshake on its primary node (such flows are not replicated): it is sent on only
+//!   when it may be (TCP, its quote a SYN-ACK to the client or a SYN to the backend when
+//!   the quote reaches the flags), and at most `RELAYS_PER_MS` a millisecond per worker.
 
-use super::context::{Part, Rx, Segment};
+use super::bucket::Bucket;
+use super::context::{Part, Rx, Segment, Via};
 use super::xmit::{self, nat};
 use super::{PacketBuf, State, Verdict};
 use crate::counters::DropReason;
 use crate::flow::{FlowKey, FlowRecord};
 use crate::services::Services;
 use crate::wire::icmp::{self, ErrorKind, QuoteError};
+use crate::wire::l4::{ACK, SYN};
 use crate::wire::{ipv4, ipv6, l4};
 use tandem_config::Mode;
+
+/// Errors naming no flow here that a worker sends on to a peer, per millisecond (and saved
+/// up to `RELAYS_BURST`): more than a cluster's handshakes draw, less than a flood.
+pub const RELAYS_PER_MS: u32 = 1;
+const RELAYS_BURST: u32 = 32;
+
+pub(super) fn relays() -> Bucket {
+    Bucket::new(RELAYS_PER_MS, RELAYS_BURST)
+}
+
+/// True when `port` carries the flow's packets to its backend (its primary or backup
+/// path's port): the backend side of the flow.
+fn backend_side(s: &Services, rec: &FlowRecord, port: u8) -> bool {
+    s.backends.get(usize::from(rec.backend)).is_some_and(|b| {
+        [rec.primary_path, rec.backup_path]
+            .iter()
+            .any(|&i| b.paths.get(usize::from(i)).is_some_and(|p| p.port == port))
+    })
+}
 
 /// What the IP stage read of an ICMP error.
 pub(super) struct Error {
@@ -61,16 +92,22 @@ impl State {
             e.kind,
             ErrorKind::V6Unreachable | ErrorKind::V6TooBig | ErrorKind::V6TimeExceeded
         );
+        let msg = &pkt.frame()[l3 + e.at..l3 + e.end];
+        if icmp::names_impossible_mtu(msg, e.kind) {
+            return Verdict::Drop(DropReason::IcmpBadMtu);
+        }
         let (outer_src, outer_dst) = outer_addresses(&pkt.frame()[l3..], v6);
         if e.to_port {
             // About the node's own traffic: its kernel's, when the port has a twin.
             return self.unclaimed(s, rx, &outer_dst, v6);
         }
-        let q = match icmp::quote(&pkt.frame()[l3 + e.at..l3 + e.end], v6) {
+        let msg = &pkt.frame()[l3 + e.at..l3 + e.end];
+        let q = match icmp::quote(msg, v6) {
             Ok(q) => q,
             Err(QuoteError::Bad) => return Verdict::Drop(DropReason::IcmpBadQuote),
             Err(QuoteError::AboutIcmp) => return Verdict::Drop(DropReason::IcmpAboutIcmp),
         };
+        let flags = icmp::quoted_tcp_flags(msg, &q);
         // An error goes to the source of the packet it quotes.
         if q.src != outer_dst {
             return Verdict::Drop(DropReason::IcmpBadQuote);
@@ -98,9 +135,9 @@ impl State {
             part: Part::Whole,
         };
         if s.is_vip(&outer_dst) {
-            self.error_to_flow(s, &seg, pkt, &q)
+            self.error_to_flow(s, &seg, pkt, &q, flags)
         } else {
-            self.error_to_client(s, &seg, pkt, &q, &outer_src)
+            self.error_to_client(s, &seg, pkt, &q, flags, &outer_src)
         }
     }
 
@@ -111,6 +148,7 @@ impl State {
         seg: &Segment,
         pkt: &mut PacketBuf,
         q: &icmp::Quote,
+        flags: Option<u8>,
     ) -> Verdict {
         let key = seg.key;
         let Some(svc) = s.lookup(&key.dst, key.dport, key.proto) else {
@@ -121,16 +159,24 @@ impl State {
         }
         let cl = s.cluster.as_ref();
         let Some(rec) = self.table.peek_live(&key, self.now.ms).copied() else {
-            // Not here: the flow's primary may hold it (a flow still in its handshake is
-            // not replicated).
+            // Not here: the flow's primary may hold it, if it is a TCP flow still in its
+            // handshake (not replicated): the quote a SYN-ACK to its client.
             if let Some(cl) = cl {
-                let mut rec = FlowRecord::default();
-                if let Ok(Some(p)) = self.rank_new(cl, seg, &mut rec) {
-                    return self.send_to_node(s, pkt, seg, p, &rec, 0);
+                if self.may_relay(q, flags, SYN | ACK) {
+                    let mut rec = FlowRecord::default();
+                    if let Ok(Some(p)) = self.rank_new(cl, seg, &mut rec) {
+                        return self.send_to_node(s, pkt, seg, p, &rec, 0);
+                    }
                 }
             }
             return Verdict::Drop(DropReason::IcmpNoFlow);
         };
+        if seg.rx.via == Via::Direct
+            && seg.rx.in_port != rec.ingress_port
+            && backend_side(s, &rec, seg.rx.in_port)
+        {
+            return Verdict::Drop(DropReason::IcmpWrongSide);
+        }
         if let Some(n) = cl.and_then(|cl| self.owner_elsewhere(cl, seg, &rec)) {
             return self.send_to_node(s, pkt, seg, n, &rec, 0);
         }
@@ -155,6 +201,7 @@ impl State {
         seg: &Segment,
         pkt: &mut PacketBuf,
         q: &icmp::Quote,
+        flags: Option<u8>,
         outer_src: &[u8; 16],
     ) -> Verdict {
         let reply = seg.key;
@@ -163,6 +210,11 @@ impl State {
             return Verdict::Drop(DropReason::NotForUs);
         }
         let Some(fkey) = self.reply_flow(s, from, &reply) else {
+            // The flow's primary may hold it, if it is still in its handshake: the quote
+            // the SYN the node sent the backend.
+            if !self.may_relay(q, flags, SYN) {
+                return Verdict::Drop(DropReason::IcmpNoFlow);
+            }
             return self
                 .reply_to_owner(s, seg, pkt)
                 .unwrap_or(Verdict::Drop(DropReason::IcmpNoFlow));
@@ -170,6 +222,9 @@ impl State {
         let Some(rec) = self.table.peek_live(&fkey, self.now.ms).copied() else {
             return Verdict::Drop(DropReason::IcmpNoFlow);
         };
+        if seg.rx.via == Via::Direct && !backend_side(s, &rec, seg.rx.in_port) {
+            return Verdict::Drop(DropReason::IcmpWrongSide);
+        }
         let egress = rec.ingress_port;
         let Some(out) = self.client_port(s, &rec) else {
             return Verdict::Drop(DropReason::NoPath);
@@ -192,6 +247,17 @@ impl State {
             self.counters.icmp_to_clients.inc();
         }
         v
+    }
+}
+
+impl State {
+    /// True when an error naming no flow here may be about a flow in its handshake on
+    /// another node, and the relay budget has room: TCP, with the quoted segment's flags
+    /// (when quoted) those of the handshake packet `handshake`.
+    fn may_relay(&mut self, q: &icmp::Quote, flags: Option<u8>, handshake: u8) -> bool {
+        q.proto == l4::PROTO_TCP
+            && flags.is_none_or(|f| f & (SYN | ACK) == handshake)
+            && self.relays.take(self.now.ms)
     }
 }
 

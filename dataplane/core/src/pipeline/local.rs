@@ -4,26 +4,42 @@
 
 use super::context::Rx;
 use super::demux::wire_drop;
+use super::martian::is_martian;
 use super::xmit::swap_l2;
-use super::{Core, PacketBuf, State, Verdict};
+use super::{Core, PacketBuf, State, Verdict, OUTBOX_CAP};
 use crate::counters::{Absorbed, DropReason};
 use crate::messages::FromWorker;
+use crate::neighbor::{Heard, NeighborKey};
 use crate::qos::hist::Kind;
 use crate::qos::probe;
 use crate::services::{PortInfo, Services};
 use crate::wire::ethernet::{self, Mac};
 use crate::wire::l4::{PROTO_ICMPV6, PROTO_TCP};
-use crate::wire::{arp, icmp, ipv4, ipv6};
+use crate::wire::{arp, icmp, ipv4, ipv6, scope};
 use std::sync::Arc;
 
 impl State {
-    /// Remembers a neighbor's MAC and tells the control thread when it is news.
-    fn learn(&mut self, port: u8, ip: [u8; 16], mac: Mac) {
-        if ip == [0; 16] || ethernet::is_multicast(&mac) {
+    /// A MAC heard on the wire for a neighbor (an ARP sender, an advertisement's target, a
+    /// solicitation's source): fills in or refreshes an entry the node holds, never
+    /// creates one (`neighbor`); news goes to the control thread, which shares it.
+    fn heard(&mut self, key: NeighborKey, mac: Mac) {
+        if key.ip == [0; 16] || ethernet::is_multicast(&mac) {
             return;
         }
-        if self.neighbors.set(port, ip, mac, self.now.ms) {
-            self.emit(FromWorker::Neighbor { port, ip, mac });
+        match self.neighbors.heard(&key, mac, self.now.ms) {
+            Heard::Report => {
+                // Flow records come first: neighbor news takes no more than half the
+                // outbox, and what is left out is reported on the next answer.
+                if self.outbox.len() < OUTBOX_CAP / 2 {
+                    self.outbox.push(FromWorker::Neighbor { key, mac });
+                    self.neighbors.reported(&key, self.now.ms);
+                } else {
+                    self.counters.neighbor_reports_deferred.inc();
+                }
+            }
+            Heard::Same => {}
+            Heard::Unknown => self.counters.neighbors_unwanted.inc(),
+            Heard::Fixed => self.counters.neighbors_fixed_kept.inc(),
         }
     }
 
@@ -36,13 +52,13 @@ impl State {
         addr: &[u8; 16],
         v6: bool,
     ) -> Option<Mac> {
-        let hop = info.next_hop(addr, v6)?;
-        if let Some(m) = self.neighbors.get(port, &hop) {
+        let hop = NeighborKey::new(port, v6, info.next_hop(addr, v6)?);
+        if let Some(m) = self.neighbors.get(&hop) {
             return Some(m);
         }
         if self.last_need_ms != self.now.ms {
             self.last_need_ms = self.now.ms;
-            self.emit(FromWorker::NeedNeighbor { port, ip: hop, v6 });
+            self.emit(FromWorker::NeedNeighbor(hop));
         }
         None
     }
@@ -65,7 +81,7 @@ impl State {
         let to_port = port.ipv4.is_some_and(|(ip, _)| ip == target);
         let ours = to_port || s.is_vip(&target16);
         if on_link {
-            self.learn(rx.in_port, sender16, a.sender_mac);
+            self.heard(NeighborKey::new(rx.in_port, false, sender16), a.sender_mac);
         }
         if a.op == arp::OP_REQUEST && ours {
             if to_port {
@@ -150,10 +166,15 @@ impl State {
         let port_mac = s.ports[usize::from(rx.in_port)].mac;
         let f = pkt.frame_mut();
         // Checked by the IPv4 stage.
-        let (total, dst) = {
+        let (total, dst, src) = {
             let ip = ipv4::Packet::new_unchecked(&f[l3..]);
-            (ip.total_len(), ip.dst_bytes())
+            (ip.total_len(), ip.dst_bytes(), ip.src_bytes())
         };
+        let mut src16 = [0u8; 16];
+        src16[..4].copy_from_slice(&src);
+        if is_martian(s, &src16, false) {
+            return Verdict::Drop(DropReason::MartianSource);
+        }
         let body = &mut f[l3 + hl..l3 + total];
         match icmp::message_type(body) {
             Ok(icmp::ECHO_REQUEST) => {}
@@ -187,9 +208,14 @@ impl State {
         let l3 = rx.l3();
         let in_port = rx.in_port;
         let port = &s.ports[usize::from(in_port)];
-        let (src, dst, plen) = {
+        let (src, dst, plen, hop_limit) = {
             let ip = ipv6::Packet::new_unchecked(&pkt.frame()[l3..]);
-            (ip.src_bytes(), ip.dst_bytes(), ip.payload_len())
+            (
+                ip.src_bytes(),
+                ip.dst_bytes(),
+                ip.payload_len(),
+                ip.hop_limit(),
+            )
         };
         let (body_at, body_end) = (l3 + at, l3 + ipv6::HEADER_LEN + plen);
         let kind = match icmp::message_type(&pkt.frame()[body_at..body_end]) {
@@ -200,6 +226,9 @@ impl State {
             |a: &[u8; 16], s: &Services| port.ipv6.is_some_and(|(x, _)| x == *a) || s.is_vip(a);
         match kind {
             icmp::V6_ECHO_REQUEST if ours(&dst, s) => {
+                if is_martian(s, &src, true) {
+                    return Verdict::Drop(DropReason::MartianSource);
+                }
                 let f = pkt.frame_mut();
                 icmp::echo_to_reply_v6(&mut f[body_at..body_end]);
                 let mut ip = ipv6::Packet::new_unchecked(&mut f[l3..]);
@@ -210,14 +239,36 @@ impl State {
                 self.counters.icmp_replies.inc();
                 Verdict::Tx(in_port)
             }
-            icmp::V6_NEIGHBOR_SOLICIT | icmp::V6_NEIGHBOR_ADVERT => {
+            icmp::V6_ROUTER_SOLICIT..=icmp::V6_REDIRECT => {
+                // RFC 4861: a router forwarding a message lowers its hop limit, so 255
+                // says it was sent on this link; and its sender must be on the link.
+                if hop_limit != 255 {
+                    return Verdict::Drop(DropReason::NdHopLimit);
+                }
+                let on_link = |a: &[u8; 16]| port.on_link(a) || scope::v6_link_local(a);
+                let source_ok = match kind {
+                    icmp::V6_ROUTER_SOLICIT | icmp::V6_NEIGHBOR_SOLICIT => {
+                        src == [0; 16] || on_link(&src)
+                    }
+                    icmp::V6_NEIGHBOR_ADVERT => on_link(&src),
+                    _ => scope::v6_link_local(&src),
+                };
+                if !source_ok {
+                    return Verdict::Drop(DropReason::NdOffLink);
+                }
+                if kind != icmp::V6_NEIGHBOR_SOLICIT && kind != icmp::V6_NEIGHBOR_ADVERT {
+                    return self.unclaimed(s, rx, &dst, true);
+                }
                 let nd = match icmp::parse_nd(&pkt.frame()[body_at..body_end]) {
                     Ok(n) => n,
                     Err(e) => return Verdict::Drop(wire_drop(e)),
                 };
                 if kind == icmp::V6_NEIGHBOR_ADVERT {
+                    if !on_link(&nd.target) || scope::v6_multicast(&nd.target) {
+                        return Verdict::Drop(DropReason::NdOffLink);
+                    }
                     if let Some(m) = nd.lladdr {
-                        self.learn(in_port, nd.target, m);
+                        self.heard(NeighborKey::new(in_port, true, nd.target), m);
                     }
                     if port.kernel {
                         return self.for_kernel();
@@ -225,8 +276,8 @@ impl State {
                     return Verdict::Consumed(Absorbed::NeighborAdvert);
                 }
                 if let Some(m) = nd.lladdr {
-                    if port.on_link(&src) {
-                        self.learn(in_port, src, m);
+                    if src != [0; 16] {
+                        self.heard(NeighborKey::new(in_port, true, src), m);
                     }
                 }
                 if !ours(&nd.target, s) {

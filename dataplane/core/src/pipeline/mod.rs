@@ -35,6 +35,7 @@ mod fragments;
 mod icmp_errors;
 mod kernel;
 mod local;
+mod martian;
 mod mtu;
 mod timing;
 mod xmit;
@@ -191,6 +192,8 @@ pub struct State {
     arrivals: fragments::Arrivals,
     /// "Too big" answers left (`mtu`).
     answers: bucket::Bucket,
+    /// ICMP errors naming no flow here that may still go to a peer (`icmp_errors`).
+    relays: bucket::Bucket,
     /// Frames to the kernel twins left this millisecond, and copies waiting for them
     /// (`kernel`).
     kernel_budget: bucket::Bucket,
@@ -210,12 +213,17 @@ impl Core {
         let siblings = services.options.siblings;
         let clustered = services.cluster.is_some();
         let queues = admission::queues_for(&services);
+        let neighbor_room = services
+            .ports
+            .iter()
+            .map(|p| p.max_neighbors as usize)
+            .sum();
         Core {
             services,
             state: State {
                 worker,
                 table: FlowTable::new(capacity, timeouts, table_seed),
-                neighbors: Neighbors::default(),
+                neighbors: Neighbors::with_capacity(neighbor_room),
                 link_up: [true; MAX_PORTS],
                 membership: Membership::default(),
                 counters,
@@ -235,6 +243,7 @@ impl Core {
                 fragments: FragmentTable::new(table_seed ^ 0x6672_6167),
                 arrivals: fragments::Arrivals::default(),
                 answers: mtu::answers(),
+                relays: icmp_errors::relays(),
                 kernel_budget: kernel::budget(),
                 kernel_copies: kernel::Copies::default(),
             },

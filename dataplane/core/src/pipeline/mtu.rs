@@ -123,8 +123,11 @@ impl State {
             b[..4].copy_from_slice(&ip.dst_bytes());
             (a, b, ip.total_len(), ip.protocol() == PROTO_ICMP)
         };
-        // Never an error about an error.
-        if about_icmp || !self.answers.take(self.now.ms) {
+        // Never an error about an error, nor one to a source no host has.
+        if about_icmp || super::martian::is_martian(s, &src, v6) {
+            return unanswered;
+        }
+        if !self.answers.take(self.now.ms) {
             return unanswered;
         }
         let Some(port) = s.ports.get(usize::from(seg.rx.in_port)) else {

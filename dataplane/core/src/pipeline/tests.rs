@@ -186,7 +186,13 @@ fn nat_rewrites_request_and_reply() {
     assert_eq!(&p.payload()[0..2], &80u16.to_be_bytes());
     testkit::verify_checksums(&out).unwrap();
 
-    // Once the gateway is known (an ARP from it), replies go to it.
+    // Once the gateway is known (the control thread wants it resolved, and an ARP from it
+    // answers), replies go to it.
+    testkit::apply_at(
+        &mut c,
+        testkit::wanted_neighbor(0, "10.0.0.254".parse().unwrap()),
+        3,
+    );
     let arp = testkit::arp_request(
         GW_MAC,
         Ipv4Addr::new(10, 0, 0, 254),
@@ -482,14 +488,10 @@ fn gue_wraps_the_ip_packet_in_udp() {
         .state
         .outbox
         .iter()
-        .any(|m| matches!(m, FromWorker::NeedNeighbor { port: 1, .. })));
+        .any(|m| matches!(m, FromWorker::NeedNeighbor(k) if k.port == 1)));
     testkit::apply_at(
         &mut c,
-        ToWorker::Neighbor {
-            port: 1,
-            ip: crate::flow::key::addr_bytes(ip("10.1.0.13")),
-            mac: [2, 0, 0, 0, 1, 0x13],
-        },
+        testkit::neighbor(1, ip("10.1.0.13"), [2, 0, 0, 0, 1, 0x13]),
         1,
     );
     let (v, out) = run(&mut c, 0, &f, 2);
@@ -841,7 +843,7 @@ proptest! {
         }
         f.truncate(cut.max(1));
         let mut c = core();
-        testkit::apply_at(&mut c, ToWorker::Neighbor { port: 1, ip: crate::flow::key::addr_bytes(ip("10.1.0.13")), mac: [2, 0, 0, 0, 1, 0x13] }, 0);
+        testkit::apply_at(&mut c, testkit::neighbor(1, ip("10.1.0.13"), [2, 0, 0, 0, 1, 0x13]), 0);
         let _ = run(&mut c, 0, &f, 1);
         let _ = run(&mut c, 1, &f, 1);
     }

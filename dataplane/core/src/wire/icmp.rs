@@ -10,8 +10,11 @@ pub const ECHO_REQUEST: u8 = 8;
 pub const ECHO_REPLY: u8 = 0;
 pub const V6_ECHO_REQUEST: u8 = 128;
 pub const V6_ECHO_REPLY: u8 = 129;
+pub const V6_ROUTER_SOLICIT: u8 = 133;
+pub const V6_ROUTER_ADVERT: u8 = 134;
 pub const V6_NEIGHBOR_SOLICIT: u8 = 135;
 pub const V6_NEIGHBOR_ADVERT: u8 = 136;
+pub const V6_REDIRECT: u8 = 137;
 pub const DEST_UNREACHABLE: u8 = 3;
 pub const TIME_EXCEEDED: u8 = 11;
 /// Destination unreachable's code for "fragmentation needed and DF set" (RFC 1191).
@@ -61,6 +64,42 @@ pub struct Quote {
     pub v6: bool,
     /// Offset of the quoted transport header in the ICMP message.
     pub l4_at: usize,
+}
+
+/// The smallest MTU a "fragmentation needed" may name (RFC 791: every IPv4 link carries
+/// 68 bytes) and a "packet too big" (RFC 8200: every IPv6 link carries 1280).
+pub const MIN_MTU_V4: u32 = 68;
+pub const MIN_MTU_V6: u32 = 1280;
+
+/// The next-hop MTU an error names, when it names one: a "fragmentation needed" (its
+/// 16-bit field) or a "packet too big" (32 bits).
+pub fn named_mtu(msg: &[u8], kind: ErrorKind) -> Option<u32> {
+    match kind {
+        ErrorKind::FragNeeded => Some(u32::from(get_u16(msg.get(..8)?, 6))),
+        ErrorKind::V6TooBig => {
+            let b = msg.get(4..8)?;
+            Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        _ => None,
+    }
+}
+
+/// True when an error names an MTU no link has (`MIN_MTU_V4`, `MIN_MTU_V6`).
+pub fn names_impossible_mtu(msg: &[u8], kind: ErrorKind) -> bool {
+    match named_mtu(msg, kind) {
+        Some(m) if kind == ErrorKind::V6TooBig => m < MIN_MTU_V6,
+        Some(m) => m < MIN_MTU_V4,
+        None => false,
+    }
+}
+
+/// The TCP flags of the quoted segment, when the quote reaches them (routers must quote
+/// 8 bytes of it; most quote more).
+pub fn quoted_tcp_flags(msg: &[u8], q: &Quote) -> Option<u8> {
+    if q.proto != PROTO_TCP {
+        return None;
+    }
+    msg.get(q.l4_at + 13).copied()
 }
 
 /// Why an error's quote names no flow.

@@ -72,6 +72,7 @@ pub fn upper_layer(first: u8, after: &[u8]) -> Result<Upper, ExtError> {
     let mut nh = first;
     let mut at = 0usize;
     let mut fragment = None;
+    let mut fragment_headers = 0;
     for n in 0..=MAX_EXT_HEADERS {
         let len = match nh {
             NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS | NH_FRAGMENT if n == MAX_EXT_HEADERS => {
@@ -87,7 +88,10 @@ pub fn upper_layer(first: u8, after: &[u8]) -> Result<Upper, ExtError> {
                 }
                 (usize::from(h[1]) + 1) * 8
             }
+            // One fragment header at most (RFC 8200 4.1: it appears once).
+            NH_FRAGMENT if fragment_headers > 0 => return Err(ExtError::Chain),
             NH_FRAGMENT => {
+                fragment_headers += 1;
                 let h = after
                     .get(at..at + FRAGMENT_HEADER_LEN)
                     .ok_or(ExtError::Wire(WireError::Truncated))?;

@@ -9,6 +9,7 @@ pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
 pub mod l4;
+pub mod scope;
 pub mod tunnel;
 
 /// Why a view could not be made over some bytes.
