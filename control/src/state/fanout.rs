@@ -9,9 +9,14 @@ use crate::cluster::codec::WireRecord;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tandem_dataplane::counters::WorkerCounters;
 use tandem_dataplane::messages::{FromWorker, ToWorker};
+
+/// Longest the control thread spends on the workers' events in one tick.
+pub const POLL_BUDGET: Duration = Duration::from_millis(5);
+/// Most events taken from one worker in one tick.
+const POLL_MAX: usize = 65_536;
 
 /// The control thread's end of one worker's channels.
 pub struct WorkerLink {
@@ -75,15 +80,27 @@ impl Control {
         }
     }
 
-    /// Drains every worker's events and acts on them. Returns how many were handled.
+    /// Drains the workers' events and acts on them, within `POLL_BUDGET` (and at most
+    /// `POLL_MAX` events a worker) a tick, so that no flood of events of any kind delays
+    /// the cluster's heartbeats or the control socket: what is left waits in the channels
+    /// (bounded: a worker that finds its channel full counts `outbox_overflow`). Returns how
+    /// many were handled.
     pub fn poll_workers(&mut self, now: Instant) -> usize {
         let mut handled = 0;
         for w in &mut self.workers {
             w.flush();
         }
-        for wi in 0..self.workers.len() {
-            // Bounded per tick so one busy worker cannot starve the socket.
-            for _ in 0..65_536 {
+        let started = Instant::now();
+        let n = self.workers.len();
+        // Start with a different worker each tick, so a cut-off budget is shared fairly.
+        let first = self.poll_turn % n.max(1);
+        self.poll_turn = self.poll_turn.wrapping_add(1);
+        'workers: for k in 0..n {
+            let wi = (first + k) % n;
+            for i in 0..POLL_MAX {
+                if i % 256 == 255 && started.elapsed() >= POLL_BUDGET {
+                    break 'workers;
+                }
                 let Ok(ev) = self.workers[wi].rx.try_recv() else {
                     break;
                 };
@@ -92,6 +109,12 @@ impl Control {
             }
         }
         handled
+    }
+
+    /// Acts on one worker event as `poll_workers` does (tests hand events in directly).
+    #[cfg(test)]
+    pub(super) fn handle_for_test(&mut self, ev: FromWorker, now: Instant) {
+        self.handle(ev, now)
     }
 
     fn handle(&mut self, ev: FromWorker, now: Instant) {

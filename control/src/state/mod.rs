@@ -16,7 +16,9 @@ mod rates;
 pub use changes::{restart_only, Changes};
 pub use fanout::WorkerLink;
 pub use flows::MasterFlow;
-pub use neighbors::{Known, NeighborCounts, Why, NEIGHBOR_REFRESH, SOLICIT_INTERVAL};
+pub use neighbors::{
+    Known, NeighborCounts, Why, GIVE_UP_AFTER, NEIGHBOR_REFRESH, SOLICIT_INTERVAL,
+};
 pub use rates::{DeviceStats, Rates};
 
 use crate::cluster::Cluster;
@@ -59,6 +61,8 @@ pub struct Control {
     config_path: Option<std::path::PathBuf>,
     /// What the node's BIRD announces (`[bgp]`), when it announces.
     bgp: Option<crate::bgp::Announcer>,
+    /// Which worker `poll_workers` starts with next.
+    poll_turn: usize,
 }
 
 /// The services snapshot, with what QoS has learned of each backend (`live`, empty at
@@ -121,6 +125,7 @@ impl Control {
             new_flows_base: vec![0; tandem_dataplane::counters::MAX_BACKENDS],
             config_path: None,
             bgp: None,
+            poll_turn: 0,
         }
     }
 
@@ -326,3 +331,6 @@ pub(crate) use tests::{
 
 #[cfg(test)]
 mod change_tests;
+
+#[cfg(test)]
+mod neighbor_tests;

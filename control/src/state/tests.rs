@@ -46,7 +46,12 @@ paths = [{ port = "back" }]
 pub(super) const MACS: [Mac; 2] = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]];
 
 pub(crate) fn node(workers: usize) -> (Control, Vec<Core>) {
-    let cfg = Config::from_toml(CONFIG).unwrap();
+    node_from(CONFIG, workers)
+}
+
+/// A node of config `toml` (two ports, their MACs `MACS`) with `workers` packet cores.
+pub(crate) fn node_from(toml: &str, workers: usize) -> (Control, Vec<Core>) {
+    let cfg = Config::from_toml(toml).unwrap();
     let ports: Vec<PortInfo> = cfg
         .ports
         .iter()

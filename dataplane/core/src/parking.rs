@@ -350,6 +350,36 @@ mod tests {
         );
     }
 
+    /// About 300 orphan fragments in 20 ms used to push real frames out of the one lot: a
+    /// flood of fragments now fills only the fragments' lot.
+    #[test]
+    fn a_flood_of_one_kind_cannot_push_out_the_other() {
+        let mut lot: Parking<u32> = Parking::with_capacity(CAPACITY);
+        let frag = |h| Wait {
+            hint: h,
+            lot: Lot::Fragments,
+            expired: DropReason::FragmentTimeout,
+        };
+        assert_eq!(lot.park(1, 0, 0, reply(hint(&client(1), 53, 17))), None);
+        assert_eq!(lot.park(2, 0, 0, frag(7)), None);
+        let mut pushed_out = Vec::new();
+        for i in 0..10 * CAPACITY as u32 {
+            if let Some(p) = lot.park(100 + i, 0, 1, frag(i as u16)) {
+                pushed_out.push(p.handle);
+            }
+        }
+        assert_eq!(lot.len_of(Lot::Fragments), CAPACITY);
+        assert_eq!(lot.len_of(Lot::Replies), 1, "the reply still waits");
+        assert_eq!(pushed_out[0], 2, "the oldest fragment made room first");
+        assert!(!pushed_out.contains(&1));
+        // And the other way round.
+        for i in 0..10 * CAPACITY as u32 {
+            lot.park(100_000 + i, 0, 2, reply(i as u16));
+        }
+        assert_eq!(lot.len_of(Lot::Fragments), CAPACITY);
+        assert_eq!(lot.len_of(Lot::Replies), CAPACITY);
+    }
+
     #[test]
     fn hints_spread() {
         let mut seen = std::collections::HashSet::new();

@@ -202,6 +202,33 @@ pub fn neighbor_solicit(
     )
 }
 
+/// A neighbor advertisement from `src` to `dst` (IPv6 addresses) for `target` at `lladdr`,
+/// sent with hop limit `hop_limit` (255 on the link; less when routed), in a frame to
+/// `dst_mac` from `src_mac`.
+pub fn neighbor_advert(
+    dst_mac: Mac,
+    src_mac: Mac,
+    (src, dst): (std::net::Ipv6Addr, std::net::Ipv6Addr),
+    target: std::net::Ipv6Addr,
+    lladdr: Mac,
+    hop_limit: u8,
+) -> Vec<u8> {
+    let mut m = vec![0u8; icmp::ND_LEN];
+    icmp::emit_nd(&mut m, icmp::V6_NEIGHBOR_ADVERT, &target.octets(), &lladdr);
+    icmp::fill_checksum_v6(&src.octets(), &dst.octets(), &mut m);
+    let mut p = vec![0u8; 40];
+    ipv6::emit(
+        &mut p,
+        src.octets(),
+        dst.octets(),
+        PROTO_ICMPV6,
+        m.len(),
+        hop_limit,
+    );
+    p.extend_from_slice(&m);
+    eth(dst_mac, src_mac, ethernet::ETHERTYPE_IPV6, &p)
+}
+
 /// Recomputes every checksum of the IP packet in `frame` (IPv4 header, TCP/UDP/ICMP, and
 /// the IPv4 header an ICMP error quotes) and says whether each stored one is right. Errors
 /// name the first wrong one. A fragment's transport checksum covers the whole datagram:

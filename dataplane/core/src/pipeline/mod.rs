@@ -342,3 +342,6 @@ mod qos_tests;
 
 #[cfg(test)]
 mod network_tests;
+
+#[cfg(test)]
+mod hostile_tests;
