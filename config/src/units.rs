@@ -124,6 +124,40 @@ pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
         .map_err(|_| format!("\"{s}\" is not an IPv4 or IPv6 address"))
 }
 
+/// Longest name a port, service or backend may have.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Why `name` cannot name a port, service or backend, or None when it can: 1 to
+/// `MAX_NAME_LEN` ASCII letters, digits, '-', '_' and '.', starting with a letter or digit.
+/// Names reach logs, JSON answers, Prometheus labels and `PORT/ADDRESS` cursors, so nothing
+/// that is a separator, a quote, a control or escape character, or a bidirectional
+/// override anywhere else may be in one.
+pub fn bad_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Some(format!("is longer than {MAX_NAME_LEN} characters"));
+    }
+    if let Some(ch) = name
+        .chars()
+        .find(|ch| !(ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')))
+    {
+        return Some(format!(
+            "has {}: names take letters, digits, '-', '_' and '.'",
+            if ch.is_ascii_graphic() || ch == ' ' {
+                format!("'{ch}'")
+            } else {
+                format!("U+{:04X}", u32::from(ch))
+            }
+        ));
+    }
+    if !name.starts_with(|ch: char| ch.is_ascii_alphanumeric()) {
+        return Some("must start with a letter or digit".into());
+    }
+    None
+}
+
 /// Why `ip` cannot be a host's address on a network (unspecified, loopback, multicast or
 /// the IPv4 broadcast address), or None when it can.
 pub fn not_a_host(ip: IpAddr) -> Option<&'static str> {

@@ -205,6 +205,27 @@ pub const MIN_MTU: u16 = 1280;
 pub const MAX_MTU: u16 = 2000;
 
 impl PortConfig {
+    /// True when the port reaches `a` with no fixed MAC: `a` is on its subnet, or the port
+    /// has a gateway of `a`'s family.
+    pub fn reaches(&self, a: IpAddr) -> bool {
+        match a {
+            IpAddr::V4(a) => {
+                self.gateway.is_some()
+                    || self.ipv4.is_some_and(|(x, len)| {
+                        let m = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                        u32::from(a) & m == u32::from(x) & m
+                    })
+            }
+            IpAddr::V6(a) => {
+                self.gateway6.is_some()
+                    || self.ipv6.is_some_and(|(x, len)| {
+                        let m = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                        u128::from(a) & m == u128::from(x) & m
+                    })
+            }
+        }
+    }
+
     /// The DPDK device name: the devargs up to the first comma (`net_pcap0`).
     pub fn device_name(&self) -> &str {
         self.devargs.split(',').next().unwrap_or("")

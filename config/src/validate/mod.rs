@@ -29,6 +29,9 @@ pub(crate) fn validate(file: schema::File, problems: &mut Vec<Problem>) -> Confi
         .cluster
         .as_ref()
         .map(|cl| cluster::cluster(cl, node_id, &ports, c.problems));
+    if let Some(cl) = &cluster {
+        services::backends_at_peers(&mut c, &services, cl);
+    }
     let health = qos::health(file.health.as_ref(), c.problems);
     let qos = qos::qos(file.qos.as_ref(), c.problems);
     let metrics = file.metrics.as_ref().and_then(|m| node::metrics(&mut c, m));

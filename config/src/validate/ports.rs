@@ -20,8 +20,8 @@ pub(super) fn ports(c: &mut Checker, list: &[schema::Port]) -> Vec<PortConfig> {
     let mut devs = HashSet::new();
     for (i, p) in list.iter().enumerate() {
         let k = format!("port[{i}]");
-        if p.name.is_empty() {
-            c.bad(format!("{k}.name"), "must not be empty");
+        if let Some(why) = bad_name(&p.name) {
+            c.bad(format!("{k}.name"), why);
         }
         if !names.insert(p.name.clone()) {
             c.bad(

@@ -21,8 +21,8 @@ pub(super) fn services(
     let mut vips = HashSet::new();
     for (i, s) in list.iter().enumerate() {
         let k = format!("service[{i}]");
-        if s.name.is_empty() || s.name.contains(char::is_whitespace) {
-            c.bad(format!("{k}.name"), "must be a non-empty word");
+        if let Some(why) = bad_name(&s.name) {
+            c.bad(format!("{k}.name"), why);
         }
         if !names.insert(s.name.clone()) {
             c.bad(
@@ -110,8 +110,8 @@ fn service(
     let mut names = HashSet::new();
     for (j, b) in s.backend.iter().enumerate() {
         let bk = format!("{k}.backend[{j}]");
-        if b.name.is_empty() || b.name.contains(char::is_whitespace) {
-            c.bad(format!("{bk}.name"), "must be a non-empty word");
+        if let Some(why) = bad_name(&b.name) {
+            c.bad(format!("{bk}.name"), why);
         }
         if !names.insert(b.name.clone()) {
             c.bad(
@@ -282,6 +282,21 @@ fn paths(
                 ),
             );
         }
+        if has_family && mac.is_none() && !address.is_unspecified() && !port_cfg.reaches(address) {
+            c.bad(
+                format!("{pk}.port"),
+                format!(
+                    "{address} is not on port \"{}\"'s subnet and the port has no {} \
+                     (give the port one, or the path the next hop's mac)",
+                    p.port,
+                    if address.is_ipv4() {
+                        "gateway"
+                    } else {
+                        "gateway6"
+                    }
+                ),
+            );
+        }
         if paths
             .iter()
             .any(|x: &PathConfig| x.port == idx && x.mac == mac)
@@ -292,6 +307,27 @@ fn paths(
         paths.push(PathConfig { port: idx, mac });
     }
     paths
+}
+
+/// A backend at a cluster node's data-plane address would be a tandem node, not a server.
+pub(super) fn backends_at_peers(
+    c: &mut Checker,
+    services: &[ServiceConfig],
+    cluster: &ClusterConfig,
+) {
+    for (i, svc) in services.iter().enumerate() {
+        for (j, b) in svc.backends.iter().enumerate() {
+            if let Some(n) = cluster.nodes.iter().position(|n| n.address == b.address) {
+                c.bad(
+                    format!("service[{i}].backend[{j}].address"),
+                    format!(
+                        "is cluster node {}'s data-plane address (a tandem node, not a backend)",
+                        cluster.nodes[n].id
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// A backend at a VIP (its own service's or another's) would send its flows back into

@@ -438,3 +438,63 @@ proptest! {
         }
     }
 }
+
+/// The second hostile campaign: names outside the documented set, a backend at a peer's
+/// data-plane address, and one off the port's subnet on a port with no gateway.
+#[test]
+fn names_peers_and_unreachable_backends_are_refused() {
+    for (name, says) in [
+        ("we\u{1b}[31mb", "U+001B"),
+        ("web\u{202e}", "U+202E"),
+        ("a/b", "'/'"),
+        ("a\"b", "'\"'"),
+        ("", "empty"),
+        (".web", "start with"),
+    ] {
+        let bad = GOOD.replace(
+            "name = \"web\"",
+            &format!("name = {}", toml::Value::String(name.into())),
+        );
+        let p = problems(&bad);
+        assert!(
+            p.iter()
+                .any(|p| p.key == "service[0].name" && p.why.contains(says)),
+            "{name:?}: {p:?}"
+        );
+    }
+    let ok = GOOD.replace("name = \"web\"", "name = \"web-1.v2_a\"");
+    Config::from_toml(&ok).unwrap();
+    let bad = GOOD.replace(
+        "paths = [{ port = \"back\", mac = \"02:00:00:00:01:11\" }]",
+        "paths = [{ port = \"back\" }]",
+    );
+    Config::from_toml(&bad).unwrap();
+    let off = bad.replace("address = \"10.1.0.11\"", "address = \"10.9.0.11\"");
+    let p = problems(&off);
+    assert!(
+        p.iter().any(|p| p.key == "service[0].backend[0].paths[0].port"
+            && p.why.contains("no gateway")),
+        "{p:?}"
+    );
+    let peer = format!(
+        "{}
+[cluster]
+secret_file = \"/dev/null\"
+[[cluster.node]]
+id = 1
+address = \"10.0.0.1\"
+sync = \"127.0.0.1:7001\"
+[[cluster.node]]
+id = 2
+address = \"10.1.0.11\"
+sync = \"127.0.0.1:7002\"
+",
+        GOOD
+    );
+    let p = problems(&peer);
+    assert!(
+        p.iter()
+            .any(|p| p.key == "service[0].backend[0].address" && p.why.contains("cluster node 2")),
+        "{p:?}"
+    );
+}

@@ -51,7 +51,8 @@ pub(super) const COMMANDS: &[Spec] = &[
         name: "backend add",
         example: "backend add web c 10.1.0.13:8080 weight 2 path back",
         args: "SERVICE NAME ADDRESS[:PORT] [weight W] [max_flows N] [path PORT[/MAC]]...",
-        about: "add a backend to a running service (no path: every port of its address family)",
+        about: "add a backend to a running service (no path: every port that reaches it, on its \
+                subnet or by its gateway)",
         parse: parse_add,
     },
     Spec {
@@ -216,9 +217,29 @@ fn add(ctl: &mut Control, b: NewBackend, now: Instant) -> Value {
     if let Some(m) = b.max_flows {
         t.insert("max_flows".into(), i64::from(m).into());
     }
-    if !b.paths.is_empty() {
-        let paths: Vec<toml::Value> = b
-            .paths
+    // No path: every port that reaches the address (on its subnet, or by its gateway).
+    let paths = if b.paths.is_empty() {
+        let Ok(addr) = b.address.parse::<std::net::IpAddr>() else {
+            return err(format!("\"{}\" is not an address", b.address));
+        };
+        let every: Vec<(String, Option<String>)> = running
+            .ports
+            .iter()
+            .filter(|p| p.reaches(addr))
+            .map(|p| (p.name.clone(), None))
+            .collect();
+        if every.is_empty() {
+            return err(format!(
+                "no port reaches {addr} (none has it on its subnet or a gateway of its \
+                 family): give path PORT/MAC"
+            ));
+        }
+        every
+    } else {
+        b.paths.clone()
+    };
+    {
+        let paths: Vec<toml::Value> = paths
             .iter()
             .map(|(port, mac)| {
                 let mut p = toml::Table::new();

@@ -141,6 +141,21 @@ fn backend_add_is_checked_like_a_config_and_a_bad_one_changes_nothing() {
         ("backend add web c 10.0.0.1 path back", "own address"),
         ("backend add web c fd01::13 path back", "address family"),
         ("backend add web c 10.1.0.13 path back/02:00:00", "mac"),
+        // Names reach logs and JSON: a documented set of characters only.
+        ("backend add web c\u{1b}[2J 10.1.0.13 path back", "U+001B"),
+        ("backend add web c\0 10.1.0.13 path back", "U+0000"),
+        ("backend add web \u{202e}c 10.1.0.13 path back", "U+202E"),
+        ("backend add web c/d 10.1.0.13 path back", "'/'"),
+        ("backend add web c\"d 10.1.0.13 path back", "'\"'"),
+        ("backend add web -c 10.1.0.13 path back", "start with"),
+        (
+            &format!("backend add web {} 10.1.0.13 path back", "c".repeat(64)),
+            "longer",
+        ),
+        // Off the back port's subnet, and the port has no gateway.
+        ("backend add web c 10.9.0.13 path back", "no gateway"),
+        ("backend add web c 10.9.0.13", "no port reaches"),
+        ("backend add web c 192.0.2.10 path back", "VIP"),
     ] {
         let v = execute(&mut ctl, line);
         assert_eq!(v["ok"], false, "{line}: {v}");
@@ -177,6 +192,17 @@ fn backend_add_is_checked_like_a_config_and_a_bad_one_changes_nothing() {
     let cfg = Config::from_toml(shown["toml"].as_str().unwrap()).unwrap();
     assert_eq!(cfg.services[0].backends[2].name, "c");
     assert_eq!(cfg.services[0].backends[2].weight, 2);
+    // Without a path: every port that reaches it (here the back port, whose subnet it is
+    // on; the front port has no gateway).
+    let v = execute(&mut ctl, "backend add web d 10.1.0.14:8080");
+    assert_eq!(v["ok"], true, "{v}");
+    let shown = execute(&mut ctl, "show config");
+    let cfg = Config::from_toml(shown["toml"].as_str().unwrap()).unwrap();
+    let d = &cfg.services[0].backends[3];
+    assert_eq!(
+        (d.name.as_str(), d.paths.len(), d.paths[0].port),
+        ("d", 1, 1)
+    );
 }
 
 /// A file of its own for each test: tests run in parallel.
