@@ -133,6 +133,7 @@ pub fn render(ctl: &Control) -> String {
     );
     ports(ctl, &mut p);
     workers(ctl, &mut p);
+    neighbors(ctl, &mut p);
     backends(ctl, &mut p);
     services(ctl, &mut p);
     cluster(ctl, &mut p);
@@ -228,9 +229,62 @@ fn workers(ctl: &Control, p: &mut Families) {
                 "Flows that timed out.",
                 c.flows_expired.get(),
             ),
+            (
+                "tandem_worker_neighbors_unwanted_total",
+                "ARP and ND naming an address the node neither needs nor resolves: not learned.",
+                c.neighbors_unwanted.get(),
+            ),
+            (
+                "tandem_worker_neighbors_fixed_kept_total",
+                "ARP and ND that would have changed a MAC the config fixes: ignored.",
+                c.neighbors_fixed_kept.get(),
+            ),
+            (
+                "tandem_worker_outbox_overflow_total",
+                "Events for the control thread lost: its channel was full.",
+                c.outbox_overflow.get(),
+            ),
         ] {
             p.counter(name, help, &l, v);
         }
+    }
+}
+
+/// The neighbor table: entries per port against its limit, and what it pushed out, let
+/// expire or refused.
+fn neighbors(ctl: &Control, p: &mut Families) {
+    for (i, port) in ctl.ports().iter().enumerate() {
+        let n = ctl
+            .neighbors()
+            .keys()
+            .filter(|k| usize::from(k.port) == i)
+            .count();
+        p.gauge(
+            "tandem_neighbors",
+            "Neighbors the node keeps on the port (next hops, addresses it resolves, fixed).",
+            &[("port", port.name.as_str())],
+            n as f64,
+        );
+    }
+    let c = ctl.neighbor_counts();
+    for (name, help, v) in [
+        (
+            "tandem_neighbors_evicted_total",
+            "Neighbors being resolved pushed out by newer ones on a full port.",
+            c.evicted,
+        ),
+        (
+            "tandem_neighbors_expired_total",
+            "Neighbors being resolved dropped after going unanswered.",
+            c.expired,
+        ),
+        (
+            "tandem_neighbors_refused_total",
+            "Requests to resolve refused: the port's table full of next hops the config names.",
+            c.refused_full,
+        ),
+    ] {
+        p.counter(name, help, &[], v);
     }
 }
 

@@ -1,21 +1,26 @@
 //! The `/metrics` endpoint: a listener thread of its own and a thread per connection, at
-//! most `MAX_CONNECTIONS` at once (past that a connection is answered 503 at once), each
-//! with read and write timeouts: a slow or stuck client holds only its own thread, for a
-//! few seconds, while other scrapes are answered beside it; and none of them ever waits on
-//! the control thread: each gets the latest page the control thread left (`Page`). Requests are parsed by `httparse`; anything but `GET /metrics` is answered
-//! 404 (another path) or 405 (another method), and every answer closes the connection.
+//! most `MAX_CONNECTIONS` at once, each with a deadline for its request head
+//! (`HEAD_DEADLINE`) and a write timeout. When every slot is taken, the connection that has
+//! waited longest for its request head is closed to make room (the slowest, a slowloris's
+//! likeliest), so a crowd of slow clients cannot keep a scraper out: a scraper sends its
+//! head at once and is never the oldest still sending. Only when every connection is past
+//! its head (answers being written) is a new one answered 503. None of them ever waits on
+//! the control thread: each gets the latest page the control thread left (`Page`).
+//! Requests are parsed by `httparse`; anything but `GET /metrics` is answered 404 (another
+//! path) or 405 (another method), and every answer closes the connection.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 64;
-/// How long a client may take to send its request, and to take the answer.
-const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a client may take to send its whole request head, and to take the answer.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(2);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest request head read.
 const MAX_REQUEST: usize = 8192;
@@ -157,30 +162,92 @@ impl Drop for MetricsServer {
     }
 }
 
+/// An open connection as the accept thread sees it.
+struct Slot {
+    /// A handle on the stream, to shut it down when it is evicted.
+    stream: TcpStream,
+    accepted: Instant,
+    /// Still reading its request head (evictable).
+    reading: bool,
+}
+
+/// The open connections, by number: locked by the accept thread and by each connection
+/// once its head is read and once it ends.
+#[derive(Clone, Default)]
+struct Slots(Arc<Mutex<HashMap<u64, Slot>>>);
+
+impl Slots {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<u64, Slot>) -> R) -> R {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    /// Room for one more: below the cap, or made by closing the connection that has waited
+    /// longest for its request head. False when every connection is being answered.
+    fn make_room(&self) -> bool {
+        self.with(|m| {
+            if m.len() < MAX_CONNECTIONS {
+                return true;
+            }
+            let slowest = m
+                .iter()
+                .filter(|(_, s)| s.reading)
+                .min_by_key(|(_, s)| s.accepted)
+                .map(|(id, _)| *id);
+            match slowest.and_then(|id| m.remove(&id)) {
+                Some(s) => {
+                    let _ = s.stream.shutdown(std::net::Shutdown::Both);
+                    true
+                }
+                None => false,
+            }
+        })
+    }
+}
+
 fn accept_loop(listener: &TcpListener, page: &Arc<Page>, stop: &AtomicBool) {
-    let active = Arc::new(AtomicUsize::new(0));
-    while !stop.load(Ordering::SeqCst) {
+    let slots = Slots::default();
+    for id in 0u64.. {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
         match listener.accept() {
             Ok((mut conn, _)) => {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                    active.fetch_sub(1, Ordering::SeqCst);
+                if !slots.make_room() {
                     let _ = conn.set_write_timeout(Some(Duration::from_millis(100)));
                     let _ = respond(&mut conn, 503, "Service Unavailable", &[], b"busy\n");
                     continue;
                 }
-                let (page, n) = (Arc::clone(page), Arc::clone(&active));
+                let Ok(handle) = conn.try_clone() else {
+                    continue;
+                };
+                slots.with(|m| {
+                    m.insert(
+                        id,
+                        Slot {
+                            stream: handle,
+                            accepted: Instant::now(),
+                            reading: true,
+                        },
+                    )
+                });
+                let (page, sl) = (Arc::clone(page), slots.clone());
                 let spawned = std::thread::Builder::new()
                     .name("tandem-metrics-conn".into())
                     .stack_size(256 * 1024)
                     .spawn(move || {
-                        serve(conn, &page);
-                        n.fetch_sub(1, Ordering::SeqCst);
+                        serve(conn, &page, || {
+                            // Its head is read: no longer evictable. False when it was
+                            // evicted meanwhile.
+                            sl.with(|m| m.get_mut(&id).map(|s| s.reading = false).is_some())
+                        });
+                        sl.with(|m| m.remove(&id));
                     });
                 if spawned.is_err() {
-                    active.fetch_sub(1, Ordering::SeqCst);
+                    slots.with(|m| m.remove(&id));
                 }
             }
             // Out of descriptors, a connection reset before it was taken: go on.
@@ -212,18 +279,24 @@ fn respond(
     conn.flush()
 }
 
-/// One connection: one request, one answer.
-fn serve(mut conn: TcpStream, page: &Page) {
-    let _ = conn.set_read_timeout(Some(READ_TIMEOUT));
+/// One connection: one request (its head within `HEAD_DEADLINE`), one answer. `head_read`
+/// is called once the head is in; it says false when the connection was evicted meanwhile.
+fn serve(mut conn: TcpStream, page: &Page, head_read: impl FnOnce() -> bool) {
     let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
-    let deadline = Instant::now() + READ_TIMEOUT;
+    let deadline = Instant::now() + HEAD_DEADLINE;
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut len = 0;
     let (method, path) = loop {
-        if Instant::now() > deadline || len == buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let _ = respond(&mut conn, 408, "Request Timeout", &[], b"request timeout\n");
+            return;
+        }
+        if len == buf.len() {
             let _ = respond(&mut conn, 400, "Bad Request", &[], b"bad request\n");
             return;
         }
+        let _ = conn.set_read_timeout(Some(left));
         match conn.read(&mut buf[len..]) {
             Ok(0) | Err(_) => return,
             Ok(n) => len += n,
@@ -244,6 +317,9 @@ fn serve(mut conn: TcpStream, page: &Page) {
             }
         }
     };
+    if !head_read() {
+        return;
+    }
     let path = path.split('?').next().unwrap_or("");
     let _ = match (method.as_str(), path) {
         ("GET", "/metrics") => {
