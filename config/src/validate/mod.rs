@@ -5,6 +5,7 @@
 
 mod bgp;
 mod cluster;
+mod devargs;
 mod node;
 mod ports;
 mod qos;

@@ -40,6 +40,8 @@ pub(super) fn ports(c: &mut Checker, list: &[schema::Port]) -> Vec<PortConfig> {
                 format!("{k}.devargs"),
                 format!("device \"{dev}\" is used by two ports"),
             );
+        } else if let Some(why) = super::devargs::problem(&p.devargs) {
+            c.bad(format!("{k}.devargs"), why);
         }
         ports.push(port(c, &k, p));
     }
