@@ -95,6 +95,9 @@ drop_reasons! {
     // Handed to a kernel twin whose queue did not take it (counted by the port layer;
     // the frame is among `absorbed.kernel` too, as `tx_full` among the sent).
     KernelFull => "kernel_full",
+    // A routing protocol's frame (ARP, ND, BGP or BFD on the port's link) for a kernel
+    // twin past its reserved share and the rest of the budget.
+    KernelLimitRouting => "kernel_limit_routing",
     // Neighbor discovery (RS, RA, NS, NA, redirect) with a hop limit below 255: routed
     // from off the link (RFC 4861).
     NdHopLimit => "nd_hop_limit",

@@ -146,7 +146,7 @@ impl State {
         let ports = match transport(s, &dst16, proto, ip.payload()) {
             Ok(p) => p,
             Err(Verdict::Drop(DropReason::NotForUs)) => {
-                return self.unclaimed(s, rx, &dst16, false)
+                return self.unclaimed(s, rx, pkt.frame(), &dst16, false)
             }
             Err(v) => return v,
         };
@@ -182,7 +182,7 @@ impl State {
         if rx.via == Via::Direct && (to_port || s.is_vip(&dst16)) {
             return self.icmp4_echo(s, rx, pkt, hl);
         }
-        self.unclaimed(s, rx, &dst16, false)
+        self.unclaimed(s, rx, pkt.frame(), &dst16, false)
     }
 
     /// The ICMP (`v6` false) or ICMPv6 message from `at` to `end` (offsets from the IP
@@ -281,7 +281,9 @@ impl State {
         }
         let ports = match transport(s, &dst, nh, l4b) {
             Ok(p) => p,
-            Err(Verdict::Drop(DropReason::NotForUs)) => return self.unclaimed(s, rx, &dst, true),
+            Err(Verdict::Drop(DropReason::NotForUs)) => {
+                return self.unclaimed(s, rx, pkt.frame(), &dst, true)
+            }
             Err(v) => return v,
         };
         let seg = Segment {
@@ -324,7 +326,7 @@ impl State {
                 self.backend_reply(s, seg, fkey, None, pkt)
             }
             Toward::Drop(DropReason::NotForUs) => {
-                self.unclaimed(s, &seg.rx, &seg.key.dst, seg.key.v6)
+                self.unclaimed(s, &seg.rx, pkt.frame(), &seg.key.dst, seg.key.v6)
             }
             Toward::Drop(r) => Verdict::Drop(r),
         }

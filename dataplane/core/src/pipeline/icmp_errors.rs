@@ -99,7 +99,7 @@ impl State {
         let (outer_src, outer_dst) = outer_addresses(&pkt.frame()[l3..], v6);
         if e.to_port {
             // About the node's own traffic: its kernel's, when the port has a twin.
-            return self.unclaimed(s, rx, &outer_dst, v6);
+            return self.unclaimed(s, rx, pkt.frame(), &outer_dst, v6);
         }
         let msg = &pkt.frame()[l3 + e.at..l3 + e.end];
         let q = match icmp::quote(msg, v6) {

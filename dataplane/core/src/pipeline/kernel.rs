@@ -6,7 +6,13 @@
 //!
 //! Bounded: at most `KERNEL_PER_MS` frames a millisecond per worker go to the kernel (a
 //! write to a TAP is a system call; a flood to the node's address must not take the
-//! worker's time from the flows), the rest are dropped (`kernel_limit`). The copies of
+//! worker's time from the flows), the rest are dropped (`kernel_limit`). Of these,
+//! `ROUTING_PER_MS` are a share only the node's routing protocols use, so that no flood
+//! gets a healthy node withdrawn: ARP and neighbor discovery for the port, BGP (TCP port
+//! 179) with a peer on the port's link, single-hop BFD (UDP 3784/3785 with TTL 255, RFC
+//! 5881) from the link. Routing frames past their share take from the rest; past both they
+//! are dropped as `kernel_limit_routing`. (A multihop BGP or BFD session's frames are not
+//! told apart: they share the rest with any other traffic to the node.) The copies of
 //! answered ARP and ND wait in a small preallocated ring for the port layer
 //! (`Core::take_kernel_copies`); when it is full a copy is left out (`kernel_copies_lost`),
 //! the frame itself still answered.
@@ -17,10 +23,15 @@ use super::{Core, State, Verdict};
 use crate::counters::{Absorbed, DropReason};
 use crate::ports::PortInfo;
 use crate::services::Services;
+use crate::wire::l4::{self, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::wire::{icmp, ipv4, ipv6, scope};
 
 /// Frames a worker hands its ports' kernel twins per millisecond, at most (100 000 a
 /// second: BGP, BFD and an SSH session need a small part of it).
 pub const KERNEL_PER_MS: u32 = 100;
+/// Of those, the share reserved for the routing protocols (20 000 a second: BFD at 100 ms
+/// sends 10 a second per session, a BGP session's updates a few thousand).
+pub const ROUTING_PER_MS: u32 = 20;
 /// Copies of answered ARP and ND frames waiting for the port layer.
 const COPIES: usize = 8;
 /// Longest copy kept (an ARP frame is 60 bytes, a neighbor solicitation 86 with options).
@@ -45,9 +56,69 @@ impl Default for Copies {
     }
 }
 
-/// The per-millisecond budget of frames to the kernel: `KERNEL_PER_MS`, none saved up.
+/// The per-millisecond budget of frames to the kernel but the routing share, none saved
+/// up.
 pub(super) fn budget() -> Bucket {
-    Bucket::new(KERNEL_PER_MS, KERNEL_PER_MS)
+    let rest = KERNEL_PER_MS - ROUTING_PER_MS;
+    Bucket::new(rest, rest)
+}
+
+/// The routing protocols' own share (`ROUTING_PER_MS`).
+pub(super) fn routing_budget() -> Bucket {
+    Bucket::new(ROUTING_PER_MS, ROUTING_PER_MS)
+}
+
+const BGP_PORT: u16 = 179;
+const BFD_CONTROL_PORT: u16 = 3784;
+const BFD_ECHO_PORT: u16 = 3785;
+
+/// True when `ip` (an IP packet for the twin of `port`) is one of the node's routing
+/// protocols' (see the module's doc): its header is read again here, off the flows' path.
+fn is_routing(port: &PortInfo, ip: &[u8], v6: bool) -> bool {
+    let (src, ttl, proto, l4) = if v6 {
+        let Ok(p) = ipv6::Packet::new_checked(ip) else {
+            return false;
+        };
+        let end = (ipv6::HEADER_LEN + p.payload_len()).min(ip.len());
+        let l4 = ip.get(ipv6::HEADER_LEN..end).unwrap_or(&[]);
+        (p.src_bytes(), p.hop_limit(), p.next_header(), l4)
+    } else {
+        let Ok(p) = ipv4::Packet::new_checked(ip) else {
+            return false;
+        };
+        if p.is_fragment() {
+            return false;
+        }
+        let mut src = [0u8; 16];
+        src[..4].copy_from_slice(&p.src_bytes());
+        let end = p.total_len().min(ip.len());
+        let l4 = ip.get(p.header_len()..end).unwrap_or(&[]);
+        (src, p.ttl(), p.protocol(), l4)
+    };
+    let on_link = if v6 {
+        port.on_link(&src) || scope::v6_link_local(&src)
+    } else {
+        port.on_link(&src[..4])
+    };
+    if !on_link {
+        return false;
+    }
+    match proto {
+        PROTO_ICMPV6 => l4
+            .first()
+            .is_some_and(|t| (icmp::V6_ROUTER_SOLICIT..=icmp::V6_REDIRECT).contains(t)),
+        PROTO_TCP | PROTO_UDP => {
+            let Ok(p) = l4::parse(proto, l4) else {
+                return false;
+            };
+            if proto == PROTO_TCP {
+                p.src == BGP_PORT || p.dst == BGP_PORT
+            } else {
+                ttl == 255 && (p.dst == BFD_CONTROL_PORT || p.dst == BFD_ECHO_PORT)
+            }
+        }
+        _ => false,
+    }
 }
 
 /// True when `dst` is one the kernel twin of `port` owns or listens to: the port's own
@@ -68,19 +139,34 @@ pub(super) fn for_the_kernel(port: &PortInfo, dst: &[u8; 16], v6: bool) -> bool 
 
 impl State {
     /// A frame from the wire that no stage claimed, to `dst`: the kernel's when the port
-    /// has a twin that owns the address, else dropped as not for this node.
+    /// has a twin that owns the address, else dropped as not for this node. `frame` is the
+    /// whole frame (its IP header at `rx.l3()`).
     #[inline(never)]
-    pub(super) fn unclaimed(&mut self, s: &Services, rx: &Rx, dst: &[u8; 16], v6: bool) -> Verdict {
+    pub(super) fn unclaimed(
+        &mut self,
+        s: &Services,
+        rx: &Rx,
+        frame: &[u8],
+        dst: &[u8; 16],
+        v6: bool,
+    ) -> Verdict {
         match s.ports.get(usize::from(rx.in_port)) {
-            Some(p) if rx.via == Via::Direct && for_the_kernel(p, dst, v6) => self.for_kernel(),
+            Some(p) if rx.via == Via::Direct && for_the_kernel(p, dst, v6) => {
+                let ip = frame.get(rx.l3()..).unwrap_or(&[]);
+                self.for_kernel(is_routing(p, ip, v6))
+            }
             _ => Verdict::Drop(DropReason::NotForUs),
         }
     }
 
-    /// The frame goes to its port's kernel twin, within the budget.
-    pub(super) fn for_kernel(&mut self) -> Verdict {
-        if self.kernel_budget.take(self.now.ms) {
+    /// The frame goes to its port's kernel twin, within the budget: a routing protocol's
+    /// (`routing`) first from its own share.
+    pub(super) fn for_kernel(&mut self, routing: bool) -> Verdict {
+        let now = self.now.ms;
+        if (routing && self.routing_budget.take(now)) || self.kernel_budget.take(now) {
             Verdict::Consumed(Absorbed::Kernel)
+        } else if routing {
+            Verdict::Drop(DropReason::KernelLimitRouting)
         } else {
             Verdict::Drop(DropReason::KernelLimit)
         }
@@ -279,7 +365,7 @@ mod tests {
             ACK,
             b"x",
         );
-        for _ in 0..KERNEL_PER_MS {
+        for _ in 0..KERNEL_PER_MS - ROUTING_PER_MS {
             assert_eq!(testkit::run(&mut c, 0, &f, 3).0, KERNEL);
         }
         assert_eq!(
@@ -297,5 +383,65 @@ mod tests {
             testkit::run(&mut c, 0, &req, 5);
         }
         assert_eq!(c.state.counters.kernel_copies_lost.get(), 3);
+    }
+
+    /// A BFD control packet from `src` (single hop: TTL 255 unless said).
+    fn bfd(src: &str, dst: &str, ttl: u8) -> Vec<u8> {
+        let mut f = testkit::udp(FRONT, ROUTER, ip(src), 49152, ip(dst), 3784, &[0x20; 24]);
+        if dst.contains(':') {
+            f[14 + 7] = ttl;
+        } else {
+            f[14 + 8] = ttl;
+            crate::wire::ipv4::fill_checksum(&mut f[14..]);
+        }
+        f
+    }
+
+    /// The second hostile campaign: a flood to the node's own address past the budget
+    /// crowded out BGP and BFD. Their frames now have a share of their own.
+    #[test]
+    fn a_flood_leaves_bgp_and_bfd_their_share() {
+        let mut c = twinned();
+        let flood = testkit::udp(FRONT, ROUTER, ip("203.0.113.9"), 5, ip("10.0.0.1"), 9, b"x");
+        let routing = [
+            bgp_from_router("10.0.0.1"),
+            bgp_from_router("fd00::1"),
+            bfd("10.0.0.254", "10.0.0.1", 255),
+            bfd("fe80::fe", "fe80::1", 255),
+        ];
+        let (mut ours, mut flood_in) = (0, 0);
+        for ms in 10..110 {
+            for i in 0..10 * KERNEL_PER_MS {
+                flood_in += u32::from(testkit::run(&mut c, 0, &flood, ms).0 == KERNEL);
+                if i % 100 == 0 {
+                    let f = &routing[(i / 100) as usize % routing.len()];
+                    assert_eq!(testkit::run(&mut c, 0, f, ms).0, KERNEL, "ms {ms}");
+                    ours += 1;
+                }
+            }
+        }
+        assert_eq!(ours, 1000);
+        assert_eq!(flood_in, 100 * (KERNEL_PER_MS - ROUTING_PER_MS));
+        // Not the routing share: BFD routed here (TTL below 255), BGP from off the link.
+        let routed_bfd = bfd("10.0.0.254", "10.0.0.1", 254);
+        let far_bgp = testkit::tcp(
+            FRONT,
+            ROUTER,
+            ip("203.0.113.9"),
+            40179,
+            ip("10.0.0.1"),
+            179,
+            SYN,
+            b"",
+        );
+        for f in [routed_bfd, far_bgp] {
+            for _ in 0..KERNEL_PER_MS {
+                testkit::run(&mut c, 0, &flood, 200);
+            }
+            assert_eq!(
+                testkit::run(&mut c, 0, &f, 200).0,
+                Verdict::Drop(DropReason::KernelLimit)
+            );
+        }
     }
 }

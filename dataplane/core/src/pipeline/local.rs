@@ -101,7 +101,7 @@ impl State {
             return Verdict::Tx(rx.in_port);
         }
         if on_link && port.kernel {
-            self.for_kernel()
+            self.for_kernel(true)
         } else if on_link {
             Verdict::Consumed(Absorbed::Arp)
         } else {
@@ -181,7 +181,7 @@ impl State {
             Ok(_) => {
                 let mut dst16 = [0u8; 16];
                 dst16[..4].copy_from_slice(&dst);
-                return self.unclaimed(s, rx, &dst16, false);
+                return self.unclaimed(s, rx, pkt.frame(), &dst16, false);
             }
             Err(e) => return Verdict::Drop(wire_drop(e)),
         }
@@ -257,7 +257,7 @@ impl State {
                     return Verdict::Drop(DropReason::NdOffLink);
                 }
                 if kind != icmp::V6_NEIGHBOR_SOLICIT && kind != icmp::V6_NEIGHBOR_ADVERT {
-                    return self.unclaimed(s, rx, &dst, true);
+                    return self.unclaimed(s, rx, pkt.frame(), &dst, true);
                 }
                 let nd = match icmp::parse_nd(&pkt.frame()[body_at..body_end]) {
                     Ok(n) => n,
@@ -271,7 +271,7 @@ impl State {
                         self.heard(NeighborKey::new(in_port, true, nd.target), m);
                     }
                     if port.kernel {
-                        return self.for_kernel();
+                        return self.for_kernel(true);
                     }
                     return Verdict::Consumed(Absorbed::NeighborAdvert);
                 }
@@ -281,7 +281,7 @@ impl State {
                     }
                 }
                 if !ours(&nd.target, s) {
-                    return self.unclaimed(s, rx, &dst, true);
+                    return self.unclaimed(s, rx, pkt.frame(), &dst, true);
                 }
                 if port.ipv6.is_some_and(|(x, _)| x == nd.target) {
                     self.copy_to_kernel(s, in_port, pkt.frame());
@@ -318,7 +318,7 @@ impl State {
                 self.counters.nd_replies.inc();
                 Verdict::Tx(in_port)
             }
-            _ => self.unclaimed(s, rx, &dst, true),
+            _ => self.unclaimed(s, rx, pkt.frame(), &dst, true),
         }
     }
 }

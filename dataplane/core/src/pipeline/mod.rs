@@ -42,7 +42,7 @@ mod xmit;
 
 pub use crate::parking::Wait;
 pub use burst::MAX_BURST;
-pub use kernel::KERNEL_PER_MS;
+pub use kernel::{KERNEL_PER_MS, ROUTING_PER_MS};
 pub use timing::hist_for;
 
 use crate::cluster::Membership;
@@ -197,6 +197,7 @@ pub struct State {
     /// Frames to the kernel twins left this millisecond, and copies waiting for them
     /// (`kernel`).
     kernel_budget: bucket::Bucket,
+    routing_budget: bucket::Bucket,
     kernel_copies: kernel::Copies,
 }
 
@@ -245,6 +246,7 @@ impl Core {
                 answers: mtu::answers(),
                 relays: icmp_errors::relays(),
                 kernel_budget: kernel::budget(),
+                routing_budget: kernel::routing_budget(),
                 kernel_copies: kernel::Copies::default(),
             },
         }
