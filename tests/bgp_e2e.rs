@@ -411,3 +411,171 @@ fn vips_announced_health_gated_and_withdrawn_through_birds() {
     );
     drop(servers);
 }
+
+/// Sends UDP datagrams to `to` from inside namespace `ns` at about `per_ms` a millisecond
+/// until `stop`; returns how many it sent. (A thread of the test enters the namespace: the
+/// network namespace is per thread.)
+fn flood(ns: &str, to: &str, per_ms: u32, stop: &std::sync::atomic::AtomicBool) -> u64 {
+    let path = std::ffi::CString::new(format!("/var/run/netns/{ns}")).unwrap();
+    // SAFETY: plain libc calls on a path and the descriptor they return; setns changes
+    // only this thread's network namespace.
+    let entered = unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
+        let ok = fd >= 0 && libc::setns(fd, libc::CLONE_NEWNET) == 0;
+        if fd >= 0 {
+            libc::close(fd);
+        }
+        ok
+    };
+    assert!(entered, "could not enter {ns}");
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    sock.connect(to).unwrap();
+    // Batches of 64 datagrams a system call (sendmmsg), so the sender is not the bound.
+    const BATCH: usize = 64;
+    let payload = [0u8; 64];
+    let mut iov: Vec<libc::iovec> = (0..BATCH)
+        .map(|_| libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: payload.len(),
+        })
+        .collect();
+    // SAFETY: a zeroed mmsghdr is a valid empty header; each is pointed at one iovec.
+    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+        .map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() })
+        .collect();
+    for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+        m.msg_hdr.msg_iov = v;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+    let mut sent = 0u64;
+    let start = Instant::now();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let due = start.elapsed().as_millis() as u64 * u64::from(per_ms);
+        while sent < due {
+            let n = (due - sent).min(BATCH as u64) as u32;
+            // SAFETY: msgs holds n valid headers over live buffers; the socket is connected.
+            let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n, 0) };
+            if r <= 0 {
+                break;
+            }
+            sent += r as u64;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    sent
+}
+
+/// The second hostile campaign: any flood to the node's own address above the kernel
+/// twins' budget crowded out BGP and BFD, so a flood could get a healthy node withdrawn.
+/// Flooded at well past the budget for 5 s, the node keeps its BGP sessions and BFD at
+/// 100 ms x 3 up, and its routes never leave the router.
+#[test]
+fn a_flood_to_the_node_keeps_its_bgp_sessions_and_bfd_up() {
+    let sx = unique("h");
+    let s = Scratch::new("bgpflood");
+    let bed = Bed::up(&sx, &s.path(""));
+    let d = s.path("");
+    let mut servers = Procs(vec![
+        in_ns(
+            &bed.router,
+            "exec python3 -m http.server 8080 --bind 10.0.0.11",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap(),
+        in_ns(
+            &bed.router,
+            "exec python3 -m http.server 8081 --bind fd00::11",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap(),
+    ]);
+    bed.bird(&bed.router, "router", &router_conf(&d));
+    let cfg = s.path("node.toml");
+    std::fs::write(&cfg, node_config(&s, &sx)).unwrap();
+    let sock = s.path("ctl.sock");
+    let n = Node::start(&cfg, &sock, Some(&bed.node));
+    bed.bird(&bed.node, "node", &node_conf(&d, false));
+    bed.wait_route(VIP4, true, Duration::from_secs(20));
+    bed.wait_route(VIP6, true, Duration::from_secs(20));
+    // The sessions as the router sees them: a flap would change their "since".
+    let sessions = || {
+        let out = in_ns(
+            &bed.router,
+            &format!("birdc -s {}/router.ctl show protocols", d.display()),
+        )
+        .output()
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("n4 ") || l.starts_with("n6 "))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        lines.sort();
+        lines
+    };
+    let bfd_up = || {
+        let out = in_ns(
+            &bed.router,
+            &format!("birdc -s {}/router.ctl show bfd sessions", d.display()),
+        )
+        .output()
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines().filter(|l| l.contains(" Up ")).count()
+    };
+    // Let BFD come up on both sessions.
+    let t0 = Instant::now();
+    while bfd_up() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(15), "BFD never up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = sessions();
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert!(
+        before.iter().all(|l| l.contains("Established")),
+        "{before:?}"
+    );
+    let stats0 = n.ctl("show stats").unwrap();
+    let limit0 = stats0["drops"]["kernel_limit"].as_u64().unwrap_or(0);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let per_ms = 5 * tandem_dataplane::pipeline::KERNEL_PER_MS;
+    let flooder = {
+        let (ns, stop) = (bed.router.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || flood(&ns, "10.0.0.1:9", per_ms, &stop))
+    };
+    let started = Instant::now();
+    let mut missing = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        if bed.route(VIP4).is_none() || bed.route(VIP6).is_none() {
+            missing += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flooder.join().unwrap();
+    let stats = n.ctl("show stats").unwrap();
+    let limited = stats["drops"]["kernel_limit"].as_u64().unwrap_or(0) - limit0;
+    let routing_lost = stats["drops"]["kernel_limit_routing"].as_u64().unwrap_or(0);
+    println!(
+        "  flood: {sent} datagrams in 5 s ({} a ms) to the node's address; {limited} past the \
+         budget (kernel_limit), {routing_lost} routing frames lost",
+        sent / 5000
+    );
+    assert!(
+        limited > 100_000,
+        "the flood never passed the budget: {stats}"
+    );
+    assert_eq!(missing, 0, "the router lost a VIP during the flood");
+    assert_eq!(sessions(), before, "a session flapped");
+    assert_eq!(bfd_up(), 2, "BFD went down");
+    assert_eq!(routing_lost, 0, "{stats}");
+    drop(n);
+    drop(servers);
+}
