@@ -20,6 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The tests of this file one at a time: each runs BIRDs with BFD at 100 ms, which a
+/// neighbour's flood or start-up on a 2-core machine would make flap.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const VIP4: &str = "192.0.2.10";
 const VIP6: &str = "fd00:10::10";
 
@@ -241,6 +245,7 @@ fn wait_bgp(n: &Node, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> ser
 
 #[test]
 fn vips_announced_health_gated_and_withdrawn_through_birds() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let sx = unique("g");
     let s = Scratch::new("bgp");
     let bed = Bed::up(&sx, &s.path(""));
@@ -472,11 +477,12 @@ fn flood(ns: &str, to: &str, per_ms: u32, stop: &std::sync::atomic::AtomicBool) 
 /// 100 ms x 3 up, and its routes never leave the router.
 #[test]
 fn a_flood_to_the_node_keeps_its_bgp_sessions_and_bfd_up() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let sx = unique("h");
     let s = Scratch::new("bgpflood");
     let bed = Bed::up(&sx, &s.path(""));
     let d = s.path("");
-    let mut servers = Procs(vec![
+    let servers = Procs(vec![
         in_ns(
             &bed.router,
             "exec python3 -m http.server 8080 --bind 10.0.0.11",
