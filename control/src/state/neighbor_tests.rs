@@ -100,28 +100,19 @@ fn a_flood_of_neighbor_messages_costs_the_flow_records_nothing() {
         let garp = testkit::arp_request([2, 0, 0, 9, (i >> 8) as u8, i as u8], from, from);
         run(&mut cores[0], 1, &garp, 2 + i / 1000);
         if i % 200 == 0 {
-            let syn = testkit::tcp(
-                MACS[0],
-                [2, 0, 0, 0, 0xc, 1],
-                "198.51.100.9".parse().unwrap(),
-                20_000 + flows,
-                "192.0.2.10".parse().unwrap(),
-                80,
-                SYN,
-                b"",
-            );
-            run(&mut cores[0], 0, &syn, 2 + i / 1000);
-            let ack = testkit::tcp(
-                MACS[0],
-                [2, 0, 0, 0, 0xc, 1],
-                "198.51.100.9".parse().unwrap(),
-                20_000 + flows,
-                "192.0.2.10".parse().unwrap(),
-                80,
-                ACK,
-                b"",
-            );
-            run(&mut cores[0], 0, &ack, 2 + i / 1000);
+            for flags in [SYN, ACK] {
+                let f = testkit::tcp(
+                    MACS[0],
+                    [2, 0, 0, 0, 0xc, 1],
+                    "198.51.100.9".parse().unwrap(),
+                    20_000 + flows,
+                    "192.0.2.10".parse().unwrap(),
+                    80,
+                    flags,
+                    b"",
+                );
+                run(&mut cores[0], 0, &f, 2 + i / 1000);
+            }
             flows += 1;
         }
         if i % 1000 == 999 {
