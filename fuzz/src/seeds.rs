@@ -114,6 +114,34 @@ fn packet_core() {
         &frames(&[(0, 0, arp), (0, 0, ping), (0, 0, ns)]),
     );
     write("packet_core", "vlan", &frames(&[(0, 0, tagged)]));
+    // What strangers send: an advertisement routed from afar and one from the link for the
+    // gateway, a gratuitous ARP, a SYN from a martian source.
+    let na = |src: &str, hop_limit: u8| {
+        testkit::neighbor_advert(
+            front,
+            client,
+            (src.parse().unwrap(), "fd00::1".parse().unwrap()),
+            "fd00::fe".parse().unwrap(),
+            client,
+            hop_limit,
+        )
+    };
+    let garp = testkit::arp_request(
+        client,
+        "10.0.0.254".parse().unwrap(),
+        "10.0.0.254".parse().unwrap(),
+    );
+    let martian = testkit::tcp(front, router, ip4("127.0.0.1"), 40002, vip, 80, SYN, b"");
+    write(
+        "packet_core",
+        "strangers",
+        &frames(&[
+            (0, 0, na("2001:db8:666::1", 57)),
+            (0, 0, na("fe80::fe", 255)),
+            (0, 0, garp),
+            (0, 0, martian),
+        ]),
+    );
     write(
         "packet_core",
         "cluster",
