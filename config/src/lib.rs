@@ -4,6 +4,9 @@
 //! its key and why), `model` (the checked [`Config`] a node runs from). `units` parses
 //! durations, addresses and MACs; `problem` is what a check reports.
 
+// No unsafe code here: only the ffi crate and the DPDK port layer have any.
+#![forbid(unsafe_code)]
+
 mod load;
 pub mod model;
 mod problem;

@@ -4,6 +4,9 @@
 //! latency windows, QoS factors and standbys. The port layer (`tandem-port`) wires it to
 //! DPDK ports and workers.
 
+// No unsafe code here: only the ffi crate and the DPDK port layer have any.
+#![forbid(unsafe_code)]
+
 pub mod bgp;
 pub mod client;
 pub mod cluster;

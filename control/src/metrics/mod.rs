@@ -16,7 +16,7 @@ use prometheus::proto::{
 };
 use prometheus::Encoder;
 use std::time::Instant;
-use tandem_dataplane::counters::DropReason;
+use tandem_dataplane::counters::{Absorbed, DropReason};
 use tandem_dataplane::qos::hist::Kind;
 
 /// The families of one page, in the order first named.
@@ -202,53 +202,31 @@ fn workers(ctl: &Control, p: &mut Families) {
                 );
             }
         }
-        p.gauge(
-            "tandem_worker_flows",
-            "Flows in the worker's table.",
-            &l,
-            c.flows_in_table.get() as f64,
-        );
-        for (name, help, v) in [
-            (
-                "tandem_worker_flows_created_total",
-                "Flows the worker created.",
-                c.flows_created.get(),
-            ),
-            (
-                "tandem_worker_flows_refused_total",
-                "New flows refused: the table was full.",
-                c.flows_refused.get(),
-            ),
-            (
-                "tandem_worker_flows_evicted_total",
-                "Flows evicted to make room.",
-                c.flows_evicted.get(),
-            ),
-            (
-                "tandem_worker_flows_expired_total",
-                "Flows that timed out.",
-                c.flows_expired.get(),
-            ),
-            (
-                "tandem_worker_neighbors_unwanted_total",
-                "ARP and ND naming an address the node neither needs nor resolves: not learned.",
-                c.neighbors_unwanted.get(),
-            ),
-            (
-                "tandem_worker_neighbors_fixed_kept_total",
-                "ARP and ND that would have changed a MAC the config fixes: ignored.",
-                c.neighbors_fixed_kept.get(),
-            ),
-            (
-                "tandem_worker_outbox_overflow_total",
-                "Events for the control thread lost: its channel was full.",
-                c.outbox_overflow.get(),
-            ),
-        ] {
-            p.counter(name, help, &l, v);
+        for k in Absorbed::ALL {
+            p.counter(
+                "tandem_absorbed_packets_total",
+                "Frames taken in without an answer or a drop, by worker and kind (show stats' \
+                 absorbed_by_kind).",
+                &[("worker", &wk), ("kind", k.name())],
+                c.absorbed[*k as usize].get(),
+            );
         }
+        c.each_with_help(|name, help, v| {
+            let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+            match GAUGES.iter().find(|(n, _)| *n == name) {
+                Some((_, series)) => p.gauge(series, &help, &l, v as f64),
+                None => p.counter(&format!("tandem_worker_{name}_total"), &help, &l, v),
+            }
+        });
     }
 }
+
+/// Worker counters that are levels, not totals, and the series they are paged as; every
+/// other one is `tandem_worker_NAME_total`.
+const GAUGES: &[(&str, &str)] = &[
+    ("flows_in_table", "tandem_worker_flows"),
+    ("waiting", "tandem_worker_waiting"),
+];
 
 /// The neighbor table: entries per port against its limit, and what it pushed out, let
 /// expire or refused.

@@ -61,6 +61,23 @@ fn the_page_says_what_the_commands_say() {
     }
     assert!(page.contains("# TYPE tandem_backend_new_flows_total counter"));
     assert!(page.contains("# TYPE tandem_worker_flows gauge"));
+    // Every worker counter `show stats` lists is on the page, with its value.
+    let mut listed = 0;
+    for (name, n) in w.as_object().unwrap() {
+        if !n.is_u64() || ["worker", "rx", "tx"].contains(&name.as_str()) {
+            continue;
+        }
+        let series = match name.as_str() {
+            "flows_in_table" => "tandem_worker_flows{worker=\"0\"}".to_string(),
+            "waiting" => "tandem_worker_waiting{worker=\"0\"}".to_string(),
+            _ => format!("tandem_worker_{name}_total{{worker=\"0\"}}"),
+        };
+        assert_eq!(value(&page, &series), n.as_f64(), "{series}\n{page}");
+        listed += 1;
+    }
+    let mut names = 0;
+    cores[0].state.counters.each(|_, _| names += 1);
+    assert_eq!(listed, names, "every counter of the list, and nothing else");
 }
 
 fn ask(addr: std::net::SocketAddr, request: &[u8]) -> String {

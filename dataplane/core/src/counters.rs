@@ -184,10 +184,11 @@ pub struct PortCounters {
 
 /// Everything one worker counts, shared (read-only) with the control thread: the counters
 /// by port, reason, kind, backend and service, then the single ones listed in
-/// `worker_counters!` below, which `show stats` lists by name (`WorkerCounters::each`).
-/// Adding a counter is one line there and the place that counts it.
+/// `worker_counters!` below, which `show stats` lists by name (`WorkerCounters::each`) and
+/// `/metrics` pages with its doc comment as help (`WorkerCounters::each_with_help`). Adding
+/// a counter is its doc comment and line there, and the place that counts it.
 macro_rules! worker_counters {
-    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+    ($($(#[doc = $doc:literal])+ $name:ident,)*) => {
         #[derive(Debug)]
         pub struct WorkerCounters {
             pub ports: [PortCounters; MAX_PORTS],
@@ -217,6 +218,12 @@ macro_rules! worker_counters {
             pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
                 $(f(stringify!($name), self.$name.get());)*
             }
+
+            /// Every single counter with its name and its doc comment (the help text of
+            /// its Prometheus series), in the order listed.
+            pub fn each_with_help(&self, mut f: impl FnMut(&'static str, &'static str, u64)) {
+                $(f(stringify!($name), concat!($($doc, " "),+), self.$name.get());)*
+            }
         }
     };
 }
@@ -230,15 +237,19 @@ worker_counters! {
     deferred,
     /// Frames parked or queued now (set by the worker each loop).
     waiting,
+    /// ARP requests for the node's addresses and VIPs answered.
     arp_replies,
+    /// ICMP and ICMPv6 echo requests answered.
     icmp_replies,
-    /// Copies of answered ARP and ND frames given to a kernel twin too, and those left out
-    /// (the copies' ring full, or too long to copy).
+    /// Copies of answered ARP and ND frames given to a kernel twin too.
     kernel_copies,
+    /// Copies of answered ARP and ND frames left out (the copies' ring full, or too long to copy).
     kernel_copies_lost,
     /// Frames a kernel twin sent out of its port.
     from_kernel,
+    /// Neighbor solicitations for the node's addresses and VIPs answered.
     nd_replies,
+    /// Flows this worker created.
     flows_created,
     /// Records stored that another worker (or, through the control thread, another node)
     /// made or changed.
@@ -248,10 +259,15 @@ worker_counters! {
     /// Times this worker waited for another worker to take its records before reading
     /// more packets (it never drops one): a sibling that falls behind slows it down.
     replication_waits,
+    /// Flows evicted to make room.
     flows_evicted,
+    /// New flows refused: the table was full.
     flows_refused,
+    /// Flows that timed out.
     flows_expired,
+    /// Flows in the worker's table (a gauge).
     flows_in_table,
+    /// Packets sent over a flow's backup path because its primary path's port was down.
     path_failovers,
     /// Packets sent on to another node (encapsulated).
     node_forwarded,
@@ -259,6 +275,7 @@ worker_counters! {
     node_received,
     /// Packets of flows served here because their primary node does not serve.
     node_failovers,
+    /// Events for the control thread lost: its channel was full.
     outbox_overflow,
     /// Neighbor news held back because the outbox to the control thread was half full
     /// (flow records first); reported on the neighbor's next answer.
@@ -271,29 +288,37 @@ worker_counters! {
     /// needed, left out (a flood of new flows): this worker serves those flows all the
     /// same; `show flow` lists them when they next change or are refreshed.
     flows_unlisted,
-    /// Poll loops run, and those that found every RX queue empty (how busy the worker is).
+    /// Poll loops run (with `idle_loops`: how busy the worker is).
     loops,
+    /// Poll loops that found every RX queue empty.
     idle_loops,
+    /// Health probes sent.
     probes_sent,
+    /// Answers to health probes received.
     probe_replies,
     /// Resets sent to close the handshake a TCP probe's answer opened (replies, in `sent`).
     probe_resets,
     /// Passive samples recorded (handshakes and responses timed).
     passive_samples,
-    /// Fragments served: first fragments (they carry the ports), and later ones that found
-    /// their first's.
+    /// First fragments served (they carry the ports).
     fragments_first,
+    /// Later fragments served, with their first fragment's ports.
     fragments_later,
     /// Later fragments that came before their first, and waited for it.
     fragments_early,
     /// First fragments' entries pushed out of a full bucket of the fragment table.
     fragments_evicted,
-    /// ICMP errors about a flow, by kind, sent where the flow's packets go.
+    /// ICMP destination unreachable errors about a flow, sent where the flow's packets go.
     icmp_unreachable,
+    /// ICMP fragmentation needed errors about a flow, sent where the flow's packets go.
     icmp_frag_needed,
+    /// ICMP time exceeded errors about a flow, sent where the flow's packets go.
     icmp_time_exceeded,
+    /// ICMPv6 destination unreachable errors about a flow, sent where the flow's packets go.
     icmp6_unreachable,
+    /// ICMPv6 packet too big errors about a flow, sent where the flow's packets go.
     icmp6_too_big,
+    /// ICMPv6 time exceeded errors about a flow, sent where the flow's packets go.
     icmp6_time_exceeded,
     /// ICMP errors from the backend side about nat flows, rewritten and sent to the client.
     icmp_to_clients,

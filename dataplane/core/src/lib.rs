@@ -7,6 +7,9 @@
 //! pinned worker loops) is the `tandem-port` crate next to it. `qos` holds what
 //! the packet path measures (latency histograms, probes) and admits (flow counts, queues).
 
+// No unsafe code here: only the ffi crate and the DPDK port layer have any.
+#![forbid(unsafe_code)]
+
 pub mod cluster;
 pub mod counters;
 pub mod fasthash;
