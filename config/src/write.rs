@@ -262,7 +262,7 @@ pub fn backend(b: &BackendConfig, mode: Mode, ports: &[PortConfig]) -> Table {
         ("state", s(b.state.name())),
     ]);
     // dsr keeps the VIP's port: the key must be left out.
-    if mode != Mode::Dsr {
+    if !mode.keeps_vip_port() {
         t.insert("port".into(), int(b.port));
     }
     if b.max_flows > 0 {

@@ -39,26 +39,63 @@ impl Protocol {
     }
 }
 
-/// Every forwarding mode: the name a service's `mode` gives it, and the packet core's file
-/// that implements it (`dataplane/core/src/pipeline/xmit/FILE.rs`, a `Transmit`). The one
-/// list of them: this crate makes the `Mode` enum of it, the packet core its dispatch, so
-/// adding a mode is a line here and its file.
+/// Every forwarding mode: the name a service's `mode` gives it, the packet core's file that
+/// implements it (`dataplane/core/src/pipeline/xmit/FILE.rs`, a `Transmit`), and what the
+/// rest of tandem asks of a mode, each a property here (the macro takes every one, so a
+/// mode cannot leave one out):
+///
+/// - `translates`: the flow's addresses are rewritten, so its replies come back through the
+///   node (to be rewritten back, timed, and looked up by their backend) and the node's
+///   other workers need the flow from its first packet; ICMP errors about it are rewritten
+///   too;
+/// - `encapsulates`: the packet travels inside another, so it must fit the egress port's
+///   MTU less the encapsulation;
+/// - `port`: a backend's port when the config gives none: `vip` (the VIP's), or a number;
+///   `keeps_vip_port`: the backend is reached at the VIP's port, so no other may be given
+///   (and `show config` writes none);
+/// - `tcp_probe`: a TCP health probe goes to the backend's port (false: the port is not a
+///   TCP service, so the probe is an ICMP echo).
+///
+/// The one list of them: this crate makes the `Mode` enum of it, the packet core its
+/// dispatch, so adding a mode is a line here and its file.
 #[macro_export]
 macro_rules! for_each_mode {
     ($then:ident) => {
         $then! {
             /// The destination rewritten to the backend; replies come back through the node.
-            Nat => "nat" => nat::Nat,
+            Nat => "nat" => nat::Nat {
+                translates: true, encapsulates: false, port: vip, keeps_vip_port: false,
+                tcp_probe: true,
+            },
             /// Direct server return: the frame to the backend's MAC, unchanged at L3.
-            Dsr => "dsr" => dsr::Dsr,
+            Dsr => "dsr" => dsr::Dsr {
+                translates: false, encapsulates: false, port: vip, keeps_vip_port: true,
+                tcp_probe: true,
+            },
             /// The client's packet inside UDP to the backend, which answers the client itself.
-            Gue => "gue" => gue::Gue,
+            Gue => "gue" => gue::Gue {
+                translates: false, encapsulates: true, port: 6080, keeps_vip_port: false,
+                tcp_probe: false,
+            },
         }
     };
 }
 
+/// A mode's default backend port (`port:` in `for_each_mode!`): None for the VIP's.
+macro_rules! default_port {
+    (vip) => {
+        None
+    };
+    ($n:literal) => {
+        Some($n)
+    };
+}
+
 macro_rules! mode_enum {
-    ($($(#[doc = $doc:literal])* $v:ident => $name:literal => $m:ident :: $t:ident,)*) => {
+    ($($(#[doc = $doc:literal])* $v:ident => $name:literal => $m:ident :: $t:ident {
+        translates: $translates:literal, encapsulates: $encapsulates:literal,
+        port: $port:tt, keeps_vip_port: $keeps:literal, tcp_probe: $tcp_probe:literal $(,)?
+    },)*) => {
         /// How a service's packets reach its backends.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Mode { $($(#[doc = $doc])* $v,)* }
@@ -70,6 +107,29 @@ macro_rules! mode_enum {
             }
             pub fn parse(s: &str) -> Option<Mode> {
                 match s { $($name => Some(Mode::$v),)* _ => None }
+            }
+            /// The flow's addresses are rewritten and its replies come back through the node
+            /// (see `for_each_mode!`).
+            #[inline(always)]
+            pub const fn translates(self) -> bool {
+                match self { $(Mode::$v => $translates,)* }
+            }
+            /// The packet travels inside another (see `for_each_mode!`).
+            #[inline(always)]
+            pub const fn encapsulates(self) -> bool {
+                match self { $(Mode::$v => $encapsulates,)* }
+            }
+            /// A backend's port when the config gives none; None: the VIP's.
+            pub const fn default_port(self) -> Option<u16> {
+                match self { $(Mode::$v => default_port!($port),)* }
+            }
+            /// The backend is reached at the VIP's port; no other may be given.
+            pub const fn keeps_vip_port(self) -> bool {
+                match self { $(Mode::$v => $keeps,)* }
+            }
+            /// A TCP health probe goes to the backend's port (else an ICMP echo).
+            pub const fn tcp_probe(self) -> bool {
+                match self { $(Mode::$v => $tcp_probe,)* }
             }
         }
     };
@@ -123,7 +183,10 @@ impl BackendState {
 }
 
 /// The UDP port a GUE backend listens on when its `port` is left out.
-pub const DEFAULT_GUE_PORT: u16 = 6080;
+pub const DEFAULT_GUE_PORT: u16 = match Mode::Gue.default_port() {
+    Some(p) => p,
+    None => 0,
+};
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -185,17 +185,16 @@ fn backend(
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         }
     };
-    let port = match (mode, b.port) {
-        (Mode::Dsr, Some(p)) if p != vport => {
+    let port = match (mode.keeps_vip_port(), b.port) {
+        (true, Some(p)) if p != vport => {
             c.bad(
                 format!("{bk}.port"),
-                "dsr keeps the VIP's port; leave port out",
+                format!("{} keeps the VIP's port; leave port out", mode.name()),
             );
             vport
         }
-        (Mode::Dsr, _) => vport,
-        (Mode::Nat, p) => p.unwrap_or(vport),
-        (Mode::Gue, p) => p.unwrap_or(DEFAULT_GUE_PORT),
+        (true, _) => vport,
+        (false, p) => p.unwrap_or(mode.default_port().unwrap_or(vport)),
     };
     if port == 0 {
         c.bad(format!("{bk}.port"), "must be from 1 to 65535");
@@ -272,7 +271,10 @@ fn paths(
             IpAddr::V4(_) => port_cfg.ipv4.is_some(),
             IpAddr::V6(_) => port_cfg.ipv6.is_some(),
         };
-        if !has_family && (mac.is_none() || mode != Mode::Dsr) {
+        // A mode that neither translates nor encapsulates sends the frame as it came (to a
+        // fixed MAC): no address of the family is needed on the port.
+        let l2_only = !mode.translates() && !mode.encapsulates();
+        if !has_family && (mac.is_none() || !l2_only) {
             c.bad(
                 format!("{pk}.port"),
                 format!(

@@ -498,3 +498,30 @@ sync = \"127.0.0.1:7002\"
         "{p:?}"
     );
 }
+
+/// What the rest of tandem asks of each mode comes from the mode list
+/// (`for_each_mode!`): the three modes answer as they behave, and the properties agree with
+/// each other for every mode listed.
+#[test]
+fn modes_answer_for_themselves() {
+    let props = |m: Mode| {
+        (
+            m.translates(),
+            m.encapsulates(),
+            m.default_port(),
+            m.keeps_vip_port(),
+            m.tcp_probe(),
+        )
+    };
+    assert_eq!(props(Mode::Nat), (true, false, None, false, true));
+    assert_eq!(props(Mode::Dsr), (false, false, None, true, true));
+    assert_eq!(props(Mode::Gue), (false, true, Some(6080), false, false));
+    for m in Mode::ALL {
+        assert_eq!(Mode::parse(m.name()), Some(*m));
+        // A mode reached at the VIP's port has no port of its own to default to.
+        assert!(!m.keeps_vip_port() || m.default_port().is_none(), "{m:?}");
+        // A packet is either rewritten, wrapped, or sent as it came: never both of the first.
+        assert!(!(m.translates() && m.encapsulates()), "{m:?}");
+    }
+    assert_eq!(DEFAULT_GUE_PORT, 6080);
+}

@@ -81,7 +81,7 @@ fn probe_method(cfg: &HealthConfig, mode: Mode) -> Option<Method> {
     match cfg.probe {
         ProbeMethod::None => None,
         // A gue backend's port is its GUE receive port, not a TCP service: ping it.
-        ProbeMethod::Tcp if mode == Mode::Gue => Some(Method::Icmp),
+        ProbeMethod::Tcp if !mode.tcp_probe() => Some(Method::Icmp),
         ProbeMethod::Tcp => Some(Method::Tcp),
         ProbeMethod::Icmp => Some(Method::Icmp),
     }

@@ -16,7 +16,7 @@ use crate::select::{self, path};
 use crate::services::{self, PortInfo, Service, Services, SELECTION_SEED};
 use crate::wire::l4::{ACK, FIN, PROTO_TCP, PROTO_UDP, RST, SYN};
 use crate::wire::tunnel;
-use tandem_config::{Mode, OnBackendDown};
+use tandem_config::OnBackendDown;
 
 /// A packet of a known flow was seen: advance its state and liveness. True when the control
 /// thread should hear of it (the state changed, or it is due for a refresh).
@@ -131,14 +131,14 @@ impl State {
         };
         let mut announce = touch(r, flags, now.ms, &timeouts);
         release_if_closed(&self.load, r);
-        if svc.mode == Mode::Nat && r.bound() {
+        if svc.mode.translates() && r.bound() {
             timing::request(r, seg.l4, now.us, &mut self.hist, s.options.qos_timeout_us);
         }
         let mut rec = *r;
         let cl = s.cluster.as_ref();
         if let Some(n) = cl.and_then(|cl| self.owner_elsewhere(cl, seg, &rec)) {
             if announce {
-                self.announce(key, rec, false, svc.mode);
+                self.announce(key, rec, false, svc.mode.translates());
             }
             return Some(Err(self.send_to_node(s, pkt, seg, n, &rec, 0)));
         }
@@ -168,7 +168,7 @@ impl State {
             self.counters.node_failovers.inc();
         }
         if announce {
-            self.announce(key, rec, for_peers(&rec), svc.mode);
+            self.announce(key, rec, for_peers(&rec), svc.mode.translates());
         }
         Some(Ok(rec))
     }
@@ -206,7 +206,7 @@ impl State {
                 if self.store(key, rec) == Insert::Refused {
                     return Err(Verdict::Drop(DropReason::TableFull));
                 }
-                self.announce(key, rec, false, svc.mode);
+                self.announce(key, rec, false, svc.mode.translates());
                 return Err(self.send_to_node(s, pkt, seg, primary, &rec, 0));
             }
         }
@@ -217,7 +217,7 @@ impl State {
         if let Err(v) = self.bind(s, svc, &key, &mut rec) {
             return Err(self.held_or(v, seg, pkt));
         }
-        if svc.mode == Mode::Nat {
+        if svc.mode.translates() {
             timing::start(&mut rec, seg, now);
         }
         if self.store_new(key, la, rec) == Insert::Refused {
@@ -228,7 +228,7 @@ impl State {
         }
         self.counters.flows_created.inc();
         self.counters.backend_new_flows[usize::from(rec.backend)].inc();
-        self.announce(key, rec, for_peers(&rec), svc.mode);
+        self.announce(key, rec, for_peers(&rec), svc.mode.translates());
         Ok(rec)
     }
 
@@ -256,7 +256,7 @@ impl State {
             Ok(to) => to,
             Err(v) => return v,
         };
-        if !xmit::encapsulates(svc.mode) {
+        if !svc.mode.encapsulates() {
             return xmit::to_backend(svc.mode, pkt, seg, &to);
         }
         let fits = usize::from(to.out.mtu).saturating_sub(xmit::overhead(to.v6, false));
@@ -387,7 +387,7 @@ impl State {
         }
         let rec = *fwd;
         if announce {
-            self.announce(fkey, rec, for_peers(&rec), Mode::Nat);
+            self.announce(fkey, rec, for_peers(&rec), true);
         }
         let egress = rec.ingress_port;
         let Some(out) = self.client_port(s, &rec) else {
@@ -509,8 +509,8 @@ impl State {
     /// worker's queue: they hear of it once it is established (its state change announces
     /// it again), so a SYN flood on a dsr or gue service costs each other worker nothing.
     #[inline]
-    fn announce(&mut self, key: FlowKey, rec: FlowRecord, peers: bool, mode: Mode) {
-        if self.siblings && (mode == Mode::Nat || rec.state != FlowState::SynSeen) {
+    fn announce(&mut self, key: FlowKey, rec: FlowRecord, peers: bool, translated: bool) {
+        if self.siblings && (translated || rec.state != FlowState::SynSeen) {
             self.replicas.push(super::Replica { key, rec });
         }
         if !(peers && self.clustered) {

@@ -35,7 +35,6 @@ use crate::services::Services;
 use crate::wire::icmp::{self, ErrorKind, QuoteError};
 use crate::wire::l4::{ACK, SYN};
 use crate::wire::{ipv4, ipv6, l4};
-use tandem_config::Mode;
 
 /// Errors naming no flow here that a worker sends on to a peer, per millisecond (and saved
 /// up to `RELAYS_BURST`): more than a cluster's handshakes draw, less than a flood.
@@ -187,9 +186,12 @@ impl State {
             Ok(to) => to,
             Err(v) => return v,
         };
-        match svc.mode {
-            Mode::Nat => nat::error_to_backend(pkt, seg, q, &to),
-            mode => xmit::to_backend(mode, pkt, seg, &to),
+        // A translating mode rewrote the packet the error quotes: the quote is rewritten
+        // back as its packets are.
+        if svc.mode.translates() {
+            nat::error_to_backend(pkt, seg, q, &to)
+        } else {
+            xmit::to_backend(svc.mode, pkt, seg, &to)
         }
     }
 

@@ -303,7 +303,7 @@ impl Services {
                 } else {
                     0
                 };
-                if s.mode == Mode::Nat {
+                if s.mode.translates() {
                     let of = out
                         .nat_sources
                         .entry(ServiceKey {

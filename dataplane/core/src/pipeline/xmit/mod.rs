@@ -1,7 +1,8 @@
 //! Transmit: the packet leaves toward a backend (or another node) by the service's
 //! forwarding mode, one file per mode behind one interface, as IPVS keeps its transmit
 //! methods side by side in `ip_vs_xmit.c`. The modes are the ones config's
-//! `for_each_mode!` lists, each with the file here that implements it: adding a mode is its
+//! `for_each_mode!` lists, each with the file here that implements it and the properties the
+//! rest of tandem asks of it (`Mode::translates`, `encapsulates`, ...): adding a mode is its
 //! line there and its file here (a `Transmit`). `node` (to another cluster node) is the
 //! same interface, used by the cluster stage.
 
@@ -36,7 +37,9 @@ pub(super) trait Transmit {
 
 /// Declares each mode's file and dispatches to it.
 macro_rules! modes {
-    ($($(#[doc = $doc:literal])* $v:ident => $name:literal => $m:ident :: $t:ident,)*) => {
+    ($($(#[doc = $doc:literal])* $v:ident => $name:literal => $m:ident :: $t:ident {
+        $($props:tt)*
+    },)*) => {
         $(pub(super) mod $m;)*
 
         /// The packet of a flow of a service in `mode`, to its backend.
@@ -55,13 +58,6 @@ macro_rules! modes {
 }
 
 tandem_config::for_each_mode!(modes);
-
-/// True for the modes that put the packet inside another (its MTU is the egress port's
-/// less the encapsulation: `pipeline::mtu`).
-#[inline(always)]
-pub(super) fn encapsulates(mode: Mode) -> bool {
-    mode == Mode::Gue
-}
 
 /// Writes a fresh untagged Ethernet header in front of the L3 header at `l3` (stripping a
 /// VLAN tag if there was one).
