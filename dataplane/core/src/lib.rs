@@ -23,5 +23,7 @@ pub mod ports;
 pub mod qos;
 pub mod select;
 pub mod services;
+/// Frame builders for tests, benches and the fuzz seeds: not in the product's build.
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod wire;
