@@ -5,10 +5,12 @@
 use crate::messages::ToWorker;
 use crate::neighbor::{Entry, NeighborKey};
 use crate::pipeline::{Core, Now, PacketBuf, Verdict};
+use crate::services::Services;
 use crate::wire::ethernet::{self, Mac};
 use crate::wire::l4::{self, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::wire::{arp, checksum, icmp, ipv4, ipv6};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 pub fn eth(dst: Mac, src: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; 14];
@@ -531,4 +533,24 @@ pub fn wanted_neighbor(port: u8, ip: IpAddr) -> ToWorker {
         key: NeighborKey::new(port, ip.is_ipv6(), crate::flow::key::addr_bytes(ip)),
         entry: Entry::Incomplete,
     }
+}
+
+/// The services of config text `toml`, its ports given the MACs `macs` in order.
+pub fn services_of(toml: &str, macs: &[Mac]) -> Arc<Services> {
+    let cfg = tandem_config::Config::from_toml(toml).expect("a test config that parses");
+    Arc::new(Services::from_config(&cfg, macs))
+}
+
+/// A packet core as worker 0 over `services`: a table of `capacity` flows seeded with
+/// `seed` (the seed places flows in the table: a test that expects a placement keeps its
+/// own), default timeouts, fresh counters.
+pub fn core_of(services: Arc<Services>, capacity: usize, seed: u64) -> Core {
+    Core::new(
+        0,
+        capacity,
+        crate::flow::Timeouts::default(),
+        services,
+        Arc::new(crate::counters::WorkerCounters::default()),
+        seed,
+    )
 }

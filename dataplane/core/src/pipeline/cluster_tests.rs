@@ -82,15 +82,7 @@ fn node(id: u16) -> Core {
     let cfg = Config::from_toml(&config(id)).unwrap();
     let s = Services::from_config(&cfg, &[node_mac(id), back_mac(id)]);
     let view = crate::cluster::ClusterView::new(cfg.cluster.as_ref().unwrap(), id, &s.ports);
-    let s = s.with_cluster(view);
-    let mut c = Core::new(
-        0,
-        1024,
-        Timeouts::default(),
-        Arc::new(s),
-        Arc::new(WorkerCounters::default()),
-        7,
-    );
+    let mut c = testkit::core_of(Arc::new(s.with_cluster(view)), 1024, 7);
     testkit::apply_at(&mut c, ToWorker::Nodes(ALL), 0);
     c
 }

@@ -6,13 +6,11 @@ use super::*;
 use crate::counters::DropReason;
 use crate::messages::{FromWorker, ToWorker};
 use crate::neighbor::NeighborKey;
-use crate::services::Services;
 use crate::testkit::{self, run};
 use crate::wire::ethernet::Mac;
 use crate::wire::l4::{ACK, PROTO_UDP, SYN};
 use crate::wire::{icmp, ipv4, ipv6};
 use std::net::{IpAddr, Ipv6Addr};
-use tandem_config::Config;
 
 const FRONT_MAC: Mac = [2, 0, 0, 0, 0, 1];
 const BACK_MAC: Mac = [2, 0, 0, 0, 0, 2];
@@ -70,14 +68,9 @@ fn v6(s: &str) -> Ipv6Addr {
 
 /// A node whose gateways (IPv4 and IPv6) the control thread wants and has resolved.
 fn core() -> Core {
-    let cfg = Config::from_toml(CONFIG).unwrap();
-    let s = Services::from_config(&cfg, &[FRONT_MAC, BACK_MAC]);
-    let mut c = Core::new(
-        0,
+    let mut c = testkit::core_of(
+        testkit::services_of(CONFIG, &[FRONT_MAC, BACK_MAC]),
         1024,
-        Timeouts::default(),
-        Arc::new(s),
-        Arc::new(WorkerCounters::default()),
         5,
     );
     testkit::apply_at(

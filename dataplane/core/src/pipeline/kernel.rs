@@ -214,13 +214,9 @@ mod tests {
     //! and that a port without a twin drops the same frames as before.
     use super::super::tests::{core, CONFIG};
     use super::*;
-    use crate::counters::WorkerCounters;
-    use crate::flow::Timeouts;
     use crate::testkit;
     use crate::wire::l4::{ACK, SYN};
     use std::net::IpAddr;
-    use std::sync::Arc;
-    use tandem_config::Config;
 
     const FRONT: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const ROUTER: [u8; 6] = [2, 0, 0, 0, 0xfe, 0xfe];
@@ -236,17 +232,9 @@ mod tests {
             "name = \"front\"\nkernel = \"tdm-front\"\n",
             1,
         );
-        let cfg = Config::from_toml(&text).unwrap();
-        let s = Services::from_config(&cfg, &[FRONT, [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3]]);
+        let s = testkit::services_of(&text, &[FRONT, [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 3]]);
         assert!(s.ports[0].kernel && !s.ports[1].kernel);
-        Core::new(
-            0,
-            1024,
-            Timeouts::default(),
-            Arc::new(s),
-            Arc::new(WorkerCounters::default()),
-            7,
-        )
+        testkit::core_of(s, 1024, 7)
     }
 
     fn bgp_from_router(dst: &str) -> Vec<u8> {

@@ -5,7 +5,6 @@
 
 use super::*;
 use crate::counters::DropReason;
-use crate::services::Services;
 use crate::testkit;
 use crate::wire::ethernet::Mac;
 use crate::wire::icmp;
@@ -13,7 +12,6 @@ use crate::wire::ipv6::{NH_AH, NH_DEST_OPTS, NH_ESP, NH_HOP_BY_HOP, NH_ROUTING};
 use crate::wire::l4::{self, ACK, PROTO_ICMP, PROTO_TCP, PROTO_UDP, SYN};
 use crate::wire::{ipv4, ipv6};
 use std::net::IpAddr;
-use tandem_config::Config;
 
 const FRONT_MAC: Mac = [2, 0, 0, 0, 0, 1];
 const BACK_MAC: Mac = [2, 0, 0, 0, 0, 2];
@@ -132,14 +130,9 @@ paths = [{ port = "back", mac = "02:00:00:00:01:11" }]
 "#;
 
 fn core() -> Core {
-    let cfg = Config::from_toml(CONFIG).unwrap();
-    let s = Services::from_config(&cfg, &[FRONT_MAC, BACK_MAC]);
-    Core::new(
-        0,
+    testkit::core_of(
+        testkit::services_of(CONFIG, &[FRONT_MAC, BACK_MAC]),
         1024,
-        Timeouts::default(),
-        Arc::new(s),
-        Arc::new(WorkerCounters::default()),
         5,
     )
 }

@@ -97,14 +97,7 @@ fn snapshot(cfg: &Config, live: &[BackendLive], options: Options) -> Arc<Service
 
 fn core_with(live: &[BackendLive], options: Options) -> Core {
     let c = cfg();
-    Core::new(
-        0,
-        1024,
-        Timeouts::default(),
-        snapshot(&c, live, options),
-        Arc::new(WorkerCounters::default()),
-        7,
-    )
+    testkit::core_of(snapshot(&c, live, options), 1024, 7)
 }
 
 fn core() -> Core {
@@ -500,14 +493,7 @@ fn least_flows_picks_the_less_loaded_of_two() {
         selection: Selection::LeastFlows,
         ..Options::from_config(&c0)
     };
-    let mut c = Core::new(
-        0,
-        4096,
-        Timeouts::default(),
-        snapshot(&c0, &[], opts),
-        Arc::new(WorkerCounters::default()),
-        7,
-    );
+    let mut c = testkit::core_of(snapshot(&c0, &[], opts), 4096, 7);
     // 200 new flows over two backends of equal weight: least-flows keeps them within one.
     for i in 0..200 {
         let (v, _) = run(&mut c, 0, &client(44000 + i, SYN, b""), 1);
@@ -530,14 +516,7 @@ fn qos_selection_follows_weights_at_low_load() {
     }
     let opts = Options::from_config(&c0);
     assert_eq!(opts.selection, Selection::Qos);
-    let mut c = Core::new(
-        0,
-        65536,
-        Timeouts::default(),
-        snapshot(&c0, &[], opts),
-        Arc::new(WorkerCounters::default()),
-        7,
-    );
+    let mut c = testkit::core_of(snapshot(&c0, &[], opts), 65536, 7);
     let mut to_a = 0;
     let n = 4000;
     for i in 0..n {

@@ -101,14 +101,7 @@ pub(crate) fn services() -> Arc<Services> {
 }
 
 pub(crate) fn core() -> Core {
-    Core::new(
-        0,
-        1024,
-        Timeouts::default(),
-        services(),
-        Arc::new(WorkerCounters::default()),
-        99,
-    )
+    testkit::core_of(services(), 1024, 99)
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -283,14 +276,7 @@ fn half_open_flows_reach_sibling_workers() {
         &[FRONT_MAC, BACK_MAC, BACK2_MAC],
     ));
     assert!(s.options.siblings);
-    let mut c = Core::new(
-        0,
-        1024,
-        Timeouts::default(),
-        s,
-        Arc::new(WorkerCounters::default()),
-        99,
-    );
+    let mut c = testkit::core_of(s, 1024, 99);
     let n = crate::pipeline::LISTED_PER_MS as u16 + 50;
     for i in 0..n {
         run(&mut c, 0, &client_syn(20_000 + i), 1);
@@ -329,14 +315,7 @@ fn half_open_dsr_flows_reach_sibling_workers_once_established() {
         &cfg,
         &[FRONT_MAC, BACK_MAC, BACK2_MAC],
     ));
-    let mut c = Core::new(
-        0,
-        1024,
-        Timeouts::default(),
-        s,
-        Arc::new(WorkerCounters::default()),
-        99,
-    );
+    let mut c = testkit::core_of(s, 1024, 99);
     let dsr = |flags| {
         testkit::tcp(
             FRONT_MAC,
