@@ -99,14 +99,16 @@ impl Bed {
 
     fn wait_route(&self, dest: &str, want: bool, timeout: Duration) -> Duration {
         let start = Instant::now();
-        while self.route(dest).is_some() != want {
-            assert!(
-                start.elapsed() < timeout,
-                "the router {} {dest} after {timeout:?}",
-                if want { "never learned" } else { "still has" }
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for(timeout, Duration::from_millis(10), || {
+            if self.route(dest).is_some() == want {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the router {} {dest}",
+                    if want { "never learned" } else { "still has" }
+                ))
+            }
+        });
         start.elapsed()
     }
 }
@@ -228,19 +230,14 @@ fn vip<'a>(bgp: &'a serde_json::Value, v: &str) -> &'a serde_json::Value {
 }
 
 fn wait_bgp(n: &Node, what: &str, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    wait_for(Duration::from_secs(15), Duration::from_millis(50), || {
         let d = n.ctl("show bgp").unwrap();
         if f(&d) {
-            return d;
+            Ok(d)
+        } else {
+            Err(format!("show bgp never {what}: {d}\n{}", n.logs()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "show bgp never {what}: {d}\n{}",
-            n.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 #[test]
@@ -536,11 +533,14 @@ fn a_flood_to_the_node_keeps_its_bgp_sessions_and_bfd_up() {
         text.lines().filter(|l| l.contains(" Up ")).count()
     };
     // Let BFD come up on both sessions.
-    let t0 = Instant::now();
-    while bfd_up() < 2 {
-        assert!(t0.elapsed() < Duration::from_secs(15), "BFD never up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || match bfd_up() {
+            2 => Ok(()),
+            n => Err(format!("BFD up on {n} of 2 sessions")),
+        },
+    );
     let before = sessions();
     assert_eq!(before.len(), 2, "{before:?}");
     assert!(

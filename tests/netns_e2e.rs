@@ -8,7 +8,7 @@ use common::*;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tandem_dataplane::flow::FlowKey;
 use tandem_dataplane::select::path;
 use tandem_dataplane::services::SELECTION_SEED;
@@ -149,20 +149,16 @@ fn assert_follows_weights(counts: &HashMap<String, usize>, weights: &[(&str, f64
 }
 
 fn wait_flow(node: &Node, local_port: u16) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
         let f = node
             .ctl(&format!("show flow tcp {CLIENT}:{local_port} {NAT_VIP}:80"))
             .unwrap();
         if f["ok"] == true {
-            return f;
+            Ok(f)
+        } else {
+            Err(format!("flow from port {local_port} never appeared: {f}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "flow from port {local_port} never appeared: {f}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 #[test]

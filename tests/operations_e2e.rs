@@ -105,18 +105,17 @@ fn notified(sock: &UnixDatagram, seen: &mut Vec<String>) {
 }
 
 fn wait_notified(sock: &UnixDatagram, seen: &mut Vec<String>, what: &str, since: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
         notified(sock, seen);
-        if seen[since.min(seen.len())..]
+        let said = seen[since.min(seen.len())..]
             .iter()
-            .any(|m| m.lines().any(|l| l == what))
-        {
-            return;
+            .any(|m| m.lines().any(|l| l == what));
+        if said {
+            Ok(())
+        } else {
+            Err(format!("no {what} in {seen:?}"))
         }
-        assert!(Instant::now() < deadline, "no {what} in {seen:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    })
 }
 
 fn curl_in(t: &Testbed, ns: &str, args: &str) -> String {
@@ -172,20 +171,18 @@ fn a_live_node_changed_reloaded_and_watched() {
     );
     wait_notified(&notify, &mut seen, "READY=1", 0);
     println!("notify: {seen:?}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !in_ns(&t.ns("tc"), &format!("curl -s -m 2 http://{VIP}/id"))
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no answer through the VIP:\n{}",
-            node.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(Duration::from_secs(20), Duration::from_millis(200), || {
+        let answered = in_ns(&t.ns("tc"), &format!("curl -s -m 2 http://{VIP}/id"))
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if answered {
+            Ok(())
+        } else {
+            Err(format!("no answer through the VIP:\n{}", node.logs()))
+        }
+    });
     let first = spread(&t, 20);
     assert!(!first.contains_key("b3"), "{first:?}");
 
@@ -193,17 +190,15 @@ fn a_live_node_changed_reloaded_and_watched() {
     let size = 1_500_000;
     let file = s.path("download");
     let dl = start_download(&t.ns("tc"), VIP, &file, 45001, size, 300_000);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let on = loop {
+    let on = wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
         let f = node
             .ctl(&format!("show flow tcp 10.0.0.100:45001 {VIP}:80"))
             .unwrap();
-        if f["ok"] == true {
-            break f["backend"].as_str().unwrap().to_string();
+        match f["backend"].as_str() {
+            Some(b) if f["ok"] == true => Ok(b.to_string()),
+            _ => Err(format!("no flow for the download: {f}")),
         }
-        assert!(Instant::now() < deadline, "no flow for the download: {f}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     let other = if on == "b1" { "b2" } else { "b1" };
     println!("download on {on}");
 
@@ -236,15 +231,14 @@ fn a_live_node_changed_reloaded_and_watched() {
     finish_download(dl, &file, size, Duration::from_secs(60));
     println!("the download on the removed backend completed intact");
     // Its last flow ended: within a few seconds the backend is gone.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while backends(&node).contains_key(&on) {
-        assert!(
-            Instant::now() < deadline,
-            "{on} never went: {:?}",
-            backends(&node)
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_for(Duration::from_secs(30), Duration::from_millis(250), || {
+        let b = backends(&node);
+        if b.contains_key(&on) {
+            Err(format!("{on} never went: {b:?}"))
+        } else {
+            Ok(())
+        }
+    });
 
     // The running configuration, saved, is one check-config accepts.
     let shown = node.ctl("show config").unwrap();
@@ -295,16 +289,15 @@ fn a_live_node_changed_reloaded_and_watched() {
     unsafe_kill(node.pid(), libc::SIGHUP);
     wait_notified(&notify, &mut seen, "RELOADING=1", before);
     wait_notified(&notify, &mut seen, "READY=1", before);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
         let b = backends(&node);
         let draining = |n: &str| b.get(n).is_none_or(|x| x["state"] == "removing");
         if b.contains_key("b1") && draining("b2") && draining("b3") {
-            break;
+            Ok(())
+        } else {
+            Err(format!("SIGHUP did not reload: {b:?}"))
         }
-        assert!(Instant::now() < deadline, "SIGHUP did not reload: {b:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     let last = spread(&t, 10);
     assert_eq!(last.get("b1"), Some(&10), "{last:?}");
 
@@ -354,15 +347,16 @@ fn a_live_node_changed_reloaded_and_watched() {
         .spawn()
         .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while prom_query(&t, "up{job=\"tandem\"}") != Some(1.0) {
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus never scraped the node: {}",
-            std::fs::read_to_string(s.path("prometheus.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for(Duration::from_secs(60), Duration::from_millis(500), || {
+        if prom_query(&t, "up{job=\"tandem\"}") == Some(1.0) {
+            Ok(())
+        } else {
+            Err(format!(
+                "Prometheus never scraped the node: {}",
+                std::fs::read_to_string(s.path("prometheus.log")).unwrap_or_default()
+            ))
+        }
+    });
     // Quiet now: a few scrapes later the server holds what show stats says (the odd ARP
     // may move a port's count between two readings: read again until both stand still).
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -417,3 +417,22 @@ pub fn wait_for_answer(ns: &str, url: &str, node: &Node) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Tries `check` every `every` until it gives `Ok` (which is returned); past `within` the
+/// test fails with what the last try gave as `Err`. Every wait of the end-to-end tests is
+/// one of these, so none is unbounded and each failure says what was awaited.
+#[allow(dead_code)]
+pub fn wait_for<T>(
+    within: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(why) if Instant::now() >= deadline => panic!("waited {within:?}: {why}"),
+            Err(_) => std::thread::sleep(every),
+        }
+    }
+}
