@@ -211,3 +211,41 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod docs_tests {
+    //! The reference docs against the lists the code works from: every command of the
+    //! command table, every worker counter and every drop reason is named in the docs.
+    use super::specs;
+    use tandem_dataplane::counters::{Absorbed, DropReason, WorkerCounters};
+
+    const CONTROL: &str = include_str!("../../../docs/control.md");
+    const OPERATIONS: &str = include_str!("../../../docs/operations.md");
+
+    #[test]
+    fn every_command_counter_and_drop_reason_is_in_the_docs() {
+        let mut missing = Vec::new();
+        for s in specs() {
+            if !CONTROL.contains(&format!("`{}", s.name)) {
+                missing.push(format!("command {}", s.name));
+            }
+        }
+        let docs = format!("{CONTROL}{OPERATIONS}");
+        WorkerCounters::default().each(|name, _| {
+            if !docs.contains(&format!("`{name}`")) {
+                missing.push(format!("counter {name}"));
+            }
+        });
+        for r in DropReason::ALL {
+            if !docs.contains(&format!("`{}`", r.name())) {
+                missing.push(format!("drop reason {}", r.name()));
+            }
+        }
+        for k in Absorbed::ALL {
+            if !docs.contains(&format!("`{}`", k.name())) {
+                missing.push(format!("absorbed kind {}", k.name()));
+            }
+        }
+        assert!(missing.is_empty(), "not in docs/control.md: {missing:?}");
+    }
+}
