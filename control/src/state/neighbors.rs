@@ -137,17 +137,15 @@ impl Control {
             let Some(p) = self.ports.get(usize::from(port)) else {
                 return;
             };
+            let Some(h) = p.next_hop(addr, v6) else {
+                return;
+            };
             match mac {
-                // A fixed MAC is the backend's (or peer's) own when it is on the link.
-                Some(m) if p.on_link(if v6 { &addr[..] } else { &addr[..4] }) => {
-                    out.push((NeighborKey::new(port, v6, *addr), Some(m)))
-                }
+                // A fixed MAC is the backend's (or peer's) own when it is on the link (its
+                // own next hop); off the link it is a router's, for this path alone.
+                Some(m) if h == *addr => out.push((NeighborKey::new(port, v6, h), Some(m))),
                 Some(_) => {}
-                None => {
-                    if let Some(h) = p.next_hop(addr, v6) {
-                        out.push((NeighborKey::new(port, v6, h), None));
-                    }
-                }
+                None => out.push((NeighborKey::new(port, v6, h), None)),
             }
         };
         for (pi, p) in self.ports.iter().enumerate() {

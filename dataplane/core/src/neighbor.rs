@@ -23,7 +23,7 @@ const MIN_SLOTS: usize = 1024;
 
 /// Which neighbor: the port it is reached on, its address family, and its address (IPv4
 /// in the first four bytes, the rest zero).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NeighborKey {
     pub port: u8,
     pub v6: bool,
@@ -44,9 +44,10 @@ impl NeighborKey {
 }
 
 /// What a worker knows of a neighbor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Entry {
     /// Wanted, being resolved: an answer fills it in.
+    #[default]
     Incomplete,
     /// Learned from an answer (ARP or ND).
     Learned(Mac),
@@ -80,10 +81,11 @@ pub enum Heard {
 
 #[derive(Clone, Copy, Default)]
 struct Slot {
-    /// 0 empty, 1 used, 2 removed (a tombstone: probes go on past it).
+    /// 0 empty, 1 used, 2 removed (a tombstone: probes go on past it); `key` and `entry`
+    /// mean something only while used.
     state: u8,
-    key: Option<NeighborKey>,
-    entry: Option<Entry>,
+    key: NeighborKey,
+    entry: Entry,
     /// The control thread has heard of this entry's MAC, last at `reported_ms`.
     reported: bool,
     reported_ms: u32,
@@ -131,7 +133,7 @@ impl Neighbors {
             let s = &self.slots[at];
             match s.state {
                 EMPTY => return None,
-                USED if s.key.as_ref() == Some(k) => return Some(at),
+                USED if s.key == *k => return Some(at),
                 _ => {}
             }
         }
@@ -141,21 +143,15 @@ impl Neighbors {
     /// The MAC of a resolved (learned or fixed) neighbor.
     #[inline]
     pub fn get(&self, k: &NeighborKey) -> Option<Mac> {
-        let at = self.find(k)?;
-        self.slots[at].entry.and_then(|e| e.mac())
-    }
-
-    /// The entry for `k`, resolved or not.
-    pub fn entry(&self, k: &NeighborKey) -> Option<Entry> {
-        self.find(k).and_then(|at| self.slots[at].entry)
+        self.slots[self.find(k)?].entry.mac()
     }
 
     /// Sets an entry as the control thread says (creating it when absent).
     pub fn install(&mut self, k: NeighborKey, e: Entry, now_ms: u32) {
         let slot = Slot {
             state: USED,
-            key: Some(k),
-            entry: Some(e),
+            key: k,
+            entry: e,
             reported: true,
             reported_ms: now_ms,
             updated_ms: now_ms,
@@ -174,7 +170,7 @@ impl Neighbors {
                 return;
             }
             let age = now_ms.wrapping_sub(s.updated_ms);
-            let fixed = matches!(s.entry, Some(Entry::Fixed(_)));
+            let fixed = matches!(s.entry, Entry::Fixed(_));
             if !fixed && stalest.is_none_or(|(_, a)| age >= a) {
                 stalest = Some((at, age));
             }
@@ -203,8 +199,8 @@ impl Neighbors {
         };
         let s = &mut self.slots[at];
         match s.entry {
-            Some(Entry::Fixed(_)) => Heard::Fixed,
-            Some(Entry::Learned(m))
+            Entry::Fixed(_) => Heard::Fixed,
+            Entry::Learned(m)
                 if m == mac
                     && s.reported
                     && now_ms.wrapping_sub(s.reported_ms) < CONFIRM_EVERY_MS =>
@@ -213,8 +209,8 @@ impl Neighbors {
                 Heard::Same
             }
             _ => {
-                let changed = s.entry != Some(Entry::Learned(mac));
-                s.entry = Some(Entry::Learned(mac));
+                let changed = s.entry != Entry::Learned(mac);
+                s.entry = Entry::Learned(mac);
                 s.updated_ms = now_ms;
                 if changed {
                     s.reported = false;
@@ -236,7 +232,7 @@ impl Neighbors {
         self.slots
             .iter()
             .filter(|s| s.state == USED)
-            .filter_map(|s| Some((s.key?, s.entry?)))
+            .map(|s| (s.key, s.entry))
     }
 
     pub fn len(&self) -> usize {

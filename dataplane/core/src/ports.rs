@@ -2,6 +2,7 @@
 //! which addresses are on a port's link and which next hop reaches the others.
 
 use crate::wire::ethernet::Mac;
+use crate::wire::scope;
 use tandem_config::PortConfig;
 
 /// A port as the packet core sees it.
@@ -41,11 +42,7 @@ impl PortInfo {
     pub fn on_link(&self, addr: &[u8]) -> bool {
         match addr.len() {
             4 => self.ipv4.is_some_and(|(a, l)| {
-                let m = if l == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(l))
-                };
+                let m = mask_v4(l);
                 let x = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]);
                 x & m == u32::from_be_bytes(a) & m
             }),
@@ -61,6 +58,34 @@ impl PortInfo {
             }),
             _ => false,
         }
+    }
+
+    /// True when `addr` is on this port's link: on its subnet, or (IPv6) link-local, which
+    /// every link has.
+    pub fn on_the_link(&self, addr: &[u8; 16], v6: bool) -> bool {
+        if v6 {
+            self.on_link(addr) || scope::v6_link_local(addr)
+        } else {
+            self.on_link(&addr[..4])
+        }
+    }
+
+    /// True when `addr` is the port's own address of that family.
+    pub fn has_address(&self, addr: &[u8; 16], v6: bool) -> bool {
+        if v6 {
+            self.ipv6.is_some_and(|(a, _)| a == *addr)
+        } else {
+            self.ipv4.is_some_and(|(a, _)| a[..] == addr[..4])
+        }
+    }
+
+    /// True when `a` is the broadcast address of this port's IPv4 subnet (a /31 or /32
+    /// has none).
+    pub fn is_subnet_broadcast(&self, a: [u8; 4]) -> bool {
+        self.ipv4.is_some_and(|(ip, len)| {
+            let host = !mask_v4(len);
+            len < 31 && u32::from_be_bytes(a) == u32::from_be_bytes(ip) | host
+        })
     }
 
     /// The next hop for `addr` out of this port: the address itself on the subnet, else
@@ -80,4 +105,9 @@ impl PortInfo {
             })
         }
     }
+}
+
+/// The network mask of an IPv4 prefix length (0 for /0).
+fn mask_v4(len: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
 }

@@ -90,6 +90,12 @@ fn gw6() -> NeighborKey {
     NeighborKey::new(0, true, v6("fd00::fe").octets())
 }
 
+/// A neighbor advertisement to the front port from `mac` at `from`, to `to`, for `target`
+/// at `mac`, with hop limit `hop_limit`.
+fn na(from: &str, to: &str, target: Ipv6Addr, mac: Mac, hop_limit: u8) -> Vec<u8> {
+    testkit::neighbor_advert(FRONT_MAC, mac, (v6(from), v6(to)), target, mac, hop_limit)
+}
+
 fn neighbor_news(c: &Core) -> usize {
     c.state
         .outbox
@@ -103,43 +109,40 @@ fn a_routed_advertisement_changes_no_next_hop() {
     let mut c = core();
     // Sent from anywhere to the IPv6 VIP, naming the gateway: routed, so its hop limit is
     // below 255.
-    let na = testkit::neighbor_advert(
-        FRONT_MAC,
-        ROUTER_MAC,
-        (v6("2001:db8:666::1"), v6("2001:db8::10")),
+    let adv = na(
+        "2001:db8:666::1",
+        "2001:db8::10",
         v6("fd00::fe"),
         ATTACKER_MAC,
         57,
     );
     assert_eq!(
-        run(&mut c, 0, &na, 1).0,
+        run(&mut c, 0, &adv, 1).0,
         Verdict::Drop(DropReason::NdHopLimit)
     );
     // The same with hop limit 255 (a forger's), from off the link.
-    let na = testkit::neighbor_advert(
-        FRONT_MAC,
-        ROUTER_MAC,
-        (v6("2001:db8:666::1"), v6("fd00::1")),
+    let adv = na(
+        "2001:db8:666::1",
+        "fd00::1",
         v6("fd00::fe"),
         ATTACKER_MAC,
         255,
     );
     assert_eq!(
-        run(&mut c, 0, &na, 2).0,
+        run(&mut c, 0, &adv, 2).0,
         Verdict::Drop(DropReason::NdOffLink)
     );
     assert_eq!(c.state.neighbors.get(&gw6()), Some(ROUTER_MAC));
     assert_eq!(neighbor_news(&c), 0);
     // The gateway's own advertisement, on the link, is heard.
-    let na = testkit::neighbor_advert(
-        FRONT_MAC,
-        [2, 0, 0, 0, 0xfe, 0xff],
-        (v6("fe80::fe"), v6("fd00::1")),
+    let adv = na(
+        "fe80::fe",
+        "fd00::1",
         v6("fd00::fe"),
         [2, 0, 0, 0, 0xfe, 0xff],
         255,
     );
-    run(&mut c, 0, &na, 3);
+    run(&mut c, 0, &adv, 3);
     assert_eq!(
         c.state.neighbors.get(&gw6()),
         Some([2, 0, 0, 0, 0xfe, 0xff])
@@ -151,16 +154,9 @@ fn a_routed_advertisement_changes_no_next_hop() {
 fn an_ipv6_target_is_never_an_ipv4_next_hop() {
     let mut c = core();
     // a00:fe:: has the bytes of 10.0.0.254 first; it is off the port's IPv6 link.
-    let na = testkit::neighbor_advert(
-        FRONT_MAC,
-        ATTACKER_MAC,
-        (v6("fe80::66"), v6("fd00::1")),
-        v6("a00:fe::"),
-        ATTACKER_MAC,
-        255,
-    );
+    let adv = na("fe80::66", "fd00::1", v6("a00:fe::"), ATTACKER_MAC, 255);
     assert_eq!(
-        run(&mut c, 0, &na, 1).0,
+        run(&mut c, 0, &adv, 1).0,
         Verdict::Drop(DropReason::NdOffLink)
     );
     assert_eq!(c.state.neighbors.get(&gw4()), Some(ROUTER_MAC));
@@ -178,15 +174,8 @@ fn strangers_on_the_link_create_no_neighbors() {
     for i in 0..5000u32 {
         let mut t = v6("fd00::1:0:0").octets();
         t[12..].copy_from_slice(&i.to_be_bytes());
-        let na = testkit::neighbor_advert(
-            FRONT_MAC,
-            ATTACKER_MAC,
-            (v6("fe80::66"), v6("fd00::1")),
-            Ipv6Addr::from(t),
-            ATTACKER_MAC,
-            255,
-        );
-        run(&mut c, 0, &na, 1 + i / 100);
+        let adv = na("fe80::66", "fd00::1", Ipv6Addr::from(t), ATTACKER_MAC, 255);
+        run(&mut c, 0, &adv, 1 + i / 100);
         // Gratuitous ARP from an on-link address the node does not need.
         let a = std::net::Ipv4Addr::from(0x0a00_0000 + (i % 200) + 2);
         let garp = testkit::arp_request(ATTACKER_MAC, a, a);

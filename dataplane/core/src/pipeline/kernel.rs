@@ -95,12 +95,7 @@ fn is_routing(port: &PortInfo, ip: &[u8], v6: bool) -> bool {
         let l4 = ip.get(p.header_len()..end).unwrap_or(&[]);
         (src, p.ttl(), p.protocol(), l4)
     };
-    let on_link = if v6 {
-        port.on_link(&src) || scope::v6_link_local(&src)
-    } else {
-        port.on_link(&src[..4])
-    };
-    if !on_link {
+    if !port.on_the_link(&src, v6) {
         return false;
     }
     match proto {
@@ -127,13 +122,13 @@ pub(super) fn for_the_kernel(port: &PortInfo, dst: &[u8; 16], v6: bool) -> bool 
     if !port.kernel {
         return false;
     }
+    if port.has_address(dst, v6) {
+        return true;
+    }
     if v6 {
-        port.ipv6.is_some_and(|(a, _)| a == *dst)
-            || (dst[0] == 0xfe && dst[1] & 0xc0 == 0x80)
-            || dst[0] == 0xff
+        scope::v6_link_local(dst) || scope::v6_multicast(dst)
     } else {
-        let d = [dst[0], dst[1], dst[2], dst[3]];
-        port.ipv4.is_some_and(|(a, _)| a == d) || d[0] & 0xf0 == 0xe0 || d == [255; 4]
+        dst[0] & 0xf0 == 0xe0 || dst[..4] == [255; 4]
     }
 }
 

@@ -245,7 +245,7 @@ impl State {
                 if hop_limit != 255 {
                     return Verdict::Drop(DropReason::NdHopLimit);
                 }
-                let on_link = |a: &[u8; 16]| port.on_link(a) || scope::v6_link_local(a);
+                let on_link = |a: &[u8; 16]| port.on_the_link(a, true);
                 let source_ok = match kind {
                     icmp::V6_ROUTER_SOLICIT | icmp::V6_NEIGHBOR_SOLICIT => {
                         src == [0; 16] || on_link(&src)

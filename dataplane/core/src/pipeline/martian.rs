@@ -11,32 +11,15 @@ use crate::wire::scope;
 /// (`wire::scope`), any port's subnet broadcast, one of the node's own addresses, or a VIP.
 #[cold]
 pub(super) fn is_martian(s: &Services, src: &[u8; 16], v6: bool) -> bool {
-    if v6 {
-        if scope::v6_martian(src) {
-            return true;
-        }
-        if s.ports
-            .iter()
-            .any(|p| p.ipv6.is_some_and(|(a, _)| a == *src))
-        {
-            return true;
-        }
+    let v4 = [src[0], src[1], src[2], src[3]];
+    let by_class = if v6 {
+        scope::v6_martian(src)
     } else {
-        let a = [src[0], src[1], src[2], src[3]];
-        if scope::v4_martian(a) {
-            return true;
-        }
-        let x = u32::from_be_bytes(a);
-        let own_or_broadcast = s.ports.iter().any(|p| {
-            p.ipv4.is_some_and(|(ip, len)| {
-                let host = if len >= 31 { 0 } else { u32::MAX >> len };
-                let net = u32::from_be_bytes(ip) & !host;
-                ip == a || (host != 0 && x == net | host)
-            })
-        });
-        if own_or_broadcast {
-            return true;
-        }
-    }
-    s.is_vip(src)
+        scope::v4_martian(v4)
+    };
+    by_class
+        || s.ports
+            .iter()
+            .any(|p| p.has_address(src, v6) || (!v6 && p.is_subnet_broadcast(v4)))
+        || s.is_vip(src)
 }
