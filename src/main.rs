@@ -84,7 +84,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(c) => return c,
             };
-            match tandem_port::node::run(cfg, Some(config), &eal) {
+            match tandem_node::run(cfg, Some(config), &eal) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tandem: {e:#}");

@@ -10,7 +10,7 @@ use super::Control;
 use std::time::{Duration, Instant};
 use tandem_config::{BackendConfig, Config, Problem, ServiceConfig};
 use tandem_dataplane::flow::FlowState;
-use tandem_dataplane::services::{Layout, Seat};
+use tandem_dataplane::services::{Layout, Placed, Seat};
 
 fn problem(key: impl Into<String>, why: impl Into<String>) -> Problem {
     Problem {
@@ -137,6 +137,14 @@ fn service_changes(old: &ServiceConfig, new: &ServiceConfig, out: &mut Changes) 
     }
 }
 
+/// What placing a config over the running layout found: the changes it makes, and the
+/// problems (each naming a key) that refuse it.
+#[derive(Default)]
+struct Placing {
+    changes: Changes,
+    problems: Vec<Problem>,
+}
+
 /// The new services placed over the running ones: matched by name, kept ids for those that
 /// stay, fresh ids for new ones, the rest draining. Problems name what cannot change live.
 fn place(
@@ -145,133 +153,169 @@ fn place(
     now: Instant,
 ) -> Result<(Layout, Changes), Vec<Problem>> {
     let mut l = running.clone();
-    let mut out = Changes::new();
-    let mut problems = Vec::new();
+    let mut out = Placing::default();
     // Gone from the new list: drain.
     for p in &mut l.services {
         if p.removed.is_none() && !new.iter().any(|s| s.name == p.cfg.name) {
             p.removed = Some(now);
-            out.push(format!("service {} removed (draining)", p.cfg.name));
+            out.changes
+                .push(format!("service {} removed (draining)", p.cfg.name));
         }
     }
     for (si, s) in new.iter().enumerate() {
         let key = format!("service[{si}]");
-        let Some(p) = l.service_mut(&s.name) else {
-            // A new service must not take a VIP:port a draining one still serves.
-            if let Some(d) = l.services.iter().find(|p| {
-                p.cfg.vip == s.vip && p.cfg.port == s.port && p.cfg.protocol == s.protocol
-            }) {
-                problems.push(problem(
-                    format!("{key}.vip"),
-                    format!(
-                        "{}:{} is still served by service \"{}\" while its flows drain",
-                        s.vip, s.port, d.cfg.name
-                    ),
-                ));
+        let fresh = match l.service_mut(&s.name) {
+            Some(p) => place_service(p, &key, s, now, &mut out),
+            None => {
+                add_service(&mut l, &key, s, &mut out);
                 continue;
             }
-            match l.add_service(s.clone()) {
-                Ok(_) => out.push(format!(
-                    "service {} added ({} backends)",
-                    s.name,
-                    s.backends.len()
-                )),
-                Err(why) => problems.push(problem("service", why)),
-            }
-            continue;
         };
-        let c = &p.cfg;
-        for (what, same) in [
-            ("vip", c.vip == s.vip),
-            ("port", c.port == s.port),
-            ("protocol", c.protocol == s.protocol),
-            ("mode", c.mode == s.mode),
-        ] {
-            if !same {
-                problems.push(problem(
-                    format!("{key}.{what}"),
-                    "a running service's VIP, port, protocol and mode stay as they are: \
-                     add the new one under another name and remove this one",
-                ));
-            }
-        }
-        if p.removed.take().is_some() {
-            out.push(format!("service {} kept (no longer draining)", s.name));
-        }
-        service_changes(&p.cfg, s, &mut out);
-        let keep = std::mem::take(&mut p.cfg.backends);
-        p.cfg = ServiceConfig {
-            backends: keep,
-            ..s.clone()
-        };
-        for seat in &mut p.seats {
-            if seat.removed.is_none() && !s.backends.iter().any(|b| b.name == seat.cfg.name) {
-                seat.removed = Some(now);
-                out.push(format!(
-                    "backend {}/{} removed (draining)",
-                    s.name, seat.cfg.name
-                ));
-            }
-        }
-        let mut fresh = Vec::new();
-        for (bi, b) in s.backends.iter().enumerate() {
-            let bkey = format!("{key}.backend[{bi}]");
-            match p.seats.iter_mut().find(|x| x.cfg.name == b.name) {
-                Some(seat) => {
-                    if seat.cfg.address != b.address || seat.cfg.port != b.port {
-                        let why = match seat.removed {
-                            Some(_) => format!(
-                                "backend \"{}\" of service \"{}\" is still draining at {}: \
-                                 wait until it is gone, or add this one under another name",
-                                b.name, s.name, seat.cfg.address
-                            ),
-                            None => "a running backend's address and port stay as they are: \
-                                     add the new one under another name and remove this one"
-                                .into(),
-                        };
-                        problems.push(problem(format!("{bkey}.address"), why));
-                        continue;
-                    }
-                    if seat.removed.take().is_some() {
-                        out.push(format!(
-                            "backend {}/{} kept (no longer draining)",
-                            s.name, b.name
-                        ));
-                    }
-                    backend_changes(&s.name, &seat.cfg, b, &mut out);
-                    seat.cfg = b.clone();
-                }
-                None => fresh.push(b.clone()),
-            }
-        }
-        // The seats follow the new order; removed ones go last.
-        let order = |seat: &Seat| {
-            s.backends
-                .iter()
-                .position(|b| b.name == seat.cfg.name)
-                .unwrap_or(usize::MAX)
-        };
-        p.seats.sort_by_key(order);
         for b in fresh {
             let name = b.name.clone();
             match l.add_backend(&s.name, b) {
-                Ok(_) => out.push(format!("backend {}/{name} added", s.name)),
-                Err(why) => problems.push(problem(format!("{key}.backend"), why)),
+                Ok(_) => out.changes.push(format!("backend {}/{name} added", s.name)),
+                Err(why) => out.problems.push(problem(format!("{key}.backend"), why)),
             }
         }
     }
     // The running order follows the new list; removed services go last.
-    let order = |p: &tandem_dataplane::services::Placed| {
+    let order = |p: &Placed| {
         new.iter()
             .position(|s| s.name == p.cfg.name)
             .unwrap_or(usize::MAX)
     };
     l.services.sort_by_key(order);
-    if problems.is_empty() {
-        Ok((l, out))
+    if out.problems.is_empty() {
+        Ok((l, out.changes))
     } else {
-        Err(problems)
+        Err(out.problems)
     }
+}
+
+/// A service the running layout does not have, added (`key` names it in problems).
+fn add_service(l: &mut Layout, key: &str, s: &ServiceConfig, out: &mut Placing) {
+    // A new service must not take a VIP:port a draining one still serves.
+    if let Some(d) = l
+        .services
+        .iter()
+        .find(|p| p.cfg.vip == s.vip && p.cfg.port == s.port && p.cfg.protocol == s.protocol)
+    {
+        out.problems.push(problem(
+            format!("{key}.vip"),
+            format!(
+                "{}:{} is still served by service \"{}\" while its flows drain",
+                s.vip, s.port, d.cfg.name
+            ),
+        ));
+        return;
+    }
+    match l.add_service(s.clone()) {
+        Ok(_) => out.changes.push(format!(
+            "service {} added ({} backends)",
+            s.name,
+            s.backends.len()
+        )),
+        Err(why) => out.problems.push(problem("service", why)),
+    }
+}
+
+/// A running service `p` given its new config `s`: what may change live changes, its
+/// backends are placed over its seats. The backends it does not have yet, to add.
+fn place_service(
+    p: &mut Placed,
+    key: &str,
+    s: &ServiceConfig,
+    now: Instant,
+    out: &mut Placing,
+) -> Vec<BackendConfig> {
+    let c = &p.cfg;
+    for (what, same) in [
+        ("vip", c.vip == s.vip),
+        ("port", c.port == s.port),
+        ("protocol", c.protocol == s.protocol),
+        ("mode", c.mode == s.mode),
+    ] {
+        if !same {
+            out.problems.push(problem(
+                format!("{key}.{what}"),
+                "a running service's VIP, port, protocol and mode stay as they are: \
+                 add the new one under another name and remove this one",
+            ));
+        }
+    }
+    if p.removed.take().is_some() {
+        out.changes
+            .push(format!("service {} kept (no longer draining)", s.name));
+    }
+    service_changes(&p.cfg, s, &mut out.changes);
+    let keep = std::mem::take(&mut p.cfg.backends);
+    p.cfg = ServiceConfig {
+        backends: keep,
+        ..s.clone()
+    };
+    for seat in &mut p.seats {
+        if seat.removed.is_none() && !s.backends.iter().any(|b| b.name == seat.cfg.name) {
+            seat.removed = Some(now);
+            out.changes.push(format!(
+                "backend {}/{} removed (draining)",
+                s.name, seat.cfg.name
+            ));
+        }
+    }
+    let fresh = s
+        .backends
+        .iter()
+        .enumerate()
+        .filter(|(bi, b)| !place_backend(&mut p.seats, &format!("{key}.backend[{bi}]"), s, b, out))
+        .map(|(_, b)| b.clone())
+        .collect();
+    // The seats follow the new order; removed ones go last.
+    let order = |seat: &Seat| {
+        s.backends
+            .iter()
+            .position(|b| b.name == seat.cfg.name)
+            .unwrap_or(usize::MAX)
+    };
+    p.seats.sort_by_key(order);
+    fresh
+}
+
+/// Backend `b` of service `s` placed over the seat of the same name: whether there is one
+/// (a seat whose address or port would change is a problem named by `bkey`).
+fn place_backend(
+    seats: &mut [Seat],
+    bkey: &str,
+    s: &ServiceConfig,
+    b: &BackendConfig,
+    out: &mut Placing,
+) -> bool {
+    let Some(seat) = seats.iter_mut().find(|x| x.cfg.name == b.name) else {
+        return false;
+    };
+    if seat.cfg.address != b.address || seat.cfg.port != b.port {
+        let why = match seat.removed {
+            Some(_) => format!(
+                "backend \"{}\" of service \"{}\" is still draining at {}: \
+                 wait until it is gone, or add this one under another name",
+                b.name, s.name, seat.cfg.address
+            ),
+            None => "a running backend's address and port stay as they are: \
+                     add the new one under another name and remove this one"
+                .into(),
+        };
+        out.problems.push(problem(format!("{bkey}.address"), why));
+        return true;
+    }
+    if seat.removed.take().is_some() {
+        out.changes.push(format!(
+            "backend {}/{} kept (no longer draining)",
+            s.name, b.name
+        ));
+    }
+    backend_changes(&s.name, &seat.cfg, b, &mut out.changes);
+    seat.cfg = b.clone();
+    true
 }
 
 fn settings_changes(old: &Config, new: &Config, out: &mut Changes) {

@@ -1,8 +1,8 @@
 //! The DPDK port layer: the only crate above `ffi` that touches DPDK. It initialises the
 //! EAL, creates mempools, configures ports (one RX and one TX queue per worker), runs the
 //! pinned worker loops that move mbufs between the NIC queues and the packet core
-//! (`tandem-dataplane`), wires a node together (`node`: ports, workers and the control
-//! loop of `tandem-control`) and drives the load generator's I/O (`gen`).
+//! (`tandem-dataplane`) and drives the load generator's I/O (`gen`). It knows nothing of
+//! the control thread: `tandem-node` wires the two together.
 //! Every `unsafe` block above `ffi` lives here, each with its `SAFETY:` reason.
 
 pub mod eal;
@@ -10,7 +10,6 @@ pub mod ethdev;
 pub mod gen;
 pub mod mbuf;
 pub mod memory;
-pub mod node;
 pub mod siblings;
 pub mod twin;
 pub mod worker;

@@ -20,7 +20,9 @@ use crate::select::Inputs;
 use crate::wire::ethernet::Mac;
 use std::hash::Hasher;
 use std::net::IpAddr;
-use tandem_config::{BackendState, Config, Mode, OnBackendDown, Selection, ServiceConfig};
+use tandem_config::{
+    BackendConfig, BackendState, Config, Mode, OnBackendDown, Selection, ServiceConfig,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Path {
@@ -78,6 +80,38 @@ impl Backend {
             series: 0,
             removing: false,
             tag: 0,
+        }
+    }
+
+    /// Backend `b` at `id` of service `sid` with what the control thread learned of it
+    /// (`lv`: up, and each path's state and share); not yet eligible, nor removing.
+    fn placed(id: u16, sid: u16, b: &BackendConfig, lv: &BackendLive, tag: u32) -> Backend {
+        Backend {
+            id,
+            service: sid,
+            name: b.name.clone(),
+            addr: addr_bytes(b.address),
+            v6: b.address.is_ipv6(),
+            port: b.port,
+            weight: b.weight,
+            state: b.state,
+            paths: b
+                .paths
+                .iter()
+                .enumerate()
+                .map(|(pi, p)| Path {
+                    port: p.port as u8,
+                    mac: p.mac,
+                    up: lv.path_up.get(pi).copied().unwrap_or(true),
+                    share: lv.path_share.get(pi).copied().unwrap_or(1000),
+                })
+                .collect(),
+            up: lv.up,
+            eligible: false,
+            max_flows: b.max_flows,
+            series: 0,
+            removing: false,
+            tag,
         }
     }
 
@@ -265,8 +299,6 @@ impl Services {
         live: &[BackendLive],
         options: Options,
     ) -> Services {
-        let dflt = BackendLive::default();
-        let algorithm = crate::select::algorithm(options.selection);
         let mut out = Services {
             generation,
             ports,
@@ -285,110 +317,99 @@ impl Services {
             series: Vec::new(),
         };
         for placed in &layout.services {
-            let s = &placed.cfg;
-            let sid = placed.id;
-            let mut ids = Vec::new();
-            let mut cands = Vec::new();
-            for (id, b, removing) in placed.running() {
-                ids.push(id);
-                let lv = live.get(usize::from(id)).unwrap_or(&dflt);
-                let taking = match b.state {
-                    BackendState::Active => true,
-                    BackendState::Standby => lv.standby_active,
-                    BackendState::Draining | BackendState::Down => false,
-                };
-                let eligible = taking && lv.up;
-                let weight = if eligible {
-                    algorithm.table_weight(b.weight, lv)
-                } else {
-                    0
-                };
-                if s.mode.translates() {
-                    let of = out
-                        .nat_sources
-                        .entry(ServiceKey {
-                            vip: addr_bytes(b.address),
-                            port: b.port,
-                            proto: s.protocol.number(),
-                        })
-                        .or_default();
-                    if !of.contains(&sid) {
-                        of.push(sid);
-                    }
-                }
-                let identity = name_identity(&s.name, &b.name);
-                cands.push(Candidate {
-                    id,
-                    weight,
-                    identity,
-                });
-                let series = out.series.len() as u16;
-                for pi in 0..b.paths.len() {
-                    out.series.push((id, pi as u8));
-                }
-                out.inputs[usize::from(id)] = Inputs {
-                    weight: b.weight,
-                    qos_weight: f64::from(b.weight) * (lv.factor * lv.ramp).clamp(0.0, 1.0),
-                    ewma_us: lv.ewma_us,
-                };
-                out.backends[usize::from(id)] = Backend {
-                    id,
-                    service: sid,
-                    name: b.name.clone(),
-                    addr: addr_bytes(b.address),
-                    v6: b.address.is_ipv6(),
-                    port: b.port,
-                    weight: b.weight,
-                    state: b.state,
-                    paths: b
-                        .paths
-                        .iter()
-                        .enumerate()
-                        .map(|(pi, p)| Path {
-                            port: p.port as u8,
-                            mac: p.mac,
-                            up: lv.path_up.get(pi).copied().unwrap_or(true),
-                            share: lv.path_share.get(pi).copied().unwrap_or(1000),
-                        })
-                        .collect(),
-                    up: lv.up,
-                    eligible,
-                    max_flows: b.max_flows,
-                    series,
-                    removing,
-                    tag: identity as u32,
-                };
-            }
-            let vip = addr_bytes(s.vip);
-            out.by_key.insert(
-                ServiceKey {
-                    vip,
-                    port: s.port,
-                    proto: s.protocol.number(),
-                },
-                sid,
-            );
-            out.vips.insert(vip, ());
-            let admission = placed.seats.iter().any(|x| x.cfg.max_flows > 0);
-            out.services[usize::from(sid)] = Service {
-                id: sid,
-                name: s.name.clone(),
-                vip,
-                v6: s.vip.is_ipv6(),
-                port: s.port,
-                proto: s.protocol.number(),
-                mode: s.mode,
-                backends: ids,
-                maglev: Maglev::build(&cands),
-                admission,
-                counts_flows: admission || algorithm.counts_flows(),
-                queue_max_len: s.queue.max_len as usize,
-                queue_max_wait_us: s.queue.max_wait.as_micros().min(u128::from(u64::MAX)) as u64,
-                clamp_mss: s.clamp_mss,
-                removing: placed.removed.is_some(),
-            };
+            out.place_service(placed, live);
         }
         out
+    }
+
+    /// Service `placed` and its running backends, with what the control thread has
+    /// learned of each (`live`).
+    fn place_service(&mut self, placed: &Placed, live: &[BackendLive]) {
+        let dflt = BackendLive::default();
+        let algorithm = crate::select::algorithm(self.options.selection);
+        let s = &placed.cfg;
+        let sid = placed.id;
+        let mut ids = Vec::new();
+        let mut cands = Vec::new();
+        for (id, b, removing) in placed.running() {
+            ids.push(id);
+            let lv = live.get(usize::from(id)).unwrap_or(&dflt);
+            let taking = match b.state {
+                BackendState::Active => true,
+                BackendState::Standby => lv.standby_active,
+                BackendState::Draining | BackendState::Down => false,
+            };
+            let eligible = taking && lv.up;
+            let weight = if eligible {
+                algorithm.table_weight(b.weight, lv)
+            } else {
+                0
+            };
+            if s.mode.translates() {
+                self.answers_for(sid, s.protocol.number(), &b);
+            }
+            let identity = name_identity(&s.name, &b.name);
+            cands.push(Candidate {
+                id,
+                weight,
+                identity,
+            });
+            self.inputs[usize::from(id)] = Inputs {
+                weight: b.weight,
+                qos_weight: f64::from(b.weight) * (lv.factor * lv.ramp).clamp(0.0, 1.0),
+                ewma_us: lv.ewma_us,
+            };
+            let mut backend = Backend::placed(id, sid, &b, lv, identity as u32);
+            backend.eligible = eligible;
+            backend.removing = removing;
+            backend.series = self.series.len() as u16;
+            for pi in 0..b.paths.len() {
+                self.series.push((id, pi as u8));
+            }
+            self.backends[usize::from(id)] = backend;
+        }
+        let vip = addr_bytes(s.vip);
+        let key = ServiceKey {
+            vip,
+            port: s.port,
+            proto: s.protocol.number(),
+        };
+        self.by_key.insert(key, sid);
+        self.vips.insert(vip, ());
+        let admission = placed.seats.iter().any(|x| x.cfg.max_flows > 0);
+        self.services[usize::from(sid)] = Service {
+            id: sid,
+            name: s.name.clone(),
+            vip,
+            v6: s.vip.is_ipv6(),
+            port: s.port,
+            proto: s.protocol.number(),
+            mode: s.mode,
+            backends: ids,
+            maglev: Maglev::build(&cands),
+            admission,
+            counts_flows: admission || algorithm.counts_flows(),
+            queue_max_len: s.queue.max_len as usize,
+            queue_max_wait_us: s.queue.max_wait.as_micros().min(u128::from(u64::MAX)) as u64,
+            clamp_mss: s.clamp_mss,
+            removing: placed.removed.is_some(),
+        };
+    }
+
+    /// Notes that service `sid` (a translating mode) answers for what backend `b` sends
+    /// from its address and port: a reply from there is one of its flows'.
+    fn answers_for(&mut self, sid: u16, proto: u8, b: &BackendConfig) {
+        let of = self
+            .nat_sources
+            .entry(ServiceKey {
+                vip: addr_bytes(b.address),
+                port: b.port,
+                proto,
+            })
+            .or_default();
+        if !of.contains(&sid) {
+            of.push(sid);
+        }
     }
 
     /// The same snapshot, part of a cluster.
