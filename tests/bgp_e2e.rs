@@ -167,11 +167,7 @@ protocol bgp tor6 from tor {{ neighbor fd00::fe as 65000; ipv6 {{ import none; e
 fn node_config(s: &Scratch, sx: &str) -> String {
     let d = s.path("");
     format!(
-        r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "tbgp{sx}", "--log-level", "lib.eal:warning"]
-[[port]]
+        r#"{header}[[port]]
 name = "front"
 devargs = "net_af_packet0,iface=n0"
 ipv4 = "10.0.0.1/24"
@@ -218,6 +214,7 @@ address = "fd00::11"
 port = 8081
 paths = [{{ port = "front" }}]
 "#,
+        header = node_header(1, 256, &format!("tbgp{sx}")),
         d = d.display()
     )
 }

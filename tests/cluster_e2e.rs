@@ -57,11 +57,7 @@ fn node_config(s: &Scratch, t: &Testbed, id: u16, prefix: &str, cluster: &str) -
         );
     }
     format!(
-        r#"[node]
-id = {id}
-[eal]
-args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}{id}", "--log-level", "lib.eal:warning"]
-[[port]]
+        r#"{header}[[port]]
 name = "front"
 devargs = "net_af_packet0,iface=n{id}f"
 ipv4 = "10.0.0.{id}/24"
@@ -111,6 +107,7 @@ protocol = "tcp"
 mode = "dsr"
 {dsr}
 {cluster}"#,
+        header = node_header(id, 256, &format!("{prefix}{id}")),
         sock = s.path(&format!("ctl{id}.sock")).display(),
         bed = bed.display(),
     )
@@ -166,23 +163,16 @@ fn nodes_doc(n: &Node) -> Value {
 
 /// Waits until `node` sees `want` nodes serving (alive and ready, itself included).
 fn wait_serving(n: &Node, want: usize, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
+    wait_for(timeout, Duration::from_millis(100), || {
         let d = nodes_doc(n);
         let serving = d["nodes"]
             .as_array()
             .map_or(0, |a| a.iter().filter(|x| x["serving"] == true).count());
         if serving == want {
-            return d;
+            return Ok(d);
         }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out waiting for {want} serving nodes: {d}\n{}",
-                n.logs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        Err(format!("{want} serving nodes: {d}\n{}", n.logs()))
+    })
 }
 
 fn start_node(s: &Scratch, t: &Testbed, id: u16, cfg: &str) -> Node {
@@ -208,12 +198,12 @@ fn flow_on(n: &Node, client_port: u16, vip: &str) -> Option<Value> {
 fn wait_records(n: &Node, port_base: u16, vip: &str) -> Vec<Value> {
     let settle = Instant::now() + Duration::from_secs(20);
     (0..DOWNLOADS)
-        .map(|i| loop {
-            match flow_on(n, port_base + i, vip) {
-                Some(f) => break f,
-                None if Instant::now() < settle => std::thread::sleep(Duration::from_millis(200)),
-                None => panic!("the node has no record of download {i}\n{}", n.logs()),
-            }
+        .map(|i| {
+            let left = settle.saturating_duration_since(Instant::now());
+            wait_for(left, Duration::from_millis(200), || {
+                flow_on(n, port_base + i, vip)
+                    .ok_or_else(|| format!("the node has no record of download {i}\n{}", n.logs()))
+            })
         })
         .collect()
 }
@@ -357,9 +347,8 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
 
     // Node 2 starts again: it asks for a snapshot, then serves, and only then announces.
     let restarted = start_node(s, t, 2, &cfgs[1]);
-    let deadline = Instant::now() + Duration::from_secs(20);
     let mut early = 0;
-    loop {
+    wait_for(Duration::from_secs(20), Duration::from_millis(20), || {
         let d = nodes_doc(&restarted);
         let me = d["nodes"]
             .as_array()
@@ -368,11 +357,12 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
         if router_hops(t, vip, "main").contains(&2) && !ready {
             early += 1;
         }
-        if ready || Instant::now() > deadline {
-            break;
+        if ready {
+            Ok(())
+        } else {
+            Err(format!("node 2 never became ready: {d}"))
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
     assert_eq!(
         early, 0,
         "the router had node 2 for {vip} before its snapshot was complete"
@@ -419,16 +409,15 @@ fn failover(t: &Testbed, s: &Scratch, mode: &str, vip: &str, port_base: u16) {
     let bgp = n3.ctl("show bgp").unwrap();
     assert_eq!(bgp["vips"][0]["announced"], false, "{bgp}");
     assert_eq!(bgp["vips"][0]["why"], "draining", "{bgp}");
-    let deadline = Instant::now() + Duration::from_secs(5);
     for n in [0, 1] {
-        while nodes_doc(nodes[n].as_ref().unwrap())["nodes"][2]["status"] != "draining" {
-            assert!(
-                Instant::now() < deadline,
-                "node {} never saw node 3 draining",
-                n + 1
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
+            let status = &nodes_doc(nodes[n].as_ref().unwrap())["nodes"][2]["status"];
+            if status == "draining" {
+                Ok(())
+            } else {
+                Err(format!("node {} never saw node 3 draining", n + 1))
+            }
+        });
     }
     let drain_ports = port_base + 500;
     let out = in_ns(
@@ -518,18 +507,7 @@ fn health_gates_the_announcement(t: &Testbed) {
 
 /// Reads a child's stdout to the end, killing it past the timeout.
 fn wait_output(mut c: Child, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(Some(_)) = c.try_wait() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("a client did not finish in {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_child(&mut c, timeout, "a client");
     let mut s = String::new();
     use std::io::Read;
     c.stdout.take().unwrap().read_to_string(&mut s).unwrap();
@@ -660,20 +638,14 @@ fn a_rolling_reload_under_load_loses_no_connection() {
     std::fs::write(s.path("node3.toml"), next(&cfgs[2])).unwrap();
     let n3 = nodes[2].as_ref().unwrap();
     unsafe_kill(n3.pid(), libc::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !n3
-        .ctl("show services")
-        .unwrap()
-        .to_string()
-        .contains("\"alt\"")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "SIGHUP did not reload node 3\n{}",
-            n3.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        let services = n3.ctl("show services").unwrap().to_string();
+        if services.contains("\"alt\"") {
+            Ok(())
+        } else {
+            Err(format!("SIGHUP did not reload node 3\n{}", n3.logs()))
+        }
+    });
     let alt = in_ns(
         &t.ns("kc"),
         &format!("curl -s -m 10 --retry 2 http://{NAT_VIP}:8080/id"),
@@ -724,11 +696,7 @@ fn sync_channel_refuses_replayed_forged_and_stranger_datagrams() {
     let mut nodes = Vec::new();
     for id in 1..=2u16 {
         let cfg = format!(
-            r#"[node]
-id = {id}
-[eal]
-args = ["--no-huge", "-m", "128", "--no-pci", "--file-prefix", "{prefix}{id}"]
-[[port]]
+            r#"{header}[[port]]
 name = "front"
 devargs = "net_null{id},no-rx=1"
 ipv4 = "10.0.0.{id}/24"
@@ -750,6 +718,7 @@ name = "a"
 address = "10.0.0.11"
 paths = [{{ port = "front", mac = "02:00:00:00:00:11" }}]
 {cluster}"#,
+            header = node_header(id, 128, &format!("{prefix}{id}")),
             sock = s.path(&format!("ctl{id}.sock")).display()
         );
         let p = s.path(&format!("n{id}.toml"));
@@ -769,19 +738,18 @@ paths = [{{ port = "front", mac = "02:00:00:00:00:11" }}]
         String::from_utf8_lossy(&out.stderr)
     );
     println!("attack: {}", String::from_utf8_lossy(&out.stdout).trim());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let d = loop {
+    let d = wait_for(Duration::from_secs(5), Duration::from_millis(100), || {
         let d = nodes_doc(&nodes[1]);
         let peer = &d["nodes"][0];
-        if (peer["replays"].as_u64().unwrap_or(0) >= 1
+        let all = peer["replays"].as_u64().unwrap_or(0) >= 1
             && peer["auth_failures"].as_u64().unwrap_or(0) >= 1
-            && d["refused"]["unknown_node"].as_u64().unwrap_or(0) >= 1)
-            || Instant::now() > deadline
-        {
-            break d;
+            && d["refused"]["unknown_node"].as_u64().unwrap_or(0) >= 1;
+        if all {
+            Ok(d)
+        } else {
+            Err(format!("node 2 did not count every kind of attack: {d}"))
         }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    });
     println!(
         "node 2 after the attack: refused {} ; node 1 as seen: {}",
         d["refused"], d["nodes"][0]
@@ -805,11 +773,7 @@ fn a_secret_others_can_read_is_refused() {
     sh(&format!("chmod 644 {}", secret.display()));
     let cluster = cluster_section(&secret, &loopback_sync(2), |id| format!("10.0.0.{id}"));
     let cfg = format!(
-        r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "128", "--no-pci", "--file-prefix", "{}"]
-[[port]]
+        r#"{header}[[port]]
 name = "front"
 devargs = "net_null0"
 ipv4 = "10.0.0.1/24"
@@ -826,8 +790,8 @@ name = "a"
 address = "10.0.0.11"
 paths = [{{ port = "front" }}]
 {cluster}"#,
-        unique("tse"),
-        s.path("ctl.sock").display()
+        s.path("ctl.sock").display(),
+        header = node_header(1, 128, &unique("tse")),
     );
     let p = s.path("n.toml");
     std::fs::write(&p, cfg).unwrap();

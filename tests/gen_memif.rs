@@ -63,11 +63,7 @@ fn generator_through_tandem_over_memif() {
     std::fs::write(
         &cfg,
         format!(
-            r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+            r#"{header}[[port]]
 name = "front"
 devargs = "net_memif0,role=server,socket={m0},id=0"
 mac = "02:00:00:00:00:01"
@@ -106,7 +102,7 @@ address = "10.1.0.12"
 port = 8080
 paths = [{{ port = "back", mac = "02:00:00:00:01:12" }}]
 "#,
-            prefix = unique("tgent"),
+            header = node_header(1, 512, &unique("tgent")),
             m0 = s.path("m0.sock").display(),
             m1 = s.path("m1.sock").display(),
             sock = sock.display(),

@@ -25,11 +25,7 @@ fn configs_at_the_edge_of_every_range_start_and_stop() {
     let secret = write_secret(&s);
     let cfg = s.path("tandem.toml");
     let text = format!(
-        r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+        r#"{header}[[port]]
 name = "a"
 devargs = "net_null0,no-rx=1"
 ipv4 = "10.0.0.1/24"
@@ -90,7 +86,7 @@ address = "10.0.0.12"
 standby = true
 paths = [{{ port = "a", mac = "02:00:00:00:01:12" }}]
 "#,
-        prefix = unique("tedge"),
+        header = node_header(1, 256, &unique("tedge")),
         sock = s.path("ctl.sock").display(),
         secret = secret.display(),
         s1 = sync[0],
@@ -209,11 +205,7 @@ fn cluster_node_config(
     std::fs::write(
         &cfg,
         format!(
-            r#"[node]
-id = {id}
-[eal]
-args = ["--no-huge", "-m", "{mem}", "--no-pci", "--file-prefix", "{prefix}{id}", "--log-level", "lib.eal:warning"]
-[[port]]
+            r#"{header}[[port]]
 name = "front"
 devargs = "{front}"
 mac = "02:00:00:00:00:01"
@@ -263,12 +255,12 @@ address = "10.1.0.2"
 mac = "02:00:00:00:00:02"
 sync = "{s2}"
 "#,
+            // The pcap's frames live in mbufs (about 2.4 KiB each).
+            header = node_header(id, 512 + mbufs / 300, &format!("{prefix}{id}")),
             sock = s.path(&format!("ctl{id}.sock")).display(),
             secret = secret.display(),
             s1 = sync[0],
             s2 = sync[1],
-            // The pcap's frames live in mbufs (about 2.4 KiB each).
-            mem = 512 + mbufs / 300,
             // The replaying node spins (its port never runs dry); the other backs off.
             sleep = if id == 1 { "0us" } else { "100us" },
         ),
@@ -310,17 +302,14 @@ fn a_hammered_control_socket_never_gets_a_loaded_node_declared_dead() {
     // Node 1 is alone, ready on its own, and takes every flow. A pass through the pcap
     // makes flows faster than the control thread lists them (outbox_overflow); the refresh
     // every 2 s lists the rest.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut flows = 0;
-    while Instant::now() < deadline && flows < 300_000 {
-        flows = n1.ctl("show stats").unwrap()["flows"].as_u64().unwrap_or(0);
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        flows >= 300_000,
-        "node 1 holds {flows} flows\n{}",
-        n1.logs()
-    );
+    let flows = wait_for(Duration::from_secs(60), Duration::from_millis(200), || {
+        let flows = n1.ctl("show stats").unwrap()["flows"].as_u64().unwrap_or(0);
+        if flows >= 300_000 {
+            Ok(flows)
+        } else {
+            Err(format!("node 1 holds {flows} flows\n{}", n1.logs()))
+        }
+    });
     let n2 = Node::start(&cfg2, &s.path("ctl2.sock"), None);
     let alive = |n: &Node, peer: u64| -> Option<bool> {
         let v = n.ctl("show nodes").ok()?;
@@ -330,11 +319,13 @@ fn a_hammered_control_socket_never_gets_a_loaded_node_declared_dead() {
             .find(|x| x["id"] == peer)
             .and_then(|x| x["alive"].as_bool())
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alive(&n2, 1) != Some(true) || alive(&n1, 2) != Some(true) {
-        assert!(Instant::now() < deadline, "nodes never saw each other");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
+        if alive(&n2, 1) == Some(true) && alive(&n1, 2) == Some(true) {
+            Ok(())
+        } else {
+            Err("nodes never saw each other".to_string())
+        }
+    });
     let rss_before = rss_mib(pid1);
 
     // The hammer, for HAMMER_SECS.
@@ -459,11 +450,7 @@ fn af_packet_ring_drops_show_in_show_stats() {
     std::fs::write(
         &cfg,
         format!(
-            r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+            r#"{header}[[port]]
 name = "front"
 devargs = "net_af_packet0,iface={a},framecnt=64"
 ipv4 = "10.77.0.1/24"
@@ -483,7 +470,7 @@ name = "x"
 address = "10.77.0.11"
 paths = [{{ port = "front", mac = "02:00:00:00:01:11" }}]
 "#,
-            prefix = unique("tring"),
+            header = node_header(1, 256, &unique("tring")),
             sock = s.path("ctl.sock").display(),
         ),
     )
@@ -532,11 +519,7 @@ fn replay_rate(s: &Scratch, name: &str, pcap: &std::path::Path, frames: u32) -> 
     std::fs::write(
         &cfg,
         format!(
-            r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+            r#"{header}[[port]]
 name = "front"
 devargs = "net_pcap0,rx_pcap={pcap},infinite_rx=1"
 mac = "02:00:00:00:00:01"
@@ -564,7 +547,7 @@ address = "10.1.0.11"
 port = 8080
 paths = [{{ port = "back", mac = "02:00:00:00:01:11" }}]
 "#,
-            prefix = unique("tspoof"),
+            header = node_header(1, 512, &unique("tspoof")),
             pcap = pcap.display(),
             mbufs = frames + 20_000,
             sock = sock.display(),
@@ -680,11 +663,7 @@ fn small_config(s: &Scratch, name: &str, prefix: &str) -> (std::path::PathBuf, s
     std::fs::write(
         &cfg,
         format!(
-            r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+            r#"{header}[[port]]
 name = "a"
 devargs = "net_null0,no-rx=1"
 ipv4 = "10.0.0.1/24"
@@ -701,6 +680,7 @@ name = "x"
 address = "10.0.0.11"
 paths = [{{ port = "a", mac = "02:00:00:00:01:11" }}]
 "#,
+            header = node_header(1, 256, prefix),
             sock = sock.display(),
         ),
     )

@@ -20,11 +20,7 @@ fn memif_traffic_from_testpmd_is_forwarded() {
     std::fs::write(
         &cfg,
         format!(
-            r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+            r#"{header}[[port]]
 name = "front"
 devargs = "net_memif0,role=server,socket={sock},id=0"
 mac = "02:00:00:00:00:01"
@@ -50,7 +46,7 @@ address = "10.1.0.11"
 port = 5353
 paths = [{{ port = "back", mac = "02:00:00:00:01:11" }}]
 "#,
-            prefix = unique("tmemif"),
+            header = node_header(1, 512, &unique("tmemif")),
             sock = sock.display(),
             out = out.display(),
             ctl = s.path("ctl.sock").display(),

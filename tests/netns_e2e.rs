@@ -44,11 +44,7 @@ fn config(s: &Scratch, t: &Testbed, prefix: &str) -> String {
         );
     }
     format!(
-        r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+        r#"{header}[[port]]
 name = "front"
 devargs = "net_af_packet0,iface=lf-{sx},qpairs=2"
 ipv4 = "10.0.0.1/24"
@@ -100,6 +96,7 @@ port = 80
 protocol = "tcp"
 mode = "dsr"
 {dsr}"#,
+        header = node_header(1, 512, prefix),
         sock = s.path("ctl.sock").display(),
     )
 }

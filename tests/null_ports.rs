@@ -13,11 +13,7 @@ fn null_ports_run_and_stop_on_sigterm() {
     std::fs::write(
         &cfg,
         format!(
-            r#"[node]
-id = 7
-[eal]
-args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+            r#"{header}[[port]]
 name = "a"
 devargs = "net_null0"
 ipv4 = "10.0.0.1/24"
@@ -40,7 +36,7 @@ name = "x"
 address = "10.1.0.11"
 paths = [{{ port = "b", mac = "02:00:00:00:01:11" }}]
 "#,
-            prefix = unique("tnull"),
+            header = node_header(7, 256, &unique("tnull")),
             sock = s.path("ctl.sock").display(),
         ),
     )

@@ -12,7 +12,7 @@ use common::*;
 use std::collections::HashMap;
 use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const VIP: &str = "192.0.2.10";
 const METRICS: &str = "127.0.0.1:9191";
@@ -29,11 +29,7 @@ fn config(s: &Scratch, t: &Testbed, prefix: &str, backends: &[(&str, u32)]) -> S
         );
     }
     format!(
-        r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+        r#"{header}[[port]]
 name = "front"
 devargs = "net_af_packet0,iface=lf-{sx},framecnt=8192"
 ipv4 = "10.0.0.1/24"
@@ -63,6 +59,7 @@ port = 80
 protocol = "tcp"
 mode = "nat"
 {b}"#,
+        header = node_header(1, 512, prefix),
         sock = s.path("ctl.sock").display(),
     )
 }
@@ -359,9 +356,7 @@ fn a_live_node_changed_reloaded_and_watched() {
     });
     // Quiet now: a few scrapes later the server holds what show stats says (the odd ARP
     // may move a port's count between two readings: read again until both stand still).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        std::thread::sleep(Duration::from_secs(3));
+    wait_for(Duration::from_secs(30), Duration::from_secs(3), || {
         let stats = node.ctl("show stats").unwrap();
         let want = (
             stats["workers"][0]["flows_created"].as_f64(),
@@ -378,13 +373,11 @@ fn a_live_node_changed_reloaded_and_watched() {
         );
         println!("Prometheus (flows created, front rx, b1 new flows): {got:?}; show: {want:?}");
         if got == want && want.0.is_some() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("Prometheus {got:?} against show {want:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus {got:?} against show {want:?}"
-        );
-    }
+    });
 
     let before = seen.len();
     node.stop_with(libc::SIGTERM);

@@ -25,11 +25,7 @@ fn ip(s: &str) -> IpAddr {
 fn config(s: &Scratch, prefix: &str) -> String {
     format!(
         r#"
-[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+{header}[[port]]
 name = "front"
 devargs = "net_pcap0,rx_pcap={fin},tx_pcap={fout}"
 mac = "02:00:00:00:00:01"
@@ -95,6 +91,7 @@ address = "fd01::11"
 port = 8080
 paths = [{{ port = "back", mac = "02:00:00:00:01:11" }}]
 "#,
+        header = node_header(1, 256, prefix),
         fin = s.path("front-in.pcap").display(),
         fout = s.path("front-out.pcap").display(),
         bin = s.path("back-in.pcap").display(),

@@ -34,11 +34,7 @@ fn ip(s: &str) -> IpAddr {
 fn config(s: &Scratch, prefix: &str) -> String {
     format!(
         r#"
-[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+{header}[[port]]
 name = "front"
 devargs = "net_pcap0,rx_pcap={fin},tx_pcap={fout}"
 mac = "02:00:00:00:00:01"
@@ -137,6 +133,7 @@ address = "fd01::13"
 port = 6080
 paths = [{{ port = "back", mac = "02:00:00:00:01:13" }}]
 "#,
+        header = node_header(1, 256, prefix),
         fin = s.path("front-in.pcap").display(),
         fout = s.path("front-out.pcap").display(),
         bin = s.path("back-in.pcap").display(),
@@ -564,11 +561,7 @@ fn pcap_network_an_icmp_error_sent_on_by_another_node() {
     write_pcap(&s.path("back-in.pcap"), &[]);
     let cfg = format!(
         r#"
-[node]
-id = 2
-[eal]
-args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+{header}[[port]]
 name = "front"
 devargs = "net_pcap0,rx_pcap={fin},tx_pcap={fout}"
 mac = "02:00:00:00:01:02"
@@ -608,7 +601,7 @@ address = "10.0.0.2"
 mac = "02:00:00:00:01:02"
 sync = "{sync2}"
 "#,
-        prefix = unique("tpnet2"),
+        header = node_header(2, 256, &unique("tpnet2")),
         fin = s.path("front-in.pcap").display(),
         fout = s.path("front-out.pcap").display(),
         bin = s.path("back-in.pcap").display(),

@@ -25,11 +25,7 @@ fn config(s: &Scratch, sx: &str, prefix: &str) -> String {
         );
     }
     format!(
-        r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+        r#"{header}[[port]]
 name = "front"
 devargs = "net_tap0,iface=tpf-{sx}"
 ipv4 = "10.0.0.1/24"
@@ -86,6 +82,7 @@ port = 53
 protocol = "udp"
 mode = "nat"
 {udp}"#,
+        header = node_header(1, 512, prefix),
         sock = s.path("ctl.sock").display(),
     )
 }

@@ -84,11 +84,7 @@ impl Bed {
         let sx = &self.t.suffix;
         let sock = self.s.path(&format!("{name}.sock"));
         let cfg = format!(
-            r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+            r#"{header}[[port]]
 name = "front"
 devargs = "net_af_packet0,iface=lf-{sx}"
 ipv4 = "10.0.0.1/24"
@@ -107,7 +103,7 @@ idle_sleep = "20us"
 socket = "{sock}"
 {sections}
 {services}"#,
-            prefix = unique(&format!("tq{name}")),
+            header = node_header(1, 512, &unique(&format!("tq{name}"))),
             sock = sock.display(),
         );
         let path = self.s.path(&format!("{name}.toml"));

@@ -42,11 +42,7 @@ fn config(s: &Scratch, pcaps: &[&Path], infinite: bool, capacity: u32, mbufs: u3
         .collect();
     let cores: Vec<String> = (0..pcaps.len()).map(|i| i.to_string()).collect();
     format!(
-        r#"[node]
-id = 1
-[eal]
-args = ["--no-huge", "-m", "2048", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
+        r#"{header}[[port]]
 name = "front"
 devargs = "net_pcap0,{rx}{inf}"
 mac = "02:00:00:00:00:01"
@@ -83,7 +79,7 @@ address = "10.1.0.12"
 port = 8080
 paths = [{{ port = "back", mac = "02:00:00:00:01:12" }}]
 "#,
-        prefix = unique("tscale"),
+        header = node_header(1, 2048, &unique("tscale")),
         rx = rx.join(","),
         inf = if infinite { ",infinite_rx=1" } else { "" },
         cores = cores.join(", "),

@@ -53,30 +53,8 @@ impl Config {
                 ("cache", int(self.mempool_cache)),
             ])),
         );
-        let w = &self.workers;
-        t.insert(
-            "workers".into(),
-            Value::Table(table([
-                (
-                    "cores",
-                    Value::Array(w.cores.iter().map(|&c| int(c as i64)).collect()),
-                ),
-                ("burst", int(w.burst as i64)),
-                ("idle_sleep", dur(w.idle_sleep)),
-            ])),
-        );
-        let f = &self.flows;
-        t.insert(
-            "flows".into(),
-            Value::Table(table([
-                ("capacity", int(f.capacity)),
-                ("capacity_v6", int(f.capacity_v6)),
-                ("tcp_syn_timeout", dur(f.tcp_syn_timeout)),
-                ("tcp_established_timeout", dur(f.tcp_established_timeout)),
-                ("tcp_closing_timeout", dur(f.tcp_closing_timeout)),
-                ("udp_timeout", dur(f.udp_timeout)),
-            ])),
-        );
+        t.insert("workers".into(), Value::Table(workers(&self.workers)));
+        t.insert("flows".into(), Value::Table(flows(&self.flows)));
         t.insert(
             "control".into(),
             Value::Table(table([("socket", s(self.control_socket.display()))])),
@@ -85,16 +63,7 @@ impl Config {
             t.insert("metrics".into(), Value::Table(table([("listen", s(m))])));
         }
         if let Some(b) = &self.bgp {
-            t.insert(
-                "bgp".into(),
-                Value::Table(table([
-                    ("bird_socket", s(b.bird_socket.display())),
-                    ("routes4", s(b.routes4.display())),
-                    ("routes6", s(b.routes6.display())),
-                    ("min_healthy", int(b.min_healthy)),
-                    ("withdraw_grace", dur(b.withdraw_grace)),
-                ])),
-            );
+            t.insert("bgp".into(), Value::Table(bgp(b)));
         }
         t.insert("health".into(), Value::Table(health(&self.health)));
         t.insert("qos".into(), Value::Table(qos(&self.qos)));
@@ -112,6 +81,38 @@ impl Config {
         );
         toml::to_string(&t).unwrap_or_default()
     }
+}
+
+fn workers(w: &WorkersConfig) -> Table {
+    table([
+        (
+            "cores",
+            Value::Array(w.cores.iter().map(|&c| int(c as i64)).collect()),
+        ),
+        ("burst", int(w.burst as i64)),
+        ("idle_sleep", dur(w.idle_sleep)),
+    ])
+}
+
+fn flows(f: &FlowsConfig) -> Table {
+    table([
+        ("capacity", int(f.capacity)),
+        ("capacity_v6", int(f.capacity_v6)),
+        ("tcp_syn_timeout", dur(f.tcp_syn_timeout)),
+        ("tcp_established_timeout", dur(f.tcp_established_timeout)),
+        ("tcp_closing_timeout", dur(f.tcp_closing_timeout)),
+        ("udp_timeout", dur(f.udp_timeout)),
+    ])
+}
+
+fn bgp(b: &BgpConfig) -> Table {
+    table([
+        ("bird_socket", s(b.bird_socket.display())),
+        ("routes4", s(b.routes4.display())),
+        ("routes6", s(b.routes6.display())),
+        ("min_healthy", int(b.min_healthy)),
+        ("withdraw_grace", dur(b.withdraw_grace)),
+    ])
 }
 
 fn port(p: &PortConfig) -> Table {

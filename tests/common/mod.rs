@@ -39,6 +39,22 @@ impl Drop for Scratch {
     }
 }
 
+/// The first lines of every test node's config: `[node] id` and an `[eal]` with no
+/// hugepages and no PCI devices, `memory_mb` of memory and this test's own DPDK file
+/// `prefix` (two runs, or two nodes of one run, never share one), EAL logs at warning.
+/// Each test's ports, services and sections follow it.
+#[allow(dead_code)]
+pub fn node_header(
+    id: impl std::fmt::Display,
+    memory_mb: impl std::fmt::Display,
+    prefix: &str,
+) -> String {
+    format!(
+        "[node]\nid = {id}\n[eal]\nargs = [\"--no-huge\", \"-m\", \"{memory_mb}\", \"--no-pci\", \
+         \"--file-prefix\", \"{prefix}\", \"--log-level\", \"lib.eal:warning\"]\n"
+    )
+}
+
 /// The binary under test: this build's, or `TANDEM_BIN` (to measure another build, such
 /// as the one before a change, with the same test).
 pub fn tandem_bin() -> PathBuf {
@@ -88,17 +104,19 @@ impl Node {
             stdout_path: out,
             stderr_path: err,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
+        wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
             if node.ctl("help").is_ok() {
-                return node;
+                return Ok(());
             }
             if let Some(Ok(Some(status))) = node.child.as_mut().map(|c| c.try_wait()) {
                 panic!("tandem exited early ({status}):\n{}", node.logs());
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("tandem did not open its control socket:\n{}", node.logs());
+            Err(format!(
+                "tandem did not open its control socket:\n{}",
+                node.logs()
+            ))
+        });
+        node
     }
 
     pub fn logs(&self) -> String {
@@ -125,20 +143,14 @@ impl Node {
         timeout: Duration,
         f: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
+        wait_for(timeout, Duration::from_millis(100), || {
             let s = self.ctl("show stats").unwrap_or_default();
             if f(&s) {
-                return s;
+                Ok(s)
+            } else {
+                Err(format!("{what}; last stats: {s}\n{}", self.logs()))
             }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {what}; last stats: {s}\n{}",
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
     /// SIGINT, then wait for a clean exit; returns the final stats document it printed.
@@ -150,18 +162,8 @@ impl Node {
     pub fn stop_with(&mut self, signal: i32) -> serde_json::Value {
         let mut child = self.child.take().expect("running");
         unsafe_kill(child.id() as i32, signal);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("tandem did not stop on SIGINT:\n{}", self.logs());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let what = format!("tandem, after signal {signal},");
+        let status = wait_child(&mut child, Duration::from_secs(20), &what);
         assert!(
             status.success(),
             "tandem exited with {status}:\n{}",
@@ -377,19 +379,27 @@ pub fn start_download(
     .unwrap()
 }
 
+/// Waits for child `c` (`what`, in the failure) to exit; past `within` it is killed (by
+/// pid) and the test fails.
+#[allow(dead_code)]
+pub fn wait_child(c: &mut Child, within: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() >= deadline {
+            unsafe_kill(c.id() as i32, libc::SIGKILL);
+            let _ = c.wait();
+            panic!("{what} did not finish in {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits for a download to end and checks it whole, byte for byte.
 pub fn finish_download(mut c: Child, file: &Path, size: usize, within: Duration) {
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(s) = c.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "download did not finish in {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_child(&mut c, within, "a download");
     assert!(status.success(), "curl exited {status}");
     let data = std::fs::read(file).unwrap();
     assert_eq!(data.len(), size, "download length");
@@ -402,20 +412,16 @@ pub fn finish_download(mut c: Child, file: &Path, size: usize, within: Duration)
 
 /// Waits until `url` answers from namespace `ns` (the node has learned its next hops).
 pub fn wait_for_answer(ns: &str, url: &str, node: &Node) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !in_ns(ns, &format!("curl -g -s -m 2 {url}"))
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no answer from {url}:\n{}",
-            node.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(Duration::from_secs(20), Duration::from_millis(200), || {
+        let out = in_ns(ns, &format!("curl -g -s -m 2 {url}"))
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("no answer from {url}:\n{}", node.logs()))
+        }
+    })
 }
 
 /// Tries `check` every `every` until it gives `Ok` (which is returned); past `within` the

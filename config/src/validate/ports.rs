@@ -89,26 +89,7 @@ fn port(c: &mut Checker, k: &str, p: &schema::Port) -> PortConfig {
         let key = format!("{k}.ipv6");
         host_prefix(c, &key, parse_cidr6(s).map(|(a, l)| ((a, l), a.into())))
     });
-    let gateway = p.gateway.as_deref().and_then(|s| {
-        let key = format!("{k}.gateway");
-        let Ok(g) = s.parse::<Ipv4Addr>() else {
-            c.bad(key, format!("\"{s}\" is not an IPv4 address"));
-            return None;
-        };
-        let on = ipv4.map(|(a, l)| (a == g, in_subnet4(g, a, l)));
-        gateway_on_link(c, &key, on, "ipv4");
-        Some(g)
-    });
-    let gateway6 = p.gateway6.as_deref().and_then(|s| {
-        let key = format!("{k}.gateway6");
-        let Ok(g) = s.parse::<Ipv6Addr>() else {
-            c.bad(key, format!("\"{s}\" is not an IPv6 address"));
-            return None;
-        };
-        let on = ipv6.map(|(a, l)| (a == g, in_subnet6(g, a, l)));
-        gateway_on_link(c, &key, on, "ipv6");
-        Some(g)
-    });
+    let (gateway, gateway6) = gateways(c, k, p, ipv4, ipv6);
     let mac = p
         .mac
         .as_deref()
@@ -164,6 +145,37 @@ fn port(c: &mut Checker, k: &str, p: &schema::Port) -> PortConfig {
         kernel,
         max_neighbors,
     }
+}
+
+/// A port's IPv4 and IPv6 gateways, each on the link of the port's address of its family.
+fn gateways(
+    c: &mut Checker,
+    k: &str,
+    p: &schema::Port,
+    ipv4: Option<(Ipv4Addr, u8)>,
+    ipv6: Option<(Ipv6Addr, u8)>,
+) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+    let gateway = p.gateway.as_deref().and_then(|s| {
+        let key = format!("{k}.gateway");
+        let Ok(g) = s.parse::<Ipv4Addr>() else {
+            c.bad(key, format!("\"{s}\" is not an IPv4 address"));
+            return None;
+        };
+        let on = ipv4.map(|(a, l)| (a == g, in_subnet4(g, a, l)));
+        gateway_on_link(c, &key, on, "ipv4");
+        Some(g)
+    });
+    let gateway6 = p.gateway6.as_deref().and_then(|s| {
+        let key = format!("{k}.gateway6");
+        let Ok(g) = s.parse::<Ipv6Addr>() else {
+            c.bad(key, format!("\"{s}\" is not an IPv6 address"));
+            return None;
+        };
+        let on = ipv6.map(|(a, l)| (a == g, in_subnet6(g, a, l)));
+        gateway_on_link(c, &key, on, "ipv6");
+        Some(g)
+    });
+    (gateway, gateway6)
 }
 
 /// A port's address and prefix: a host's address (not loopback, multicast, ...) and a

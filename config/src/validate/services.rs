@@ -54,18 +54,7 @@ fn service(
     ports: &[PortConfig],
     vips: &mut HashSet<(IpAddr, u16, Protocol)>,
 ) -> ServiceConfig {
-    let vip = match parse_ip(&s.vip) {
-        Ok(v) => {
-            if let Some(why) = not_a_host(v) {
-                c.bad(format!("{k}.vip"), why);
-            }
-            Some(v)
-        }
-        Err(e) => {
-            c.bad(format!("{k}.vip"), e);
-            None
-        }
-    };
+    let vip = service_vip(c, k, &s.vip);
     let protocol = Protocol::parse(&s.protocol).unwrap_or_else(|| {
         c.bad(
             format!("{k}.protocol"),
@@ -84,21 +73,7 @@ fn service(
         c.bad(format!("{k}.port"), "must be from 1 to 65535");
     }
     if let Some(v) = vip {
-        if !vips.insert((v, s.port, protocol)) {
-            c.bad(
-                format!("{k}.vip"),
-                format!(
-                    "duplicate VIP: {v} port {} {} is already a service",
-                    s.port,
-                    protocol.name()
-                ),
-            );
-        }
-        for (pi, p) in ports.iter().enumerate() {
-            if port_has(p, v) {
-                c.bad(format!("{k}.vip"), format!("is port[{pi}]'s own address"));
-            }
-        }
+        vip_is_free(c, k, (v, s.port, protocol), ports, vips);
     }
     if s.backend.is_empty() {
         c.bad(
@@ -106,21 +81,7 @@ fn service(
             "a service needs at least one [[service.backend]]",
         );
     }
-    let mut backends = Vec::new();
-    let mut names = HashSet::new();
-    for (j, b) in s.backend.iter().enumerate() {
-        let bk = format!("{k}.backend[{j}]");
-        if let Some(why) = bad_name(&b.name) {
-            c.bad(format!("{bk}.name"), why);
-        }
-        if !names.insert(b.name.clone()) {
-            c.bad(
-                format!("{bk}.name"),
-                format!("duplicate backend name \"{}\" in service", b.name),
-            );
-        }
-        backends.push(backend(c, &bk, b, (vip, s.port, mode), ports));
-    }
+    let backends = backends(c, k, s, (vip, mode), ports);
     let queue = s
         .queue
         .as_ref()
@@ -144,6 +105,74 @@ fn service(
         standby,
         clamp_mss: s.clamp_mss.unwrap_or(true),
     }
+}
+
+/// A service's `vip`: an address of a host (not a network, broadcast or multicast one).
+fn service_vip(c: &mut Checker, k: &str, vip: &str) -> Option<IpAddr> {
+    match parse_ip(vip) {
+        Ok(v) => {
+            if let Some(why) = not_a_host(v) {
+                c.bad(format!("{k}.vip"), why);
+            }
+            Some(v)
+        }
+        Err(e) => {
+            c.bad(format!("{k}.vip"), e);
+            None
+        }
+    }
+}
+
+/// Whether (VIP, port, protocol) `at` is no other service's and the VIP no port's own
+/// address; `vips` holds the services' before this one.
+fn vip_is_free(
+    c: &mut Checker,
+    k: &str,
+    at: (IpAddr, u16, Protocol),
+    ports: &[PortConfig],
+    vips: &mut HashSet<(IpAddr, u16, Protocol)>,
+) {
+    let (v, port, protocol) = at;
+    if !vips.insert(at) {
+        c.bad(
+            format!("{k}.vip"),
+            format!(
+                "duplicate VIP: {v} port {port} {} is already a service",
+                protocol.name()
+            ),
+        );
+    }
+    for (pi, p) in ports.iter().enumerate() {
+        if port_has(p, v) {
+            c.bad(format!("{k}.vip"), format!("is port[{pi}]'s own address"));
+        }
+    }
+}
+
+/// The backends of service `s` (at `vip` in `mode`), each with a name unique in it.
+fn backends(
+    c: &mut Checker,
+    k: &str,
+    s: &schema::Service,
+    (vip, mode): (Option<IpAddr>, Mode),
+    ports: &[PortConfig],
+) -> Vec<BackendConfig> {
+    let mut backends = Vec::new();
+    let mut names = HashSet::new();
+    for (j, b) in s.backend.iter().enumerate() {
+        let bk = format!("{k}.backend[{j}]");
+        if let Some(why) = bad_name(&b.name) {
+            c.bad(format!("{bk}.name"), why);
+        }
+        if !names.insert(b.name.clone()) {
+            c.bad(
+                format!("{bk}.name"),
+                format!("duplicate backend name \"{}\" in service", b.name),
+            );
+        }
+        backends.push(backend(c, &bk, b, (vip, s.port, mode), ports));
+    }
+    backends
 }
 
 /// True when `a` is one of the port's own addresses.

@@ -528,26 +528,7 @@ impl Endpoint {
                 None
             }
             (Kind::SnapshotEnd, Body::Heartbeat(hb)) => {
-                if self.readiness == Readiness::Snapshotting {
-                    if self.attempt_records < hb.total && self.snapshot_attempts < SNAPSHOT_ATTEMPTS
-                    {
-                        tracing::warn!(
-                            from = id,
-                            records = hb.total,
-                            received = self.attempt_records,
-                            "snapshot incomplete (datagrams lost): asking again"
-                        );
-                        self.snapshot_asked = None;
-                    } else {
-                        tracing::info!(
-                            from = id,
-                            records = hb.total,
-                            received = self.attempt_records,
-                            "snapshot complete: ready for new flows"
-                        );
-                        self.readiness = Readiness::Ready;
-                    }
-                }
+                self.snapshot_ended(id, hb.total);
                 None
             }
             (Kind::SnapshotRequest, Body::SnapshotRequest) => {
@@ -563,6 +544,31 @@ impl Endpoint {
             }
             _ => return Err(Refusal::Malformed),
         })
+    }
+
+    /// Peer `from` says the snapshot it sent held `total` records: complete (ready for new
+    /// flows), or asked again while attempts remain when datagrams were lost.
+    fn snapshot_ended(&mut self, from: u16, total: u64) {
+        if self.readiness != Readiness::Snapshotting {
+            return;
+        }
+        if self.attempt_records < total && self.snapshot_attempts < SNAPSHOT_ATTEMPTS {
+            tracing::warn!(
+                from,
+                records = total,
+                received = self.attempt_records,
+                "snapshot incomplete (datagrams lost): asking again"
+            );
+            self.snapshot_asked = None;
+        } else {
+            tracing::info!(
+                from,
+                records = total,
+                received = self.attempt_records,
+                "snapshot complete: ready for new flows"
+            );
+            self.readiness = Readiness::Ready;
+        }
     }
 
     /// Timers: heartbeats, liveness, snapshot requests and answers, the drain deadline.

@@ -205,53 +205,10 @@ fn add(ctl: &mut Control, b: NewBackend, now: Instant) -> Value {
         Ok(t) => t,
         Err(e) => return err(format!("the running configuration does not read back: {e}")),
     };
-    let mut t = toml::Table::new();
-    t.insert("name".into(), b.name.clone().into());
-    t.insert("address".into(), b.address.clone().into());
-    if let Some(p) = b.port {
-        t.insert("port".into(), i64::from(p).into());
-    }
-    if let Some(w) = b.weight {
-        t.insert("weight".into(), i64::from(w).into());
-    }
-    if let Some(m) = b.max_flows {
-        t.insert("max_flows".into(), i64::from(m).into());
-    }
-    // No path: every port that reaches the address (on its subnet, or by its gateway).
-    let paths = if b.paths.is_empty() {
-        let Ok(addr) = b.address.parse::<std::net::IpAddr>() else {
-            return err(format!("\"{}\" is not an address", b.address));
-        };
-        let every: Vec<(String, Option<String>)> = running
-            .ports
-            .iter()
-            .filter(|p| p.reaches(addr))
-            .map(|p| (p.name.clone(), None))
-            .collect();
-        if every.is_empty() {
-            return err(format!(
-                "no port reaches {addr} (none has it on its subnet or a gateway of its \
-                 family): give path PORT/MAC"
-            ));
-        }
-        every
-    } else {
-        b.paths.clone()
+    let t = match backend_table(&running, &b) {
+        Ok(t) => t,
+        Err(e) => return err(e),
     };
-    {
-        let paths: Vec<toml::Value> = paths
-            .iter()
-            .map(|(port, mac)| {
-                let mut p = toml::Table::new();
-                p.insert("port".into(), port.clone().into());
-                if let Some(m) = mac {
-                    p.insert("mac".into(), m.clone().into());
-                }
-                toml::Value::Table(p)
-            })
-            .collect();
-        t.insert("paths".into(), toml::Value::Array(paths));
-    }
     let pushed = doc
         .get_mut("service")
         .and_then(|s| s.as_array_mut())
@@ -273,6 +230,56 @@ fn add(ctl: &mut Control, b: NewBackend, now: Instant) -> Value {
         Ok(changes) => changed_doc("backend add", changes),
         Err(p) => problems_doc("backend add", &p),
     }
+}
+
+/// The `[[service.backend]]` table `backend add` gives: without a path, one over every port
+/// that reaches the address (on its subnet, or by its gateway).
+fn backend_table(running: &Config, b: &NewBackend) -> Result<toml::Table, String> {
+    let mut t = toml::Table::new();
+    t.insert("name".into(), b.name.clone().into());
+    t.insert("address".into(), b.address.clone().into());
+    if let Some(p) = b.port {
+        t.insert("port".into(), i64::from(p).into());
+    }
+    if let Some(w) = b.weight {
+        t.insert("weight".into(), i64::from(w).into());
+    }
+    if let Some(m) = b.max_flows {
+        t.insert("max_flows".into(), i64::from(m).into());
+    }
+    let paths = if b.paths.is_empty() {
+        let Ok(addr) = b.address.parse::<std::net::IpAddr>() else {
+            return Err(format!("\"{}\" is not an address", b.address));
+        };
+        let every: Vec<(String, Option<String>)> = running
+            .ports
+            .iter()
+            .filter(|p| p.reaches(addr))
+            .map(|p| (p.name.clone(), None))
+            .collect();
+        if every.is_empty() {
+            return Err(format!(
+                "no port reaches {addr} (none has it on its subnet or a gateway of its \
+                 family): give path PORT/MAC"
+            ));
+        }
+        every
+    } else {
+        b.paths.clone()
+    };
+    let paths: Vec<toml::Value> = paths
+        .iter()
+        .map(|(port, mac)| {
+            let mut p = toml::Table::new();
+            p.insert("port".into(), port.clone().into());
+            if let Some(m) = mac {
+                p.insert("mac".into(), m.clone().into());
+            }
+            toml::Value::Table(p)
+        })
+        .collect();
+    t.insert("paths".into(), toml::Value::Array(paths));
+    Ok(t)
 }
 
 fn remove(ctl: &mut Control, service: &str, backend: &str, now: Instant) -> Value {

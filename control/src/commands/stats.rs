@@ -26,9 +26,32 @@ pub(super) fn run(ctl: &mut Control, c: Cmd) -> Value {
 }
 
 fn show_stats(ctl: &Control) -> Value {
+    let mut total_drops = Map::new();
+    let workers: Vec<Value> = (0..ctl.workers().len())
+        .map(|i| worker_stats(ctl, i, &mut total_drops))
+        .collect();
+    ok(
+        "show stats",
+        Map::from_iter([
+            ("node".into(), json!(ctl.config().node_id)),
+            ("uptime_s".into(), json!(ctl.started().elapsed().as_secs())),
+            ("ports".into(), Value::Array(port_stats(ctl))),
+            ("workers".into(), Value::Array(workers)),
+            ("drops".into(), Value::Object(total_drops)),
+            ("accounting".into(), accounting(ctl)),
+            ("flows".into(), json!(ctl.flows().len())),
+            (
+                "replicated_to_workers".into(),
+                json!(ctl.flows_replicated()),
+            ),
+        ]),
+    )
+}
+
+/// Each port: its workers' counters summed, its rates and the device's own counters.
+fn port_stats(ctl: &Control) -> Vec<Value> {
     let r = &ctl.rates();
-    let ports: Vec<Value> = ctl
-        .ports()
+    ctl.ports()
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -53,65 +76,47 @@ fn show_stats(ctl: &Control) -> Value {
                 "kernel_drops": d.kernel_drops,
             })
         })
-        .collect();
-    let mut total_drops = Map::new();
-    let workers: Vec<Value> = ctl
-        .workers()
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            let c = &w.counters;
-            let rx: u64 = (0..ctl.ports().len())
-                .map(|p| c.ports[p].rx_packets.get())
-                .sum();
-            let tx: u64 = (0..ctl.ports().len())
-                .map(|p| c.ports[p].tx_packets.get())
-                .sum();
-            let mut drops = Map::new();
-            for r in DropReason::ALL {
-                let n = c.dropped(*r);
-                if n > 0 {
-                    drops.insert(r.name().into(), json!(n));
-                    let t = total_drops.entry(r.name()).or_insert(json!(0));
-                    *t = json!(t.as_u64().unwrap_or(0) + n);
-                }
-            }
-            let mut o = Map::from_iter([
-                ("worker".into(), json!(i)),
-                ("rx".into(), json!(rx)),
-                ("tx".into(), json!(tx)),
-                (
-                    "rx_mpps".into(),
-                    json!(r.worker_rx_pps.get(i).copied().unwrap_or(0.0) / 1e6),
-                ),
-                (
-                    "tx_mpps".into(),
-                    json!(r.worker_tx_pps.get(i).copied().unwrap_or(0.0) / 1e6),
-                ),
-                ("drops".into(), Value::Object(drops)),
-            ]);
-            c.each(|name, v| {
-                o.insert(name.into(), json!(v));
-            });
-            Value::Object(o)
-        })
-        .collect();
-    ok(
-        "show stats",
-        Map::from_iter([
-            ("node".into(), json!(ctl.config().node_id)),
-            ("uptime_s".into(), json!(ctl.started().elapsed().as_secs())),
-            ("ports".into(), Value::Array(ports)),
-            ("workers".into(), Value::Array(workers)),
-            ("drops".into(), Value::Object(total_drops)),
-            ("accounting".into(), accounting(ctl)),
-            ("flows".into(), json!(ctl.flows().len())),
-            (
-                "replicated_to_workers".into(),
-                json!(ctl.flows_replicated()),
-            ),
-        ]),
-    )
+        .collect()
+}
+
+/// Worker `i`: its packets, rates, drops by reason (also added to `total_drops`) and every
+/// counter of the list.
+fn worker_stats(ctl: &Control, i: usize, total_drops: &mut Map<String, Value>) -> Value {
+    let r = &ctl.rates();
+    let c = &ctl.workers()[i].counters;
+    let rx: u64 = (0..ctl.ports().len())
+        .map(|p| c.ports[p].rx_packets.get())
+        .sum();
+    let tx: u64 = (0..ctl.ports().len())
+        .map(|p| c.ports[p].tx_packets.get())
+        .sum();
+    let mut drops = Map::new();
+    for r in DropReason::ALL {
+        let n = c.dropped(*r);
+        if n > 0 {
+            drops.insert(r.name().into(), json!(n));
+            let t = total_drops.entry(r.name()).or_insert(json!(0));
+            *t = json!(t.as_u64().unwrap_or(0) + n);
+        }
+    }
+    let mut o = Map::from_iter([
+        ("worker".into(), json!(i)),
+        ("rx".into(), json!(rx)),
+        ("tx".into(), json!(tx)),
+        (
+            "rx_mpps".into(),
+            json!(r.worker_rx_pps.get(i).copied().unwrap_or(0.0) / 1e6),
+        ),
+        (
+            "tx_mpps".into(),
+            json!(r.worker_tx_pps.get(i).copied().unwrap_or(0.0) / 1e6),
+        ),
+        ("drops".into(), Value::Object(drops)),
+    ]);
+    c.each(|name, v| {
+        o.insert(name.into(), json!(v));
+    });
+    Value::Object(o)
 }
 
 /// Where every frame received went, summed over workers: `received = forwarded + replies +

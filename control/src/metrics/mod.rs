@@ -270,7 +270,6 @@ fn backends(ctl: &Control, p: &mut Families) {
     let s = ctl.snapshot();
     let active = ctl.active_flows_by_backend();
     let w = &ctl.qos().windows;
-    let slots = w.slots();
     for b in s.backends.iter().filter(|b| !b.is_vacant()) {
         let svc = &s.services[usize::from(b.service)].name;
         let l = [("service", svc.as_str()), ("backend", b.name.as_str())];
@@ -331,25 +330,31 @@ fn backends(ctl: &Control, p: &mut Families) {
                 f64::from(b.max_flows),
             );
         }
-        for kind in Kind::ALL {
-            let x = w.summary(b.id, None, kind, slots);
-            if x.count == 0 {
-                continue;
-            }
-            let sec = |us: u64| us as f64 / 1e6;
-            p.summary(
-                "tandem_backend_latency_seconds",
-                "Latency to the backend over the QoS window (show latency), by kind: \
-                 probe, handshake or response.",
-                &[l[0], l[1], ("kind", kind.name())],
-                &[
-                    (0.5, sec(x.p50_us)),
-                    (0.9, sec(x.p90_us)),
-                    (0.99, sec(x.p99_us)),
-                ],
-                (x.count, x.mean_us * x.count as f64 / 1e6),
-            );
+        latency(w, b.id, &l, p);
+    }
+}
+
+/// A backend's latency over the QoS window, a summary per kind of sample.
+fn latency(w: &crate::qos::window::Windows, id: u16, l: &[(&str, &str); 2], p: &mut Families) {
+    let slots = w.slots();
+    for kind in Kind::ALL {
+        let x = w.summary(id, None, kind, slots);
+        if x.count == 0 {
+            continue;
         }
+        let sec = |us: u64| us as f64 / 1e6;
+        p.summary(
+            "tandem_backend_latency_seconds",
+            "Latency to the backend over the QoS window (show latency), by kind: \
+             probe, handshake or response.",
+            &[l[0], l[1], ("kind", kind.name())],
+            &[
+                (0.5, sec(x.p50_us)),
+                (0.9, sec(x.p90_us)),
+                (0.99, sec(x.p99_us)),
+            ],
+            (x.count, x.mean_us * x.count as f64 / 1e6),
+        );
     }
 }
 
@@ -472,6 +477,11 @@ fn cluster(ctl: &Control, p: &mut Families) {
             sync.lag(peer, now).as_secs_f64(),
         );
     }
+    refusals(sync, p);
+}
+
+/// Sync datagrams and records refused, by reason.
+fn refusals(sync: &crate::cluster::Endpoint, p: &mut Families) {
     for (r, n) in crate::cluster::REFUSALS.iter().zip(sync.refused) {
         p.counter(
             "tandem_sync_refused_datagrams_total",

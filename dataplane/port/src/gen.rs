@@ -376,115 +376,184 @@ impl<'a> Frames<'a> {
     }
 }
 
+/// The generator's clock: nanoseconds since it started, from the TSC.
+struct Clock {
+    hz: u64,
+    t0: u64,
+}
+
+impl Clock {
+    fn ns(&self) -> u64 {
+        (u128::from(rdtsc().wrapping_sub(self.t0)) * 1_000_000_000 / u128::from(self.hz)) as u64
+    }
+}
+
+/// The sending side: frames built but refused by the TX ring (offered again first), and a
+/// token bucket holding at most one burst of credit, so a stall is never made up in a rush.
+struct Sender {
+    pkts: [RawMbuf; BURST],
+    pending: usize,
+    credit: f64,
+    last_ns: u64,
+}
+
+impl Sender {
+    /// How many frames `rate` (none: as fast as the ring takes them) allows at `now`.
+    fn allowed(&mut self, rate: Option<f64>, now: u64) -> usize {
+        let allowed = match rate {
+            None => BURST,
+            Some(r) => {
+                self.credit = (self.credit + now.saturating_sub(self.last_ns) as f64 * r / 1e9)
+                    .min(BURST as f64);
+                self.credit as usize
+            }
+        };
+        self.last_ns = now;
+        allowed
+    }
+
+    /// Builds frames up to `allowed` (those refused last time first) and offers them to
+    /// the TX ring; how many it took.
+    fn send(&mut self, ports: &Ports, frames: &mut Frames, allowed: usize, clock: &Clock) -> usize {
+        let mut n = self.pending;
+        let size = frames.spec.size;
+        while n < allowed {
+            let Some(m) = ports.pool.alloc() else { break };
+            // SAFETY: a fresh mbuf from our pool, owned here until sent or freed.
+            let (room, start, _) = unsafe { mbuf::data_room(m) };
+            frames.next(&mut room[start..start + size], clock.ns() as u32);
+            // SAFETY: the frame was written within the data room.
+            unsafe { mbuf::set_frame(m, start, size) };
+            self.pkts[n] = m;
+            n += 1;
+        }
+        let sent = ports.tx.tx_burst(0, &mut self.pkts[..n]);
+        self.credit = (self.credit - sent as f64).max(0.0);
+        // The refused ones move to the front, to be offered again next time round.
+        self.pkts.copy_within(sent..n, 0);
+        self.pending = n - sent;
+        sent
+    }
+}
+
+/// What is measured: from the end of the warm-up (`base`, on the clock), frames sent and
+/// what came back, and the per-second reports.
+struct Measure {
+    base: u64,
+    warming: bool,
+    tx: u64,
+    rx: Rx,
+    next_report: u64,
+    prev: (u64, u64),
+    header: bool,
+}
+
+impl Measure {
+    /// Measuring starts at `now` (on the warm-up's clock): a fresh clock, counts and
+    /// histograms; frames stamped before sequence number `seq` are the warm-up's.
+    fn start(&mut self, now: u64, seq: u32) {
+        self.warming = false;
+        self.base += now;
+        self.tx = 0;
+        self.rx = Rx::default();
+        self.rx.start_seq = Some(seq);
+        self.next_report = 1_000_000_000;
+        self.prev = (0, 0);
+    }
+
+    /// The report of the second that ends at `now`, when it is due.
+    fn each_second(&mut self, now: u64, json_out: bool) {
+        if now < self.next_report {
+            return;
+        }
+        let v = report(now as f64 / 1e9, 1.0, self.tx, &self.rx, self.prev, false);
+        print(&v, json_out, &mut self.header);
+        self.prev = (self.tx, self.rx.ours);
+        self.rx.interval.reset();
+        self.next_report += 1_000_000_000;
+    }
+}
+
+/// Reads what came back (a burst at most) into the measurements, and frees it.
+fn receive(ports: &Ports, rxb: &mut [RawMbuf; BURST], rx: &mut Rx, clock: &Clock) {
+    let got = ports.rx.rx_burst(0, rxb);
+    if got == 0 {
+        return;
+    }
+    let now32 = clock.ns() as u32;
+    for &m in &rxb[..got] {
+        // SAFETY: from rx_burst, ours until freed below.
+        let (room, start, len) = unsafe { mbuf::data_room(m) };
+        rx.on_frame(&room[start..start + len], now32);
+    }
+    mbuf::free_bulk(&mut rxb[..got]);
+}
+
 /// Runs the generator; returns the final report.
 pub fn run(a: &GenArgs) -> anyhow::Result<Value> {
     let plan = Plan::of(a)?;
     let ports = Ports::start(a, plan.settle)?;
-    let spec = &plan.spec;
-    let mut frames = Frames::new(a, spec);
-    let hz = ports.eal.tsc_hz().max(1);
-    let t0 = rdtsc();
-    // Start of the measured phase on that clock (after the warm-up).
-    let mut base = 0u64;
-    let mut warming = !plan.warmup.is_zero();
-    let ns_of = |t: u64| (u128::from(t.wrapping_sub(t0)) * 1_000_000_000 / u128::from(hz)) as u64;
-    let end_ns = plan.duration.as_nanos() as u64;
-    let mut rx = Rx::default();
-    let mut tx: u64 = 0;
-    let mut pkts: [RawMbuf; BURST] = [std::ptr::null_mut(); BURST];
-    // Frames built but refused by the TX ring, offered again first.
-    let mut pending = 0usize;
-    // Token bucket: at most one burst of credit, so a stall is never made up in a rush.
-    let mut credit = 0.0f64;
-    let mut last_ns = 0u64;
+    let mut frames = Frames::new(a, &plan.spec);
+    let clock = Clock {
+        hz: ports.eal.tsc_hz().max(1),
+        t0: rdtsc(),
+    };
+    let mut m = Measure {
+        base: 0,
+        warming: !plan.warmup.is_zero(),
+        tx: 0,
+        rx: Rx::default(),
+        next_report: 1_000_000_000,
+        prev: (0, 0),
+        header: false,
+    };
+    let mut sender = Sender {
+        pkts: [std::ptr::null_mut(); BURST],
+        pending: 0,
+        credit: 0.0,
+        last_ns: 0,
+    };
     let mut rxb: [RawMbuf; BURST] = [std::ptr::null_mut(); BURST];
-    let mut next_report = 1_000_000_000u64;
-    let mut prev = (0u64, 0u64);
-    let mut header = false;
-    let mut sending = true;
-    let mut stop_at = u64::MAX;
+    let end_ns = plan.duration.as_nanos() as u64;
+    let mut stop_at = None;
     loop {
-        let mut now = ns_of(rdtsc()) - base;
-        if warming && now >= plan.warmup.as_nanos() as u64 && (a.mode == Mode::New || frames.cycled)
+        let mut now = clock.ns() - m.base;
+        if m.warming
+            && now >= plan.warmup.as_nanos() as u64
+            && (a.mode == Mode::New || frames.cycled)
         {
-            // Measuring starts now: a fresh clock, counts and histograms; frames stamped
-            // before this sequence number are the warm-up's.
-            warming = false;
-            base += now;
+            m.start(now, frames.seq);
             now = 0;
-            last_ns = 0;
-            tx = 0;
-            rx = Rx::default();
-            rx.start_seq = Some(frames.seq);
-            next_report = 1_000_000_000;
-            prev = (0, 0);
+            sender.last_ns = 0;
         }
-        if sending && !warming {
-            let done = match a.count {
-                Some(c) => tx >= c,
-                None => now >= end_ns,
-            };
-            if done {
-                sending = false;
-                stop_at = now;
+        let done = match a.count {
+            Some(c) => m.tx >= c,
+            None => now >= end_ns,
+        };
+        if stop_at.is_none() && !m.warming && done {
+            stop_at = Some(now);
+        }
+        match stop_at {
+            Some(t) if now >= t + DRAIN.as_nanos() as u64 => break,
+            Some(_) => {}
+            None => {
+                let allowed = sender.allowed(plan.rate, now);
+                let allowed = match a.count {
+                    Some(c) if !m.warming => allowed.min((c - m.tx) as usize),
+                    _ => allowed,
+                };
+                m.tx += sender.send(&ports, &mut frames, allowed, &clock) as u64;
             }
         }
-        if !sending && now >= stop_at + DRAIN.as_nanos() as u64 {
-            break;
-        }
-        if sending {
-            let allowed = match plan.rate {
-                None => BURST,
-                Some(r) => {
-                    credit = (credit + (now - last_ns) as f64 * r / 1e9).min(BURST as f64);
-                    credit as usize
-                }
-            };
-            last_ns = now;
-            let allowed = match a.count {
-                Some(c) if !warming => allowed.min((c - tx) as usize),
-                _ => allowed,
-            };
-            let mut n = pending;
-            while n < allowed {
-                let Some(m) = ports.pool.alloc() else { break };
-                // SAFETY: a fresh mbuf from our pool, owned here until sent or freed.
-                let (room, start, _) = unsafe { mbuf::data_room(m) };
-                frames.next(&mut room[start..start + spec.size], ns_of(rdtsc()) as u32);
-                // SAFETY: the frame was written within the data room.
-                unsafe { mbuf::set_frame(m, start, spec.size) };
-                pkts[n] = m;
-                n += 1;
-            }
-            let sent = ports.tx.tx_burst(0, &mut pkts[..n]);
-            tx += sent as u64;
-            credit = (credit - sent as f64).max(0.0);
-            // The refused ones move to the front, to be offered again next time round.
-            pkts.copy_within(sent..n, 0);
-            pending = n - sent;
-        }
-        let got = ports.rx.rx_burst(0, &mut rxb);
-        if got > 0 {
-            let now32 = ns_of(rdtsc()) as u32;
-            for &m in &rxb[..got] {
-                // SAFETY: from rx_burst, ours until freed below.
-                let (room, start, len) = unsafe { mbuf::data_room(m) };
-                rx.on_frame(&room[start..start + len], now32);
-            }
-            mbuf::free_bulk(&mut rxb[..got]);
-        }
-        if now >= next_report && sending && !warming {
-            let v = report(now as f64 / 1e9, 1.0, tx, &rx, prev, false);
-            print(&v, a.json, &mut header);
-            prev = (tx, rx.ours);
-            rx.interval.reset();
-            next_report += 1_000_000_000;
+        receive(&ports, &mut rxb, &mut m.rx, &clock);
+        if stop_at.is_none() && !m.warming {
+            m.each_second(now, a.json);
         }
     }
-    mbuf::free_bulk(&mut pkts[..pending]);
-    let secs = (stop_at as f64 / 1e9).max(1e-9);
-    let v = report(secs, secs, tx, &rx, prev, true);
-    print(&v, a.json, &mut header);
+    mbuf::free_bulk(&mut sender.pkts[..sender.pending]);
+    let secs = (stop_at.unwrap_or(0) as f64 / 1e9).max(1e-9);
+    let v = report(secs, secs, m.tx, &m.rx, m.prev, true);
+    print(&v, a.json, &mut m.header);
     ports.close();
     Ok(v)
 }

@@ -213,24 +213,16 @@ impl State {
         Some(self.icmp_error(s, rx, pkt, &e))
     }
 
+    /// An IPv6 packet: its extension headers walked to the upper layer, then as `ipv4`.
     pub(super) fn ipv6(&mut self, s: &Services, rx: &Rx, pkt: &mut super::PacketBuf) -> Verdict {
         let l3 = rx.l3();
         let ip = match ipv6::Packet::new_checked(&pkt.frame()[l3..]) {
             Ok(p) => p,
             Err(e) => return Verdict::Drop(wire_drop(e)),
         };
-        let first = ip.next_header();
-        let up = if first == PROTO_TCP || first == PROTO_UDP || first == PROTO_ICMPV6 {
-            ipv6::Upper {
-                proto: first,
-                offset: ipv6::HEADER_LEN,
-                fragment: None,
-            }
-        } else {
-            match ipv6::upper_layer(first, ip.payload()) {
-                Ok(u) => u,
-                Err(e) => return Verdict::Drop(ext_drop(e)),
-            }
+        let up = match upper_v6(&ip) {
+            Ok(u) => u,
+            Err(e) => return Verdict::Drop(ext_drop(e)),
         };
         let nh = up.proto;
         let (src, dst) = (ip.src_bytes(), ip.dst_bytes());
@@ -367,4 +359,19 @@ pub(super) fn toward<'s>(s: &'s Services, key: &FlowKey) -> Toward<'s> {
         },
         from => Toward::Replies(from),
     }
+}
+
+/// Where an IPv6 packet's upper layer starts: at once for TCP, UDP and ICMPv6 (the common
+/// case, no walk), else after its extension headers.
+#[inline]
+fn upper_v6(ip: &ipv6::Packet<&[u8]>) -> Result<ipv6::Upper, ipv6::ExtError> {
+    let first = ip.next_header();
+    if first == PROTO_TCP || first == PROTO_UDP || first == PROTO_ICMPV6 {
+        return Ok(ipv6::Upper {
+            proto: first,
+            offset: ipv6::HEADER_LEN,
+            fragment: None,
+        });
+    }
+    ipv6::upper_layer(first, ip.payload())
 }

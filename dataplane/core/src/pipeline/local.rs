@@ -205,122 +205,158 @@ impl State {
         pkt: &mut PacketBuf,
         at: usize,
     ) -> Verdict {
-        let l3 = rx.l3();
-        let in_port = rx.in_port;
-        let port = &s.ports[usize::from(in_port)];
-        let (src, dst, plen, hop_limit) = {
+        let m = {
+            let l3 = rx.l3();
             let ip = ipv6::Packet::new_unchecked(&pkt.frame()[l3..]);
-            (
-                ip.src_bytes(),
-                ip.dst_bytes(),
-                ip.payload_len(),
-                ip.hop_limit(),
-            )
+            Icmp6 {
+                src: ip.src_bytes(),
+                dst: ip.dst_bytes(),
+                hop_limit: ip.hop_limit(),
+                l3,
+                body: l3 + at..l3 + ipv6::HEADER_LEN + ip.payload_len(),
+            }
         };
-        let (body_at, body_end) = (l3 + at, l3 + ipv6::HEADER_LEN + plen);
-        let kind = match icmp::message_type(&pkt.frame()[body_at..body_end]) {
+        let kind = match icmp::message_type(&pkt.frame()[m.body.clone()]) {
             Ok(k) => k,
             Err(e) => return Verdict::Drop(wire_drop(e)),
         };
-        let ours =
-            |a: &[u8; 16], s: &Services| port.ipv6.is_some_and(|(x, _)| x == *a) || s.is_vip(a);
         match kind {
-            icmp::V6_ECHO_REQUEST if ours(&dst, s) => {
-                if is_martian(s, &src, true) {
+            icmp::V6_ECHO_REQUEST if ours6(s, rx.in_port, &m.dst) => {
+                if is_martian(s, &m.src, true) {
                     return Verdict::Drop(DropReason::MartianSource);
                 }
+                let port = &s.ports[usize::from(rx.in_port)];
                 let f = pkt.frame_mut();
-                icmp::echo_to_reply_v6(&mut f[body_at..body_end]);
-                let mut ip = ipv6::Packet::new_unchecked(&mut f[l3..]);
-                ip.set_src(dst);
-                ip.set_dst(src);
+                icmp::echo_to_reply_v6(&mut f[m.body.clone()]);
+                let mut ip = ipv6::Packet::new_unchecked(&mut f[m.l3..]);
+                ip.set_src(m.dst);
+                ip.set_dst(m.src);
                 ip.set_hop_limit(64);
                 swap_l2(f, &port.mac);
                 self.counters.icmp_replies.inc();
-                Verdict::Tx(in_port)
+                Verdict::Tx(rx.in_port)
             }
-            icmp::V6_ROUTER_SOLICIT..=icmp::V6_REDIRECT => {
-                // RFC 4861: a router forwarding a message lowers its hop limit, so 255
-                // says it was sent on this link; and its sender must be on the link.
-                if hop_limit != 255 {
-                    return Verdict::Drop(DropReason::NdHopLimit);
-                }
-                let on_link = |a: &[u8; 16]| port.on_the_link(a, true);
-                let source_ok = match kind {
-                    icmp::V6_ROUTER_SOLICIT | icmp::V6_NEIGHBOR_SOLICIT => {
-                        src == [0; 16] || on_link(&src)
-                    }
-                    icmp::V6_NEIGHBOR_ADVERT => on_link(&src),
-                    _ => scope::v6_link_local(&src),
-                };
-                if !source_ok {
-                    return Verdict::Drop(DropReason::NdOffLink);
-                }
-                if kind != icmp::V6_NEIGHBOR_SOLICIT && kind != icmp::V6_NEIGHBOR_ADVERT {
-                    return self.unclaimed(s, rx, pkt.frame(), &dst, true);
-                }
-                let nd = match icmp::parse_nd(&pkt.frame()[body_at..body_end]) {
-                    Ok(n) => n,
-                    Err(e) => return Verdict::Drop(wire_drop(e)),
-                };
-                if kind == icmp::V6_NEIGHBOR_ADVERT {
-                    if !on_link(&nd.target) || scope::v6_multicast(&nd.target) {
-                        return Verdict::Drop(DropReason::NdOffLink);
-                    }
-                    if let Some(m) = nd.lladdr {
-                        self.heard(NeighborKey::new(in_port, true, nd.target), m);
-                    }
-                    if port.kernel {
-                        return self.for_kernel(true);
-                    }
-                    return Verdict::Consumed(Absorbed::NeighborAdvert);
-                }
-                if let Some(m) = nd.lladdr {
-                    if src != [0; 16] {
-                        self.heard(NeighborKey::new(in_port, true, src), m);
-                    }
-                }
-                if !ours(&nd.target, s) {
-                    return self.unclaimed(s, rx, pkt.frame(), &dst, true);
-                }
-                if port.ipv6.is_some_and(|(x, _)| x == nd.target) {
-                    self.copy_to_kernel(s, in_port, pkt.frame());
-                }
-                let reply_dst = if src == [0; 16] {
-                    let mut all = [0u8; 16];
-                    all[0] = 0xff;
-                    all[1] = 0x02;
-                    all[15] = 1;
-                    all
-                } else {
-                    src
-                };
-                let need = l3 + ipv6::HEADER_LEN + icmp::ND_LEN;
-                if pkt.start + need > pkt.buf.len() {
-                    return Verdict::Drop(DropReason::NoHeadroom);
-                }
-                pkt.len = need;
-                let f = pkt.frame_mut();
-                swap_l2(f, &port.mac);
-                ipv6::emit(
-                    &mut f[l3..],
-                    nd.target,
-                    reply_dst,
-                    PROTO_ICMPV6,
-                    icmp::ND_LEN,
-                    255,
-                );
-                // A fresh header, without the request's extension headers.
-                let nd_at = l3 + ipv6::HEADER_LEN;
-                let b = &mut f[nd_at..nd_at + icmp::ND_LEN];
-                icmp::emit_nd(b, icmp::V6_NEIGHBOR_ADVERT, &nd.target, &port.mac);
-                icmp::fill_checksum_v6(&nd.target, &reply_dst, b);
-                self.counters.nd_replies.inc();
-                Verdict::Tx(in_port)
-            }
-            _ => self.unclaimed(s, rx, pkt.frame(), &dst, true),
+            icmp::V6_ROUTER_SOLICIT..=icmp::V6_REDIRECT => self.nd(s, rx, pkt, &m, kind),
+            _ => self.unclaimed(s, rx, pkt.frame(), &m.dst, true),
         }
     }
+
+    /// Neighbor discovery (RS, RA, NS, NA, redirect): checked to come from the link; an NA
+    /// or NS teaches its sender's MAC to an entry that exists; an NS for one of our
+    /// addresses is answered.
+    fn nd(&mut self, s: &Services, rx: &Rx, pkt: &mut PacketBuf, m: &Icmp6, kind: u8) -> Verdict {
+        let in_port = rx.in_port;
+        let port = &s.ports[usize::from(in_port)];
+        // RFC 4861: a router forwarding a message lowers its hop limit, so 255 says it was
+        // sent on this link; and its sender must be on the link.
+        if m.hop_limit != 255 {
+            return Verdict::Drop(DropReason::NdHopLimit);
+        }
+        let on_link = |a: &[u8; 16]| port.on_the_link(a, true);
+        let source_ok = match kind {
+            icmp::V6_ROUTER_SOLICIT | icmp::V6_NEIGHBOR_SOLICIT => {
+                m.src == [0; 16] || on_link(&m.src)
+            }
+            icmp::V6_NEIGHBOR_ADVERT => on_link(&m.src),
+            _ => scope::v6_link_local(&m.src),
+        };
+        if !source_ok {
+            return Verdict::Drop(DropReason::NdOffLink);
+        }
+        if kind != icmp::V6_NEIGHBOR_SOLICIT && kind != icmp::V6_NEIGHBOR_ADVERT {
+            return self.unclaimed(s, rx, pkt.frame(), &m.dst, true);
+        }
+        let nd = match icmp::parse_nd(&pkt.frame()[m.body.clone()]) {
+            Ok(n) => n,
+            Err(e) => return Verdict::Drop(wire_drop(e)),
+        };
+        if kind == icmp::V6_NEIGHBOR_ADVERT {
+            if !on_link(&nd.target) || scope::v6_multicast(&nd.target) {
+                return Verdict::Drop(DropReason::NdOffLink);
+            }
+            if let Some(mac) = nd.lladdr {
+                self.heard(NeighborKey::new(in_port, true, nd.target), mac);
+            }
+            if port.kernel {
+                return self.for_kernel(true);
+            }
+            return Verdict::Consumed(Absorbed::NeighborAdvert);
+        }
+        if let Some(mac) = nd.lladdr {
+            if m.src != [0; 16] {
+                self.heard(NeighborKey::new(in_port, true, m.src), mac);
+            }
+        }
+        if !ours6(s, in_port, &nd.target) {
+            return self.unclaimed(s, rx, pkt.frame(), &m.dst, true);
+        }
+        if port.ipv6.is_some_and(|(x, _)| x == nd.target) {
+            self.copy_to_kernel(s, in_port, pkt.frame());
+        }
+        self.advertise(s, in_port, pkt, m, &nd.target)
+    }
+
+    /// Turns the neighbor solicitation `m` for `target` into our advertisement, sent back
+    /// to its sender (to all nodes when it came from the unspecified address).
+    fn advertise(
+        &mut self,
+        s: &Services,
+        in_port: u8,
+        pkt: &mut PacketBuf,
+        m: &Icmp6,
+        target: &[u8; 16],
+    ) -> Verdict {
+        let port = &s.ports[usize::from(in_port)];
+        let reply_dst = if m.src == [0; 16] {
+            let mut all = [0u8; 16];
+            all[0] = 0xff;
+            all[1] = 0x02;
+            all[15] = 1;
+            all
+        } else {
+            m.src
+        };
+        let need = m.l3 + ipv6::HEADER_LEN + icmp::ND_LEN;
+        if pkt.start + need > pkt.buf.len() {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        }
+        pkt.len = need;
+        let f = pkt.frame_mut();
+        swap_l2(f, &port.mac);
+        ipv6::emit(
+            &mut f[m.l3..],
+            *target,
+            reply_dst,
+            PROTO_ICMPV6,
+            icmp::ND_LEN,
+            255,
+        );
+        // A fresh header, without the request's extension headers.
+        let nd_at = m.l3 + ipv6::HEADER_LEN;
+        let b = &mut f[nd_at..nd_at + icmp::ND_LEN];
+        icmp::emit_nd(b, icmp::V6_NEIGHBOR_ADVERT, target, &port.mac);
+        icmp::fill_checksum_v6(target, &reply_dst, b);
+        self.counters.nd_replies.inc();
+        Verdict::Tx(in_port)
+    }
+}
+
+/// An ICMPv6 message as `icmp6` read it: the IPv6 header's addresses and hop limit, where
+/// that header starts, and the message's bytes (after any extension headers).
+struct Icmp6 {
+    src: [u8; 16],
+    dst: [u8; 16],
+    hop_limit: u8,
+    l3: usize,
+    body: std::ops::Range<usize>,
+}
+
+/// Whether `a` is the address of port `in_port` or a VIP: what the node answers for.
+fn ours6(s: &Services, in_port: u8, a: &[u8; 16]) -> bool {
+    s.ports[usize::from(in_port)]
+        .ipv6
+        .is_some_and(|(x, _)| x == *a)
+        || s.is_vip(a)
 }
 
 impl Core {
