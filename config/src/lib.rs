@@ -15,5 +15,8 @@ pub mod units;
 mod validate;
 pub mod write;
 
+#[cfg(test)]
+mod docs_tests;
+
 pub use model::*;
 pub use problem::Problem;
