@@ -14,7 +14,7 @@ use tandem_dataplane::pipeline::Core;
 use tandem_dataplane::qos::admission::Load;
 use tandem_dataplane::services::{PortInfo, Services};
 use tandem_port::eal::{rdtsc, Eal};
-use tandem_port::ethdev::EthPort;
+use tandem_port::ethdev::{EthPort, Queues};
 use tandem_port::mbuf::Mempool;
 use tandem_port::worker::{Clock, Setup, Worker};
 
@@ -218,40 +218,38 @@ fn start_ports(cfg: &Config, nworkers: u16, pool: &Arc<Mempool>) -> anyhow::Resu
     for p in &cfg.ports {
         let id = EthPort::by_name(p.device_name())
             .map_err(|e| anyhow::anyhow!("port {}: {e}", p.name))?;
-        let port = EthPort::start(
-            id,
-            nworkers,
-            p.rx_descriptors,
-            p.tx_descriptors,
-            pool,
-            p.mac,
-        )
-        .map_err(|e| anyhow::anyhow!("port {}: {e}", p.name))?;
+        let queues = Queues {
+            pairs: nworkers,
+            rx_descriptors: p.rx_descriptors,
+            tx_descriptors: p.tx_descriptors,
+        };
+        let port = EthPort::start(id, queues, pool, p.mac)
+            .map_err(|e| anyhow::anyhow!("port {}: {e}", p.name))?;
         let mac = p.mac.unwrap_or_else(|| port.mac());
         tracing::info!(port = %p.name, id, mac = %tandem_config::units::format_mac(&mac), "port started");
         infos.push(PortInfo::from_config(p, mac));
         eth.push(port);
         twins.push(match &p.kernel {
-            Some(k) => Some(start_twin(eth.len() - 1, p, k, mac, nworkers, pool)?),
+            Some(_) => Some(start_twin(eth.len() - 1, p, mac, nworkers, pool)?),
             None => None,
         });
     }
     Ok((eth, infos, twins))
 }
 
-/// Starts port `i`'s kernel twin `ifname` (see `tandem_port::twin`).
+/// Starts port `i`'s kernel twin (`p.kernel`; see `tandem_port::twin`).
 fn start_twin(
     i: usize,
     p: &tandem_config::PortConfig,
-    ifname: &str,
     mac: [u8; 6],
     nworkers: u16,
     pool: &Arc<Mempool>,
 ) -> anyhow::Result<EthPort> {
+    let ifname = p.kernel.as_deref().unwrap_or_default();
     let fail =
         |e: &dyn std::fmt::Display| anyhow::anyhow!("port[{i}].kernel: the TAP twin {ifname}: {e}");
     let id = EthPort::by_name(&tandem_port::twin::device_name(i)).map_err(|e| fail(&e))?;
-    let twin = EthPort::start(id, nworkers, 1024, 1024, pool, Some(mac)).map_err(|e| fail(&e))?;
+    let twin = EthPort::start(id, Queues::of(nworkers), pool, Some(mac)).map_err(|e| fail(&e))?;
     tandem_port::twin::configure(ifname, p.mtu, p.ipv4, p.ipv6).map_err(|e| fail(&e))?;
     tracing::info!(port = %p.name, twin = ifname, "kernel twin up");
     Ok(twin)

@@ -31,6 +31,25 @@ pub struct EthPort {
     pub queues: u16,
 }
 
+/// A port's queues: one RX and one TX queue per worker, each ring this many descriptors.
+#[derive(Clone, Copy)]
+pub struct Queues {
+    pub pairs: u16,
+    pub rx_descriptors: u16,
+    pub tx_descriptors: u16,
+}
+
+impl Queues {
+    /// `pairs` queue pairs of 1024 descriptors each.
+    pub fn of(pairs: u16) -> Queues {
+        Queues {
+            pairs,
+            rx_descriptors: 1024,
+            tx_descriptors: 1024,
+        }
+    }
+}
+
 impl EthPort {
     /// Looks a port up by its device name (the devargs up to the first comma).
     pub fn by_name(name: &str) -> Result<u16, DpdkError> {
@@ -45,17 +64,20 @@ impl EthPort {
         Ok(id)
     }
 
-    /// Configures `queues` RX and TX queue pairs, sets the MAC if asked, enables promiscuous
+    /// Configures the queue pairs `q` asks for, sets the MAC if asked, enables promiscuous
     /// mode (frames for VIPs carry the port's MAC but an af_packet port may see others), and
     /// starts the port.
     pub fn start(
         id: u16,
-        queues: u16,
-        rx_desc: u16,
-        tx_desc: u16,
+        q: Queues,
         pool: &Mempool,
         mac: Option<[u8; 6]>,
     ) -> Result<EthPort, DpdkError> {
+        let Queues {
+            pairs: queues,
+            rx_descriptors: rx_desc,
+            tx_descriptors: tx_desc,
+        } = q;
         let mut info = ffi::rte_eth_dev_info::default();
         // SAFETY: `info` is a valid out pointer; the port id exists.
         check(

@@ -5,7 +5,7 @@
 //! or as JSON lines, and exits by itself after `--duration` or `--count`.
 
 use crate::eal::{rdtsc, Eal};
-use crate::ethdev::EthPort;
+use crate::ethdev::{EthPort, Queues};
 use crate::mbuf::{self, Mempool, RawMbuf};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -102,37 +102,6 @@ fn vdev_arg(devargs: &str) -> Vec<String> {
 
 fn device(devargs: &str) -> &str {
     devargs.split(',').next().unwrap_or("")
-}
-
-fn report(t: f64, dt: f64, tx: u64, rx: &Rx, prev: (u64, u64), final_: bool) -> Value {
-    let h = if final_ { &rx.total } else { &rx.interval };
-    let us = |q: f64| {
-        if h.is_empty() {
-            0.0
-        } else {
-            h.value_at_quantile(q) as f64 / 1000.0
-        }
-    };
-    let (tx_rate, rx_rate) = if final_ {
-        (tx as f64 / dt, rx.ours as f64 / dt)
-    } else {
-        ((tx - prev.0) as f64 / dt, (rx.ours - prev.1) as f64 / dt)
-    };
-    json!({
-        "t_s": (t * 1000.0).round() / 1000.0,
-        "final": final_,
-        "tx_mpps": (tx_rate / 1e4).round() / 100.0,
-        "rx_mpps": (rx_rate / 1e4).round() / 100.0,
-        "tx": tx,
-        "rx": rx.ours,
-        "rx_other": rx.frames - rx.ours,
-        "lost": tx.saturating_sub(rx.ours),
-        "reordered": rx.reordered,
-        "p50_us": us(0.5),
-        "p99_us": us(0.99),
-        "p999_us": us(0.999),
-        "max_us": if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 },
-    })
 }
 
 fn print(v: &Value, json_out: bool, header: &mut bool) {
@@ -268,7 +237,7 @@ impl Ports {
             Mempool::new("tandem_gen", a.mbufs, 256, -1).map_err(|e| anyhow::anyhow!("{e}"))?;
         let open = |d: &str| -> anyhow::Result<EthPort> {
             let id = EthPort::by_name(device(d)).map_err(|e| anyhow::anyhow!("{e}"))?;
-            EthPort::start(id, 1, 1024, 1024, &pool, None)
+            EthPort::start(id, Queues::of(1), &pool, None)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", device(d)))
         };
         let tx = open(&a.tx)?;
@@ -449,6 +418,40 @@ struct Measure {
 }
 
 impl Measure {
+    /// The report at `t` seconds: the second that ended (rates over `dt`), or the whole run
+    /// (`final_`).
+    fn report(&self, t: f64, dt: f64, final_: bool) -> Value {
+        let (tx, rx, prev) = (self.tx, &self.rx, self.prev);
+        let h = if final_ { &rx.total } else { &rx.interval };
+        let us = |q: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(q) as f64 / 1000.0
+            }
+        };
+        let (tx_rate, rx_rate) = if final_ {
+            (tx as f64 / dt, rx.ours as f64 / dt)
+        } else {
+            ((tx - prev.0) as f64 / dt, (rx.ours - prev.1) as f64 / dt)
+        };
+        json!({
+            "t_s": (t * 1000.0).round() / 1000.0,
+            "final": final_,
+            "tx_mpps": (tx_rate / 1e4).round() / 100.0,
+            "rx_mpps": (rx_rate / 1e4).round() / 100.0,
+            "tx": tx,
+            "rx": rx.ours,
+            "rx_other": rx.frames - rx.ours,
+            "lost": tx.saturating_sub(rx.ours),
+            "reordered": rx.reordered,
+            "p50_us": us(0.5),
+            "p99_us": us(0.99),
+            "p999_us": us(0.999),
+            "max_us": if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 },
+        })
+    }
+
     /// Measuring starts at `now` (on the warm-up's clock): a fresh clock, counts and
     /// histograms; frames stamped before sequence number `seq` are the warm-up's.
     fn start(&mut self, now: u64, seq: u32) {
@@ -466,7 +469,7 @@ impl Measure {
         if now < self.next_report {
             return;
         }
-        let v = report(now as f64 / 1e9, 1.0, self.tx, &self.rx, self.prev, false);
+        let v = self.report(now as f64 / 1e9, 1.0, false);
         print(&v, json_out, &mut self.header);
         self.prev = (self.tx, self.rx.ours);
         self.rx.interval.reset();
@@ -552,7 +555,7 @@ pub fn run(a: &GenArgs) -> anyhow::Result<Value> {
     }
     mbuf::free_bulk(&mut sender.pkts[..sender.pending]);
     let secs = (stop_at.unwrap_or(0) as f64 / 1e9).max(1e-9);
-    let v = report(secs, secs, m.tx, &m.rx, m.prev, true);
+    let v = m.report(secs, secs, true);
     print(&v, a.json, &mut m.header);
     ports.close();
     Ok(v)
