@@ -109,8 +109,11 @@ impl State {
         look: Option<Look>,
         pkt: &mut PacketBuf,
     ) -> Verdict {
-        match look {
-            Some(l) => self.segment_toward(s, &l.seg, l.to, l.la, pkt),
+        match &look {
+            Some(l) => match l.to {
+                Toward::Service(svc) => self.serve(s, svc, &l.seg, l.la, pkt),
+                to => self.segment_toward(s, &l.seg, to, l.la, pkt),
+            },
             None => self.frame(s, in_port, pkt),
         }
     }

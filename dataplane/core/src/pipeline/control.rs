@@ -11,6 +11,10 @@ impl Core {
     /// layer's to carry out (they need a fresh buffer); they are handed back.
     pub fn apply(&mut self, msg: ToWorker) -> Option<ToWorker> {
         let st = &mut self.state;
+        if !matches!(msg, ToWorker::Flow { .. } | ToWorker::Measure(_)) {
+            // What a ready egress was made from may have changed (`fast`).
+            st.epoch = st.epoch.wrapping_add(1);
+        }
         match msg {
             ToWorker::Flow { key, rec } => self.apply_replica(key, rec),
             ToWorker::Measure(fresh) => {
@@ -20,6 +24,7 @@ impl Core {
             }
             ToWorker::Services(s) => {
                 st.table.set_timeouts(s.options.timeouts);
+                st.ready.fit(&s);
                 let old = std::mem::replace(&mut self.services, s);
                 st.emit(FromWorker::Retired(old));
             }

@@ -5,6 +5,7 @@
 
 use super::admission::release_if_closed;
 use super::context::Segment;
+use super::fast::Fast;
 use super::martian;
 use super::xmit::{self, nat, Egress};
 use super::{timing, PacketBuf, State, Verdict, LISTED_PER_MS};
@@ -87,7 +88,11 @@ impl State {
         la: Option<Lookahead>,
         pkt: &mut PacketBuf,
     ) -> Verdict {
-        let found = self.known_flow(s, svc, seg, la, pkt);
+        let found = match self.fast(s, svc, seg, la, pkt) {
+            Fast::Done(v) => return v,
+            Fast::Miss => None,
+            Fast::Full => self.known_flow(s, svc, seg, la, pkt),
+        };
         let rec = match found {
             Some(Ok(rec)) => rec,
             Some(Err(v)) => return v,

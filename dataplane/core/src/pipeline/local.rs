@@ -28,6 +28,8 @@ impl State {
         }
         match self.neighbors.heard(&key, mac, self.now.ms) {
             Heard::Report => {
+                // The entry may have changed: ready egresses are made again (`fast`).
+                self.epoch = self.epoch.wrapping_add(1);
                 // Flow records come first: neighbor news takes no more than half the
                 // outbox, and what is left out is reported on the next answer.
                 if self.outbox.len() < OUTBOX_CAP / 2 {

@@ -30,6 +30,7 @@ mod cluster;
 mod context;
 mod control;
 mod demux;
+mod fast;
 mod flows;
 mod fragments;
 mod icmp_errors;
@@ -199,6 +200,13 @@ pub struct State {
     kernel_budget: bucket::Bucket,
     routing_budget: bucket::Bucket,
     kernel_copies: kernel::Copies,
+    /// Counts what makes an established flow's ready egress stale (`fast`): a new services
+    /// snapshot, a link, the membership or a neighbor entry changed.
+    epoch: u32,
+    /// Each backend path's ready egress (`fast`).
+    ready: fast::ReadyTable,
+    /// False: every packet takes the full flow stage (to test the fast path against it).
+    fast_path: bool,
 }
 
 impl Core {
@@ -214,6 +222,8 @@ impl Core {
         let siblings = services.options.siblings;
         let clustered = services.cluster.is_some();
         let queues = admission::queues_for(&services);
+        let mut ready = fast::ReadyTable::default();
+        ready.fit(&services);
         let neighbor_room = services
             .ports
             .iter()
@@ -248,8 +258,19 @@ impl Core {
                 kernel_budget: kernel::budget(),
                 routing_budget: kernel::routing_budget(),
                 kernel_copies: kernel::Copies::default(),
+                epoch: 1,
+                ready,
+                fast_path: true,
             },
         }
+    }
+
+    /// The same core with the established-flow fast path off: every packet takes the full
+    /// flow stage (the reference the fast path is tested against).
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn full_stage_only(mut self) -> Core {
+        self.state.fast_path = false;
+        self
     }
 
     /// Shares the node's admission counts with this core (every worker gets the same).

@@ -1,0 +1,417 @@
+//! The established flow's fast path, as VPP's lb plugin keeps a per-flow adjacency: what
+//! a packet of a known flow needs to leave (egress port, next hop, the backend's address
+//! and port) is kept ready per backend path (`Ready`), checked against one number, and the
+//! packet goes out with nothing else asked of the services, the links or the neighbors.
+//!
+//! It takes only what the full flow stage (`flows::serve`) would do nothing more for: a
+//! node on its own (no cluster ranking), a mode that does not encapsulate (no MTU or MSS
+//! work), a whole datagram, TCP without SYN, FIN or RST (no state change), a record bound,
+//! established (or UDP) and not due for its announcement, its primary path usable and its
+//! next hop known. Everything else, and a packet whose ready entry is stale, takes the full
+//! stage, which does what it always did; the ready entry is made again on the next packet.
+//! A ready entry is stale when the services snapshot, a link, the cluster membership or a
+//! neighbor entry changed since it was made (`State::epoch` counts those changes).
+
+use super::context::{Part, Segment};
+use super::xmit::{self, Egress};
+use super::{timing, PacketBuf, State, Verdict};
+use crate::counters::DropReason;
+use crate::flow::table::Lookahead;
+use crate::flow::FlowState;
+use crate::neighbor::{NeighborKey, Neighbors};
+use crate::services::{Service, Services};
+use crate::wire::ethernet::Mac;
+use crate::wire::l4::{self, FIN, PROTO_TCP, PROTO_UDP, RST, SYN};
+use crate::wire::{checksum, ipv4};
+use tandem_config::OnBackendDown;
+
+/// What a packet to one backend over one of its paths needs to leave, and when it was
+/// made (`epoch` of `State`, and the snapshot's generation).
+#[derive(Clone, Copy, Default)]
+pub(super) struct Ready {
+    epoch: u32,
+    generation: u64,
+    port: u8,
+    next_mac: Mac,
+    /// The egress port's MAC (the frame's new source).
+    out_mac: Mac,
+    /// An IPv4 backend's address, and the checksum change term from its service's VIP to
+    /// it (`checksum::delta_bytes`): what an IPv4 nat rewrite computes per packet.
+    addr4: [u8; 4],
+    addr_delta: u32,
+}
+
+/// What the fast path did with a packet.
+pub(super) enum Fast {
+    /// Sent (or dropped, as the full stage would have: a TTL run out).
+    Done(Verdict),
+    /// The table has no record of the flow: a new one.
+    Miss,
+    /// The full stage serves it.
+    Full,
+}
+
+/// The ready entries of a worker, one per (backend, path) of the snapshot (`series`).
+#[derive(Default)]
+pub(super) struct ReadyTable {
+    entries: Vec<Ready>,
+}
+
+impl ReadyTable {
+    /// Room for every path of `s` (on a new snapshot; not on the packet path).
+    pub(super) fn fit(&mut self, s: &Services) {
+        if self.entries.len() < s.series.len() {
+            self.entries.resize(s.series.len(), Ready::default());
+        }
+    }
+
+    /// The ready entry of `backend`'s path `path`, made now when stale: None when the path
+    /// is not usable or its next hop not known (the full stage decides then).
+    #[inline(always)]
+    fn get(
+        &mut self,
+        s: &Services,
+        link_up: &[bool],
+        neighbors: &Neighbors,
+        epoch: u32,
+        (backend, path): (u16, u8),
+    ) -> Option<Ready> {
+        let b = s.backends.get(usize::from(backend))?;
+        let at = usize::from(b.series) + usize::from(path);
+        let r = self.entries.get_mut(at)?;
+        if r.epoch == epoch && r.generation == s.generation {
+            return Some(*r);
+        }
+        // As `State::egress` picks when the primary path is usable, without a failover.
+        let p = b.paths.get(usize::from(path))?;
+        if !(p.up && link_up.get(usize::from(p.port)).copied().unwrap_or(false)) {
+            return None;
+        }
+        let next_mac = match p.mac {
+            Some(m) => m,
+            None => {
+                let out = s.ports.get(usize::from(p.port))?;
+                let hop = out.next_hop(&b.addr, b.v6)?;
+                neighbors.get(&NeighborKey::new(p.port, b.v6, hop))?
+            }
+        };
+        let out_mac = s.ports.get(usize::from(p.port))?.mac;
+        let addr4 = [b.addr[0], b.addr[1], b.addr[2], b.addr[3]];
+        let vip = s.services.get(usize::from(b.service))?.vip;
+        *r = Ready {
+            epoch,
+            generation: s.generation,
+            port: p.port,
+            next_mac,
+            out_mac,
+            addr4,
+            addr_delta: checksum::delta_bytes(&vip[..4], &addr4),
+        };
+        Some(*r)
+    }
+}
+
+impl State {
+    /// A packet of service `svc` by the fast path, when it may take it (see the module's
+    /// doc). `la` is the hash of its key when the burst's first look computed it.
+    #[inline(always)]
+    pub(super) fn fast(
+        &mut self,
+        s: &Services,
+        svc: &Service,
+        seg: &Segment,
+        la: Option<Lookahead>,
+        pkt: &mut PacketBuf,
+    ) -> Fast {
+        let key = seg.key;
+        let flags = seg.l4.flags;
+        if !self.fast_path
+            || s.cluster.is_some()
+            || svc.mode.encapsulates()
+            || seg.part != Part::Whole
+            || (key.proto == PROTO_TCP && flags & (SYN | FIN | RST) != 0)
+        {
+            return Fast::Full;
+        }
+        let now = self.now;
+        let timeouts = *self.table.timeouts();
+        let Some(r) = self.table.get_mut_hashed(&key, la, now.ms) else {
+            return Fast::Miss;
+        };
+        if !matches!(r.state, FlowState::Established | FlowState::Udp)
+            || !r.bound()
+            || now.ms.wrapping_sub(r.last_sync_ms) >= timeouts.sync_interval(r.state)
+        {
+            return Fast::Full;
+        }
+        let Some(b) = s.backends.get(usize::from(r.backend)) else {
+            return Fast::Full;
+        };
+        if key.proto == PROTO_UDP && s.options.on_backend_down == OnBackendDown::Move && !b.up {
+            return Fast::Full;
+        }
+        let which = (r.backend, r.primary_path);
+        let Some(ready) = self
+            .ready
+            .get(s, &self.link_up, &self.neighbors, self.epoch, which)
+        else {
+            return Fast::Full;
+        };
+        // What the full stage's `touch` does to a packet that changes no state.
+        r.last_seen_ms = now.ms;
+        if svc.mode.translates() {
+            timing::request(r, seg.l4, now.us, &mut self.hist, s.options.qos_timeout_us);
+        }
+        if svc.mode.translates() && !key.v6 && !svc.v6 {
+            return Fast::Done(nat_v4(pkt, seg, &ready, b.port));
+        }
+        let to = Egress {
+            port: ready.port,
+            out: &s.ports[usize::from(ready.port)],
+            next_mac: ready.next_mac,
+            addr: b.addr,
+            v6: b.v6,
+            dport: b.port,
+        };
+        Fast::Done(xmit::to_backend(svc.mode, pkt, seg, &to))
+    }
+}
+
+/// `xmit::nat`'s request rewrite of an IPv4 packet, from a ready entry: the same words
+/// written and the same checksum terms applied (so the same bytes), the address change term
+/// computed once per backend path instead of per packet.
+#[inline(always)]
+fn nat_v4(pkt: &mut PacketBuf, seg: &Segment, ready: &Ready, dport: u16) -> Verdict {
+    let l3 = seg.l3();
+    let hl = seg.ip_len;
+    let proto = seg.key.proto;
+    let f = pkt.frame_mut();
+    let mut ip = ipv4::Packet::new_unchecked(&mut f[l3..]);
+    if ip.ttl() <= 1 {
+        return Verdict::Drop(DropReason::TtlExpired);
+    }
+    ip.rewrite_routed(false, ready.addr4, ready.addr_delta);
+    let total = ip.total_len();
+    l4::rewrite_with(
+        proto,
+        &mut f[l3 + hl..l3 + total],
+        ready.addr_delta,
+        2,
+        dport,
+    );
+    xmit::set_l2(pkt, l3, &ready.next_mac, &ready.out_mac, false);
+    Verdict::Tx(ready.port)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast path against the full stage: the same frames and the same changes (links,
+    //! neighbors, snapshots) through a core with it and one without must give the same
+    //! verdicts, bytes, counters and records, whatever the order.
+    use super::super::Core;
+    use crate::flow::FlowKey;
+    use crate::messages::ToWorker;
+    use crate::neighbor::{Entry, NeighborKey};
+    use crate::testkit;
+    use crate::wire::l4::{ACK, FIN, RST, SYN};
+    use proptest::prelude::*;
+    use std::net::IpAddr;
+
+    const FRONT: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const BACK: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const BACK2: [u8; 6] = [2, 0, 0, 0, 0, 3];
+    const CLIENT: [u8; 6] = [2, 0, 0, 0, 0xc, 1];
+
+    /// nat TCP over a fixed-MAC path and a resolved one, nat UDP over a resolved path, dsr;
+    /// `{mac}` is the fixed path's MAC (two snapshots differ by it).
+    const CONFIG: &str = r#"
+[node]
+id = 1
+[eal]
+args = []
+[[port]]
+name = "front"
+devargs = "net_null0"
+ipv4 = "10.0.0.1/24"
+[[port]]
+name = "back"
+devargs = "net_null1"
+ipv4 = "10.1.0.1/24"
+[[port]]
+name = "back2"
+devargs = "net_null2"
+ipv4 = "10.2.0.1/24"
+gateway = "10.2.0.254"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+mode = "nat"
+[[service.backend]]
+name = "a"
+address = "10.1.0.11"
+port = 8080
+paths = [{ port = "back", mac = "{mac}" }, { port = "back2" }]
+[[service]]
+name = "dns"
+vip = "192.0.2.10"
+port = 53
+protocol = "udp"
+mode = "nat"
+[[service.backend]]
+name = "u"
+address = "10.1.0.13"
+port = 5353
+paths = [{ port = "back" }]
+[[service]]
+name = "direct"
+vip = "192.0.2.20"
+port = 80
+protocol = "tcp"
+mode = "dsr"
+[[service.backend]]
+name = "d"
+address = "10.1.0.12"
+paths = [{ port = "back", mac = "02:00:00:00:01:12" }]
+"#;
+
+    fn snapshot(mac: &str) -> std::sync::Arc<crate::services::Services> {
+        testkit::services_of(&CONFIG.replace("{mac}", mac), &[FRONT, BACK, BACK2])
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// What happens next: a frame (kind, client) or a change.
+    #[derive(Debug, Clone, Copy)]
+    enum Step {
+        Frame(u8, u8),
+        Link(u8, bool),
+        Neighbor(u8, u8),
+        Forget(u8),
+        Snapshot(bool),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            8 => (0u8..8, 0u8..6).prop_map(|(k, c)| Step::Frame(k, c)),
+            1 => (1u8..3, any::<bool>()).prop_map(|(p, u)| Step::Link(p, u)),
+            1 => (0u8..3, 0u8..3).prop_map(|(n, m)| Step::Neighbor(n, m)),
+            1 => (0u8..3).prop_map(Step::Forget),
+            1 => any::<bool>().prop_map(Step::Snapshot),
+        ]
+    }
+
+    /// The neighbors the config's resolved paths need: backend u on back, backend a on
+    /// back, back2's gateway.
+    fn neighbor(n: u8) -> NeighborKey {
+        match n {
+            0 => NeighborKey::v4(1, [10, 1, 0, 13]),
+            1 => NeighborKey::v4(1, [10, 1, 0, 11]),
+            _ => NeighborKey::v4(2, [10, 2, 0, 254]),
+        }
+    }
+
+    /// Frame `kind` of client `c`: to the nat TCP service (SYN, data, bare ACK, FIN, RST),
+    /// to the UDP one, to dsr, or backend a's answer.
+    fn frame(kind: u8, c: u8) -> (u8, Vec<u8>) {
+        let client = ip("198.51.100.7");
+        let sport = 40_000 + u16::from(c);
+        let tcp = |vip: &str, flags, data: &[u8]| {
+            testkit::tcp(FRONT, CLIENT, client, sport, ip(vip), 80, flags, data)
+        };
+        match kind {
+            0 => (0, tcp("192.0.2.10", SYN, b"")),
+            1 => (0, tcp("192.0.2.10", ACK | 0x08, b"request")),
+            2 => (0, tcp("192.0.2.10", ACK, b"")),
+            3 => (
+                0,
+                tcp("192.0.2.10", [FIN | ACK, RST][usize::from(c % 2)], b""),
+            ),
+            4 => (
+                0,
+                testkit::udp(FRONT, CLIENT, client, sport, ip("192.0.2.10"), 53, b"q"),
+            ),
+            5 => (0, tcp("192.0.2.20", [SYN, ACK][usize::from(c % 2)], b"x")),
+            6 => (
+                1,
+                testkit::tcp(
+                    BACK,
+                    [2, 0, 0, 0, 1, 0x11],
+                    ip("10.1.0.11"),
+                    8080,
+                    client,
+                    sport,
+                    [SYN | ACK, ACK][usize::from(c % 2)],
+                    b"answer",
+                ),
+            ),
+            _ => {
+                // An expired TTL: dropped by either path.
+                let mut f = tcp("192.0.2.10", ACK, b"");
+                f[22] = 1;
+                (0, f)
+            }
+        }
+    }
+
+    fn change(step: Step) -> Option<ToWorker> {
+        Some(match step {
+            Step::Frame(..) => return None,
+            Step::Link(port, up) => ToWorker::Link { port, up },
+            Step::Neighbor(n, m) => ToWorker::Neighbor {
+                key: neighbor(n),
+                entry: Entry::Learned([2, 0, 0, 0, 9, m]),
+            },
+            Step::Forget(n) => ToWorker::ForgetNeighbor(neighbor(n)),
+            Step::Snapshot(b) => ToWorker::Services(snapshot(if b {
+                "02:00:00:00:01:11"
+            } else {
+                "02:00:00:00:01:99"
+            })),
+        })
+    }
+
+    fn counters(c: &Core) -> Vec<u64> {
+        let mut v = Vec::new();
+        c.state.counters.each(|_, n| v.push(n));
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn the_fast_path_does_what_the_full_stage_does(
+            steps in proptest::collection::vec(step(), 1..160),
+        ) {
+            let s = snapshot("02:00:00:00:01:11");
+            let mut fast = testkit::core_of(std::sync::Arc::clone(&s), 1024, 7);
+            let mut full = testkit::core_of(s, 1024, 7).full_stage_only();
+            for (i, st) in steps.iter().enumerate() {
+                // A millisecond a step: announcements fall due now and then.
+                let now = 10 + i as u32 * 400;
+                if let (Some(a), Some(b)) = (change(*st), change(*st)) {
+                    fast.apply(a);
+                    full.apply(b);
+                    continue;
+                }
+                let Step::Frame(k, c) = *st else { continue };
+                let (port, f) = frame(k, c);
+                let a = testkit::run(&mut fast, port, &f, now);
+                let b = testkit::run(&mut full, port, &f, now);
+                prop_assert_eq!(a, b, "step {} ({:?})", i, st);
+            }
+            prop_assert_eq!(counters(&fast), counters(&full));
+            prop_assert_eq!(fast.state.table.len(), full.state.table.len());
+            for c in 0..6u16 {
+                for (vip, port, proto) in [([192, 0, 2, 10], 80, 6), ([192, 0, 2, 10], 53, 17), ([192, 0, 2, 20], 80, 6)] {
+                    let k = FlowKey::v4([198, 51, 100, 7], vip, 40_000 + c, port, proto);
+                    prop_assert_eq!(fast.state.table.peek(&k), full.state.table.peek(&k));
+                }
+            }
+            prop_assert_eq!(fast.state.outbox.len(), full.state.outbox.len());
+        }
+    }
+}
