@@ -106,10 +106,10 @@ impl State {
         &mut self,
         s: &Services,
         in_port: u8,
-        look: Option<Look>,
+        look: &Option<Look>,
         pkt: &mut PacketBuf,
     ) -> Verdict {
-        match &look {
+        match look {
             Some(l) => match l.to {
                 Toward::Service(svc) => self.serve(s, svc, &l.seg, l.la, pkt),
                 to => self.segment_toward(s, &l.seg, to, l.la, pkt),
@@ -156,7 +156,7 @@ impl Core {
                     prefetch(p.frame().as_ptr());
                 }
                 let look = st.first_look(s, in_port, pkts[i].frame());
-                let v = st.run(s, in_port, look, &mut pkts[i]);
+                let v = st.run(s, in_port, &look, &mut pkts[i]);
                 finish(st, i, v);
             }
         } else {
@@ -178,7 +178,7 @@ impl Core {
                 }
             }
             for i in 0..n {
-                let v = st.run(s, in_port, looks[i], &mut pkts[i]);
+                let v = st.run(s, in_port, &looks[i], &mut pkts[i]);
                 finish(st, i, v);
             }
         }
