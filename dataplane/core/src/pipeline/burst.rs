@@ -83,7 +83,9 @@ impl State {
         let to = toward(s, &key);
         let la = match &to {
             Toward::Service(_) => Some(self.table.lookahead(&key)),
-            Toward::Reply(fkey) => Some(self.table.lookahead(fkey)),
+            Toward::Reply(id) => {
+                super::flows::reply_key(s, *id, &key).map(|fk| self.table.lookahead(&fk))
+            }
             Toward::Replies(_) | Toward::Drop(_) => None,
         };
         let seg = Segment {

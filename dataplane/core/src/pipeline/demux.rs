@@ -312,7 +312,10 @@ impl State {
     ) -> Verdict {
         match to {
             Toward::Service(svc) => self.serve(s, svc, seg, la, pkt),
-            Toward::Reply(fkey) => self.backend_reply(s, seg, Some(fkey), la, pkt),
+            Toward::Reply(id) => {
+                let fkey = super::flows::reply_key(s, id, &seg.key);
+                self.backend_reply(s, seg, fkey, la, pkt)
+            }
             Toward::Replies(from) => {
                 let fkey = self.reply_flow(s, from, &seg.key);
                 self.backend_reply(s, seg, fkey, None, pkt)
@@ -330,8 +333,9 @@ impl State {
 #[derive(Clone, Copy)]
 pub(super) enum Toward<'s> {
     Service(&'s Service),
-    /// A reply from the backend of one nat service: the key of the flow it answers.
-    Reply(FlowKey),
+    /// A reply from the backend of one nat service (its id): the flow it answers is that
+    /// service's from the reply's client side (`flows::reply_key`).
+    Reply(u16),
     /// A reply from a backend of several nat services: which flow it answers takes a
     /// lookup per service.
     Replies(&'s [u16]),
@@ -353,10 +357,8 @@ pub(super) fn toward<'s>(s: &'s Services, key: &FlowKey) -> Toward<'s> {
     match s.nat_services_of(&key.src, key.sport, key.proto) {
         [] => Toward::Drop(DropReason::NotForUs),
         // One service (the usual case): its flow's key is known without a lookup.
-        [id] => match super::flows::reply_key(s, *id, key) {
-            Some(fkey) => Toward::Reply(fkey),
-            None => Toward::Replies(&[]),
-        },
+        [id] if s.services.get(usize::from(*id)).is_some() => Toward::Reply(*id),
+        [_] => Toward::Replies(&[]),
         from => Toward::Replies(from),
     }
 }
