@@ -77,9 +77,10 @@ fn defer(reply: &FlowKey) -> Verdict {
 }
 
 impl State {
-    /// A packet to a service's VIP:port: its flow's record (found, or made), then out to
-    /// the backend by the service's mode. `la` is the hash of the segment's key when a
-    /// burst's first pass computed it.
+    /// A packet to a service's VIP:port: by the fast path when it may take it, else its
+    /// flow's record (found, or made), then out to the backend by the service's mode. `la`
+    /// is the hash of the segment's key when a burst's first pass computed it.
+    #[inline(always)]
     pub(super) fn serve(
         &mut self,
         s: &Services,
@@ -88,10 +89,28 @@ impl State {
         la: Option<Lookahead>,
         pkt: &mut PacketBuf,
     ) -> Verdict {
-        let found = match self.fast(s, svc, seg, la, pkt) {
-            Fast::Done(v) => return v,
-            Fast::Miss => None,
-            Fast::Full => self.known_flow(s, svc, seg, la, pkt),
+        match self.fast(s, svc, seg, la, pkt) {
+            Fast::Done(v) => v,
+            Fast::Miss => self.serve_flow(s, svc, seg, la, pkt, false),
+            Fast::Full => self.serve_flow(s, svc, seg, la, pkt, true),
+        }
+    }
+
+    /// The full flow stage: the record found (when `known` may be) or made, then out.
+    #[inline(never)]
+    fn serve_flow(
+        &mut self,
+        s: &Services,
+        svc: &Service,
+        seg: &Segment,
+        la: Option<Lookahead>,
+        pkt: &mut PacketBuf,
+        known: bool,
+    ) -> Verdict {
+        let found = if known {
+            self.known_flow(s, svc, seg, la, pkt)
+        } else {
+            None
         };
         let rec = match found {
             Some(Ok(rec)) => rec,

@@ -41,7 +41,7 @@ pub(super) fn start(r: &mut FlowRecord, seg: &Segment, now: Now) {
 /// while waiting records how long it waited: a timeout when that reached `timeout_us`, else
 /// a plain sample (the response took at least that long), so a client that half-closes
 /// right after its request does not make a backend look slow.
-#[inline]
+#[inline(always)]
 pub(super) fn request(
     r: &mut FlowRecord,
     seg: l4::Ports,
