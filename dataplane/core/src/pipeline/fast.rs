@@ -75,7 +75,7 @@ impl ReadyTable {
         neighbors: &Neighbors,
         epoch: u32,
         (backend, path): (u16, u8),
-    ) -> Option<Ready> {
+    ) -> Option<&Ready> {
         let b = s.backends.get(usize::from(backend))?;
         // A record may name a path its backend no longer has (a snapshot took it away):
         // the full stage falls back to the backup then; its index would be another's entry.
@@ -83,7 +83,7 @@ impl ReadyTable {
         let at = usize::from(b.series) + usize::from(path);
         let r = self.entries.get_mut(at)?;
         if r.epoch == epoch && r.generation == s.generation {
-            return Some(*r);
+            return Some(r);
         }
         // As `State::egress` picks when the primary path is usable, without a failover.
         if !(p.up && link_up.get(usize::from(p.port)).copied().unwrap_or(false)) {
@@ -109,7 +109,7 @@ impl ReadyTable {
             addr4,
             addr_delta: checksum::delta_bytes(&vip[..4], &addr4),
         };
-        Some(*r)
+        Some(r)
     }
 }
 
@@ -165,7 +165,7 @@ impl State {
             timing::request(r, seg.l4, now.us, &mut self.hist, s.options.qos_timeout_us);
         }
         if svc.mode.translates() && !key.v6 && !svc.v6 {
-            return Fast::Done(nat_v4(pkt, seg, &ready, b.port));
+            return Fast::Done(nat_v4(pkt, seg, ready, b.port));
         }
         let to = Egress {
             port: ready.port,
