@@ -4,8 +4,8 @@
 //! packet goes out with nothing else asked of the services, the links or the neighbors.
 //!
 //! It takes only what the full flow stage (`flows::serve`) would do nothing more for: a
-//! node on its own (no cluster ranking), a mode that does not encapsulate (no MTU or MSS
-//! work), a whole datagram, TCP without SYN, FIN or RST (no state change), a record bound,
+//! flow this node serves (on its own, or in a cluster the flow's primary while serving), a
+//! mode that does not encapsulate (no MTU or MSS work), a whole datagram, TCP without SYN, FIN or RST (no state change), a record bound,
 //! established (or UDP) and not due for its announcement, its primary path usable and its
 //! next hop known. Everything else, and a packet whose ready entry is stale, takes the full
 //! stage, which does what it always did; the ready entry is made again on the next packet.
@@ -128,7 +128,6 @@ impl State {
         let key = seg.key;
         let flags = seg.l4.flags;
         if !self.fast_path
-            || s.cluster.is_some()
             || svc.mode.encapsulates()
             || seg.part != Part::Whole
             || (key.proto == PROTO_TCP && flags & (SYN | FIN | RST) != 0)
@@ -145,6 +144,13 @@ impl State {
             || now.ms.wrapping_sub(r.last_sync_ms) >= timeouts.sync_interval(r.state)
         {
             return Fast::Full;
+        }
+        // In a cluster, only a flow this node is the serving primary of: the full stage
+        // sends the others on to their node, or counts a failover.
+        if let Some(cl) = &s.cluster {
+            if r.primary_node != cl.me || !self.membership.serves(cl.me) {
+                return Fast::Full;
+            }
         }
         let Some(b) = s.backends.get(usize::from(r.backend)) else {
             return Fast::Full;
@@ -326,8 +332,44 @@ address = "10.1.0.12"
 paths = [{ port = "back", mac = "02:00:00:00:01:12" }]
 "#;
 
+    /// Three nodes, this one node 1 (its front port 10.0.0.1, the others beside it).
+    const CLUSTER: &str = r#"
+[cluster]
+secret_file = "/dev/null"
+[[cluster.node]]
+id = 1
+address = "10.0.0.1"
+mac = "02:00:00:00:00:01"
+sync = "127.0.0.1:7001"
+[[cluster.node]]
+id = 2
+address = "10.0.0.2"
+mac = "02:00:00:00:00:02"
+sync = "127.0.0.1:7002"
+[[cluster.node]]
+id = 3
+address = "10.0.0.3"
+mac = "02:00:00:00:00:03"
+sync = "127.0.0.1:7003"
+"#;
+
+    thread_local! {
+        /// Whether the snapshots of this test are a cluster's.
+        static CLUSTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     fn snapshot(mac: &str) -> std::sync::Arc<crate::services::Services> {
-        testkit::services_of(&CONFIG.replace("{mac}", mac), &[FRONT, BACK, BACK2])
+        snapshot_of(&CONFIG.replace("{mac}", mac))
+    }
+
+    fn snapshot_of(toml: &str) -> std::sync::Arc<crate::services::Services> {
+        if !CLUSTERED.get() {
+            return testkit::services_of(toml, &[FRONT, BACK, BACK2]);
+        }
+        let cfg = tandem_config::Config::from_toml(&format!("{toml}{CLUSTER}")).unwrap();
+        let s = crate::services::Services::from_config(&cfg, &[FRONT, BACK, BACK2]);
+        let view = crate::cluster::ClusterView::new(cfg.cluster.as_ref().unwrap(), 1, &s.ports);
+        std::sync::Arc::new(s.with_cluster(view))
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -342,6 +384,7 @@ paths = [{ port = "back", mac = "02:00:00:00:01:12" }]
         Neighbor(u8, u8),
         Forget(u8),
         Snapshot(u8),
+        Nodes(u8),
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -351,6 +394,7 @@ paths = [{ port = "back", mac = "02:00:00:00:01:12" }]
             1 => (0u8..3, 0u8..3).prop_map(|(n, m)| Step::Neighbor(n, m)),
             1 => (0u8..3).prop_map(Step::Forget),
             1 => (0u8..3).prop_map(Step::Snapshot),
+            1 => (1u8..8).prop_map(Step::Nodes),
         ]
     }
 
@@ -431,13 +475,15 @@ paths = [{ port = "back", mac = "02:00:00:00:01:12" }]
             Step::Snapshot(0) => ToWorker::Services(snapshot("02:00:00:00:01:11")),
             Step::Snapshot(1) => ToWorker::Services(snapshot("02:00:00:00:01:99")),
             // Backend a loses its second path: records still name it.
-            Step::Snapshot(_) => ToWorker::Services(testkit::services_of(
-                &CONFIG.replace(
-                    r#"{ port = "back", mac = "{mac}" }, { port = "back2" }"#,
-                    r#"{ port = "back", mac = "02:00:00:00:01:11" }"#,
-                ),
-                &[FRONT, BACK, BACK2],
-            )),
+            Step::Snapshot(_) => ToWorker::Services(snapshot_of(&CONFIG.replace(
+                r#"{ port = "back", mac = "{mac}" }, { port = "back2" }"#,
+                r#"{ port = "back", mac = "02:00:00:00:01:11" }"#,
+            ))),
+            // Which of the three nodes serve (node 1, this one, among them or not).
+            Step::Nodes(mask) => ToWorker::Nodes(crate::cluster::Membership {
+                serving: u64::from(mask),
+                eligible: u64::from(mask),
+            }),
         })
     }
 
@@ -447,38 +493,61 @@ paths = [{ port = "back", mac = "02:00:00:00:01:12" }]
         v
     }
 
+    /// Runs `steps` through a core with the fast path and one without; `clustered`: as
+    /// node 1 of three.
+    fn both_ways(steps: &[Step], clustered: bool) -> Result<(), TestCaseError> {
+        CLUSTERED.set(clustered);
+        let s = snapshot("02:00:00:00:01:11");
+        let mut fast = testkit::core_of(std::sync::Arc::clone(&s), 1024, 7);
+        let mut full = testkit::core_of(s, 1024, 7).full_stage_only();
+        if clustered {
+            // All three nodes serving, until a step says otherwise.
+            for c in [&mut fast, &mut full] {
+                c.apply(change(Step::Nodes(0b111)).unwrap());
+            }
+        }
+        for (i, st) in steps.iter().enumerate() {
+            // A millisecond a step: announcements fall due now and then.
+            let now = 10 + i as u32 * 400;
+            if let (Some(a), Some(b)) = (change(*st), change(*st)) {
+                fast.apply(a);
+                full.apply(b);
+                continue;
+            }
+            let Step::Frame(k, c) = *st else { continue };
+            let (port, f) = frame(k, c);
+            let a = testkit::run(&mut fast, port, &f, now);
+            let b = testkit::run(&mut full, port, &f, now);
+            prop_assert_eq!(a, b, "step {} ({:?})", i, st);
+        }
+        prop_assert_eq!(counters(&fast), counters(&full));
+        prop_assert_eq!(fast.state.table.len(), full.state.table.len());
+        for c in 0..6u16 {
+            for (vip, port, proto) in [
+                ([192, 0, 2, 10], 80, 6),
+                ([192, 0, 2, 10], 53, 17),
+                ([192, 0, 2, 20], 80, 6),
+            ] {
+                let k = FlowKey::v4([198, 51, 100, 7], vip, 40_000 + c, port, proto);
+                prop_assert_eq!(fast.state.table.peek(&k), full.state.table.peek(&k));
+            }
+        }
+        prop_assert_eq!(fast.state.outbox.len(), full.state.outbox.len());
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
         #[test]
         fn the_fast_path_does_what_the_full_stage_does(
             steps in proptest::collection::vec(step(), 1..160),
         ) {
-            let s = snapshot("02:00:00:00:01:11");
-            let mut fast = testkit::core_of(std::sync::Arc::clone(&s), 1024, 7);
-            let mut full = testkit::core_of(s, 1024, 7).full_stage_only();
-            for (i, st) in steps.iter().enumerate() {
-                // A millisecond a step: announcements fall due now and then.
-                let now = 10 + i as u32 * 400;
-                if let (Some(a), Some(b)) = (change(*st), change(*st)) {
-                    fast.apply(a);
-                    full.apply(b);
-                    continue;
-                }
-                let Step::Frame(k, c) = *st else { continue };
-                let (port, f) = frame(k, c);
-                let a = testkit::run(&mut fast, port, &f, now);
-                let b = testkit::run(&mut full, port, &f, now);
-                prop_assert_eq!(a, b, "step {} ({:?})", i, st);
-            }
-            prop_assert_eq!(counters(&fast), counters(&full));
-            prop_assert_eq!(fast.state.table.len(), full.state.table.len());
-            for c in 0..6u16 {
-                for (vip, port, proto) in [([192, 0, 2, 10], 80, 6), ([192, 0, 2, 10], 53, 17), ([192, 0, 2, 20], 80, 6)] {
-                    let k = FlowKey::v4([198, 51, 100, 7], vip, 40_000 + c, port, proto);
-                    prop_assert_eq!(fast.state.table.peek(&k), full.state.table.peek(&k));
-                }
-            }
-            prop_assert_eq!(fast.state.outbox.len(), full.state.outbox.len());
+            both_ways(&steps, false)?;
+        }
+
+        #[test]
+        fn in_a_cluster_too(steps in proptest::collection::vec(step(), 1..160)) {
+            both_ways(&steps, true)?;
         }
     }
 }
