@@ -53,6 +53,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(delay / 1000.0)
             with self.server.stats["lock"]:
                 self.server.stats["served"] += 1
+            # Uncounted before the answer goes: once the client has it, its FIN may free the
+            # slot (and let the next connection in) before this thread gets to close.
+            self.server.uncount(self.request)
             body = (self.server.backend_name + "\n").encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -118,14 +121,19 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
                 st["counted"].add(id(request))
         super().process_request_thread(request, client_address)
 
-    def shutdown_request(self, request):
-        # Uncounted before the socket closes: the next connection, let in when this one's
-        # FIN frees its slot, can never overlap it in the count.
+    def uncount(self, request):
+        """Takes a connection out of the count (once)."""
         st = self.stats
         with st["lock"]:
             if id(request) in st["counted"]:
                 st["counted"].discard(id(request))
                 st["connections"] -= 1
+
+    def shutdown_request(self, request):
+        # Uncounted before the socket closes (if its answer did not already): the next
+        # connection, let in when this one's FIN frees its slot, can never overlap it in
+        # the count.
+        self.uncount(request)
         super().shutdown_request(request)
 
 
