@@ -254,33 +254,39 @@ fn mix(rounds: u32) {
         for (port, frames) in [(0u8, &front), (1u8, &back)] {
             for burst in frames.chunks(MAX_BURST) {
                 us += burst.len() as u64;
-                core.set_now(Now::from_us(us));
-                // (No allocation per burst: the harness's own instructions count too.)
-                let mut room = bufs.iter_mut();
-                let mut pkts: [PacketBuf; MAX_BURST] = std::array::from_fn(|_| PacketBuf {
-                    buf: room.next().expect("a buffer per frame"),
-                    start: 128,
-                    len: 0,
-                    handle: 0,
-                });
-                for (p, f) in pkts.iter_mut().zip(burst) {
-                    p.buf[128..128 + f.len()].copy_from_slice(f);
-                    p.len = f.len();
-                }
-                let mut verdicts = [Verdict::Hold(0); MAX_BURST];
-                let k = burst.len();
-                core.process_burst(port, &mut pkts[..k], &mut verdicts[..k], |_| {});
-                sent += verdicts[..k]
-                    .iter()
-                    .filter(|v| matches!(v, Verdict::Tx(_)))
-                    .count() as u64;
-                n += k as u64;
+                sent += run_burst(&mut core, port, burst, &mut bufs, us);
+                n += burst.len() as u64;
             }
         }
         core.state.outbox.clear();
         core.housekeeping(32);
     }
     println!("mix: {rounds} rounds, {n} packets, {sent} sent");
+}
+
+/// Runs `burst` (frames of one port) through the core at `us` microseconds, each copied
+/// into one of `bufs` as the port layer's mbufs hold them; how many were sent. (No
+/// allocation per burst: the harness's own instructions count too.)
+fn run_burst(core: &mut Core, port: u8, burst: &[Vec<u8>], bufs: &mut [Vec<u8>], us: u64) -> u64 {
+    core.set_now(Now::from_us(us));
+    let mut room = bufs.iter_mut();
+    let mut pkts: [PacketBuf; MAX_BURST] = std::array::from_fn(|_| PacketBuf {
+        buf: room.next().expect("a buffer per frame"),
+        start: 128,
+        len: 0,
+        handle: 0,
+    });
+    for (p, f) in pkts.iter_mut().zip(burst) {
+        p.buf[128..128 + f.len()].copy_from_slice(f);
+        p.len = f.len();
+    }
+    let mut verdicts = [Verdict::Hold(0); MAX_BURST];
+    let k = burst.len();
+    core.process_burst(port, &mut pkts[..k], &mut verdicts[..k], |_| {});
+    verdicts[..k]
+        .iter()
+        .filter(|v| matches!(v, Verdict::Tx(_)))
+        .count() as u64
 }
 
 /// Established IPv4 UDP nat packets alone on a fake clock: the flows made by a first pass,
@@ -312,26 +318,8 @@ fn established(rounds: u32) {
     for _ in 0..=rounds {
         for burst in frames.chunks(MAX_BURST) {
             us += burst.len() as u64;
-            core.set_now(Now::from_us(us));
-            let mut room = bufs.iter_mut();
-            let mut pkts: [PacketBuf; MAX_BURST] = std::array::from_fn(|_| PacketBuf {
-                buf: room.next().expect("a buffer per frame"),
-                start: 128,
-                len: 0,
-                handle: 0,
-            });
-            for (p, f) in pkts.iter_mut().zip(burst) {
-                p.buf[128..128 + f.len()].copy_from_slice(f);
-                p.len = f.len();
-            }
-            let mut verdicts = [Verdict::Hold(0); MAX_BURST];
-            let k = burst.len();
-            core.process_burst(0, &mut pkts[..k], &mut verdicts[..k], |_| {});
-            sent += verdicts[..k]
-                .iter()
-                .filter(|v| matches!(v, Verdict::Tx(_)))
-                .count() as u64;
-            n += k as u64;
+            sent += run_burst(&mut core, 0, burst, &mut bufs, us);
+            n += burst.len() as u64;
         }
         core.state.outbox.clear();
     }

@@ -26,11 +26,10 @@ use crate::wire::{checksum, ethernet, ipv4};
 use tandem_config::OnBackendDown;
 
 /// What a packet to one backend over one of its paths needs to leave, and when it was
-/// made (`epoch` of `State`, and the snapshot's generation).
+/// made (`epoch` of `State`: a new snapshot moves it too).
 #[derive(Clone, Copy, Default)]
 pub(super) struct Ready {
     epoch: u32,
-    generation: u64,
     port: u8,
     next_mac: Mac,
     /// The egress port's MAC (the frame's new source).
@@ -82,7 +81,7 @@ impl ReadyTable {
         let p = b.paths.get(usize::from(path))?;
         let at = usize::from(b.series) + usize::from(path);
         let r = self.entries.get_mut(at)?;
-        if r.epoch == epoch && r.generation == s.generation {
+        if r.epoch == epoch {
             return Some(r);
         }
         // As `State::egress` picks when the primary path is usable, without a failover.
@@ -102,7 +101,6 @@ impl ReadyTable {
         let vip = s.services.get(usize::from(b.service))?.vip;
         *r = Ready {
             epoch,
-            generation: s.generation,
             port: p.port,
             next_mac,
             out_mac,
