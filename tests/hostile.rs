@@ -301,10 +301,12 @@ fn a_hammered_control_socket_never_gets_a_loaded_node_declared_dead() {
     let pid1 = n1.child.as_ref().unwrap().id();
     // Node 1 is alone, ready on its own, and takes every flow. A pass through the pcap
     // makes flows faster than the control thread lists them (outbox_overflow); the refresh
-    // every 2 s lists the rest.
-    let flows = wait_for(Duration::from_secs(60), Duration::from_millis(200), || {
+    // every 2 s lists more of the rest each time, fast at first and then slowly (on this
+    // machine 300k in 15 s, 385k after a minute; on a loaded CI runner 290k after a
+    // minute), so the test asks for a loaded node, not for every flow listed.
+    let flows = wait_for(Duration::from_secs(90), Duration::from_millis(200), || {
         let flows = n1.ctl("show stats").unwrap()["flows"].as_u64().unwrap_or(0);
-        if flows >= 300_000 {
+        if flows >= 250_000 {
             Ok(flows)
         } else {
             Err(format!("node 1 holds {flows} flows\n{}", n1.logs()))
