@@ -5,6 +5,6 @@ pub mod key;
 pub mod record;
 pub mod table;
 
-pub use key::FlowKey;
+pub use key::{FlowKey, Tuple4};
 pub use record::{FlowRecord, FlowState, Mark, Timeouts, UNBOUND};
 pub use table::{Capacity, FlowTable, Insert};

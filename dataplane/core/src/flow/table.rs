@@ -17,7 +17,7 @@
 //! handshake (`SynSeen`) is evicted, else the insert is refused: established flows are never
 //! pushed out, so a SYN flood can only churn its own half-open entries.
 
-use super::key::FlowKey;
+use super::key::{FlowKey, Tuple4};
 use super::record::{FlowRecord, FlowState, Timeouts};
 use std::sync::OnceLock;
 
@@ -58,28 +58,39 @@ trait SlotKey: Copy + Default + PartialEq {
     fn unpack(&self) -> FlowKey;
 }
 
+/// An IPv4 key in the words the plain lane reads from a frame (`Tuple4`): three compares.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 struct V4Key {
-    src: [u8; 4],
-    dst: [u8; 4],
-    sport: u16,
-    dport: u16,
+    addrs: u64,
+    ports: u32,
     proto: u8,
+}
+
+impl V4Key {
+    #[inline(always)]
+    fn of(t: &Tuple4) -> Self {
+        V4Key {
+            addrs: t.addrs,
+            ports: t.ports,
+            proto: t.proto,
+        }
+    }
 }
 
 impl SlotKey for V4Key {
     #[inline(always)]
     fn pack(k: &FlowKey) -> Self {
-        V4Key {
-            src: [k.src[0], k.src[1], k.src[2], k.src[3]],
-            dst: [k.dst[0], k.dst[1], k.dst[2], k.dst[3]],
-            sport: k.sport,
-            dport: k.dport,
-            proto: k.proto,
-        }
+        let s = [k.src[0], k.src[1], k.src[2], k.src[3]];
+        let d = [k.dst[0], k.dst[1], k.dst[2], k.dst[3]];
+        V4Key::of(&Tuple4::new(s, d, k.sport, k.dport, k.proto))
     }
     fn unpack(&self) -> FlowKey {
-        FlowKey::v4(self.src, self.dst, self.sport, self.dport, self.proto)
+        Tuple4 {
+            addrs: self.addrs,
+            ports: self.ports,
+            proto: self.proto,
+        }
+        .key()
     }
 }
 
@@ -258,7 +269,7 @@ impl<K: SlotKey> Store<K> {
     }
 
     /// Where `key` (hash `h`) is stored: (bucket, slot).
-    #[inline]
+    #[inline(always)]
     fn find(&self, h: u64, key: &K) -> Option<(usize, usize)> {
         let b1 = self.first(h);
         let tag = tag_of(h);
@@ -269,7 +280,7 @@ impl<K: SlotKey> Store<K> {
         self.slot_in(b2, tag, key).map(|i| (b2, i))
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_mut(
         &mut self,
         sh: &mut Shared,
@@ -610,6 +621,25 @@ impl FlowTable {
         } else {
             self.v4.get_mut(&mut self.sh, h, &V4Key::pack(key), now_ms)
         }
+    }
+
+    /// Where an IPv4 tuple's lookup starts (`lookahead` of its key, from the wire words).
+    #[inline(always)]
+    pub fn lookahead4(&self, t: &Tuple4) -> Lookahead {
+        Lookahead {
+            h: t.hash(self.sh.seed),
+            v6: false,
+        }
+    }
+
+    /// `get_mut_hashed` for an IPv4 tuple, with its `lookahead4`.
+    #[inline(always)]
+    pub fn get_mut4(&mut self, t: &Tuple4, la: Lookahead, now_ms: u32) -> Option<&mut FlowRecord> {
+        debug_assert!(
+            !la.v6 && la.h == t.hash(self.sh.seed),
+            "a lookahead of another key"
+        );
+        self.v4.get_mut(&mut self.sh, la.h, &V4Key::of(t), now_ms)
     }
 
     /// The record for `key` unless it has expired, without removing anything.

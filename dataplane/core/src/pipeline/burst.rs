@@ -12,6 +12,7 @@
 
 use super::context::{Part, Rx, Segment, Via};
 use super::demux::{toward, Toward};
+use super::plain::Plain;
 use super::{Core, PacketBuf, State, Verdict};
 use crate::flow::table::Lookahead;
 use crate::services::Services;
@@ -102,6 +103,19 @@ impl State {
         Some(Look { seg, to, la })
     }
 
+    /// A frame from `in_port`, all the way: the plain lane's when it takes it, else on
+    /// from its first look.
+    #[inline(always)]
+    pub(super) fn frame_in(&mut self, s: &Services, in_port: u8, pkt: &mut PacketBuf) -> Verdict {
+        if let Some(p) = self.plain_look(s, in_port, pkt.frame()) {
+            if let Some(v) = self.plain_run(s, &p, pkt) {
+                return v;
+            }
+        }
+        let look = self.first_look(s, in_port, pkt.frame());
+        self.run(s, in_port, &look, pkt)
+    }
+
     /// A frame on from its first look, or the full path when there was none.
     #[inline(always)]
     pub(super) fn run(
@@ -157,29 +171,44 @@ impl Core {
                 if let Some(p) = pkts.get(i + FRAMES_AHEAD) {
                     prefetch(p.frame().as_ptr());
                 }
-                let look = st.first_look(s, in_port, pkts[i].frame());
-                let v = st.run(s, in_port, &look, &mut pkts[i]);
+                let v = st.frame_in(s, in_port, &mut pkts[i]);
                 finish(st, i, v);
             }
         } else {
             // Past the cache: every frame's first bucket is prefetched as it is looked at;
             // then, those lines in cache, the entries they point at; then the frames run.
+            let mut plains: [Option<Plain>; MAX_BURST] = [None; MAX_BURST];
             let mut looks: [Option<Look>; MAX_BURST] = [None; MAX_BURST];
+            let mut ahead: [Option<Lookahead>; MAX_BURST] = [None; MAX_BURST];
             for i in 0..n {
                 if let Some(p) = pkts.get(i + FRAMES_AHEAD) {
                     prefetch(p.frame().as_ptr());
                 }
-                looks[i] = st.first_look(s, in_port, pkts[i].frame());
-                if let Some(la) = looks[i].and_then(|l| l.la) {
+                plains[i] = st.plain_look(s, in_port, pkts[i].frame());
+                ahead[i] = match plains[i] {
+                    Some(p) => Some(p.la),
+                    None => {
+                        looks[i] = st.first_look(s, in_port, pkts[i].frame());
+                        looks[i].and_then(|l| l.la)
+                    }
+                };
+                if let Some(la) = ahead[i] {
                     prefetch(st.table.tags_addr(la));
                 }
             }
-            for la in looks[..n].iter().flatten().filter_map(|l| l.la) {
+            for &la in ahead[..n].iter().flatten() {
                 if let Some(e) = st.table.entry_addr(la) {
                     prefetch(e);
                 }
             }
             for i in 0..n {
+                if let Some(p) = plains[i] {
+                    if let Some(v) = st.plain_run(s, &p, &mut pkts[i]) {
+                        finish(st, i, v);
+                        continue;
+                    }
+                    looks[i] = st.first_look(s, in_port, pkts[i].frame());
+                }
                 let v = st.run(s, in_port, &looks[i], &mut pkts[i]);
                 finish(st, i, v);
             }

@@ -15,11 +15,12 @@
 use super::context::{Part, Segment};
 use super::xmit::{self, Egress};
 use super::{timing, PacketBuf, State, Verdict};
+use crate::cluster::Membership;
 use crate::counters::DropReason;
 use crate::flow::table::Lookahead;
-use crate::flow::FlowState;
+use crate::flow::{FlowRecord, FlowState, Timeouts};
 use crate::neighbor::{NeighborKey, Neighbors};
-use crate::services::{Service, Services};
+use crate::services::{Backend, Service, Services};
 use crate::wire::ethernet::Mac;
 use crate::wire::l4::{self, FIN, PROTO_TCP, PROTO_UDP, RST, SYN};
 use crate::wire::{checksum, ethernet, ipv4};
@@ -30,10 +31,10 @@ use tandem_config::OnBackendDown;
 #[derive(Clone, Copy, Default)]
 pub(super) struct Ready {
     epoch: u32,
-    port: u8,
-    next_mac: Mac,
+    pub(super) port: u8,
+    pub(super) next_mac: Mac,
     /// The egress port's MAC (the frame's new source).
-    out_mac: Mac,
+    pub(super) out_mac: Mac,
     /// An IPv4 backend's address, and the checksum change term from its service's VIP to
     /// it (`checksum::delta_bytes`): what an IPv4 nat rewrite computes per packet.
     addr4: [u8; 4],
@@ -67,7 +68,7 @@ impl ReadyTable {
     /// The ready entry of `backend`'s path `path`, made now when stale: None when the path
     /// is not usable or its next hop not known (the full stage decides then).
     #[inline(always)]
-    fn get(
+    pub(super) fn get(
         &mut self,
         s: &Services,
         link_up: &[bool],
@@ -137,25 +138,9 @@ impl State {
         let Some(r) = self.table.get_mut_hashed(&key, la, now.ms) else {
             return Fast::Miss;
         };
-        if !matches!(r.state, FlowState::Established | FlowState::Udp)
-            || !r.bound()
-            || now.ms.wrapping_sub(r.last_sync_ms) >= timeouts.sync_interval(r.state)
-        {
-            return Fast::Full;
-        }
-        // In a cluster, only a flow this node is the serving primary of: the full stage
-        // sends the others on to their node, or counts a failover.
-        if let Some(cl) = &s.cluster {
-            if r.primary_node != cl.me || !self.membership.serves(cl.me) {
-                return Fast::Full;
-            }
-        }
-        let Some(b) = s.backends.get(usize::from(r.backend)) else {
+        let Some(b) = settled(r, s, now.ms, &timeouts, &self.membership, key.proto) else {
             return Fast::Full;
         };
-        if key.proto == PROTO_UDP && s.options.on_backend_down == OnBackendDown::Move && !b.up {
-            return Fast::Full;
-        }
         let which = (r.backend, r.primary_path);
         let Some(ready) = self
             .ready
@@ -181,6 +166,38 @@ impl State {
         };
         Fast::Done(xmit::to_backend(svc.mode, pkt, seg, &to))
     }
+}
+
+/// The backend of a record the fast path may serve (see the module's doc), or None when
+/// the full stage must: not yet established, unbound, due for its announcement, another
+/// node's to serve, or a UDP flow whose backend is down and whose service moves such flows.
+#[inline(always)]
+pub(super) fn settled<'s>(
+    r: &FlowRecord,
+    s: &'s Services,
+    now_ms: u32,
+    timeouts: &Timeouts,
+    membership: &Membership,
+    proto: u8,
+) -> Option<&'s Backend> {
+    if !matches!(r.state, FlowState::Established | FlowState::Udp)
+        || !r.bound()
+        || now_ms.wrapping_sub(r.last_sync_ms) >= timeouts.sync_interval(r.state)
+    {
+        return None;
+    }
+    // In a cluster, only a flow this node is the serving primary of: the full stage sends
+    // the others on to their node, or counts a failover.
+    if let Some(cl) = &s.cluster {
+        if r.primary_node != cl.me || !membership.serves(cl.me) {
+            return None;
+        }
+    }
+    let b = s.backends.get(usize::from(r.backend))?;
+    if proto == PROTO_UDP && s.options.on_backend_down == OnBackendDown::Move && !b.up {
+        return None;
+    }
+    Some(b)
 }
 
 /// `xmit::nat`'s request rewrite of an IPv4 packet, from a ready entry: the same words
@@ -218,14 +235,19 @@ fn nat_v4(pkt: &mut PacketBuf, seg: &Segment, ready: &Ready, dport: u16) -> Verd
 
 /// The bytes an untagged frame with a 20-byte IPv4 header and a TCP header (the longer of
 /// the two) has before its L4 checksum ends: what `plain_nat_v4` reads and writes.
-const PLAIN_HEAD: usize = ethernet::HEADER_LEN + IPV4_PLAIN + 18;
+pub(super) const PLAIN_HEAD: usize = ethernet::HEADER_LEN + IPV4_PLAIN + 18;
 /// An IPv4 header without options.
 const IPV4_PLAIN: usize = 20;
 
 /// `nat_v4` for the usual frame (no VLAN tag, no IP options), at fixed offsets: the same
 /// words and change terms as `ipv4::Packet::rewrite_routed` and `l4::rewrite_with`.
 #[inline(always)]
-fn plain_nat_v4(f: &mut [u8; PLAIN_HEAD], proto: u8, ready: &Ready, dport: u16) -> Verdict {
+pub(super) fn plain_nat_v4(
+    f: &mut [u8; PLAIN_HEAD],
+    proto: u8,
+    ready: &Ready,
+    dport: u16,
+) -> Verdict {
     const TTL: usize = 22;
     const IP_SUM: usize = 24;
     const DST: usize = 30;

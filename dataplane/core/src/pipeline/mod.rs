@@ -38,6 +38,7 @@ mod kernel;
 mod local;
 mod martian;
 mod mtu;
+mod plain;
 mod timing;
 mod xmit;
 
@@ -305,8 +306,7 @@ impl Core {
 
     /// Processes one frame that arrived on `in_port` (a burst's frames: `process_burst`).
     pub fn process(&mut self, in_port: u8, pkt: &mut PacketBuf) -> Verdict {
-        let look = self.state.first_look(&self.services, in_port, pkt.frame());
-        let v = self.state.run(&self.services, in_port, &look, pkt);
+        let v = self.state.frame_in(&self.services, in_port, pkt);
         self.state.count(v);
         self.state.give_back_released();
         v

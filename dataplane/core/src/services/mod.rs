@@ -243,6 +243,10 @@ pub struct Services {
     /// (address, port, protocol) of every nat backend: where nat replies come from, and
     /// the nat services it serves (a reply's flow is keyed by one of their VIPs).
     nat_sources: FastMap<ServiceKey, Vec<u16>>,
+    /// The IPv4 services the plain lane serves (those whose mode rewrites no more than
+    /// addresses: not encapsulating), by `plain_key`: scanned when few, else the map.
+    plain: Vec<(u64, u16)>,
+    plain_map: FastMap<u64, u16>,
     /// The other nodes, when this one is part of a cluster.
     pub cluster: Option<ClusterView>,
     pub options: Options,
@@ -259,6 +263,15 @@ impl std::fmt::Debug for Services {
             self.services.len()
         )
     }
+}
+
+/// Up to this many plain services are scanned (one compare each) rather than hashed.
+const PLAIN_SCAN: usize = 8;
+
+/// An IPv4 service's (address, port, protocol) in one word.
+#[inline(always)]
+fn plain_key(vip: [u8; 4], port: u16, proto: u8) -> u64 {
+    u64::from(u32::from_ne_bytes(vip)) | u64::from(port) << 32 | u64::from(proto) << 48
 }
 
 /// A backend's identity from its names: where Maglev places it, and (its low half) how
@@ -312,6 +325,8 @@ impl Services {
             by_key: FastMap::default(),
             vips: FastMap::default(),
             nat_sources: FastMap::default(),
+            plain: Vec::new(),
+            plain_map: FastMap::default(),
             cluster: None,
             options,
             series: Vec::new(),
@@ -319,7 +334,38 @@ impl Services {
         for placed in &layout.services {
             out.place_service(placed, live);
         }
+        out.index_plain();
         out
+    }
+
+    /// Fills the plain lane's index: each IPv4 service that `lookup` gives for its own
+    /// key (so the lane and the full stage never name two services for one packet).
+    fn index_plain(&mut self) {
+        let mut plain = Vec::new();
+        for svc in &self.services {
+            let v4 = [svc.vip[0], svc.vip[1], svc.vip[2], svc.vip[3]];
+            let found = self.lookup(&svc.vip, svc.port, svc.proto).map(|x| x.id);
+            if !svc.is_vacant() && !svc.v6 && !svc.mode.encapsulates() && found == Some(svc.id) {
+                plain.push((plain_key(v4, svc.port, svc.proto), svc.id));
+            }
+        }
+        if plain.len() > PLAIN_SCAN {
+            self.plain_map = plain.iter().copied().collect();
+        }
+        self.plain = plain;
+    }
+
+    /// The plain lane's service for an IPv4 destination: what `lookup` gives, when it is
+    /// an IPv4 service the lane may serve.
+    #[inline(always)]
+    pub fn plain(&self, vip: [u8; 4], port: u16, proto: u8) -> Option<&Service> {
+        let k = plain_key(vip, port, proto);
+        let id = if self.plain.len() <= PLAIN_SCAN {
+            self.plain.iter().find(|e| e.0 == k).map(|e| e.1)
+        } else {
+            self.plain_map.get(&k).copied()
+        }?;
+        self.services.get(usize::from(id))
     }
 
     /// Service `placed` and its running backends, with what the control thread has
