@@ -102,6 +102,7 @@ fn flows(f: &FlowsConfig) -> Table {
         ("tcp_established_timeout", dur(f.tcp_established_timeout)),
         ("tcp_closing_timeout", dur(f.tcp_closing_timeout)),
         ("udp_timeout", dur(f.udp_timeout)),
+        ("huge_pages", Value::Boolean(f.huge_pages)),
     ])
 }
 

@@ -270,7 +270,11 @@ fn start_workers(
         tsc0: rdtsc(),
     };
     let seed = random_seed();
-    tandem_dataplane::flow::table::on_allocate(tandem_port::memory::advise_huge_pages);
+    tandem_dataplane::flow::table::on_allocate(if cfg.flows.huge_pages {
+        tandem_port::memory::advise_huge_pages
+    } else {
+        tandem_port::memory::advise_small_pages
+    });
     let mut links = Vec::new();
     let mut rings = tandem_port::siblings::mesh(cfg.workers.cores.len()).into_iter();
     for i in 0..cfg.workers.cores.len() {

@@ -317,6 +317,9 @@ pub struct FlowsConfig {
     pub tcp_established_timeout: Duration,
     pub tcp_closing_timeout: Duration,
     pub udp_timeout: Duration,
+    /// Back the flow tables with transparent huge pages (one TLB entry per 2 MiB of table
+    /// instead of per 4 KiB); false asks the kernel for small pages.
+    pub huge_pages: bool,
 }
 
 #[derive(Debug, Clone)]

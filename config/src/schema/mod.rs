@@ -115,6 +115,7 @@ pub struct Flows {
     pub tcp_established_timeout: String,
     pub tcp_closing_timeout: String,
     pub udp_timeout: String,
+    pub huge_pages: bool,
 }
 
 impl Default for Flows {
@@ -126,6 +127,7 @@ impl Default for Flows {
             tcp_established_timeout: "15m".into(),
             tcp_closing_timeout: "10s".into(),
             udp_timeout: "5m".into(),
+            huge_pages: true,
         }
     }
 }

@@ -124,6 +124,7 @@ pub(super) fn flows(c: &mut Checker, f: &schema::Flows) -> FlowsConfig {
         ),
         tcp_closing_timeout: timeout("tcp_closing_timeout", &f.tcp_closing_timeout, 10),
         udp_timeout: timeout("udp_timeout", &f.udp_timeout, 300),
+        huge_pages: f.huge_pages,
     }
 }
 

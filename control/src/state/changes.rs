@@ -44,6 +44,7 @@ pub fn restart_only(old: &Config, new: &Config) -> Vec<Problem> {
             ),
             ("flows.capacity".into(), c.flows.capacity.to_string()),
             ("flows.capacity_v6".into(), c.flows.capacity_v6.to_string()),
+            ("flows.huge_pages".into(), c.flows.huge_pages.to_string()),
             (
                 "control.socket".into(),
                 c.control_socket.display().to_string(),

@@ -8,6 +8,16 @@
 /// Asks the kernel to back `[ptr, ptr + len)` with transparent huge pages. Called on memory
 /// not yet touched (before the table is filled), so it is faulted in huge from the start.
 pub fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    advise(ptr, len, libc::MADV_HUGEPAGE);
+}
+
+/// Asks the kernel for 4 KiB pages under `[ptr, ptr + len)` even where THP is `always`
+/// (`[flows] huge_pages = false`: what the huge pages buy, measured).
+pub fn advise_small_pages(ptr: *mut u8, len: usize) {
+    advise(ptr, len, libc::MADV_NOHUGEPAGE);
+}
+
+fn advise(ptr: *mut u8, len: usize, advice: libc::c_int) {
     const PAGE: usize = 4096;
     let start = (ptr as usize).next_multiple_of(PAGE);
     let end = (ptr as usize + len) & !(PAGE - 1);
@@ -15,9 +25,10 @@ pub fn advise_huge_pages(ptr: *mut u8, len: usize) {
         return;
     }
     // SAFETY: madvise only changes how the kernel backs these pages; the range is page
-    // aligned and inside one live allocation of the caller's, and MADV_HUGEPAGE neither
-    // frees nor changes its contents. A failure (THP compiled out) leaves 4 KiB pages.
+    // aligned and inside one live allocation of the caller's, and MADV_HUGEPAGE and
+    // MADV_NOHUGEPAGE neither free nor change its contents. A failure (THP compiled out)
+    // leaves 4 KiB pages.
     unsafe {
-        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        libc::madvise(start as *mut libc::c_void, end - start, advice);
     }
 }

@@ -583,20 +583,25 @@ impl FlowTable {
         }
     }
 
-    /// Stage two, once the tags are in cache: the entry whose tag matches, so its key and
-    /// record are in cache too when the lookup runs. None on no match (a new flow, or one
-    /// in its alternate bucket).
+    /// Stage two, once the tags are in cache: the lines of the entry whose tag matches,
+    /// so its key and record are in cache too when the lookup runs (its first byte and its
+    /// last: a 48-byte entry straddles two lines half the time). None on no match (a new
+    /// flow, or one in its alternate bucket).
     #[inline]
-    pub fn entry_addr(&self, la: Lookahead) -> Option<*const u8> {
+    pub fn entry_lines(&self, la: Lookahead) -> Option<[*const u8; 2]> {
+        fn ends<E>(e: &E) -> [*const u8; 2] {
+            let p = e as *const E as *const u8;
+            [p, p.wrapping_add(std::mem::size_of::<E>() - 1)]
+        }
         let tag = tag_of(la.h);
         if la.v6 {
             let b = &self.v6.buckets[self.v6.first(la.h)];
             let i = b.tags.iter().position(|&t| t == tag)?;
-            Some(&b.entries[i] as *const Entry<V6Key> as *const u8)
+            Some(ends(&b.entries[i]))
         } else {
             let b = &self.v4.buckets[self.v4.first(la.h)];
             let i = b.tags.iter().position(|&t| t == tag)?;
-            Some(&b.entries[i] as *const Entry<V4Key> as *const u8)
+            Some(ends(&b.entries[i]))
         }
     }
 

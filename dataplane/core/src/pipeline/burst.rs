@@ -169,7 +169,7 @@ impl Core {
             // The table is in cache: each frame runs on from its look at once.
             for i in 0..n {
                 if let Some(p) = pkts.get(i + FRAMES_AHEAD) {
-                    prefetch(p.frame().as_ptr());
+                    prefetch(p.buf.as_ptr().wrapping_add(p.start));
                 }
                 let v = st.frame_in(s, in_port, &mut pkts[i]);
                 finish(st, i, v);
@@ -182,7 +182,7 @@ impl Core {
             let mut ahead: [Option<Lookahead>; MAX_BURST] = [None; MAX_BURST];
             for i in 0..n {
                 if let Some(p) = pkts.get(i + FRAMES_AHEAD) {
-                    prefetch(p.frame().as_ptr());
+                    prefetch(p.buf.as_ptr().wrapping_add(p.start));
                 }
                 plains[i] = st.plain_look(s, in_port, pkts[i].frame());
                 ahead[i] = match plains[i] {
@@ -197,8 +197,8 @@ impl Core {
                 }
             }
             for &la in ahead[..n].iter().flatten() {
-                if let Some(e) = st.table.entry_addr(la) {
-                    prefetch(e);
+                for line in st.table.entry_lines(la).into_iter().flatten() {
+                    prefetch(line);
                 }
             }
             for i in 0..n {

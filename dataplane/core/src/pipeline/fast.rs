@@ -65,8 +65,8 @@ impl ReadyTable {
         }
     }
 
-    /// The ready entry of `backend`'s path `path`, made now when stale: None when the path
-    /// is not usable or its next hop not known (the full stage decides then).
+    /// The ready entry of backend `b`'s path `path`, made now when stale: None when the
+    /// path is not usable or its next hop not known (the full stage decides then).
     #[inline(always)]
     pub(super) fn get(
         &mut self,
@@ -74,9 +74,8 @@ impl ReadyTable {
         link_up: &[bool],
         neighbors: &Neighbors,
         epoch: u32,
-        (backend, path): (u16, u8),
+        (b, path): (&Backend, u8),
     ) -> Option<&Ready> {
-        let b = s.backends.get(usize::from(backend))?;
         // A record may name a path its backend no longer has (a snapshot took it away):
         // the full stage falls back to the backup then; its index would be another's entry.
         let p = b.paths.get(usize::from(path))?;
@@ -141,7 +140,7 @@ impl State {
         let Some(b) = settled(r, s, now.ms, &timeouts, &self.membership, key.proto) else {
             return Fast::Full;
         };
-        let which = (r.backend, r.primary_path);
+        let which = (b, r.primary_path);
         let Some(ready) = self
             .ready
             .get(s, &self.link_up, &self.neighbors, self.epoch, which)
@@ -248,35 +247,74 @@ pub(super) fn plain_nat_v4(
     ready: &Ready,
     dport: u16,
 ) -> Verdict {
+    let to = Plain4 {
+        side: Side::Dst,
+        addr: ready.addr4,
+        addr_delta: ready.addr_delta,
+        port: dport,
+    };
+    plain_rewrite_v4(f, proto, &to, (&ready.next_mac, &ready.out_mac), ready.port)
+}
+
+/// Which end of a packet a nat rewrite changes: the destination of a request (to the
+/// backend), the source of a reply (as from the VIP).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Src,
+    Dst,
+}
+
+/// A plain frame's nat rewrite: the new address and port at one end, and the checksum
+/// change term from the old address to the new.
+pub(super) struct Plain4 {
+    pub(super) side: Side,
+    pub(super) addr: [u8; 4],
+    pub(super) addr_delta: u32,
+    pub(super) port: u16,
+}
+
+/// `xmit::nat`'s IPv4 rewrite of a plain frame at fixed offsets (the same words and change
+/// terms as `ipv4::Packet::rewrite_routed` and `l4::rewrite_with`), then the Ethernet
+/// header `(to, from)`, out of `port`.
+#[inline(always)]
+pub(super) fn plain_rewrite_v4(
+    f: &mut [u8; PLAIN_HEAD],
+    proto: u8,
+    to: &Plain4,
+    (dst_mac, src_mac): (&Mac, &Mac),
+    port: u8,
+) -> Verdict {
     const TTL: usize = 22;
     const IP_SUM: usize = 24;
-    const DST: usize = 30;
-    const DPORT: usize = 36;
+    let (addr_at, port_at) = match to.side {
+        Side::Src => (26, 34),
+        Side::Dst => (30, 36),
+    };
     let word = |f: &[u8], at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
     if f[TTL] <= 1 {
         return Verdict::Drop(DropReason::TtlExpired);
     }
     let ttl = word(f, TTL);
     f[TTL] -= 1;
-    f[DST..DST + 4].copy_from_slice(&ready.addr4);
-    let ip_delta = ready.addr_delta + checksum::delta16(ttl, ttl.wrapping_sub(0x100));
+    f[addr_at..addr_at + 4].copy_from_slice(&to.addr);
+    let ip_delta = to.addr_delta + checksum::delta16(ttl, ttl.wrapping_sub(0x100));
     let c = checksum::apply(word(f, IP_SUM), ip_delta);
     f[IP_SUM..IP_SUM + 2].copy_from_slice(&c.to_be_bytes());
     let l4_sum = ethernet::HEADER_LEN + IPV4_PLAIN + l4::checksum_offset(proto);
-    let (old_sum, old_port) = (word(f, l4_sum), word(f, DPORT));
-    f[DPORT..DPORT + 2].copy_from_slice(&dport.to_be_bytes());
+    let (old_sum, old_port) = (word(f, l4_sum), word(f, port_at));
+    f[port_at..port_at + 2].copy_from_slice(&to.port.to_be_bytes());
     if !(proto == PROTO_UDP && old_sum == 0) {
         let mut c = checksum::apply(
             old_sum,
-            ready.addr_delta + checksum::delta16(old_port, dport),
+            to.addr_delta + checksum::delta16(old_port, to.port),
         );
         if proto == PROTO_UDP && c == 0 {
             c = 0xffff;
         }
         f[l4_sum..l4_sum + 2].copy_from_slice(&c.to_be_bytes());
     }
-    ethernet::write_header(f, &ready.next_mac, &ready.out_mac, ethernet::ETHERTYPE_IPV4);
-    Verdict::Tx(ready.port)
+    ethernet::write_header(f, dst_mac, src_mac, ethernet::ETHERTYPE_IPV4);
+    Verdict::Tx(port)
 }
 
 #[cfg(test)]

@@ -11,18 +11,23 @@
 //! the ones the first look and the full stage make, in the lane's terms; the proptests in
 //! `fast` run the same frames with the lane and without it.
 
-use super::fast::{self, PLAIN_HEAD};
+use super::fast::{self, Plain4, Side, PLAIN_HEAD};
 use super::{timing, PacketBuf, State, Verdict};
 use crate::flow::table::Lookahead;
-use crate::flow::Tuple4;
-use crate::services::Services;
-use crate::wire::ethernet;
+use crate::flow::{FlowState, Tuple4};
+use crate::services::{Service, Services};
 use crate::wire::l4::{self, FIN, PROTO_TCP, PROTO_UDP, RST, SYN};
+use crate::wire::{checksum, ethernet};
 
 /// What the lane read of a frame it may take.
 #[derive(Clone, Copy)]
 pub(super) struct Plain {
+    /// The flow's key: the frame's own tuple for a request; for a nat reply, its client
+    /// side to the service's VIP and port.
     t: Tuple4,
+    /// A nat reply: the backend's address and port it comes from (its client side is
+    /// the key's).
+    reply: Option<([u8; 4], u16)>,
     /// Where its lookup starts (what the burst prefetches).
     pub(super) la: Lookahead,
     svc: u16,
@@ -108,9 +113,22 @@ impl State {
         if port.ipv4.is_some_and(|(a, _)| a == dst) {
             return None;
         }
-        let svc = s.plain(dst, t.dport(), proto)?;
+        let (t, reply, svc) = match s.plain(dst, t.dport(), proto) {
+            Some(svc) => (t, None, svc),
+            None => {
+                let svc = s.plain_reply(dst, t.src(), t.sport(), proto)?;
+                let vip = [svc.vip[0], svc.vip[1], svc.vip[2], svc.vip[3]];
+                let from = (t.src(), t.sport());
+                (
+                    Tuple4::new(dst, vip, t.dport(), svc.port, proto),
+                    Some(from),
+                    svc,
+                )
+            }
+        };
         Some(Plain {
             t,
+            reply,
             la: self.table.lookahead4(&t),
             svc: svc.id,
             flags,
@@ -119,7 +137,7 @@ impl State {
     }
 
     /// The frame `p` was read from, sent on by the lane; None when the usual way must take
-    /// it (nothing in the frame changed then).
+    /// it (nothing in the frame or the state changed then).
     #[inline(always)]
     pub(super) fn plain_run(
         &mut self,
@@ -131,12 +149,15 @@ impl State {
         if !self.fast_path || (p.t.proto == PROTO_TCP && p.flags & (SYN | FIN | RST) != 0) {
             return None;
         }
+        if let Some(from) = p.reply {
+            return self.plain_reply(s, svc, p, from, pkt);
+        }
         let head: &mut [u8; PLAIN_HEAD] = pkt.frame_mut().get_mut(..PLAIN_HEAD)?.try_into().ok()?;
         let now = self.now;
         let timeouts = *self.table.timeouts();
         let r = self.table.get_mut4(&p.t, p.la, now.ms)?;
         let b = fast::settled(r, s, now.ms, &timeouts, &self.membership, p.t.proto)?;
-        let which = (r.backend, r.primary_path);
+        let which = (b, r.primary_path);
         let ready = self
             .ready
             .get(s, &self.link_up, &self.neighbors, self.epoch, which)?;
@@ -158,5 +179,74 @@ impl State {
             ethernet::ETHERTYPE_IPV4,
         );
         Some(Verdict::Tx(ready.port))
+    }
+
+    /// A nat reply by the lane: what `flows::backend_reply` does to a reply that changes no
+    /// state of its flow (no SYN, FIN or RST; established or UDP; not due for its
+    /// announcement), toward a client whose port is up. The checks come first: a reply
+    /// that fails one takes the usual way with nothing changed.
+    #[inline(always)]
+    fn plain_reply(
+        &mut self,
+        s: &Services,
+        svc: &Service,
+        p: &Plain,
+        (src, sport): ([u8; 4], u16),
+        pkt: &mut PacketBuf,
+    ) -> Option<Verdict> {
+        let head: &mut [u8; PLAIN_HEAD] = pkt.frame_mut().get_mut(..PLAIN_HEAD)?.try_into().ok()?;
+        let now = self.now;
+        let timeouts = *self.table.timeouts();
+        let r = self.table.get_mut4(&p.t, p.la, now.ms)?;
+        let b = s.backends.get(usize::from(r.backend))?;
+        if b.addr[..4] != src || b.addr[4..] != [0; 12] || b.port != sport {
+            return None;
+        }
+        if !matches!(r.state, FlowState::Established | FlowState::Udp)
+            || now.ms.wrapping_sub(r.last_sync_ms) >= timeouts.sync_interval(r.state)
+        {
+            return None;
+        }
+        let egress = r.ingress_port;
+        let out = s.ports.get(usize::from(egress))?;
+        if !self
+            .link_up
+            .get(usize::from(egress))
+            .copied()
+            .unwrap_or(false)
+        {
+            return None;
+        }
+        // What `touch`, `release_if_closed` and `timing::reply` do to such a record.
+        r.last_seen_ms = now.ms;
+        let ports = l4::Ports {
+            src: sport,
+            dst: p.t.sport(),
+            flags: p.flags,
+            payload_len: p.payload_len,
+        };
+        if timing::reply(r, ports, now.us, &mut self.hist, s.options.qos_timeout_us) {
+            self.counters.passive_samples.inc();
+        }
+        let client_mac = r.client_mac;
+        let mut client = [0u8; 16];
+        client[..4].copy_from_slice(&p.t.src());
+        let next_mac = self
+            .resolve(egress, out, &client, false)
+            .unwrap_or(client_mac);
+        let vip = [svc.vip[0], svc.vip[1], svc.vip[2], svc.vip[3]];
+        let to = Plain4 {
+            side: Side::Src,
+            addr: vip,
+            addr_delta: checksum::delta_bytes(&src, &vip),
+            port: svc.port,
+        };
+        Some(fast::plain_rewrite_v4(
+            head,
+            p.t.proto,
+            &to,
+            (&next_mac, &out.mac),
+            egress,
+        ))
     }
 }

@@ -247,6 +247,11 @@ pub struct Services {
     /// addresses: not encapsulating), by `plain_key`: scanned when few, else the map.
     plain: Vec<(u64, u16)>,
     plain_map: FastMap<u64, u16>,
+    /// The plain lane's nat replies: (backend address, port, protocol) to the one IPv4 nat
+    /// service whose backend sends from there (`Toward::Reply` in `demux`), and every
+    /// address a service holds that may be IPv4 (a reply to one is not a reply).
+    plain_replies: FastMap<u64, u16>,
+    vip_words: FastMap<[u8; 4], ()>,
     /// The other nodes, when this one is part of a cluster.
     pub cluster: Option<ClusterView>,
     pub options: Options,
@@ -327,6 +332,8 @@ impl Services {
             nat_sources: FastMap::default(),
             plain: Vec::new(),
             plain_map: FastMap::default(),
+            plain_replies: FastMap::default(),
+            vip_words: FastMap::default(),
             cluster: None,
             options,
             series: Vec::new(),
@@ -353,6 +360,41 @@ impl Services {
             self.plain_map = plain.iter().copied().collect();
         }
         self.plain = plain;
+        let v4ish = |a: &[u8; 16]| a[4..] == [0; 12];
+        let first4 = |a: &[u8; 16]| [a[0], a[1], a[2], a[3]];
+        self.vip_words = self
+            .services
+            .iter()
+            .filter(|x| v4ish(&x.vip))
+            .map(|x| (first4(&x.vip), ()))
+            .collect();
+        self.plain_replies = self
+            .nat_sources
+            .iter()
+            .filter_map(|(k, from)| {
+                let [id] = from.as_slice() else { return None };
+                let svc = self.services.get(usize::from(*id))?;
+                (v4ish(&k.vip) && !svc.v6 && !svc.is_vacant())
+                    .then(|| (plain_key(first4(&k.vip), k.port, k.proto), *id))
+            })
+            .collect();
+    }
+
+    /// The nat service a plain IPv4 frame from `src`:`sport` to `dst` is a reply of: what
+    /// `demux::toward` gives (`Toward::Reply`) when it is an IPv4 service's.
+    #[inline(always)]
+    pub fn plain_reply(
+        &self,
+        dst: [u8; 4],
+        src: [u8; 4],
+        sport: u16,
+        proto: u8,
+    ) -> Option<&Service> {
+        if self.plain_replies.is_empty() || self.vip_words.contains_key(&dst) {
+            return None;
+        }
+        let id = *self.plain_replies.get(&plain_key(src, sport, proto))?;
+        self.services.get(usize::from(id))
     }
 
     /// The plain lane's service for an IPv4 destination: what `lookup` gives, when it is
