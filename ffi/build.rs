@@ -109,6 +109,8 @@ fn main() {
         .allowlist_function("rte_eth_stats_get")
         .allowlist_function("rte_strerror")
         .allowlist_function("rte_get_tsc_hz")
+        .allowlist_function("rte_pdump_init")
+        .allowlist_function("rte_pdump_uninit")
         .allowlist_function("tandem_.*")
         .allowlist_type("rte_mbuf")
         .allowlist_type("rte_eth_link")

@@ -1,6 +1,8 @@
 //! The `tandem` command: `run` the daemon, `check-config` a file, `ctl` a running node, or
 //! `gen` load.
 
+mod capture;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +34,8 @@ enum Cmd {
     Gen(Box<tandem_port::gen::GenArgs>),
     /// Validate a config: exit 0, or print each problem (key and why) and exit 1.
     CheckConfig { file: PathBuf },
-    /// Send a command to a running node's control socket ("help" lists them).
+    /// Send a command to a running node's control socket ("help" lists them); `ctl
+    /// capture PORT... --out FILE.pcapng` captures its ports with dpdk-dumpcap.
     Ctl {
         #[arg(long, default_value = "/run/tandem/tandem.sock")]
         socket: PathBuf,
@@ -104,6 +107,9 @@ fn main() -> ExitCode {
             json,
             command,
         } => {
+            if command.first().map(String::as_str) == Some("capture") {
+                return capture::run(&socket, &command[1..]);
+            }
             let line = command.join(" ");
             match tandem_control::client::request(&socket, &line) {
                 Ok(v) => {

@@ -23,7 +23,7 @@ use tandem_control::cluster::Cluster;
 use tandem_control::commands;
 use tandem_control::metrics::{MetricsServer, Page};
 use tandem_control::socket::{Request, SocketServer};
-use tandem_control::state::{build_snapshot, Control};
+use tandem_control::state::{build_snapshot, Control, Process};
 use tandem_dataplane::services::Layout;
 use tandem_port::eal::Eal;
 
@@ -73,6 +73,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: &[String]) -> anyhow::
     tracing::info!(?args, "initialising the EAL");
     let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
     signals.in_eal_init.store(false, Ordering::SeqCst);
+    let no_capture = capture_server(&args);
     if signals.stopped() {
         println!("tandem: stopped during start-up");
         eal.cleanup();
@@ -85,8 +86,20 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: &[String]) -> anyhow::
         return Ok(());
     };
     let cluster = open_cluster(&cfg, &started, checked.secret.as_deref())?;
-    let mut ctl =
-        Control::new(cfg, started.infos.clone(), links).with_load(Arc::clone(&started.load));
+    let process = Process {
+        pid: std::process::id(),
+        file_prefix: tandem_port::pdump::file_prefix(&args),
+        no_capture,
+        devices: cfg
+            .ports
+            .iter()
+            .zip(&started.eth)
+            .map(|(p, e)| (p.device_name().to_string(), e.id))
+            .collect(),
+    };
+    let mut ctl = Control::new(cfg, started.infos.clone(), links)
+        .with_load(Arc::clone(&started.load))
+        .with_process(process);
     if let Some(p) = path {
         ctl = ctl.with_config_path(p);
     }
@@ -100,6 +113,25 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: &[String]) -> anyhow::
     }
     let result = serve(&mut ctl, &started, &signals);
     finish(ctl, started, eal, result)
+}
+
+/// Registers DPDK's capture server, so `dpdk-dumpcap` (and `tandem ctl capture`) can
+/// attach; why it cannot, when it cannot (an EAL without hugepages gives a secondary
+/// process nothing to map).
+fn capture_server(args: &[String]) -> Option<String> {
+    if !tandem_port::pdump::shares_memory(args) {
+        return Some("the EAL runs without hugepages (--no-huge or --in-memory): a capture process cannot attach".into());
+    }
+    match tandem_port::pdump::init() {
+        Ok(()) => {
+            tracing::info!("live capture ready (dpdk-dumpcap, tandem ctl capture)");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%e, "live capture unavailable");
+            Some(e.to_string())
+        }
+    }
 }
 
 /// The cluster's sync channel, when the config names a cluster.
@@ -176,6 +208,9 @@ fn finish(
             tandem_control::client::render(&stats)
         );
         println!("TANDEM_FINAL_STATS {stats}");
+    }
+    if ctl.process().no_capture.is_none() {
+        tandem_port::pdump::uninit();
     }
     drop(ctl);
     eal.cleanup();

@@ -9,20 +9,57 @@ use tandem_dataplane::counters::{Absorbed, DropReason, NUM_ABSORBED};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
     Stats,
+    Node,
 }
 
-pub(super) const COMMANDS: &[Spec] = &[Spec {
-    name: "show stats",
-    example: "show stats",
-    args: "",
-    about: "per port and per worker: rx, tx, drops by reason, Mpps; where every frame went",
-    parse: |a| no_args(a, Command::Stats(Cmd::Stats)),
-}];
+pub(super) const COMMANDS: &[Spec] = &[
+    Spec {
+        name: "show stats",
+        example: "show stats",
+        args: "",
+        about: "per port and per worker: rx, tx, drops by reason, Mpps; where every frame went",
+        parse: |a| no_args(a, Command::Stats(Cmd::Stats)),
+    },
+    Spec {
+        name: "show node",
+        example: "show node",
+        args: "",
+        about: "this node's process: pid, EAL file prefix, each port's DPDK device and id, \
+                whether a capture can attach (what `tandem ctl capture` reads)",
+        parse: |a| no_args(a, Command::Stats(Cmd::Node)),
+    },
+];
 
 pub(super) fn run(ctl: &mut Control, c: Cmd) -> Value {
     match c {
         Cmd::Stats => show_stats(ctl),
+        Cmd::Node => show_node(ctl),
     }
+}
+
+fn show_node(ctl: &Control) -> Value {
+    let p = ctl.process();
+    let ports: Vec<Value> = ctl
+        .ports()
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let (device, id) = p.devices.get(i).cloned().unzip();
+            json!({ "port": port.name, "device": device, "dpdk_port": id })
+        })
+        .collect();
+    ok(
+        "show node",
+        Map::from_iter([
+            ("node".into(), json!(ctl.config().node_id)),
+            ("pid".into(), json!(p.pid)),
+            ("version".into(), json!(env!("CARGO_PKG_VERSION"))),
+            ("file_prefix".into(), json!(p.file_prefix)),
+            ("capture".into(), json!(p.no_capture.is_none())),
+            ("capture_unavailable".into(), json!(p.no_capture)),
+            ("ports".into(), Value::Array(ports)),
+        ]),
+    )
 }
 
 fn show_stats(ctl: &Control) -> Value {

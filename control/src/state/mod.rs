@@ -63,6 +63,22 @@ pub struct Control {
     bgp: Option<crate::bgp::Announcer>,
     /// Which worker `poll_workers` starts with next.
     poll_turn: usize,
+    /// What an operator's DPDK tools need to reach this process (`show node`).
+    process: Process,
+}
+
+/// What an operator's DPDK tools (dpdk-dumpcap, dpdk-telemetry.py) need to reach a
+/// node's process, as `show node` tells them.
+#[derive(Debug, Clone, Default)]
+pub struct Process {
+    pub pid: u32,
+    /// The EAL's file prefix.
+    pub file_prefix: String,
+    /// Why a capture cannot attach (no hugepages, or the capture server did not
+    /// register); None when it can.
+    pub no_capture: Option<String>,
+    /// Each port's DPDK device name and port id, in the config's order.
+    pub devices: Vec<(String, u16)>,
 }
 
 /// The services snapshot, with what QoS has learned of each backend (`live`, empty at
@@ -126,6 +142,7 @@ impl Control {
             config_path: None,
             bgp: None,
             poll_turn: 0,
+            process: Process::default(),
         }
     }
 
@@ -171,6 +188,15 @@ impl Control {
     pub fn with_load(mut self, load: Arc<Load>) -> Control {
         self.load = load;
         self
+    }
+
+    pub fn with_process(mut self, process: Process) -> Control {
+        self.process = process;
+        self
+    }
+
+    pub fn process(&self) -> &Process {
+        &self.process
     }
 
     /// Changes a backend's state or weight and hands every worker a new snapshot.

@@ -10,6 +10,7 @@ pub mod ethdev;
 pub mod gen;
 pub mod mbuf;
 pub mod memory;
+pub mod pdump;
 pub mod siblings;
 pub mod twin;
 pub mod worker;
