@@ -8,6 +8,7 @@
 #include <rte_mempool.h>
 #include <rte_ethdev.h>
 #include <rte_pdump.h>
+#include <rte_telemetry.h>
 
 uint16_t tandem_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 uint16_t tandem_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);

@@ -122,10 +122,24 @@ pub(crate) fn run(
             ctl.expire_flows(now);
             ctl.reap_removed(now);
             ctl.refresh_neighbors(now);
+            publish_telemetry(ctl);
         }
         if busy == 0 && requests.is_empty() {
             std::thread::sleep(TICK);
         }
+    }
+}
+
+/// Hands DPDK's telemetry thread this second's answers to tandem's commands on the
+/// telemetry socket (`tandem_port::telemetry`).
+fn publish_telemetry(ctl: &mut Control) {
+    for (cmd, line) in [
+        ("/tandem/info", "show node"),
+        ("/tandem/stats", "show stats"),
+        ("/tandem/backends", "show backends"),
+        ("/tandem/nodes", "show nodes"),
+    ] {
+        tandem_port::telemetry::publish(cmd, &commands::execute(ctl, line));
     }
 }
 

@@ -74,6 +74,9 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: &[String]) -> anyhow::
     let eal = Eal::init(&args).map_err(|e| anyhow::anyhow!("{e}"))?;
     signals.in_eal_init.store(false, Ordering::SeqCst);
     let no_capture = capture_server(&args);
+    if let Err(e) = tandem_port::telemetry::register() {
+        tracing::warn!(%e, "tandem's telemetry commands unavailable");
+    }
     if signals.stopped() {
         println!("tandem: stopped during start-up");
         eal.cleanup();

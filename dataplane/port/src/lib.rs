@@ -12,6 +12,7 @@ pub mod mbuf;
 pub mod memory;
 pub mod pdump;
 pub mod siblings;
+pub mod telemetry;
 pub mod twin;
 pub mod worker;
 
