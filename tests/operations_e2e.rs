@@ -310,6 +310,12 @@ fn a_live_node_changed_reloaded_and_watched() {
         s.path("metrics.txt").display()
     ));
     assert!(lint.trim_end().ends_with("rc=0"), "promtool: {lint}");
+    // Latency also as a histogram in fixed buckets (what Prometheus can sum over nodes).
+    assert!(
+        page.contains("# TYPE tandem_backend_latency_bucketed_seconds histogram")
+            && page.contains("tandem_backend_latency_bucketed_seconds_bucket{service=\"web\",backend=\"b1\",kind=\"handshake\",le=\"0.00005\"}"),
+        "{page}"
+    );
     let code = |args: &str| {
         curl_in(
             &t,
@@ -378,6 +384,13 @@ fn a_live_node_changed_reloaded_and_watched() {
             Err(format!("Prometheus {got:?} against show {want:?}"))
         }
     });
+
+    // The histogram as Prometheus reads it: a quantile of the handshakes, from the buckets.
+    let q = "histogram_quantile(0.5, sum by (le) \
+             (tandem_backend_latency_bucketed_seconds_bucket{kind=\"handshake\"}))";
+    let p50 = prom_query(&t, q).expect("a handshake median from the histogram");
+    println!("Prometheus: handshake p50 from the histogram {p50} s");
+    assert!(p50 > 0.0 && p50 <= 10.0, "{p50}");
 
     let before = seen.len();
     node.stop_with(libc::SIGTERM);

@@ -10,9 +10,11 @@ mod server;
 
 pub use server::{MetricsServer, Page};
 
+use crate::qos::window::{Totals, BUCKET_BOUNDS_US};
 use crate::state::Control;
 use prometheus::proto::{
-    Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType, Quantile, Summary,
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Quantile,
+    Summary,
 };
 use prometheus::Encoder;
 use std::time::Instant;
@@ -100,6 +102,33 @@ impl Families {
         );
         m.set_summary(s);
         self.family(name, help, MetricType::SUMMARY)
+            .mut_metric()
+            .push(m);
+    }
+
+    /// A cumulative histogram: `buckets` per bound (not cumulative; the last past them).
+    fn histogram(&mut self, name: &str, help: &str, ls: &[(&str, &str)], t: &Totals) {
+        let mut m = Metric::default();
+        m.set_label(labels(ls));
+        let mut h = Histogram::default();
+        h.set_sample_count(t.count);
+        h.set_sample_sum(t.sum_us as f64 / 1e6);
+        let mut below = 0;
+        h.set_bucket(
+            BUCKET_BOUNDS_US
+                .iter()
+                .zip(t.buckets)
+                .map(|(&le, n)| {
+                    below += n;
+                    let mut b = Bucket::default();
+                    b.set_upper_bound(le as f64 / 1e6);
+                    b.set_cumulative_count(below);
+                    b
+                })
+                .collect(),
+        );
+        m.set_histogram(h);
+        self.family(name, help, MetricType::HISTOGRAM)
             .mut_metric()
             .push(m);
     }
@@ -334,10 +363,22 @@ fn backends(ctl: &Control, p: &mut Families) {
     }
 }
 
-/// A backend's latency over the QoS window, a summary per kind of sample.
+/// A backend's latency: over the QoS window, a summary per kind of sample; since the
+/// backend took its id, a histogram per kind in fixed buckets (which add up over nodes).
 fn latency(w: &crate::qos::window::Windows, id: u16, l: &[(&str, &str); 2], p: &mut Families) {
     let slots = w.slots();
     for kind in Kind::ALL {
+        let t = w.totals(id, kind);
+        if t.count > 0 {
+            p.histogram(
+                "tandem_backend_latency_bucketed_seconds",
+                "Latency to the backend since it was added, by kind (probe, handshake or \
+                 response), in fixed buckets from 50us to 10s: sum by (le) over nodes for \
+                 histogram_quantile.",
+                &[l[0], l[1], ("kind", kind.name())],
+                &t,
+            );
+        }
         let x = w.summary(id, None, kind, slots);
         if x.count == 0 {
             continue;

@@ -25,6 +25,47 @@ impl Slot {
     }
 }
 
+/// Upper bounds (µs) of the buckets `/metrics` exports latency in as a Prometheus histogram:
+/// fixed, so the series of every node and every scrape add up (`sum by (le)`).
+pub const BUCKET_BOUNDS_US: [u64; 17] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Every sample of a series since its backend took its id, in `BUCKET_BOUNDS_US` (the last
+/// bucket past them): cumulative, as a Prometheus histogram wants, where the windows slide.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    /// Samples per bucket (not cumulative); `[BUCKET_BOUNDS_US.len()]` above the last bound.
+    pub buckets: [u64; BUCKET_BOUNDS_US.len() + 1],
+    pub count: u64,
+    pub sum_us: u64,
+}
+
+impl Totals {
+    fn record(&mut self, us: u64, n: u64) {
+        let i = BUCKET_BOUNDS_US.partition_point(|&b| b < us);
+        self.buckets[i] += n;
+        self.count += n;
+        self.sum_us = self.sum_us.saturating_add(us.saturating_mul(n));
+    }
+
+    /// Adds a period's histogram (each value at its HDR bucket's highest equivalent).
+    fn add(&mut self, h: &Histogram<u32>) {
+        for v in h.iter_recorded() {
+            self.record(v.value_iterated_to(), u64::from(v.count_at_value()));
+        }
+    }
+
+    fn absorb(&mut self, o: &Totals) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets) {
+            *a += b;
+        }
+        self.count += o.count;
+        self.sum_us = self.sum_us.saturating_add(o.sum_us);
+    }
+}
+
 /// What a window says about a series (or several, merged).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
@@ -72,6 +113,8 @@ pub struct Windows {
     paths: Vec<usize>,
     /// [series][kind][slot]
     rings: Vec<[Vec<Slot>; KINDS]>,
+    /// [series][kind]: every sample since the series began.
+    totals: Vec<[Totals; KINDS]>,
 }
 
 impl Windows {
@@ -91,6 +134,7 @@ impl Windows {
             first,
             paths: paths_per_backend.to_vec(),
             rings: (0..n).map(|_| [ring(), ring(), ring()]).collect(),
+            totals: vec![Default::default(); n],
         }
     }
 
@@ -115,6 +159,7 @@ impl Windows {
                     continue;
                 };
                 next.rings[to] = std::mem::take(&mut self.rings[from]);
+                next.totals[to] = std::mem::take(&mut self.totals[from]);
             }
         }
         *self = next;
@@ -143,6 +188,7 @@ impl Windows {
                     let h = slot.hist.get_or_insert_with(|| Box::new(new_histogram()));
                     // Same bounds on both sides: add cannot fail or resize.
                     let _ = h.add(&s.hist);
+                    self.totals[i][kind as usize].add(&s.hist);
                     slot.timeouts += u64::from(s.timeouts);
                     slot.resets += u64::from(s.resets);
                 }
@@ -160,6 +206,7 @@ impl Windows {
         let h = slot.hist.get_or_insert_with(|| Box::new(new_histogram()));
         h.saturating_record(us.max(1));
         slot.timeouts += 1;
+        self.totals[i][kind as usize].record(us.max(1), 1);
     }
 
     /// Ends the period: the next slot (the oldest) is cleared and becomes current.
@@ -217,6 +264,20 @@ impl Windows {
             let _ = acc.add(h.as_ref());
         }
         acc
+    }
+
+    /// Every sample of a backend (all its paths) of `kind` since it took its id.
+    pub fn totals(&self, backend: u16, kind: Kind) -> Totals {
+        let mut t = Totals::default();
+        let b = usize::from(backend);
+        let (first, np) = (
+            self.first.get(b).copied().unwrap_or(0),
+            self.paths.get(b).copied().unwrap_or(0),
+        );
+        for series in self.totals.iter().skip(first).take(np) {
+            t.absorb(&series[kind as usize]);
+        }
+        t
     }
 
     /// The last `periods` periods of a backend's `path` (or all its paths when None).
@@ -337,5 +398,44 @@ mod tests {
         let (n, p99) = w.pool_quantile(&[0, 1], Kind::Response, 0.99);
         assert_eq!(n, 1);
         assert!(p99 >= 49_000);
+    }
+}
+
+#[cfg(test)]
+mod totals {
+    use super::*;
+
+    #[test]
+    fn every_sample_stays_in_its_fixed_bucket_while_the_window_slides_on() {
+        let mut w = Windows::new(2, &[2, 1]);
+        let mut set = HistSet::new(&[2, 1]);
+        set.record(0, 0, Kind::Response, 80); // le 100 us
+        set.record(0, 1, Kind::Response, 3_000); // le 5 ms, on the other path
+        set.record(0, 0, Kind::Response, 20_000_000); // past 10 s
+        set.record(1, 0, Kind::Response, 40); // another backend
+        w.merge(&set);
+        w.record_timeout(0, 1, Kind::Probe, 400_000); // le 500 ms
+        for _ in 0..3 {
+            w.roll();
+        }
+        assert_eq!(
+            w.summary(0, None, Kind::Response, 2).count,
+            0,
+            "the window moved on"
+        );
+        let t = w.totals(0, Kind::Response);
+        assert_eq!(t.count, 3);
+        let at = |us: u64| BUCKET_BOUNDS_US.iter().position(|&b| b == us).unwrap();
+        assert_eq!(t.buckets[at(100)], 1);
+        assert_eq!(t.buckets[at(5_000)], 1);
+        assert_eq!(t.buckets[BUCKET_BOUNDS_US.len()], 1, "above the last bound");
+        assert_eq!(t.buckets.iter().sum::<u64>(), 3);
+        assert!(t.sum_us >= 20_003_080, "{}", t.sum_us);
+        assert_eq!(w.totals(0, Kind::Probe).buckets[at(500_000)], 1);
+        assert_eq!(w.totals(1, Kind::Response).buckets[at(50)], 1);
+        // A backend new at its id starts from nothing; a kept one keeps its totals.
+        w.reshape(&[2, 1], &[false, true]);
+        assert_eq!(w.totals(0, Kind::Response).count, 3);
+        assert_eq!(w.totals(1, Kind::Response).count, 0);
     }
 }
