@@ -255,3 +255,63 @@ fn a_slowloris_crowd_leaves_a_scraper_its_answers() {
     println!("scraper: {answered} of 55 answered among 300 slowloris connections");
     assert!(answered * 10 >= 55 * 9, "{answered} of 55");
 }
+
+/// Every family name this module can page: its literals, and a worker counter's
+/// `tandem_worker_NAME_total`.
+fn exported(name: &str) -> bool {
+    let base = ["_bucket", "_count", "_sum"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name);
+    let literal = |n: &str| include_str!("mod.rs").contains(&format!("\"{n}\""));
+    let mut counter = false;
+    tandem_dataplane::counters::WorkerCounters::default().each(|c, _| {
+        counter |= base == format!("tandem_worker_{c}_total");
+    });
+    literal(name) || literal(base) || counter
+}
+
+/// The Grafana dashboard in packaging/ asks only for series a node exports (a renamed
+/// family would leave a panel empty without a word).
+#[test]
+fn every_dashboard_query_names_a_series_the_node_exports() {
+    let d: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../packaging/grafana/tandem-dashboard.json"
+    ))
+    .expect("the dashboard is JSON");
+    let mut exprs = Vec::new();
+    let mut walk = vec![&d];
+    while let Some(v) = walk.pop() {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(e) = m.get("expr").and_then(|e| e.as_str()) {
+                    exprs.push(e.to_string());
+                }
+                walk.extend(m.values());
+            }
+            serde_json::Value::Array(a) => walk.extend(a),
+            _ => {}
+        }
+    }
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let mut names = 0;
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(at) = rest.find("tandem_") {
+            let n: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                exported(&n),
+                "{n} (in {e}) is not a series the node exports"
+            );
+            names += 1;
+            rest = &rest[at + n.len()..];
+        }
+    }
+    assert!(names >= exprs.len(), "every query names a tandem series");
+    // The check itself tells a wrong name.
+    assert!(!exported("tandem_backend_latency_histogram_seconds_bucket"));
+    assert!(exported("tandem_worker_flows_created_total"));
+}
