@@ -66,6 +66,7 @@ fn the_package_installs_checks_its_config_and_purges() {
         "/etc/tandem/tandem.toml",
         "/etc/default/tandem",
         "/usr/share/tandem/setup",
+        "/usr/share/tandem/grafana/tandem-dashboard.json",
     ] {
         assert!(Path::new(f).exists(), "{f} not installed");
     }
