@@ -43,18 +43,16 @@ fn dumpcap(node: &Value, a: &Args) -> Result<Command, String> {
     let known = node["ports"].as_array().cloned().unwrap_or_default();
     let mut cmd = Command::new("dpdk-dumpcap");
     cmd.arg(format!("--file-prefix={prefix}"));
-    {
-        let name = &a.port;
-        let id = known
-            .iter()
-            .find(|p| p["port"] == name.as_str())
-            .and_then(|p| p["dpdk_port"].as_u64())
-            .ok_or_else(|| {
-                let names: Vec<&str> = known.iter().filter_map(|p| p["port"].as_str()).collect();
-                format!("no port named {name:?} (the node has {})", names.join(", "))
-            })?;
-        cmd.arg("-i").arg(id.to_string());
-    }
+    let name = &a.port;
+    let id = known
+        .iter()
+        .find(|p| p["port"] == name.as_str())
+        .and_then(|p| p["dpdk_port"].as_u64())
+        .ok_or_else(|| {
+            let names: Vec<&str> = known.iter().filter_map(|p| p["port"].as_str()).collect();
+            format!("no port named {name:?} (the node has {})", names.join(", "))
+        })?;
+    cmd.arg("-i").arg(id.to_string());
     cmd.arg("-w").arg(&a.out);
     if let Some(n) = a.count {
         cmd.arg("-c").arg(n.to_string());

@@ -117,67 +117,18 @@ fn dumpcap_through_tandem_ctl_capture_sees_one_clients_frames_both_ways() {
     let prefix = unique("tcap");
     let _pages = Hugepages::reserve(&prefix);
     // Two clients' UDP flows to the nat service, replayed from memory forever.
-    let frames: Vec<Vec<u8>> = (0..64u16)
-        .map(|i| {
-            let src = if i % 2 == 0 { CLIENT } else { OTHER };
-            tandem_dataplane::testkit::udp(
-                [2, 0, 0, 0, 0, 1],
-                [2, 0, 0, 0, 0xc, 1],
-                src.parse().unwrap(),
-                30_000 + i,
-                "192.0.2.10".parse().unwrap(),
-                53,
-                b"query",
-            )
-        })
-        .collect();
     let pcap = s.path("flows.pcap");
-    write_pcap(&pcap, &frames);
+    write_pcap(&pcap, &dns_queries(&[CLIENT, OTHER], 64));
     let sock = s.path("ctl.sock");
     let cfg = s.path("tandem.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"[node]
-id = 1
-[eal]
-args = ["-m", "{NODE_MB}", "--no-pci", "--file-prefix", "{prefix}", "--log-level", "lib.eal:warning"]
-[[port]]
-name = "front"
-devargs = "net_pcap{tag}0,rx_pcap={pcap},infinite_rx=1"
-mac = "02:00:00:00:00:01"
-ipv4 = "10.0.0.1/24"
-[[port]]
-name = "back"
-devargs = "net_null{tag}1,no-rx=1"
-ipv4 = "10.1.0.1/24"
-[mempool]
-mbufs = 8191
-[workers]
-cores = [1]
-idle_sleep = "50us"
-[flows]
-capacity = 4096
-[control]
-socket = "{sock}"
-[[service]]
-name = "dns"
-vip = "192.0.2.10"
-port = 53
-protocol = "udp"
-mode = "nat"
-[[service.backend]]
-name = "a"
-address = "10.1.0.11"
-port = 5353
-paths = [{{ port = "back", mac = "02:00:00:00:01:11" }}]
-"#,
-            tag = std::process::id() % 1000,
-            pcap = pcap.display(),
-            sock = sock.display(),
-        ),
-    )
-    .unwrap();
+    let header = format!(
+        "[node]\nid = 1\n[eal]\nargs = [\"-m\", \"{NODE_MB}\", \"--no-pci\", \"--file-prefix\", \
+         \"{prefix}\", \"--log-level\", \"lib.eal:warning\"]\n"
+    );
+    let sections = "[mempool]\nmbufs = 8191\n[workers]\ncores = [1]\nidle_sleep = \"50us\"\n\
+                    [flows]\ncapacity = 4096";
+    let body = dns_node(&pcap, ",infinite_rx=1", sections, &sock);
+    std::fs::write(&cfg, header + &body).unwrap();
     let node = Node::start(&cfg, &sock, None);
     let shown = node.ctl("show node").unwrap();
     assert_eq!(shown["file_prefix"], prefix.as_str(), "{shown}");

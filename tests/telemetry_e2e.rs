@@ -43,59 +43,13 @@ fn telemetry(prefix: &str, cmds: &[&str]) -> Vec<Value> {
 fn dpdk_telemetry_answers_tandems_commands() {
     let s = Scratch::new("telemetry");
     let prefix = unique("ttel");
-    let frames: Vec<Vec<u8>> = (0..32u16)
-        .map(|i| {
-            tandem_dataplane::testkit::udp(
-                [2, 0, 0, 0, 0, 1],
-                [2, 0, 0, 0, 0xc, 1],
-                "198.51.100.7".parse().unwrap(),
-                30_000 + i,
-                "192.0.2.10".parse().unwrap(),
-                53,
-                b"query",
-            )
-        })
-        .collect();
     let pcap = s.path("flows.pcap");
-    write_pcap(&pcap, &frames);
+    write_pcap(&pcap, &dns_queries(&["198.51.100.7"], 32));
     let sock = s.path("ctl.sock");
     let cfg = s.path("tandem.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"{header}[[port]]
-name = "front"
-devargs = "net_pcap{tag}0,rx_pcap={pcap}"
-mac = "02:00:00:00:00:01"
-ipv4 = "10.0.0.1/24"
-[[port]]
-name = "back"
-devargs = "net_null{tag}1,no-rx=1"
-ipv4 = "10.1.0.1/24"
-[workers]
-cores = [1]
-idle_sleep = "100us"
-[control]
-socket = "{sock}"
-[[service]]
-name = "dns"
-vip = "192.0.2.10"
-port = 53
-protocol = "udp"
-mode = "nat"
-[[service.backend]]
-name = "a"
-address = "10.1.0.11"
-port = 5353
-paths = [{{ port = "back", mac = "02:00:00:00:01:11" }}]
-"#,
-            header = node_header(1, 256, &prefix),
-            tag = std::process::id() % 1000,
-            pcap = pcap.display(),
-            sock = sock.display(),
-        ),
-    )
-    .unwrap();
+    let sections = "[workers]\ncores = [1]\nidle_sleep = \"100us\"";
+    let body = dns_node(&pcap, "", sections, &sock);
+    std::fs::write(&cfg, node_header(1, 256, &prefix) + &body).unwrap();
     let node = Node::start(&cfg, &sock, None);
     // The pcap's 32 frames, once: every one forwarded, then published (once a second).
     node.wait_stats("the pcap forwarded", Duration::from_secs(20), |st| {

@@ -442,3 +442,58 @@ pub fn wait_for<T>(
         }
     }
 }
+
+/// `flows` UDP queries to the dns VIP 192.0.2.10:53, each its own flow (source ports from
+/// 30000 up), from `clients` in turn, as a client's frames reach the front port.
+#[allow(dead_code)]
+pub fn dns_queries(clients: &[&str], flows: u16) -> Vec<Vec<u8>> {
+    (0..flows)
+        .map(|i| {
+            tandem_dataplane::testkit::udp(
+                [2, 0, 0, 0, 0, 1],
+                [2, 0, 0, 0, 0xc, 1],
+                clients[usize::from(i) % clients.len()].parse().unwrap(),
+                30_000 + i,
+                "192.0.2.10".parse().unwrap(),
+                53,
+                b"query",
+            )
+        })
+        .collect()
+}
+
+/// A node's config after its header: a front port reading `pcap` (`front_args` after the
+/// file), a back port on net_null, `sections` (workers, mempool, flows), the control socket,
+/// and the UDP nat service `dns_queries` asks: backend a at 10.1.0.11:5353 behind back.
+#[allow(dead_code)]
+pub fn dns_node(pcap: &Path, front_args: &str, sections: &str, sock: &Path) -> String {
+    let tag = std::process::id() % 1000;
+    format!(
+        r#"[[port]]
+name = "front"
+devargs = "net_pcap{tag}0,rx_pcap={pcap}{front_args}"
+mac = "02:00:00:00:00:01"
+ipv4 = "10.0.0.1/24"
+[[port]]
+name = "back"
+devargs = "net_null{tag}1,no-rx=1"
+ipv4 = "10.1.0.1/24"
+{sections}
+[control]
+socket = "{sock}"
+[[service]]
+name = "dns"
+vip = "192.0.2.10"
+port = 53
+protocol = "udp"
+mode = "nat"
+[[service.backend]]
+name = "a"
+address = "10.1.0.11"
+port = 5353
+paths = [{{ port = "back", mac = "02:00:00:00:01:11" }}]
+"#,
+        pcap = pcap.display(),
+        sock = sock.display(),
+    )
+}
