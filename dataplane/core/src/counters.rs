@@ -214,6 +214,9 @@ macro_rules! worker_counters {
         }
 
         impl WorkerCounters {
+            /// The single counters' names, in the order listed.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name),)*];
+
             /// Every single counter with its name, in the order listed.
             pub fn each(&self, mut f: impl FnMut(&'static str, u64)) {
                 $(f(stringify!($name), self.$name.get());)*

@@ -26,4 +26,5 @@ pub mod services;
 /// Frame builders for tests, benches and the fuzz seeds: not in the product's build.
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod trace;
 pub mod wire;

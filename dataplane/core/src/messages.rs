@@ -7,6 +7,7 @@ use crate::neighbor::{Entry, NeighborKey};
 use crate::qos::hist::HistSet;
 use crate::qos::probe::{Method, Outcome};
 use crate::services::Services;
+use crate::trace::Tracer;
 use crate::wire::ethernet::Mac;
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ pub enum ToWorker {
         round: u8,
         method: Method,
     },
+    /// Trace with this tracer from now on (None: stop tracing); hand the one in use back.
+    Trace(Option<Box<Tracer>>),
 }
 
 /// Worker to control thread.
@@ -68,4 +71,6 @@ pub enum FromWorker {
     /// A probe the worker could not send (no address of the family on the port, or the
     /// next hop is not resolved yet): counts as a failure.
     ProbeUnsent { backend: u16, path: u8, round: u8 },
+    /// The tracer the worker traced with until `ToWorker::Trace` replaced it.
+    Traced(Box<Tracer>),
 }

@@ -16,6 +16,7 @@ use super::plain::Plain;
 use super::{Core, PacketBuf, State, Verdict};
 use crate::flow::table::Lookahead;
 use crate::services::Services;
+use crate::trace::Tracer;
 use crate::wire::ethernet;
 use crate::wire::ipv4;
 use crate::wire::ipv6;
@@ -150,6 +151,12 @@ impl Core {
         prefetch: impl Fn(*const u8),
     ) {
         let n = pkts.len().min(verdicts.len()).min(MAX_BURST);
+        if let Some(mut t) = self.state.trace.take() {
+            // A trace is on: this burst's one test of it (see `crate::trace`).
+            self.traced_burst(&mut t, in_port, &mut pkts[..n], verdicts);
+            self.state.trace = Some(t);
+            return;
+        }
         let pays = self.prefetch_pays();
         let s = &*self.services;
         let st = &mut self.state;
@@ -214,6 +221,22 @@ impl Core {
             }
         }
         st.counters.sent.add(sent);
+    }
+
+    /// A burst while a trace is on: frame by frame, each the tracer wants between its two
+    /// looks (`traced_frame`); no prefetching, as a traced node need not be fast.
+    fn traced_burst(
+        &mut self,
+        t: &mut Tracer,
+        in_port: u8,
+        pkts: &mut [PacketBuf],
+        verdicts: &mut [Verdict],
+    ) {
+        let s = &*self.services;
+        let st = &mut self.state;
+        for (pkt, out) in pkts.iter_mut().zip(verdicts.iter_mut()) {
+            *out = st.traced_frame(t, s, in_port, pkt);
+        }
     }
 }
 
@@ -307,8 +330,16 @@ mod tests {
         fn a_burst_is_its_frames_one_at_a_time(
             frames in proptest::collection::vec((0u8..12, 0u16..24), 1..120),
             cuts in proptest::collection::vec(1usize..=MAX_BURST, 1..40),
+            traced in any::<bool>(),
         ) {
             let (mut one, mut burst) = (core(), core());
+            // A trace on (of most of these frames) changes nothing a frame gets.
+            if traced {
+                let f = crate::trace::Filter::parse("host 198.51.100.7").unwrap();
+                let left = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(40));
+                let t = crate::trace::Tracer::new(1, f, left);
+                burst.apply(crate::messages::ToWorker::Trace(Some(Box::new(t))));
+            }
             let frames: Vec<(u8, Vec<u8>)> = frames.iter().map(|&(k, c)| frame(k, c)).collect();
             let mut expect = Vec::new();
             for (port, f) in &frames {
@@ -346,6 +377,12 @@ mod tests {
             prop_assert_eq!(&got, &expect);
             prop_assert_eq!(counters(&burst), counters(&one));
             prop_assert_eq!(burst.state.table.len(), one.state.table.len());
+            if let Some(t) = &burst.state.trace {
+                prop_assert_eq!(t.records().len() + t.missed as usize, frames.iter().filter(|(_, f)| {
+                    crate::trace::Filter::parse("host 198.51.100.7").unwrap()
+                        .matches(&crate::trace::Seen::of(f, None))
+                }).count().min(40));
+            }
         }
     }
 }

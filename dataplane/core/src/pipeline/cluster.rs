@@ -113,7 +113,7 @@ impl State {
         };
         let mode = ToNode {
             header: tunnel::Header {
-                flags,
+                flags: flags | self.trace_mark,
                 hops: 1,
                 primary: cl.id_of(rec.primary_node),
                 backup: cl.id_of(rec.backup_node),

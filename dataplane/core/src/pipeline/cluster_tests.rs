@@ -508,3 +508,107 @@ fn an_icmp_error_reaches_the_flows_primary_and_its_backend() {
     assert_eq!(q.src_bytes(), [10, 1, 0, 11]);
     assert_eq!(n2.state.counters.icmp_frag_needed.get(), 1);
 }
+
+/// A tracer for `filter` with `count` frames to trace, as the control thread arms it.
+fn arm(c: &mut Core, filter: &str, count: u32) {
+    let f = crate::trace::Filter::parse(filter).unwrap();
+    let left = Arc::new(std::sync::atomic::AtomicU32::new(count));
+    let t = crate::trace::Tracer::new(1, f, left);
+    assert!(c.apply(ToWorker::Trace(Some(Box::new(t)))).is_none());
+}
+
+fn told(c: &Core) -> Vec<crate::trace::explain::Told> {
+    let t = c.state.trace.as_ref().unwrap();
+    t.records()
+        .iter()
+        .map(|r| crate::trace::explain::tell(r, &c.services))
+        .collect()
+}
+
+fn stage<'a>(t: &'a crate::trace::explain::Told, name: &str) -> &'a str {
+    t.stages
+        .iter()
+        .find(|(s, _)| *s == name)
+        .map(|(_, d)| d.as_str())
+        .unwrap_or_else(|| panic!("no stage {name} in {t:?}"))
+}
+
+#[test]
+fn a_traced_frame_sent_on_carries_the_mark_and_the_next_node_traces_it() {
+    let sport = port_ranked(2, 3);
+    let (mut n1, mut n2) = (node(1), node(2));
+    arm(&mut n1, "host 198.51.100.7 and port 80", 5);
+    // Node 2's own filter names another client: only the mark makes it trace.
+    arm(&mut n2, "host 203.0.113.99", 5);
+    let (v, out) = testkit::run(&mut n1, 0, &client(1, sport, SYN), 1);
+    assert_eq!(v, Verdict::Tx(0));
+    let h = outer_header(&out);
+    assert_eq!(
+        h.flags,
+        tunnel::FLAG_TRACE,
+        "the forwarded frame carries the mark"
+    );
+    let t1 = told(&n1);
+    assert_eq!(t1.len(), 1);
+    let t = &t1[0];
+    assert_eq!(t.port, "front");
+    assert!(stage(t, "parse").contains("198.51.100.7:"), "{t:?}");
+    assert!(stage(t, "service").starts_with("web: 192.0.2.10:80 tcp, mode nat"));
+    assert!(stage(t, "flow").starts_with("miss: a new flow"), "{t:?}");
+    assert!(stage(t, "selection").contains("chose none here"), "{t:?}");
+    assert!(
+        stage(t, "nodes").contains("primary node 2, backup node 3"),
+        "{t:?}"
+    );
+    assert!(stage(t, "rewrite").contains("sent on to another node"));
+    assert!(stage(t, "counted").contains("node_forwarded +1"), "{t:?}");
+    assert_eq!(t.verdict, "sent out of port front");
+
+    // Node 2 serves it, traced for the mark: the selection, the path and the rewrite.
+    let (v, _) = testkit::run(&mut n2, 0, &out, 2);
+    assert_eq!(v, Verdict::Tx(1));
+    let t2 = told(&n2);
+    assert_eq!(t2.len(), 1);
+    let t = &t2[0];
+    assert!(stage(t, "rx").contains("trace mark"));
+    assert!(stage(t, "parse").contains("sent on by another node"));
+    assert!(stage(t, "selection").contains("chose a"), "{t:?}");
+    assert!(
+        stage(t, "nodes").contains("this node 2 is the flow's primary"),
+        "{t:?}"
+    );
+    assert!(stage(t, "path").contains("out by port back"), "{t:?}");
+    assert!(
+        stage(t, "rewrite").contains("-> 198.51.100.7:")
+            && stage(t, "rewrite").contains("10.1.0.11:8080"),
+        "{t:?}"
+    );
+    assert_eq!(t.verdict, "sent out of port back");
+
+    // Not marked and not matching: node 2 leaves it alone; node 1 stops at its count.
+    let other = testkit::tcp(
+        node_mac(2),
+        ROUTER_MAC,
+        ip("203.0.113.7"),
+        sport,
+        ip("192.0.2.10"),
+        80,
+        SYN,
+        b"",
+    );
+    testkit::run(&mut n2, 0, &other, 3);
+    assert_eq!(told(&n2).len(), 1);
+}
+
+#[test]
+fn a_trace_stops_at_its_count_and_an_untraced_node_sends_no_mark() {
+    let sport = port_ranked(2, 3);
+    let mut n1 = node(1);
+    arm(&mut n1, "198.51.100.7", 2);
+    for (i, f) in [SYN, ACK, ACK, ACK].into_iter().enumerate() {
+        testkit::run(&mut n1, 0, &client(1, sport, f), i as u32 + 1);
+    }
+    assert_eq!(told(&n1).len(), 2);
+    let (_, out) = testkit::run(&mut node(1), 0, &client(1, sport, SYN), 1);
+    assert_eq!(outer_header(&out).flags, 0);
+}

@@ -11,7 +11,10 @@ impl Core {
     /// layer's to carry out (they need a fresh buffer); they are handed back.
     pub fn apply(&mut self, msg: ToWorker) -> Option<ToWorker> {
         let st = &mut self.state;
-        if !matches!(msg, ToWorker::Flow { .. } | ToWorker::Measure(_)) {
+        if !matches!(
+            msg,
+            ToWorker::Flow { .. } | ToWorker::Measure(_) | ToWorker::Trace(_)
+        ) {
             // What a ready egress was made from may have changed (`fast`).
             st.epoch = st.epoch.wrapping_add(1);
         }
@@ -21,6 +24,11 @@ impl Core {
                 let old = std::mem::replace(&mut st.hist, fresh);
                 let worker = st.worker;
                 st.emit(FromWorker::Measured { worker, hist: old });
+            }
+            ToWorker::Trace(t) => {
+                if let Some(old) = std::mem::replace(&mut st.trace, t) {
+                    st.emit(FromWorker::Traced(old));
+                }
             }
             ToWorker::Services(s) => {
                 st.table.set_timeouts(s.options.timeouts);

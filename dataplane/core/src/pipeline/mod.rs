@@ -40,6 +40,7 @@ mod martian;
 mod mtu;
 mod plain;
 mod timing;
+mod trace;
 mod xmit;
 
 pub use crate::parking::Wait;
@@ -208,6 +209,12 @@ pub struct State {
     ready: fast::ReadyTable,
     /// False: every packet takes the full flow stage (to test the fast path against it).
     fast_path: bool,
+    /// The trace the control thread armed (`crate::trace`); None: no trace, and no cost
+    /// but one test per burst.
+    pub trace: Option<Box<crate::trace::Tracer>>,
+    /// Node-header flags a traced frame sent on to another node carries
+    /// (`tunnel::FLAG_TRACE` while one runs, else 0).
+    trace_mark: u8,
 }
 
 impl Core {
@@ -262,6 +269,8 @@ impl Core {
                 epoch: 1,
                 ready,
                 fast_path: true,
+                trace: None,
+                trace_mark: 0,
             },
         }
     }
@@ -306,9 +315,16 @@ impl Core {
 
     /// Processes one frame that arrived on `in_port` (a burst's frames: `process_burst`).
     pub fn process(&mut self, in_port: u8, pkt: &mut PacketBuf) -> Verdict {
-        let v = self.state.frame_in(&self.services, in_port, pkt);
-        self.state.count(v);
-        self.state.give_back_released();
+        let Some(mut t) = self.state.trace.take() else {
+            let v = self.state.frame_in(&self.services, in_port, pkt);
+            self.state.count(v);
+            self.state.give_back_released();
+            return v;
+        };
+        let v = self
+            .state
+            .traced_frame(&mut t, &self.services, in_port, pkt);
+        self.state.trace = Some(t);
         v
     }
 

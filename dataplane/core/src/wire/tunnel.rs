@@ -19,6 +19,8 @@ pub const HEADER_LEN: usize = 8;
 pub const VERSION: u8 = 1;
 /// The inner packet is a nat backend's reply, not a client's request.
 pub const FLAG_REPLY: u8 = 0x01;
+/// The packet is being traced (`tandem ctl trace add`): the receiving node traces it too.
+pub const FLAG_TRACE: u8 = 0x02;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
