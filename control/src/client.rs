@@ -131,6 +131,9 @@ pub fn render(v: &Value) -> String {
     {
         return t.clone();
     }
+    if m.get("command").and_then(Value::as_str) == Some("show trace") {
+        return render_trace(m);
+    }
     let mut scalars = String::new();
     let mut tables = String::new();
     for (k, val) in m {
@@ -162,6 +165,48 @@ pub fn render(v: &Value) -> String {
         scalars.push('\n');
     }
     scalars + &tables
+}
+
+/// `show trace` for people: a block per traced frame per node, a line per stage.
+fn render_trace(m: &serde_json::Map<String, Value>) -> String {
+    let mut out = match m.get("running") {
+        Some(Value::Object(r)) => format!(
+            "tracing: {} (count {}, {} left on this node; added on node {})\n",
+            cell(&r["filter"]),
+            cell(&r["count"]),
+            cell(&r["left_here"]),
+            cell(&r["added_on_node"])
+        ),
+        _ => "tracing: off\n".to_string(),
+    };
+    for k in ["missed", "lost_from_peers"] {
+        if m.get(k).and_then(Value::as_u64).unwrap_or(0) > 0 {
+            out += &format!("{k}: {}\n", cell(&m[k]));
+        }
+    }
+    let packets = m.get("packets").and_then(Value::as_array);
+    let first = packets
+        .and_then(|p| p.first())
+        .and_then(|p| p["at_us"].as_u64())
+        .unwrap_or(0);
+    for p in packets.into_iter().flatten() {
+        let at = p["at_us"].as_u64().unwrap_or(0).saturating_sub(first);
+        out += &format!(
+            "\n+{:.3} ms  node {}  worker {}  port {}\n",
+            at as f64 / 1000.0,
+            cell(&p["node"]),
+            cell(&p["worker"]),
+            cell(&p["port"])
+        );
+        for s in p["stages"].as_array().into_iter().flatten() {
+            out += &format!("  {:<10} {}\n", cell(&s["stage"]), cell(&s["detail"]));
+        }
+        out += &format!("  {:<10} {}\n", "verdict", cell(&p["verdict"]));
+    }
+    if packets.is_none_or(|p| p.is_empty()) {
+        out += "no traced frames\n";
+    }
+    out
 }
 
 #[cfg(test)]

@@ -108,6 +108,7 @@ pub(crate) fn run(
         }
         let busy = ctl.poll_workers(now) + ctl.poll_cluster(now);
         ctl.qos_tick(now);
+        ctl.trace_tick(now);
         ctl.bgp_tick(now);
         answer_commands(ctl, requests);
         around.tick(ctl, now);

@@ -40,6 +40,9 @@ pub enum Kind {
     SnapshotRecords = 4,
     /// The answer is complete; `count` in the body says how many records it had.
     SnapshotEnd = 5,
+    /// The packet tracer: a trace armed or cleared on every node, or part of a traced
+    /// frame's account (`TraceMsg`).
+    Trace = 6,
 }
 
 impl Kind {
@@ -50,6 +53,7 @@ impl Kind {
             3 => Kind::SnapshotRequest,
             4 => Kind::SnapshotRecords,
             5 => Kind::SnapshotEnd,
+            6 => Kind::Trace,
             _ => return None,
         })
     }
@@ -81,6 +85,106 @@ pub struct Heartbeat {
 }
 
 pub const HEARTBEAT_LEN: usize = 1 + 4 + 8 + 8;
+
+/// What a `Trace` datagram says. A traced frame's account (JSON, told by the node that
+/// traced it) may outgrow a datagram: it travels in parts, reassembled by the receiver.
+///
+/// ```text
+/// arm:   1 | trace id (8) | count (4) | filter (UTF-8)
+/// clear: 2 | trace id (8)
+/// part:  3 | trace id (8) | entry (4) | part (1) | parts (1) | bytes
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceMsg {
+    Arm {
+        id: u64,
+        count: u32,
+        filter: String,
+    },
+    Clear {
+        id: u64,
+    },
+    Part {
+        id: u64,
+        entry: u32,
+        part: u8,
+        parts: u8,
+        bytes: Vec<u8>,
+    },
+}
+
+/// Most parts of one account (8 x about 1,400 bytes).
+pub const MAX_TRACE_PARTS: u8 = 8;
+/// Room for an account's bytes in one part.
+pub const TRACE_PART_BYTES: usize = MAX_BODY - (1 + 8 + 4 + 1 + 1);
+
+impl TraceMsg {
+    fn write(&self, buf: &mut Vec<u8>) {
+        match self {
+            TraceMsg::Arm { id, count, filter } => {
+                buf.push(1);
+                buf.extend_from_slice(&id.to_be_bytes());
+                buf.extend_from_slice(&count.to_be_bytes());
+                buf.extend_from_slice(filter.as_bytes());
+            }
+            TraceMsg::Clear { id } => {
+                buf.push(2);
+                buf.extend_from_slice(&id.to_be_bytes());
+            }
+            TraceMsg::Part {
+                id,
+                entry,
+                part,
+                parts,
+                bytes,
+            } => {
+                buf.push(3);
+                buf.extend_from_slice(&id.to_be_bytes());
+                buf.extend_from_slice(&entry.to_be_bytes());
+                buf.push(*part);
+                buf.push(*parts);
+                buf.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    fn read(b: &[u8]) -> Option<TraceMsg> {
+        let u64_at = |i: usize| -> Option<u64> {
+            Some(u64::from_be_bytes(b.get(i..i + 8)?.try_into().ok()?))
+        };
+        let u32_at = |i: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?))
+        };
+        match *b.first()? {
+            1 => {
+                let filter = std::str::from_utf8(b.get(13..)?).ok()?;
+                if filter.is_empty() || filter.len() > 512 {
+                    return None;
+                }
+                Some(TraceMsg::Arm {
+                    id: u64_at(1)?,
+                    count: u32_at(9)?,
+                    filter: filter.to_string(),
+                })
+            }
+            2 if b.len() == 9 => Some(TraceMsg::Clear { id: u64_at(1)? }),
+            3 => {
+                let (part, parts) = (*b.get(13)?, *b.get(14)?);
+                if parts == 0 || parts > MAX_TRACE_PARTS || part >= parts {
+                    return None;
+                }
+                Some(TraceMsg::Part {
+                    id: u64_at(1)?,
+                    entry: u32_at(9)?,
+                    part,
+                    parts,
+                    bytes: b.get(15..)?.to_vec(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
 
 /// A flow record as it travels: node ids, not indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +319,11 @@ impl Writer {
         self.count
     }
 
+    /// Writes a trace message (one per datagram; it fits by construction).
+    pub fn trace(&mut self, m: &TraceMsg) {
+        m.write(&mut self.buf);
+    }
+
     /// Writes the record count and the MAC; the datagram is ready to send.
     pub fn finish(mut self, key: &Key) -> Vec<u8> {
         self.buf[24..26].copy_from_slice(&self.count.to_be_bytes());
@@ -230,6 +339,7 @@ pub enum Body {
     Heartbeat(Heartbeat),
     Records(Vec<WireRecord>),
     SnapshotRequest,
+    Trace(TraceMsg),
 }
 
 /// The header, read before authentication only to find the sender.
@@ -284,6 +394,7 @@ pub fn open(d: &[u8], key: &Key) -> Result<(Header, Body), Refusal> {
             }
             Body::SnapshotRequest
         }
+        Kind::Trace => Body::Trace(TraceMsg::read(b).ok_or(Refusal::Malformed)?),
         Kind::Records | Kind::SnapshotRecords => {
             let mut out = Vec::with_capacity(usize::from(h.count));
             for _ in 0..h.count {
@@ -512,6 +623,36 @@ mod tests {
             w.heartbeat(&hb);
             let (_, body) = open(&w.finish(&key()), &key()).unwrap();
             prop_assert_eq!(body, Body::Heartbeat(hb));
+        }
+
+        #[test]
+        fn trace_messages_round_trip_and_bad_bodies_are_refused(
+            id in any::<u64>(),
+            count in any::<u32>(),
+            filter in "[a-z0-9 .:]{1,80}",
+            part in 0u8..8,
+            bytes in proptest::collection::vec(any::<u8>(), 0..TRACE_PART_BYTES),
+            junk in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            for m in [
+                TraceMsg::Arm { id, count, filter: filter.clone() },
+                TraceMsg::Clear { id },
+                TraceMsg::Part { id, entry: count, part, parts: 8, bytes: bytes.clone() },
+            ] {
+                let mut w = Writer::new(&header(Kind::Trace, 3));
+                w.trace(&m);
+                let d = w.finish(&key());
+                prop_assert!(d.len() <= MAX_DATAGRAM);
+                prop_assert_eq!(open(&d, &key()).unwrap().1, Body::Trace(m));
+            }
+            // A body that is not a trace message, authenticated all the same, is refused.
+            let mut w = Writer::new(&header(Kind::Trace, 4));
+            w.buf.extend_from_slice(&junk);
+            match open(&w.finish(&key()), &key()) {
+                Ok((_, Body::Trace(m))) => prop_assert_eq!(TraceMsg::read(&junk), Some(m)),
+                Ok(other) => prop_assert!(false, "{:?}", other),
+                Err(e) => prop_assert_eq!(e, Refusal::Malformed),
+            }
         }
 
         /// Arbitrary bytes never panic and never open.

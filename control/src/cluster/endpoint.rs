@@ -90,6 +90,8 @@ pub enum Inbound {
     Records { from: u16, records: Vec<WireRecord> },
     /// A peer wants every flow this node holds.
     SnapshotRequest { from: u16 },
+    /// The packet tracer's news from a peer.
+    Trace { from: u16, msg: codec::TraceMsg },
 }
 
 pub struct Endpoint {
@@ -374,6 +376,16 @@ impl Endpoint {
         }
     }
 
+    /// Queues a trace message for every peer.
+    pub fn queue_trace(&mut self, m: &codec::TraceMsg) {
+        for i in 0..self.peers.len() {
+            let mut w = Writer::new(&self.header(Kind::Trace));
+            w.trace(m);
+            let d = w.finish(&self.key);
+            self.send(i, d, 0);
+        }
+    }
+
     /// Queues a record for every peer; full datagrams go out at once, the rest on `flush`.
     pub fn queue_record(&mut self, r: &WireRecord, now: Instant) {
         if self.batch.is_none() {
@@ -534,6 +546,7 @@ impl Endpoint {
             (Kind::SnapshotRequest, Body::SnapshotRequest) => {
                 Some(Inbound::SnapshotRequest { from: id })
             }
+            (Kind::Trace, Body::Trace(msg)) => Some(Inbound::Trace { from: id, msg }),
             (Kind::Records | Kind::SnapshotRecords, Body::Records(records)) => {
                 p.stats.records_in += records.len() as u64;
                 if h.kind == Kind::SnapshotRecords {

@@ -179,6 +179,12 @@ impl Cluster {
         self.transmit();
     }
 
+    /// Sends a trace message to every peer.
+    pub fn send_trace(&mut self, m: &codec::TraceMsg) {
+        self.sync.queue_trace(m);
+        self.transmit();
+    }
+
     /// Sends the records batched so far to every peer.
     pub fn flush(&mut self, now: Instant) {
         self.sync.flush(now);

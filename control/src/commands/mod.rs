@@ -14,6 +14,7 @@ mod flows;
 mod neighbors;
 mod services;
 mod stats;
+mod trace;
 
 pub use config::reload;
 pub use flows::MAX_FLOWS_LISTED;
@@ -45,6 +46,7 @@ pub enum Command {
     Cluster(cluster::Cmd),
     Bgp(bgp::Cmd),
     Config(config::Cmd),
+    Trace(trace::Cmd),
 }
 
 const HELP: &[Spec] = &[Spec {
@@ -65,6 +67,7 @@ const TABLES: &[&[Spec]] = &[
     cluster::COMMANDS,
     bgp::COMMANDS,
     config::COMMANDS,
+    trace::COMMANDS,
 ];
 
 fn specs() -> impl Iterator<Item = &'static Spec> {
@@ -119,6 +122,7 @@ pub fn run(ctl: &mut Control, cmd: Command) -> Value {
         Command::Cluster(c) => cluster::run(ctl, c),
         Command::Bgp(c) => bgp::run(ctl, c),
         Command::Config(c) => config::run(ctl, c),
+        Command::Trace(c) => trace::run(ctl, c),
     }
 }
 

@@ -32,6 +32,7 @@ impl Control {
                         self.take_peer_record(from, w, now);
                     }
                 }
+                Inbound::Trace { from, msg } => self.peer_trace(from, msg, now),
                 Inbound::SnapshotRequest { from } => {
                     let Some(c) = self.cluster.as_mut() else {
                         break;

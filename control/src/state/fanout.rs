@@ -148,6 +148,7 @@ impl Control {
             FromWorker::Neighbor { key, mac } => self.neighbor_heard(key, mac, now),
             FromWorker::NeedNeighbor(key) => self.need_neighbor(key, now),
             FromWorker::Retired(old) => drop(old),
+            FromWorker::Traced(t) => self.traced(t),
             FromWorker::Measured { hist, .. } => {
                 self.qos.windows.merge(&hist);
                 let mut hist = hist;

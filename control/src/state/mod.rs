@@ -12,6 +12,7 @@ mod flows;
 mod neighbors;
 mod qos;
 mod rates;
+mod trace;
 
 pub use changes::{restart_only, Changes};
 pub use fanout::WorkerLink;
@@ -65,6 +66,8 @@ pub struct Control {
     poll_turn: usize,
     /// What an operator's DPDK tools need to reach this process (`show node`).
     process: Process,
+    /// The packet tracer (`trace add`, `show trace`).
+    tracing: trace::Tracing,
 }
 
 /// What an operator's DPDK tools (dpdk-dumpcap, dpdk-telemetry.py) need to reach a
@@ -143,6 +146,7 @@ impl Control {
             bgp: None,
             poll_turn: 0,
             process: Process::default(),
+            tracing: trace::Tracing::new(Instant::now()),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use crossbeam_channel::{Receiver, Sender};
+use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::time::Duration;
 use tandem_dataplane::counters::WorkerCounters;
@@ -502,4 +503,132 @@ fn next_hops_wanted_include_arp_paths() {
     let hops = ctl.wanted_next_hops();
     assert_eq!(hops.len(), 1);
     assert_eq!(&hops[0].ip[..4], &[10, 1, 0, 12]);
+}
+
+#[test]
+fn a_trace_reaches_the_workers_and_its_frames_are_told_in_show_trace() {
+    reset_worker_ends();
+    let (mut ctl, mut cores) = node(2);
+    // Backend b's MAC learned, so every flow is sent.
+    ctl.refresh_neighbors(Instant::now());
+    exchange(&mut ctl, &mut cores, 1);
+    let arp = testkit::arp_request(
+        [2, 0, 0, 0, 1, 0x12],
+        "10.1.0.12".parse().unwrap(),
+        "10.1.0.1".parse().unwrap(),
+    );
+    run(&mut cores[0], 1, &arp, 1);
+    exchange(&mut ctl, &mut cores, 1);
+    exchange(&mut ctl, &mut cores, 1);
+    let a = crate::commands::execute(&mut ctl, "trace add host 198.51.100.9 and port 80 3");
+    assert_eq!(a["ok"], true, "{a}");
+    exchange(&mut ctl, &mut cores, 1);
+    assert!(cores.iter().all(|c| c.state.trace.is_some()));
+    for sport in 31000..31005 {
+        let f = testkit::tcp(
+            MACS[0],
+            [2, 0, 0, 0, 0xc, 1],
+            "198.51.100.9".parse().unwrap(),
+            sport,
+            "192.0.2.10".parse().unwrap(),
+            80,
+            SYN,
+            b"",
+        );
+        run(&mut cores[0], 0, &f, 2);
+    }
+    // The next swap brings worker 0's records home.
+    ctl.tracing.last_swap = Instant::now() - Duration::from_secs(1);
+    ctl.trace_tick(Instant::now());
+    exchange(&mut ctl, &mut cores, 3);
+    exchange(&mut ctl, &mut cores, 3);
+    let v = crate::commands::execute(&mut ctl, "show trace");
+    let packets = v["packets"].as_array().unwrap();
+    assert_eq!(packets.len(), 3, "the count is 3: {v}");
+    let p = &packets[0];
+    assert_eq!(
+        (p["node"].clone(), p["port"].clone()),
+        (json!(1), json!("front"))
+    );
+    let stages: Vec<&str> = p["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    for s in [
+        "rx",
+        "parse",
+        "service",
+        "flow",
+        "selection",
+        "path",
+        "rewrite",
+        "counted",
+    ] {
+        assert!(stages.contains(&s), "{s} missing from {stages:?}: {p}");
+    }
+    assert_eq!(p["verdict"], "sent out of port back");
+    assert_eq!(v["running"]["left_here"], 0);
+    let text = crate::client::render(&v);
+    assert!(text.contains("  selection  a (weight"), "{text}");
+    // Clear: the workers stop, the accounts go.
+    crate::commands::execute(&mut ctl, "trace clear");
+    exchange(&mut ctl, &mut cores, 4);
+    assert!(cores.iter().all(|c| c.state.trace.is_none()));
+    let v = crate::commands::execute(&mut ctl, "show trace");
+    assert_eq!(v["packets"], json!([]));
+    assert_eq!(v["running"], Value::Null);
+}
+
+#[test]
+fn a_trace_added_on_one_node_runs_on_its_peer_and_accounts_cross_in_parts() {
+    let (mut one, mut two) = cluster_pair(CONFIG, CONFIG);
+    crate::commands::execute(&mut one, "trace add proto tcp 5");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while two.tracing.armed.is_none() && Instant::now() < deadline {
+        two.poll_cluster(Instant::now());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let running = two.trace_view()["running"].clone();
+    assert_eq!(running["filter"], "proto tcp");
+    assert_eq!(running["added_on_node"], 1);
+    // Node 2 traced a frame: its account (long: past one datagram) reaches node 1.
+    let id = two.tracing.armed.as_ref().unwrap().id;
+    let f = tandem_dataplane::trace::Filter::parse("tcp").unwrap();
+    let mut t = tandem_dataplane::trace::Tracer::new(id, f, Arc::new(0.into()));
+    let frame = testkit::tcp(
+        MACS[0],
+        [2, 0, 0, 0, 0xc, 1],
+        "198.51.100.9".parse().unwrap(),
+        40000,
+        "192.0.2.10".parse().unwrap(),
+        80,
+        SYN,
+        b"",
+    );
+    let mut r = tandem_dataplane::trace::Record::new(0, 0, 5, &frame);
+    r.after = r.before;
+    r.verdict = Verdict::Tx(1);
+    r.aim = tandem_dataplane::trace::Aim::Service(0);
+    r.n_candidates = 16;
+    t.push(r);
+    two.traced(Box::new(t));
+    let mine = two.trace_view()["packets"][0].clone();
+    assert!(mine.to_string().len() > crate::cluster::codec::TRACE_PART_BYTES);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while one.trace_view()["packets"] == json!([]) && Instant::now() < deadline {
+        one.poll_cluster(Instant::now());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(one.trace_view()["packets"][0], mine);
+    // Clear on node 1 clears node 2.
+    crate::commands::execute(&mut one, "trace clear");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while two.tracing.armed.is_some() && Instant::now() < deadline {
+        two.poll_cluster(Instant::now());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(two.tracing.armed.is_none());
+    assert_eq!(two.trace_view()["packets"], json!([]));
 }
