@@ -1,7 +1,8 @@
-//! The `tandem` command: `run` the daemon, `check-config` a file, `ctl` a running node, or
-//! `gen` load.
+//! The `tandem` command: `run` the daemon, `check-config` a file, `ctl` a running node, watch
+//! it with `top`, or `gen` load.
 
 mod capture;
+mod top;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,6 +45,13 @@ enum Cmd {
         json: bool,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
+    },
+    /// A live terminal view of a running node: services and backends (new flows/s, active
+    /// flows, QoS factor, latency with a minute's sparkline, queues), ports and drops,
+    /// cluster nodes; refreshed every second. Keys: 1 2 3 views, s sort, q quit.
+    Top {
+        #[arg(long, default_value = "/run/tandem/tandem.sock")]
+        socket: PathBuf,
     },
 }
 
@@ -102,6 +110,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Cmd::Top { socket } => top::run(&socket),
         Cmd::Ctl {
             socket,
             json,

@@ -567,8 +567,18 @@ fn a_rolling_reload_under_load_loses_no_connection() {
     let secret = write_secret(&s);
     let cluster = cluster_section(&secret, &sync, |id| format!("10.0.0.{id}"));
     let prefix = unique("tclr");
+    // Metrics on each node's sync address, for the Prometheus server in node 1's namespace;
+    // latency windows long enough to hold every sample of the run (`show latency` against
+    // the histogram Prometheus sums).
     let cfgs: Vec<String> = (1..=3)
-        .map(|id| node_config(&s, &t, id, &prefix, &cluster))
+        .map(|id| {
+            node_config(&s, &t, id, &prefix, &cluster).replace(
+                "[control]",
+                &format!(
+                    "[metrics]\nlisten = \"10.255.0.{id}:9100\"\n[qos]\nwindow = \"5m\"\n[control]"
+                ),
+            )
+        })
         .collect();
     let next = |c: &str| {
         c.replace(
@@ -596,6 +606,7 @@ fn a_rolling_reload_under_load_loses_no_connection() {
     }
     wait_hops(&t, NAT_VIP, "main", &[1, 2, 3], Duration::from_secs(30));
     wait_hops(&t, "default", "200", &[1, 2, 3], Duration::from_secs(30));
+    let _prometheus = start_prometheus(&t, &s);
     let warm = in_ns(
         &t.ns("kc"),
         &format!("curl -s -m 10 --retry 3 http://{NAT_VIP}/id"),
@@ -603,6 +614,7 @@ fn a_rolling_reload_under_load_loses_no_connection() {
     .output()
     .unwrap();
     assert!(warm.status.success(), "first request failed");
+    trace_one_connection(&t, &nodes);
     let (downloads, probe) = start_load(&t, NAT_VIP, 44000, 12);
     std::thread::sleep(Duration::from_secs(2));
     // Every download open (and so known to every node) before the nodes change.
@@ -675,11 +687,250 @@ fn a_rolling_reload_under_load_loses_no_connection() {
         pv["ok"], pv["failed"]
     );
     assert_eq!(pv["failed"], 0, "new connections failed: {pv}");
+    latency_sums_over_nodes(&t, &nodes);
     for n in nodes.iter_mut().flatten() {
         n.stop_with(libc::SIGTERM);
     }
     drop(victim);
     drop(backends);
+}
+
+/// Where the Prometheus server of the rolling test listens, in node 1's namespace.
+const PROMETHEUS: &str = "127.0.0.1:9190";
+
+/// A real Prometheus server in node 1's namespace scraping every node's `/metrics` each
+/// second.
+fn start_prometheus(t: &Testbed, s: &Scratch) -> Procs {
+    let cfg = s.path("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: tandem\n    \
+         static_configs:\n      - targets: ['10.255.0.1:9100', '10.255.0.2:9100', '10.255.0.3:9100']\n",
+    )
+    .unwrap();
+    let p = in_ns(
+        &t.ns("kn1"),
+        &format!(
+            "exec prometheus --config.file={} --storage.tsdb.path={} --web.listen-address={PROMETHEUS} --log.level=warn",
+            cfg.display(),
+            s.path("tsdb").display()
+        ),
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(s.path("prometheus.log")).unwrap())
+    .spawn()
+    .unwrap();
+    let procs = Procs(vec![p]);
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || match prom_query(t, "count(up{job=\"tandem\"} == 1)") {
+            Some(3.0) => Ok(()),
+            other => Err(format!(
+                "Prometheus scrapes {other:?} of 3 nodes: {}",
+                std::fs::read_to_string(s.path("prometheus.log")).unwrap_or_default()
+            )),
+        },
+    );
+    procs
+}
+
+fn prom_query(t: &Testbed, q: &str) -> Option<f64> {
+    let out = in_ns(
+        &t.ns("kn1"),
+        &format!("curl -s -G 'http://{PROMETHEUS}/api/v1/query' --data-urlencode 'query={q}'"),
+    )
+    .output()
+    .ok()?;
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// Latency histograms that aggregate: b1's probe latency on nodes 1 and 3, summed by
+/// Prometheus over both nodes' `_bucket` series, against each node's `show latency` (HDR
+/// histograms): the counts agree, and the median Prometheus reads from the summed buckets
+/// lies within a bucket of the nodes' own medians (a mixture's median lies between its
+/// parts').
+fn latency_sums_over_nodes(t: &Testbed, nodes: &[Option<Node>]) {
+    const BOUNDS_S: [f64; 17] = [
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+        1.0, 2.5, 5.0, 10.0,
+    ];
+    let series = "backend=\"b1\",service=\"web\",kind=\"probe\",\
+                  instance=~\"10.255.0.(1|3):9100\"";
+    let read = || -> Vec<(f64, f64)> {
+        [0, 2]
+            .iter()
+            .map(|&i| {
+                let v = nodes[i]
+                    .as_ref()
+                    .unwrap()
+                    .ctl("show latency web/b1")
+                    .unwrap();
+                let w = v["latency"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["kind"] == "probe" && r["span"] == "window")
+                    .unwrap()
+                    .clone();
+                (
+                    w["count"].as_f64().unwrap(),
+                    w["p50_ms"].as_f64().unwrap() / 1000.0,
+                )
+            })
+            .collect()
+    };
+    let mut shown = Vec::new();
+    // Probes go on (5 a second per node): Prometheus's last scrape, at most a second or
+    // two old, holds what the nodes had then.
+    wait_for(Duration::from_secs(20), Duration::from_secs(2), || {
+        let before: f64 = read().iter().map(|x| x.0).sum();
+        let prom = prom_query(
+            t,
+            &format!("sum(tandem_backend_latency_bucketed_seconds_count{{{series}}})"),
+        );
+        shown = read();
+        let after: f64 = shown.iter().map(|x| x.0).sum();
+        match prom {
+            Some(p) if before > 0.0 && p <= after && p >= before - 30.0 => Ok(()),
+            _ => Err(format!(
+                "probe samples: Prometheus {prom:?}, show latency {before} then {after}"
+            )),
+        }
+    });
+    let p50 = prom_query(
+        t,
+        &format!(
+            "histogram_quantile(0.5, sum by (le) (tandem_backend_latency_bucketed_seconds_bucket{{{series}}}))"
+        ),
+    )
+    .expect("a median from the summed buckets");
+    let lo = shown.iter().map(|x| x.1).fold(f64::MAX, f64::min);
+    let hi = shown.iter().map(|x| x.1).fold(0.0, f64::max);
+    // The bucket holding each end: (its lower bound, its upper bound].
+    let lower = BOUNDS_S
+        .iter()
+        .rev()
+        .find(|&&b| b < lo)
+        .copied()
+        .unwrap_or(0.0);
+    let upper = BOUNDS_S
+        .iter()
+        .find(|&&b| b >= hi)
+        .copied()
+        .unwrap_or(f64::MAX);
+    println!(
+        "  b1 probe latency over nodes 1 and 3: Prometheus median {:.3} ms; show latency medians {:?} ms; within ({:.3}, {:.3}] ms",
+        p50 * 1000.0,
+        shown.iter().map(|x| x.1 * 1000.0).collect::<Vec<_>>(),
+        lower * 1000.0,
+        upper * 1000.0
+    );
+    assert!(
+        p50 > lower && p50 <= upper,
+        "Prometheus median {p50} s outside ({lower}, {upper}] around the nodes' {shown:?}"
+    );
+}
+
+/// One client connection traced through the cluster: `trace add` on node 2 arms every
+/// node; the router's ECMP picks the receiving node, which sends the flow on to its primary
+/// with the trace mark when that is another node; `show trace` on each node holds every
+/// node's accounts: the SYN ranked, sent on (or served), the backend chosen, the rewrite.
+fn trace_one_connection(t: &Testbed, nodes: &[Option<Node>]) {
+    const CPORT: u16 = 45_555;
+    let n = |i: usize| nodes[i].as_ref().unwrap();
+    let a = n(1)
+        .ctl(&format!("trace add host 10.9.0.100 and port {CPORT} 20"))
+        .unwrap();
+    assert_eq!(a["ok"], true, "{a}");
+    wait_for(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || match (0..3).all(|i| n(i).ctl("show trace").unwrap()["running"]["count"] == 20) {
+            true => Ok(()),
+            false => Err("the trace did not reach every node".to_string()),
+        },
+    );
+    let got = in_ns(
+        &t.ns("kc"),
+        &format!("curl -s -m 10 --local-port {CPORT} http://{NAT_VIP}/id"),
+    )
+    .output()
+    .unwrap();
+    assert!(got.status.success(), "the traced request failed");
+    // Every node's accounts on every node (swapped every 100 ms, then sent on).
+    let mut views = Vec::new();
+    wait_for(Duration::from_secs(5), Duration::from_millis(200), || {
+        views = (0..3).map(|i| n(i).ctl("show trace").unwrap()).collect();
+        let counts: Vec<usize> = views
+            .iter()
+            .map(|v| v["packets"].as_array().map_or(0, Vec::len))
+            .collect();
+        if counts[0] >= 4 && counts.iter().all(|c| *c == counts[0]) {
+            Ok(())
+        } else {
+            Err(format!("accounts per node: {counts:?}"))
+        }
+    });
+    let text = Command::new(tandem_bin())
+        .args(["ctl", "--socket"])
+        .arg(&n(2).socket)
+        .args(["show", "trace"])
+        .output()
+        .unwrap();
+    println!(
+        "  show trace on node 3:\n{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+    let packets = views[2]["packets"].as_array().unwrap().clone();
+    let detail = |p: &Value, stage: &str| -> String {
+        p["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stage"] == stage)
+            .map(|s| s["detail"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let syns: Vec<&Value> = packets
+        .iter()
+        .filter(|p| {
+            detail(p, "parse").contains("tcp [S]") && detail(p, "rx").contains("port front")
+        })
+        .collect();
+    assert!(!syns.is_empty(), "no SYN traced: {packets:?}");
+    let first = syns[0];
+    assert!(
+        detail(first, "nodes").contains("rendezvous ranking: primary node"),
+        "{first}"
+    );
+    if detail(first, "rewrite").contains("sent on to another node") {
+        // Its primary traced it for the mark.
+        assert!(
+            syns.iter().any(|p| p["node"] != first["node"]
+                && detail(p, "rx").contains("trace mark")
+                && detail(p, "selection").contains("chose b")),
+            "the primary did not trace the marked SYN: {packets:?}"
+        );
+    } else {
+        assert!(detail(first, "selection").contains("chose b"), "{first}");
+    }
+    assert!(
+        packets
+            .iter()
+            .any(|p| detail(p, "rewrite").contains("10.1.0.1")),
+        "no rewrite to a backend: {packets:?}"
+    );
+    assert_eq!(n(0).ctl("trace clear").unwrap()["ok"], true);
+    wait_for(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || match (0..3).all(|i| n(i).ctl("show trace").unwrap()["running"].is_null()) {
+            true => Ok(()),
+            false => Err("trace clear did not reach every node".to_string()),
+        },
+    );
 }
 
 #[test]

@@ -609,7 +609,7 @@ fn a_trace_added_on_one_node_runs_on_its_peer_and_accounts_cross_in_parts() {
     );
     let mut r = tandem_dataplane::trace::Record::new(0, 0, 5, &frame);
     r.after = r.before;
-    r.verdict = Verdict::Tx(1);
+    r.verdict = tandem_dataplane::trace::Outcome::Sent(1);
     r.aim = tandem_dataplane::trace::Aim::Service(0);
     r.n_candidates = 16;
     t.push(r);

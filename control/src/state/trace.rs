@@ -35,6 +35,10 @@ pub(super) struct Armed {
     by: u16,
 }
 
+/// A peer's account as its parts come: each part's bytes once it is here, and when the
+/// first came.
+type Parts = (Vec<Option<Vec<u8>>>, Instant);
+
 pub(super) struct Tracing {
     pub(super) armed: Option<Armed>,
     /// Emptied tracers, handed out again (their room allocated once).
@@ -48,7 +52,7 @@ pub(super) struct Tracing {
     /// This node's next account number (names its parts to peers).
     next_entry: u32,
     /// Peers' accounts in parts: (node, entry) -> parts so far, since when.
-    pending: HashMap<(u16, u32), (Vec<Option<Vec<u8>>>, Instant)>,
+    pending: HashMap<(u16, u32), Parts>,
     /// Accounts from peers that did not arrive whole, or did not parse.
     lost_from_peers: u64,
 }

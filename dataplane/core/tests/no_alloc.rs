@@ -1,18 +1,22 @@
 //! The packet path never allocates: a counting global allocator watches the packet core
 //! process a mix of frames (new nat, dsr and gue flows, replies, ARP, ICMP, drops, latency
 //! samples, a health probe and its reply, new flows held in an admission queue and
-//! released) after warm-up, and must see no allocation at all.
+//! released) after warm-up, and must see no allocation at all; then the same with a packet
+//! trace on.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use tandem_config::Config;
 use tandem_dataplane::counters::WorkerCounters;
 use tandem_dataplane::flow::Timeouts;
+use tandem_dataplane::messages::ToWorker;
 use tandem_dataplane::pipeline::{Core, Now, PacketBuf, Verdict};
 use tandem_dataplane::services::Services;
 use tandem_dataplane::testkit;
+use tandem_dataplane::trace::{Filter, Tracer};
 use tandem_dataplane::wire::l4::{ACK, SYN};
 
 struct Counting;
@@ -310,4 +314,26 @@ fn packet_path_does_not_allocate() {
     );
     assert!(sent > frames.len() / 2);
     assert_eq!(allocs, 0, "the packet path allocated");
+
+    // A trace on (its tracer made off the packet path, as the control thread makes it):
+    // tracing allocates nothing either, its records full or not.
+    let f = Filter::parse("host 198.51.100.7").unwrap();
+    let t = Tracer::new(1, f, Arc::new(AtomicU32::new(10_000)));
+    core.apply(ToWorker::Trace(Some(Box::new(t))));
+    core.state.outbox.clear();
+    COUNTING.with(|c| c.set(true));
+    let traced_sent = run(&mut core, &frames, 4);
+    COUNTING.with(|c| c.set(false));
+    let t = core.state.trace.as_ref().unwrap();
+    assert_eq!(
+        t.records().len(),
+        tandem_dataplane::trace::RECORDS_PER_TRACER
+    );
+    assert!(t.missed > 0);
+    assert!(traced_sent > frames.len() / 2);
+    assert_eq!(
+        ALLOCS.with(Cell::get),
+        0,
+        "the traced packet path allocated"
+    );
 }

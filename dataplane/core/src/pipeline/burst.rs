@@ -16,7 +16,6 @@ use super::plain::Plain;
 use super::{Core, PacketBuf, State, Verdict};
 use crate::flow::table::Lookahead;
 use crate::services::Services;
-use crate::trace::Tracer;
 use crate::wire::ethernet;
 use crate::wire::ipv4;
 use crate::wire::ipv6;
@@ -150,13 +149,26 @@ impl Core {
         verdicts: &mut [Verdict],
         prefetch: impl Fn(*const u8),
     ) {
-        let n = pkts.len().min(verdicts.len()).min(MAX_BURST);
-        if let Some(mut t) = self.state.trace.take() {
+        if self.state.trace.is_some() {
             // A trace is on: this burst's one test of it (see `crate::trace`).
-            self.traced_burst(&mut t, in_port, &mut pkts[..n], verdicts);
-            self.state.trace = Some(t);
-            return;
+            let n = pkts.len().min(verdicts.len()).min(MAX_BURST);
+            self.traced_burst(in_port, &mut pkts[..n], verdicts);
+        } else {
+            self.untraced_burst(in_port, pkts, verdicts, prefetch);
         }
+    }
+
+    /// `process_burst` with no trace on: compiled on its own, so the trace's test costs the
+    /// burst no more than itself.
+    #[inline(never)]
+    fn untraced_burst(
+        &mut self,
+        in_port: u8,
+        pkts: &mut [PacketBuf],
+        verdicts: &mut [Verdict],
+        prefetch: impl Fn(*const u8),
+    ) {
+        let n = pkts.len().min(verdicts.len()).min(MAX_BURST);
         let pays = self.prefetch_pays();
         let s = &*self.services;
         let st = &mut self.state;
@@ -224,19 +236,20 @@ impl Core {
     }
 
     /// A burst while a trace is on: frame by frame, each the tracer wants between its two
-    /// looks (`traced_frame`); no prefetching, as a traced node need not be fast.
-    fn traced_burst(
-        &mut self,
-        t: &mut Tracer,
-        in_port: u8,
-        pkts: &mut [PacketBuf],
-        verdicts: &mut [Verdict],
-    ) {
+    /// looks (`traced_frame`); no prefetching, as a traced node need not be fast. Kept out
+    /// of line, so the untraced burst's code is as it was.
+    #[cold]
+    #[inline(never)]
+    fn traced_burst(&mut self, in_port: u8, pkts: &mut [PacketBuf], verdicts: &mut [Verdict]) {
+        let Some(mut t) = self.state.trace.take() else {
+            return;
+        };
         let s = &*self.services;
         let st = &mut self.state;
         for (pkt, out) in pkts.iter_mut().zip(verdicts.iter_mut()) {
-            *out = st.traced_frame(t, s, in_port, pkt);
+            *out = st.traced_frame(&mut t, s, in_port, pkt);
         }
+        st.trace = Some(t);
     }
 }
 

@@ -7,7 +7,9 @@ use super::{PacketBuf, State, Verdict};
 use crate::cluster::rank;
 use crate::flow::FlowKey;
 use crate::services::Services;
-use crate::trace::{Aim, Candidate, Counters, Lane, Ranking, Record, Seen, Tracer, MAX_CANDIDATES};
+use crate::trace::{
+    Aim, Candidate, Counters, Lane, Outcome, Ranking, Record, Seen, Tracer, MAX_CANDIDATES,
+};
 use crate::wire::tunnel;
 
 impl State {
@@ -65,7 +67,7 @@ impl State {
         finish(self, v);
 
         r.lane = lane;
-        r.verdict = v;
+        r.verdict = outcome(v);
         r.after = crate::trace::Kept::of(pkt.frame());
         r.kept = r.key.and_then(|k| self.table.peek(&k).copied());
         if let (Some(id), Some(b)) = (svc, q_before) {
@@ -153,5 +155,16 @@ impl State {
             };
             r.n_candidates += 1;
         }
+    }
+}
+
+/// A verdict as the trace keeps it.
+fn outcome(v: Verdict) -> Outcome {
+    match v {
+        Verdict::Tx(p) => Outcome::Sent(p),
+        Verdict::Consumed(k) => Outcome::Absorbed(k),
+        Verdict::Defer(w) => Outcome::Parked(w.lot),
+        Verdict::Hold(s) => Outcome::Held(s),
+        Verdict::Drop(r) => Outcome::Dropped(r),
     }
 }

@@ -1,12 +1,11 @@
 //! A traced frame in words, stage by stage, with the names the services snapshot gives
 //! (ports, services, backends, nodes). Runs on the control thread, never on a worker.
 
-use super::{Aim, Counted, Lane, Record, Seen, Tuple};
+use super::{Aim, Counted, Lane, Outcome, Record, Seen, Tuple};
 use crate::counters::{Absorbed, WorkerCounters};
 use crate::flow::key::bytes_addr;
 use crate::flow::{FlowRecord, UNBOUND};
 use crate::parking::Lot;
-use crate::pipeline::Verdict;
 use crate::services::Services;
 use crate::wire::ethernet::Mac;
 use crate::wire::l4::{ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN};
@@ -62,7 +61,7 @@ pub fn tell(r: &Record, s: &Services) -> Told {
             "plain lane: an established IPv4 flow, rewritten at fixed offsets".into(),
         ));
     }
-    if let Verdict::Tx(_) = r.verdict {
+    if let Outcome::Sent(_) = r.verdict {
         st.push(("rewrite", rewrite(&before, &after, s)));
     }
     st.push(("counted", counted(r)));
@@ -355,7 +354,7 @@ fn path(r: &Record, s: &Services) -> Option<String> {
         one(k.primary_path),
         one(k.backup_path)
     );
-    if let Verdict::Tx(p) = r.verdict {
+    if let Outcome::Sent(p) = r.verdict {
         let _ = write!(out, "; out by port {}", port_name(s, p));
     }
     Some(out)
@@ -364,7 +363,7 @@ fn path(r: &Record, s: &Services) -> Option<String> {
 fn admission(r: &Record, s: &Services) -> Option<String> {
     let (id, before, after) = r.queue?;
     let svc = s.services.get(usize::from(id))?;
-    if let Verdict::Hold(_) = r.verdict {
+    if let Outcome::Held(_) = r.verdict {
         return Some(format!(
             "every backend at its limit: waits in the queue ({before} -> {after} waiting, at most {})",
             svc.queue_max_len
@@ -454,16 +453,16 @@ fn counted(r: &Record) -> String {
 }
 
 /// The verdict in words.
-pub fn verdict(v: Verdict, s: &Services) -> String {
+pub fn verdict(v: Outcome, s: &Services) -> String {
     match v {
-        Verdict::Tx(p) => format!("sent out of port {}", port_name(s, p)),
-        Verdict::Drop(why) => format!("dropped: {}", why.name()),
-        Verdict::Consumed(k) => format!("absorbed by the node: {}", k.name()),
-        Verdict::Defer(w) => match w.lot {
-            Lot::Replies => "parked: a nat reply waiting for its flow's record".into(),
-            _ => "parked: a fragment waiting for its first fragment".into(),
-        },
-        Verdict::Hold(id) => format!(
+        Outcome::Sent(p) => format!("sent out of port {}", port_name(s, p)),
+        Outcome::Dropped(why) => format!("dropped: {}", why.name()),
+        Outcome::Absorbed(k) => format!("absorbed by the node: {}", k.name()),
+        Outcome::Parked(Lot::Replies) => "parked: a nat reply waiting for its flow's record".into(),
+        Outcome::Parked(Lot::Fragments) => {
+            "parked: a fragment waiting for its first fragment".into()
+        }
+        Outcome::Held(id) => format!(
             "held in the admission queue of {} until a backend has room",
             service_name(s, id)
         ),

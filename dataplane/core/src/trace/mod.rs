@@ -22,9 +22,9 @@ mod filter;
 
 pub use filter::{Filter, FilterError};
 
-use crate::counters::{DropReason, WorkerCounters, NUM_ABSORBED, NUM_DROP_REASONS};
+use crate::counters::{Absorbed, DropReason, WorkerCounters, NUM_ABSORBED, NUM_DROP_REASONS};
 use crate::flow::{FlowKey, FlowRecord};
-use crate::pipeline::Verdict;
+use crate::parking::Lot;
 use crate::wire::{ethernet, ipv4, ipv6, l4, tunnel};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -101,6 +101,19 @@ pub enum Aim {
     Replies,
     /// Refused before any flow: this reason.
     Refused(DropReason),
+}
+
+/// What became of a traced frame (the pipeline's verdict, as the trace keeps it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent out of this port.
+    Sent(u8),
+    Absorbed(Absorbed),
+    /// Parked in this lot until what it waits for comes.
+    Parked(Lot),
+    /// Held in this service's admission queue.
+    Held(u16),
+    Dropped(DropReason),
 }
 
 /// Which way the frame ran.
@@ -214,7 +227,7 @@ pub struct Record {
     /// The service's admission queue length before and after.
     pub queue: Option<(u16, u32, u32)>,
     pub counted: [Option<Counted>; MAX_COUNTED],
-    pub verdict: Verdict,
+    pub verdict: Outcome,
 }
 
 impl Record {
@@ -237,7 +250,7 @@ impl Record {
             ranking: None,
             queue: None,
             counted: [None; MAX_COUNTED],
-            verdict: Verdict::Drop(DropReason::Malformed),
+            verdict: Outcome::Dropped(DropReason::Malformed),
         }
     }
 

@@ -4,6 +4,20 @@ use crate::wire::l4::SYN;
 use proptest::prelude::*;
 use std::net::IpAddr;
 
+/// A node's services: one nat service over two ports, built from its config.
+fn services() -> crate::services::Services {
+    let cfg = tandem_config::Config::from_toml(
+        "[node]\nid = 1\n[eal]\nargs = []\n\
+         [[port]]\nname = \"front\"\ndevargs = \"net_null0\"\nipv4 = \"10.0.0.1/24\"\n\
+         [[port]]\nname = \"back\"\ndevargs = \"net_null1\"\nipv4 = \"10.1.0.1/24\"\n\
+         [[service]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\nprotocol = \"tcp\"\n\
+         mode = \"nat\"\n[[service.backend]]\nname = \"a\"\naddress = \"10.1.0.11\"\n\
+         port = 8080\npaths = [{ port = \"back\" }]\n",
+    )
+    .unwrap();
+    crate::services::Services::from_config(&cfg, &[[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]])
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -50,7 +64,7 @@ fn a_bad_filter_names_the_word_and_why() {
     assert!(err("host 1.2.3.4 or port 80").contains("`or`: terms are joined by `and`"));
     assert!(err("tcp and").contains("`and` at the end"));
     assert!(err("banana").contains("`banana`: not a term"));
-    let nine = vec!["tcp"; 9].join(" and ");
+    let nine = ["tcp"; 9].join(" and ");
     assert!(err(&nine).contains("more than 8 terms"));
 }
 
@@ -119,8 +133,8 @@ proptest! {
         let _ = Filter::parse("host 1.2.3.4 and port 80").unwrap().matches(&s);
         let mut r = Record::new(0, 0, 0, &b);
         r.after = Kept::of(&b);
-        r.verdict = Verdict::Tx(0);
-        let services = crate::pipeline::tests::services();
+        r.verdict = Outcome::Sent(0);
+        let services = services();
         let _ = explain::tell(&r, &services);
     }
 }
