@@ -89,6 +89,7 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: &[String]) -> anyhow::
         return Ok(());
     };
     let cluster = open_cluster(&cfg, &started, checked.secret.as_deref())?;
+    let clock = started.clock;
     let process = Process {
         pid: std::process::id(),
         file_prefix: tandem_port::pdump::file_prefix(&args),
@@ -102,7 +103,8 @@ pub fn run(cfg: Config, path: Option<PathBuf>, overrides: &[String]) -> anyhow::
     };
     let mut ctl = Control::new(cfg, started.infos.clone(), links)
         .with_load(Arc::clone(&started.load))
-        .with_process(process);
+        .with_process(process)
+        .with_node_clock(Box::new(move || clock.now().us));
     if let Some(p) = path {
         ctl = ctl.with_config_path(p);
     }

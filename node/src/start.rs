@@ -153,6 +153,8 @@ pub(crate) struct Started {
     pub load: Arc<Load>,
     stop: Arc<AtomicBool>,
     workers: u32,
+    /// The workers' clock.
+    pub clock: Clock,
 }
 
 impl Started {
@@ -191,6 +193,10 @@ pub(crate) fn ports_and_workers(
         load: Arc::new(Load::default()),
         stop: Arc::new(AtomicBool::new(false)),
         workers: 0,
+        clock: Clock {
+            tsc_per_ms: 1,
+            tsc0: 0,
+        },
     };
     if signals.stopped() {
         started.close_ports();
@@ -269,6 +275,7 @@ fn start_workers(
         tsc_per_ms: (eal.tsc_hz() / 1000).max(1),
         tsc0: rdtsc(),
     };
+    started.clock = clock;
     let seed = random_seed();
     tandem_dataplane::flow::table::on_allocate(if cfg.flows.huge_pages {
         tandem_port::memory::advise_huge_pages

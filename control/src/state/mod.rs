@@ -68,6 +68,9 @@ pub struct Control {
     process: Process,
     /// The packet tracer (`trace add`, `show trace`).
     tracing: trace::Tracing,
+    /// The workers' clock (`pipeline::Now`, µs) read now, when the node gives it: what
+    /// dates a traced frame by this host's time of day.
+    node_clock: Option<Box<dyn Fn() -> u64 + Send>>,
 }
 
 /// What an operator's DPDK tools (dpdk-dumpcap, dpdk-telemetry.py) need to reach a
@@ -147,6 +150,7 @@ impl Control {
             poll_turn: 0,
             process: Process::default(),
             tracing: trace::Tracing::new(Instant::now()),
+            node_clock: None,
         }
     }
 
@@ -191,6 +195,12 @@ impl Control {
     /// Shares the node's admission counts (the workers' cores hold the same).
     pub fn with_load(mut self, load: Arc<Load>) -> Control {
         self.load = load;
+        self
+    }
+
+    /// Reads the workers' clock (`pipeline::Now` in µs) for the control thread.
+    pub fn with_node_clock(mut self, now_us: Box<dyn Fn() -> u64 + Send>) -> Control {
+        self.node_clock = Some(now_us);
         self
     }
 

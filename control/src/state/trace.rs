@@ -161,8 +161,13 @@ impl Control {
     /// A worker's filled tracer: each frame told, kept, and sent to the peers.
     pub(super) fn traced(&mut self, mut t: Box<Tracer>) {
         let me = self.cfg.node_id as u16;
-        // The node's clock (the workers' `Now`) started about when this thread did.
-        let clock0 = wall_us().saturating_sub(self.started.elapsed().as_micros() as u64);
+        // The workers' clock (`Now`) in time of day, read now, so the nodes' accounts
+        // interleave (an origin taken at start would drift by the TSC's calibration error,
+        // about a millisecond a minute); without it, about when the node started.
+        let clock0 = match &self.node_clock {
+            Some(now_us) => wall_us().saturating_sub(now_us()),
+            None => wall_us().saturating_sub(self.started.elapsed().as_micros() as u64),
+        };
         self.tracing.missed += u64::from(t.missed);
         for r in t.records() {
             let told = explain::tell(r, &self.snapshot);

@@ -42,7 +42,7 @@ pub struct Clock {
 impl Clock {
     /// Milliseconds (flow tables) and microseconds (latency) since the node started.
     #[inline(always)]
-    fn now(&self) -> Now {
+    pub fn now(&self) -> Now {
         let ticks = rdtsc().wrapping_sub(self.tsc0);
         let per_ms = self.tsc_per_ms.max(1);
         let ms = ticks / per_ms;
