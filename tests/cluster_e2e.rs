@@ -871,10 +871,20 @@ fn trace_one_connection(t: &Testbed, nodes: &[Option<Node>]) {
             .iter()
             .map(|v| v["packets"].as_array().map_or(0, Vec::len))
             .collect();
-        if counts[0] >= 4 * 4 && counts.iter().all(|c| *c == counts[0]) {
+        // Each connection's SYN and its client's FIN told, on every node alike.
+        let all = views[0]["packets"].to_string();
+        let missing: Vec<u16> = CPORTS
+            .filter(|p| {
+                !all.contains(&format!("10.9.0.100:{p} > {NAT_VIP}:80 tcp [S]"))
+                    || !all.contains(&format!("10.9.0.100:{p} > {NAT_VIP}:80 tcp [F"))
+            })
+            .collect();
+        if missing.is_empty() && counts.iter().all(|c| *c == counts[0]) {
             Ok(())
         } else {
-            Err(format!("accounts per node: {counts:?}"))
+            Err(format!(
+                "accounts per node: {counts:?}; not all told of ports {missing:?}"
+            ))
         }
     });
     let text = Command::new(tandem_bin())
