@@ -92,7 +92,8 @@ fn top_shows_a_live_node_in_80x24_and_answers_its_keys() {
         "dns",
         "192.0.2.10:53",
         "dns/a",
-        "p99 ms",
+        "p99ms",
+        "limit",
         "1 backends  2 ports  3 nodes  s sort (name)  q quit",
     ]);
     println!("{screen}");

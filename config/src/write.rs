@@ -228,6 +228,18 @@ fn service(x: &ServiceConfig, ports: &[PortConfig]) -> Table {
             ])),
         ),
     ]);
+    let a = &x.admission;
+    t.insert(
+        "admission".into(),
+        Value::Table(table([
+            ("limit", s(a.limit.name())),
+            ("min_limit", int(a.min_limit)),
+            ("max_limit", int(a.max_limit)),
+            ("tolerance", Value::Float(a.tolerance)),
+            ("quantile", Value::Float(a.quantile)),
+            ("min_interval", dur(a.min_interval)),
+        ])),
+    );
     if let Some(sb) = &x.standby {
         let mut st = table([
             ("for", dur(sb.for_)),

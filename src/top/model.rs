@@ -21,6 +21,8 @@ pub struct BackendRow {
     pub new_per_s: f64,
     pub active: u64,
     pub admitted: u64,
+    /// The admission limit (learned or `max_flows`; "-": none).
+    pub limit: String,
     /// Window medians and 99th percentiles, milliseconds, of the kind QoS compares (or the
     /// first kind with samples); None without samples.
     pub p50_ms: Option<f64>,
@@ -221,6 +223,7 @@ impl Model {
                 new_per_s: f(&b["new_flows_per_s"]),
                 active: u(&b["active_flows"]),
                 admitted: u(&b["admitted"]),
+                limit: s(&b["limit"]),
                 latency_kind: s(&b["latency_of"]),
                 ..BackendRow::default()
             };

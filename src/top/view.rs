@@ -126,7 +126,7 @@ fn services_table(f: &mut Frame, m: &Model, area: Rect) {
 
 fn backends_table(f: &mut Frame, m: &Model, sort: Sort, be: Rect) {
     // The two sparklines (p50, then p99) share what the fixed columns leave.
-    let spark = ((be.width as usize).saturating_sub(67) / 2).clamp(4, HISTORY);
+    let spark = ((be.width as usize).saturating_sub(71) / 2).clamp(4, HISTORY);
     let rows: Vec<Row> = m
         .sorted_backends(sort)
         .into_iter()
@@ -150,6 +150,7 @@ fn backends_table(f: &mut Frame, m: &Model, sort: Sort, be: Rect) {
                 format!("{:.2}", b.qos_factor),
                 format!("{:.0}", b.new_per_s),
                 b.active.to_string(),
+                b.limit.clone(),
                 ms(b.p50_ms),
                 ms(b.p99_ms),
                 sparks,
@@ -163,10 +164,11 @@ fn backends_table(f: &mut Frame, m: &Model, sort: Sort, be: Rect) {
                 Constraint::Length(16),
                 Constraint::Length(8),
                 Constraint::Length(5),
-                Constraint::Length(7),
-                Constraint::Length(7),
-                Constraint::Length(7),
-                Constraint::Length(7),
+                Constraint::Length(6),
+                Constraint::Length(6),
+                Constraint::Length(5),
+                Constraint::Length(6),
+                Constraint::Length(6),
                 Constraint::Min(8),
             ],
         )
@@ -176,8 +178,9 @@ fn backends_table(f: &mut Frame, m: &Model, sort: Sort, be: Rect) {
             "qos",
             "new/s",
             "active",
-            "p50 ms",
-            "p99 ms",
+            "limit",
+            "p50ms",
+            "p99ms",
             "p50|p99 1min",
         ]))
         .block(Block::default().borders(Borders::TOP).title(format!(

@@ -330,8 +330,10 @@ pub struct ServiceConfig {
     pub protocol: Protocol,
     pub mode: Mode,
     pub backends: Vec<BackendConfig>,
-    /// Where new flows wait when every backend is at its `max_flows`.
+    /// Where new flows wait when every backend is at its limit.
     pub queue: QueueConfig,
+    /// Where the backends' limits come from (`max_flows`, or learned).
+    pub admission: AdmissionConfig,
     pub standby: Option<StandbyConfig>,
     /// Lower the MSS of TCP SYNs this service's packets carry encapsulated (gue mode, or
     /// between cluster nodes) so the segments fit the encapsulation.
@@ -339,9 +341,10 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
-    /// True when some backend has an admission limit (so flows are counted and may wait).
+    /// True when some backend has an admission limit, set or learned (so flows are counted
+    /// and may wait).
     pub fn admission(&self) -> bool {
-        self.backends.iter().any(|b| b.max_flows > 0)
+        self.admission.adaptive() || self.backends.iter().any(|b| b.max_flows > 0)
     }
 }
 

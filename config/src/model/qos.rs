@@ -175,6 +175,69 @@ impl Default for QueueConfig {
     }
 }
 
+/// Where a service's backends' admission limits come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LimitMode {
+    /// Each backend's `max_flows` (0: none).
+    #[default]
+    Static,
+    /// Learned from each backend's latency (`AdmissionConfig`), `max_flows` a ceiling.
+    Adaptive,
+}
+
+impl LimitMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitMode::Static => "static",
+            LimitMode::Adaptive => "adaptive",
+        }
+    }
+    pub fn parse(s: &str) -> Option<LimitMode> {
+        match s {
+            "static" => Some(LimitMode::Static),
+            "adaptive" => Some(LimitMode::Adaptive),
+            _ => None,
+        }
+    }
+}
+
+/// A service's `[service.admission]`: how many flows each backend may serve at once.
+/// Adaptive limits follow Envoy's adaptive concurrency: each period the limit is scaled by
+/// (minimum latency x (1 + `tolerance`)) / sampled latency, plus a headroom of its square
+/// root while the latency is near the minimum; the minimum is measured again every
+/// `min_interval` with the limit held at `min_limit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmissionConfig {
+    pub limit: LimitMode,
+    pub min_limit: u32,
+    pub max_limit: u32,
+    /// How far the sampled latency may exceed the minimum before the limit shrinks.
+    pub tolerance: f64,
+    /// The quantile of a period's latency samples the controller compares.
+    pub quantile: f64,
+    /// How often the minimum latency is measured again.
+    pub min_interval: Duration,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            limit: LimitMode::Static,
+            min_limit: 1,
+            max_limit: 10_000,
+            tolerance: 0.1,
+            quantile: 0.5,
+            min_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl AdmissionConfig {
+    pub fn adaptive(&self) -> bool {
+        self.limit == LimitMode::Adaptive
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StandbyConfig {
     /// Activate a standby when the pool's p99 stays above this...

@@ -159,6 +159,7 @@ pub struct Service {
     #[serde(default)]
     pub mode: String,
     pub queue: Option<QueueFile>,
+    pub admission: Option<AdmissionFile>,
     pub standby: Option<StandbyFile>,
     pub clamp_mss: Option<bool>,
     #[serde(default)]
@@ -253,6 +254,17 @@ pub struct QosFile {
 pub struct QueueFile {
     pub max_len: Option<u32>,
     pub max_wait: Option<String>,
+}
+
+/// A service's `[service.admission]` as written.
+#[derive(Debug, Deserialize)]
+pub struct AdmissionFile {
+    pub limit: Option<String>,
+    pub min_limit: Option<u32>,
+    pub max_limit: Option<u32>,
+    pub tolerance: Option<f64>,
+    pub quantile: Option<f64>,
+    pub min_interval: Option<String>,
 }
 
 /// A service's `standby = { ... }` as written.

@@ -3,7 +3,7 @@
 
 use crate::model::*;
 use crate::problem::{Checker, Problem};
-use crate::schema::{HealthFile, QosFile, QueueFile, StandbyFile};
+use crate::schema::{AdmissionFile, HealthFile, QosFile, QueueFile, StandbyFile};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -161,6 +161,70 @@ pub(super) fn queue(k: &str, f: &QueueFile, problems: &mut Vec<Problem>) -> Queu
         (ms(1), secs(600)),
     );
     QueueConfig { max_len, max_wait }
+}
+
+/// Most flows a learned limit may reach (`max_limit`).
+pub const MAX_LEARNED_LIMIT: u32 = 1_000_000;
+
+pub(super) fn admission(
+    k: &str,
+    f: &AdmissionFile,
+    problems: &mut Vec<Problem>,
+) -> AdmissionConfig {
+    let d = AdmissionConfig::default();
+    let mut c = Checker { problems };
+    let limit = match f.limit.as_deref() {
+        None => d.limit,
+        Some(s) => LimitMode::parse(s).unwrap_or_else(|| {
+            c.bad(
+                format!("{k}.admission.limit"),
+                format!("\"{s}\" is not static or adaptive"),
+            );
+            d.limit
+        }),
+    };
+    let min_limit = f.min_limit.unwrap_or(d.min_limit);
+    let max_limit = f.max_limit.unwrap_or(d.max_limit);
+    if !(1..=MAX_LEARNED_LIMIT).contains(&max_limit) {
+        c.bad(
+            format!("{k}.admission.max_limit"),
+            format!("must be from 1 to {MAX_LEARNED_LIMIT}"),
+        );
+    }
+    if min_limit == 0 || min_limit > max_limit {
+        c.bad(
+            format!("{k}.admission.min_limit"),
+            "must be from 1 to max_limit",
+        );
+    }
+    let tolerance = c.fraction(
+        &format!("{k}.admission.tolerance"),
+        f.tolerance,
+        0.0,
+        2.0,
+        d.tolerance,
+    );
+    let quantile = c.fraction(
+        &format!("{k}.admission.quantile"),
+        f.quantile,
+        0.1,
+        0.99,
+        d.quantile,
+    );
+    let min_interval = c.duration_in(
+        &format!("{k}.admission.min_interval"),
+        f.min_interval.as_deref(),
+        d.min_interval,
+        (secs(1), hours(1)),
+    );
+    AdmissionConfig {
+        limit,
+        min_limit,
+        max_limit,
+        tolerance,
+        quantile,
+        min_interval,
+    }
 }
 
 pub(super) fn standby(k: &str, f: &StandbyFile, problems: &mut Vec<Problem>) -> StandbyConfig {

@@ -3,7 +3,7 @@
 //! node nor a VIP, ports and weights in range, paths over ports that can reach them.
 
 use super::ports::station_mac;
-use super::qos::{queue, standby};
+use super::qos::{admission, queue, standby};
 use crate::model::*;
 use crate::problem::Checker;
 use crate::schema;
@@ -87,6 +87,11 @@ fn service(
         .as_ref()
         .map(|q| queue(k, q, c.problems))
         .unwrap_or_default();
+    let admission = s
+        .admission
+        .as_ref()
+        .map(|a| admission(k, a, c.problems))
+        .unwrap_or_default();
     let standby = s.standby.as_ref().map(|sb| standby(k, sb, c.problems));
     if standby.is_some() && !backends.iter().any(|b| b.state == BackendState::Standby) {
         c.bad(
@@ -102,6 +107,7 @@ fn service(
         mode,
         backends,
         queue,
+        admission,
         standby,
         clamp_mss: s.clamp_mss.unwrap_or(true),
     }

@@ -525,3 +525,39 @@ fn modes_answer_for_themselves() {
     }
     assert_eq!(DEFAULT_GUE_PORT, 6080);
 }
+
+#[test]
+fn admission_limits_as_written_and_their_problems() {
+    let text = format!(
+        "{GOOD}[service.admission]\nlimit = \"adaptive\"\nmin_limit = 2\nmax_limit = 50\n\
+         tolerance = 0.2\nmin_interval = \"10s\"\n"
+    );
+    let c = Config::from_toml(&text).unwrap();
+    let a = &c.services[0].admission;
+    assert!(a.adaptive() && c.services[0].admission());
+    assert_eq!((a.min_limit, a.max_limit, a.tolerance), (2, 50, 0.2));
+    assert_eq!((a.quantile, a.min_interval), (0.5, Duration::from_secs(10)));
+    // Static by default: no backend limit, no admission.
+    let c = Config::from_toml(GOOD).unwrap();
+    assert_eq!(c.services[0].admission.limit, LimitMode::Static);
+    assert!(!c.services[0].admission());
+    let bad = format!(
+        "{GOOD}[service.admission]\nlimit = \"learned\"\nmin_limit = 60\nmax_limit = 50\n\
+         tolerance = 3.0\nquantile = 1.0\nmin_interval = \"2h\"\n"
+    );
+    let keys: Vec<String> = problems(&bad).iter().map(|p| p.key.clone()).collect();
+    for k in [
+        "service[0].admission.limit",
+        "service[0].admission.min_limit",
+        "service[0].admission.tolerance",
+        "service[0].admission.quantile",
+        "service[0].admission.min_interval",
+    ] {
+        assert!(keys.iter().any(|x| x == k), "{k} not in {keys:?}");
+    }
+    let p = problems(&format!("{GOOD}[service.admission]\nmax_limit = 0\n"));
+    assert!(
+        p.iter().any(|p| p.key == "service[0].admission.max_limit"),
+        "{p:?}"
+    );
+}

@@ -180,6 +180,7 @@ fn show_services(ctl: &Control) -> Value {
                 "eligible_backends": svc.backends.iter()
                     .filter(|&&b| s.backends[usize::from(b)].eligible).count(),
                 "selection": s.options.selection.name(),
+                "limits": admission_mode(ctl, svc),
                 "queue": queue_json(ctl, svc),
             })
         })
@@ -199,6 +200,16 @@ fn show_services(ctl: &Control) -> Value {
             ("events".into(), Value::Array(events)),
         ]),
     )
+}
+
+/// Where a service's backends' limits come from: learned, `max_flows`, or none.
+fn admission_mode(ctl: &Control, svc: &tandem_dataplane::services::Service) -> &'static str {
+    let placed = ctl.layout().services.iter().find(|p| p.id == svc.id);
+    match placed.map(|p| &p.cfg.admission) {
+        Some(a) if a.adaptive() => "adaptive",
+        _ if svc.admission => "static (max_flows)",
+        _ => "none",
+    }
 }
 
 /// A service's admission queue, summed over workers.
@@ -265,7 +276,7 @@ fn show_backends(ctl: &Control, only: Option<&str>) -> Value {
                 (BackendState::Standby, true) => "standby (active)",
                 (st, _) => st.name(),
             };
-            json!({
+            let mut row = json!({
                 "service": s.services[usize::from(b.service)].name,
                 "backend": b.name,
                 "address": bytes_addr(&b.addr, b.v6).to_string(),
@@ -283,13 +294,51 @@ fn show_backends(ctl: &Control, only: Option<&str>) -> Value {
                 "new_flows_per_s": ctl.rates().backend_new_per_s.get(i).copied().unwrap_or(0.0),
                 "total_flows": ctl.backend_new_flows(b.id),
                 "paths": paths.join(","),
-            })
+            });
+            if let Value::Object(m) = &mut row {
+                m.extend(limit_fields(ctl, b));
+            }
+            row
         })
         .collect();
     ok(
         "show backends",
         Map::from_iter([("backends".into(), Value::Array(list))]),
     )
+}
+
+/// A backend's admission limit as it stands: `limit` (what new flows are held to: learned,
+/// or `max_flows`, or none), `in_flight` (flows holding a slot), and for a learned limit
+/// its minimum and sampled latency and its last change.
+fn limit_fields(ctl: &Control, b: &tandem_dataplane::services::Backend) -> Map<String, Value> {
+    let ms = |us: Option<u64>| us.map_or(Value::Null, |u| json!(round3(u as f64 / 1000.0)));
+    let mut m = Map::new();
+    m.insert("in_flight".into(), json!(ctl.load().active(b.id)));
+    match ctl.learned_limit(b.id) {
+        Some(l) => {
+            let now = std::time::Instant::now();
+            m.insert("limit".into(), json!(ctl.load().learned(b.id)));
+            m.insert("limit_from".into(), json!("learned"));
+            m.insert("limit_value".into(), json!(round3(l.value())));
+            m.insert("min_latency_ms".into(), ms(l.min_us));
+            m.insert("sampled_latency_ms".into(), ms(l.sample_us));
+            m.insert(
+                "limit_changed".into(),
+                l.changed_ago(now).map_or(Value::Null, |(ago, why)| {
+                    json!(format!("{:.1} s ago: {}", ago.as_secs_f64(), why.name()))
+                }),
+            );
+        }
+        None if b.max_flows > 0 => {
+            m.insert("limit".into(), json!(b.max_flows));
+            m.insert("limit_from".into(), json!("max_flows"));
+        }
+        None => {
+            m.insert("limit".into(), json!("-"));
+            m.insert("limit_from".into(), json!("-"));
+        }
+    }
+    m
 }
 
 /// A backend named `SERVICE/BACKEND`, or by its name alone when no other service has one

@@ -359,7 +359,56 @@ fn backends(ctl: &Control, p: &mut Families) {
                 f64::from(b.max_flows),
             );
         }
+        admission_limit(ctl, b, &l, p);
         latency(w, b.id, &l, p);
+    }
+}
+
+/// A backend's admission limit as it stands (learned, or `max_flows`; no series without
+/// one) and its flows in flight; for a learned one, the latencies it was learned from.
+fn admission_limit(
+    ctl: &Control,
+    b: &tandem_dataplane::services::Backend,
+    l: &[(&str, &str); 2],
+    p: &mut Families,
+) {
+    p.gauge(
+        "tandem_backend_in_flight",
+        "Flows holding one of the backend's admission slots (what its limit counts).",
+        l,
+        f64::from(ctl.load().active(b.id)),
+    );
+    let learned = ctl.learned_limit(b.id);
+    let limit = match learned {
+        Some(_) => ctl.load().learned(b.id),
+        None => b.max_flows,
+    };
+    if limit > 0 {
+        p.gauge(
+            "tandem_backend_limit",
+            "Flows the backend may serve at once: learned from its latency \
+             ([service.admission] limit = \"adaptive\"), or its max_flows.",
+            l,
+            f64::from(limit),
+        );
+    }
+    let Some(x) = learned else { return };
+    let sec = |us: Option<u64>| us.map_or(f64::NAN, |u| u as f64 / 1e6);
+    if x.min_us.is_some() {
+        p.gauge(
+            "tandem_backend_limit_min_latency_seconds",
+            "The minimum latency an adaptive limit is learned against.",
+            l,
+            sec(x.min_us),
+        );
+    }
+    if x.sample_us.is_some() {
+        p.gauge(
+            "tandem_backend_limit_sampled_latency_seconds",
+            "The last period's sampled latency an adaptive limit was moved by.",
+            l,
+            sec(x.sample_us),
+        );
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod factor;
 pub mod health;
+pub mod limit;
 pub mod standby;
 pub mod window;
 

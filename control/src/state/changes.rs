@@ -130,6 +130,12 @@ fn service_changes(old: &ServiceConfig, new: &ServiceConfig, out: &mut Changes) 
     if old.queue != new.queue {
         out.push(format!("{name}: queue changed"));
     }
+    if old.admission != new.admission {
+        out.push(format!(
+            "{name}: admission changed (limit {})",
+            new.admission.limit.name()
+        ));
+    }
     if old.standby != new.standby {
         out.push(format!("{name}: standby changed"));
     }

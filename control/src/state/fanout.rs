@@ -157,6 +157,7 @@ impl Control {
                 if self.measure.outstanding > 0 {
                     self.measure.outstanding -= 1;
                     if self.measure.outstanding == 0 {
+                        self.learn_limits(now);
                         self.recompute_qos(now);
                     }
                 }

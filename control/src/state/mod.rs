@@ -9,6 +9,7 @@ mod changes;
 mod cluster;
 mod fanout;
 mod flows;
+mod limits;
 mod neighbors;
 mod qos;
 mod rates;
@@ -68,6 +69,8 @@ pub struct Control {
     process: Process,
     /// The packet tracer (`trace add`, `show trace`).
     tracing: trace::Tracing,
+    /// Admission limits learned from latency (adaptive services).
+    limits: limits::Learning,
     /// The workers' clock (`pipeline::Now`, µs) read now, when the node gives it: what
     /// dates a traced frame by this host's time of day.
     node_clock: Option<Box<dyn Fn() -> u64 + Send>>,
@@ -150,6 +153,7 @@ impl Control {
             poll_turn: 0,
             process: Process::default(),
             tracing: trace::Tracing::new(Instant::now()),
+            limits: limits::Learning::default(),
             node_clock: None,
         }
     }
@@ -371,6 +375,9 @@ pub(crate) use tests::{
 
 #[cfg(test)]
 mod change_tests;
+
+#[cfg(test)]
+mod limit_tests;
 
 #[cfg(test)]
 mod neighbor_tests;

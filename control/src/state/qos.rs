@@ -48,6 +48,7 @@ impl Control {
             self.measure.last_period = now;
             if self.measure.outstanding > 0 {
                 // A worker did not answer last period (busy, or stopping): go on without it.
+                self.learn_limits(now);
                 self.recompute_qos(now);
             }
             self.qos.windows.roll();

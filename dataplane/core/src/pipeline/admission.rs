@@ -1,4 +1,5 @@
-//! Admission: a new flow takes a slot on a backend below its `max_flows`, on another of the
+//! Admission: a new flow takes a slot on a backend below its limit (`max_flows`, or the
+//! limit the control thread learned, `Load::learned`), on another of the
 //! service's backends when its own is full (late binding), or waits in the service's queue,
 //! first come first served, until a slot frees or `max_wait` passes. The slot goes back
 //! when the flow closes or leaves the table.
@@ -68,7 +69,11 @@ impl State {
         hash: u64,
     ) -> Result<u16, Verdict> {
         let load = &self.load;
-        let max = |b: u16| s.backends[usize::from(b)].max_flows;
+        // A learned limit where there is one (it already respects `max_flows`).
+        let max = |b: u16| match load.learned(b) {
+            0 => s.backends[usize::from(b)].max_flows,
+            l => l,
+        };
         if load.try_take(chosen, max(chosen)) {
             return Ok(chosen);
         }

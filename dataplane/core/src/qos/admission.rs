@@ -13,15 +13,19 @@ use crate::flow::FlowKey;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Flows admitted per backend, on this node.
+/// Flows admitted per backend, on this node, and the limits the control thread learned
+/// (`[service.admission] limit = "adaptive"`).
 pub struct Load {
     active: Box<[AtomicU32]>,
+    /// Per backend: the learned limit, or 0 where the snapshot's `max_flows` applies.
+    learned: Box<[AtomicU32]>,
 }
 
 impl Default for Load {
     fn default() -> Self {
         Load {
             active: (0..MAX_BACKENDS).map(|_| AtomicU32::new(0)).collect(),
+            learned: (0..MAX_BACKENDS).map(|_| AtomicU32::new(0)).collect(),
         }
     }
 }
@@ -55,6 +59,22 @@ impl Load {
             (n < max).then_some(n + 1)
         })
         .is_ok()
+    }
+
+    /// Backend `b`'s learned limit (0: none learned; its `max_flows` applies). Set by the
+    /// control thread once a period, read by the workers for each new flow: an atomic, so
+    /// a new limit needs no new snapshot.
+    #[inline]
+    pub fn learned(&self, b: u16) -> u32 {
+        self.learned
+            .get(usize::from(b))
+            .map_or(0, |a| a.load(Ordering::Relaxed))
+    }
+
+    pub fn set_learned(&self, b: u16, limit: u32) {
+        if let Some(a) = self.learned.get(usize::from(b)) {
+            a.store(limit, Ordering::Relaxed);
+        }
     }
 
     /// Gives a slot back (never below zero).

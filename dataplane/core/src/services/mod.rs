@@ -464,7 +464,8 @@ impl Services {
         };
         self.by_key.insert(key, sid);
         self.vips.insert(vip, ());
-        let admission = placed.seats.iter().any(|x| x.cfg.max_flows > 0);
+        let admission =
+            placed.cfg.admission.adaptive() || placed.seats.iter().any(|x| x.cfg.max_flows > 0);
         self.services[usize::from(sid)] = Service {
             id: sid,
             name: s.name.clone(),
