@@ -8,17 +8,22 @@
 //! measures the backend, see `Qos::limit_samples`) and the minimum latency `m`:
 //!
 //! ```text
-//!  s <= m x (1 + tolerance)  the backend answers as fast as it can: the limit grows by the
-//!                            tolerance (x 1.1 by default, at least + 0.25; doubles until
-//!                            the first queueing is seen), while the backend is busy enough
-//!                            to tell (flows >= half the limit)
-//!  s >  m x (1 + tolerance)  flows queue at the backend: the limit is scaled by
-//!                            m x (1 + tolerance) / s (at least x 0.5): Little's law's
-//!                            estimate of the flows it serves at its fastest, with headroom
+//!  s <= m x (1 + tolerance)  the backend answers as fast as it can: the limit grows
+//!                            (doubling until the first queueing is seen; then as below),
+//!                            while the backend is busy enough to tell (flows >= half the
+//!                            limit)
+//!  s >  m x (1 + tolerance)  flows queue at the backend: the limit applied is scaled by
+//!                            g = m x (1 + tolerance) / s (at least x 0.5): Little's law's
+//!                            estimate of the flows it serves at its fastest, with headroom;
+//!                            an estimate within a flow and a half is one flow too many, and
+//!                            the limit goes back by one. After a cut the limit holds for
+//!                            four periods, then grows by one flow a period for ten (near
+//!                            the capacity just found), by the tolerance after.
 //! ```
 //!
 //! The minimum is measured again every `min_interval` (and at first): the limit is held at
-//! `min_limit` for `MEASURE_PERIODS` periods, so the backend's own queue drains, and the
+//! `min_limit` for `MEASURE_PERIODS` periods (at first, periods with samples: until traffic
+//! comes, the limit stays there), so the backend's own queue drains, and the
 //! lowest sample then is the new minimum (between two measurements a lower sample lowers it
 //! at once). Without one, the minimum would creep up with the load it allows. The limit is
 //! bounded by `min_limit`, `max_limit` and the backend's `max_flows` when set; the flows it
@@ -33,6 +38,13 @@ pub const MEASURE_PERIODS: u8 = 2;
 const MIN_GROWTH: f64 = 0.25;
 /// Largest cut per period.
 const MIN_GRADIENT: f64 = 0.5;
+/// Periods after a cut during which the limit grows by one flow a period (near the
+/// capacity just found); later by the tolerance (far from it, the capacity may have grown).
+const NEAR_PERIODS: u32 = 10;
+/// Periods a cut holds the limit before it may grow again: the probe one flow past the
+/// capacity, which costs that flow's share of latency, comes every few seconds, not every
+/// other period.
+const HOLD_PERIODS: u8 = 4;
 
 /// Why the limit last changed (`show backends`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +86,9 @@ pub struct Limit {
     /// No queueing seen yet: the limit doubles while the latency stays at its minimum (as
     /// TCP's slow start), so a fresh limit finds a large backend in seconds.
     slow_start: bool,
+    /// Periods left before the limit may grow after a cut, and periods since it.
+    hold: u8,
+    since_cut: u32,
     /// The limit applied, when it last changed and why.
     pub applied: u32,
     pub changed: Option<(Instant, Why)>,
@@ -82,8 +97,11 @@ pub struct Limit {
 /// What a period saw of a backend.
 #[derive(Debug, Clone, Copy)]
 pub struct Period {
-    /// The period's sampled latency (None: too few samples).
+    /// The period's sampled latency (None: no samples).
     pub sample_us: Option<u64>,
+    /// Enough samples (`qos.min_samples`) to move the limit by; the minimum is measured
+    /// from any.
+    pub enough: bool,
     /// Flows it serves now.
     pub in_flight: u32,
     pub now: Instant,
@@ -100,6 +118,8 @@ impl Limit {
             measured: None,
             next_measure: now,
             slow_start: true,
+            hold: 0,
+            since_cut: NEAR_PERIODS,
             applied: cfg.min_limit,
             changed: None,
         }
@@ -125,35 +145,56 @@ impl Limit {
             self.measured = None;
         }
         let why = if self.measuring > 0 {
+            // Only periods with samples count: a backend with no traffic yet stays at
+            // min_limit until its minimum has been seen (the first minimum, taken under
+            // load, would be the latency of whatever the load had made of it).
             if let Some(s) = p.sample_us {
                 self.measured = Some(self.measured.map_or(s, |m| m.min(s)));
+                self.measuring -= 1;
+            } else if self.min_us.is_some() {
+                self.measuring -= 1;
             }
-            self.measuring -= 1;
             if self.measuring == 0 {
                 self.min_us = self.measured.or(self.min_us);
                 self.next_measure = p.now + cfg.min_interval;
             }
             Why::Measuring
         } else {
-            match (p.sample_us, self.min_us) {
+            match (p.sample_us.filter(|_| p.enough), self.min_us) {
                 (Some(s), m) => {
                     let m = m.map_or(s, |m| m.min(s)).max(1);
                     self.min_us = Some(m);
                     let target = m as f64 * (1.0 + cfg.tolerance);
                     if (s as f64) <= target {
                         // Grows only while the limit is what holds the backend back.
-                        if f64::from(p.in_flight) * 2.0 >= self.value.floor() {
+                        if self.hold > 0 {
+                            self.hold -= 1;
+                        } else if f64::from(p.in_flight) * 2.0 >= self.value.floor() {
                             let grow = if self.slow_start {
                                 self.value
+                            } else if self.since_cut < NEAR_PERIODS {
+                                1.0
                             } else {
                                 self.value * cfg.tolerance
                             };
+                            self.since_cut = self.since_cut.saturating_add(1);
                             self.value += grow.max(MIN_GROWTH);
                         }
                         Why::Growing
                     } else {
                         self.slow_start = false;
-                        self.value *= (target / s as f64).max(MIN_GRADIENT);
+                        self.hold = HOLD_PERIODS;
+                        self.since_cut = 0;
+                        let applied = f64::from(self.applied);
+                        // Little's law: the flows it serves at its fastest, with headroom.
+                        let estimate = applied * (target / s as f64).max(MIN_GRADIENT);
+                        self.value = if estimate >= applied - 1.5 {
+                            // One flow too many (a thrashing backend slows faster than its
+                            // flows grow: the estimate would undershoot): back by one.
+                            (applied - 1.0).max(1.0) + 0.99
+                        } else {
+                            estimate
+                        };
                         Why::Queueing
                     }
                 }
@@ -229,6 +270,7 @@ mod tests {
             let n = l.applied; // demand exceeds every limit: flows = the limit
             let p = Period {
                 sample_us: Some(latency(n, k(i), 20_000, i)),
+                enough: true,
                 in_flight: n,
                 now,
             };
@@ -277,6 +319,47 @@ mod tests {
         }
     }
 
+    /// Flows a second a backend of capacity `k` answers with `n` flows, when it thrashes
+    /// past `k` (tests/e2e/capacity.py's curve).
+    fn throughput(n: u32, k: u32) -> f64 {
+        let (n, k) = (f64::from(n), f64::from(k));
+        let lat = if n <= k {
+            1.0
+        } else {
+            (n / k) * (1.0 + 0.15 * (n - k))
+        };
+        n / lat
+    }
+
+    #[test]
+    fn a_thrashing_backend_is_kept_near_its_best_throughput() {
+        for k in [2u32, 3, 8, 20] {
+            let c = cfg();
+            let t0 = Instant::now();
+            let mut l = Limit::new(&c, t0);
+            let mut limits = Vec::new();
+            for i in 0..120u64 {
+                let n = l.applied;
+                let lat = (20_000.0 / throughput(n, k) * f64::from(n)) as u64;
+                let p = Period {
+                    sample_us: Some(lat),
+                    enough: true,
+                    in_flight: n,
+                    now: t0 + PERIOD * i as u32,
+                };
+                limits.push(l.step(&c, 0, p));
+            }
+            let got: f64 = limits[20..].iter().map(|&n| throughput(n, k)).sum::<f64>()
+                / limits[20..].len() as f64;
+            let best = throughput(k, k);
+            assert!(
+                got >= 0.9 * best,
+                "k {k}: {:.2} of the best: {limits:?}",
+                got / best
+            );
+        }
+    }
+
     #[test]
     fn measures_the_minimum_at_first_and_again_every_interval() {
         let c = AdmissionConfig {
@@ -313,6 +396,7 @@ mod tests {
         let now = t0 + PERIOD * 81;
         let p = Period {
             sample_us: Some(20_000),
+            enough: true,
             in_flight: 40,
             now,
         };
@@ -324,6 +408,7 @@ mod tests {
         for i in 2..40 {
             let p = Period {
                 sample_us: Some(20_000),
+                enough: true,
                 in_flight: 1,
                 now: t0 + PERIOD * i,
             };
@@ -334,6 +419,7 @@ mod tests {
         let held = l.applied;
         let p = Period {
             sample_us: None,
+            enough: false,
             in_flight: 0,
             now: t0 + PERIOD * 41,
         };

@@ -63,7 +63,8 @@ impl Control {
                 .windows
                 .quantile(seat.id, None, kind, 1, cfg.quantile);
             let period = Period {
-                sample_us: (count >= min_samples.max(1)).then_some(q),
+                sample_us: (count > 0).then_some(q),
+                enough: count >= min_samples.max(1),
                 in_flight: self.load.active(seat.id),
                 now,
             };
