@@ -31,36 +31,26 @@ impl Bed {
     fn new() -> Bed {
         let s = Scratch::new("limit");
         let t = Testbed::up("scripts/topology", &unique("k"), "3");
-        let mut procs = Vec::new();
-        for (i, k) in KS.iter().enumerate() {
-            let i = i + 1;
-            std::fs::write(s.path(&format!("b{i}.k")), k.to_string()).unwrap();
-            let c = in_ns(
-                &t.ns(&format!("tb{i}")),
-                &format!(
+        let cmds: Vec<(String, String)> = KS
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let i = i + 1;
+                let kf = s.path(&format!("b{i}.k"));
+                std::fs::write(&kf, k.to_string()).unwrap();
+                let cmd = format!(
                     "exec python3 {} --name b{i} --port 8080 --k {k} --k-file {}",
                     script("tests/e2e/capacity.py").display(),
-                    s.path(&format!("b{i}.k")).display()
-                ),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-            procs.push(c);
-        }
-        for c in &mut procs {
-            let mut line = String::new();
-            use std::io::BufRead;
-            std::io::BufReader::new(c.stdout.as_mut().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            assert_eq!(line.trim(), "ready");
-        }
+                    kf.display()
+                );
+                (t.ns(&format!("tb{i}")), cmd)
+            })
+            .collect();
+        let backends = start_ready(&cmds);
         Bed {
             s,
             t,
-            _backends: Procs(procs),
+            _backends: backends,
         }
     }
 

@@ -29,35 +29,22 @@ impl Bed {
         let s = Scratch::new("qos");
         let suffix = unique("q");
         let t = Testbed::up("scripts/topology", &suffix, "4");
-        let mut procs = Vec::new();
-        for i in 1..=4 {
-            std::fs::write(s.path(&format!("b{i}.delay")), "10").unwrap();
-            let c = in_ns(
-                &t.ns(&format!("tb{i}")),
-                &format!(
+        let cmds: Vec<(String, String)> = (1..=4)
+            .map(|i| {
+                std::fs::write(s.path(&format!("b{i}.delay")), "10").unwrap();
+                let cmd = format!(
                     "exec python3 {} --name b{i} --port 8080 --delay-file {}",
                     script("tests/e2e/backend.py").display(),
                     s.path(&format!("b{i}.delay")).display()
-                ),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-            procs.push(c);
-        }
-        for c in &mut procs {
-            let mut line = String::new();
-            use std::io::BufRead;
-            std::io::BufReader::new(c.stdout.as_mut().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            assert_eq!(line.trim(), "ready");
-        }
+                );
+                (t.ns(&format!("tb{i}")), cmd)
+            })
+            .collect();
+        let backends = start_ready(&cmds);
         Bed {
             s,
             t,
-            _backends: Procs(procs),
+            _backends: backends,
         }
     }
 

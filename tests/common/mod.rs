@@ -333,6 +333,30 @@ impl Drop for Procs {
 }
 
 /// A shell command inside a network namespace.
+/// Starts `cmd` in namespace `ns`, one process per entry, then waits until each has printed
+/// its `ready` line (the test backends print it once they listen).
+#[allow(dead_code)]
+pub fn start_ready(cmds: &[(String, String)]) -> Procs {
+    let mut procs: Vec<Child> = cmds
+        .iter()
+        .map(|(ns, cmd)| {
+            in_ns(ns, cmd)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in &mut procs {
+        let mut line = String::new();
+        std::io::BufReader::new(c.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "a backend did not start");
+    }
+    Procs(procs)
+}
+
 pub fn in_ns(ns: &str, cmd: &str) -> Command {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", ns, "bash", "-c", cmd]);
