@@ -10,13 +10,16 @@
 mod load;
 pub mod model;
 mod problem;
+pub mod reference;
 pub mod schema;
 pub mod units;
 mod validate;
 pub mod write;
 
 #[cfg(test)]
-mod docs_tests;
+mod reference_tests;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use model::*;
 pub use problem::Problem;

@@ -381,3 +381,5 @@ mod limit_tests;
 
 #[cfg(test)]
 mod neighbor_tests;
+#[cfg(test)]
+mod reload_reference_tests;
