@@ -274,3 +274,15 @@ fn ranges_are_where_validation_starts_refusing() {
     }
     assert!(probed >= 55, "only {probed} ranges probed");
 }
+
+#[test]
+fn word_ranges_name_every_mode_and_selection_the_code_has() {
+    let words = |path: &str| match KEYS.iter().find(|k| k.path == path).unwrap().range {
+        crate::reference::Range::OneOf(w) => w.to_vec(),
+        r => panic!("{path}: {r:?}"),
+    };
+    let modes: Vec<&str> = crate::Mode::ALL.iter().map(|m| m.name()).collect();
+    assert_eq!(words("service.mode"), modes);
+    let selections: Vec<&str> = crate::Selection::ALL.iter().map(|s| s.name()).collect();
+    assert_eq!(words("qos.selection"), selections);
+}
