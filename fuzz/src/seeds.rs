@@ -311,7 +311,53 @@ fn config_loader() {
     );
 }
 
+/// The draft's vectors as the target reads them: a configuration head, then the ID.
+fn quic_lb() {
+    let hex = |s: &str| -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let key = hex("8f95f09245765f80256934e50c66207f");
+    for (name, cr, sid, nonce, keyed, cid) in [
+        ("plain", 0u8, 3u8, 4u8, 0u8, "07c4605e4504cc4f"),
+        ("four_pass_odd", 0, 3, 4, 1, "0720b1d07b359d3c"),
+        (
+            "four_pass_long_sid",
+            1,
+            10,
+            5,
+            1,
+            "2fcc381bc74cb4fbad2823a3d1f8fed2",
+        ),
+        (
+            "single_pass",
+            2,
+            8,
+            8,
+            1,
+            "504dd2d05a7b0de9b2b9907afb5ecf8cc3",
+        ),
+        (
+            "four_pass_even",
+            0,
+            9,
+            9,
+            1,
+            "125779c9cc86beb3a3a4a3ca96fce4bfe0cdbc",
+        ),
+    ] {
+        // The target reads lengths as 1 + x % 15 and 4 + x % room.
+        let mut data = vec![cr, sid - 1, nonce - 4, keyed];
+        data.extend_from_slice(&key);
+        data.extend_from_slice(&hex(cid));
+        write("quic_lb", name, &data);
+    }
+}
+
 fn main() {
+    quic_lb();
     packet_core();
     sync_codec();
     command_parser();
