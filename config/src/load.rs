@@ -53,7 +53,33 @@ impl Config {
                 why: format!("cannot read: {e}"),
             }]
         })?;
-        Config::from_toml(&text)
+        let mut cfg = Config::from_toml(&text)?;
+        let problems = cfg.read_quic_keys();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Reads each quic service's `key_file` into its config (a config from text names the
+    /// file; the node needs the key). Each file that cannot be used is a problem.
+    pub fn read_quic_keys(&mut self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for (i, s) in self.services.iter_mut().enumerate() {
+            let Some(q) = s.quic.as_mut() else { continue };
+            let Some(path) = q.key_file.clone() else {
+                continue;
+            };
+            match crate::model::read_quic_key(&path) {
+                Ok(k) => q.key = Some(k),
+                Err(why) => problems.push(Problem {
+                    key: format!("service[{i}].quic.key_file"),
+                    why,
+                }),
+            }
+        }
+        problems
     }
 }
 

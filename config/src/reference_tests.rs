@@ -4,7 +4,7 @@
 //! `TANDEM_BLESS=1 cargo test -p tandem-config reference` rewrites the docs' tables.
 
 use crate::reference::{sections, table, Absent, KEYS};
-use crate::testkit::{base_written, ends, set, without_indices, BASE};
+use crate::testkit::{at, base_written, ends, set, without_indices, BASE};
 use crate::{schema, Config, Problem};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use std::cell::RefCell;
@@ -184,24 +184,6 @@ fn the_docs_carry_the_reference_tables() {
         "docs/configuration.md's key tables differ from config/src/reference.rs: \
          run `TANDEM_BLESS=1 cargo test -p tandem-config reference` to rewrite them"
     );
-}
-
-/// The value at a dotted path, through the first element of each array of tables.
-fn at<'a>(t: &'a Table, path: &str) -> Option<&'a Value> {
-    let mut v: Option<&Value> = None;
-    let mut cur = t;
-    for seg in path.split('.') {
-        let x = cur.get(seg)?;
-        let x = match x {
-            Value::Array(a) if a.first().is_some_and(Value::is_table) => &a[0],
-            x => x,
-        };
-        v = Some(x);
-        if let Value::Table(inner) = x {
-            cur = inner;
-        }
-    }
-    v
 }
 
 #[test]

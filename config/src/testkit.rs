@@ -10,21 +10,58 @@ use toml::{Table, Value};
 
 /// Every section, only the keys each needs (shared with `tandem-control`'s reload test).
 pub const BASE: &str = include_str!("testdata/every-section.toml");
-/// Sets the value at a dotted path (the first element of each array of tables).
-pub fn set(t: &mut Table, path: &str, value: Value) {
-    let (head, last) = path.rsplit_once('.').unwrap_or(("", path));
-    let mut cur = t;
-    for seg in head.split('.').filter(|s| !s.is_empty()) {
-        let x = cur
-            .entry(seg.to_string())
-            .or_insert_with(|| Value::Table(Table::new()));
-        let x = match x {
-            Value::Array(a) => &mut a[0],
-            x => x,
-        };
-        cur = x.as_table_mut().expect("a section is a table");
+/// Which element of an array of tables a path goes through: the first that holds the
+/// rest of the path (so `service.quic.config_id` finds the quic service), or else the most
+/// of it (`service.quic.key_file`, left out, finds it too), or else the first.
+fn element(a: &[Value], rest: &str) -> usize {
+    let mut rest = rest;
+    loop {
+        let holds = |x: &Value| x.as_table().is_some_and(|t| at(t, rest).is_some());
+        if let Some(i) = a.iter().position(holds) {
+            return i;
+        }
+        match rest.rsplit_once('.') {
+            Some((shorter, _)) => rest = shorter,
+            None => return 0,
+        }
     }
-    cur.insert(last.to_string(), value);
+}
+
+/// The value at a dotted path (through arrays of tables as `element` picks).
+pub fn at<'a>(t: &'a Table, path: &str) -> Option<&'a Value> {
+    let (seg, rest) = path.split_once('.').unwrap_or((path, ""));
+    let x = match t.get(seg)? {
+        Value::Array(a) if a.first().is_some_and(Value::is_table) && !rest.is_empty() => {
+            &a[element(a, rest)]
+        }
+        Value::Array(a) if a.first().is_some_and(Value::is_table) => &a[0],
+        x => x,
+    };
+    match (rest, x) {
+        ("", x) => Some(x),
+        (rest, Value::Table(inner)) => at(inner, rest),
+        _ => None,
+    }
+}
+
+/// Sets the value at a dotted path (through arrays of tables as `element` picks; missing
+/// sections are made).
+pub fn set(t: &mut Table, path: &str, value: Value) {
+    let Some((seg, rest)) = path.split_once('.') else {
+        t.insert(path.to_string(), value);
+        return;
+    };
+    let x = t
+        .entry(seg.to_string())
+        .or_insert_with(|| Value::Table(Table::new()));
+    let x = match x {
+        Value::Array(a) => {
+            let i = element(a, rest);
+            &mut a[i]
+        }
+        x => x,
+    };
+    set(x.as_table_mut().expect("a section is a table"), rest, value);
 }
 
 /// The written form of the base config: every key of every section it has.

@@ -61,6 +61,24 @@ pub fn format_duration(d: Duration) -> String {
     format!("{us}us")
 }
 
+/// Parses octets written as hex digits, two per octet (`0a01`).
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    if s.is_empty() || s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "\"{s}\" is not hex octets (two hex digits each, as in \"0a01\")"
+        ));
+    }
+    Ok((0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or(0))
+        .collect())
+}
+
+/// Octets as hex digits, two per octet.
+pub fn format_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// Parses a MAC address written as six colon-separated hex octets.
 pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let mut out = [0u8; 6];

@@ -4,7 +4,7 @@
 //! reads back to the same configuration (`Config::from_toml(c.to_toml())` is `c`).
 
 use crate::model::*;
-use crate::units::{format_duration, format_mac};
+use crate::units::{format_duration, format_hex, format_mac};
 use std::time::Duration;
 use toml::{Table, Value};
 
@@ -255,6 +255,9 @@ fn service(x: &ServiceConfig, ports: &[PortConfig]) -> Table {
         }
         t.insert("standby".into(), Value::Table(st));
     }
+    if let Some(q) = &x.quic {
+        t.insert("quic".into(), Value::Table(quic(q)));
+    }
     t.insert(
         "backend".into(),
         Value::Array(
@@ -264,6 +267,19 @@ fn service(x: &ServiceConfig, ports: &[PortConfig]) -> Table {
                 .collect(),
         ),
     );
+    t
+}
+
+/// `[service.quic]`: the key file's path, never the key.
+fn quic(q: &QuicConfig) -> Table {
+    let mut t = table([
+        ("config_id", int(q.config_id)),
+        ("server_id_len", int(q.server_id_len)),
+        ("nonce_len", int(q.nonce_len)),
+    ]);
+    if let Some(k) = &q.key_file {
+        t.insert("key_file".into(), s(k.display()));
+    }
     t
 }
 
@@ -281,6 +297,9 @@ pub fn backend(b: &BackendConfig, mode: Mode, ports: &[PortConfig]) -> Table {
     }
     if b.max_flows > 0 {
         t.insert("max_flows".into(), int(b.max_flows));
+    }
+    if !b.server_id.is_empty() {
+        t.insert("server_id".into(), s(format_hex(&b.server_id)));
     }
     let paths = b
         .paths

@@ -3,9 +3,11 @@
 
 mod cluster;
 mod qos;
+mod quic;
 
 pub use cluster::*;
 pub use qos::*;
+pub use quic::*;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -15,25 +17,30 @@ use std::time::Duration;
 pub enum Protocol {
     Tcp,
     Udp,
+    /// UDP whose short-header packets are routed by the server ID in their connection ID
+    /// (`[service.quic]`).
+    Quic,
 }
 
 impl Protocol {
     pub fn number(self) -> u8 {
         match self {
             Protocol::Tcp => 6,
-            Protocol::Udp => 17,
+            Protocol::Udp | Protocol::Quic => 17,
         }
     }
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+            Protocol::Quic => "quic",
         }
     }
     pub fn parse(s: &str) -> Option<Protocol> {
         match s {
             "tcp" => Some(Protocol::Tcp),
             "udp" => Some(Protocol::Udp),
+            "quic" => Some(Protocol::Quic),
             _ => None,
         }
     }
@@ -338,6 +345,8 @@ pub struct ServiceConfig {
     /// Lower the MSS of TCP SYNs this service's packets carry encapsulated (gue mode, or
     /// between cluster nodes) so the segments fit the encapsulation.
     pub clamp_mss: bool,
+    /// QUIC-LB routing (`protocol = "quic"` only).
+    pub quic: Option<QuicConfig>,
 }
 
 impl ServiceConfig {
@@ -358,6 +367,8 @@ pub struct BackendConfig {
     /// Most flows at once (0: no limit).
     pub max_flows: u32,
     pub paths: Vec<PathConfig>,
+    /// The QUIC-LB server ID its connection IDs carry (a quic service's backends only).
+    pub server_id: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]

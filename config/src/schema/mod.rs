@@ -162,6 +162,7 @@ pub struct Service {
     pub admission: Option<AdmissionFile>,
     pub standby: Option<StandbyFile>,
     pub clamp_mss: Option<bool>,
+    pub quic: Option<QuicFile>,
     #[serde(default)]
     pub backend: Vec<Backend>,
 }
@@ -178,6 +179,7 @@ pub struct Backend {
     pub state: Option<String>,
     pub max_flows: Option<u32>,
     pub standby: Option<bool>,
+    pub server_id: Option<String>,
     #[serde(default)]
     pub paths: Vec<Path>,
 }
@@ -277,4 +279,13 @@ pub struct StandbyFile {
     pub cooldown: Option<String>,
     pub healthy_below: Option<u32>,
     pub hook: Option<String>,
+}
+
+/// A service's `[service.quic]` as written.
+#[derive(Debug, Deserialize)]
+pub struct QuicFile {
+    pub config_id: Option<u8>,
+    pub server_id_len: Option<u8>,
+    pub nonce_len: Option<u8>,
+    pub key_file: Option<String>,
 }

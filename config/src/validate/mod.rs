@@ -9,6 +9,7 @@ mod devargs;
 mod node;
 mod ports;
 mod qos;
+mod quic;
 mod services;
 
 use crate::model::Config;

@@ -52,13 +52,13 @@ fn service(
     k: &str,
     s: &schema::Service,
     ports: &[PortConfig],
-    vips: &mut HashSet<(IpAddr, u16, Protocol)>,
+    vips: &mut HashSet<(IpAddr, u16, u8)>,
 ) -> ServiceConfig {
     let vip = service_vip(c, k, &s.vip);
     let protocol = Protocol::parse(&s.protocol).unwrap_or_else(|| {
         c.bad(
             format!("{k}.protocol"),
-            format!("\"{}\" is not tcp or udp", s.protocol),
+            format!("\"{}\" is not tcp, udp or quic", s.protocol),
         );
         Protocol::Tcp
     });
@@ -81,7 +81,8 @@ fn service(
             "a service needs at least one [[service.backend]]",
         );
     }
-    let backends = backends(c, k, s, (vip, mode), ports);
+    let mut backends = backends(c, k, s, (vip, mode), ports);
+    let quic = super::quic::quic(c, k, s, protocol, &mut backends);
     let queue = s
         .queue
         .as_ref()
@@ -110,6 +111,7 @@ fn service(
         admission,
         standby,
         clamp_mss: s.clamp_mss.unwrap_or(true),
+        quic,
     }
 }
 
@@ -136,10 +138,11 @@ fn vip_is_free(
     k: &str,
     at: (IpAddr, u16, Protocol),
     ports: &[PortConfig],
-    vips: &mut HashSet<(IpAddr, u16, Protocol)>,
+    vips: &mut HashSet<(IpAddr, u16, u8)>,
 ) {
     let (v, port, protocol) = at;
-    if !vips.insert(at) {
+    // quic is UDP on the wire: a quic and a udp service cannot share a VIP and port.
+    if !vips.insert((v, port, protocol.number())) {
         c.bad(
             format!("{k}.vip"),
             format!(
@@ -268,6 +271,7 @@ fn backend(
         state,
         max_flows: b.max_flows.unwrap_or(0),
         paths: paths(c, bk, &b.paths, address, mode, ports),
+        server_id: Vec::new(),
     }
 }
 

@@ -561,3 +561,149 @@ fn admission_limits_as_written_and_their_problems() {
         "{p:?}"
     );
 }
+
+/// GOOD with a quic service after it: `quic` and the two backends' lines given.
+fn with_quic(quic: &str, a: &str, b: &str) -> String {
+    format!(
+        "{GOOD}[[service]]\nname = \"h3\"\nvip = \"192.0.2.30\"\nport = 443\nprotocol = \"quic\"\n\
+         mode = \"nat\"\n{quic}\n[[service.backend]]\nname = \"h3-a\"\naddress = \"10.1.0.21\"\n{a}\n\
+         paths = [{{ port = \"back\" }}]\n[[service.backend]]\nname = \"h3-b\"\n\
+         address = \"10.1.0.22\"\n{b}\npaths = [{{ port = \"back\" }}]\n"
+    )
+}
+
+fn problem_keys(text: &str) -> Vec<(String, String)> {
+    match Config::from_toml(text) {
+        Ok(_) => Vec::new(),
+        Err(p) => p.into_iter().map(|p| (p.key, p.why)).collect(),
+    }
+}
+
+#[test]
+fn a_quic_service_reads_its_ids_and_settings() {
+    let text = with_quic(
+        "quic = { config_id = 3, server_id_len = 3, nonce_len = 8 }",
+        "server_id = \"0a0b0c\"",
+        "server_id = \"0A0B0D\"",
+    );
+    let c = Config::from_toml(&text).unwrap();
+    let s = &c.services[1];
+    assert_eq!(s.protocol, Protocol::Quic);
+    assert_eq!(s.protocol.number(), 17);
+    let q = s.quic.as_ref().unwrap();
+    assert_eq!((q.config_id, q.server_id_len, q.nonce_len), (3, 3, 8));
+    assert_eq!(s.backends[1].server_id, vec![0x0a, 0x0b, 0x0d]);
+    assert!(c.services[0].quic.is_none());
+    // Written back, read again: the same.
+    let again = Config::from_toml(&c.to_toml()).unwrap();
+    assert_eq!(again.services[1].quic, s.quic);
+    assert_eq!(
+        again.services[1].backends[0].server_id,
+        s.backends[0].server_id
+    );
+}
+
+#[test]
+fn quic_ids_and_settings_are_checked_by_key() {
+    let cases: [(&str, &str, &str, &str); 7] = [
+        (
+            "",
+            "",
+            "server_id = \"0a02\"",
+            "service[1].backend[0].server_id",
+        ),
+        (
+            "",
+            "server_id = \"0a\"",
+            "server_id = \"0a02\"",
+            "service[1].backend[0].server_id",
+        ),
+        (
+            "",
+            "server_id = \"zz01\"",
+            "server_id = \"0a02\"",
+            "service[1].backend[0].server_id",
+        ),
+        (
+            "",
+            "server_id = \"0a02\"",
+            "server_id = \"0A02\"",
+            "service[1].backend[1].server_id",
+        ),
+        (
+            "quic = { config_id = 7 }",
+            "server_id = \"0a01\"",
+            "server_id = \"0a02\"",
+            "service[1].quic.config_id",
+        ),
+        (
+            "quic = { server_id_len = 15, nonce_len = 5 }",
+            "",
+            "",
+            "service[1].quic.nonce_len",
+        ),
+        (
+            "quic = { key_file = \"key\" }",
+            "server_id = \"0a01\"",
+            "server_id = \"0a02\"",
+            "service[1].quic.key_file",
+        ),
+    ];
+    for (quic, a, b, key) in cases {
+        let p = problem_keys(&with_quic(quic, a, b));
+        assert!(p.iter().any(|(k, _)| k == key), "{quic} {a} {b}: {p:?}");
+    }
+    // A quic section or a server ID on a tcp service.
+    let text = GOOD
+        .replace("mode = \"nat\"", "mode = \"nat\"\nquic = {}")
+        .replace("weight = 2", "weight = 2\nserver_id = \"0a01\"");
+    let keys: Vec<String> = problem_keys(&text).into_iter().map(|(k, _)| k).collect();
+    assert!(keys.contains(&"service[0].quic".to_string()), "{keys:?}");
+    assert!(
+        keys.contains(&"service[0].backend[0].server_id".to_string()),
+        "{keys:?}"
+    );
+    // A quic and a udp service cannot share a VIP and port.
+    let text = with_quic("", "server_id = \"0a01\"", "server_id = \"0a02\"")
+        + "[[service]]\nname = \"dns\"\nvip = \"192.0.2.30\"\nport = 443\nprotocol = \"udp\"\n\
+           mode = \"nat\"\n[[service.backend]]\nname = \"d\"\naddress = \"10.1.0.31\"\n\
+           paths = [{ port = \"back\" }]\n";
+    let keys: Vec<String> = problem_keys(&text).into_iter().map(|(k, _)| k).collect();
+    assert!(keys.contains(&"service[2].vip".to_string()), "{keys:?}");
+}
+
+#[test]
+fn a_quic_key_file_is_read_owner_only_as_16_octets_or_hex() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("tandem-quic-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, data: &[u8], mode: u32| {
+        let p = dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    };
+    let raw = write("raw", &[7u8; 16], 0o600);
+    let hex = write("hex", b"8f95f09245765f80256934e50c66207f\n", 0o400);
+    let open = write("open", &[7u8; 16], 0o644);
+    let short = write("short", &[7u8; 15], 0o600);
+    assert_eq!(read_quic_key(&raw).unwrap(), [7u8; 16]);
+    assert_eq!(read_quic_key(&hex).unwrap()[..2], [0x8f, 0x95]);
+    assert!(read_quic_key(&open).unwrap_err().contains("chmod 600"));
+    assert!(read_quic_key(&short).unwrap_err().contains("15 octets"));
+    assert!(read_quic_key(&dir.join("none")).is_err());
+    // Through Config::from_path: the key read, or the key_file named.
+    for (key, ok) in [(&raw, true), (&open, false)] {
+        let text = with_quic(
+            &format!("quic = {{ key_file = \"{}\" }}", key.display()),
+            "server_id = \"0a01\"",
+            "server_id = \"0a02\"",
+        );
+        let path = write("node.toml", text.as_bytes(), 0o600);
+        match Config::from_path(&path) {
+            Ok(c) => assert!(ok && c.services[1].quic.as_ref().unwrap().key == Some([7u8; 16])),
+            Err(p) => assert!(!ok && p[0].key == "service[1].quic.key_file", "{p:?}"),
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -123,6 +123,9 @@ fn backend_changes(svc: &str, old: &BackendConfig, new: &BackendConfig, out: &mu
     if format!("{:?}", old.paths) != format!("{:?}", new.paths) {
         out.push(format!("{name}: paths changed"));
     }
+    if old.server_id != new.server_id {
+        out.push(format!("{name}: server_id changed"));
+    }
 }
 
 fn service_changes(old: &ServiceConfig, new: &ServiceConfig, out: &mut Changes) {
@@ -141,6 +144,9 @@ fn service_changes(old: &ServiceConfig, new: &ServiceConfig, out: &mut Changes) 
     }
     if old.clamp_mss != new.clamp_mss {
         out.push(format!("{name}: clamp_mss {}", new.clamp_mss));
+    }
+    if old.quic != new.quic {
+        out.push(format!("{name}: quic changed"));
     }
 }
 
@@ -203,11 +209,9 @@ fn place(
 /// A service the running layout does not have, added (`key` names it in problems).
 fn add_service(l: &mut Layout, key: &str, s: &ServiceConfig, out: &mut Placing) {
     // A new service must not take a VIP:port a draining one still serves.
-    if let Some(d) = l
-        .services
-        .iter()
-        .find(|p| p.cfg.vip == s.vip && p.cfg.port == s.port && p.cfg.protocol == s.protocol)
-    {
+    if let Some(d) = l.services.iter().find(|p| {
+        p.cfg.vip == s.vip && p.cfg.port == s.port && p.cfg.protocol.number() == s.protocol.number()
+    }) {
         out.problems.push(problem(
             format!("{key}.vip"),
             format!(

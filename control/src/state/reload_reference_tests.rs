@@ -58,6 +58,13 @@ fn changed_by_hand(path: &str, t: &mut Table) -> Option<()> {
         "service.standby.hook" => s("/usr/local/bin/standby-hook"),
         "service.backend.name" => s("c"),
         "service.backend.address" => s("10.1.0.13"),
+        "service.quic.server_id_len" => {
+            set(t, "service.backend.server_id", s("0a0102"));
+            Value::Integer(3)
+        }
+        "service.quic.nonce_len" => Value::Integer(8),
+        "service.quic.key_file" => s("/etc/tandem/quic-lb.key"),
+        "service.backend.server_id" => s("0a02"),
         // Reached by the front port's gateway.
         "service.backend.paths.port" => s("front"),
         "service.backend.paths.mac" => s("02:00:00:00:01:11"),
