@@ -63,7 +63,7 @@ pub fn format_duration(d: Duration) -> String {
 
 /// Parses octets written as hex digits, two per octet (`0a01`).
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.is_empty() || s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.is_empty() || !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!(
             "\"{s}\" is not hex octets (two hex digits each, as in \"0a01\")"
         ));

@@ -240,6 +240,27 @@ fn backend(
     if b.weight > MAX_WEIGHT {
         c.bad(format!("{bk}.weight"), format!("at most {MAX_WEIGHT}"));
     }
+    let state = backend_state(c, bk, b);
+    if b.max_flows == Some(0) {
+        c.bad(
+            format!("{bk}.max_flows"),
+            "must be at least 1 (leave it out for no limit)",
+        );
+    }
+    BackendConfig {
+        name: b.name.clone(),
+        address,
+        port,
+        weight: b.weight,
+        state,
+        max_flows: b.max_flows.unwrap_or(0),
+        paths: paths(c, bk, &b.paths, address, mode, ports),
+        server_id: Vec::new(),
+    }
+}
+
+/// A backend's `state`, or `standby = true` (which must not contradict it).
+fn backend_state(c: &mut Checker, bk: &str, b: &schema::Backend) -> BackendState {
     let state = match b.state.as_deref() {
         None if b.standby == Some(true) => BackendState::Standby,
         None => BackendState::Active,
@@ -257,22 +278,7 @@ fn backend(
             format!("contradicts state = \"{}\"", state.name()),
         );
     }
-    if b.max_flows == Some(0) {
-        c.bad(
-            format!("{bk}.max_flows"),
-            "must be at least 1 (leave it out for no limit)",
-        );
-    }
-    BackendConfig {
-        name: b.name.clone(),
-        address,
-        port,
-        weight: b.weight,
-        state,
-        max_flows: b.max_flows.unwrap_or(0),
-        paths: paths(c, bk, &b.paths, address, mode, ports),
-        server_id: Vec::new(),
-    }
+    state
 }
 
 /// A backend's paths: each over a port that has an address of the backend's family (or,

@@ -26,6 +26,8 @@ pub struct NewBackend {
     pub port: Option<u16>,
     pub weight: Option<u32>,
     pub max_flows: Option<u32>,
+    /// A quic service's backend: its server ID, as hex.
+    pub server_id: Option<String>,
     /// (port name, MAC as written).
     pub paths: Vec<(String, Option<String>)>,
 }
@@ -93,7 +95,7 @@ fn number<T: std::str::FromStr>(what: &str, v: Option<&&str>) -> Result<T, Strin
 
 fn parse_add(a: &[&str]) -> Result<Command, String> {
     let usage = "usage: backend add SERVICE NAME ADDRESS[:PORT] [weight W] [max_flows N] \
-                 [path PORT[/MAC]]...";
+                 [server_id HEX] [path PORT[/MAC]]...";
     let [service, name, addr, rest @ ..] = a else {
         return Err(usage.into());
     };
@@ -111,6 +113,12 @@ fn parse_add(a: &[&str]) -> Result<Command, String> {
         match rest[i] {
             "weight" => b.weight = Some(number("weight", v)?),
             "max_flows" => b.max_flows = Some(number("max_flows", v)?),
+            "server_id" => {
+                let Some(id) = v else {
+                    return Err("server_id needs the backend's QUIC-LB server ID (hex)".into());
+                };
+                b.server_id = Some(id.to_string());
+            }
             "path" => {
                 let Some(p) = v else {
                     return Err("path needs PORT or PORT/MAC".into());
@@ -120,7 +128,11 @@ fn parse_add(a: &[&str]) -> Result<Command, String> {
                     None => (p.to_string(), None),
                 });
             }
-            w => return Err(format!("\"{w}\" is not weight, max_flows or path; {usage}")),
+            w => {
+                return Err(format!(
+                    "\"{w}\" is not weight, max_flows, server_id or path; {usage}"
+                ))
+            }
         }
         i += 2;
     }
@@ -246,6 +258,9 @@ fn backend_table(running: &Config, b: &NewBackend) -> Result<toml::Table, String
     }
     if let Some(m) = b.max_flows {
         t.insert("max_flows".into(), i64::from(m).into());
+    }
+    if let Some(id) = &b.server_id {
+        t.insert("server_id".into(), id.clone().into());
     }
     let paths = if b.paths.is_empty() {
         let Ok(addr) = b.address.parse::<std::net::IpAddr>() else {

@@ -172,7 +172,12 @@ fn show_services(ctl: &Control) -> Value {
                 "service": if svc.removing { format!("{} (removing)", svc.name) } else { svc.name.clone() },
                 "vip": s.vip_addr(svc).to_string(),
                 "port": svc.port,
-                "protocol": if svc.proto == 6 { "tcp" } else { "udp" },
+                "protocol": match (svc.proto, &svc.quic) { (6, _) => "tcp", (_, Some(_)) => "quic", _ => "udp" },
+                "quic": svc.quic.as_ref().map_or(Value::Null, |q| {
+                    let c = q.config();
+                    json!({"config_id": c.config_id(), "server_id_len": c.server_id_len(),
+                           "nonce_len": c.nonce_len(), "encrypted": c.encrypted()})
+                }),
                 "mode": svc.mode.name(),
                 "backends": svc.backends.len(),
                 "active_backends": svc.backends.iter()
@@ -294,6 +299,7 @@ fn show_backends(ctl: &Control, only: Option<&str>) -> Value {
                 "new_flows_per_s": ctl.rates().backend_new_per_s.get(i).copied().unwrap_or(0.0),
                 "total_flows": ctl.backend_new_flows(b.id),
                 "paths": paths.join(","),
+                "server_id": ctl.backend_server_id(b.id),
             });
             if let Value::Object(m) = &mut row {
                 m.extend(limit_fields(ctl, b));

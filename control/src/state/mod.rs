@@ -183,6 +183,18 @@ impl Control {
         self.new_flows_at(id).saturating_sub(base.unwrap_or(0))
     }
 
+    /// A quic service's backend's server ID as hex (null for any other backend).
+    pub fn backend_server_id(&self, id: u16) -> serde_json::Value {
+        self.layout
+            .services
+            .iter()
+            .flat_map(|p| p.seats.iter())
+            .find(|seat| seat.id == id && !seat.cfg.server_id.is_empty())
+            .map_or(serde_json::Value::Null, |seat| {
+                tandem_config::units::format_hex(&seat.cfg.server_id).into()
+            })
+    }
+
     /// One count of a service's admission queue, over every worker.
     pub fn queue_total(
         &self,

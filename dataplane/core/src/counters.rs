@@ -278,6 +278,14 @@ worker_counters! {
     node_received,
     /// Packets of flows served here because their primary node does not serve.
     node_failovers,
+    /// QUIC short-header packets routed by the server ID their connection ID carries.
+    quic_by_cid,
+    /// QUIC packets routed by their flow's record: long headers (a new connection's are
+    /// balanced as any flow), and short headers whose connection ID names no backend.
+    quic_by_flow,
+    /// QUIC short-header packets neither their connection ID nor a record routes: dropped
+    /// (as `no_flow`).
+    quic_unroutable,
     /// Events for the control thread lost: its channel was full.
     outbox_overflow,
     /// Neighbor news held back because the outbox to the control thread was half full

@@ -22,7 +22,7 @@ use tandem_config::OnBackendDown;
 /// A packet of a known flow was seen: advance its state and liveness. True when the control
 /// thread should hear of it (the state changed, or it is due for a refresh).
 #[inline]
-fn touch(r: &mut FlowRecord, flags: u8, now_ms: u32, t: &Timeouts) -> bool {
+pub(super) fn touch(r: &mut FlowRecord, flags: u8, now_ms: u32, t: &Timeouts) -> bool {
     let before = r.state;
     r.state = r.state.next(flags);
     r.last_seen_ms = now_ms;
@@ -37,7 +37,7 @@ fn touch(r: &mut FlowRecord, flags: u8, now_ms: u32, t: &Timeouts) -> bool {
 /// True when other nodes should store this record: the flow is bound to a backend and past
 /// its handshake (a SYN flood fills only the receiving and primary nodes' tables).
 #[inline]
-fn for_peers(r: &FlowRecord) -> bool {
+pub(super) fn for_peers(r: &FlowRecord) -> bool {
     r.bound() && r.state != FlowState::SynSeen
 }
 
@@ -82,6 +82,22 @@ impl State {
     /// is the hash of the segment's key when a burst's first pass computed it.
     #[inline(always)]
     pub(super) fn serve(
+        &mut self,
+        s: &Services,
+        svc: &Service,
+        seg: &Segment,
+        la: Option<Lookahead>,
+        pkt: &mut PacketBuf,
+    ) -> Verdict {
+        if let Some(q) = svc.quic.as_deref() {
+            return self.serve_quic(s, svc, q, seg, la, pkt);
+        }
+        self.serve_by_flow(s, svc, seg, la, pkt)
+    }
+
+    /// `serve` by the flow's record: the fast path, or the full stage.
+    #[inline(always)]
+    pub(super) fn serve_by_flow(
         &mut self,
         s: &Services,
         svc: &Service,
@@ -268,7 +284,7 @@ impl State {
     /// Out to the flow's backend, by the service's mode (an encapsulating mode's SYNs
     /// clamped, its packets too big for the egress port answered: `mtu`).
     #[inline(always)]
-    fn forward(
+    pub(super) fn forward(
         &mut self,
         s: &Services,
         svc: &Service,
@@ -360,17 +376,21 @@ impl State {
             backend = self.admit(s, svc, backend, h)?;
             rec.admitted = true;
         }
+        rec.backend = backend;
+        (rec.primary_path, rec.backup_path) = self.paths_to(s, backend, h);
+        Ok(())
+    }
+
+    /// A flow's primary and backup path to `backend`, drawn by the flow's hash `h` among
+    /// the paths that are up, by their shares.
+    pub(super) fn paths_to(&self, s: &Services, backend: u16, h: u64) -> (u8, u8) {
         let paths = &s.backends[usize::from(backend)].paths;
         let mut avail = [(false, 0u16); path::MAX_PATHS];
         let n = paths.len().min(path::MAX_PATHS);
         for (a, p) in avail.iter_mut().zip(paths.iter()) {
             *a = (p.up && self.link_up[usize::from(p.port)], p.share);
         }
-        let (primary_path, backup_path) = path::choose(h, &avail[..n]);
-        rec.backend = backend;
-        rec.primary_path = primary_path;
-        rec.backup_path = backup_path;
-        Ok(())
+        path::choose(h, &avail[..n])
     }
 
     /// A reply from a nat backend: back to VIP:port, out of the port the request came in on.
@@ -489,7 +509,12 @@ impl State {
 
     /// Stores the record of a flow the table was just asked for and does not hold, without
     /// looking for it again (nor hashing its key again, with `la`).
-    fn store_new(&mut self, key: FlowKey, la: Option<Lookahead>, rec: FlowRecord) -> Insert {
+    pub(super) fn store_new(
+        &mut self,
+        key: FlowKey,
+        la: Option<Lookahead>,
+        rec: FlowRecord,
+    ) -> Insert {
         self.store_as(key, rec, la, true)
     }
 
@@ -533,7 +558,13 @@ impl State {
     /// worker's queue: they hear of it once it is established (its state change announces
     /// it again), so a SYN flood on a dsr or gue service costs each other worker nothing.
     #[inline]
-    fn announce(&mut self, key: FlowKey, rec: FlowRecord, peers: bool, translated: bool) {
+    pub(super) fn announce(
+        &mut self,
+        key: FlowKey,
+        rec: FlowRecord,
+        peers: bool,
+        translated: bool,
+    ) {
         if self.siblings && (translated || rec.state != FlowState::SynSeen) {
             self.replicas.push(super::Replica { key, rec });
         }

@@ -39,6 +39,7 @@ mod local;
 mod martian;
 mod mtu;
 mod plain;
+mod quic;
 mod timing;
 mod trace;
 mod xmit;
@@ -384,3 +385,5 @@ mod network_tests;
 
 #[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod quic_tests;

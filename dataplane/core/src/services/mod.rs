@@ -6,8 +6,10 @@
 //! nothing at it (vacated) holds a placeholder that matches no packet and takes no flow.
 
 mod layout;
+mod quic;
 
 pub use layout::{Layout, Placed, Seat};
+pub use quic::QuicRoute;
 
 pub use crate::ports::PortInfo;
 pub use crate::qos::live::BackendLive;
@@ -189,6 +191,9 @@ pub struct Service {
     pub clamp_mss: bool,
     /// Removed: no new flows, vacated when its flows end.
     pub removing: bool,
+    /// A quic service's routing by connection ID (boxed: the key schedule is large, and
+    /// most services have none).
+    pub quic: Option<Box<QuicRoute>>,
 }
 
 impl Service {
@@ -210,6 +215,7 @@ impl Service {
             queue_max_wait_us: 0,
             clamp_mss: false,
             removing: false,
+            quic: None,
         }
     }
 
@@ -352,7 +358,9 @@ impl Services {
         for svc in &self.services {
             let v4 = [svc.vip[0], svc.vip[1], svc.vip[2], svc.vip[3]];
             let found = self.lookup(&svc.vip, svc.port, svc.proto).map(|x| x.id);
-            if !svc.is_vacant() && !svc.v6 && !svc.mode.encapsulates() && found == Some(svc.id) {
+            // A quic service's packets are routed by connection ID: the full stage's.
+            let lane = !svc.mode.encapsulates() && svc.quic.is_none();
+            if !svc.is_vacant() && !svc.v6 && lane && found == Some(svc.id) {
                 plain.push((plain_key(v4, svc.port, svc.proto), svc.id));
             }
         }
@@ -482,6 +490,11 @@ impl Services {
             queue_max_wait_us: s.queue.max_wait.as_micros().min(u128::from(u64::MAX)) as u64,
             clamp_mss: s.clamp_mss,
             removing: placed.removed.is_some(),
+            quic: s
+                .quic
+                .as_ref()
+                .and_then(|q| QuicRoute::of(q, placed))
+                .map(Box::new),
         };
     }
 

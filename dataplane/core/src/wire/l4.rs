@@ -305,6 +305,16 @@ pub fn verify_checksum(proto: u8, src: &[u8], dst: &[u8], l4: &[u8]) -> bool {
     checksum::fold(checksum::sum_words(sum, l4)) == 0xffff
 }
 
+/// The payload of the UDP datagram whose header starts at `l4` in `frame`, as its length
+/// field states it (cut to what the frame holds); None when there is no whole header.
+#[inline]
+pub fn udp_payload(frame: &[u8], l4: usize) -> Option<&[u8]> {
+    let h = frame.get(l4..l4 + 8)?;
+    let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    let end = (l4 + len.max(8)).min(frame.len());
+    frame.get(l4 + 8..end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,166 @@
+//! QUIC services (`protocol = "quic"`): a short-header packet goes to the backend whose
+//! server ID its destination connection ID carries (QUIC-LB), whatever 4-tuple it comes
+//! from, so a client that changes address keeps its server, and any node routes it with no
+//! record at all. A long-header packet (a new connection's Initial, 0-RTT, Handshake) is
+//! balanced and recorded as any UDP flow; a short header whose ID does not decode (another
+//! config rotation codepoint, no such server) falls back to its 4-tuple's record.
+
+use super::context::{Part, Segment};
+use super::flows::{for_peers, touch};
+use super::{timing, PacketBuf, State, Verdict};
+use crate::counters::DropReason;
+use crate::flow::table::Lookahead;
+use crate::flow::{FlowRecord, FlowState, Insert};
+use crate::services::{QuicRoute, Service, Services};
+use crate::wire::l4::udp_payload;
+
+/// QUIC's long-header form bit (RFC 8999: version-independent).
+const LONG_HEADER: u8 = 0x80;
+
+/// What a QUIC datagram's first octets say about routing it.
+enum Route {
+    /// A short header whose connection ID names this backend.
+    Id(u16),
+    /// A short header whose ID names none.
+    Unroutable,
+    /// A long header, an empty datagram, or a fragment: a flow like any other.
+    Flow,
+}
+
+impl State {
+    /// A packet to a quic service (see the module's doc).
+    #[inline(never)]
+    pub(super) fn serve_quic(
+        &mut self,
+        s: &Services,
+        svc: &Service,
+        q: &QuicRoute,
+        seg: &Segment,
+        la: Option<Lookahead>,
+        pkt: &mut PacketBuf,
+    ) -> Verdict {
+        match route(q, seg, pkt) {
+            Route::Id(b) => {
+                self.counters.quic_by_cid.inc();
+                self.serve_by_id(s, svc, seg, la, pkt, b)
+            }
+            Route::Unroutable
+                if self
+                    .table
+                    .get_mut_hashed(&seg.key, la, self.now.ms)
+                    .is_none() =>
+            {
+                self.counters.quic_unroutable.inc();
+                Verdict::Drop(DropReason::NoFlow)
+            }
+            Route::Unroutable | Route::Flow => {
+                self.counters.quic_by_flow.inc();
+                self.serve_by_flow(s, svc, seg, la, pkt)
+            }
+        }
+    }
+
+    /// Out to backend `b`, the connection ID's: the 4-tuple's record made or bound to it
+    /// (so a nat backend's replies find their way back, and other nodes learn of it), with
+    /// no ranking among nodes, admission or selection: the connection is the backend's.
+    fn serve_by_id(
+        &mut self,
+        s: &Services,
+        svc: &Service,
+        seg: &Segment,
+        la: Option<Lookahead>,
+        pkt: &mut PacketBuf,
+        b: u16,
+    ) -> Verdict {
+        let key = seg.key;
+        let now = self.now;
+        let timeouts = *self.table.timeouts();
+        // The paths a rebound record takes (worked out before the table is borrowed).
+        let paths = self.paths_to(s, b, key.hash(crate::services::SELECTION_SEED));
+        let (rec, announce) = match self.table.get_mut_hashed(&key, la, now.ms) {
+            Some(r) => {
+                let mut announce = touch(r, seg.l4.flags, now.ms, &timeouts);
+                if r.backend != b {
+                    if r.admitted {
+                        self.load.release(r.backend);
+                        r.admitted = false;
+                    }
+                    r.backend = b;
+                    (r.primary_path, r.backup_path) = paths;
+                    announce = true;
+                }
+                (*r, announce)
+            }
+            None => match self.new_by_id(s, svc, seg, la, b) {
+                Ok(rec) => (rec, true),
+                Err(v) => return v,
+            },
+        };
+        if announce {
+            self.announce(key, rec, for_peers(&rec), svc.mode.translates());
+        }
+        self.forward(s, svc, seg, &rec, pkt)
+    }
+
+    /// A record for a 4-tuple first seen with a routable ID: bound to `b`, ranked among
+    /// nodes as any flow (so replies and later long headers find it), stored.
+    fn new_by_id(
+        &mut self,
+        s: &Services,
+        svc: &Service,
+        seg: &Segment,
+        la: Option<Lookahead>,
+        b: u16,
+    ) -> Result<FlowRecord, Verdict> {
+        let key = seg.key;
+        if super::martian::is_martian(s, &key.src, key.v6) {
+            return Err(Verdict::Drop(DropReason::MartianSource));
+        }
+        let now = self.now;
+        let (primary_path, backup_path) =
+            self.paths_to(s, b, key.hash(crate::services::SELECTION_SEED));
+        let mut rec = FlowRecord {
+            service: svc.id,
+            backend: b,
+            primary_path,
+            backup_path,
+            state: FlowState::Udp,
+            ingress_port: seg.rx.in_port,
+            client_mac: seg.rx.l2.src,
+            last_seen_ms: now.ms,
+            last_sync_ms: now.ms,
+            ..FlowRecord::default()
+        };
+        if let Some(cl) = s.cluster.as_ref() {
+            // Roles as any flow of this 4-tuple would have; served here whatever they are.
+            self.rank_new(cl, seg, &mut rec)?;
+        }
+        if svc.mode.translates() {
+            timing::start(&mut rec, seg, now);
+        }
+        if self.store_new(key, la, rec) == Insert::Refused {
+            return Err(Verdict::Drop(DropReason::TableFull));
+        }
+        self.counters.flows_created.inc();
+        self.counters.backend_new_flows[usize::from(b)].inc();
+        Ok(rec)
+    }
+}
+
+/// The route a quic datagram's header gives.
+#[inline]
+fn route(q: &QuicRoute, seg: &Segment, pkt: &PacketBuf) -> Route {
+    if seg.part != Part::Whole {
+        return Route::Flow;
+    }
+    let Some(payload) = udp_payload(pkt.frame(), seg.l3() + seg.ip_len) else {
+        return Route::Flow;
+    };
+    match payload.first() {
+        Some(&first) if first & LONG_HEADER == 0 => match q.backend(&payload[1..]) {
+            Some(b) => Route::Id(b),
+            None => Route::Unroutable,
+        },
+        _ => Route::Flow,
+    }
+}
