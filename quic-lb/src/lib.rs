@@ -215,5 +215,27 @@ impl Config {
     }
 }
 
+/// A key as its file holds it: 16 octets, or 32 hex digits (a trailing newline allowed).
+/// Servers and the balancer read the same file the same way.
+pub fn parse_key(bytes: &[u8]) -> Result<[u8; 16], String> {
+    if let Ok(k) = <[u8; 16]>::try_from(bytes) {
+        return Ok(k);
+    }
+    let text = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
+    let hex = |c: u8| (c as char).to_digit(16);
+    if text.len() == 32 && text.iter().all(|&c| hex(c).is_some()) {
+        let mut k = [0u8; 16];
+        for (i, pair) in text.chunks(2).enumerate() {
+            k[i] = (hex(pair[0]).unwrap_or(0) * 16 + hex(pair[1]).unwrap_or(0)) as u8;
+        }
+        return Ok(k);
+    }
+    Err(format!(
+        "holds {} octets: a key is 16 octets, or 32 hex digits",
+        bytes.len()
+    ))
+}
+
 #[cfg(test)]
 mod tests;

@@ -185,3 +185,13 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn keys_are_16_octets_or_32_hex_digits() {
+    assert_eq!(parse_key(&[5u8; 16]), Ok([5u8; 16]));
+    let k = parse_key(b"8f95f09245765f80256934e50c66207f\n").unwrap();
+    assert_eq!(k[..3], [0x8f, 0x95, 0xf0]);
+    assert_eq!(parse_key(b"8F95F09245765F80256934E50C66207F").unwrap(), k);
+    assert!(parse_key(&[5u8; 15]).unwrap_err().contains("15 octets"));
+    assert!(parse_key(b"8f95f09245765f80256934e50c66207g").is_err());
+}

@@ -60,19 +60,5 @@ pub fn read_quic_key(path: &Path) -> Result<[u8; 16], String> {
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if let Ok(k) = <[u8; 16]>::try_from(bytes.as_slice()) {
-        return Ok(k);
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let hex = text.trim_end_matches(['\n', '\r']);
-    crate::units::parse_hex(hex)
-        .ok()
-        .and_then(|v| <[u8; 16]>::try_from(v.as_slice()).ok())
-        .ok_or_else(|| {
-            format!(
-                "{} holds {} octets: a key is 16 octets, or 32 hex digits",
-                path.display(),
-                bytes.len()
-            )
-        })
+    quic_lb::parse_key(&bytes).map_err(|why| format!("{} {why}", path.display()))
 }
