@@ -7,7 +7,7 @@
 //!             [--config-id 0] [--server-id-len 2] [--nonce-len 6] [--key-file PATH]
 //! ```
 //!
-//! On each bidirectional stream the client writes `GET N`; the server answers its name and a
+//! It prints `ready` once it listens. On each bidirectional stream the client writes `GET N`; the server answers its name and a
 //! newline, then N octets where octet i is `pattern(i)` (so the client can check them).
 
 use quic_lb::quinn::Generator;
@@ -100,7 +100,9 @@ async fn main() -> Res<()> {
     let socket = std::net::UdpSocket::bind(a.listen)?;
     let runtime = Arc::new(quinn::TokioRuntime);
     let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config()?), socket, runtime)?;
-    println!("quic_server {} listening on {}", a.name, a.listen);
+    // `ready` on stdout once it listens (what tandem's tests wait for).
+    println!("ready");
+    eprintln!("quic_server {} listening on {}", a.name, a.listen);
     while let Some(incoming) = endpoint.accept().await {
         let name = a.name.clone();
         tokio::spawn(async move {

@@ -63,6 +63,22 @@ pub fn tandem_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tandem")))
 }
 
+/// An example program of the workspace (`quic_server`, say), built beside the binary under
+/// test: `scripts/test` builds them first (`cargo build -p quic-lb --features quinn
+/// --examples`); a test run alone needs that too.
+#[allow(dead_code)]
+pub fn example_bin(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_tandem"))
+        .with_file_name("examples")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: cargo build -p quic-lb --features quinn --examples",
+        p.display()
+    );
+    p
+}
+
 /// A running `tandem run`. Dropping it kills the process (by pid) if it is still alive.
 pub struct Node {
     pub child: Option<Child>,
