@@ -612,3 +612,87 @@ fn a_trace_stops_at_its_count_and_an_untraced_node_sends_no_mark() {
     let (_, out) = testkit::run(&mut node(1), 0, &client(1, sport, SYN), 1);
     assert_eq!(outer_header(&out).flags, 0);
 }
+
+/// A node of the three with a quic service too: backends q1 and q2 (server IDs 0a01, 0a02).
+fn quic_node(id: u16) -> Core {
+    let quic = r#"[[service]]
+name = "h3"
+vip = "192.0.2.40"
+port = 443
+protocol = "quic"
+mode = "nat"
+[[service.backend]]
+name = "q1"
+address = "10.1.0.21"
+server_id = "0a01"
+paths = [{ port = "back", mac = "02:00:00:00:01:21" }]
+[[service.backend]]
+name = "q2"
+address = "10.1.0.22"
+server_id = "0a02"
+paths = [{ port = "back", mac = "02:00:00:00:01:22" }]
+[cluster]"#;
+    let cfg = Config::from_toml(&config(id).replace("[cluster]", quic)).unwrap();
+    let s = Services::from_config(&cfg, &[node_mac(id), back_mac(id)]);
+    let view = crate::cluster::ClusterView::new(cfg.cluster.as_ref().unwrap(), id, &s.ports);
+    let mut c = testkit::core_of(Arc::new(s.with_cluster(view)), 1024, 7);
+    testkit::apply_at(&mut c, ToWorker::Nodes(ALL), 0);
+    c
+}
+
+/// A QUIC datagram from the client's `sport` to node `to`: a short header naming server
+/// `sid`, or (None) a long header.
+fn quic_packet(to: u16, sport: u16, sid: Option<u8>) -> Vec<u8> {
+    let mut payload = match sid {
+        Some(n) => {
+            let lb = quic_lb::Config::new(0, 2, 6, None).unwrap();
+            let mut cid = [0u8; quic_lb::MAX_CID_LEN];
+            let len = lb.encode(&[0x0a, n], &[5; 6], &mut cid).unwrap();
+            [&[0x41][..], &cid[..len]].concat()
+        }
+        None => vec![0xc3, 0, 0, 0, 1, 8, 9, 9, 9, 9, 9, 9, 9, 9],
+    };
+    payload.extend_from_slice(&[0u8; 32]);
+    testkit::udp(
+        node_mac(to),
+        ROUTER_MAC,
+        ip("198.51.100.7"),
+        sport,
+        ip("192.0.2.40"),
+        443,
+        &payload,
+    )
+}
+
+#[test]
+fn any_node_routes_a_quic_id_with_no_record_and_sends_new_connections_to_their_primary() {
+    // Ranked to node 2 first: node 1 and node 3 hold no record of it.
+    let sport = (30_000..40_000)
+        .find(|&p| {
+            let c = node(1);
+            let cl = c.services.cluster.as_ref().unwrap();
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[198, 51, 100, 7]);
+            let (p1, _) = rank::top2(rank::client_hash(&a, p, PROTO_UDP), &cl.nodes, 0b111);
+            cl.id_of(p1.unwrap()) == 2
+        })
+        .unwrap();
+    for id in [1, 3, 2] {
+        let mut n = quic_node(id);
+        // A short header naming q2: out to q2 from here, whichever node this is.
+        let (v, out) = testkit::run(&mut n, 0, &quic_packet(id, sport, Some(2)), 1);
+        assert_eq!(v, Verdict::Tx(1), "node {id}");
+        assert_eq!(out[..6], [2, 0, 0, 0, 1, 0x22], "node {id}");
+        assert_eq!(n.state.counters.quic_by_cid.get(), 1);
+        assert_eq!(n.state.counters.node_forwarded.get(), 0);
+        // The record made for the 4-tuple names q2 and is offered to the peers.
+        let f = flows_out(&mut n);
+        assert!(f.iter().any(|(r, peers)| r.bound() && *peers), "node {id}");
+    }
+    // A long header (a new connection) at node 1 goes to its primary, node 2.
+    let mut n1 = quic_node(1);
+    let (v, out) = testkit::run(&mut n1, 0, &quic_packet(1, sport, None), 1);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(outer_header(&out).primary, 2);
+    assert_eq!(n1.state.counters.quic_by_flow.get(), 1);
+}

@@ -17,6 +17,12 @@ const KEY: [u8; 16] = *b"0123456789abcdef";
 
 /// Three quic backends (server IDs 0a01, 0a02, 0a03) behind 192.0.2.30:443 in nat mode.
 fn config(key_file: bool) -> String {
+    config_in("nat", key_file)
+}
+
+/// The same in `mode` (dsr keeps the VIP's port; gue sends to the backend's GUE port).
+fn config_in(mode: &str, key_file: bool) -> String {
+    let port = if mode == "nat" { "port = 4433\n" } else { "" };
     let quic = if key_file {
         "quic = { config_id = 1, server_id_len = 2, nonce_len = 6, key_file = \"/k\" }"
     } else {
@@ -26,11 +32,11 @@ fn config(key_file: bool) -> String {
         "[node]\nid = 1\n[eal]\nargs = []\n[[port]]\nname = \"front\"\ndevargs = \"net_null0\"\n\
          ipv4 = \"10.0.0.1/24\"\ngateway = \"10.0.0.254\"\n[[port]]\nname = \"back\"\n\
          devargs = \"net_null1\"\nipv4 = \"10.1.0.1/24\"\n[[service]]\nname = \"h3\"\n\
-         vip = \"192.0.2.30\"\nport = 443\nprotocol = \"quic\"\nmode = \"nat\"\n{quic}\n"
+         vip = \"192.0.2.30\"\nport = 443\nprotocol = \"quic\"\nmode = \"{mode}\"\n{quic}\n"
     );
     for i in 1..=3 {
         c += &format!(
-            "[[service.backend]]\nname = \"s{i}\"\naddress = \"10.1.0.2{i}\"\nport = 4433\n\
+            "[[service.backend]]\nname = \"s{i}\"\naddress = \"10.1.0.2{i}\"\n{port}\
              server_id = \"0a0{i}\"\npaths = [{{ port = \"back\", mac = \"02:00:00:00:01:2{i}\" }}]\n"
         );
     }
@@ -201,5 +207,30 @@ fn a_quic_service_takes_neither_the_plain_lane_nor_a_stale_record() {
             sent_to(&mut c, &short(from, &lb, [0x0a, 3], 0), 2),
             Ok(want)
         );
+    }
+}
+
+#[test]
+fn dsr_and_gue_quic_services_route_by_id_too() {
+    for mode in ["dsr", "gue"] {
+        let cfg = tandem_config::Config::from_toml(&config_in(mode, false)).unwrap();
+        let s = std::sync::Arc::new(crate::services::Services::from_config(
+            &cfg,
+            &[FRONT_MAC, BACK_MAC],
+        ));
+        let mut c = core_of(s, 1024, 7);
+        let lb = lb(false);
+        for (i, from) in [("198.51.100.7", 5000), ("203.0.113.9", 7002)]
+            .into_iter()
+            .enumerate()
+        {
+            for n in 1..=3u8 {
+                let (v, out) = run(&mut c, 0, &short(from, &lb, [0x0a, n], i as u8), 1);
+                assert_eq!(v, Verdict::Tx(1), "{mode}");
+                // To backend n's next hop, whatever the client's address.
+                assert_eq!(out[..6], [2, 0, 0, 0, 1, 0x20 + n], "{mode} {from:?}");
+            }
+        }
+        assert_eq!(count(&c), (6, 0, 0), "{mode}");
     }
 }
