@@ -57,6 +57,25 @@ name = "c"
 address = "10.1.0.13"
 paths = [{ port = "back", mac = "02:00:00:00:01:13" }]
 [[service]]
+name = "h3"
+vip = "192.0.2.30"
+port = 443
+protocol = "quic"
+mode = "nat"
+quic = { config_id = 1, server_id_len = 2, nonce_len = 6 }
+[[service.backend]]
+name = "q1"
+address = "10.1.0.21"
+port = 4433
+server_id = "0a01"
+paths = [{ port = "back", mac = "02:00:00:00:01:21" }]
+[[service.backend]]
+name = "q2"
+address = "10.1.0.22"
+port = 4433
+server_id = "0a02"
+paths = [{ port = "back" }]
+[[service]]
 name = "v6"
 vip = "2001:db8::10"
 port = 443
@@ -93,8 +112,16 @@ pub fn config(clustered: bool) -> Config {
     } else {
         NODE.to_string()
     };
-    Config::from_toml(&text).expect("the fuzz node's config is valid")
+    let mut cfg = Config::from_toml(&text).expect("the fuzz node's config is valid");
+    // The quic service's IDs encrypted (a key the file would name).
+    if let Some(q) = cfg.services.iter_mut().find_map(|s| s.quic.as_mut()) {
+        q.key = Some(QUIC_KEY);
+    }
+    cfg
 }
+
+/// The fuzz node's QUIC-LB key.
+pub const QUIC_KEY: [u8; 16] = *b"tandem-fuzz-key!";
 
 /// A packet core for the node, as a worker holds it.
 pub fn core(clustered: bool) -> Core {

@@ -107,6 +107,34 @@ fn packet_core() {
         &frames(&[(0, 0, syn.clone()), (1, 2, reply), (0, 2, ack), (0, 2, fin)]),
     );
     write("packet_core", "udp_dsr", &frames(&[(0, 0, dns)]));
+    // QUIC: a new connection's long header, then short headers naming q1 from the same
+    // and from a moved client, and one naming no server.
+    let lb = quic_lb::Config::new(1, 2, 6, Some(tandem_fuzz::QUIC_KEY)).unwrap();
+    let short = |sport: u16, sid: [u8; 2]| {
+        let mut cid = [0u8; quic_lb::MAX_CID_LEN];
+        let n = lb.encode(&sid, &[3; 6], &mut cid).unwrap();
+        let payload = [&[0x42][..], &cid[..n], &[0u8; 24]].concat();
+        testkit::udp(front, router, c4, sport, ip4("192.0.2.30"), 443, &payload)
+    };
+    let long = testkit::udp(
+        front,
+        router,
+        c4,
+        5000,
+        ip4("192.0.2.30"),
+        443,
+        &[0xc1, 0, 0, 0, 1, 4, 1, 2, 3, 4, 0],
+    );
+    write(
+        "packet_core",
+        "quic",
+        &frames(&[
+            (0, 0, long),
+            (0, 1, short(5000, [0x0a, 1])),
+            (0, 2, short(6000, [0x0a, 1])),
+            (0, 3, short(6001, [0x0b, 7])),
+        ]),
+    );
     write("packet_core", "gue_v6", &frames(&[(0, 0, v6.clone())]));
     write(
         "packet_core",
