@@ -1229,3 +1229,143 @@ fn two_nodes_learn_limits_that_add_up_to_each_backends_capacity() {
     drop(nodes);
     drop(backends);
 }
+
+const QUIC_VIP: &str = "192.0.2.30";
+
+/// A QUIC download's outcome line from `quic_client` (see quic-lb/examples).
+fn quic_downloads(t: &Testbed, n: usize) -> Procs {
+    let client = example_bin("quic_client");
+    Procs(
+        (0..n)
+            .map(|_| {
+                in_ns(
+                    &t.ns("kc"),
+                    &format!(
+                        "exec {} --connect {QUIC_VIP}:443 --bind 10.9.0.100:0 --bytes 3000000 \
+                         --rate 100000 --rebind-at 400000=10.9.0.100:0 --timeout-s 90",
+                        client.display()
+                    ),
+                )
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+            })
+            .collect(),
+    )
+}
+
+fn quic_counter(n: &Node, name: &str) -> u64 {
+    let st = n.ctl("show stats").unwrap_or_default();
+    st["workers"]
+        .as_array()
+        .map_or(0, |w| w.iter().map(|x| x[name].as_u64().unwrap_or(0)).sum())
+}
+
+/// QUIC connections through three nodes outlive them all: node 1 is killed, then node 2
+/// (two nodes dead; each had records of every connection), then node 3, while node 1 starts
+/// again alone, with no peer to give it a snapshot: an empty flow table. Every download goes
+/// on, routed by the server ID in its connection ID.
+#[test]
+fn quic_downloads_outlive_every_node_and_every_record() {
+    let _turn = heavy();
+    let t = Testbed::up("scripts/cluster-topology", &unique("cq"), "");
+    let s = Scratch::new("cluster-quic");
+    let server = example_bin("quic_server");
+    let _servers = start_ready(
+        &(1..=2)
+            .map(|i| {
+                (
+                    t.ns(&format!("kb{i}")),
+                    format!(
+                        "exec {} --listen 10.1.0.1{i}:4433 --name b{i} --server-id 0a0{i}",
+                        server.display()
+                    ),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let sync: Vec<String> = (1..=3).map(|id| format!("10.255.0.{id}:7001")).collect();
+    let cluster = cluster_section(&write_secret(&s), &sync, |id| format!("10.0.0.{id}"));
+    let quic = format!(
+        "[[service]]\nname = \"h3\"\nvip = \"{QUIC_VIP}\"\nport = 443\nprotocol = \"quic\"\n\
+         mode = \"nat\"\n{}[cluster]",
+        (1..=2)
+            .map(|i| format!(
+                "[[service.backend]]\nname = \"q{i}\"\naddress = \"10.1.0.1{i}\"\nport = 4433\n\
+                 server_id = \"0a0{i}\"\npaths = [{{ port = \"back\" }}]\n"
+            ))
+            .collect::<String>()
+    );
+    let prefix = unique("tcq");
+    let cfgs: Vec<String> = (1..=3)
+        // Probed by ICMP echo: the QUIC servers listen on UDP only.
+        .map(|id| {
+            node_config(&s, &t, id, &prefix, &cluster)
+                .replace("[cluster]", &quic)
+                .replace("probe = \"tcp\"", "probe = \"icmp\"")
+        })
+        .collect();
+    let mut nodes: Vec<Option<Node>> = (1..=3)
+        .map(|id| Some(start_node(&s, &t, id, &cfgs[usize::from(id) - 1])))
+        .collect();
+    for n in nodes.iter().flatten() {
+        wait_serving(n, 3, Duration::from_secs(20));
+    }
+    wait_hops(&t, QUIC_VIP, "main", &[1, 2, 3], Duration::from_secs(30));
+    wait_hops(&t, "default", "200", &[1, 2, 3], Duration::from_secs(30));
+
+    let clients = 4;
+    let mut downloads = quic_downloads(&t, clients);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(6));
+    let by_cid: Vec<u64> = nodes
+        .iter()
+        .map(|n| quic_counter(n.as_ref().unwrap(), "quic_by_cid"))
+        .collect();
+    println!("  quic_by_cid per node after 6 s: {by_cid:?}");
+    let kill = |nodes: &mut Vec<Option<Node>>, i: usize| {
+        let mut n = nodes[i].take().unwrap();
+        let mut c = n.child.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+    };
+    kill(&mut nodes, 0);
+    wait_hops(&t, QUIC_VIP, "main", &[2, 3], Duration::from_secs(5));
+    println!("  node 1 killed at {} ms", started.elapsed().as_millis());
+    std::thread::sleep(Duration::from_secs(4));
+    kill(&mut nodes, 1);
+    wait_hops(&t, QUIC_VIP, "main", &[3], Duration::from_secs(5));
+    println!("  node 2 killed at {} ms", started.elapsed().as_millis());
+    std::thread::sleep(Duration::from_secs(4));
+    // The last node goes, and node 1 comes back alone: no peer holds a record for it.
+    kill(&mut nodes, 2);
+    let back = start_node(&s, &t, 1, &cfgs[0]);
+    let d = wait_serving(&back, 1, Duration::from_secs(20));
+    let gap = wait_hops(&t, QUIC_VIP, "main", &[1], Duration::from_secs(20));
+    println!(
+        "  node 3 killed and node 1 started alone at {} ms: ready with {} snapshot records, \
+         announced {} ms later",
+        started.elapsed().as_millis(),
+        d["snapshot_records"],
+        gap.as_millis()
+    );
+    assert_eq!(d["snapshot_records"].as_u64().unwrap_or(0), 0, "{d}");
+    let mut intact = 0;
+    for (i, c) in downloads.0.drain(..).enumerate() {
+        let out = wait_output(c, Duration::from_secs(100));
+        println!("  download {i}: {}", out.trim());
+        let v: Value = serde_json::from_str(out.trim()).unwrap_or_default();
+        if v["ok"] == true {
+            intact += 1;
+        }
+    }
+    let cid = quic_counter(&back, "quic_by_cid");
+    println!(
+        "  {intact} of {clients} downloads intact; the restarted node routed {cid} packets by ID, \
+         {} unroutable",
+        quic_counter(&back, "quic_unroutable")
+    );
+    assert_eq!(intact, clients, "a download broke:\n{}", back.logs());
+    assert!(cid > 0);
+    assert_eq!(quic_counter(&back, "quic_unroutable"), 0);
+}
