@@ -1,7 +1,7 @@
 //! QUIC through one node, with real quinn endpoints in namespaces (scripts/topology): three
 //! `quic_server` backends that issue QUIC-LB connection IDs (encrypted, the key in a file
 //! the node reads too), and `quic_client`s that change their source port and then their
-//! address in the middle of a download. Through the quic service every download arrives
+//! address (to a second interface, with its own MAC) in the middle of a download. Through the quic service every download arrives
 //! intact; through a plain UDP service on the same backends, side by side, migrating
 //! clients are sent to other servers and break.
 
