@@ -1298,12 +1298,8 @@ fn quic_downloads_outlive_every_node_and_every_record() {
     );
     let prefix = unique("tcq");
     let cfgs: Vec<String> = (1..=3)
-        // Probed by ICMP echo: the QUIC servers listen on UDP only.
-        .map(|id| {
-            node_config(&s, &t, id, &prefix, &cluster)
-                .replace("[cluster]", &quic)
-                .replace("probe = \"tcp\"", "probe = \"icmp\"")
-        })
+        // `probe = "tcp"` as for the others: a quic service's backends are pinged.
+        .map(|id| node_config(&s, &t, id, &prefix, &cluster).replace("[cluster]", &quic))
         .collect();
     let mut nodes: Vec<Option<Node>> = (1..=3)
         .map(|id| Some(start_node(&s, &t, id, &cfgs[usize::from(id) - 1])))

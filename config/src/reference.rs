@@ -171,7 +171,7 @@ pub const KEYS: &[Key] = &[
     key("bgp.withdraw_grace", Is("\"2s\""), Dur("0us", "10m"), Restart,
         "How long a stopping node serves after withdrawing its VIPs."),
     key("health.probe", Is("\"tcp\""), OneOf(&["tcp", "icmp", "none"]), Live,
-        "How backends are probed. A gue backend is probed by ICMP echo."),
+        "How backends are probed. A gue backend, and a quic service's (a UDP-only server), is probed by ICMP echo where `tcp` is asked."),
     key("health.interval", Is("\"500ms\""), Dur("10ms", "1h"), Live,
         "Time between probes of one backend."),
     key("health.timeout", Is("\"1s\""), Dur("1ms", "16s"), Live,

@@ -16,8 +16,8 @@ use standby::{Action, PoolState, Standby};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tandem_config::{
-    BackendState, Config, HealthConfig, Mode, ProbeMethod, QosConfig, Selection, ServiceConfig,
-    StandbyConfig,
+    BackendState, Config, HealthConfig, Mode, ProbeMethod, Protocol, QosConfig, Selection,
+    ServiceConfig, StandbyConfig,
 };
 use tandem_dataplane::qos::hist::Kind;
 use tandem_dataplane::qos::probe::{self, Method, Outcome};
@@ -78,11 +78,12 @@ pub struct Qos {
     last_recompute: Option<Instant>,
 }
 
-fn probe_method(cfg: &HealthConfig, mode: Mode) -> Option<Method> {
+fn probe_method(cfg: &HealthConfig, mode: Mode, protocol: Protocol) -> Option<Method> {
     match cfg.probe {
         ProbeMethod::None => None,
-        // A gue backend's port is its GUE receive port, not a TCP service: ping it.
-        ProbeMethod::Tcp if !mode.tcp_probe() => Some(Method::Icmp),
+        // A gue backend's port is its GUE receive port, not a TCP service; a QUIC server
+        // listens on UDP only: ping them.
+        ProbeMethod::Tcp if !mode.tcp_probe() || protocol == Protocol::Quic => Some(Method::Icmp),
         ProbeMethod::Tcp => Some(Method::Tcp),
         ProbeMethod::Icmp => Some(Method::Icmp),
     }
@@ -224,7 +225,7 @@ impl Qos {
         // them (`Services::series`).
         let mut series = 0usize;
         for s in &layout.services {
-            let method = probe_method(&hc, s.cfg.mode);
+            let method = probe_method(&hc, s.cfg.mode, s.cfg.protocol);
             for seat in &s.seats {
                 let b = usize::from(seat.id);
                 for p in 0..seat.cfg.paths.len() {

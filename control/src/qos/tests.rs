@@ -261,3 +261,28 @@ fn a_penalised_backend_with_no_samples_keeps_its_estimate_for_its_probation() {
         "retried after {retried} s"
     );
 }
+
+#[test]
+fn quic_and_gue_backends_are_pinged_where_tcp_probes_are_asked() {
+    let tcp = HealthConfig {
+        probe: ProbeMethod::Tcp,
+        ..HealthConfig::default()
+    };
+    use tandem_config::Protocol;
+    assert_eq!(
+        probe_method(&tcp, Mode::Nat, Protocol::Tcp),
+        Some(Method::Tcp)
+    );
+    assert_eq!(
+        probe_method(&tcp, Mode::Nat, Protocol::Udp),
+        Some(Method::Tcp)
+    );
+    assert_eq!(
+        probe_method(&tcp, Mode::Nat, Protocol::Quic),
+        Some(Method::Icmp)
+    );
+    assert_eq!(
+        probe_method(&tcp, Mode::Gue, Protocol::Tcp),
+        Some(Method::Icmp)
+    );
+}
