@@ -407,3 +407,56 @@ fn what_needs_a_restart_is_named_once_by_its_key() {
         ["cluster"]
     );
 }
+
+#[test]
+fn a_quic_backend_is_added_with_its_server_id_and_shown_with_it() {
+    reset_worker_ends();
+    let quic = CONFIG.to_string()
+        + "[[service]]\nname = \"h3\"\nvip = \"192.0.2.30\"\nport = 443\nprotocol = \"quic\"\n\
+           mode = \"nat\"\n[[service.backend]]\nname = \"q1\"\naddress = \"10.1.0.21\"\n\
+           server_id = \"0a01\"\npaths = [{ port = \"back\", mac = \"02:00:00:00:01:21\" }]\n";
+    let (mut ctl, _cores) = super::tests::node_from(&quic, 1);
+    for (line, says) in [
+        ("backend add h3 q2 10.1.0.22 path back", "server_id"),
+        (
+            "backend add h3 q2 10.1.0.22 server_id 0a01 path back",
+            "\"q1\"",
+        ),
+        (
+            "backend add h3 q2 10.1.0.22 server_id 0a path back",
+            "octets",
+        ),
+        (
+            "backend add web c 10.1.0.13 server_id 0a02 path back",
+            "quic",
+        ),
+        ("backend add h3 q2 10.1.0.22 server_id", "needs"),
+    ] {
+        let v = execute(&mut ctl, line);
+        assert_eq!(v["ok"], false, "{line}: {v}");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{line}: {v}");
+    }
+    let v = execute(
+        &mut ctl,
+        "backend add h3 q2 10.1.0.22 server_id 0A02 path back",
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    let v = execute(&mut ctl, "show backends h3");
+    let ids: Vec<&str> = v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["server_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["0a01", "0a02"]);
+    let v = execute(&mut ctl, "show services");
+    let h3 = &v["services"][1];
+    assert_eq!(h3["protocol"], "quic");
+    assert_eq!(h3["quic"]["server_id_len"], 2);
+    assert_eq!(h3["quic"]["encrypted"], false);
+    // Written back, the service and its IDs read again.
+    let cfg = execute(&mut ctl, "show config");
+    let text = cfg["toml"].as_str().unwrap_or_default();
+    assert!(text.contains("server_id = \"0a02\""), "{cfg}");
+}
