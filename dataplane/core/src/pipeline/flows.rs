@@ -228,17 +228,7 @@ impl State {
         if martian::is_martian(s, &key.src, key.v6) {
             return Err(Verdict::Drop(DropReason::MartianSource));
         }
-        let now = self.now;
-        let mut rec = FlowRecord {
-            service: svc.id,
-            backend: UNBOUND,
-            state: FlowState::initial(key.proto, seg.l4.flags),
-            ingress_port: seg.rx.in_port,
-            client_mac: seg.rx.l2.src,
-            last_seen_ms: now.ms,
-            last_sync_ms: now.ms,
-            ..FlowRecord::default()
-        };
+        let mut rec = self.fresh_record(svc, seg);
         if let Some(cl) = s.cluster.as_ref() {
             if let Some(primary) = self.rank_new(cl, seg, &mut rec)? {
                 // Remember the ranking, so the flow's next packets go to the same node
@@ -257,10 +247,40 @@ impl State {
         if let Err(v) = self.bind(s, svc, &key, &mut rec) {
             return Err(self.held_or(v, seg, pkt));
         }
-        if svc.mode.translates() {
-            timing::start(&mut rec, seg, now);
+        self.keep_new(svc, seg, la, &mut rec)?;
+        self.announce(key, rec, for_peers(&rec), svc.mode.translates());
+        Ok(rec)
+    }
+
+    /// The record a new flow of `svc` starts from, as `seg` begins it: bound to no backend.
+    #[inline(always)]
+    pub(super) fn fresh_record(&self, svc: &Service, seg: &Segment) -> FlowRecord {
+        FlowRecord {
+            service: svc.id,
+            backend: UNBOUND,
+            state: FlowState::initial(seg.key.proto, seg.l4.flags),
+            ingress_port: seg.rx.in_port,
+            client_mac: seg.rx.l2.src,
+            last_seen_ms: self.now.ms,
+            last_sync_ms: self.now.ms,
+            ..FlowRecord::default()
         }
-        if self.store_new(key, la, rec) == Insert::Refused {
+    }
+
+    /// A new flow, bound: timed (when its mode sees replies), stored and counted. A table
+    /// that refuses it drops the packet, and the admission slot it held goes back.
+    #[inline(always)]
+    pub(super) fn keep_new(
+        &mut self,
+        svc: &Service,
+        seg: &Segment,
+        la: Option<Lookahead>,
+        rec: &mut FlowRecord,
+    ) -> Result<(), Verdict> {
+        if svc.mode.translates() {
+            timing::start(rec, seg, self.now);
+        }
+        if self.store_new(seg.key, la, *rec) == Insert::Refused {
             if rec.admitted {
                 self.load.release(rec.backend);
             }
@@ -268,8 +288,7 @@ impl State {
         }
         self.counters.flows_created.inc();
         self.counters.backend_new_flows[usize::from(rec.backend)].inc();
-        self.announce(key, rec, for_peers(&rec), svc.mode.translates());
-        Ok(rec)
+        Ok(())
     }
 
     /// A `Hold` from binding puts the frame in its service's queue; other verdicts pass.

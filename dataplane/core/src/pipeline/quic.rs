@@ -7,10 +7,10 @@
 
 use super::context::{Part, Segment};
 use super::flows::{for_peers, touch};
-use super::{timing, PacketBuf, State, Verdict};
+use super::{PacketBuf, State, Verdict};
 use crate::counters::DropReason;
 use crate::flow::table::Lookahead;
-use crate::flow::{FlowRecord, FlowState, Insert};
+use crate::flow::FlowRecord;
 use crate::services::{QuicRoute, Service, Services};
 use crate::wire::l4::udp_payload;
 
@@ -116,33 +116,15 @@ impl State {
         if super::martian::is_martian(s, &key.src, key.v6) {
             return Err(Verdict::Drop(DropReason::MartianSource));
         }
-        let now = self.now;
-        let (primary_path, backup_path) =
+        let mut rec = self.fresh_record(svc, seg);
+        rec.backend = b;
+        (rec.primary_path, rec.backup_path) =
             self.paths_to(s, b, key.hash(crate::services::SELECTION_SEED));
-        let mut rec = FlowRecord {
-            service: svc.id,
-            backend: b,
-            primary_path,
-            backup_path,
-            state: FlowState::Udp,
-            ingress_port: seg.rx.in_port,
-            client_mac: seg.rx.l2.src,
-            last_seen_ms: now.ms,
-            last_sync_ms: now.ms,
-            ..FlowRecord::default()
-        };
         if let Some(cl) = s.cluster.as_ref() {
             // Roles as any flow of this 4-tuple would have; served here whatever they are.
             self.rank_new(cl, seg, &mut rec)?;
         }
-        if svc.mode.translates() {
-            timing::start(&mut rec, seg, now);
-        }
-        if self.store_new(key, la, rec) == Insert::Refused {
-            return Err(Verdict::Drop(DropReason::TableFull));
-        }
-        self.counters.flows_created.inc();
-        self.counters.backend_new_flows[usize::from(b)].inc();
+        self.keep_new(svc, seg, la, &mut rec)?;
         Ok(rec)
     }
 }
