@@ -234,3 +234,46 @@ fn dsr_and_gue_quic_services_route_by_id_too() {
         assert_eq!(count(&c), (6, 0, 0), "{mode}");
     }
 }
+
+#[test]
+fn an_ipv6_quic_service_routes_by_id_too() {
+    let cfg = config(false)
+        .replace(
+            "ipv4 = \"10.0.0.1/24\"",
+            "ipv4 = \"10.0.0.1/24\"\nipv6 = \"fd00::1/64\"",
+        )
+        .replace(
+            "ipv4 = \"10.1.0.1/24\"",
+            "ipv4 = \"10.1.0.1/24\"\nipv6 = \"fd01::1/64\"",
+        )
+        .replace("vip = \"192.0.2.30\"", "vip = \"fd00::30\"")
+        .replace("address = \"10.1.0.2", "address = \"fd01::2");
+    let s = services_of(&cfg, &[FRONT_MAC, BACK_MAC]);
+    let mut c = core_of(s, 1024, 7);
+    let lb = lb(false);
+    let dg = |src: &str, sport: u16, payload: &[u8]| {
+        testkit::udp(
+            FRONT_MAC,
+            CLIENT_MAC,
+            src.parse().unwrap(),
+            sport,
+            "fd00::30".parse().unwrap(),
+            443,
+            payload,
+        )
+    };
+    let mut cid = [0u8; quic_lb::MAX_CID_LEN];
+    let n = lb.encode(&[0x0a, 2], &[1; 6], &mut cid).unwrap();
+    let short = [&[0x40][..], &cid[..n], b"payload"].concat();
+    for (src, sport) in [("fd00::77", 5000), ("fd00::78", 6000)] {
+        let (v, out) = run(&mut c, 0, &dg(src, sport, &short), 1);
+        assert_eq!(v, Verdict::Tx(1));
+        testkit::verify_checksums(&out).unwrap();
+        // To s2 (fd01::22), rewritten in the IPv6 header's destination.
+        let dst = crate::wire::ipv6::Packet::new_checked(&out[14..])
+            .unwrap()
+            .dst();
+        assert_eq!(dst, "fd01::22".parse::<std::net::Ipv6Addr>().unwrap());
+    }
+    assert_eq!(count(&c), (2, 0, 0));
+}
