@@ -75,20 +75,9 @@ impl State {
         let key = seg.key;
         let now = self.now;
         let timeouts = *self.table.timeouts();
-        // The paths a rebound record takes (worked out before the table is borrowed).
-        let paths = self.paths_to(s, b, key.hash(crate::services::SELECTION_SEED));
-        let (rec, announce) = match self.table.get_mut_hashed(&key, la, now.ms) {
+        let (mut rec, mut announce) = match self.table.get_mut_hashed(&key, la, now.ms) {
             Some(r) => {
-                let mut announce = touch(r, seg.l4.flags, now.ms, &timeouts);
-                if r.backend != b {
-                    if r.admitted {
-                        self.load.release(r.backend);
-                        r.admitted = false;
-                    }
-                    r.backend = b;
-                    (r.primary_path, r.backup_path) = paths;
-                    announce = true;
-                }
+                let announce = touch(r, seg.l4.flags, now.ms, &timeouts);
                 (*r, announce)
             }
             None => match self.new_by_id(s, svc, seg, la, b) {
@@ -96,6 +85,19 @@ impl State {
                 Err(v) => return v,
             },
         };
+        if rec.backend != b {
+            // The record names another backend (the 4-tuple reused, or a ranking-only record
+            // of another node's flow): the connection is b's.
+            if rec.admitted {
+                self.load.release(rec.backend);
+                rec.admitted = false;
+            }
+            rec.backend = b;
+            (rec.primary_path, rec.backup_path) =
+                self.paths_to(s, b, key.hash(crate::services::SELECTION_SEED));
+            self.store(key, rec);
+            announce = true;
+        }
         if announce {
             self.announce(key, rec, for_peers(&rec), svc.mode.translates());
         }
