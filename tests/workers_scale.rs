@@ -188,3 +188,56 @@ fn two_workers_forward_established_flows_nearly_twice_as_fast_as_one() {
     );
     assert!(ratio >= 1.6, "two workers only {ratio:.2}x one");
 }
+
+/// A clustered node (its one peer absent: it serves alone) fed a flood of flows that
+/// complete their handshake (SYN, then ACK, to a dsr service), replayed from memory over and
+/// over: every established flow is a record for the peers, and each goes through the
+/// control thread. Past its pace, the worker must wait rather than drop one: no
+/// `outbox_overflow`, and the control thread knows every flow.
+#[test]
+fn a_flood_of_established_flows_reaches_the_control_thread_whole() {
+    const FLOWS: u32 = 100_000;
+    let s = Scratch::new("scale-announce");
+    let a = s.path("a.pcap");
+    let syns = frames(0, FLOWS, SYN);
+    let acks = frames(0, FLOWS, ACK);
+    let both: Vec<Vec<u8>> = syns
+        .into_iter()
+        .zip(acks)
+        .flat_map(|(x, y)| [x, y])
+        .collect();
+    write_pcap(&a, &both);
+    let secret = write_secret(&s);
+    let sync = loopback_sync(2);
+    let cfg = config(&s, &[&a], true, 1 << 20, 262_143)
+        .replace("mode = \"nat\"", "mode = \"dsr\"")
+        .replace("port = 8080\n", "")
+        + &format!(
+            "[cluster]\nsecret_file = \"{}\"\n[[cluster.node]]\nid = 1\naddress = \"10.0.0.1\"\n\
+             sync = \"{}\"\n[[cluster.node]]\nid = 2\naddress = \"10.0.0.2\"\n\
+             mac = \"02:00:00:00:00:02\"\nsync = \"{}\"\n",
+            secret.display(),
+            sync[0],
+            sync[1]
+        );
+    let path = s.path("tandem.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let mut node = Node::start(&path, &s.path("ctl.sock"), None);
+    // Serving alone once no peer answers; then the replay's passes make and refresh flows.
+    let st = node.wait_stats("every flow known", Duration::from_secs(60), |st| {
+        st["flows"].as_u64().unwrap_or(0) >= u64::from(FLOWS)
+            && worker(st, 0, "flows_in_table") >= u64::from(FLOWS)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let fin = node.stop();
+    println!(
+        "{FLOWS} flows SYN+ACK, replayed: rx {}, created {}, control thread's flows {}, \
+         outbox_overflow {}, control_waits {}",
+        st["ports"][0]["rx"],
+        worker(&st, 0, "flows_created"),
+        st["flows"],
+        worker(&fin, 0, "outbox_overflow"),
+        worker(&fin, 0, "control_waits"),
+    );
+    assert_eq!(worker(&fin, 0, "outbox_overflow"), 0, "{fin}");
+}

@@ -286,8 +286,12 @@ worker_counters! {
     /// QUIC short-header packets neither their connection ID nor a record routes: dropped
     /// (as `no_flow`).
     quic_unroutable,
-    /// Events for the control thread lost: its channel was full.
+    /// Events for the control thread lost: its outbox was full between bursts, or the
+    /// control thread is gone. (In a flood, reading packets waits instead: `control_waits`.)
     outbox_overflow,
+    /// Times the worker waited to read packets because the control thread had fallen
+    /// behind its events (flow records for the peers are never dropped).
+    control_waits,
     /// Neighbor news held back because the outbox to the control thread was half full
     /// (flow records first); reported on the neighbor's next answer.
     neighbor_reports_deferred,

@@ -130,8 +130,13 @@ impl Now {
     }
 }
 
-/// Capacity of the outbox to the control thread, per burst.
+/// Capacity of the outbox to the control thread. What the control thread has no room for
+/// waits here, and the worker reads no packets while fewer than a burst's
+/// `EVENTS_PER_FRAME` remain.
 pub const OUTBOX_CAP: usize = 8192;
+/// Most events one frame adds to the outbox to the control thread (a flow's record, a
+/// neighbor to resolve, an admission slot's news), with room to spare.
+pub const EVENTS_PER_FRAME: usize = 4;
 /// Flows from which the table's lines outgrow a core's L2 cache (64 bytes a flow, about a
 /// MiB): the port layer prefetches a burst's table lines from here on (`prefetch_pays`).
 pub const PREFETCH_FROM_FLOWS: usize = 16_384;
@@ -360,7 +365,9 @@ impl State {
         }
     }
 
-    /// Queues an event for the control thread; counted and lost when the outbox is full.
+    /// Queues an event for the control thread; counted and lost when the outbox is full
+    /// (the port layer keeps room for a burst's events before reading one, so only events
+    /// made between bursts in a flood can be).
     #[inline]
     fn emit(&mut self, m: FromWorker) {
         if self.outbox.len() < OUTBOX_CAP {

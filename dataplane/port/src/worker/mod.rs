@@ -23,7 +23,9 @@ use std::time::Duration;
 use tandem_dataplane::counters::{Absorbed, DropReason};
 use tandem_dataplane::messages::{FromWorker, ToWorker};
 use tandem_dataplane::parking::{Due, Parked, Parking, Wait};
-use tandem_dataplane::pipeline::{Core, Now, PacketBuf, Verdict, MAX_BURST as CORE_BURST};
+use tandem_dataplane::pipeline::{
+    Core, Now, PacketBuf, Verdict, EVENTS_PER_FRAME, MAX_BURST as CORE_BURST, OUTBOX_CAP,
+};
 use tandem_dataplane::qos::probe::Method;
 
 /// Control messages applied per loop, so a flood of replication cannot starve packets.
@@ -85,6 +87,9 @@ pub struct Worker {
     siblings: Siblings,
     inbox: Receiver<ToWorker>,
     outbox: Sender<FromWorker>,
+    /// The core's events the control thread had no room for, in order, until it has: a
+    /// record for the peers is never dropped (`send_events`).
+    held: Vec<FromWorker>,
     stop: Arc<AtomicBool>,
     pool: Arc<Mempool>,
     clock: Clock,
@@ -124,6 +129,7 @@ impl Worker {
             siblings: s.siblings,
             inbox: s.inbox,
             outbox: s.outbox,
+            held: Vec::with_capacity(OUTBOX_CAP),
             stop: s.stop,
             pool: s.pool,
             clock: s.clock,
@@ -158,6 +164,7 @@ impl Worker {
         let mut rx = std::mem::take(&mut self.rx);
         for pi in 0..self.out.ports.len() {
             self.make_replica_room(self.out.burst);
+            self.make_event_room(self.out.burst);
             let n = self.out.ports[pi].rx_burst(self.out.queue, &mut rx);
             if n == 0 {
                 continue;
@@ -447,14 +454,51 @@ impl Worker {
                 _ => {}
             }
         }
+        self.send_events();
+    }
+
+    /// Hands the core's events to the control thread, in order; those it has no room for
+    /// stay in the core's outbox for the next try (none is dropped: a flow's record must
+    /// reach the peers). Only a control thread that is gone loses them, counted.
+    fn send_events(&mut self) {
         let st = &mut self.core.state;
-        for ev in st.outbox.drain(..) {
-            match self.outbox.try_send(ev) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    st.counters.outbox_overflow.inc();
+        let mut lost = 0;
+        {
+            let mut events = st.outbox.drain(..);
+            while let Some(ev) = events.next() {
+                match self.outbox.try_send(ev) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(ev)) => {
+                        self.held.push(ev);
+                        self.held.extend(events);
+                        break;
+                    }
+                    Err(TrySendError::Disconnected(_)) => lost += 1,
                 }
             }
+        }
+        st.counters.outbox_overflow.add(lost);
+        // Both hold at most OUTBOX_CAP: no allocation.
+        st.outbox.append(&mut self.held);
+    }
+
+    /// Waits to read packets until the core's outbox to the control thread has room for
+    /// `n` frames' events: the control thread has fallen behind a flood, and reading on
+    /// would lose records (`control_waits` counts the waits). The siblings' records are
+    /// taken meanwhile, so no two workers wait on each other.
+    fn make_event_room(&mut self, n: usize) {
+        let room = |c: &Core| OUTBOX_CAP.saturating_sub(c.state.outbox.len());
+        if room(&self.core) >= n * EVENTS_PER_FRAME {
+            return;
+        }
+        self.core.state.counters.control_waits.inc();
+        loop {
+            self.send_events();
+            if room(&self.core) >= n * EVENTS_PER_FRAME || self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            self.take_replicas();
+            std::hint::spin_loop();
         }
     }
 
