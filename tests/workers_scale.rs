@@ -241,3 +241,82 @@ fn a_flood_of_established_flows_reaches_the_control_thread_whole() {
     );
     assert_eq!(worker(&fin, 0, "outbox_overflow"), 0, "{fin}");
 }
+
+/// Two nodes (each its own process; node 1 weighs 1000, so it is the primary of nearly
+/// every flow): node 1 is fed a flood of flows that complete their handshake, from memory
+/// at its full rate, and is killed (SIGKILL) a stated second after its last new flow. Node
+/// 2 must hold every flow node 1 served: none of the records for the peers was lost on the
+/// way, however fast they came.
+#[test]
+fn a_node_killed_after_a_flood_leaves_every_flow_with_its_peer() {
+    const FLOWS: u32 = 100_000;
+    const BOUND: Duration = Duration::from_secs(1);
+    let s = Scratch::new("scale-kill");
+    let a = s.path("a.pcap");
+    let pairs: Vec<Vec<u8>> = frames(0, FLOWS, SYN)
+        .into_iter()
+        .zip(frames(0, FLOWS, ACK))
+        .flat_map(|(x, y)| [x, y])
+        .collect();
+    write_pcap(&a, &pairs);
+    let secret = write_secret(&s);
+    let sync = loopback_sync(2);
+    let cluster = format!(
+        "[cluster]\nsecret_file = \"{}\"\n[[cluster.node]]\nid = 1\nweight = 1000\n\
+         address = \"10.0.0.1\"\nsync = \"{}\"\n[[cluster.node]]\nid = 2\nweight = 1\n\
+         address = \"10.0.0.2\"\nmac = \"02:00:00:00:00:02\"\nsync = \"{}\"\n",
+        secret.display(),
+        sync[0],
+        sync[1]
+    );
+    let dsr = |c: String| {
+        c.replace("mode = \"nat\"", "mode = \"dsr\"")
+            .replace("port = 8080\n", "")
+            + &cluster
+    };
+    // Node 2 reads nothing; it learns every flow from node 1.
+    let cfg2 = dsr(config(&s, &[&a], false, 1 << 20, 8191))
+        .replace(&format!("net_pcap0,rx_pcap={}", a.display()), "net_null1,no-rx=1")
+        .replace("[node]\nid = 1", "[node]\nid = 2")
+        .replace("10.0.0.1/24", "10.0.0.2/24")
+        .replace("02:00:00:00:00:01", "02:00:00:00:00:02")
+        .replace("ctl.sock", "ctl2.sock")
+        .replace("cores = [0]", "cores = [1]");
+    let cfg1 = dsr(config(&s, &[&a], true, 1 << 20, 262_143));
+    let (p1, p2) = (s.path("node1.toml"), s.path("node2.toml"));
+    std::fs::write(&p1, cfg1).unwrap();
+    std::fs::write(&p2, cfg2).unwrap();
+    let n2 = Node::start(&p2, &s.path("ctl2.sock"), None);
+    let mut n1 = Node::start(&p1, &s.path("ctl.sock"), None);
+    // Node 1 serves what it is primary of; once no new flow has come for half a second,
+    // the flood is over: its count is what node 2 must hold.
+    let mut last = 0;
+    let served = wait_for(Duration::from_secs(60), Duration::from_millis(500), || {
+        let st = n1.ctl("show stats").unwrap_or_default();
+        let now = worker(&st, 0, "flows_created");
+        let settled = now > 0 && now == last;
+        last = now;
+        if settled {
+            Ok(st)
+        } else {
+            Err(format!("node 1's flows still growing: {now}"))
+        }
+    });
+    let created = worker(&served, 0, "flows_created");
+    std::thread::sleep(BOUND);
+    let mut c = n1.child.take().unwrap();
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let st2 = n2.ctl("show stats").unwrap();
+    let held = worker(&st2, 0, "flows_in_table");
+    println!(
+        "node 1 served {created} of {FLOWS} flows (control_waits {}, outbox_overflow {}), was \
+         killed {} ms after its last; node 2 holds {held}",
+        worker(&served, 0, "control_waits"),
+        worker(&served, 0, "outbox_overflow"),
+        BOUND.as_millis()
+    );
+    assert!(created > u64::from(FLOWS) * 9 / 10, "{served}");
+    assert_eq!(worker(&served, 0, "outbox_overflow"), 0, "{served}");
+    assert!(held >= created, "node 2 holds {held} of {created}: {st2}");
+}
