@@ -276,7 +276,10 @@ fn a_node_killed_after_a_flood_leaves_every_flow_with_its_peer() {
     };
     // Node 2 reads nothing; it learns every flow from node 1.
     let cfg2 = dsr(config(&s, &[&a], false, 1 << 20, 8191))
-        .replace(&format!("net_pcap0,rx_pcap={}", a.display()), "net_null1,no-rx=1")
+        .replace(
+            &format!("net_pcap0,rx_pcap={}", a.display()),
+            "net_null1,no-rx=1",
+        )
         .replace("[node]\nid = 1", "[node]\nid = 2")
         .replace("10.0.0.1/24", "10.0.0.2/24")
         .replace("02:00:00:00:00:01", "02:00:00:00:00:02")
