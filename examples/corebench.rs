@@ -300,18 +300,41 @@ fn run_burst(core: &mut Core, port: u8, burst: &[Vec<u8>], bufs: &mut [Vec<u8>],
 
 /// Established IPv4 UDP nat packets alone on a fake clock: the flows made by a first pass,
 /// then `rounds` passes over them in bursts of 32.
-fn established(rounds: u32) {
-    let cfg = Config::from_toml(CONFIG).expect("config");
-    let mac = [2, 0, 0, 0, 0, 1];
-    let services = Arc::new(Services::from_config(&cfg, &[mac, [2, 0, 0, 0, 0, 2]]));
-    let mut core = Core::new(
+/// A core over `cfg` with room for 8192 flows, as the fixed-count rows run it.
+fn counted_core(cfg: &Config) -> Core {
+    let services = Arc::new(Services::from_config(cfg, &[NODE_MAC, [2, 0, 0, 0, 0, 2]]));
+    Core::new(
         0,
         8192,
         Timeouts::default(),
         services,
         Arc::new(WorkerCounters::default()),
         1,
-    );
+    )
+}
+
+/// `frames` in bursts of 32, `rounds` + 1 times on the fake clock (the first pass makes the
+/// flows; every later one finds them). Returns (packets, sent).
+fn run_rounds(core: &mut Core, frames: &[Vec<u8>], rounds: u32) -> (u64, u64) {
+    let mut bufs = vec![vec![0u8; 2048]; MAX_BURST];
+    let mut us = 0u64;
+    let (mut n, mut sent) = (0u64, 0u64);
+    for _ in 0..=rounds {
+        for burst in frames.chunks(MAX_BURST) {
+            us += burst.len() as u64;
+            sent += run_burst(core, 0, burst, &mut bufs, us);
+            n += burst.len() as u64;
+        }
+        core.state.outbox.clear();
+    }
+    (n, sent)
+}
+
+const NODE_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+fn established(rounds: u32) {
+    let mut core = counted_core(&Config::from_toml(CONFIG).expect("config"));
+    let mac = NODE_MAC;
     let client = [2, 0, 0, 0, 0xc, 1];
     let vip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
     let frames: Vec<Vec<u8>> = (0..1000u32)
@@ -320,18 +343,7 @@ fn established(rounds: u32) {
             testkit::udp(mac, client, src, 20_000 + i as u16, vip, 53, &[b'q'; 18])
         })
         .collect();
-    let mut bufs = vec![vec![0u8; 2048]; MAX_BURST];
-    let mut us = 0u64;
-    let (mut n, mut sent) = (0u64, 0u64);
-    // The first pass makes the flows; every later one finds them.
-    for _ in 0..=rounds {
-        for burst in frames.chunks(MAX_BURST) {
-            us += burst.len() as u64;
-            sent += run_burst(&mut core, 0, burst, &mut bufs, us);
-            n += burst.len() as u64;
-        }
-        core.state.outbox.clear();
-    }
+    let (n, sent) = run_rounds(&mut core, &frames, rounds);
     assert_eq!(sent, n, "every established packet is forwarded");
     println!("established: {rounds} rounds, {n} packets, {sent} sent");
 }
@@ -346,16 +358,8 @@ fn quic(rounds: u32, keyed: bool) {
     let key = keyed.then_some([7u8; 16]);
     cfg.services[2].quic.as_mut().expect("quic").key = key;
     let lb = quic_lb::Config::new(0, 2, 6, key).expect("lb");
-    let mac = [2, 0, 0, 0, 0, 1];
-    let services = Arc::new(Services::from_config(&cfg, &[mac, [2, 0, 0, 0, 0, 2]]));
-    let mut core = Core::new(
-        0,
-        8192,
-        Timeouts::default(),
-        services,
-        Arc::new(WorkerCounters::default()),
-        1,
-    );
+    let mut core = counted_core(&cfg);
+    let mac = NODE_MAC;
     let client = [2, 0, 0, 0, 0xc, 1];
     let vip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
     let frames: Vec<Vec<u8>> = (0..1000u32)
@@ -371,17 +375,7 @@ fn quic(rounds: u32, keyed: bool) {
             testkit::udp(mac, client, src, 20_000 + i as u16, vip, 443, &payload)
         })
         .collect();
-    let mut bufs = vec![vec![0u8; 2048]; MAX_BURST];
-    let mut us = 0u64;
-    let (mut n, mut sent) = (0u64, 0u64);
-    for _ in 0..=rounds {
-        for burst in frames.chunks(MAX_BURST) {
-            us += burst.len() as u64;
-            sent += run_burst(&mut core, 0, burst, &mut bufs, us);
-            n += burst.len() as u64;
-        }
-        core.state.outbox.clear();
-    }
+    let (n, sent) = run_rounds(&mut core, &frames, rounds);
     assert_eq!(sent, n, "every quic packet is forwarded");
     println!("quic: {rounds} rounds, {n} packets, {sent} sent");
 }

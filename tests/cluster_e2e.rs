@@ -1257,10 +1257,7 @@ fn quic_downloads(t: &Testbed, n: usize) -> Procs {
 }
 
 fn quic_counter(n: &Node, name: &str) -> u64 {
-    let st = n.ctl("show stats").unwrap_or_default();
-    st["workers"]
-        .as_array()
-        .map_or(0, |w| w.iter().map(|x| x[name].as_u64().unwrap_or(0)).sum())
+    worker_total(&n.ctl("show stats").unwrap_or_default(), name)
 }
 
 /// QUIC connections through three nodes outlive them all: node 1 is killed, then node 2

@@ -156,14 +156,7 @@ fn a_quic_client_that_changes_address_keeps_its_backend_where_plain_udp_loses_it
     }
     let ok = |l: &[serde_json::Value]| l.iter().filter(|r| r["ok"] == true).count();
     let stats = node.ctl("show stats").unwrap();
-    let total = |name: &str| -> u64 {
-        stats["workers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|w| w[name].as_u64().unwrap_or(0))
-            .sum()
-    };
+    let total = |name: &str| worker_total(&stats, name);
     println!(
         "quic: {}/{clients} intact; plain udp: {}/{clients} intact; quic_by_cid {} quic_by_flow {} \
          quic_unroutable {}",

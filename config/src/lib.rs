@@ -21,5 +21,6 @@ mod reference_tests;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
+pub use load::read_owner_only;
 pub use model::*;
 pub use problem::Problem;

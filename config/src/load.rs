@@ -83,6 +83,21 @@ impl Config {
     }
 }
 
+/// A secret file's contents, refused when anyone but its owner may read it.
+pub fn read_owner_only(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let at = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mode = std::fs::metadata(path).map_err(at)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{}: mode {:o} lets others read it; chmod 600 it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    std::fs::read(path).map_err(at)
+}
+
 /// Most type errors reported from one file before reading stops.
 const MAX_TYPE_ERRORS: usize = 100;
 

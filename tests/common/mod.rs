@@ -79,6 +79,14 @@ pub fn example_bin(name: &str) -> PathBuf {
     p
 }
 
+/// A worker counter of a `show stats` answer, summed over the workers.
+#[allow(dead_code)]
+pub fn worker_total(stats: &serde_json::Value, name: &str) -> u64 {
+    stats["workers"]
+        .as_array()
+        .map_or(0, |w| w.iter().map(|x| x[name].as_u64().unwrap_or(0)).sum())
+}
+
 /// A running `tandem run`. Dropping it kills the process (by pid) if it is still alive.
 pub struct Node {
     pub child: Option<Child>,

@@ -49,16 +49,6 @@ impl fmt::Debug for QuicConfig {
 /// Reads a QUIC-LB key: 16 octets, or 32 hex digits (a trailing newline allowed), in a file
 /// only its owner may read (the same rule as the cluster's secret).
 pub fn read_quic_key(path: &Path) -> Result<[u8; 16], String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!(
-            "{} is readable by others (mode {:o}): chmod 600 it",
-            path.display(),
-            meta.permissions().mode() & 0o777
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = crate::read_owner_only(path)?;
     quic_lb::parse_key(&bytes).map_err(|why| format!("{} {why}", path.display()))
 }

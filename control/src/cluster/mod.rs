@@ -53,19 +53,8 @@ pub struct Cluster {
 
 /// Reads the cluster secret, refusing a file that others may read.
 pub fn read_secret(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| anyhow::anyhow!("cluster.secret_file {}: {e}", path.display()))?;
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        anyhow::bail!(
-            "cluster.secret_file {}: mode {:o} lets others read it; chmod 600 it",
-            path.display(),
-            mode & 0o777
-        );
-    }
-    let s = std::fs::read(path)
-        .map_err(|e| anyhow::anyhow!("cluster.secret_file {}: {e}", path.display()))?;
+    let s = tandem_config::read_owner_only(path)
+        .map_err(|why| anyhow::anyhow!("cluster.secret_file {why}"))?;
     let trimmed = s.trim_ascii();
     if trimmed.len() < 16 {
         anyhow::bail!(
