@@ -27,6 +27,7 @@ pub enum Why {
     Snapshotting,
     Draining,
     TooFewHealthy,
+    CutOff,
     Stopping,
 }
 
@@ -37,6 +38,7 @@ impl Why {
             Why::Snapshotting => "snapshotting",
             Why::Draining => "draining",
             Why::TooFewHealthy => "too few healthy backends",
+            Why::CutOff => "cut off: the node reaches no backend",
             Why::Stopping => "stopping",
         }
     }
@@ -48,6 +50,8 @@ pub enum NodeState {
     Ready,
     Snapshotting,
     Draining,
+    /// Reaches no backend (`cluster::Endpoint::set_reach`).
+    CutOff,
     Stopping,
 }
 
@@ -63,7 +67,7 @@ pub struct Decision {
 }
 
 /// Healthy: its probes pass, it is not being removed, and it is active or standby.
-fn healthy(b: &tandem_dataplane::services::Backend) -> bool {
+pub(crate) fn healthy(b: &tandem_dataplane::services::Backend) -> bool {
     b.up && !b.removing && matches!(b.state, BackendState::Active | BackendState::Standby)
 }
 
@@ -93,6 +97,7 @@ pub fn decide(s: &Services, node: NodeState, min_healthy: u32) -> Vec<Decision> 
             NodeState::Stopping => Why::Stopping,
             NodeState::Snapshotting => Why::Snapshotting,
             NodeState::Draining => Why::Draining,
+            NodeState::CutOff => Why::CutOff,
             NodeState::Ready if d.healthy < min_healthy => Why::TooFewHealthy,
             NodeState::Ready => Why::Ready,
         };

@@ -72,6 +72,9 @@ pub struct Header {
 /// Heartbeat flags.
 pub const HB_READY: u8 = 1;
 pub const HB_DRAINING: u8 = 2;
+/// The sender reaches no backend (every path down, or its ports' links): it still holds the
+/// cluster's flows (and answers snapshot requests) but serves none.
+pub const HB_CUT_OFF: u8 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Heartbeat {

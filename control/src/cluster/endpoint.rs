@@ -53,6 +53,9 @@ pub struct PeerStats {
     pub datagrams_out: u64,
     pub records_in: u64,
     pub records_out: u64,
+    /// Records in datagrams to this peer, while it was alive, that the kernel refused to
+    /// send (an error other than a full socket buffer, which holds them for the next tick).
+    pub records_unsent: u64,
     pub auth_failures: u64,
     pub replays: u64,
     pub config_mismatches: u64,
@@ -114,6 +117,9 @@ pub struct Endpoint {
     wall_at_start: u64,
     /// `node drain`: the deadline after which this node stops serving even its own flows.
     pub draining: Option<Instant>,
+    /// This node reaches no backend while a peer serves (`set_cut_off`): its flows go to
+    /// their backup nodes, as when it is dead, until it reaches one again.
+    pub cut_off: bool,
     snapshot_asked: Option<(u16, Instant)>,
     snapshot_attempts: u32,
     /// Records received in snapshots (all attempts) and in the current attempt.
@@ -279,6 +285,7 @@ impl Endpoint {
             drain_default: cfg.drain_deadline,
             peers,
             readiness: Readiness::Snapshotting,
+            cut_off: false,
             started: now,
             wall_at_start: wall_us,
             draining: None,
@@ -310,6 +317,22 @@ impl Endpoint {
         if let Some(p) = self.peers.get_mut(t.peer) {
             p.stats.datagrams_out += 1;
             p.stats.records_out += t.records;
+        }
+    }
+
+    /// The socket's buffer was full: `t` goes first next time (records to a peer wait;
+    /// they are not dropped).
+    pub fn hold(&mut self, t: Transmit) {
+        self.outbox.push_front(t);
+    }
+
+    /// The kernel refused `t` (the peer unreachable, say): counted for its peer while it
+    /// is alive (a dead peer asks for a snapshot when it comes back).
+    pub fn unsent(&mut self, t: &Transmit) {
+        if let Some(p) = self.peers.get_mut(t.peer) {
+            if p.alive {
+                p.stats.records_unsent += t.records;
+            }
         }
     }
 
@@ -354,7 +377,31 @@ impl Endpoint {
         if self.draining.is_some() {
             f |= codec::HB_DRAINING;
         }
+        if self.cut_off {
+            f |= codec::HB_CUT_OFF;
+        }
         f
+    }
+
+    /// Whether a peer serves flows: alive, holding the cluster's flows, not cut off.
+    fn peer_serves(p: &Peer) -> bool {
+        p.alive && p.flags & codec::HB_READY != 0 && p.flags & codec::HB_CUT_OFF == 0
+    }
+
+    /// The control thread's view of this node's reach, each tick: with no backend
+    /// reachable, and a peer serving, the node stops serving (its peers send its flows to
+    /// their backup nodes rather than to a node that can only drop them). With no peer
+    /// serving it goes on, as a lone node would: the probes may be what is wrong.
+    pub fn set_reach(&mut self, reaches_a_backend: bool) {
+        let cut = !reaches_a_backend && (self.cut_off || self.peers.iter().any(Self::peer_serves));
+        if cut != self.cut_off {
+            if cut {
+                tracing::warn!("node cut off: it reaches no backend; its flows go to their backup nodes");
+            } else {
+                tracing::info!("node reaches a backend again: it serves");
+            }
+            self.cut_off = cut;
+        }
     }
 
     /// This node serves flows: it has the cluster's flows and is not past a drain deadline.
@@ -685,14 +732,14 @@ impl Endpoint {
     pub fn compute_membership(&self, now: Instant) -> Membership {
         let mut m = Membership::default();
         let me = self.view.me;
-        if self.serving_self(now) {
+        if self.serving_self(now) && !self.cut_off {
             m.serving |= 1 << me;
             if self.draining.is_none() {
                 m.eligible |= 1 << me;
             }
         }
         for p in &self.peers {
-            if p.alive && p.flags & codec::HB_READY != 0 {
+            if Self::peer_serves(p) {
                 m.serving |= 1 << p.index;
                 if p.flags & codec::HB_DRAINING == 0 {
                     m.eligible |= 1 << p.index;
@@ -729,6 +776,7 @@ impl Endpoint {
     pub fn status(&self, now: Instant) -> &'static str {
         match (self.readiness, self.draining) {
             (Readiness::Snapshotting, _) => "snapshotting",
+            (Readiness::Ready, _) if self.cut_off => "cut_off",
             (Readiness::Ready, None) => "ready",
             (Readiness::Ready, Some(d)) if now < d => "draining",
             (Readiness::Ready, Some(_)) => "drained",
@@ -739,6 +787,8 @@ impl Endpoint {
     pub fn peer_status(p: &Peer) -> &'static str {
         if !p.alive {
             "dead"
+        } else if p.flags & codec::HB_CUT_OFF != 0 && p.flags & codec::HB_READY != 0 {
+            "cut_off"
         } else if p.flags & codec::HB_READY == 0 {
             if p.flags & codec::HB_DRAINING != 0 {
                 "drained"

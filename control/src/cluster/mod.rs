@@ -121,8 +121,13 @@ impl Cluster {
     /// Sends what the endpoint has to send.
     fn transmit(&mut self) {
         while let Some(t) = self.sync.poll_transmit() {
-            if self.socket.send_to(&t.data, t.to).is_ok() {
-                self.sync.sent(&t);
+            match self.socket.send_to(&t.data, t.to) {
+                Ok(_) => self.sync.sent(&t),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.sync.hold(t);
+                    break;
+                }
+                Err(_) => self.sync.unsent(&t),
             }
         }
     }

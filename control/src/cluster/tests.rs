@@ -435,3 +435,53 @@ fn snapshot_requests_are_answered_at_most_once_a_second_per_peer() {
     // A stranger's request is not answered.
     assert!(!a.may_answer_snapshot(9, t + Duration::from_secs(5)));
 }
+
+/// A node that reaches no backend (its back link down, every path failing) stops serving
+/// while a peer serves, so the peers send its flows to their backup nodes; it serves again
+/// once it reaches one. Two nodes both cut off do not both stop: the last one serving goes
+/// on, as a lone node would.
+#[test]
+fn a_node_that_reaches_no_backend_serves_nothing_while_a_peer_does() {
+    let ports = ports(2);
+    let t0 = Instant::now();
+    let mut a = node(1, &ports, 1, t0);
+    let mut b = node(2, &ports, 1, t0);
+    let mut t = t0;
+    fn run(a: &mut Endpoint, b: &mut Endpoint, reach: (bool, bool), t: &mut Instant) {
+        for _ in 0..3 {
+            *t += Duration::from_millis(100);
+            a.set_reach(reach.0);
+            b.set_reach(reach.1);
+            step(&mut [a, b], *t);
+        }
+    }
+    for _ in 0..3 {
+        run(&mut a, &mut b, (true, true), &mut t);
+    }
+    let both = Membership {
+        serving: 0b11,
+        eligible: 0b11,
+    };
+    assert_eq!(b.membership, both);
+
+    run(&mut a, &mut b, (false, true), &mut t);
+    assert_eq!(a.status(t), "cut_off");
+    let only_b = Membership {
+        serving: 0b10,
+        eligible: 0b10,
+    };
+    assert_eq!(a.membership, only_b);
+    assert_eq!(b.membership, only_b);
+    assert_eq!(Endpoint::peer_status(&b.peers[0]), "cut_off");
+    assert_eq!(a.my_flags(t) & HB_READY, HB_READY, "it still holds the flows");
+
+    // Both cut off: b, the last one serving, goes on.
+    run(&mut a, &mut b, (false, false), &mut t);
+    assert!(a.cut_off);
+    assert!(!b.cut_off);
+    assert_eq!(b.membership, only_b);
+
+    run(&mut a, &mut b, (true, true), &mut t);
+    assert_eq!(a.status(t), "ready");
+    assert_eq!(b.membership, both);
+}

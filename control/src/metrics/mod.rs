@@ -557,6 +557,11 @@ fn cluster(ctl: &Control, p: &mut Families) {
                 "Flow records sent to the node.",
                 st.records_out,
             ),
+            (
+                "tandem_sync_records_unsent_total",
+                "Flow records the kernel refused to send to the node while it was alive.",
+                st.records_unsent,
+            ),
         ] {
             p.counter(name, help, &l, v);
         }

@@ -23,6 +23,7 @@ impl Control {
             Some(c) if c.sync.readiness != Readiness::Ready => NodeState::Snapshotting,
             // Draining, or drained past its deadline: no longer announced either way.
             Some(c) if c.sync.draining.is_some() => NodeState::Draining,
+            Some(c) if c.sync.cut_off => NodeState::CutOff,
             Some(_) => NodeState::Ready,
         }
     }

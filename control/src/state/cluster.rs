@@ -59,14 +59,35 @@ impl Control {
             }
         }
         let flows = self.flows.map.len() as u32;
+        let reach = self.reaches_a_backend();
         let Some(c) = self.cluster.as_mut() else {
             return n;
         };
         c.sync.local_flows = flows;
+        c.sync.set_reach(reach);
         if let Some(m) = c.tick(now) {
             self.broadcast(None, || ToWorker::Nodes(m));
         }
         n
+    }
+
+    /// Whether this node reaches a backend: one healthy (as the announcement counts it)
+    /// with a path up over a port whose link is up. The link is read at once; the probes
+    /// take `down_after` intervals. A node with no backend at all is not cut off.
+    fn reaches_a_backend(&self) -> bool {
+        let s = &self.snapshot;
+        let link_up = |port: u8| self.net.link_up.get(usize::from(port)).copied().unwrap_or(true);
+        let mut backends = s
+            .services
+            .iter()
+            .filter(|svc| !svc.removing)
+            .flat_map(|svc| svc.backends.iter())
+            .filter_map(|&b| s.backends.get(usize::from(b)))
+            .peekable();
+        if backends.peek().is_none() {
+            return true;
+        }
+        backends.any(|b| crate::bgp::healthy(b) && b.paths.iter().any(|p| p.up && link_up(p.port)))
     }
 
     /// A record from a peer: checked against our services, then stored on every worker.
