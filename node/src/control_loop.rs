@@ -106,12 +106,23 @@ pub(crate) fn run(
         if term.load(Ordering::Relaxed) && stopping.done(ctl, around, now) {
             break;
         }
-        let busy = ctl.poll_workers(now) + ctl.poll_cluster(now);
+        let mut lap = Lap::new(now);
+        let busy = ctl.poll_workers(now);
+        lap.mark("workers");
+        // Its own clock: heartbeats read now are stamped now. With the round's `now`, a
+        // round that spent 700 ms on the workers' events stamped them 700 ms old, and the
+        // next round found every peer dead.
+        let busy = busy + ctl.poll_cluster(Instant::now());
+        lap.mark("cluster");
         ctl.qos_tick(now);
+        lap.mark("qos");
         ctl.trace_tick(now);
         ctl.bgp_tick(now);
+        lap.mark("bgp");
         answer_commands(ctl, requests);
+        lap.mark("commands");
         around.tick(ctl, now);
+        lap.mark("around");
         if now.duration_since(last_link) >= Duration::from_millis(100) {
             last_link = now;
             devices.links(ctl);
@@ -124,9 +135,54 @@ pub(crate) fn run(
             ctl.reap_removed(now);
             ctl.refresh_neighbors(now);
             publish_telemetry(ctl);
+            lap.mark("each second");
         }
+        lap.report();
         if busy == 0 && requests.is_empty() {
             std::thread::sleep(TICK);
+        }
+    }
+}
+
+/// Times a control loop round by step and says which took long when the round did: the
+/// control thread reads the peers' heartbeats, so a round longer than `dead_after` gets
+/// live peers declared dead.
+struct Lap {
+    start: Instant,
+    last: Instant,
+    slowest: (&'static str, Duration),
+}
+
+/// A round this long is logged with its slowest step.
+const SLOW_ROUND: Duration = Duration::from_millis(150);
+
+impl Lap {
+    fn new(now: Instant) -> Lap {
+        Lap {
+            start: now,
+            last: now,
+            slowest: ("", Duration::ZERO),
+        }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = Instant::now();
+        let took = now.duration_since(self.last);
+        if took > self.slowest.1 {
+            self.slowest = (step, took);
+        }
+        self.last = now;
+    }
+
+    fn report(&self) {
+        let round = self.last.duration_since(self.start);
+        if round >= SLOW_ROUND {
+            tracing::warn!(
+                round_ms = round.as_millis() as u64,
+                slowest = self.slowest.0,
+                slowest_ms = self.slowest.1.as_millis() as u64,
+                "control loop round took long"
+            );
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The cluster: `show nodes`, and `node drain|enable` for this node.
 
 use super::{err, no_args, ok, Command, Spec};
+use crate::cluster::PeerStats;
 use crate::state::Control;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
@@ -83,24 +84,7 @@ fn show_nodes(ctl: &Control) -> Value {
     for (i, n) in c.sync.view.nodes.iter().enumerate() {
         let addr = bytes_addr(&n.addr, n.v6).to_string();
         if i == usize::from(c.sync.view.me) {
-            nodes.push(json!({
-                "id": n.id,
-                "self": true,
-                "address": addr,
-                "alive": true,
-                "heartbeat_age_ms": Value::Null,
-                "status": c.sync.status(now),
-                "serving": c.sync.membership.serves(c.sync.view.me),
-                "flows": ctl.flows().len(),
-                "datagrams_in": c.sync.peers.iter().map(|p| p.stats.datagrams_in).sum::<u64>(),
-                "datagrams_out": c.sync.peers.iter().map(|p| p.stats.datagrams_out).sum::<u64>(),
-                "records_in": c.sync.peers.iter().map(|p| p.stats.records_in).sum::<u64>(),
-                "records_out": c.sync.peers.iter().map(|p| p.stats.records_out).sum::<u64>(),
-                "records_unsent": c.sync.peers.iter().map(|p| p.stats.records_unsent).sum::<u64>(),
-                "auth_failures": c.sync.peers.iter().map(|p| p.stats.auth_failures).sum::<u64>(),
-                "replays": c.sync.peers.iter().map(|p| p.stats.replays).sum::<u64>(),
-                "lag_ms": Value::Null,
-            }));
+            nodes.push(self_entry(ctl, n.id, addr, now));
             continue;
         }
         let Some(p) = c.sync.peers.iter().find(|p| p.cfg.id == n.id) else {
@@ -154,4 +138,30 @@ fn show_nodes(ctl: &Control) -> Value {
             ("nodes".into(), Value::Array(nodes)),
         ]),
     )
+}
+
+/// `show nodes`' line for this node: its sync counters summed over its peers.
+fn self_entry(ctl: &Control, id: u16, addr: String, now: Instant) -> Value {
+    let Some(c) = ctl.cluster() else {
+        return Value::Null;
+    };
+    let sum = |f: fn(&PeerStats) -> u64| c.sync.peers.iter().map(|p| f(&p.stats)).sum::<u64>();
+    json!({
+        "id": id,
+        "self": true,
+        "address": addr,
+        "alive": true,
+        "heartbeat_age_ms": Value::Null,
+        "status": c.sync.status(now),
+        "serving": c.sync.membership.serves(c.sync.view.me),
+        "flows": ctl.flows().len(),
+        "datagrams_in": sum(|s| s.datagrams_in),
+        "datagrams_out": sum(|s| s.datagrams_out),
+        "records_in": sum(|s| s.records_in),
+        "records_out": sum(|s| s.records_out),
+        "records_unsent": sum(|s| s.records_unsent),
+        "auth_failures": sum(|s| s.auth_failures),
+        "replays": sum(|s| s.replays),
+        "lag_ms": Value::Null,
+    })
 }
