@@ -246,7 +246,8 @@ fn a_flood_of_established_flows_reaches_the_control_thread_whole() {
 /// every flow): node 1 is fed a flood of flows that complete their handshake, from memory
 /// at its full rate, and is killed (SIGKILL) a stated second after its last new flow. Node
 /// 2 must hold every flow node 1 served: none of the records for the peers was lost on the
-/// way, however fast they came.
+/// way, however fast they came. All through the flood node 1's control socket answers and
+/// node 2 never sees it dead (its heartbeats leave from their own thread).
 #[test]
 fn a_node_killed_after_a_flood_leaves_every_flow_with_its_peer() {
     const FLOWS: u32 = 100_000;
@@ -291,6 +292,8 @@ fn a_node_killed_after_a_flood_leaves_every_flow_with_its_peer() {
     std::fs::write(&p2, cfg2).unwrap();
     let n2 = Node::start(&p2, &s.path("ctl2.sock"), None);
     let mut n1 = Node::start(&p1, &s.path("ctl.sock"), None);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asking = keep_asking(n1.socket.clone(), n2.socket.clone(), stop.clone());
     // Node 1 serves what it is primary of; once no new flow has come for half a second,
     // the flood is over: its count is what node 2 must hold.
     let mut last = 0;
@@ -306,6 +309,17 @@ fn a_node_killed_after_a_flood_leaves_every_flow_with_its_peer() {
         }
     });
     let created = worker(&served, 0, "flows_created");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answers, slowest, unanswered, seen_dead) = asking.join().unwrap();
+    println!(
+        "during the flood: node 1 answered {answers} commands (slowest {} ms, {unanswered} \
+         unanswered); node 2 saw node 1 dead {seen_dead} times",
+        slowest.as_millis()
+    );
+    assert_eq!(unanswered, 0);
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    assert_eq!(seen_dead, 0, "{}", n2.logs());
+    assert!(!n2.logs().contains("node dead"), "{}", n2.logs());
     std::thread::sleep(BOUND);
     let mut c = n1.child.take().unwrap();
     c.kill().unwrap();
@@ -322,4 +336,33 @@ fn a_node_killed_after_a_flood_leaves_every_flow_with_its_peer() {
     assert!(created > u64::from(FLOWS) * 9 / 10, "{served}");
     assert_eq!(worker(&served, 0, "outbox_overflow"), 0, "{served}");
     assert!(held >= created, "node 2 holds {held} of {created}: {st2}");
+}
+
+/// Until `stop`: node 1 asked `show stats` and node 2 `show nodes`, in turn, each as soon
+/// as the last answered. Returns node 1's answers, its slowest, the questions it left
+/// unanswered, and the times node 2 said node 1 was not alive.
+fn keep_asking(
+    one: std::path::PathBuf,
+    two: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u32, Duration, u32, u32)> {
+    std::thread::spawn(move || {
+        let (mut answers, mut slowest, mut unanswered, mut seen_dead) = (0, Duration::ZERO, 0, 0);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = Instant::now();
+            match ctl_at(&one, "show stats") {
+                Ok(v) if v["ok"] != false => answers += 1,
+                _ => unanswered += 1,
+            }
+            slowest = slowest.max(t.elapsed());
+            if let Ok(d) = ctl_at(&two, "show nodes") {
+                let dead = d["nodes"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|n| n["id"] == 1 && n["alive"] == false));
+                seen_dead += u32::from(dead);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (answers, slowest, unanswered, seen_dead)
+    })
 }

@@ -8,6 +8,8 @@ GET /stats[?reset=1]       -> JSON: connections now, most at once, requests serv
 GET /blob?size=N&rate=R    -> N bytes of a fixed pattern (byte i is i % 251), sent at about
                               R bytes per second, so a download lasts as long as a test needs
 UDP datagram to --udp PORT -> this backend's name, then a space, then the datagram echoed
+TCP line to --echo PORT    -> this backend's name, then a space, then the line echoed (one
+                              connection held as long as its client keeps it)
 Listens on every --port given (the nat test uses one port, dsr the VIP's).
 --delay-file F: a file holding a number of milliseconds, read on every request, that /id
 waits before answering: the tests slow a backend down and speed it up at run time.
@@ -143,11 +145,24 @@ def udp_echo(sock, name):
         sock.sendto(name.encode() + b" " + data, peer)
 
 
+def tcp_echo(sock, name):
+    while True:
+        conn, _ = sock.accept()
+        threading.Thread(target=echo_lines, args=(conn, name), daemon=True).start()
+
+
+def echo_lines(conn, name):
+    with conn, conn.makefile("rb") as lines:
+        for line in lines:
+            conn.sendall(name.encode() + b" " + line)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--name", required=True)
     p.add_argument("--port", type=int, action="append", required=True)
     p.add_argument("--udp", type=int, action="append", default=[])
+    p.add_argument("--echo", type=int, action="append", default=[])
     p.add_argument("--delay-file", default="")
     a = p.parse_args()
     stats = {"lock": threading.Lock(), "counted": set(), "connections": 0,
@@ -156,6 +171,12 @@ def main():
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         u.bind(("0.0.0.0", port))
         threading.Thread(target=udp_echo, args=(u, a.name), daemon=True).start()
+    for port in a.echo:
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        t.bind(("0.0.0.0", port))
+        t.listen(64)
+        threading.Thread(target=tcp_echo, args=(t, a.name), daemon=True).start()
     servers = []
     for port in a.port:
         s = Server(("::", port), Handler)

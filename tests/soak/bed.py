@@ -78,6 +78,7 @@ class Bed:
 
     def up(self):
         self.sh(os.path.join(self.root, "scripts/cluster-topology"), "up", self.suffix)
+        self.generator_link()
         backend = os.path.join(self.root, "tests/e2e/backend.py")
         for i in BACKENDS:
             delay = self.delay_file(i)
@@ -97,12 +98,30 @@ class Bed:
         for n in NODES:
             self.write_config(n)
 
+    def generator_link(self):
+        """The burst generator's own namespace and link to the router (g0 10.8.0.2, rg
+        10.8.0.1): its flood shares the router and the nodes with the clients, not the
+        clients' own link."""
+        g, r = self.ns("kg"), self.ns("kr")
+        self.sh("ip", "netns", "add", g)
+        self.sh("ip", "link", "add", "g0", "netns", g, "type", "veth", "peer", "name", "rg",
+                "netns", r)
+        self.sh("ip", "-n", g, "link", "set", "lo", "up")
+        self.sh("ip", "-n", g, "addr", "add", "10.8.0.2/24", "dev", "g0")
+        self.sh("ip", "-n", g, "link", "set", "g0", "up")
+        self.sh("ip", "-n", r, "addr", "add", "10.8.0.1/24", "dev", "rg")
+        self.sh("ip", "-n", r, "link", "set", "rg", "up")
+        for ns, dev in ((g, "g0"), (r, "rg")):
+            self.sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "sg", "off",
+                    "tso", "off", "gso", "off", "gro", "off", check=False)
+
     def down(self):
         for p in list(self.nodes.values()) + self.others:
             if p.poll() is None:
                 p.kill()
             p.wait()
         self.nodes.clear()
+        self.sh("ip", "netns", "del", self.ns("kg"), check=False)
         self.sh(os.path.join(self.root, "scripts/cluster-topology"), "down", self.suffix,
                 check=False)
 

@@ -84,12 +84,12 @@ class Monitor:
             }
 
     def burst(self, f):
-        """New TCP flows at the generator's full rate for f['seconds'] from the client
+        """New TCP flows at the generator's full rate for f['seconds'] from the generator's
         namespace, to the nat VIP through the router (spread over the nodes by ECMP)."""
-        rc_mac = self.bed.sh("ip", "-n", self.bed.ns("kr"), "-j", "link", "show", "rc").stdout
+        rc_mac = self.bed.sh("ip", "-n", self.bed.ns("kr"), "-j", "link", "show", "rg").stdout
         mac = json.loads(rc_mac)[0]["address"]
-        argv = ["ip", "netns", "exec", self.bed.ns("kc"), self.bed.tandem, "gen",
-                "--tx", "net_af_packet0,iface=c0", "--mode", "new", "--dst-mac", mac,
+        argv = ["ip", "netns", "exec", self.bed.ns("kg"), self.bed.tandem, "gen",
+                "--tx", "net_af_packet0,iface=g0", "--mode", "new", "--dst-mac", mac,
                 "--dst-ip", NAT_VIP, "--dst-port", "80", "--src-ip", "10.100.0.0",
                 "--rate", "max", "--duration", f"{int(f['seconds'] * 1000)}ms", "--warmup", "0s",
                 "--settle", "100ms", "--json", "--", "--no-huge", "-m", "256", "--no-pci",

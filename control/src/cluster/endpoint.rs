@@ -396,7 +396,9 @@ impl Endpoint {
         let cut = !reaches_a_backend && (self.cut_off || self.peers.iter().any(Self::peer_serves));
         if cut != self.cut_off {
             if cut {
-                tracing::warn!("node cut off: it reaches no backend; its flows go to their backup nodes");
+                tracing::warn!(
+                    "node cut off: it reaches no backend; its flows go to their backup nodes"
+                );
             } else {
                 tracing::info!("node reaches a backend again: it serves");
             }

@@ -473,7 +473,11 @@ fn a_node_that_reaches_no_backend_serves_nothing_while_a_peer_does() {
     assert_eq!(a.membership, only_b);
     assert_eq!(b.membership, only_b);
     assert_eq!(Endpoint::peer_status(&b.peers[0]), "cut_off");
-    assert_eq!(a.my_flags(t) & HB_READY, HB_READY, "it still holds the flows");
+    assert_eq!(
+        a.my_flags(t) & HB_READY,
+        HB_READY,
+        "it still holds the flows"
+    );
 
     // Both cut off: b, the last one serving, goes on.
     run(&mut a, &mut b, (false, false), &mut t);

@@ -76,7 +76,13 @@ impl Control {
     /// take `down_after` intervals. A node with no backend at all is not cut off.
     fn reaches_a_backend(&self) -> bool {
         let s = &self.snapshot;
-        let link_up = |port: u8| self.net.link_up.get(usize::from(port)).copied().unwrap_or(true);
+        let link_up = |port: u8| {
+            self.net
+                .link_up
+                .get(usize::from(port))
+                .copied()
+                .unwrap_or(true)
+        };
         let mut backends = s
             .services
             .iter()
