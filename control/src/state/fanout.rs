@@ -95,6 +95,7 @@ impl Control {
         // Start with a different worker each tick, so a cut-off budget is shared fairly.
         let first = self.poll_turn % n.max(1);
         self.poll_turn = self.poll_turn.wrapping_add(1);
+        self.batch_publishes();
         'workers: for k in 0..n {
             let wi = (first + k) % n;
             for i in 0..POLL_MAX {
@@ -108,6 +109,7 @@ impl Control {
                 self.handle(ev, now);
             }
         }
+        self.publish_batched();
         handled
     }
 

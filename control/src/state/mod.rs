@@ -144,6 +144,8 @@ impl Control {
                 last_period: now,
                 published_live: qos.live.clone(),
                 hooks: Vec::new(),
+                batching: false,
+                publish_due: false,
             },
             qos,
             load: Arc::new(Load::default()),
