@@ -18,10 +18,11 @@ import time
 TIMEOUT = 20.0
 
 
-def get(host, path, local_port=0):
+def get(host, path, local_port=0, timeout=TIMEOUT):
+    """Sends an HTTP/1.0 GET; returns the socket, the headers and the body's first bytes."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.settimeout(TIMEOUT)
+    s.settimeout(timeout)
     s.bind(("0.0.0.0", local_port))
     s.connect((host, 80))
     s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())

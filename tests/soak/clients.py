@@ -18,12 +18,16 @@ name the fault it fell in.
 """
 import argparse
 import json
+import os
 import random
 import socket
 import subprocess
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import fetch  # noqa: E402  (tests/e2e/fetch.py: the HTTP GET the other tests use)
 
 NAT_VIP = "192.0.2.10"
 DSR_VIP = "192.0.2.20"
@@ -42,18 +46,7 @@ def emit(rec):
 
 
 def http_get(host, path, timeout):
-    s = socket.create_connection((host, 80), timeout=timeout)
-    s.settimeout(timeout)
-    s.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        d = s.recv(65536)
-        if not d:
-            raise ConnectionError("closed before the headers ended")
-        head += d
-    head, body = head.split(b"\r\n\r\n", 1)
-    headers = dict(l.split(": ", 1) for l in head.decode().split("\r\n")[1:] if ": " in l)
-    return s, headers, body
+    return fetch.get(host, path, timeout=timeout)
 
 
 def download(host, service):
