@@ -62,7 +62,7 @@ impl<'a> Around<'a> {
 }
 
 /// When the loop ends after SIGINT or SIGTERM: at once, or once BGP's withdrawal has had
-/// its grace time.
+/// its grace time and, in a cluster, the peers have heard the node is no longer serving.
 struct Stopping {
     at: Option<Instant>,
 }
@@ -71,18 +71,20 @@ impl Stopping {
     /// Whether the loop should end now.
     fn done(&mut self, ctl: &mut Control, around: &Around, now: Instant) -> bool {
         match self.at {
-            None => match ctl.bgp_stop(now) {
-                Some(grace) => {
-                    println!(
-                        "tandem: stopping: VIPs withdrawn, serving {} more",
-                        tandem_config::units::format_duration(grace)
-                    );
-                    around.notifier.stopping();
-                    self.at = Some(now + grace);
-                    false
-                }
-                None => true,
-            },
+            None => {
+                let grace = ctl.bgp_stop(now);
+                let leave = ctl.leave_cluster(grace.unwrap_or_default(), now);
+                let Some(on) = grace.max(leave) else {
+                    return true;
+                };
+                println!(
+                    "tandem: stopping: VIPs withdrawn, new flows to peers, serving {} more",
+                    tandem_config::units::format_duration(on)
+                );
+                around.notifier.stopping();
+                self.at = Some(now + on);
+                false
+            }
             Some(t) => now >= t,
         }
     }

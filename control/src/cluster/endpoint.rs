@@ -83,6 +83,9 @@ pub struct Peer {
 pub enum Readiness {
     /// Waiting for a peer's snapshot of the cluster's flows.
     Snapshotting,
+    /// The snapshot is complete; the workers are still taking its records (a packet of a
+    /// flow a worker does not hold yet would be bound afresh, perhaps to another backend).
+    Applying,
     Ready,
 }
 
@@ -120,6 +123,9 @@ pub struct Endpoint {
     /// This node reaches no backend while a peer serves (`set_cut_off`): its flows go to
     /// their backup nodes, as when it is dead, until it reaches one again.
     pub cut_off: bool,
+    /// The control thread's view, each tick: records it handed the workers wait in their
+    /// queues. A complete snapshot makes the node ready only once they are taken.
+    pub workers_behind: bool,
     snapshot_asked: Option<(u16, Instant)>,
     snapshot_attempts: u32,
     /// Records received in snapshots (all attempts) and in the current attempt.
@@ -286,6 +292,7 @@ impl Endpoint {
             peers,
             readiness: Readiness::Snapshotting,
             cut_off: false,
+            workers_behind: false,
             started: now,
             wall_at_start: wall_us,
             draining: None,
@@ -627,15 +634,19 @@ impl Endpoint {
                 from,
                 records = total,
                 received = self.attempt_records,
-                "snapshot complete: ready for new flows"
+                "snapshot complete: the workers take it"
             );
-            self.readiness = Readiness::Ready;
+            self.readiness = Readiness::Applying;
         }
     }
 
     /// Timers: heartbeats, liveness, snapshot requests and answers, the drain deadline.
     /// Returns the membership when it changed (to be sent to the workers).
     pub fn tick(&mut self, now: Instant) -> Option<Membership> {
+        if self.readiness == Readiness::Applying && !self.workers_behind {
+            tracing::info!("snapshot taken by every worker: ready for new flows");
+            self.readiness = Readiness::Ready;
+        }
         if !self.heartbeats_elsewhere
             && self
                 .last_heartbeat
@@ -777,7 +788,7 @@ impl Endpoint {
 
     pub fn status(&self, now: Instant) -> &'static str {
         match (self.readiness, self.draining) {
-            (Readiness::Snapshotting, _) => "snapshotting",
+            (Readiness::Snapshotting | Readiness::Applying, _) => "snapshotting",
             (Readiness::Ready, _) if self.cut_off => "cut_off",
             (Readiness::Ready, None) => "ready",
             (Readiness::Ready, Some(d)) if now < d => "draining",

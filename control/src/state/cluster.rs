@@ -6,7 +6,7 @@ use super::flows::MasterFlow;
 use super::Control;
 use crate::cluster::codec::WireRecord;
 use crate::cluster::{Cluster, Inbound, RecordRefusal};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tandem_dataplane::cluster::NO_NODE;
 use tandem_dataplane::flow::{FlowRecord, FlowState, Mark};
 use tandem_dataplane::messages::ToWorker;
@@ -15,6 +15,18 @@ impl Control {
     /// Joins the cluster: records go to peers from now on.
     pub fn attach_cluster(&mut self, c: Cluster) {
         self.cluster = Some(c);
+    }
+
+    /// SIGTERM in a cluster: the node drains for `grace` (its peers rank it out of new
+    /// flows at its next heartbeat, while it serves its own), then stops serving (its flows
+    /// go to their backup nodes). Returns how long to run on: `grace` and two heartbeats
+    /// more, so its peers have heard it is no longer serving before it goes, rather than
+    /// finding it dead `dead_after` later (a connection opened on it in that window was
+    /// lost). None outside a cluster.
+    pub fn leave_cluster(&mut self, grace: Duration, now: Instant) -> Option<Duration> {
+        let c = self.cluster.as_mut()?;
+        c.sync.drain(Some(grace), now);
+        Some(grace + 2 * c.sync.heartbeat)
     }
 
     /// Reads the sync channel and runs the cluster's timers; tells the workers when the
@@ -60,11 +72,13 @@ impl Control {
         }
         let flows = self.flows.map.len() as u32;
         let reach = self.reaches_a_backend();
+        let behind = self.workers.iter().any(|w| w.behind());
         let Some(c) = self.cluster.as_mut() else {
             return n;
         };
         c.sync.local_flows = flows;
         c.sync.set_reach(reach);
+        c.sync.workers_behind = behind;
         if let Some(m) = c.tick(now) {
             self.broadcast(None, || ToWorker::Nodes(m));
         }

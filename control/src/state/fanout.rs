@@ -41,6 +41,11 @@ impl WorkerLink {
         }
     }
 
+    /// Messages for the worker wait: queued here, or in its channel.
+    pub(super) fn behind(&self) -> bool {
+        !self.pending.is_empty() || !self.tx.is_empty()
+    }
+
     pub(super) fn send(&mut self, m: ToWorker) {
         if !self.pending.is_empty() {
             self.pending.push_back(m);
