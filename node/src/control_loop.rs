@@ -62,7 +62,7 @@ impl<'a> Around<'a> {
 }
 
 /// When the loop ends after SIGINT or SIGTERM: at once, or once BGP's withdrawal has had
-/// its grace time and, in a cluster, the peers have heard the node is no longer serving.
+/// its grace time (in a cluster, drained meanwhile, and then saying so to its peers).
 struct Stopping {
     at: Option<Instant>,
 }
@@ -85,7 +85,11 @@ impl Stopping {
                 self.at = Some(now + on);
                 false
             }
-            Some(t) => now >= t,
+            Some(t) if now >= t => {
+                ctl.farewell(now);
+                true
+            }
+            Some(_) => false,
         }
     }
 }

@@ -418,7 +418,7 @@ impl Endpoint {
         self.readiness == Readiness::Ready && self.draining.is_none_or(|d| now < d)
     }
 
-    fn send_heartbeats(&mut self, now: Instant) {
+    pub(super) fn send_heartbeats(&mut self, now: Instant) {
         let flags = self.my_flags(now);
         for i in 0..self.peers.len() {
             let hb = Heartbeat {

@@ -167,6 +167,21 @@ impl Cluster {
         m
     }
 
+    /// A heartbeat to every peer now, from this thread: the last word of a node that
+    /// stops, so its peers hear its flags (drained: no longer serving) before it goes.
+    pub fn farewell(&mut self, now: Instant) {
+        // The heartbeat thread falls silent first: a heartbeat of its from before would
+        // say the node serves.
+        if let Some(pulse) = &self.pulse {
+            pulse
+                .flags
+                .store(self.sync.my_flags(now), Ordering::Relaxed);
+            pulse.stop.store(true, Ordering::Relaxed);
+        }
+        self.sync.send_heartbeats(now);
+        self.transmit();
+    }
+
     /// Queues a record for every peer; full datagrams go out at once.
     pub fn queue_record(&mut self, r: &WireRecord, now: Instant) {
         self.sync.queue_record(r, now);

@@ -18,15 +18,21 @@ impl Control {
     }
 
     /// SIGTERM in a cluster: the node drains for `grace` (its peers rank it out of new
-    /// flows at its next heartbeat, while it serves its own), then stops serving (its flows
-    /// go to their backup nodes). Returns how long to run on: `grace` and two heartbeats
-    /// more, so its peers have heard it is no longer serving before it goes, rather than
-    /// finding it dead `dead_after` later (a connection opened on it in that window was
-    /// lost). None outside a cluster.
+    /// flows at its next heartbeat, while it serves its own); past it, it serves nothing.
+    /// Returns how long to run on (`grace`), None outside a cluster. `farewell` then tells
+    /// the peers, so they move its flows to their backup nodes at once rather than finding
+    /// it dead `dead_after` later (a connection opened on it in that window was lost).
     pub fn leave_cluster(&mut self, grace: Duration, now: Instant) -> Option<Duration> {
         let c = self.cluster.as_mut()?;
         c.sync.drain(Some(grace), now);
-        Some(grace + 2 * c.sync.heartbeat)
+        Some(grace)
+    }
+
+    /// The last heartbeats of a node that stops (see `leave_cluster`).
+    pub fn farewell(&mut self, now: Instant) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.farewell(now);
+        }
     }
 
     /// Reads the sync channel and runs the cluster's timers; tells the workers when the
