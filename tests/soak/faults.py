@@ -109,7 +109,10 @@ class Injector:
     # --- node faults ----------------------------------------------------------------------
 
     def restart(self, n, f):
-        self.bed.start_node(n)
+        # Not while a broken file is in place for a bad reload: the node reads it at start.
+        with self.configs:
+            self.bed.start_node(n)
+            time.sleep(0.5)
         if not self.bed.wait_serving(n, 3, timeout=40):
             raise RuntimeError(f"node {n} did not come back serving in 40 s")
         f["back_after"] = round(time.time() - f["start"], 2)
@@ -167,9 +170,16 @@ class Injector:
         # Added back where it was removed; a node restarted meanwhile read its config,
         # which has it.
         for n, inc in removed:
-            if self.bed.incarnation[n] == inc:
-                self.ctl_ok(n, "backend", "add", "web", f"b{i}", f"10.1.0.1{i}:8080",
-                            "path", "back")
+            if self.bed.incarnation[n] != inc:
+                continue
+            doc, _ = self.bed.ctl(n, "backend", "add", "web", f"b{i}", f"10.1.0.1{i}:8080",
+                                  "path", "back", timeout=10)
+            # A reload meanwhile put it back from the file: what an operator's would do.
+            if doc and "already has a backend" in str(doc.get("error", "")):
+                continue
+            if self.bed.pid(n) is not None and self.bed.incarnation[n] == inc and (
+                    doc is None or doc.get("ok") is False):
+                raise RuntimeError(f"node {n}: backend add b{i}: {doc}")
 
     def do_slow(self, f):
         path = self.bed.delay_file(f["target"])
@@ -200,8 +210,11 @@ class Injector:
     def bad_reload(self, n, f):
         good = self.bed.config(n)
         self.bed.write_config(n, good.replace('weight = ', 'weight = -', 1))
+        inc = self.bed.incarnation[n]
         try:
             doc, _ = self.bed.ctl(n, "reload")
+            if self.bed.pid(n) is None or self.bed.incarnation[n] != inc:
+                return  # another fault stopped or restarted it meanwhile
             if doc is None or doc.get("ok") is not False:
                 raise RuntimeError(f"node {n} took a broken config: {doc}")
             f["refused"] = (doc.get("error") or str(doc))[:120]
