@@ -1,7 +1,7 @@
 """What the soak watches while it runs: every node's memory (VmRSS, every 2 s), its
 counters (`show stats` and `show nodes`, every 5 s and just before a node is killed, so an
 incarnation's last figures are kept), how long its control socket takes to answer, and the
-bursts of new flows (`tandem gen --mode new` from the client namespace).
+bursts of new flows (`tandem gen --mode new` from a namespace of its own).
 """
 import json
 import subprocess
@@ -22,7 +22,6 @@ class Monitor:
         self.last = {}         # (node, incarnation) -> what the last sample read
         self.ctl_slowest = 0.0
         self.ctl_unanswered = []
-        self.bursts = []
         self.stalls = []       # (from, to): the harness's own 10 ms clock loop late
 
         self.lock = threading.Lock()
@@ -75,12 +74,10 @@ class Monitor:
             self.last[(n, inc)] = {
                 "t": time.time(),
                 "outbox_overflow": worker_sum(stats, "outbox_overflow"),
-                "control_waits": worker_sum(stats, "control_waits"),
                 "unaccounted": (stats.get("accounting") or {}).get("unaccounted", 0),
                 "sync_unsent": sum(int(p.get("records_unsent", 0)) for p in peers
                                    if p.get("self")),
                 "udp_rcvbuf_errors": self.bed.udp_rcvbuf_errors(n),
-                "flows_created": worker_sum(stats, "flows_created"),
             }
 
     def burst(self, f):
@@ -102,5 +99,3 @@ class Monitor:
         f["rate_mpps"] = final.get("tx_mpps")
         if p.returncode != 0:
             raise RuntimeError(f"tandem gen: {p.stderr.strip()[-300:]}")
-        with self.lock:
-            self.bursts.append(f)
