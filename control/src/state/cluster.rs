@@ -11,6 +11,11 @@ use tandem_dataplane::cluster::NO_NODE;
 use tandem_dataplane::flow::{FlowRecord, FlowState, Mark};
 use tandem_dataplane::messages::ToWorker;
 
+/// Half-open flows sent to the peers at a membership change, at most: a handshake of a real
+/// client is among them unless a SYN flood of more than this many is under way, which then
+/// costs each peer no more.
+const HALF_OPEN_SHARED_MAX: usize = 65_536;
+
 impl Control {
     /// Joins the cluster: records go to peers from now on.
     pub fn attach_cluster(&mut self, c: Cluster) {
@@ -87,8 +92,57 @@ impl Control {
         c.sync.workers_behind = behind;
         if let Some(m) = c.tick(now) {
             self.broadcast(None, || ToWorker::Nodes(m));
+            self.share_half_open(now);
         }
         n
+    }
+
+    /// Sends the peers the flows this node bound that are still in their handshake, when
+    /// the membership changes.
+    ///
+    /// A half-open flow is held only by its receiving and primary nodes (a SYN flood so
+    /// fills no other table). That is safe while the nodes that take new flows stay the
+    /// same: a packet of the flow that reaches a third node (the backend's SYN-ACK, or the
+    /// client's ACK once the router moved the flow) is sent to the primary the SYN was
+    /// ranked to. When they change mid-handshake (a node drained, cut off, back), the
+    /// third node ranks it elsewhere, where it was bound afresh, perhaps to another
+    /// backend (nodes mid-reload differ), which resets it: the 60-minute soak lost a
+    /// connection so. With the records shared, every node knows the flow's primary, and a
+    /// node rewrites its nat replies itself.
+    fn share_half_open(&mut self, now: Instant) {
+        let syn_timeout = Duration::from_millis(u64::from(self.timeouts.syn_ms));
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let view = &c.sync.view;
+        let snap = &self.snapshot;
+        let half_open: Vec<WireRecord> = self
+            .flows
+            .map
+            .iter()
+            .filter(|(_, f)| {
+                f.node == 0
+                    && f.rec.state == FlowState::SynSeen
+                    && f.rec.bound()
+                    && now.saturating_duration_since(f.updated) <= syn_timeout
+            })
+            .take(HALF_OPEN_SHARED_MAX)
+            .map(|(k, f)| {
+                let tag = snap.tag_of(f.rec.backend);
+                WireRecord::from_record(*k, &f.rec, tag, |i| view.id_of(i))
+            })
+            .collect();
+        if half_open.is_empty() {
+            return;
+        }
+        for w in &half_open {
+            c.queue_record(w, now);
+        }
+        c.flush(now);
+        tracing::info!(
+            records = half_open.len(),
+            "membership changed: half-open flows sent to the peers"
+        );
     }
 
     /// Whether this node reaches a backend: one healthy (as the announcement counts it)

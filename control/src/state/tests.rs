@@ -632,3 +632,106 @@ fn a_trace_added_on_one_node_runs_on_its_peer_and_accounts_cross_in_parts() {
     assert!(two.tracing.armed.is_none());
     assert_eq!(two.trace_view()["packets"], json!([]));
 }
+
+/// Polls both nodes of a pair until `done`, for at most `within`.
+fn poll_pair_until(
+    one: &mut Control,
+    two: &mut Control,
+    within: Duration,
+    done: impl Fn(&Control, &Control) -> bool,
+) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        one.poll_cluster(Instant::now());
+        two.poll_cluster(Instant::now());
+        if done(one, two) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// A handshake that spans a membership change survives it: the flows this node bound that
+/// are still half-open go to its peers when the membership changes (they hold no half-open
+/// record otherwise), and nothing else does: a ranking-only record, a peer's record, or a
+/// half-open flow while the membership stands.
+#[test]
+fn half_open_flows_reach_the_peers_when_the_membership_changes() {
+    const LONG: Duration = Duration::from_secs(10);
+    const SHORT: Duration = Duration::from_millis(500);
+    let (mut one, mut two) = cluster_pair(CONFIG, CONFIG);
+    let serving = |c: &Control| c.cluster.as_ref().unwrap().sync.membership.serving;
+    assert!(
+        poll_pair_until(&mut one, &mut two, LONG, |a, b| serving(a) == 0b11
+            && serving(b) == 0b11),
+        "both nodes serve"
+    );
+    let now = Instant::now();
+    let key = |port: u16| {
+        tandem_dataplane::flow::FlowKey::v4([198, 51, 100, 7], [192, 0, 2, 10], port, 80, 6)
+    };
+    let half_open = FlowRecord {
+        backend: 1,
+        state: FlowState::SynSeen,
+        primary_node: 0,
+        backup_node: 1,
+        ..FlowRecord::default()
+    };
+    let ranked_only = FlowRecord {
+        backend: tandem_dataplane::flow::UNBOUND,
+        primary_node: 1,
+        backup_node: 0,
+        ..FlowRecord::default()
+    };
+    assert!(!ranked_only.bound());
+    for (port, rec) in [(4000, half_open), (4001, ranked_only)] {
+        one.handle_for_test(
+            FromWorker::Flow {
+                worker: 0,
+                key: key(port),
+                rec,
+                peers: false,
+            },
+            now,
+        );
+    }
+    // A half-open flow node 1 heard of from node 2 (its own) is node 2's to share.
+    let w = crate::cluster::codec::WireRecord::from_record(
+        key(4002),
+        &FlowRecord {
+            primary_node: 1,
+            backup_node: 0,
+            ..half_open
+        },
+        one.snapshot.tag_of(1),
+        |i| one.cluster.as_ref().unwrap().sync.view.id_of(i),
+    );
+    one.take_peer_record(2, &w, now);
+    // While the membership stands, node 2 hears of none of them.
+    assert!(!poll_pair_until(&mut one, &mut two, SHORT, |_, b| !b
+        .flows
+        .map
+        .is_empty()));
+    // Node 1 drains: node 2 gets its half-open flow, and only that.
+    let r = crate::commands::execute(&mut one, "node drain 30s");
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(
+        poll_pair_until(&mut one, &mut two, LONG, |_, b| !b.flows.map.is_empty()),
+        "node 2 heard of the half-open flow"
+    );
+    poll_pair_until(&mut one, &mut two, SHORT, |_, _| false);
+    let got: Vec<_> = two
+        .flows
+        .map
+        .iter()
+        .map(|(k, f)| (*k, f.node, f.rec))
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (k, from, rec) = got[0];
+    assert_eq!((k, from), (key(4000), 1));
+    assert_eq!(rec.state, FlowState::SynSeen);
+    assert_eq!(rec.backend, 1);
+    // Node 2 stores node 1 (its index 0) as the flow's primary, as node 1 does.
+    assert_eq!((rec.primary_node, rec.backup_node), (0, 1));
+}
