@@ -613,26 +613,29 @@ fn a_trace_stops_at_its_count_and_an_untraced_node_sends_no_mark() {
     assert_eq!(outer_header(&out).flags, 0);
 }
 
-/// A node of the three with a quic service too: backends q1 and q2 (server IDs 0a01, 0a02).
-fn quic_node(id: u16) -> Core {
-    let quic = r#"[[service]]
+/// A node of the three with a quic service too (`mode` nat or dsr): backends q1 and q2
+/// (server IDs 0a01, 0a02).
+fn quic_node(id: u16, mode: &str) -> Core {
+    let quic = format!(
+        r#"[[service]]
 name = "h3"
 vip = "192.0.2.40"
 port = 443
 protocol = "quic"
-mode = "nat"
+mode = "{mode}"
 [[service.backend]]
 name = "q1"
 address = "10.1.0.21"
 server_id = "0a01"
-paths = [{ port = "back", mac = "02:00:00:00:01:21" }]
+paths = [{{ port = "back", mac = "02:00:00:00:01:21" }}]
 [[service.backend]]
 name = "q2"
 address = "10.1.0.22"
 server_id = "0a02"
-paths = [{ port = "back", mac = "02:00:00:00:01:22" }]
-[cluster]"#;
-    let cfg = Config::from_toml(&config(id).replace("[cluster]", quic)).unwrap();
+paths = [{{ port = "back", mac = "02:00:00:00:01:22" }}]
+[cluster]"#
+    );
+    let cfg = Config::from_toml(&config(id).replace("[cluster]", &quic)).unwrap();
     let s = Services::from_config(&cfg, &[node_mac(id), back_mac(id)]);
     let view = crate::cluster::ClusterView::new(cfg.cluster.as_ref().unwrap(), id, &s.ports);
     let mut c = testkit::core_of(Arc::new(s.with_cluster(view)), 1024, 7);
@@ -664,10 +667,9 @@ fn quic_packet(to: u16, sport: u16, sid: Option<u8>) -> Vec<u8> {
     )
 }
 
-#[test]
-fn any_node_routes_a_quic_id_with_no_record_and_sends_new_connections_to_their_primary() {
-    // Ranked to node 2 first: node 1 and node 3 hold no record of it.
-    let sport = (30_000..40_000)
+/// A client UDP port whose flow ranks node 2 first (all three serving).
+fn udp_port_ranked_to_2() -> u16 {
+    (30_000..40_000)
         .find(|&p| {
             let c = node(1);
             let cl = c.services.cluster.as_ref().unwrap();
@@ -676,9 +678,15 @@ fn any_node_routes_a_quic_id_with_no_record_and_sends_new_connections_to_their_p
             let (p1, _) = rank::top2(rank::client_hash(&a, p, PROTO_UDP), &cl.nodes, 0b111);
             cl.id_of(p1.unwrap()) == 2
         })
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn any_node_routes_a_dsr_quic_id_with_no_record_and_sends_new_connections_to_their_primary() {
+    // Ranked to node 2 first: node 1 and node 3 hold no record of it.
+    let sport = udp_port_ranked_to_2();
     for id in [1, 3, 2] {
-        let mut n = quic_node(id);
+        let mut n = quic_node(id, "dsr");
         // A short header naming q2: out to q2 from here, whichever node this is.
         let (v, out) = testkit::run(&mut n, 0, &quic_packet(id, sport, Some(2)), 1);
         assert_eq!(v, Verdict::Tx(1), "node {id}");
@@ -690,9 +698,86 @@ fn any_node_routes_a_quic_id_with_no_record_and_sends_new_connections_to_their_p
         assert!(f.iter().any(|(r, peers)| r.bound() && *peers), "node {id}");
     }
     // A long header (a new connection) at node 1 goes to its primary, node 2.
-    let mut n1 = quic_node(1);
+    let mut n1 = quic_node(1, "dsr");
     let (v, out) = testkit::run(&mut n1, 0, &quic_packet(1, sport, None), 1);
     assert_eq!(v, Verdict::Tx(0));
     assert_eq!(outer_header(&out).primary, 2);
     assert_eq!(n1.state.counters.quic_by_flow.get(), 1);
+}
+
+/// A nat QUIC 4-tuple new to the cluster (a client that moved) is routed by its primary,
+/// which decodes the ID with no record and holds the 4-tuple's record when the backend's
+/// reply comes back through a third node: no reply waits for replication.
+#[test]
+fn a_nat_quic_id_is_routed_by_its_primary_where_its_replies_go() {
+    let sport = udp_port_ranked_to_2();
+    let (mut n1, mut n2, mut n3) = (
+        quic_node(1, "nat"),
+        quic_node(2, "nat"),
+        quic_node(3, "nat"),
+    );
+    // Node 1 sends it on to node 2, remembering only the ranking; its next packet follows.
+    let (v, fwd) = testkit::run(&mut n1, 0, &quic_packet(1, sport, Some(2)), 1);
+    assert_eq!(v, Verdict::Tx(0), "to node 2, out of the front port");
+    assert_eq!(outer_header(&fwd).primary, 2);
+    assert_eq!(n1.state.counters.quic_by_cid.get(), 1);
+    let f = flows_out(&mut n1);
+    assert!(f.iter().all(|(r, peers)| !r.bound() && !*peers), "{f:?}");
+    let (v, again) = testkit::run(&mut n1, 0, &quic_packet(1, sport, Some(2)), 2);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(outer_header(&again).primary, 2);
+    assert_eq!(n1.state.counters.node_forwarded.get(), 2);
+    // Node 2 decodes the ID (it has no record either) and sends it to q2, nat'ed.
+    let (v, out) = testkit::run(&mut n2, 0, &fwd, 3);
+    assert_eq!(v, Verdict::Tx(1), "out to q2");
+    assert_eq!(out[..6], [2, 0, 0, 0, 1, 0x22]);
+    let p = ipv4::Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!(p.dst_bytes(), [10, 1, 0, 22]);
+    assert!(flows_out(&mut n2)
+        .iter()
+        .any(|(r, peers)| r.bound() && *peers));
+    // q2's reply leaves by a multipath route through node 3, which has no record: on to
+    // node 2, which has it and rewrites it to the VIP.
+    let reply = testkit::udp(
+        back_mac(3),
+        [2, 0, 0, 0, 1, 0x22],
+        ip("10.1.0.22"),
+        443,
+        ip("198.51.100.7"),
+        sport,
+        &[0x41, 1, 2, 3, 4, 5, 6, 7, 8],
+    );
+    let (v, to2) = testkit::run(&mut n3, 1, &reply, 4);
+    assert_eq!(v, Verdict::Tx(0), "sent on to the primary");
+    assert_eq!(outer_header(&to2).primary, 2);
+    testkit::apply_at(
+        &mut n2,
+        testkit::neighbor(0, "10.0.0.254".parse().unwrap(), ROUTER_MAC),
+        4,
+    );
+    let (v, back) = testkit::run(&mut n2, 0, &to2, 5);
+    assert_eq!(v, Verdict::Tx(0), "to the client's router");
+    let p = ipv4::Packet::new_checked(&back[14..]).unwrap();
+    assert_eq!(p.src_bytes(), [192, 0, 2, 40]);
+    assert_eq!(&p.payload()[0..2], &443u16.to_be_bytes());
+    testkit::verify_checksums(&back).unwrap();
+    // With node 2 gone, node 1 serves the 4-tuple itself when it is the backup, or sends
+    // it on to the backup: either way, by the ID.
+    testkit::apply_at(
+        &mut n1,
+        ToWorker::Nodes(Membership {
+            serving: 0b101,
+            eligible: 0b101,
+        }),
+        6,
+    );
+    let (v, out) = testkit::run(&mut n1, 0, &quic_packet(1, sport, Some(2)), 7);
+    match v {
+        Verdict::Tx(1) => assert_eq!(out[..6], [2, 0, 0, 0, 1, 0x22]),
+        Verdict::Tx(0) => {
+            let outer = ipv4::Packet::new_checked(&out[14..]).unwrap();
+            assert_eq!(outer.dst_bytes(), [10, 0, 0, 3], "to the backup, node 3");
+        }
+        v => panic!("{v:?}"),
+    }
 }

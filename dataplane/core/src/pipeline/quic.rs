@@ -1,7 +1,8 @@
 //! QUIC services (`protocol = "quic"`): a short-header packet goes to the backend whose
 //! server ID its destination connection ID carries (QUIC-LB), whatever 4-tuple it comes
 //! from, so a client that changes address keeps its server, and any node routes it with no
-//! record at all. A long-header packet (a new connection's Initial, 0-RTT, Handshake) is
+//! record at all (in a cluster, a nat service's new 4-tuple is routed by its primary node,
+//! where its replies go: see `serve_by_id`). A long-header packet (a new connection's Initial, 0-RTT, Handshake) is
 //! balanced and recorded as any UDP flow; a short header whose ID does not decode (another
 //! config rotation codepoint, no such server) falls back to its 4-tuple's record.
 
@@ -9,6 +10,7 @@ use super::context::{Part, Segment};
 use super::flows::{for_peers, touch};
 use super::{PacketBuf, State, Verdict};
 use crate::counters::DropReason;
+use crate::flow::table::Insert;
 use crate::flow::table::Lookahead;
 use crate::flow::FlowRecord;
 use crate::services::{QuicRoute, Service, Services};
@@ -62,7 +64,15 @@ impl State {
 
     /// Out to backend `b`, the connection ID's: the 4-tuple's record made or bound to it
     /// (so a nat backend's replies find their way back, and other nodes learn of it), with
-    /// no ranking among nodes, admission or selection: the connection is the backend's.
+    /// no admission or selection: the connection is the backend's.
+    ///
+    /// In a cluster, a nat service's 4-tuple is served by its primary node, as any flow's
+    /// is: its backend's replies may come back through any node, and one with no record
+    /// goes to the primary ranked by the client side. A 4-tuple this node served itself (a
+    /// client that moved to a new address reaching a node that is not its primary) would
+    /// have its replies wait for replication at the primary, and dropped when that is
+    /// slow: the soak lost a QUIC connection so, its client moving during a burst. A dsr
+    /// service's replies bypass the nodes: its packets are served where they arrive.
     fn serve_by_id(
         &mut self,
         s: &Services,
@@ -80,11 +90,17 @@ impl State {
                 let announce = touch(r, seg.l4.flags, now.ms, &timeouts);
                 (*r, announce)
             }
-            None => match self.new_by_id(s, svc, seg, la, b) {
+            None => match self.new_by_id(s, svc, seg, la, pkt, b) {
                 Ok(rec) => (rec, true),
                 Err(v) => return v,
             },
         };
+        if let Some(n) = self.primary_elsewhere(s, svc, seg, &rec) {
+            if announce {
+                self.announce(key, rec, false, true);
+            }
+            return self.send_to_node(s, pkt, seg, n, &rec, 0);
+        }
         if rec.backend != b {
             // The record names another backend (the 4-tuple reused, or a ranking-only record
             // of another node's flow): the connection is b's.
@@ -105,13 +121,16 @@ impl State {
     }
 
     /// A record for a 4-tuple first seen with a routable ID: bound to `b`, ranked among
-    /// nodes as any flow (so replies and later long headers find it), stored.
+    /// nodes as any flow (so replies and later long headers find it), stored. Err: sent on
+    /// to its primary (a nat service's, in a cluster: see `serve_by_id`), with the ranking
+    /// kept here so its next packets follow; or dropped.
     fn new_by_id(
         &mut self,
         s: &Services,
         svc: &Service,
         seg: &Segment,
         la: Option<Lookahead>,
+        pkt: &mut PacketBuf,
         b: u16,
     ) -> Result<FlowRecord, Verdict> {
         let key = seg.key;
@@ -119,15 +138,37 @@ impl State {
             return Err(Verdict::Drop(DropReason::MartianSource));
         }
         let mut rec = self.fresh_record(svc, seg);
+        if let Some(cl) = s.cluster.as_ref() {
+            let primary = self.rank_new(cl, seg, &mut rec)?;
+            if let Some(n) = primary.filter(|_| svc.mode.translates()) {
+                if self.store(key, rec) == Insert::Refused {
+                    return Err(Verdict::Drop(DropReason::TableFull));
+                }
+                self.announce(key, rec, false, true);
+                return Err(self.send_to_node(s, pkt, seg, n, &rec, 0));
+            }
+        }
         rec.backend = b;
         (rec.primary_path, rec.backup_path) =
             self.paths_to(s, b, key.hash(crate::services::SELECTION_SEED));
-        if let Some(cl) = s.cluster.as_ref() {
-            // Roles as any flow of this 4-tuple would have; served here whatever they are.
-            self.rank_new(cl, seg, &mut rec)?;
-        }
         self.keep_new(svc, seg, la, &mut rec)?;
         Ok(rec)
+    }
+
+    /// The node a nat service's 4-tuple is sent on to: its primary (or backup) when this
+    /// node holds only its ranking and that node is another.
+    #[inline]
+    fn primary_elsewhere(
+        &self,
+        s: &Services,
+        svc: &Service,
+        seg: &Segment,
+        rec: &FlowRecord,
+    ) -> Option<u8> {
+        if rec.bound() || !svc.mode.translates() {
+            return None;
+        }
+        self.owner_elsewhere(s.cluster.as_ref()?, seg, rec)
     }
 }
 
