@@ -6,10 +6,12 @@ use super::flows::MasterFlow;
 use super::Control;
 use crate::cluster::codec::WireRecord;
 use crate::cluster::{Cluster, Inbound, RecordRefusal};
+use crate::flowmap::FlowMap;
 use std::time::{Duration, Instant};
-use tandem_dataplane::cluster::NO_NODE;
+use tandem_dataplane::cluster::{ClusterView, NO_NODE};
 use tandem_dataplane::flow::{FlowRecord, FlowState, Mark};
 use tandem_dataplane::messages::ToWorker;
+use tandem_dataplane::services::Services;
 
 /// Half-open flows sent to the peers at a membership change, at most: a handshake of a real
 /// client is among them unless a SYN flood of more than this many is under way, which then
@@ -63,18 +65,13 @@ impl Control {
                     if !c.sync.may_answer_snapshot(from, now) {
                         continue;
                     }
-                    let view = &c.sync.view;
-                    let snap = &self.snapshot;
-                    let recs: Vec<WireRecord> = self
-                        .flows
-                        .map
-                        .iter()
-                        .filter(|(_, f)| f.rec.bound())
-                        .map(|(k, f)| {
-                            let tag = snap.tag_of(f.rec.backend);
-                            WireRecord::from_record(*k, &f.rec, tag, |i| view.id_of(i))
-                        })
-                        .collect();
+                    let recs = wire_records(
+                        &self.flows.map,
+                        &self.snapshot,
+                        &c.sync.view,
+                        usize::MAX,
+                        |f| f.rec.bound(),
+                    );
                     if let Some(c) = self.cluster.as_mut() {
                         c.sync.answer_snapshot(from, &recs);
                     }
@@ -114,24 +111,18 @@ impl Control {
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
-        let view = &c.sync.view;
-        let snap = &self.snapshot;
-        let half_open: Vec<WireRecord> = self
-            .flows
-            .map
-            .iter()
-            .filter(|(_, f)| {
+        let half_open = wire_records(
+            &self.flows.map,
+            &self.snapshot,
+            &c.sync.view,
+            HALF_OPEN_SHARED_MAX,
+            |f| {
                 f.node == 0
                     && f.rec.state == FlowState::SynSeen
                     && f.rec.bound()
                     && now.saturating_duration_since(f.updated) <= syn_timeout
-            })
-            .take(HALF_OPEN_SHARED_MAX)
-            .map(|(k, f)| {
-                let tag = snap.tag_of(f.rec.backend);
-                WireRecord::from_record(*k, &f.rec, tag, |i| view.id_of(i))
-            })
-            .collect();
+            },
+        );
         if half_open.is_empty() {
             return;
         }
@@ -256,4 +247,24 @@ impl Control {
             mark_us: 0,
         })
     }
+}
+
+/// The flows of the master view that `keep` picks (the first `max`), as the sync channel
+/// carries them.
+fn wire_records(
+    flows: &FlowMap<MasterFlow>,
+    snap: &Services,
+    view: &ClusterView,
+    max: usize,
+    keep: impl Fn(&MasterFlow) -> bool,
+) -> Vec<WireRecord> {
+    flows
+        .iter()
+        .filter(|(_, f)| keep(f))
+        .take(max)
+        .map(|(k, f)| {
+            let tag = snap.tag_of(f.rec.backend);
+            WireRecord::from_record(*k, &f.rec, tag, |i| view.id_of(i))
+        })
+        .collect()
 }
