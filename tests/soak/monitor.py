@@ -20,6 +20,7 @@ class Monitor:
         self.bed, self.log = bed, log
         self.rss = []          # (t, node, incarnation, KiB)
         self.last = {}         # (node, incarnation) -> what the last sample read
+        self.drops = []        # (t, node, incarnation, {reason: frames}), for failures
         self.ctl_slowest = 0.0
         self.ctl_unanswered = []
         self.stalls = []       # (from, to): the harness's own 10 ms clock loop late
@@ -71,6 +72,7 @@ class Monitor:
                 self.ctl_unanswered.append((round(time.time(), 1), n))
                 return
             peers = nodes.get("nodes", [])
+            self.drops.append((time.time(), n, inc, dict(stats.get("drops") or {})))
             self.last[(n, inc)] = {
                 "t": time.time(),
                 "outbox_overflow": worker_sum(stats, "outbox_overflow"),

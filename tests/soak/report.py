@@ -26,7 +26,26 @@ def overlapping(faults, a, b, after=AFTERMATH):
     return [f for f in faults if "start" in f and f["start"] <= b and a <= f["end"] + after]
 
 
-def outcomes(records, faults):
+def drops_during(drops, a, b):
+    """Frames the nodes dropped, by reason, between the samples around [a, b] (summed over
+    every node incarnation sampled on both sides): the evidence beside a failed connection."""
+    series = {}
+    for t, n, inc, d in drops:
+        series.setdefault((n, inc), []).append((t, d))
+    total = {}
+    for s in series.values():
+        before = [d for t, d in s if t <= a]
+        after = [d for t, d in s if t >= b]
+        if not before or not after:
+            continue
+        for reason, v in after[0].items():
+            delta = int(v) - int(before[-1].get(reason, 0))
+            if delta > 0:
+                total[reason] = total.get(reason, 0) + delta
+    return dict(sorted(total.items(), key=lambda kv: -kv[1]))
+
+
+def outcomes(records, faults, drops=()):
     by_kind = {}
     failed, unexplained = [], []
     for r in records:
@@ -39,7 +58,8 @@ def outcomes(records, faults):
         near = overlapping(faults, r["start"], r["end"])
         reason = next((UNAVOIDABLE[f["kind"]] for f in near if f["kind"] in UNAVOIDABLE), None)
         entry = {"kind": r["kind"], "service": r.get("service"), "error": r.get("error"),
-                 "faults": [f"{f['kind']}@{f['target']}" for f in near], "reason": reason}
+                 "faults": [f"{f['kind']}@{f['target']}" for f in near], "reason": reason,
+                 "drops": drops_during(drops, r["start"], r["end"])}
         failed.append(entry)
         if reason is None:
             unexplained.append(entry)

@@ -127,7 +127,7 @@ def summarize(bed, monitor, injector, out, t0, seconds, seed, minutes):
     monitor.done.set()
     records = [json.loads(l) for l in open(os.path.join(out, "clients.jsonl")) if l.strip()]
     faults = sorted(injector.done, key=lambda f: f.get("start", 0))
-    by_kind, failed, unexplained = report.outcomes(records, faults)
+    by_kind, failed, unexplained = report.outcomes(records, faults, monitor.drops)
     worst = report.pauses(records, faults)
     growth, per_inc = report.rss_growth(monitor.rss, t0)
     logs = node_logs(bed)
@@ -152,6 +152,9 @@ def summarize(bed, monitor, injector, out, t0, seconds, seed, minutes):
         lines.append(f"  failed: {e['kind']} ({e['service']}): {e['error']}; faults then: "
                      f"{', '.join(e['faults']) or 'none'}; "
                      f"{'explained: ' + e['reason'] if e['reason'] else 'UNEXPLAINED'}")
+        if e["drops"]:
+            lines.append("    nodes' drops meanwhile: " + ", ".join(
+                f"{k} {v}" for k, v in list(e["drops"].items())[:8]))
     lines.append("longest pause a client saw, by the fault it fell in: " + ", ".join(
         f"{k} {v * 1000:.0f} ms" for k, v in sorted(worst.items())))
     for n in NODES:
