@@ -87,25 +87,32 @@ impl Control {
         c.sync.local_flows = flows;
         c.sync.set_reach(reach);
         c.sync.workers_behind = behind;
+        let me = c.sync.view.me;
+        let was_eligible = c.sync.membership.eligible & (1 << me) != 0;
         if let Some(m) = c.tick(now) {
             self.broadcast(None, || ToWorker::Nodes(m));
-            self.share_half_open(now);
+            if was_eligible && m.eligible & (1 << me) == 0 {
+                self.share_half_open(now);
+            }
         }
         n
     }
 
     /// Sends the peers the flows this node bound that are still in their handshake, when
-    /// the membership changes.
+    /// it stops taking new flows (drained, stopping, cut off).
     ///
     /// A half-open flow is held only by its receiving and primary nodes (a SYN flood so
     /// fills no other table). That is safe while the nodes that take new flows stay the
     /// same: a packet of the flow that reaches a third node (the backend's SYN-ACK, or the
     /// client's ACK once the router moved the flow) is sent to the primary the SYN was
-    /// ranked to. When they change mid-handshake (a node drained, cut off, back), the
-    /// third node ranks it elsewhere, where it was bound afresh, perhaps to another
-    /// backend (nodes mid-reload differ), which resets it: the 60-minute soak lost a
-    /// connection so. With the records shared, every node knows the flow's primary, and a
-    /// node rewrites its nat replies itself.
+    /// ranked to. When the primary leaves that set mid-handshake, the third node ranks it
+    /// elsewhere, where it was bound afresh, perhaps to another backend (nodes mid-reload
+    /// differ), which resets it: the 60-minute soak lost a connection so. With the records
+    /// shared, every node knows the flow's primary, and a node rewrites its nat replies
+    /// itself. Only the node that leaves shares: when every node shared at every change
+    /// of membership, the soak's bursts of new flows (tens of thousands half-open for
+    /// `tcp_syn_timeout`) went to every peer 378 times an hour, 3.5 million records, and
+    /// memory grew past the soak's bound.
     fn share_half_open(&mut self, now: Instant) {
         let syn_timeout = Duration::from_millis(u64::from(self.timeouts.syn_ms));
         let Some(c) = self.cluster.as_mut() else {

@@ -652,12 +652,12 @@ fn poll_pair_until(
     false
 }
 
-/// A handshake that spans a membership change survives it: the flows this node bound that
-/// are still half-open go to its peers when the membership changes (they hold no half-open
-/// record otherwise), and nothing else does: a ranking-only record, a peer's record, or a
-/// half-open flow while the membership stands.
+/// A handshake that spans its primary's drain survives it: the flows a node bound that are
+/// still half-open go to its peers when it stops taking new flows (they hold no half-open
+/// record otherwise), and nothing else does: a ranking-only record, a peer's record, the
+/// flows of a node that stays, or a half-open flow while the membership stands.
 #[test]
-fn half_open_flows_reach_the_peers_when_the_membership_changes() {
+fn half_open_flows_reach_the_peers_when_their_primary_drains() {
     const LONG: Duration = Duration::from_secs(10);
     const SHORT: Duration = Duration::from_millis(500);
     let (mut one, mut two) = cluster_pair(CONFIG, CONFIG);
@@ -708,23 +708,43 @@ fn half_open_flows_reach_the_peers_when_the_membership_changes() {
         |i| one.cluster.as_ref().unwrap().sync.view.id_of(i),
     );
     one.take_peer_record(2, &w, now);
+    // Node 2's own half-open flow stays node 2's: node 1 leaving is no reason to share it.
+    two.handle_for_test(
+        FromWorker::Flow {
+            worker: 0,
+            key: key(4003),
+            rec: FlowRecord {
+                primary_node: 1,
+                backup_node: 0,
+                ..half_open
+            },
+            peers: false,
+        },
+        now,
+    );
     // While the membership stands, node 2 hears of none of them.
-    assert!(!poll_pair_until(&mut one, &mut two, SHORT, |_, b| !b
+    assert!(!poll_pair_until(&mut one, &mut two, SHORT, |_, b| b
         .flows
         .map
-        .is_empty()));
+        .len()
+        > 1));
     // Node 1 drains: node 2 gets its half-open flow, and only that.
     let r = crate::commands::execute(&mut one, "node drain 30s");
     assert_eq!(r["ok"], true, "{r}");
     assert!(
-        poll_pair_until(&mut one, &mut two, LONG, |_, b| !b.flows.map.is_empty()),
+        poll_pair_until(&mut one, &mut two, LONG, |_, b| b.flows.map.len() > 1),
         "node 2 heard of the half-open flow"
     );
     poll_pair_until(&mut one, &mut two, SHORT, |_, _| false);
+    assert!(
+        !one.flows.map.contains_key(&key(4003)),
+        "node 2 shared nothing"
+    );
     let got: Vec<_> = two
         .flows
         .map
         .iter()
+        .filter(|(_, f)| f.node != 0)
         .map(|(k, f)| (*k, f.node, f.rec))
         .collect();
     assert_eq!(got.len(), 1, "{got:?}");
