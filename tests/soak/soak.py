@@ -166,7 +166,9 @@ def summarize(bed, monitor, injector, out, t0, seconds, seed, minutes):
         f"n{n}#{i} {g:+.1f}%" for (n, i), g in sorted(per_inc.items())))
     lines.append(f"lost records: {lost}; accounting unbalanced: {unbalanced or 'none'}")
     lines.append(f"control socket: slowest answer {monitor.ctl_slowest * 1000:.0f} ms, "
-                 f"unanswered {len(monitor.ctl_unanswered)}")
+                 f"unanswered {len(monitor.ctl_unanswered)}" + "".join(
+                     f"{', ' if i else ': '}node {n} at {t - t0:.1f}s"
+                     for i, (t, n) in enumerate(monitor.ctl_unanswered)))
     lines.append(f"machine stalls over 150 ms (the harness's own clock loop late): "
                  f"{len(monitor.stalls)}, longest "
                  f"{max([b - a for a, b in monitor.stalls] or [0]) * 1000:.0f} ms")
