@@ -59,6 +59,7 @@ class Bed:
         self.dir = f"/tmp/tandem-cluster-topology-{suffix}"
         self.nodes = {}        # id -> Popen of the running incarnation
         self.incarnation = {n: 0 for n in NODES}
+        self.started = {n: 0.0 for n in NODES}  # when each node's incarnation was started
         self.others = []       # backends' servers, the clients, generators
         self.weights = [1, 1]
 
@@ -194,6 +195,7 @@ drain_deadline = "3s"
 
     def start_node(self, n):
         self.incarnation[n] += 1
+        self.started[n] = time.time()
         log = open(self.log_path(n), "a")
         log.write(f"=== soak: incarnation {self.incarnation[n]} at {time.time():.3f}\n")
         log.flush()

@@ -15,6 +15,10 @@ def worker_sum(stats, key):
     return sum(int(w.get(key, 0)) for w in (stats or {}).get("workers", []))
 
 
+# How long after its start a node may refuse control requests (its socket not bound yet).
+STARTING_S = 10.0
+
+
 class Monitor:
     def __init__(self, bed, log):
         self.bed, self.log = bed, log
@@ -69,7 +73,11 @@ class Monitor:
         with self.lock:
             self.ctl_slowest = max(self.ctl_slowest, took, took2)
             if stats is None or nodes is None:
-                self.ctl_unanswered.append((round(time.time(), 1), n))
+                # A node still starting has no control socket yet: refused at once, which is
+                # no unanswered request.
+                starting = time.time() - self.bed.started[n] < STARTING_S
+                if not (starting and max(took, took2) < 1.0):
+                    self.ctl_unanswered.append((round(time.time(), 1), n))
                 return
             peers = nodes.get("nodes", [])
             self.drops.append((time.time(), n, inc, dict(stats.get("drops") or {})))
