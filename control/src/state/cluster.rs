@@ -13,9 +13,9 @@ use tandem_dataplane::flow::{FlowRecord, FlowState, Mark};
 use tandem_dataplane::messages::ToWorker;
 use tandem_dataplane::services::Services;
 
-/// Half-open flows sent to the peers at a membership change, at most: a handshake of a real
-/// client is among them unless a SYN flood of more than this many is under way, which then
-/// costs each peer no more.
+/// Half-open flows a node that stops taking new flows sends its peers, at most: a real
+/// client's handshake is among them unless a SYN flood of more than this many is under way,
+/// which then costs each peer no more.
 const HALF_OPEN_SHARED_MAX: usize = 65_536;
 
 impl Control {
@@ -139,7 +139,7 @@ impl Control {
         c.flush(now);
         tracing::info!(
             records = half_open.len(),
-            "membership changed: half-open flows sent to the peers"
+            "no longer taking new flows: half-open flows sent to the peers"
         );
     }
 

@@ -231,13 +231,7 @@ impl State {
         let mut rec = self.fresh_record(svc, seg);
         if let Some(cl) = s.cluster.as_ref() {
             if let Some(primary) = self.rank_new(cl, seg, &mut rec)? {
-                // Remember the ranking, so the flow's next packets go to the same node
-                // whatever joins or leaves meanwhile.
-                if self.store(key, rec) == Insert::Refused {
-                    return Err(Verdict::Drop(DropReason::TableFull));
-                }
-                self.announce(key, rec, false, svc.mode.translates());
-                return Err(self.send_to_node(s, pkt, seg, primary, &rec, 0));
+                return Err(self.send_on_new(s, svc, seg, pkt, &rec, primary));
             }
         }
         // First come, first served: while others wait, a new flow waits behind them.
@@ -250,6 +244,25 @@ impl State {
         self.keep_new(svc, seg, la, &mut rec)?;
         self.announce(key, rec, for_peers(&rec), svc.mode.translates());
         Ok(rec)
+    }
+
+    /// A new flow whose primary is node `primary`, another: its ranking stored, so the
+    /// flow's next packets go to the same node whatever joins or leaves meanwhile, and the
+    /// packet sent on there.
+    pub(super) fn send_on_new(
+        &mut self,
+        s: &Services,
+        svc: &Service,
+        seg: &Segment,
+        pkt: &mut PacketBuf,
+        rec: &FlowRecord,
+        primary: u8,
+    ) -> Verdict {
+        if self.store(seg.key, *rec) == Insert::Refused {
+            return Verdict::Drop(DropReason::TableFull);
+        }
+        self.announce(seg.key, *rec, false, svc.mode.translates());
+        self.send_to_node(s, pkt, seg, primary, rec, 0)
     }
 
     /// The record a new flow of `svc` starts from, as `seg` begins it: bound to no backend.

@@ -2,15 +2,14 @@
 //! server ID its destination connection ID carries (QUIC-LB), whatever 4-tuple it comes
 //! from, so a client that changes address keeps its server, and any node routes it with no
 //! record at all (in a cluster, a nat service's new 4-tuple is routed by its primary node,
-//! where its replies go: see `serve_by_id`). A long-header packet (a new connection's Initial, 0-RTT, Handshake) is
-//! balanced and recorded as any UDP flow; a short header whose ID does not decode (another
+//! where its replies go: see `serve_by_id`). A long-header packet (a new connection's
+//! Initial, 0-RTT, Handshake) is balanced and recorded as any UDP flow; a short header whose ID does not decode (another
 //! config rotation codepoint, no such server) falls back to its 4-tuple's record.
 
 use super::context::{Part, Segment};
 use super::flows::{for_peers, touch};
 use super::{PacketBuf, State, Verdict};
 use crate::counters::DropReason;
-use crate::flow::table::Insert;
 use crate::flow::table::Lookahead;
 use crate::flow::FlowRecord;
 use crate::services::{QuicRoute, Service, Services};
@@ -141,11 +140,7 @@ impl State {
         if let Some(cl) = s.cluster.as_ref() {
             let primary = self.rank_new(cl, seg, &mut rec)?;
             if let Some(n) = primary.filter(|_| svc.mode.translates()) {
-                if self.store(key, rec) == Insert::Refused {
-                    return Err(Verdict::Drop(DropReason::TableFull));
-                }
-                self.announce(key, rec, false, true);
-                return Err(self.send_to_node(s, pkt, seg, n, &rec, 0));
+                return Err(self.send_on_new(s, svc, seg, pkt, &rec, n));
             }
         }
         rec.backend = b;
