@@ -80,7 +80,10 @@ class Monitor:
                     self.ctl_unanswered.append((round(time.time(), 1), n))
                 return
             peers = nodes.get("nodes", [])
-            self.drops.append((time.time(), n, inc, dict(stats.get("drops") or {})))
+            lost = dict(stats.get("drops") or {})
+            for table in ("flows_evicted", "flows_refused"):
+                lost[table] = worker_sum(stats, table)
+            self.drops.append((time.time(), n, inc, lost))
             self.last[(n, inc)] = {
                 "t": time.time(),
                 "outbox_overflow": worker_sum(stats, "outbox_overflow"),

@@ -27,8 +27,9 @@ def overlapping(faults, a, b, after=AFTERMATH):
 
 
 def drops_during(drops, a, b):
-    """Frames the nodes dropped, by reason, between the samples around [a, b] (summed over
-    every node incarnation sampled on both sides): the evidence beside a failed connection."""
+    """Frames the nodes dropped, by reason, and flows their tables evicted or refused
+    (`flows_evicted`, `flows_refused`), between the samples around [a, b] (summed over every
+    node incarnation sampled on both sides): the evidence beside a failed connection."""
     series = {}
     for t, n, inc, d in drops:
         series.setdefault((n, inc), []).append((t, d))

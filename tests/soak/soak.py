@@ -153,7 +153,7 @@ def summarize(bed, monitor, injector, out, t0, seconds, seed, minutes):
                      f"{', '.join(e['faults']) or 'none'}; "
                      f"{'explained: ' + e['reason'] if e['reason'] else 'UNEXPLAINED'}")
         if e["drops"]:
-            lines.append("    nodes' drops meanwhile: " + ", ".join(
+            lines.append("    nodes' drops and table losses meanwhile: " + ", ".join(
                 f"{k} {v}" for k, v in list(e["drops"].items())[:8]))
     lines.append("longest pause a client saw, by the fault it fell in: " + ", ".join(
         f"{k} {v * 1000:.0f} ms" for k, v in sorted(worst.items())))
