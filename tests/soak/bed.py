@@ -17,11 +17,6 @@ DSR_VIP = "192.0.2.20"
 QUIC_VIP = "192.0.2.30"
 NODES = (1, 2, 3)
 BACKENDS = (1, 2)
-# Flows per worker. A burst (about 90,000 SYNs a second for 2 s through the router) lands
-# about 60,000 half-open flows on each node as the receiving node and as many as primary:
-# more than the default 65,536, so a full table would evict the oldest half-open flow in a
-# bucket, a real client's among them. Sized as an operator sizes for the floods they expect.
-FLOW_CAPACITY = 262144
 
 
 def backend_lines(name, i, port=None, server_id=None):
@@ -182,8 +177,6 @@ down_after = 3
 up_after = 2
 [mempool]
 mbufs = 8191
-[flows]
-capacity = {FLOW_CAPACITY}
 [workers]
 cores = [1]
 idle_sleep = "100us"

@@ -18,6 +18,19 @@ pub struct MasterFlow {
     pub updated: Instant,
 }
 
+impl MasterFlow {
+    /// A placeholder (what fills the map once at start: `flowmap::resident`).
+    pub(super) fn idle(now: Instant) -> MasterFlow {
+        MasterFlow {
+            rec: FlowRecord::default(),
+            worker: 0,
+            node: 0,
+            created: now,
+            updated: now,
+        }
+    }
+}
+
 /// The master view.
 pub(super) struct FlowView {
     pub map: FlowMap<MasterFlow>,

@@ -130,8 +130,9 @@ impl Control {
             snapshot,
             workers,
             flows: flows::FlowView {
-                // Room for a million before the first rehash (a pause for the control thread).
-                map: flowmap::with_capacity(room),
+                // Room for a million before the first rehash (a pause for the control
+                // thread), resident from the start.
+                map: flowmap::resident(room, flows::MasterFlow::idle(now)),
             },
             net: neighbors::Neighborhood::new(nports),
             meter: rates::RateMeter::new(nports),
