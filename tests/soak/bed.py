@@ -17,6 +17,8 @@ DSR_VIP = "192.0.2.20"
 QUIC_VIP = "192.0.2.30"
 NODES = (1, 2, 3)
 BACKENDS = (1, 2)
+# How long after its start a node may refuse control requests (its socket not bound yet).
+STARTING_S = 10.0
 
 
 def backend_lines(name, i, port=None, server_id=None):
@@ -232,6 +234,15 @@ drain_deadline = "3s"
             doc = None
         return doc, time.monotonic() - t
 
+    def ctl_up(self, n, *args, timeout=5):
+        """`ctl`, asked again while the node is still starting and refuses (a fault that
+        comes just after another restarted the node finds its socket not bound yet)."""
+        while True:
+            doc, took = self.ctl(n, *args, timeout=timeout)
+            if doc is not None or time.time() - self.started[n] >= STARTING_S:
+                return doc, took
+            time.sleep(0.2)
+
     def serving(self, n):
         doc, _ = self.ctl(n, "show nodes")
         if not doc or "nodes" not in doc:
@@ -263,6 +274,17 @@ drain_deadline = "3s"
         except OSError:
             return None
         return None
+
+    def backend_tcp(self, i):
+        """Backend i's kernel TCP counters that tell a SYN flood's work: cookies sent, and
+        segments a cookie did not match (each answered with a reset)."""
+        out = self.sh("ip", "netns", "exec", self.ns(f"kb{i}"), "cat", "/proc/net/netstat",
+                      check=False).stdout
+        rows = [l.split() for l in out.splitlines() if l.startswith("TcpExt:")]
+        if len(rows) < 2:
+            return {}
+        ext = dict(zip(rows[0][1:], rows[1][1:]))
+        return {k: int(ext.get(k, 0)) for k in ("SyncookiesSent", "SyncookiesFailed")}
 
     def udp_rcvbuf_errors(self, n):
         """The kernel's count of UDP datagrams dropped on a full receive buffer in node n's

@@ -37,7 +37,9 @@ def lane(kind):
     return "burst" if kind == "burst" else None
 
 
-def schedule(seed, seconds, warmup=10.0, cooldown=20.0):
+def schedule(seed, seconds, kinds=KINDS, warmup=10.0, cooldown=20.0):
+    """The plan; `kinds` narrows it to some kinds (to chase one failure: the same seed with
+    other kinds is another schedule)."""
     rng = random.Random(seed)
     free = {"node": 0.0, "backend": 0.0, "burst": 0.0}
     t = warmup
@@ -46,8 +48,10 @@ def schedule(seed, seconds, warmup=10.0, cooldown=20.0):
         t += rng.uniform(3.0, 9.0)
         if t > seconds - cooldown:
             return plan
-        kinds = [k for k in KINDS if lane(k) is None or free[lane(k)] <= t]
-        kind = rng.choice(kinds)
+        ready = [k for k in kinds if lane(k) is None or free[lane(k)] <= t]
+        if not ready:
+            continue
+        kind = rng.choice(ready)
         lo, hi = DURATION[kind]
         d = round(rng.uniform(lo, hi), 1)
         target = rng.choice((1, 2, 3)) if kind in NODE_KINDS + ("reload", "badreload") \
@@ -212,7 +216,7 @@ class Injector:
         self.bed.write_config(n, good.replace('weight = ', 'weight = -', 1))
         inc = self.bed.incarnation[n]
         try:
-            doc, _ = self.bed.ctl(n, "reload")
+            doc, _ = self.bed.ctl_up(n, "reload")
             if self.bed.pid(n) is None or self.bed.incarnation[n] != inc:
                 return  # another fault stopped or restarted it meanwhile
             if doc is None or doc.get("ok") is not False:
@@ -230,7 +234,7 @@ class Injector:
         inc = self.bed.incarnation[n]
         if self.bed.pid(n) is None:
             return {}
-        doc, _ = self.bed.ctl(n, *args, timeout=10)
+        doc, _ = self.bed.ctl_up(n, *args, timeout=10)
         if self.bed.pid(n) is None or self.bed.incarnation[n] != inc:
             return doc or {}
         if doc is None or doc.get("ok") is False:

@@ -8,15 +8,11 @@ import subprocess
 import threading
 import time
 
-from bed import NAT_VIP, NODES
+from bed import BACKENDS, NAT_VIP, NODES, STARTING_S
 
 
 def worker_sum(stats, key):
     return sum(int(w.get(key, 0)) for w in (stats or {}).get("workers", []))
-
-
-# How long after its start a node may refuse control requests (its socket not bound yet).
-STARTING_S = 10.0
 
 
 class Monitor:
@@ -25,6 +21,7 @@ class Monitor:
         self.rss = []          # (t, node, incarnation, KiB)
         self.last = {}         # (node, incarnation) -> what the last sample read
         self.drops = []        # (t, node, incarnation, {reason: frames}), for failures
+        self.backend_tcp = []  # (t, backend, 0, {counter: n}): SYN cookies, for failures
         self.ctl_slowest = 0.0
         self.ctl_unanswered = []
         self.stalls = []       # (from, to): the harness's own 10 ms clock loop late
@@ -46,6 +43,10 @@ class Monitor:
             if k % 3 == 0:
                 for n in NODES:
                     self.sample_node(n)
+                for i in BACKENDS:
+                    counters = self.bed.backend_tcp(i)
+                    with self.lock:
+                        self.backend_tcp.append((time.time(), i, 0, counters))
 
     def watch_stalls(self):
         """A loop that sleeps 10 ms at a time and notes when it woke more than 150 ms late:
@@ -83,6 +84,9 @@ class Monitor:
             lost = dict(stats.get("drops") or {})
             for table in ("flows_evicted", "flows_refused"):
                 lost[table] = worker_sum(stats, table)
+            # Frames the kernel dropped before the node read them (its af_packet rings full).
+            lost["kernel_drops"] = sum(int(p.get("kernel_drops", 0))
+                                       for p in stats.get("ports", []))
             self.drops.append((time.time(), n, inc, lost))
             self.last[(n, inc)] = {
                 "t": time.time(),

@@ -8,11 +8,33 @@ import re
 
 from faults import KINDS
 
-# A failure is explained only by a fault that makes it unavoidable. None of the soak's
-# faults does (the rules in faults.py keep a node and a backend for every connection), so
-# every failed connection is unexplained: this set is empty on purpose, and a kind goes in
-# only with the reason it must fail written beside it.
-UNAVOIDABLE = {}
+# A failure is explained only where a fault makes it unavoidable, and only with the
+# evidence that it happened so: each case is named, with its reason, in `explain`. A kind
+# of fault does not explain a failure by itself.
+COOKIE_RESET = (
+    "reset by a backend's SYN-cookie check: the burst's SYN flood put the backend in "
+    "cookie mode (it keeps no state for a handshake), the connection's first ACK and "
+    "request were lost where the flood overflowed the nodes, and its next segment no "
+    "longer matched the cookie (the backend's SyncookiesFailed rose meanwhile)")
+
+
+def explain(r, near, backend_tcp):
+    """The named reason a failure was unavoidable, or None.
+
+    The one case: a SYN flood through the VIP reaches the backends (a load balancer that
+    does not proxy handshakes passes it on, as Katran, GLB or IPVS do), and Linux answers
+    it with SYN cookies. A client whose handshake spans the flood gets a cookie SYN-ACK;
+    if its ACK and first request are then lost (frames the overloaded nodes could not
+    take), its next segment (a retransmitted SYN's duplicate ACK) carries a sequence
+    number the cookie does not match, and the backend resets it. The nodes lost frames,
+    which TCP recovers from; the reset is the backend's."""
+    if (r["kind"] in ("http", "download") and "Reset" in str(r.get("error"))
+            and any(f["kind"] == "burst" for f in near)
+            and backend_tcp.get("SyncookiesFailed", 0) > 0):
+        return COOKIE_RESET
+    return None
+
+
 # Memory may grow this much after warm-up (the flow tables' pages are touched as flows
 # first land in them, and a burst lands everywhere at once).
 RSS_BOUND_PCT = 10.0
@@ -46,7 +68,10 @@ def drops_during(drops, a, b):
     return dict(sorted(total.items(), key=lambda kv: -kv[1]))
 
 
-def outcomes(records, faults, drops=()):
+def outcomes(records, faults, drops=(), backends=()):
+    """Outcomes by kind, the failures and the unexplained ones. `drops`: the nodes'
+    counters over time (`drops_during`); `backends`: the backends' TCP counters likewise
+    (`SyncookiesFailed`, ...)."""
     by_kind = {}
     failed, unexplained = [], []
     for r in records:
@@ -57,10 +82,12 @@ def outcomes(records, faults, drops=()):
             continue
         k["failed"] += 1
         near = overlapping(faults, r["start"], r["end"])
-        reason = next((UNAVOIDABLE[f["kind"]] for f in near if f["kind"] in UNAVOIDABLE), None)
+        backend_tcp = drops_during(backends, r["start"], r["end"])
+        reason = explain(r, near, backend_tcp)
         entry = {"kind": r["kind"], "service": r.get("service"), "error": r.get("error"),
                  "faults": [f"{f['kind']}@{f['target']}" for f in near], "reason": reason,
-                 "drops": drops_during(drops, r["start"], r["end"])}
+                 "drops": drops_during(drops, r["start"], r["end"]),
+                 "backend_tcp": backend_tcp}
         failed.append(entry)
         if reason is None:
             unexplained.append(entry)

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import report  # noqa: E402
 from bed import NAT_VIP, NODES, QUIC_VIP, Bed  # noqa: E402
-from faults import Injector, schedule  # noqa: E402
+from faults import KINDS, Injector, schedule  # noqa: E402
 from monitor import Monitor  # noqa: E402
 
 
@@ -81,6 +81,8 @@ def main():
     p.add_argument("--minutes", type=float, required=True)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", default=None, help="where the report goes")
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help="only these fault kinds, comma-separated (default: all)")
     p.add_argument("--tandem", required=True)
     p.add_argument("--examples", required=True)
     a = p.parse_args()
@@ -90,7 +92,12 @@ def main():
     out = a.out or f"/tmp/tandem-soak-{seed}-{os.getpid()}"
     os.makedirs(out, exist_ok=True)
     suffix = f"s{os.getpid() % 100000}"
-    plan = schedule(seed, seconds)
+    kinds = tuple(k for k in a.kinds.split(",") if k)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        p.error(f"--kinds: {','.join(unknown) or 'none given'}: not a fault kind "
+                f"(kinds: {','.join(KINDS)})")
+    plan = schedule(seed, seconds, kinds)
     log(f"soak: {a.minutes} min, seed {seed}, {len(plan)} faults planned; report in {out}")
     bed = Bed(root, a.tandem, os.path.join(a.examples, "quic_server"), out, suffix)
     monitor = Monitor(bed, log)
@@ -127,7 +134,8 @@ def summarize(bed, monitor, injector, out, t0, seconds, seed, minutes):
     monitor.done.set()
     records = [json.loads(l) for l in open(os.path.join(out, "clients.jsonl")) if l.strip()]
     faults = sorted(injector.done, key=lambda f: f.get("start", 0))
-    by_kind, failed, unexplained = report.outcomes(records, faults, monitor.drops)
+    by_kind, failed, unexplained = report.outcomes(records, faults, monitor.drops,
+                                                    monitor.backend_tcp)
     worst = report.pauses(records, faults)
     growth, per_inc = report.rss_growth(monitor.rss, t0)
     logs = node_logs(bed)
@@ -155,6 +163,9 @@ def summarize(bed, monitor, injector, out, t0, seconds, seed, minutes):
         if e["drops"]:
             lines.append("    nodes' drops and table losses meanwhile: " + ", ".join(
                 f"{k} {v}" for k, v in list(e["drops"].items())[:8]))
+        if e["backend_tcp"]:
+            lines.append("    backends' TCP counters meanwhile: " + ", ".join(
+                f"{k} {v}" for k, v in e["backend_tcp"].items()))
     lines.append("longest pause a client saw, by the fault it fell in: " + ", ".join(
         f"{k} {v * 1000:.0f} ms" for k, v in sorted(worst.items())))
     for n in NODES:
