@@ -14,8 +14,8 @@ from faults import KINDS
 COOKIE_RESET = (
     "reset by a backend's SYN-cookie check: the burst's SYN flood put the backend in "
     "cookie mode (it keeps no state for a handshake), the connection's first ACK and "
-    "request were lost where the flood overflowed the nodes, and its next segment no "
-    "longer matched the cookie (the backend's SyncookiesFailed rose meanwhile)")
+    "request were lost in the flood, and its next segment no longer matched the cookie "
+    "(the backend's SyncookiesFailed rose meanwhile)")
 
 
 def explain(r, near, backend_tcp):
