@@ -105,6 +105,19 @@ impl Membership {
     pub fn serves(&self, node: u8) -> bool {
         node < 64 && self.serving & (1 << node) != 0
     }
+
+    #[inline]
+    pub fn takes_new(&self, node: u8) -> bool {
+        node < 64 && self.eligible & (1 << node) != 0
+    }
+
+    /// True when `node` takes new flows in `next` and did not in `self` while others did:
+    /// it came back (drain ended, no longer cut off, rejoined), and the flows begun while
+    /// it was away are held by the nodes that took them. (A worker's first membership is
+    /// no coming back: there were no flows before it.)
+    pub fn came_back(&self, next: &Membership, node: u8) -> bool {
+        self.eligible != 0 && !self.takes_new(node) && next.takes_new(node)
+    }
 }
 
 /// Where a packet of a known flow goes: to the flow's primary while it serves, to its

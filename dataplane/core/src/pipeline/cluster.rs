@@ -52,7 +52,12 @@ impl State {
             }
             Via::Direct => {
                 let h = rank::of_request(&seg.key);
-                let (p, b) = rank::top2(h, &cl.nodes, self.membership.eligible);
+                let (p, b) = match rank::top2(h, &cl.nodes, self.membership.eligible) {
+                    (Some(p), _) if p == cl.me && starts_no_flow(seg) => {
+                        self.ranked_before_me(cl, h)
+                    }
+                    ranked => ranked,
+                };
                 let Some(p) = p else {
                     return Err(Verdict::Drop(DropReason::NoNode));
                 };
@@ -71,7 +76,11 @@ impl State {
             return None;
         }
         let h = rank::of_reply(&seg.key);
-        match rank::top2(h, &cl.nodes, self.membership.eligible) {
+        let ranked = match rank::top2(h, &cl.nodes, self.membership.eligible) {
+            (Some(p), _) if p == cl.me => self.ranked_before_me(cl, h),
+            ranked => ranked,
+        };
+        match ranked {
             (Some(p), b) if p != cl.me => Some(FlowRecord {
                 primary_node: p,
                 backup_node: b.unwrap_or(NO_NODE),
@@ -79,6 +88,28 @@ impl State {
             }),
             _ => None,
         }
+    }
+
+    /// The ranking of a packet this node ranks first and has no record of (a TCP segment
+    /// that starts no flow, or a nat reply), in its first `tcp_syn_timeout` back at taking
+    /// new flows: ranked without this node, the way the flow was ranked if it began while
+    /// this node was away (drained, cut off, restarting). Its record is on that node, and
+    /// may not have reached this one yet (a handshake's never does), while the router
+    /// already sends the flow here; bound here afresh, it could go to another backend,
+    /// which would reset it. So it goes to that node, as Beamer's daisy chaining sends a
+    /// new server's unknown packets to the previous one. Otherwise (or with no other node
+    /// taking new flows), this node first.
+    pub(super) fn ranked_before_me(&self, cl: &ClusterView, h: u64) -> (Option<u8>, Option<u8>) {
+        let eligible = self.membership.eligible;
+        let back = self
+            .back_since_ms
+            .is_some_and(|t| self.now.ms.wrapping_sub(t) < self.table.timeouts().syn_ms);
+        if back {
+            if let ranked @ (Some(_), _) = rank::top2(h, &cl.nodes, eligible & !(1 << cl.me)) {
+                return ranked;
+            }
+        }
+        rank::top2(h, &cl.nodes, eligible)
     }
 
     /// Sends the packet (its IP packet, unchanged) on to cluster node `node`, in UDP with
@@ -205,4 +236,10 @@ impl State {
             _ => Verdict::Drop(DropReason::Malformed),
         }
     }
+}
+
+/// A TCP segment without SYN: part of a flow that began before, wherever it began.
+#[inline]
+fn starts_no_flow(seg: &Segment) -> bool {
+    seg.key.proto == l4::PROTO_TCP && seg.l4.flags & l4::SYN == 0
 }

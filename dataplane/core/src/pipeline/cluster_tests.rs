@@ -219,6 +219,67 @@ fn reply_during_handshake_goes_to_the_primary_and_ranks_like_its_request() {
     testkit::verify_checksums(&back).unwrap();
 }
 
+/// Client ports whose flows rank `primary` first and `backup` second, as many as asked.
+fn ports_ranked(primary: u16, backup: u16, n: usize) -> Vec<u16> {
+    (30_000..40_000)
+        .filter(|&p| ranking(p) == (primary, backup))
+        .take(n)
+        .collect()
+}
+
+#[test]
+fn a_node_back_from_a_drain_sends_older_flows_to_the_node_that_took_them() {
+    // Flows ranked 1 first, 2 second, begun while node 1 was drained: node 2 took them.
+    let ports = ports_ranked(1, 2, 4);
+    let mut n1 = node(1);
+    let drained = Membership {
+        serving: 0b111,
+        eligible: 0b110,
+    };
+    testkit::apply_at(&mut n1, ToWorker::Nodes(drained), 10);
+    testkit::apply_at(&mut n1, ToWorker::Nodes(ALL), 1_000);
+    // Node 1 takes new flows again and the router moves a flow to it before node 2's record
+    // got here: its ACK goes on to node 2, ranked as the flow began, not bound here.
+    let (v, out) = testkit::run(&mut n1, 0, &client(1, ports[0], ACK), 1_100);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(&out[0..6], &node_mac(2));
+    let h = outer_header(&out);
+    assert_eq!((h.primary, h.backup), (2, 3));
+    // Its next packets follow, with the ranking kept here.
+    let (v, out) = testkit::run(&mut n1, 0, &client(1, ports[0], ACK), 1_200);
+    assert_eq!((v, &out[0..6]), (Verdict::Tx(0), &node_mac(2)[..]));
+    // A backend's reply with no record here goes to node 2 as well.
+    let reply = testkit::tcp(
+        back_mac(1),
+        A_MAC,
+        ip("10.1.0.11"),
+        8080,
+        ip("198.51.100.7"),
+        ports[1],
+        ACK,
+        b"",
+    );
+    let (v, out) = testkit::run(&mut n1, 1, &reply, 1_300);
+    assert_eq!(v, Verdict::Tx(0));
+    assert_eq!(&out[0..6], &node_mac(2));
+    assert_eq!(outer_header(&out).flags, tunnel::FLAG_REPLY);
+    // A new flow is node 1's as the ranking says: served here.
+    let (v, _) = testkit::run(&mut n1, 0, &client(1, ports[2], SYN), 1_400);
+    assert_eq!(v, Verdict::Tx(1));
+    // Past tcp_syn_timeout (10 s) back, a flow it has no record of is bound here.
+    let (v, _) = testkit::run(&mut n1, 0, &client(1, ports[3], ACK), 11_001);
+    assert_eq!(v, Verdict::Tx(1));
+}
+
+#[test]
+fn a_nodes_first_membership_is_no_coming_back() {
+    // A node that starts (its workers' first membership) has no older flows to pass on.
+    let ports = ports_ranked(1, 2, 1);
+    let mut n1 = node(1);
+    let (v, _) = testkit::run(&mut n1, 0, &client(1, ports[0], ACK), 100);
+    assert_eq!(v, Verdict::Tx(1));
+}
+
 #[test]
 fn dead_primary_fails_over_to_the_backup_with_the_replicated_record() {
     let sport = port_ranked(2, 1);

@@ -38,7 +38,13 @@ impl Core {
             }
             ToWorker::Neighbor { key, entry } => st.neighbors.install(key, entry, st.now.ms),
             ToWorker::ForgetNeighbor(key) => st.neighbors.forget(&key),
-            ToWorker::Nodes(m) => st.membership = m,
+            ToWorker::Nodes(m) => {
+                let me = self.services.cluster.as_ref().map(|c| c.me);
+                if me.is_some_and(|me| st.membership.came_back(&m, me)) {
+                    st.back_since_ms = Some(st.now.ms);
+                }
+                st.membership = m;
+            }
             ToWorker::Link { port, up } => {
                 if let Some(l) = st.link_up.get_mut(usize::from(port)) {
                     *l = up;

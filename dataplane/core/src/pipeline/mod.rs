@@ -170,6 +170,10 @@ pub struct State {
     pub link_up: [bool; MAX_PORTS],
     /// Which cluster nodes serve and take new flows (unused on a node on its own).
     pub membership: Membership,
+    /// When this node last came back to taking new flows (`Membership::came_back`): for
+    /// `tcp_syn_timeout` after, what it has no record of may be an older flow's (see
+    /// `State::ranked_before_me`).
+    pub back_since_ms: Option<u32>,
     pub counters: Arc<WorkerCounters>,
     pub outbox: Vec<FromWorker>,
     /// Records for this node's other workers (see `REPLICA_CAP`).
@@ -251,6 +255,7 @@ impl Core {
                 neighbors: Neighbors::with_capacity(neighbor_room),
                 link_up: [true; MAX_PORTS],
                 membership: Membership::default(),
+                back_since_ms: None,
                 counters,
                 outbox: Vec::with_capacity(OUTBOX_CAP),
                 replicas: Vec::with_capacity(if siblings { REPLICA_CAP } else { 0 }),
