@@ -124,6 +124,21 @@ fn client_config() -> Res<quinn::ClientConfig> {
     Ok(c)
 }
 
+/// An error with the step it came at and every cause under it ("reading the answer:
+/// connection lost: timed out"), so a failed run says why: quinn's read error alone says
+/// only "connection lost", whether the connection timed out or was reset.
+fn at<E: Error + 'static>(step: &'static str) -> impl FnOnce(E) -> String {
+    move |e| {
+        let mut s = format!("{step}: {e}");
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            s.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        s
+    }
+}
+
 /// What a download came to.
 #[derive(Default)]
 struct Outcome {
@@ -133,16 +148,22 @@ struct Outcome {
 }
 
 async fn download(a: &Args, endpoint: &quinn::Endpoint, out: &mut Outcome) -> Res<()> {
-    let conn = endpoint.connect(a.connect, "tandem-test")?.await?;
-    let (mut send, mut recv) = conn.open_bi().await?;
+    let conn = endpoint
+        .connect(a.connect, "tandem-test")?
+        .await
+        .map_err(at("handshake"))?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(at("opening a stream"))?;
     send.write_all(format!("GET {}\n", a.bytes).as_bytes())
-        .await?;
+        .await
+        .map_err(at("sending the request"))?;
     send.finish()?;
     // The server's name, up to its newline.
     let mut name = Vec::new();
     let mut one = [0u8; 1];
     while name.len() < 64 {
-        recv.read_exact(&mut one).await?;
+        recv.read_exact(&mut one)
+            .await
+            .map_err(at("reading the server's name"))?;
         if one[0] == b'\n' {
             break;
         }
@@ -153,7 +174,11 @@ async fn download(a: &Args, endpoint: &quinn::Endpoint, out: &mut Outcome) -> Re
     let mut buf = vec![0u8; 16 * 1024];
     let mut next = a.rebinds.iter().peekable();
     while out.bytes < a.bytes {
-        let Some(n) = recv.read(&mut buf).await? else {
+        let Some(n) = recv
+            .read(&mut buf)
+            .await
+            .map_err(at("reading the answer"))?
+        else {
             return Err(format!("stream ended at {} of {}", out.bytes, a.bytes).into());
         };
         for (i, &b) in buf[..n].iter().enumerate() {
