@@ -143,7 +143,7 @@ pub const KEYS: &[Key] = &[
     key("workers.idle_sleep", Is("\"50us\""), Dur("0us", "100ms"), Restart,
         "The back-off after a round of empty bursts; `\"0us\"` spins."),
     key("flows.capacity", Is("65536"), Int(16, 268435456), Restart,
-        "IPv4 flows per worker. One entry per flow in every mode; the memory is taken at start."),
+        "IPv4 flows per worker. One entry per flow in every mode; the memory is taken and touched at start, with the control thread's map of every flow (room for `capacity` + `capacity_v6`, at most a million), so a node's memory at start is its memory at capacity."),
     key("flows.capacity_v6", From("a quarter of `capacity`"), Int(16, 268435456), Restart,
         "IPv6 flows per worker, in a table of their own (IPv6 keys are 24 bytes longer)."),
     key("flows.tcp_syn_timeout", Is("\"10s\""), TIMEOUT, Live,
