@@ -104,6 +104,20 @@ fn client(to: u16, sport: u16, flags: u8) -> Vec<u8> {
     )
 }
 
+/// Backend a's segment to the client's port, reaching node `to` on its back port.
+fn backend_reply(to: u16, sport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    testkit::tcp(
+        back_mac(to),
+        A_MAC,
+        ip("10.1.0.11"),
+        8080,
+        ip("198.51.100.7"),
+        sport,
+        flags,
+        payload,
+    )
+}
+
 /// The primary and backup node ids the ranking gives a client port (all three serving).
 fn ranking(sport: u16) -> (u16, u16) {
     let c = node(1);
@@ -190,16 +204,7 @@ fn reply_during_handshake_goes_to_the_primary_and_ranks_like_its_request() {
     let (v, _) = testkit::run(&mut n2, 0, &client(2, sport, SYN), 1);
     assert_eq!(v, Verdict::Tx(1), "node 2 is the primary: served at once");
     // The backend's SYN-ACK leaves by a multipath route through node 3, which has no record.
-    let reply = testkit::tcp(
-        back_mac(3),
-        A_MAC,
-        ip("10.1.0.11"),
-        8080,
-        ip("198.51.100.7"),
-        sport,
-        SYN | ACK,
-        b"",
-    );
+    let reply = backend_reply(3, sport, SYN | ACK, b"");
     let (v, out) = testkit::run(&mut n3, 1, &reply, 2);
     assert_eq!(v, Verdict::Tx(0), "sent on to the primary (front port)");
     let h = outer_header(&out);
@@ -249,16 +254,7 @@ fn a_node_back_from_a_drain_sends_older_flows_to_the_node_that_took_them() {
     let (v, out) = testkit::run(&mut n1, 0, &client(1, ports[0], ACK), 1_200);
     assert_eq!((v, &out[0..6]), (Verdict::Tx(0), &node_mac(2)[..]));
     // A backend's reply with no record here goes to node 2 as well.
-    let reply = testkit::tcp(
-        back_mac(1),
-        A_MAC,
-        ip("10.1.0.11"),
-        8080,
-        ip("198.51.100.7"),
-        ports[1],
-        ACK,
-        b"",
-    );
+    let reply = backend_reply(1, ports[1], ACK, b"");
     let (v, out) = testkit::run(&mut n1, 1, &reply, 1_300);
     assert_eq!(v, Verdict::Tx(0));
     assert_eq!(&out[0..6], &node_mac(2));
@@ -316,16 +312,7 @@ fn dead_primary_fails_over_to_the_backup_with_the_replicated_record() {
     assert_eq!(p.dst_bytes(), [10, 1, 0, 11]);
     assert_eq!(n1.state.counters.node_failovers.get(), 1);
     // Node 1 also rewrites the backend's replies from the replicated record.
-    let reply = testkit::tcp(
-        back_mac(1),
-        A_MAC,
-        ip("10.1.0.11"),
-        8080,
-        ip("198.51.100.7"),
-        sport,
-        ACK,
-        b"data",
-    );
+    let reply = backend_reply(1, sport, ACK, b"data");
     let (v, _) = testkit::run(&mut n1, 1, &reply, 8);
     assert_eq!(v, Verdict::Tx(0));
     // Backup dead too: the next-ranked serving node (3, the only one left) serves it itself.
@@ -422,7 +409,7 @@ proptest::proptest! {
         let mut n1 = node(1);
         let mut n2 = node(2);
         let frame = if reply {
-            testkit::tcp(back_mac(1), A_MAC, ip("10.1.0.11"), 8080, ip("198.51.100.7"), sport, SYN | ACK, b"")
+            backend_reply(1, sport, SYN | ACK, b"")
         } else {
             client(1, sport, SYN)
         };
