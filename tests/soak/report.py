@@ -22,12 +22,12 @@ def explain(r, near, backend_tcp):
     """The named reason a failure was unavoidable, or None.
 
     The one case: a SYN flood through the VIP reaches the backends (a load balancer that
-    does not proxy handshakes passes it on, as Katran, GLB or IPVS do), and Linux answers
-    it with SYN cookies. A client whose handshake spans the flood gets a cookie SYN-ACK;
-    if its ACK and first request are then lost (frames the overloaded nodes could not
-    take), its next segment (a retransmitted SYN's duplicate ACK) carries a sequence
-    number the cookie does not match, and the backend resets it. The nodes lost frames,
-    which TCP recovers from; the reset is the backend's."""
+    does not proxy handshakes passes it on, as Katran and GLB do), and Linux answers it
+    with SYN cookies. A client whose handshake spans the flood gets a cookie SYN-ACK; if
+    its ACK and first request are then lost in the flood, its next segment (the answer to
+    the SYN-ACK of its retransmitted SYN) carries a sequence number the cookie does not
+    match, and the backend resets it. Lost frames TCP recovers from; the reset is the
+    backend's."""
     if (r["kind"] in ("http", "download") and "Reset" in str(r.get("error"))
             and any(f["kind"] == "burst" for f in near)
             and backend_tcp.get("SyncookiesFailed", 0) > 0):
@@ -49,9 +49,10 @@ def overlapping(faults, a, b, after=AFTERMATH):
 
 
 def drops_during(drops, a, b):
-    """Frames the nodes dropped, by reason, and flows their tables evicted or refused
-    (`flows_evicted`, `flows_refused`), between the samples around [a, b] (summed over every
-    node incarnation sampled on both sides): the evidence beside a failed connection."""
+    """How much each counter rose between the samples around [a, b], summed over every
+    series sampled on both sides (a node incarnation, a backend): the nodes' drops by
+    reason, their tables' `flows_evicted` and `flows_refused`, their rings' `kernel_drops`;
+    the backends' TCP counters. The evidence beside a failed connection."""
     series = {}
     for t, n, inc, d in drops:
         series.setdefault((n, inc), []).append((t, d))
